@@ -1,0 +1,47 @@
+//! Library errors. The binary wraps these in `anyhow` at its edge.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Errors a user of censorprobe can hit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot read targets file {path}: {source}")]
+    TargetsUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{source_name}:{line}: malformed target {input:?}: {reason}")]
+    MalformedTarget {
+        source_name: String,
+        line: usize,
+        input: String,
+        reason: String,
+    },
+    #[error("cannot parse address {input:?}: {reason}")]
+    BadAddress { input: String, reason: String },
+    #[error("invalid option {option}: {reason}")]
+    BadOption { option: &'static str, reason: String },
+    #[error("cannot find a resolver in {path}: {reason}")]
+    NoSystemResolver { path: PathBuf, reason: String },
+    #[error("cannot open UDP socket for DNS probes: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("control resolver {control} is unreachable at start-up: {reason}")]
+    ControlUnreachable { control: String, reason: String },
+    #[error("cannot read CA file {path}: {reason}")]
+    BadCaFile { path: PathBuf, reason: String },
+    #[error("cannot read forged-IP list {path}: {reason}")]
+    BadForgedIpList { path: PathBuf, reason: String },
+    #[error("cannot write report to {path}: {source}")]
+    ReportWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("DNS message for {server} could not be built: {reason}")]
+    DnsEncode { server: SocketAddr, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! censorprobe: measure Internet censorship from a vantage point.
+//!
+//! Data flows one way: [`targets`] → [`scheduler`] → probes ([`dns`], [`control`])
+//! producing observations ([`observation`]) → [`classify`] (verdicts with evidence,
+//! [`verdict`]) → [`report`] writers.
+
+pub mod classify;
+pub mod cli;
+pub mod control;
+pub mod dns;
+pub mod error;
+pub mod ipclass;
+pub mod observation;
+pub mod report;
+pub mod scheduler;
+pub mod targets;
+pub mod verdict;
+
+pub use error::Error;

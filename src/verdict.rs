@@ -1,0 +1,186 @@
+//! Verdicts and the evidence they rest on. Produced only by [`crate::classify`].
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The DNS stage's verdict for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsVerdict {
+    /// The resolver answered, consistently with the control.
+    Ok,
+    /// The answer was forged or tampered with; `method` says how we know.
+    DnsPoisoning,
+    /// The resolver never answered while the control did.
+    Timeout,
+    /// Genuine NXDOMAIN: the resolver and the control agree the name does not exist.
+    Nxdomain,
+    /// The resolver answered SERVFAIL, REFUSED or another error code.
+    Error,
+    /// The evidence does not support any verdict (e.g. the control failed too).
+    Inconclusive,
+}
+
+impl DnsVerdict {
+    pub const ALL: [DnsVerdict; 6] = [
+        DnsVerdict::Ok,
+        DnsVerdict::DnsPoisoning,
+        DnsVerdict::Timeout,
+        DnsVerdict::Nxdomain,
+        DnsVerdict::Error,
+        DnsVerdict::Inconclusive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsVerdict::Ok => "ok",
+            DnsVerdict::DnsPoisoning => "dns_poisoning",
+            DnsVerdict::Timeout => "timeout",
+            DnsVerdict::Nxdomain => "nxdomain",
+            DnsVerdict::Error => "error",
+            DnsVerdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl fmt::Display for DnsVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a `dns_poisoning` verdict was established. Declared strongest first:
+/// the derived `Ord` ranks methods, and the strongest one found becomes `method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoisoningMethod {
+    /// Replies that disagree for one query, or any reply from the sink.
+    Injection,
+    /// An answer address is in the `--forged-ips` list.
+    KnownForgedIp,
+    /// Bogon answers while the control's are not.
+    Bogon,
+    /// NXDOMAIN or no data while the control resolves the name.
+    ForgedNxdomain,
+    /// No answer address in common with the control.
+    Inconsistent,
+}
+
+impl PoisoningMethod {
+    pub const ALL: [PoisoningMethod; 5] = [
+        PoisoningMethod::Injection,
+        PoisoningMethod::KnownForgedIp,
+        PoisoningMethod::Bogon,
+        PoisoningMethod::ForgedNxdomain,
+        PoisoningMethod::Inconsistent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoisoningMethod::Injection => "injection",
+            PoisoningMethod::KnownForgedIp => "known_forged_ip",
+            PoisoningMethod::Bogon => "bogon",
+            PoisoningMethod::ForgedNxdomain => "forged_nxdomain",
+            PoisoningMethod::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+impl fmt::Display for PoisoningMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of fact an evidence item states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// The sink (no DNS service) answered: only an injector does that.
+    SinkReply,
+    /// Several replies to one query disagree.
+    DisagreeingReplies,
+    /// A reply carries an address from the known-forged list.
+    KnownForgedIp,
+    /// A reply carries bogon addresses.
+    BogonAnswer,
+    /// The resolver says NXDOMAIN / no data.
+    ResolverNxdomain,
+    ResolverNoData,
+    /// The resolver's addresses share none with the control's.
+    NoCommonAddress,
+    /// The resolver's addresses share at least one with the control's.
+    CommonAddress,
+    /// The resolver answered with an error rcode.
+    ResolverError,
+    /// The resolver did not answer any attempt.
+    ResolverSilent,
+    /// What the control said.
+    ControlResolved,
+    ControlNxdomain,
+    ControlNoData,
+    ControlFailed,
+    /// No control was configured.
+    NoControl,
+    /// A reply differed from the query (id, question) or came from elsewhere.
+    MismatchedReply,
+    /// The packet's IP TTL differs between replies to one query.
+    TtlMismatch,
+    /// The name is an address literal: nothing to resolve.
+    AddressLiteral,
+}
+
+/// One fact a verdict rests on, with the observed values behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub kind: EvidenceKind,
+    /// Query type the fact is about, when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// Human-readable statement of the fact, with the values.
+    pub detail: String,
+    /// Addresses the fact is about (forged answers, control addresses...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+}
+
+impl Evidence {
+    pub fn new(kind: EvidenceKind, qtype: Option<&str>, detail: impl Into<String>) -> Self {
+        Evidence {
+            kind,
+            qtype: qtype.map(str::to_owned),
+            detail: detail.into(),
+            ips: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.ips = ips.into_iter().collect();
+        self
+    }
+}
+
+/// The DNS stage's judgement of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsAssessment {
+    pub verdict: DnsVerdict,
+    /// The strongest poisoning method, for `dns_poisoning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<PoisoningMethod>,
+    /// Every poisoning method that applies, strongest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<PoisoningMethod>,
+    /// The resolver's error rcode, for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// Addresses judged forged (from the sink, disagreeing replies, the forged list, bogons).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forged_ips: Vec<IpAddr>,
+    /// Addresses judged genuine (the resolver's consistent answer or the control's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genuine_ips: Vec<IpAddr>,
+    pub evidence: Vec<Evidence>,
+}
