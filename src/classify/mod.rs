@@ -1,0 +1,3 @@
+//! The classifier: the only place that turns observations into verdicts.
+
+pub mod dns;
