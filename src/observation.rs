@@ -69,6 +69,9 @@ pub struct DnsReply {
     /// Authority-section records (an SOA here tells "no data" from an empty answer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorities: Vec<DnsRecord>,
+    /// Why the packet could not be parsed as a DNS message, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
 }
 
 impl DnsReply {
