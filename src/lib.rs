@@ -12,8 +12,10 @@ pub mod error;
 pub mod ipclass;
 pub mod observation;
 pub mod report;
+pub mod scan;
 pub mod scheduler;
 pub mod targets;
+pub mod trust;
 pub mod verdict;
 
 pub use error::Error;

@@ -173,14 +173,28 @@ impl JsonlWriter {
         }
     }
 
+    /// Writes and flushes one record.
     pub fn write(&mut self, record: &ReportRecord) -> Result<()> {
+        self.write_unflushed(record)?;
+        self.flush()
+    }
+
+    /// Writes one record into the buffer; [`JsonlWriter::flush`] pushes it out.
+    pub fn write_unflushed(&mut self, record: &ReportRecord) -> Result<()> {
+        let path = &self.path;
         let map = |source| Error::ReportWrite {
-            path: self.path.clone(),
+            path: path.clone(),
             source,
         };
         serde_json::to_writer(&mut self.out, record).map_err(|e| map(io::Error::other(e)))?;
-        self.out.write_all(b"\n").map_err(map)?;
-        self.out.flush().map_err(map)
+        self.out.write_all(b"\n").map_err(map)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(|source| Error::ReportWrite {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
