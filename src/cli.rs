@@ -23,7 +23,11 @@ use crate::targets::{TargetList, TargetLoader};
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, Parser)]
-#[command(name = "censorprobe", version, about = "Measure Internet censorship from a vantage point: DNS poisoning, RST injection and timeouts, with the evidence behind every verdict")]
+#[command(
+    name = "censorprobe",
+    version,
+    about = "Measure Internet censorship from a vantage point: DNS poisoning, RST injection and timeouts, with the evidence behind every verdict"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -110,7 +114,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(at) => text.split_at(at),
         None => (text, "s"),
     };
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 1s, 2m)"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 1s, 2m)"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -143,7 +149,11 @@ pub fn system_resolver(path: &Path) -> Result<SocketAddr, Error> {
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
         .map(str::trim)
-        .find_map(|ip| ip.split('%').next().and_then(|ip| IpAddr::from_str(ip).ok()))
+        .find_map(|ip| {
+            ip.split('%')
+                .next()
+                .and_then(|ip| IpAddr::from_str(ip).ok())
+        })
         .map(|ip| SocketAddr::new(ip, 53))
         .ok_or_else(|| Error::NoSystemResolver {
             path: path.to_owned(),
@@ -173,13 +183,18 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         Some(text) => parse_server(text, 53)?,
         None => system_resolver(Path::new("/etc/resolv.conf"))?,
     };
-    let sink = args.dns_sink.as_deref().map(|s| parse_server(s, 53)).transpose()?;
+    let sink = args
+        .dns_sink
+        .as_deref()
+        .map(|s| parse_server(s, 53))
+        .transpose()?;
     let mut qtypes = Vec::new();
     for text in &args.qtype {
-        let qtype = RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| Error::BadOption {
-            option: "--qtype",
-            reason: format!("unknown query type {text:?}"),
-        })?;
+        let qtype =
+            RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| Error::BadOption {
+                option: "--qtype",
+                reason: format!("unknown query type {text:?}"),
+            })?;
         if !qtypes.contains(&qtype) {
             qtypes.push(qtype);
         }
@@ -194,7 +209,10 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         None => ForgedIpList::default(),
     };
     if args.rate < 0.0 || !args.rate.is_finite() {
-        bail!(Error::BadOption { option: "--rate", reason: "must be 0 (unpaced) or more".to_owned() });
+        bail!(Error::BadOption {
+            option: "--rate",
+            reason: "must be 0 (unpaced) or more".to_owned()
+        });
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let options_record = serde_json::json!({
@@ -239,7 +257,10 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs the command line; the binary's `main` only reports what this returns.
@@ -301,10 +322,22 @@ mod tests {
 
     #[test]
     fn servers() {
-        assert_eq!(parse_server("198.18.0.53", 53).unwrap(), "198.18.0.53:53".parse().unwrap());
-        assert_eq!(parse_server("127.0.0.1:5353", 53).unwrap(), "127.0.0.1:5353".parse().unwrap());
-        assert_eq!(parse_server("[::1]:54", 53).unwrap(), "[::1]:54".parse().unwrap());
-        assert_eq!(parse_server("::1", 53).unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(
+            parse_server("198.18.0.53", 53).unwrap(),
+            "198.18.0.53:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_server("127.0.0.1:5353", 53).unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_server("[::1]:54", 53).unwrap(),
+            "[::1]:54".parse().unwrap()
+        );
+        assert_eq!(
+            parse_server("::1", 53).unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
         assert!(parse_server("resolver.example", 53).is_err());
     }
 
@@ -312,8 +345,15 @@ mod tests {
     fn resolv_conf() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resolv.conf");
-        std::fs::write(&path, "# comment\nsearch lan\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n").unwrap();
-        assert_eq!(system_resolver(&path).unwrap(), "[fe80::1]:53".parse().unwrap());
+        std::fs::write(
+            &path,
+            "# comment\nsearch lan\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            system_resolver(&path).unwrap(),
+            "[fe80::1]:53".parse().unwrap()
+        );
         std::fs::write(&path, "search lan\n").unwrap();
         assert!(system_resolver(&path).is_err());
     }

@@ -17,9 +17,16 @@ pub const DEFAULT_CONTROL: &str = "doh:https://1.1.1.1/dns-query";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlSpec {
-    Doh { url: String },
-    Dot { addr: std::net::SocketAddr, name: String },
-    Udp { addr: std::net::SocketAddr },
+    Doh {
+        url: String,
+    },
+    Dot {
+        addr: std::net::SocketAddr,
+        name: String,
+    },
+    Udp {
+        addr: std::net::SocketAddr,
+    },
     None,
 }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -114,7 +116,11 @@ impl DnsEngine {
             listened_ms: 0.0,
             send_error: Some("DNS engine stopped".to_owned()),
         };
-        if self.workers[index].send(Job { question, done }).await.is_err() {
+        if self.workers[index]
+            .send(Job { question, done })
+            .await
+            .is_err()
+        {
             return fallback;
         }
         result.await.unwrap_or(fallback)
@@ -395,7 +401,8 @@ fn sockaddr_to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
     }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Builds the wire form of a query (RD set, EDNS0 with a 1232-byte payload).
@@ -501,9 +508,14 @@ mod tests {
                 };
                 let query = Message::from_vec(&buf[..len]).unwrap();
                 for (delay, ip) in &replies {
-                    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                    let mut reply =
+                        Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
                     reply.add_query(query.queries[0].clone());
-                    reply.add_answer(Record::from_rdata(query.queries[0].name().clone(), 60, RData::A(A(*ip))));
+                    reply.add_answer(Record::from_rdata(
+                        query.queries[0].name().clone(),
+                        60,
+                        RData::A(A(*ip)),
+                    ));
                     let bytes = reply.to_vec().unwrap();
                     let socket = Arc::clone(&socket);
                     let delay = *delay;
@@ -528,7 +540,11 @@ mod tests {
 
     #[tokio::test]
     async fn records_every_reply_in_order_with_ttl() {
-        let server = fake_server(vec![(0, Ipv4Addr::new(10, 10, 34, 34)), (80, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        let server = fake_server(vec![
+            (0, Ipv4Addr::new(10, 10, 34, 34)),
+            (80, Ipv4Addr::new(198, 18, 1, 10)),
+        ])
+        .await;
         let config = DnsProbeConfig {
             wait_after_first: Duration::from_millis(400),
             sockets: 1,
@@ -541,7 +557,11 @@ mod tests {
         assert_eq!(obs.replies[0].answers[0].data, "10.10.34.34");
         assert_eq!(obs.replies[1].answers[0].data, "198.18.1.10");
         assert!(obs.replies[0].elapsed_ms < obs.replies[1].elapsed_ms);
-        assert!(obs.replies.iter().all(|r| r.question_matches && r.from == server));
+        assert!(
+            obs.replies
+                .iter()
+                .all(|r| r.question_matches && r.from == server)
+        );
         assert!(obs.replies.iter().all(|r| r.ip_ttl == Some(64)), "{obs:#?}");
         assert_eq!(obs.replies[0].id, obs.ids[0]);
     }

@@ -23,7 +23,10 @@ pub enum Error {
     #[error("cannot parse address {input:?}: {reason}")]
     BadAddress { input: String, reason: String },
     #[error("invalid option {option}: {reason}")]
-    BadOption { option: &'static str, reason: String },
+    BadOption {
+        option: &'static str,
+        reason: String,
+    },
     #[error("cannot find a resolver in {path}: {reason}")]
     NoSystemResolver { path: PathBuf, reason: String },
     #[error("cannot open UDP socket for DNS probes: {0}")]

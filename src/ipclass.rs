@@ -127,7 +127,8 @@ mod tests {
 
     #[test]
     fn forged_list_parses_addresses_prefixes_and_comments() {
-        let list = ForgedIpList::parse("# pool\n10.10.34.34\n\n31.13.64.0/18 # facebook\n").unwrap();
+        let list =
+            ForgedIpList::parse("# pool\n10.10.34.34\n\n31.13.64.0/18 # facebook\n").unwrap();
         assert_eq!(list.len(), 2);
         assert!(list.contains("10.10.34.34".parse().unwrap()));
         assert!(list.contains("31.13.70.1".parse().unwrap()));

@@ -113,7 +113,10 @@ pub struct SummaryBuilder {
 
 impl SummaryBuilder {
     pub fn new(targets_scheduled: usize, skipped_inputs: usize) -> Self {
-        let dns = DnsVerdict::ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect();
+        let dns = DnsVerdict::ALL
+            .iter()
+            .map(|v| (v.as_str().to_owned(), 0))
+            .collect();
         SummaryBuilder {
             summary: SummaryRecord {
                 targets_scheduled,
@@ -127,9 +130,17 @@ impl SummaryBuilder {
     pub fn add(&mut self, record: &TargetRecord) {
         self.summary.targets_measured += 1;
         if let Some(dns) = &record.dns {
-            *self.summary.dns.entry(dns.assessment.verdict.as_str().to_owned()).or_default() += 1;
+            *self
+                .summary
+                .dns
+                .entry(dns.assessment.verdict.as_str().to_owned())
+                .or_default() += 1;
             if let Some(method) = dns.assessment.method {
-                *self.summary.dns_methods.entry(method.as_str().to_owned()).or_default() += 1;
+                *self
+                    .summary
+                    .dns_methods
+                    .entry(method.as_str().to_owned())
+                    .or_default() += 1;
             }
             if dns.assessment.verdict == DnsVerdict::DnsPoisoning {
                 self.summary.censored.push(record.domain.clone());
@@ -214,7 +225,11 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
         summary.targets_measured,
         summary.targets_scheduled,
         summary.duration_s,
-        if summary.interrupted { " (interrupted)" } else { "" }
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
     );
     if summary.skipped_inputs > 0 {
         let _ = writeln!(text, "  skipped input lines: {}", summary.skipped_inputs);
@@ -225,18 +240,40 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
         .filter(|(_, n)| **n > 0)
         .map(|(v, n)| format!("{v} {n}"))
         .collect();
-    let _ = writeln!(text, "  dns: {}", if counts.is_empty() { "-".to_owned() } else { counts.join(", ") });
+    let _ = writeln!(
+        text,
+        "  dns: {}",
+        if counts.is_empty() {
+            "-".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    );
     if !summary.dns_methods.is_empty() {
-        let methods: Vec<String> = summary.dns_methods.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        let methods: Vec<String> = summary
+            .dns_methods
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
         let _ = writeln!(text, "  poisoning methods: {}", methods.join(", "));
     }
     if !summary.censored.is_empty() {
         const SHOWN: usize = 20;
-        let mut shown: Vec<&str> = summary.censored.iter().take(SHOWN).map(String::as_str).collect();
+        let mut shown: Vec<&str> = summary
+            .censored
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
         if summary.censored.len() > SHOWN {
             shown.push("…");
         }
-        let _ = writeln!(text, "  censored ({}): {}", summary.censored.len(), shown.join(" "));
+        let _ = writeln!(
+            text,
+            "  censored ({}): {}",
+            summary.censored.len(),
+            shown.join(" ")
+        );
     }
     text
 }

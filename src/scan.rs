@@ -65,7 +65,8 @@ pub async fn run_scan(
     stop: impl Future<Output = ()>,
 ) -> Result<SummaryRecord> {
     let started = Instant::now();
-    let control = ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
+    let control =
+        ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
     if let Some(control) = &control {
         control.check_reachable().await?;
     }
@@ -74,7 +75,10 @@ pub async fn run_scan(
     {
         return Err(Error::BadOption {
             option: "--dns-sink",
-            reason: format!("the sink {sink} and the resolver {} must be of one address family", config.resolver),
+            reason: format!(
+                "the sink {sink} and the resolver {} must be of one address family",
+                config.resolver
+            ),
         });
     }
     let engine = DnsEngine::start(config.dns.clone(), config.resolver.ip()).await?;
@@ -109,20 +113,23 @@ pub async fn run_scan(
     let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
     // The writer runs on its own thread: report I/O never blocks the probes, and it
     // flushes whenever it has caught up, so an interrupted run loses nothing measured.
-    let writer_thread = tokio::task::spawn_blocking(move || -> Result<(JsonlWriter, SummaryBuilder)> {
-        while let Some(record) = rx.blocking_recv() {
-            summary.add(&record);
-            writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
-            while let Ok(record) = rx.try_recv() {
+    let writer_thread =
+        tokio::task::spawn_blocking(move || -> Result<(JsonlWriter, SummaryBuilder)> {
+            while let Some(record) = rx.blocking_recv() {
                 summary.add(&record);
                 writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                while let Ok(record) = rx.try_recv() {
+                    summary.add(&record);
+                    writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                }
+                writer.flush()?;
             }
-            writer.flush()?;
-        }
-        Ok((writer, summary))
-    });
+            Ok((writer, summary))
+        });
 
-    let dns_per_target = u32::try_from(config.qtypes.len() * if config.sink.is_some() { 2 } else { 1 }).unwrap_or(u32::MAX);
+    let dns_per_target =
+        u32::try_from(config.qtypes.len() * if config.sink.is_some() { 2 } else { 1 })
+            .unwrap_or(u32::MAX);
     let probe = {
         let context = Arc::clone(&context);
         move |target: Target| probe_target(Arc::clone(&context), target)
@@ -131,7 +138,13 @@ pub async fn run_scan(
         scheduled,
         config.concurrency,
         config.rate,
-        move |target: &Target| if target.address.is_some() { 0 } else { dns_per_target },
+        move |target: &Target| {
+            if target.address.is_some() {
+                0
+            } else {
+                dns_per_target
+            }
+        },
         probe,
         tx,
         stop,
@@ -149,7 +162,11 @@ pub async fn run_scan(
 async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord {
     let started_at = now_rfc3339();
     let started = Instant::now();
-    let mut categories: Vec<String> = target.sources.iter().filter_map(|s| s.category_code.clone()).collect();
+    let mut categories: Vec<String> = target
+        .sources
+        .iter()
+        .filter_map(|s| s.category_code.clone())
+        .collect();
     categories.sort();
     categories.dedup();
     let dns = if target.address.is_some() {

@@ -33,7 +33,9 @@ impl FromStr for Shard {
             option: "--shard",
             reason: format!("{s:?}: {reason}"),
         };
-        let (i, n) = s.split_once('/').ok_or_else(|| bad("expected I/N, e.g. 0/4"))?;
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| bad("expected I/N, e.g. 0/4"))?;
         let index: u32 = i.trim().parse().map_err(|_| bad("I is not a number"))?;
         let count: u32 = n.trim().parse().map_err(|_| bad("N is not a number"))?;
         if count == 0 {
@@ -167,7 +169,10 @@ where
         }
     }
     tasks.abort_all();
-    DispatchOutcome { started, interrupted }
+    DispatchOutcome {
+        started,
+        interrupted,
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +204,10 @@ mod tests {
 
     #[test]
     fn shard_syntax() {
-        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        assert_eq!(
+            "1/4".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 4 }
+        );
         assert!("4/4".parse::<Shard>().is_err());
         assert!("1/0".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());
@@ -242,11 +250,26 @@ mod tests {
             }
             got
         });
-        let outcome = dispatch((0..200).collect(), 8, 0.0, |_| 1, probe, tx, std::future::pending()).await;
+        let outcome = dispatch(
+            (0..200).collect(),
+            8,
+            0.0,
+            |_| 1,
+            probe,
+            tx,
+            std::future::pending(),
+        )
+        .await;
         let mut got = collector.await.unwrap();
         got.sort_unstable();
         assert_eq!(got, (0..200).collect::<Vec<_>>());
-        assert_eq!(outcome, DispatchOutcome { started: 200, interrupted: false });
+        assert_eq!(
+            outcome,
+            DispatchOutcome {
+                started: 200,
+                interrupted: false
+            }
+        );
         assert!(peak.load(Ordering::SeqCst) <= 8);
         assert!(peak.load(Ordering::SeqCst) > 1);
     }

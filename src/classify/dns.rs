@@ -24,8 +24,7 @@ use std::net::IpAddr;
 
 use crate::ipclass::{ForgedIpList, bogon_range};
 use crate::observation::{
-    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply,
-    DnsServerRole,
+    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply, DnsServerRole,
 };
 use crate::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 
@@ -73,12 +72,20 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
         forged: BTreeSet::new(),
         genuine: BTreeSet::new(),
     };
-    for query in inputs.queries.iter().filter(|q| q.role == DnsServerRole::Sink) {
+    for query in inputs
+        .queries
+        .iter()
+        .filter(|q| q.role == DnsServerRole::Sink)
+    {
         judge_sink(query, &mut j);
     }
 
     let mut outcomes: Vec<(String, QuestionOutcome, Option<&ControlAnswer>)> = Vec::new();
-    for query in inputs.queries.iter().filter(|q| q.role == DnsServerRole::Resolver) {
+    for query in inputs
+        .queries
+        .iter()
+        .filter(|q| q.role == DnsServerRole::Resolver)
+    {
         let control = inputs.control.and_then(|c| c.answer(&query.qtype));
         let outcome = judge_resolver_question(query, control, inputs, &mut j);
         outcomes.push((query.qtype.clone(), outcome, control));
@@ -189,7 +196,10 @@ fn judge_resolver_question(
 
     // Known-forged and bogon addresses count in any reply, not just the first.
     for reply in &valid {
-        let known: Vec<IpAddr> = reply.ips().filter(|ip| inputs.forged_ips.contains(*ip)).collect();
+        let known: Vec<IpAddr> = reply
+            .ips()
+            .filter(|ip| inputs.forged_ips.contains(*ip))
+            .collect();
         if !known.is_empty() {
             j.forged.extend(known.iter().copied());
             j.found(
@@ -197,7 +207,10 @@ fn judge_resolver_question(
                 Evidence::new(
                     EvidenceKind::KnownForgedIp,
                     Some(qtype),
-                    format!("answer carries address(es) from the forged-IP list: {}", describe_reply(reply)),
+                    format!(
+                        "answer carries address(es) from the forged-IP list: {}",
+                        describe_reply(reply)
+                    ),
                 )
                 .with_ips(known),
             );
@@ -212,7 +225,10 @@ fn judge_resolver_question(
             let evidence = Evidence::new(
                 EvidenceKind::BogonAnswer,
                 Some(qtype),
-                format!("answer carries bogon address(es): {}", describe_reply(reply)),
+                format!(
+                    "answer carries bogon address(es): {}",
+                    describe_reply(reply)
+                ),
             )
             .with_ips(bogons.iter().copied());
             if control.is_some_and(|c| !matches!(c.outcome, ControlOutcome::Error { .. })) {
@@ -261,7 +277,11 @@ fn judge_resolver_question(
         j.evidence.push(Evidence::new(
             EvidenceKind::ResolverError,
             Some(qtype),
-            format!("the resolver answered {}: {}", first.rcode, describe_reply(first)),
+            format!(
+                "the resolver answered {}: {}",
+                first.rcode,
+                describe_reply(first)
+            ),
         ));
         return QuestionOutcome::ErrorCode(first.rcode.clone());
     }
@@ -271,15 +291,26 @@ fn judge_resolver_question(
         match &control.outcome {
             ControlOutcome::Error { .. } => {}
             ControlOutcome::Resolved { .. } | ControlOutcome::NoData | ControlOutcome::Nxdomain => {
-                let common: Vec<IpAddr> = first_ips.iter().copied().filter(|ip| control_ips.contains(ip)).collect();
-                let proven: Vec<IpAddr> = first_ips.iter().copied().filter(|ip| inputs.tls_proven.contains(ip)).collect();
+                let common: Vec<IpAddr> = first_ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| control_ips.contains(ip))
+                    .collect();
+                let proven: Vec<IpAddr> = first_ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| inputs.tls_proven.contains(ip))
+                    .collect();
                 if !common.is_empty() {
                     j.genuine.extend(first_ips.iter().copied());
                     j.evidence.push(
                         Evidence::new(
                             EvidenceKind::CommonAddress,
                             Some(qtype),
-                            format!("the resolver's addresses share {} with the control's", join_ips(&common)),
+                            format!(
+                                "the resolver's addresses share {} with the control's",
+                                join_ips(&common)
+                            ),
                         )
                         .with_ips(common),
                     );
@@ -306,7 +337,11 @@ fn judge_resolver_question(
                             format!(
                                 "the resolver's addresses {} share none with the control's ({})",
                                 join_ips(&first_ips),
-                                if control_ips.is_empty() { "none".to_owned() } else { join_ips(&control_ips) }
+                                if control_ips.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    join_ips(&control_ips)
+                                }
                             ),
                         )
                         .with_ips(first_ips.iter().copied()),
@@ -343,7 +378,10 @@ fn judge_disagreement(
     }
     let genuine_index = valid
         .iter()
-        .position(|r| r.ips().any(|ip| control_ips.contains(&ip) || tls_proven.contains(&ip)))
+        .position(|r| {
+            r.ips()
+                .any(|ip| control_ips.contains(&ip) || tls_proven.contains(&ip))
+        })
         .unwrap_or(valid.len() - 1);
     let genuine_signature = &signatures[genuine_index];
     let mut detail = format!("{} replies to one {qtype} query disagree:", valid.len());
@@ -386,15 +424,19 @@ fn overall_without_poisoning(
     if outcomes.is_empty() {
         return (DnsVerdict::Inconclusive, None);
     }
-    if let Some((_, QuestionOutcome::ErrorCode(rcode), _)) =
-        outcomes.iter().find(|(_, o, _)| matches!(o, QuestionOutcome::ErrorCode(_)))
+    if let Some((_, QuestionOutcome::ErrorCode(rcode), _)) = outcomes
+        .iter()
+        .find(|(_, o, _)| matches!(o, QuestionOutcome::ErrorCode(_)))
     {
         return (DnsVerdict::Error, Some(rcode.clone()));
     }
     let control_answered = |c: &Option<&ControlAnswer>| {
         c.is_some_and(|c| !matches!(c.outcome, ControlOutcome::Error { .. }))
     };
-    let silent: Vec<_> = outcomes.iter().filter(|(_, o, _)| *o == QuestionOutcome::Silent).collect();
+    let silent: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o, _)| *o == QuestionOutcome::Silent)
+        .collect();
     if !silent.is_empty() {
         return if silent.iter().any(|(_, _, c)| control_answered(c)) {
             (DnsVerdict::Timeout, None)
@@ -403,7 +445,9 @@ fn overall_without_poisoning(
         };
     }
     if !has_control {
-        let all_nx = outcomes.iter().all(|(_, o, _)| *o == QuestionOutcome::Nxdomain);
+        let all_nx = outcomes
+            .iter()
+            .all(|(_, o, _)| *o == QuestionOutcome::Nxdomain);
         // A genuine NXDOMAIN needs the control's word; addresses with nothing suspicious
         // about them are accepted as they are when the user chose to run without a control.
         return if all_nx {
@@ -415,7 +459,10 @@ fn overall_without_poisoning(
     if outcomes.iter().any(|(_, _, c)| !control_answered(c)) {
         return (DnsVerdict::Inconclusive, None);
     }
-    if outcomes.iter().all(|(_, o, _)| *o == QuestionOutcome::Nxdomain) {
+    if outcomes
+        .iter()
+        .all(|(_, o, _)| *o == QuestionOutcome::Nxdomain)
+    {
         let control_agrees = outcomes
             .iter()
             .all(|(_, _, c)| c.is_some_and(|c| matches!(c.outcome, ControlOutcome::Nxdomain)));
@@ -434,11 +481,23 @@ fn control_evidence(answer: &ControlAnswer) -> Evidence {
         ControlOutcome::Resolved { ips, .. } => Evidence::new(
             EvidenceKind::ControlResolved,
             qtype,
-            format!("the control resolved the name to {} in {:.1} ms", join_ips(ips), answer.elapsed_ms),
+            format!(
+                "the control resolved the name to {} in {:.1} ms",
+                join_ips(ips),
+                answer.elapsed_ms
+            ),
         )
         .with_ips(ips.iter().copied()),
-        ControlOutcome::NoData => Evidence::new(EvidenceKind::ControlNoData, qtype, "the control found no data of this type"),
-        ControlOutcome::Nxdomain => Evidence::new(EvidenceKind::ControlNxdomain, qtype, "the control says the name does not exist"),
+        ControlOutcome::NoData => Evidence::new(
+            EvidenceKind::ControlNoData,
+            qtype,
+            "the control found no data of this type",
+        ),
+        ControlOutcome::Nxdomain => Evidence::new(
+            EvidenceKind::ControlNxdomain,
+            qtype,
+            "the control says the name does not exist",
+        ),
         ControlOutcome::Error { message } => Evidence::new(
             EvidenceKind::ControlFailed,
             qtype,
@@ -451,7 +510,10 @@ fn join_ips(ips: &[IpAddr]) -> String {
     if ips.is_empty() {
         return "nothing".to_owned();
     }
-    ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ")
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One line describing a reply: who, when, TTL, rcode, addresses.
@@ -461,7 +523,9 @@ fn describe_reply(reply: &DnsReply) -> String {
         "from {} after {:.1} ms, IP TTL {}, id {}, {}, answers: {}",
         reply.from,
         reply.elapsed_ms,
-        reply.ip_ttl.map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
+        reply
+            .ip_ttl
+            .map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
         reply.id,
         reply.rcode,
         if ips.is_empty() {
@@ -470,4 +534,163 @@ fn describe_reply(reply: &DnsReply) -> String {
             join_ips(&ips)
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::{DnsFlags, DnsRecord};
+    use std::net::SocketAddr;
+
+    const RESOLVER: &str = "198.18.0.53:53";
+
+    fn reply(from: &str, elapsed_ms: f64, rcode: &str, ips: &[&str]) -> DnsReply {
+        DnsReply {
+            from: from.parse().unwrap(),
+            elapsed_ms,
+            attempt: 1,
+            ip_ttl: Some(60),
+            size: 60,
+            id: 1,
+            flags: DnsFlags {
+                qr: true,
+                ..DnsFlags::default()
+            },
+            rcode: rcode.to_owned(),
+            question_matches: true,
+            answers: ips
+                .iter()
+                .map(|ip| DnsRecord {
+                    name: "x.test".into(),
+                    rtype: "A".into(),
+                    ttl: 60,
+                    data: (*ip).to_owned(),
+                })
+                .collect(),
+            authorities: Vec::new(),
+            malformed: None,
+        }
+    }
+
+    fn query(replies: Vec<DnsReply>) -> DnsQueryObservation {
+        DnsQueryObservation {
+            role: DnsServerRole::Resolver,
+            server: RESOLVER.parse::<SocketAddr>().unwrap(),
+            qname: "x.test".into(),
+            qtype: "A".into(),
+            source_port: 40000,
+            ids: vec![1],
+            attempts: 1,
+            replies,
+            listened_ms: 1000.0,
+            send_error: None,
+        }
+    }
+
+    fn control(outcome: ControlOutcome) -> ControlObservation {
+        ControlObservation {
+            control: "udp:198.18.0.54:53".into(),
+            answers: vec![ControlAnswer {
+                qtype: "A".into(),
+                outcome,
+                elapsed_ms: 5.0,
+            }],
+        }
+    }
+
+    fn resolved(ips: &[&str]) -> ControlOutcome {
+        ControlOutcome::Resolved {
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            records: Vec::new(),
+        }
+    }
+
+    fn judge(
+        queries: &[DnsQueryObservation],
+        control: Option<&ControlObservation>,
+        proven: &[IpAddr],
+    ) -> DnsAssessment {
+        classify_dns(&DnsInputs {
+            queries,
+            control,
+            forged_ips: &ForgedIpList::default(),
+            tls_proven: proven,
+        })
+    }
+
+    #[test]
+    fn identical_duplicate_replies_are_not_injection() {
+        let q = query(vec![
+            reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"]),
+            reply(RESOLVER, 6.0, "NoError", &["198.18.1.1"]),
+        ]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok);
+        assert!(a.methods.is_empty());
+    }
+
+    #[test]
+    fn a_reply_from_elsewhere_is_recorded_but_not_counted() {
+        let q = query(vec![
+            reply("198.18.9.9:53", 2.0, "NoError", &["10.0.0.1"]),
+            reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"]),
+        ]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::MismatchedReply)
+        );
+    }
+
+    #[test]
+    fn tls_proof_makes_a_different_address_consistent() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.7.7"])]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let proven: Vec<IpAddr> = vec!["198.18.7.7".parse().unwrap()];
+        let a = judge(std::slice::from_ref(&q), Some(&c), &proven);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::TlsProof));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.method, Some(PoisoningMethod::Inconsistent));
+    }
+
+    #[test]
+    fn failed_control_leaves_addresses_inconclusive() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.7.7"])]);
+        let c = control(ControlOutcome::Error {
+            message: "timed out".into(),
+        });
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Inconclusive);
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ControlFailed)
+        );
+    }
+
+    #[test]
+    fn bogon_in_the_controls_own_range_is_not_poisoning() {
+        // The control itself resolves the name into 198.18.0.0/15: that range is normal here.
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"])]);
+        let c = control(resolved(&["198.18.1.1"]));
+        assert_eq!(judge(&[q], Some(&c), &[]).verdict, DnsVerdict::Ok);
+    }
+
+    #[test]
+    fn no_data_while_control_resolves_is_forged_nxdomain() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &[])]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.method, Some(PoisoningMethod::ForgedNxdomain));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ResolverNoData)
+        );
+    }
 }

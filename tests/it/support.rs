@@ -20,7 +20,8 @@ pub fn repo_path(relative: &str) -> PathBuf {
 }
 
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    let text = std::fs::read_to_string(repo_path("reports/schema/censorprobe-report.schema.json")).unwrap();
+    let text = std::fs::read_to_string(repo_path("reports/schema/censorprobe-report.schema.json"))
+        .unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::options()
         .should_validate_formats(true)
@@ -30,8 +31,14 @@ static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 
 /// Validates one record against the report schema, panicking with every error.
 pub fn assert_schema_valid(record: &Value) {
-    let errors: Vec<String> = SCHEMA.iter_errors(record).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "record does not match the schema: {errors:#?}\n{record:#}");
+    let errors: Vec<String> = SCHEMA
+        .iter_errors(record)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "record does not match the schema: {errors:#?}\n{record:#}"
+    );
 }
 
 /// A parsed JSONL report.
@@ -48,7 +55,8 @@ impl Report {
         let mut summary = None;
         let mut targets = Vec::new();
         for line in text.lines() {
-            let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSONL line {line:?}: {e}"));
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad JSONL line {line:?}: {e}"));
             assert_schema_valid(&record);
             match record["record"].as_str() {
                 Some("header") => header = Some(record),
@@ -126,26 +134,44 @@ impl Behaviour {
 /// A loopback DNS server answering by name; names it does not know get `default`.
 /// Runs until the test's runtime ends.
 pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> SocketAddr {
-    let rules: HashMap<String, Behaviour> = rules.iter().map(|(n, b)| ((*n).to_owned(), b.clone())).collect();
+    let rules: HashMap<String, Behaviour> = rules
+        .iter()
+        .map(|(n, b)| ((*n).to_owned(), b.clone()))
+        .collect();
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0; 4096];
         loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
-            let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
-            let Some(question) = query.queries.first().cloned() else { continue };
-            let name = question.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            let Some(question) = query.queries.first().cloned() else {
+                continue;
+            };
+            let name = question
+                .name()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
             let behaviour = rules.get(&name).unwrap_or(&default).clone();
             let respond = |code: ResponseCode, ips: &[Ipv4Addr]| {
-                let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                let mut reply =
+                    Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
                 reply.metadata.recursion_desired = true;
                 reply.metadata.recursion_available = true;
                 reply.metadata.response_code = code;
                 reply.add_query(question.clone());
                 if question.query_type() == RecordType::A {
                     for ip in ips {
-                        reply.add_answer(Record::from_rdata(question.name().clone(), 300, RData::A(A(*ip))));
+                        reply.add_answer(Record::from_rdata(
+                            question.name().clone(),
+                            300,
+                            RData::A(A(*ip)),
+                        ));
                     }
                 }
                 reply.to_vec().unwrap()
@@ -153,10 +179,14 @@ pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> Socket
             match behaviour {
                 Behaviour::Drop => {}
                 Behaviour::Nxdomain => {
-                    let _ = socket.send_to(&respond(ResponseCode::NXDomain, &[]), peer).await;
+                    let _ = socket
+                        .send_to(&respond(ResponseCode::NXDomain, &[]), peer)
+                        .await;
                 }
                 Behaviour::ServFail => {
-                    let _ = socket.send_to(&respond(ResponseCode::ServFail, &[]), peer).await;
+                    let _ = socket
+                        .send_to(&respond(ResponseCode::ServFail, &[]), peer)
+                        .await;
                 }
                 Behaviour::Answers(list) => {
                     for (delay, ips) in list {
