@@ -1,0 +1,95 @@
+//! DNS stage throughput: the full scan pipeline (targets, scheduler, DNS engine,
+//! classifier, JSONL writer) against a fast loopback responder, with the
+//! wait-for-late-replies window on. Prints names/s and peak memory; asserts nothing.
+//!
+//! `cargo bench --bench dns_throughput -- [NAMES] [DNS_WAIT_MS] [CONCURRENCY]`
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use censorprobe::control::ControlSpec;
+use censorprobe::dns::DnsProbeConfig;
+use censorprobe::ipclass::ForgedIpList;
+use censorprobe::scan::{ScanConfig, run_scan};
+use censorprobe::targets::TargetLoader;
+use hickory_proto::op::{Message, MessageType, OpCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+
+/// A responder on its own threads: answers every A query with one address.
+fn responder(threads: usize) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    socket2::SockRef::from(&socket).set_recv_buffer_size(16 << 20).unwrap();
+    for _ in 0..threads {
+        let socket = socket.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            loop {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else { return };
+                let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
+                let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                let question = query.queries[0].clone();
+                reply.add_answer(Record::from_rdata(question.name().clone(), 60, RData::A(A::new(198, 18, 0, 1))));
+                reply.add_query(question);
+                let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
+            }
+        });
+    }
+    addr
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let names: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let wait_ms: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60_000);
+    let resolver = responder(1);
+
+    let mut loader = TargetLoader::new(false);
+    let list_text: String = (0..names).map(|i| format!("n{i}.bench.test\n")).collect();
+    loader.add_reader("bench", list_text.as_bytes()).unwrap();
+    let list = loader.finish();
+    let rss_list = peak_rss_kib();
+    let out = std::env::temp_dir().join(format!("censorprobe-bench-{}.jsonl", std::process::id()));
+    let config = ScanConfig {
+        resolver,
+        sink: None,
+        qtypes: vec![RecordType::A],
+        dns: DnsProbeConfig {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            wait_after_first: Duration::from_millis(wait_ms),
+            sockets: 4,
+            max_in_flight_per_socket: 32_768,
+        },
+        control: ControlSpec::None,
+        control_timeout: Duration::from_secs(1),
+        extra_roots: Vec::new(),
+        forged_ips: ForgedIpList::default(),
+        concurrency,
+        rate: 0.0,
+        seed: 1,
+        shard: None,
+        vantage: None,
+        out: Some(out.clone()),
+        options_record: serde_json::json!({}),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let started = Instant::now();
+    let summary = runtime.block_on(run_scan(config, list, std::future::pending())).unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    println!("dns_throughput: {names} names, dns-wait {wait_ms} ms, concurrency {concurrency}");
+    println!("  measured {} in {elapsed:.2} s: {:.0} names/s", summary.targets_measured, summary.targets_measured as f64 / elapsed);
+    println!("  verdicts: {:?}", summary.dns.iter().filter(|(_, n)| **n > 0).collect::<Vec<_>>());
+    println!("  peak RSS: {} MiB (after loading the list: {} MiB); report {} MiB", peak_rss_kib() / 1024, rss_list / 1024, bytes >> 20);
+}
