@@ -13,7 +13,9 @@ pub mod ipclass;
 pub mod observation;
 pub mod report;
 pub mod scheduler;
+pub mod servers;
 pub mod targets;
+pub mod trust;
 pub mod verdict;
 
 pub use error::Error;

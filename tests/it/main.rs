@@ -1,1 +1,2 @@
+mod control;
 mod targets;
