@@ -408,11 +408,8 @@ impl ControlResolver {
         let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         let outcome = match result {
             Ok(Ok(lookup)) => {
-                let records: Vec<DnsRecord> = lookup
-                    .answers()
-                    .iter()
-                    .map(DnsRecord::from_hickory)
-                    .collect();
+                let records: Vec<DnsRecord> =
+                    lookup.answers().iter().map(crate::dns::record_of).collect();
                 if records.is_empty() {
                     ControlOutcome::NoData
                 } else {

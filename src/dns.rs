@@ -1,1 +1,614 @@
-//! (being written)
+//! The DNS probe: queries over UDP from sockets the probe owns.
+//!
+//! A stub resolver keeps only the first reply; an on-path injector makes sure that the
+//! first reply is its forgery. So the probe keeps listening after the first reply (for
+//! `wait_after_first`) and records every reply with its arrival time, IP TTL, id, flags and
+//! answers. Sockets are never `connect()`ed: a connected socket would silently drop replies
+//! whose source differs from the resolver's.
+//!
+//! Engine design (for tens of thousands of names a second on two cores): a small fixed
+//! pool of sockets, each owned by one task that keeps its outstanding queries in a map
+//! keyed by query id and its deadlines in a heap. No per-query thread, socket or lock;
+//! submission goes through bounded channels, so a full engine applies back-pressure.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::observation::{DnsFlags, DnsQueryObservation, DnsRecord, DnsReply, DnsServerRole};
+
+/// Timing and retry policy of the DNS probe.
+#[derive(Debug, Clone)]
+pub struct DnsProbeConfig {
+    /// How long to wait for a first reply to one attempt.
+    pub timeout: Duration,
+    /// How many more attempts after the first, when an attempt gets no reply.
+    pub retries: u32,
+    /// How long to keep listening after the first reply, for late (genuine) replies.
+    pub wait_after_first: Duration,
+    /// Number of sockets (and tasks) in the pool.
+    pub sockets: usize,
+    /// Outstanding queries per socket before submissions wait.
+    pub max_in_flight_per_socket: usize,
+}
+
+impl Default for DnsProbeConfig {
+    fn default() -> Self {
+        DnsProbeConfig {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            wait_after_first: Duration::from_secs(1),
+            sockets: 4,
+            max_in_flight_per_socket: 16_384,
+        }
+    }
+}
+
+/// One question to put to one server.
+#[derive(Debug, Clone)]
+pub struct DnsQuestion {
+    pub qname: Name,
+    pub qtype: RecordType,
+    pub server: SocketAddr,
+    pub role: DnsServerRole,
+}
+
+struct Job {
+    question: DnsQuestion,
+    done: oneshot::Sender<DnsQueryObservation>,
+}
+
+/// A pool of probe sockets. Cheap to clone; every clone submits to the same pool.
+#[derive(Clone)]
+pub struct DnsEngine {
+    workers: Arc<Vec<mpsc::Sender<Job>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl DnsEngine {
+    /// Opens the socket pool for servers of the given address family and starts its tasks
+    /// on the current tokio runtime.
+    pub async fn start(config: DnsProbeConfig, family: IpAddr) -> Result<Self> {
+        let config = Arc::new(config);
+        let mut workers = Vec::with_capacity(config.sockets.max(1));
+        for _ in 0..config.sockets.max(1) {
+            let socket = open_socket(family).await?;
+            let (tx, rx) = mpsc::channel(1024);
+            let worker = SocketWorker::new(socket, Arc::clone(&config));
+            tokio::spawn(worker.run(rx));
+            workers.push(tx);
+        }
+        Ok(DnsEngine {
+            workers: Arc::new(workers),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Sends one question and returns everything observed for it. Waits (back-pressure)
+    /// when the chosen socket already has its maximum of outstanding queries.
+    pub async fn query(&self, question: DnsQuestion) -> DnsQueryObservation {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let (done, result) = oneshot::channel();
+        let fallback = DnsQueryObservation {
+            role: question.role,
+            server: question.server,
+            qname: name_text(&question.qname),
+            qtype: question.qtype.to_string(),
+            source_port: 0,
+            ids: Vec::new(),
+            attempts: 0,
+            replies: Vec::new(),
+            listened_ms: 0.0,
+            send_error: Some("DNS engine stopped".to_owned()),
+        };
+        if self.workers[index]
+            .send(Job { question, done })
+            .await
+            .is_err()
+        {
+            return fallback;
+        }
+        result.await.unwrap_or(fallback)
+    }
+}
+
+async fn open_socket(family: IpAddr) -> Result<UdpSocket> {
+    let bind: SocketAddr = match family {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    // Port 0: the kernel picks a random ephemeral source port for each socket.
+    let socket = UdpSocket::bind(bind).await.map_err(Error::Socket)?;
+    let ttl_option = match family {
+        IpAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true),
+        IpAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true),
+    };
+    ttl_option.map_err(|e| Error::Socket(e.into()))?;
+    // A large receive buffer keeps bursts of replies from being dropped by the kernel.
+    let sock_ref = socket2::SockRef::from(&socket);
+    let _ = sock_ref.set_recv_buffer_size(8 << 20);
+    let _ = sock_ref.set_send_buffer_size(4 << 20);
+    Ok(socket)
+}
+
+/// Lowercase, no trailing dot: the form names take in reports.
+pub fn name_text(name: &Name) -> String {
+    let mut text = name.to_ascii();
+    if text.len() > 1 && text.ends_with('.') {
+        text.pop();
+    }
+    text.to_ascii_lowercase()
+}
+
+struct PendingQuery {
+    question: DnsQuestion,
+    done: Option<oneshot::Sender<DnsQueryObservation>>,
+    ids: Vec<u16>,
+    first_sent: Instant,
+    last_sent: Instant,
+    first_reply: Option<Instant>,
+    replies: Vec<DnsReply>,
+    deadline: Instant,
+    send_error: Option<String>,
+}
+
+/// One socket and the queries outstanding on it. Owned by a single task: no locks.
+struct SocketWorker {
+    socket: UdpSocket,
+    config: Arc<DnsProbeConfig>,
+    source_port: u16,
+    /// Outstanding queries by key.
+    pending: HashMap<u64, PendingQuery>,
+    /// Query id -> key of the outstanding query that used it.
+    by_id: HashMap<u16, u64>,
+    /// Ids recently retired, with the time they may be reused: a late reply to a finished
+    /// query must not be taken for a reply to a new one.
+    retired: HashMap<u16, Instant>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_key: u64,
+    buffer: Vec<u8>,
+    cmsg: Vec<u8>,
+}
+
+impl SocketWorker {
+    fn new(socket: UdpSocket, config: Arc<DnsProbeConfig>) -> Self {
+        let source_port = socket.local_addr().map_or(0, |a| a.port());
+        SocketWorker {
+            socket,
+            config,
+            source_port,
+            pending: HashMap::new(),
+            by_id: HashMap::new(),
+            retired: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_key: 0,
+            buffer: vec![0; 65_535],
+            cmsg: nix::cmsg_space!(libc::c_int),
+        }
+    }
+
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut accepting = true;
+        loop {
+            if !accepting && self.pending.is_empty() {
+                return;
+            }
+            let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
+            let can_take = accepting && self.pending.len() < self.config.max_in_flight_per_socket;
+            tokio::select! {
+                biased;
+                ready = self.socket.readable() => {
+                    if ready.is_ok() {
+                        self.drain_socket();
+                    }
+                }
+                () = sleep_until_opt(next_deadline), if next_deadline.is_some() => {
+                    self.expire(Instant::now()).await;
+                }
+                job = jobs.recv(), if can_take => {
+                    match job {
+                        Some(job) => self.start(job).await,
+                        None => accepting = false,
+                    }
+                }
+            }
+        }
+    }
+
+    fn fresh_id(&mut self, now: Instant) -> u16 {
+        loop {
+            let id: u16 = rand::random();
+            if self.by_id.contains_key(&id) {
+                continue;
+            }
+            match self.retired.get(&id) {
+                Some(until) if *until > now => {}
+                _ => return id,
+            }
+        }
+    }
+
+    async fn start(&mut self, job: Job) {
+        let now = Instant::now();
+        let key = self.next_key;
+        self.next_key += 1;
+        let mut query = PendingQuery {
+            question: job.question,
+            done: Some(job.done),
+            ids: Vec::new(),
+            first_sent: now,
+            last_sent: now,
+            first_reply: None,
+            replies: Vec::new(),
+            deadline: now + self.config.timeout,
+            send_error: None,
+        };
+        self.send_attempt(key, &mut query, now).await;
+        self.deadlines.push(Reverse((query.deadline, key)));
+        self.pending.insert(key, query);
+    }
+
+    async fn send_attempt(&mut self, key: u64, query: &mut PendingQuery, now: Instant) {
+        let id = self.fresh_id(now);
+        query.ids.push(id);
+        query.last_sent = now;
+        query.deadline = now + self.config.timeout;
+        self.by_id.insert(id, key);
+        match encode_query(id, &query.question) {
+            Ok(bytes) => {
+                if let Err(e) = self.socket.send_to(&bytes, query.question.server).await {
+                    query.send_error = Some(e.to_string());
+                }
+            }
+            Err(e) => query.send_error = Some(e),
+        }
+    }
+
+    fn drain_socket(&mut self) {
+        loop {
+            let fd = self.socket.as_raw_fd();
+            let buffer = &mut self.buffer;
+            let cmsg = &mut self.cmsg;
+            let received = self.socket.try_io(Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(buffer)];
+                let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
+                    .map_err(std::io::Error::from)?;
+                let mut ttl = None;
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        match c {
+                            ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
+                            ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
+                            _ => {}
+                        }
+                    }
+                }
+                let from = msg.address.as_ref().and_then(sockaddr_to_std);
+                Ok((msg.bytes, from, ttl))
+            });
+            match received {
+                Ok((len, Some(from), ttl)) => self.on_packet(len, from, ttl, Instant::now()),
+                Ok((_, None, _)) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors (port unreachable) surface here on unconnected sockets on
+                // some kernels; they carry no reply, so keep reading.
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn on_packet(&mut self, len: usize, from: SocketAddr, ttl: Option<u8>, now: Instant) {
+        let bytes = &self.buffer[..len];
+        if len < 2 {
+            return;
+        }
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let Some(&key) = self.by_id.get(&id) else {
+            return; // not ours, or late for a finished query
+        };
+        let Some(query) = self.pending.get_mut(&key) else {
+            return;
+        };
+        let attempt = u32::try_from(query.ids.len()).unwrap_or(u32::MAX);
+        let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
+        let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
+        query.replies.push(reply);
+        if query.first_reply.is_none() {
+            query.first_reply = Some(now);
+            query.deadline = now + self.config.wait_after_first;
+            self.deadlines.push(Reverse((query.deadline, key)));
+        }
+    }
+
+    async fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(mut query) = self.pending.remove(&key) else {
+                continue;
+            };
+            if query.deadline > now {
+                // Superseded deadline: a newer one is in the heap.
+                self.pending.insert(key, query);
+                continue;
+            }
+            let retry_allowed = query.question.role == DnsServerRole::Resolver
+                && query.first_reply.is_none()
+                && (query.ids.len() as u32) <= self.config.retries;
+            if retry_allowed {
+                self.send_attempt(key, &mut query, now).await;
+                self.deadlines.push(Reverse((query.deadline, key)));
+                self.pending.insert(key, query);
+                continue;
+            }
+            self.finish(query, now);
+        }
+    }
+
+    fn finish(&mut self, mut query: PendingQuery, now: Instant) {
+        // Keep the ids off-limits for a while: a reply to them now would be late, and
+        // must not be mistaken for a reply to a new query.
+        let quarantine = now + self.config.timeout + self.config.wait_after_first;
+        for id in &query.ids {
+            self.by_id.remove(id);
+            self.retired.insert(*id, quarantine);
+        }
+        if self.retired.len() > 16_384 {
+            self.retired.retain(|_, until| *until > now);
+        }
+        let observation = DnsQueryObservation {
+            role: query.question.role,
+            server: query.question.server,
+            qname: name_text(&query.question.qname),
+            qtype: query.question.qtype.to_string(),
+            source_port: self.source_port,
+            attempts: u32::try_from(query.ids.len()).unwrap_or(u32::MAX),
+            ids: std::mem::take(&mut query.ids),
+            replies: std::mem::take(&mut query.replies),
+            listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
+            send_error: query.send_error.take(),
+        };
+        if let Some(done) = query.done.take() {
+            let _ = done.send(observation);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+fn sockaddr_to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// Builds the wire form of a query (RD set, EDNS0 with a 1232-byte payload).
+pub fn encode_query(id: u16, question: &DnsQuestion) -> std::result::Result<Vec<u8>, String> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(question.qname.clone(), question.qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.set_edns(edns);
+    message.to_vec().map_err(|e| e.to_string())
+}
+
+fn parse_reply(
+    bytes: &[u8],
+    question: &DnsQuestion,
+    from: SocketAddr,
+    ip_ttl: Option<u8>,
+    elapsed_ms: f64,
+    attempt: u32,
+) -> DnsReply {
+    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+    match Message::from_vec(bytes) {
+        Ok(message) => {
+            let meta = &message.metadata;
+            let question_matches = message.queries.len() == 1
+                && message.queries[0].query_type() == question.qtype
+                && name_text(message.queries[0].name()) == name_text(&question.qname);
+            DnsReply {
+                from,
+                elapsed_ms,
+                attempt,
+                ip_ttl,
+                size: bytes.len(),
+                id,
+                flags: DnsFlags {
+                    qr: meta.message_type == MessageType::Response,
+                    aa: meta.authoritative,
+                    tc: meta.truncation,
+                    rd: meta.recursion_desired,
+                    ra: meta.recursion_available,
+                    ad: meta.authentic_data,
+                    cd: meta.checking_disabled,
+                },
+                rcode: format!("{:?}", meta.response_code),
+                question_matches,
+                answers: message.answers.iter().map(record_of).collect(),
+                authorities: message.authorities.iter().map(record_of).collect(),
+                malformed: None,
+            }
+        }
+        Err(e) => DnsReply {
+            from,
+            elapsed_ms,
+            attempt,
+            ip_ttl,
+            size: bytes.len(),
+            id,
+            flags: DnsFlags::default(),
+            rcode: "Malformed".to_owned(),
+            question_matches: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            malformed: Some(e.to_string()),
+        },
+    }
+}
+
+/// Converts a hickory record into the report's form.
+pub fn record_of(record: &Record) -> DnsRecord {
+    let data = match &record.data {
+        RData::A(a) => a.0.to_string(),
+        RData::AAAA(a) => a.0.to_string(),
+        RData::CNAME(c) => name_text(&c.0),
+        RData::NS(n) => name_text(&n.0),
+        RData::PTR(p) => name_text(&p.0),
+        other => other.to_string(),
+    };
+    DnsRecord {
+        name: name_text(&record.name),
+        rtype: record.record_type().to_string(),
+        ttl: record.ttl,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::A;
+    use std::str::FromStr;
+
+    /// A loopback server that answers each query with the given (delay, address) replies.
+    async fn fake_server(replies: Vec<(u64, Ipv4Addr)>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let socket = Arc::new(socket);
+            let mut buf = vec![0; 2048];
+            loop {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Message::from_vec(&buf[..len]).unwrap();
+                for (delay, ip) in &replies {
+                    let mut reply =
+                        Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                    reply.add_query(query.queries[0].clone());
+                    reply.add_answer(Record::from_rdata(
+                        query.queries[0].name().clone(),
+                        60,
+                        RData::A(A(*ip)),
+                    ));
+                    let bytes = reply.to_vec().unwrap();
+                    let socket = Arc::clone(&socket);
+                    let delay = *delay;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        socket.send_to(&bytes, peer).await.unwrap();
+                    });
+                }
+            }
+        });
+        addr
+    }
+
+    fn question(server: SocketAddr) -> DnsQuestion {
+        DnsQuestion {
+            qname: Name::from_str("blocked.example.").unwrap(),
+            qtype: RecordType::A,
+            server,
+            role: DnsServerRole::Resolver,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_every_reply_in_order_with_ttl() {
+        let server = fake_server(vec![
+            (0, Ipv4Addr::new(10, 10, 34, 34)),
+            (80, Ipv4Addr::new(198, 18, 1, 10)),
+        ])
+        .await;
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(400),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.attempts, 1);
+        assert_eq!(obs.replies.len(), 2, "{obs:#?}");
+        assert_eq!(obs.replies[0].answers[0].data, "10.10.34.34");
+        assert_eq!(obs.replies[1].answers[0].data, "198.18.1.10");
+        assert!(obs.replies[0].elapsed_ms < obs.replies[1].elapsed_ms);
+        assert!(
+            obs.replies
+                .iter()
+                .all(|r| r.question_matches && r.from == server)
+        );
+        assert!(obs.replies.iter().all(|r| r.ip_ttl == Some(64)), "{obs:#?}");
+        assert_eq!(obs.replies[0].id, obs.ids[0]);
+    }
+
+    #[tokio::test]
+    async fn silent_server_is_retried_then_given_up() {
+        // Bound but never read: queries vanish.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = silent.local_addr().unwrap();
+        let config = DnsProbeConfig {
+            timeout: Duration::from_millis(150),
+            retries: 2,
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.attempts, 3);
+        assert_eq!(obs.ids.len(), 3);
+        assert!(obs.replies.is_empty());
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_queries_each_get_their_own_replies() {
+        let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 0, 1))]).await;
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(50),
+            sockets: 2,
+            max_in_flight_per_socket: 64,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..500 {
+            let engine = engine.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut q = question(server);
+                q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+                engine.query(q).await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            let obs = task.await.unwrap();
+            assert_eq!(obs.qname, format!("n{i}.example"));
+            assert_eq!(obs.replies.len(), 1, "{obs:#?}");
+            assert!(obs.replies[0].question_matches);
+        }
+    }
+}

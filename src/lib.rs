@@ -12,6 +12,7 @@ pub mod error;
 pub mod ipclass;
 pub mod observation;
 pub mod report;
+pub mod scan;
 pub mod scheduler;
 pub mod servers;
 pub mod targets;

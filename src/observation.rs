@@ -69,6 +69,9 @@ pub struct DnsReply {
     /// Authority-section records (an SOA here tells "no data" from an empty answer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorities: Vec<DnsRecord>,
+    /// Why the packet could not be parsed as a DNS message, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
 }
 
 impl DnsReply {
@@ -153,41 +156,5 @@ pub struct ControlObservation {
 impl ControlObservation {
     pub fn answer(&self, qtype: &str) -> Option<&ControlAnswer> {
         self.answers.iter().find(|a| a.qtype == qtype)
-    }
-}
-
-/// The textual form censorprobe uses for a domain name: lowercase ASCII (punycode), without
-/// the trailing dot; the root is `"."`.
-pub fn dns_name_text(name: &hickory_proto::rr::Name) -> String {
-    if name.is_root() {
-        return ".".to_owned();
-    }
-    let text = name.to_lowercase().to_ascii();
-    match text.strip_suffix('.') {
-        Some(stripped) => stripped.to_owned(),
-        None => text,
-    }
-}
-
-impl DnsRecord {
-    /// The observation form of a parsed record. Names (the owner, and the target of CNAME,
-    /// DNAME, NS and PTR records) use [`dns_name_text`]; addresses their usual text; any other
-    /// type its presentation-format rdata.
-    pub fn from_hickory(record: &hickory_proto::rr::Record) -> Self {
-        use hickory_proto::rr::RData;
-        let data = match &record.data {
-            RData::A(a) => a.0.to_string(),
-            RData::AAAA(aaaa) => aaaa.0.to_string(),
-            RData::CNAME(target) => dns_name_text(&target.0),
-            RData::NS(target) => dns_name_text(&target.0),
-            RData::PTR(target) => dns_name_text(&target.0),
-            other => other.to_string(),
-        };
-        Self {
-            name: dns_name_text(&record.name),
-            rtype: record.record_type().to_string(),
-            ttl: record.ttl,
-            data,
-        }
     }
 }

@@ -1,1 +1,279 @@
-//! (being written)
+//! Report records and writers: JSONL (one header, one record per target as soon as it
+//! completes, one summary) and the short human summary on stderr.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::observation::{ControlObservation, DnsQueryObservation};
+use crate::targets::{SkippedInput, TargetSource};
+use crate::verdict::{DnsAssessment, DnsVerdict};
+
+/// Version of the record layout; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of a JSONL report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum ReportRecord {
+    Header(HeaderRecord),
+    Target(Box<TargetRecord>),
+    Summary(SummaryRecord),
+}
+
+/// What was run, from where, with which options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeaderRecord {
+    pub tool: String,
+    pub version: String,
+    pub schema_version: u32,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vantage: Option<String>,
+    pub resolver: SocketAddr,
+    /// The control as configured (`none` when disabled).
+    pub control: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SocketAddr>,
+    /// Every option that shapes the measurement.
+    pub options: serde_json::Value,
+    /// Targets loaded (after de-duplication), and how many this run (shard) measures.
+    pub targets_loaded: usize,
+    pub targets_scheduled: usize,
+    /// Input lines that were not targets, with file, line and reason.
+    pub skipped_inputs: Vec<SkippedInput>,
+}
+
+/// The DNS stage of one target: verdict and evidence, plus every observation behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsSection {
+    #[serde(flatten)]
+    pub assessment: DnsAssessment,
+    pub resolver: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SocketAddr>,
+    pub queries: Vec<DnsQueryObservation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlObservation>,
+}
+
+/// Everything measured for one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub domain: String,
+    /// Set when the target is an address literal (no DNS stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_ips: Vec<IpAddr>,
+    pub sources: Vec<TargetSource>,
+    /// Distinct Citizen Lab category codes from the sources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    pub started_at: String,
+    pub duration_ms: f64,
+    /// The DNS stage; null for address literals and when the stage is off.
+    pub dns: Option<DnsSection>,
+}
+
+impl TargetRecord {
+    pub fn dns_verdict(&self) -> Option<DnsVerdict> {
+        self.dns.as_ref().map(|d| d.assessment.verdict)
+    }
+}
+
+/// Totals at the end of a run (also written after Ctrl-C).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SummaryRecord {
+    pub finished_at: String,
+    pub duration_s: f64,
+    pub targets_scheduled: usize,
+    pub targets_measured: usize,
+    /// True when the run was interrupted before every target was measured.
+    pub interrupted: bool,
+    pub skipped_inputs: usize,
+    /// Targets per DNS verdict (every verdict listed, zero included).
+    pub dns: BTreeMap<String, usize>,
+    /// Targets per poisoning method (strongest method of each).
+    pub dns_methods: BTreeMap<String, usize>,
+    /// Domains with a `dns_poisoning` verdict.
+    pub censored: Vec<String>,
+}
+
+/// Accumulates the summary as records stream past.
+#[derive(Debug, Clone)]
+pub struct SummaryBuilder {
+    summary: SummaryRecord,
+}
+
+impl SummaryBuilder {
+    pub fn new(targets_scheduled: usize, skipped_inputs: usize) -> Self {
+        let dns = DnsVerdict::ALL
+            .iter()
+            .map(|v| (v.as_str().to_owned(), 0))
+            .collect();
+        SummaryBuilder {
+            summary: SummaryRecord {
+                targets_scheduled,
+                skipped_inputs,
+                dns,
+                ..SummaryRecord::default()
+            },
+        }
+    }
+
+    pub fn add(&mut self, record: &TargetRecord) {
+        self.summary.targets_measured += 1;
+        if let Some(dns) = &record.dns {
+            *self
+                .summary
+                .dns
+                .entry(dns.assessment.verdict.as_str().to_owned())
+                .or_default() += 1;
+            if let Some(method) = dns.assessment.method {
+                *self
+                    .summary
+                    .dns_methods
+                    .entry(method.as_str().to_owned())
+                    .or_default() += 1;
+            }
+            if dns.assessment.verdict == DnsVerdict::DnsPoisoning {
+                self.summary.censored.push(record.domain.clone());
+            }
+        }
+    }
+
+    pub fn finish(mut self, duration_s: f64, interrupted: bool) -> SummaryRecord {
+        self.summary.finished_at = now_rfc3339();
+        self.summary.duration_s = duration_s;
+        self.summary.interrupted = interrupted;
+        self.summary.censored.sort();
+        self.summary
+    }
+}
+
+/// Writes JSONL records, flushing each one so an interrupted run loses nothing measured.
+pub struct JsonlWriter {
+    out: Box<dyn Write + Send>,
+    path: PathBuf,
+}
+
+impl JsonlWriter {
+    /// `None` or `-` writes to stdout.
+    pub fn create(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(p) if p != Path::new("-") => {
+                let file = File::create(p).map_err(|source| Error::ReportWrite {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Ok(JsonlWriter {
+                    out: Box::new(BufWriter::new(file)),
+                    path: p.to_owned(),
+                })
+            }
+            _ => Ok(JsonlWriter {
+                out: Box::new(BufWriter::new(io::stdout())),
+                path: PathBuf::from("-"),
+            }),
+        }
+    }
+
+    /// Writes and flushes one record.
+    pub fn write(&mut self, record: &ReportRecord) -> Result<()> {
+        self.write_unflushed(record)?;
+        self.flush()
+    }
+
+    /// Writes one record into the buffer; [`JsonlWriter::flush`] pushes it out.
+    pub fn write_unflushed(&mut self, record: &ReportRecord) -> Result<()> {
+        let path = &self.path;
+        let map = |source| Error::ReportWrite {
+            path: path.clone(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, record).map_err(|e| map(io::Error::other(e)))?;
+        self.out.write_all(b"\n").map_err(map)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(|source| Error::ReportWrite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The short human summary printed on stderr at the end of a run.
+pub fn human_summary(summary: &SummaryRecord) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "censorprobe: {} of {} target(s) measured in {:.1} s{}",
+        summary.targets_measured,
+        summary.targets_scheduled,
+        summary.duration_s,
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    );
+    if summary.skipped_inputs > 0 {
+        let _ = writeln!(text, "  skipped input lines: {}", summary.skipped_inputs);
+    }
+    let counts: Vec<String> = summary
+        .dns
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(v, n)| format!("{v} {n}"))
+        .collect();
+    let _ = writeln!(
+        text,
+        "  dns: {}",
+        if counts.is_empty() {
+            "-".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    );
+    if !summary.dns_methods.is_empty() {
+        let methods: Vec<String> = summary
+            .dns_methods
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
+        let _ = writeln!(text, "  poisoning methods: {}", methods.join(", "));
+    }
+    if !summary.censored.is_empty() {
+        const SHOWN: usize = 20;
+        let mut shown: Vec<&str> = summary
+            .censored
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        if summary.censored.len() > SHOWN {
+            shown.push("…");
+        }
+        let _ = writeln!(
+            text,
+            "  censored ({}): {}",
+            summary.censored.len(),
+            shown.join(" ")
+        );
+    }
+    text
+}

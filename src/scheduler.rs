@@ -1,1 +1,276 @@
-//! (being written)
+//! Ordering, sharding, pacing and bounded concurrency.
+//!
+//! The order is a seeded shuffle of the whole list, and shard `I/N` takes every N-th
+//! element of that permutation starting at I, as ZMap does: shards run with the same
+//! seed are disjoint and together cover the list. Pacing spaces work evenly at `rate`
+//! units a second (no bursts, no catch-up after a stall); concurrency is a semaphore.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// `--shard I/N`: the I-th (0-based) of N disjoint parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::BadOption {
+            option: "--shard",
+            reason: format!("{s:?}: {reason}"),
+        };
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| bad("expected I/N, e.g. 0/4"))?;
+        let index: u32 = i.trim().parse().map_err(|_| bad("I is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| bad("N is not a number"))?;
+        if count == 0 {
+            return Err(bad("N must be at least 1"));
+        }
+        if index >= count {
+            return Err(bad("I counts from 0 and must be below N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Shuffles `items` with `seed`, then keeps this shard's part.
+pub fn order<T>(mut items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    items.shuffle(&mut rng);
+    match shard {
+        None => items,
+        Some(shard) => items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| (*i as u64) % u64::from(shard.count) == u64::from(shard.index))
+            .map(|(_, item)| item)
+            .collect(),
+    }
+}
+
+/// Spaces work evenly: each unit of work may start `1/rate` seconds after the previous.
+/// Owned by the single dispatcher, so it needs no lock.
+#[derive(Debug)]
+pub struct Pacer {
+    per_unit: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    /// `rate` units per second; 0 means unpaced.
+    pub fn new(rate: f64) -> Self {
+        Pacer {
+            per_unit: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
+            next: Instant::now(),
+        }
+    }
+
+    /// Waits until `units` more units may start.
+    pub async fn wait(&mut self, units: u32) {
+        let Some(per_unit) = self.per_unit else {
+            return;
+        };
+        let now = Instant::now();
+        // After a stall (the consumer was slower than the rate), do not burst to catch up.
+        if self.next < now {
+            self.next = now;
+        }
+        if self.next > now {
+            tokio::time::sleep_until(self.next).await;
+        }
+        self.next += per_unit * units;
+    }
+}
+
+/// How a run of the dispatcher ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchOutcome {
+    pub started: usize,
+    pub interrupted: bool,
+}
+
+/// Runs `probe` over `items` with at most `concurrency` in flight, paced at `rate` units
+/// a second (`cost` units per item), sending each result on `results` as soon as it is
+/// ready. Stops starting new work when `stop` resolves; work in flight is abandoned then
+/// (its results were not measured to the end).
+pub async fn dispatch<T, R, P, F, S>(
+    items: Vec<T>,
+    concurrency: usize,
+    rate: f64,
+    cost: impl Fn(&T) -> u32,
+    probe: P,
+    results: mpsc::Sender<R>,
+    stop: S,
+) -> DispatchOutcome
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    P: Fn(T) -> F,
+    F: Future<Output = R> + Send + 'static,
+    S: Future<Output = ()>,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut pacer = Pacer::new(rate);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut started = 0;
+    tokio::pin!(stop);
+    let mut interrupted = false;
+    'items: for item in items {
+        let units = cost(&item);
+        tokio::select! {
+            biased;
+            () = &mut stop => { interrupted = true; break 'items; }
+            () = pacer.wait(units) => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            () = &mut stop => { interrupted = true; break 'items; }
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let work = probe(item);
+        let results = results.clone();
+        tasks.spawn(async move {
+            let result = work.await;
+            let _ = results.send(result).await;
+            drop(permit);
+        });
+        started += 1;
+        // Reap finished tasks so the set does not grow with the list.
+        while tasks.try_join_next().is_some() {}
+    }
+    if !interrupted {
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => { interrupted = true; break; }
+                next = tasks.join_next() => if next.is_none() { break },
+            }
+        }
+    }
+    tasks.abort_all();
+    DispatchOutcome {
+        started,
+        interrupted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn shards_are_disjoint_and_cover_the_list() {
+        let items: Vec<u32> = (0..1000).collect();
+        let mut seen = HashSet::new();
+        for index in 0..7 {
+            let part = order(items.clone(), 42, Some(Shard { index, count: 7 }));
+            assert!(part.len() >= 142 && part.len() <= 143, "{}", part.len());
+            for item in part {
+                assert!(seen.insert(item), "{item} in two shards");
+            }
+        }
+        assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn order_depends_on_seed_only() {
+        let items: Vec<u32> = (0..100).collect();
+        assert_eq!(order(items.clone(), 7, None), order(items.clone(), 7, None));
+        assert_ne!(order(items.clone(), 7, None), order(items.clone(), 8, None));
+        assert_ne!(order(items.clone(), 7, None), items);
+    }
+
+    #[test]
+    fn shard_syntax() {
+        assert_eq!(
+            "1/4".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 4 }
+        );
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("1/0".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_work_evenly() {
+        let mut pacer = Pacer::new(100.0);
+        let start = Instant::now();
+        for _ in 0..50 {
+            pacer.wait(1).await;
+        }
+        // 50 units at 100/s: the 50th starts 490 ms after the first (virtual clock).
+        assert_eq!(start.elapsed(), Duration::from_millis(490));
+    }
+
+    #[tokio::test]
+    async fn dispatch_bounds_concurrency_and_delivers_every_result() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let live = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (tx, mut rx) = mpsc::channel(16);
+        let probe = {
+            let (live, peak) = (Arc::clone(&live), Arc::clone(&peak));
+            move |i: u32| {
+                let (live, peak) = (Arc::clone(&live), Arc::clone(&peak));
+                async move {
+                    let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    i
+                }
+            }
+        };
+        let collector = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(i) = rx.recv().await {
+                got.push(i);
+            }
+            got
+        });
+        let outcome = dispatch(
+            (0..200).collect(),
+            8,
+            0.0,
+            |_| 1,
+            probe,
+            tx,
+            std::future::pending(),
+        )
+        .await;
+        let mut got = collector.await.unwrap();
+        got.sort_unstable();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        assert_eq!(
+            outcome,
+            DispatchOutcome {
+                started: 200,
+                interrupted: false
+            }
+        );
+        assert!(peak.load(Ordering::SeqCst) <= 8);
+        assert!(peak.load(Ordering::SeqCst) > 1);
+    }
+}

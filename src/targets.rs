@@ -1,13 +1,70 @@
 //! Target lists: parsing, normalisation, de-duplication.
-//! (API fixed; implementation being written.)
+//!
+//! Targets come from command-line arguments ([`TargetLoader::add_cli`]) and from files
+//! ([`TargetLoader::add_file`], `-` meaning stdin). A file is one of two formats, told apart
+//! by its first line:
+//!
+//! * **Citizen Lab test-list CSV**: the first line is a header whose first two columns are
+//!   `url,category_code` (the layout of `citizenlab/test-lists`). Each row's `url` is the
+//!   target and its `category_code` is kept. Rows are parsed with the `csv` crate, so quoted
+//!   fields and multi-line notes are handled; line numbers are those where a row starts.
+//! * **Plain list**: anything else. One entry a line:
+//!
+//!   ```text
+//!   # a comment line
+//!   www.example.com                        # domain
+//!   https://www.example.org/some/page      # URL: only the host is kept
+//!   example.net,192.0.2.7,2001:db8::7      # pinned addresses
+//!   www.example.com,category=NEWS          # Citizen Lab category code
+//!   example.net,192.0.2.7,category=CTRL    # both
+//!   ```
+//!
+//!   A `#` starts a comment when it begins the line or follows whitespace, so URL fragments
+//!   (`https://host/#/page`) are not comments. Blank and comment-only lines are not entries.
+//!   The first comma-separated field is the target; each further field is an IP address to
+//!   pin (IPv6 bare or bracketed) or `category=CODE` (1–16 ASCII letters or digits, stored in
+//!   upper case; at most one per line). A comma always ends the target field, so a URL whose
+//!   path contains a comma must write it as `%2C`. Command-line arguments use the same entry
+//!   syntax, without comments.
+//!
+//! # Normalisation
+//!
+//! The target field is a host name, an IP literal, or a URL. URLs (`http`/`https`, or no
+//! scheme at all: `host/path`, `host:port`, `user@host`) are parsed with the `url` crate and
+//! reduced to their host; port, path and user information are dropped. Host names are
+//! lower-cased and mapped to punycode by UTS-46 IDNA (`bücher.example` becomes
+//! `xn--bcher-kva.example`); one trailing dot is removed. The result must be a plausible DNS
+//! name: at least two labels, each 1–63 octets, at most 253 octets in all, made of ASCII
+//! letters, digits, `-` and `_`.
+//!
+//! **Underscores are allowed** (and leading/trailing hyphens are not rejected): DNS carries any
+//! octet, resolvers answer for such names, censors match on them, and real test lists contain
+//! them (e.g. blog sub-domains). Strict LDH would drop real targets; everything else
+//! (spaces, `*`, `!`, `=`, ...) is rejected.
+//!
+//! IPv4 literals (dotted quad only; the URL standard's `0x7f.1` style is rejected as
+//! ambiguous) and IPv6 literals (bare, or bracketed in URLs) become targets whose
+//! [`Target::address`] is set and whose [`Target::domain`] is the canonical address text.
+//!
+//! # De-duplication and bad input
+//!
+//! Targets are keyed by normalised domain and kept in first-seen order; a name given on
+//! several lines or in several files is one [`Target`] with several [`Target::sources`], each
+//! keeping its line and category, and the union of their pinned addresses. A line that is
+//! not a target is recorded as a [`SkippedInput`] with its source, line number and reason
+//! (for command-line arguments the "line" is the argument's 1-based position among the
+//! targets given there). In strict mode the first such line is an
+//! [`Error::MalformedTarget`] instead. Nothing is dropped silently.
 
-use std::io::BufRead;
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Where one input line for a target came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,49 +96,956 @@ pub struct Target {
     pub sources: Vec<TargetSource>,
 }
 
+impl Target {
+    /// The distinct category codes the sources give, in first-seen order.
+    pub fn category_codes(&self) -> Vec<&str> {
+        let mut codes: Vec<&str> = Vec::new();
+        for code in self
+            .sources
+            .iter()
+            .filter_map(|s| s.category_code.as_deref())
+        {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        codes
+    }
+}
+
 /// An input line that was not a target, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedInput {
+    /// File path as given, `-` for stdin, `cli` for command-line arguments.
     pub source: String,
+    /// 1-based line number; for `cli`, the argument's 1-based position.
     pub line: usize,
+    /// The line as written (comment removed, whitespace trimmed).
     pub input: String,
+    /// Why the line is not a target.
     pub reason: String,
 }
 
+/// The loaded targets and the inputs that were skipped.
 #[derive(Debug, Clone, Default)]
 pub struct TargetList {
     pub targets: Vec<Target>,
     pub skipped: Vec<SkippedInput>,
 }
 
+/// Accumulates targets from several sources; see the module documentation for the formats.
 #[derive(Debug, Default)]
 pub struct TargetLoader {
     strict: bool,
     list: TargetList,
+    /// Normalised domain -> index in `list.targets`.
+    index: HashMap<String, usize>,
+    /// Command-line targets seen so far (their position stands in for a line number).
+    cli_args: usize,
 }
 
+/// A host after normalisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A DNS name: ASCII, lowercase, punycode, no trailing dot.
+    Domain(String),
+    /// An IP literal.
+    Address(IpAddr),
+}
+
+impl Host {
+    /// The text used as [`Target::domain`].
+    pub fn name(&self) -> String {
+        match self {
+            Host::Domain(name) => name.clone(),
+            Host::Address(ip) => ip.to_string(),
+        }
+    }
+}
+
+/// Why an input is not a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidTarget {
+    #[error("empty target")]
+    Empty,
+    #[error("whitespace inside a target")]
+    Whitespace,
+    #[error("unsupported URL scheme {0:?} (only http and https name a host to probe)")]
+    UnsupportedScheme(String),
+    #[error("not a URL or host name: {0}")]
+    Unparsable(String),
+    #[error("URL has no host")]
+    NoHost,
+    #[error("IPv4 address written as {0:?}; only dotted-quad form is accepted")]
+    NonCanonicalIpv4(String),
+    #[error("empty label in {0:?}")]
+    EmptyLabel(String),
+    #[error("label {0:?} is longer than 63 octets")]
+    LabelTooLong(String),
+    #[error("name is {0} octets long; at most 253 are allowed")]
+    NameTooLong(usize),
+    #[error("character {0:?} is not allowed in a host name (letters, digits, '-' and '_' only)")]
+    BadCharacter(char),
+    #[error("single-label name {0:?}: a target needs at least two labels")]
+    SingleLabel(String),
+    #[error("empty field after a comma")]
+    EmptyField,
+    #[error("field {0:?} is neither an IP address nor category=CODE")]
+    BadField(String),
+    #[error("category code {0:?} is not 1-16 ASCII letters or digits")]
+    BadCategory(String),
+    #[error("category given twice on one line")]
+    DuplicateCategory,
+    #[error("an IP-address target cannot pin addresses")]
+    PinnedOnAddress,
+    #[error("line is not valid UTF-8")]
+    NotUtf8,
+    #[error("CSV row has an empty or missing url field")]
+    MissingUrl,
+}
+
+/// One parsed entry: a plain-list line, a CSV row or a command-line argument.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry<'a> {
+    /// The target field as written.
+    input: &'a str,
+    host: Host,
+    pinned_ips: Vec<IpAddr>,
+    category_code: Option<String>,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const MAX_LABEL: usize = 63;
+const MAX_NAME: usize = 253;
+const MAX_CATEGORY: usize = 16;
+
 impl TargetLoader {
+    /// A loader; with `strict` the first malformed input is an error instead of a skip.
     pub fn new(strict: bool) -> Self {
         TargetLoader {
             strict,
-            list: TargetList::default(),
+            ..TargetLoader::default()
         }
     }
 
-    pub fn add_cli(&mut self, _arg: &str) -> Result<()> {
-        let _ = self.strict;
-        unimplemented!()
+    /// Add one command-line argument (`DOMAIN|URL[,IP...][,category=CODE]`).
+    pub fn add_cli(&mut self, arg: &str) -> Result<()> {
+        self.cli_args += 1;
+        let position = self.cli_args;
+        match parse_entry(arg.trim()) {
+            Ok(entry) => {
+                self.accept("cli", None, entry);
+                Ok(())
+            }
+            Err(reason) => self.reject("cli", position, arg.trim().to_owned(), &reason),
+        }
     }
 
-    pub fn add_file(&mut self, _path: &Path) -> Result<()> {
-        unimplemented!()
+    /// Add a targets file; `-` reads stdin. An unopenable or unreadable file is
+    /// [`Error::TargetsUnreadable`].
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        if path == Path::new("-") {
+            let stdin = io::stdin();
+            return self.read_source("-", path, stdin.lock());
+        }
+        let file = File::open(path).map_err(|source| Error::TargetsUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.read_source(&path.display().to_string(), path, BufReader::new(file))
     }
 
-    pub fn add_reader(&mut self, _source: &str, _reader: impl BufRead) -> Result<()> {
-        unimplemented!()
+    /// Add targets from a reader, named `source` in sources, skips and errors.
+    pub fn add_reader(&mut self, source: &str, reader: impl BufRead) -> Result<()> {
+        self.read_source(source, Path::new(source), reader)
     }
 
+    /// The targets in first-seen order and every skipped input.
     pub fn finish(self) -> TargetList {
         self.list
+    }
+
+    fn read_source(&mut self, source: &str, path: &Path, mut reader: impl BufRead) -> Result<()> {
+        let mut first_line = Vec::new();
+        let result = match reader.read_until(b'\n', &mut first_line) {
+            Err(e) => Err(ReadError::Io(e)),
+            Ok(_) if is_citizenlab_header(&first_line) => {
+                self.read_csv(source, io::Cursor::new(first_line).chain(reader))
+            }
+            Ok(_) => self.read_plain(source, &first_line, reader),
+        };
+        result.map_err(|e| match e {
+            ReadError::Io(source) => Error::TargetsUnreadable {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::Malformed(e) => e,
+        })
+    }
+
+    fn read_plain(
+        &mut self,
+        source: &str,
+        first_line: &[u8],
+        mut reader: impl BufRead,
+    ) -> Result<(), ReadError> {
+        let first_line = first_line.strip_prefix(UTF8_BOM).unwrap_or(first_line);
+        self.plain_line(source, 1, first_line)?;
+        let mut line = Vec::new();
+        let mut line_number = 1;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            line_number += 1;
+            self.plain_line(source, line_number, &line)?;
+        }
+    }
+
+    /// One plain-list line, line ending included; blank and comment lines are no entry.
+    fn plain_line(&mut self, source: &str, line_number: usize, line: &[u8]) -> Result<()> {
+        let Ok(text) = std::str::from_utf8(line) else {
+            let input = String::from_utf8_lossy(line).trim().to_owned();
+            return self.reject(source, line_number, input, &InvalidTarget::NotUtf8);
+        };
+        let text = strip_comment(text).trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        match parse_entry(text) {
+            Ok(entry) => {
+                self.accept(source, Some(line_number), entry);
+                Ok(())
+            }
+            Err(reason) => self.reject(source, line_number, text.to_owned(), &reason),
+        }
+    }
+
+    fn read_csv(&mut self, source: &str, reader: impl Read) -> Result<(), ReadError> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(reader);
+        let headers = csv.byte_headers()?.clone();
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        };
+        // Detection guarantees both columns exist.
+        let url_column = column("url").unwrap_or(0);
+        let category_column = column("category_code").unwrap_or(1);
+        let mut record = csv::ByteRecord::new();
+        while csv.read_byte_record(&mut record)? {
+            let line_number = record
+                .position()
+                .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+            let field = |i: usize| record.get(i).map(<[u8]>::trim_ascii).unwrap_or_default();
+            let (url, category) = (field(url_column), field(category_column));
+            let (Ok(url), Ok(category)) = (std::str::from_utf8(url), std::str::from_utf8(category))
+            else {
+                let input = String::from_utf8_lossy(url).into_owned();
+                self.reject(source, line_number, input, &InvalidTarget::NotUtf8)?;
+                continue;
+            };
+            if url.is_empty() {
+                let input = String::from_utf8_lossy(record.as_slice()).into_owned();
+                self.reject(source, line_number, input, &InvalidTarget::MissingUrl)?;
+                continue;
+            }
+            match normalize_host(url) {
+                Ok(host) => {
+                    let entry = Entry {
+                        input: url,
+                        host,
+                        pinned_ips: Vec::new(),
+                        category_code: (!category.is_empty()).then(|| category.to_owned()),
+                    };
+                    self.accept(source, Some(line_number), entry);
+                }
+                Err(reason) => self.reject(source, line_number, url.to_owned(), &reason)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, source: &str, line: Option<usize>, entry: Entry<'_>) {
+        let target_source = TargetSource {
+            source: source.to_owned(),
+            line,
+            input: entry.input.to_owned(),
+            category_code: entry.category_code,
+        };
+        let domain = entry.host.name();
+        if let Some(&i) = self.index.get(&domain) {
+            let target = &mut self.list.targets[i];
+            for ip in entry.pinned_ips {
+                if !target.pinned_ips.contains(&ip) {
+                    target.pinned_ips.push(ip);
+                }
+            }
+            target.sources.push(target_source);
+        } else {
+            self.index.insert(domain.clone(), self.list.targets.len());
+            self.list.targets.push(Target {
+                domain,
+                address: match entry.host {
+                    Host::Address(ip) => Some(ip),
+                    Host::Domain(_) => None,
+                },
+                pinned_ips: entry.pinned_ips,
+                sources: vec![target_source],
+            });
+        }
+    }
+
+    /// Record a malformed input; in strict mode it is also the returned error.
+    fn reject(
+        &mut self,
+        source: &str,
+        line: usize,
+        input: String,
+        reason: &InvalidTarget,
+    ) -> Result<()> {
+        let skipped = SkippedInput {
+            source: source.to_owned(),
+            line,
+            input,
+            reason: reason.to_string(),
+        };
+        if self.strict {
+            let error = Error::MalformedTarget {
+                source_name: skipped.source.clone(),
+                line,
+                input: skipped.input.clone(),
+                reason: skipped.reason.clone(),
+            };
+            self.list.skipped.push(skipped);
+            return Err(error);
+        }
+        self.list.skipped.push(skipped);
+        Ok(())
+    }
+}
+
+/// Failures while reading one source: I/O (reported with the path) or a strict-mode reject.
+enum ReadError {
+    Io(io::Error),
+    Malformed(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<Error> for ReadError {
+    fn from(e: Error) -> Self {
+        ReadError::Malformed(e)
+    }
+}
+
+impl From<csv::Error> for ReadError {
+    fn from(e: csv::Error) -> Self {
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => ReadError::Io(io),
+            // Byte records in flexible mode fail only on I/O; keep any other kind readable.
+            other => ReadError::Io(io::Error::other(format!("{other:?}"))),
+        }
+    }
+}
+
+/// Whether a file's first line is a Citizen Lab test-list header (`url,category_code,...`).
+fn is_citizenlab_header(first_line: &[u8]) -> bool {
+    let line = first_line.strip_prefix(UTF8_BOM).unwrap_or(first_line);
+    let mut fields = line.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+    fields
+        .next()
+        .is_some_and(|f| f.eq_ignore_ascii_case(b"url"))
+        && fields
+            .next()
+            .is_some_and(|f| f.eq_ignore_ascii_case(b"category_code"))
+}
+
+/// Cut a plain-list line at its comment: a `#` at the start or after whitespace.
+fn strip_comment(line: &str) -> &str {
+    let mut previous_is_space = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && previous_is_space {
+            return &line[..i];
+        }
+        previous_is_space = c.is_whitespace();
+    }
+    line
+}
+
+/// Parse `TARGET[,IP...][,category=CODE]` (comment already removed, trimmed).
+fn parse_entry(text: &str) -> Result<Entry<'_>, InvalidTarget> {
+    let mut fields = text.split(',').map(str::trim);
+    let input = fields.next().unwrap_or_default();
+    let host = normalize_host(input)?;
+    let mut pinned_ips = Vec::new();
+    let mut category_code = None;
+    for field in fields {
+        if field.is_empty() {
+            return Err(InvalidTarget::EmptyField);
+        }
+        if let Some((key, value)) = field.split_once('=')
+            && key.trim().eq_ignore_ascii_case("category")
+        {
+            if category_code.is_some() {
+                return Err(InvalidTarget::DuplicateCategory);
+            }
+            category_code = Some(parse_category(value.trim())?);
+        } else {
+            let ip =
+                parse_ip_literal(field).ok_or_else(|| InvalidTarget::BadField(field.into()))?;
+            if !pinned_ips.contains(&ip) {
+                pinned_ips.push(ip);
+            }
+        }
+    }
+    if matches!(host, Host::Address(_)) && !pinned_ips.is_empty() {
+        return Err(InvalidTarget::PinnedOnAddress);
+    }
+    Ok(Entry {
+        input,
+        host,
+        pinned_ips,
+        category_code,
+    })
+}
+
+fn parse_category(code: &str) -> Result<String, InvalidTarget> {
+    if (1..=MAX_CATEGORY).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        Err(InvalidTarget::BadCategory(code.to_owned()))
+    }
+}
+
+/// An IP address, IPv6 optionally in brackets.
+fn parse_ip_literal(text: &str) -> Option<IpAddr> {
+    let unbracketed = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    unbracketed.parse().ok()
+}
+
+/// Normalise a host name, IP literal or URL to the host it names.
+///
+/// See the module documentation for the rules.
+pub fn normalize_host(input: &str) -> Result<Host, InvalidTarget> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Err(InvalidTarget::Empty);
+    }
+    // The URL parser would drop tabs and report spaces as IDNA errors; say what is wrong.
+    if input.contains(char::is_whitespace) {
+        return Err(InvalidTarget::Whitespace);
+    }
+    if let Some(ip) = parse_ip_literal(input) {
+        return Ok(Host::Address(ip));
+    }
+    let url_text = match url_scheme(input) {
+        Some(scheme)
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            input.to_owned()
+        }
+        Some(scheme) => return Err(InvalidTarget::UnsupportedScheme(scheme.to_owned())),
+        None => format!("http://{input}"),
+    };
+    let url = url::Url::parse(&url_text).map_err(|e| InvalidTarget::Unparsable(e.to_string()))?;
+    match url.host() {
+        None => Err(InvalidTarget::NoHost),
+        Some(url::Host::Ipv6(ip)) => Ok(Host::Address(IpAddr::V6(ip))),
+        Some(url::Host::Ipv4(ip)) => {
+            // The URL standard reads `0x7f.1` or `1.2.3` as IPv4; a list that writes that is
+            // more likely wrong than clever, so only the dotted quad is accepted.
+            let written = written_host(&url_text);
+            if written.parse::<Ipv4Addr>() == Ok(ip) {
+                Ok(Host::Address(IpAddr::V4(ip)))
+            } else {
+                Err(InvalidTarget::NonCanonicalIpv4(written.to_owned()))
+            }
+        }
+        // The url crate has already lower-cased the name and applied UTS-46 IDNA.
+        Some(url::Host::Domain(name)) => validate_domain(name).map(Host::Domain),
+    }
+}
+
+/// The scheme of `scheme://...`, if the input starts with one.
+fn url_scheme(input: &str) -> Option<&str> {
+    let (scheme, _) = input.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// The host exactly as written in `scheme://[userinfo@]host[:port][/...]`.
+fn written_host(url_text: &str) -> &str {
+    let after_scheme = url_text
+        .split_once("://")
+        .map_or(url_text, |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#', '\\'])
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port.split_once(':').map_or(host_port, |(h, _)| h)
+}
+
+/// Check an IDNA-processed, lower-case name against the DNS shape rules and strip one
+/// trailing dot.
+fn validate_domain(name: &str) -> Result<String, InvalidTarget> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > MAX_NAME {
+        return Err(InvalidTarget::NameTooLong(name.len()));
+    }
+    let mut labels = 0;
+    for label in name.split('.') {
+        labels += 1;
+        if label.is_empty() {
+            return Err(InvalidTarget::EmptyLabel(name.to_owned()));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(InvalidTarget::LabelTooLong(label.to_owned()));
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        {
+            return Err(InvalidTarget::BadCharacter(bad));
+        }
+    }
+    if labels < 2 {
+        return Err(InvalidTarget::SingleLabel(name.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(input: &str) -> String {
+        match normalize_host(input) {
+            Ok(Host::Domain(name)) => name,
+            other => panic!("{input:?} gave {other:?}"),
+        }
+    }
+
+    fn address(input: &str) -> IpAddr {
+        match normalize_host(input) {
+            Ok(Host::Address(ip)) => ip,
+            other => panic!("{input:?} gave {other:?}"),
+        }
+    }
+
+    fn load(text: &str, strict: bool) -> Result<TargetList> {
+        let mut loader = TargetLoader::new(strict);
+        loader.add_reader("list.txt", text.as_bytes())?;
+        Ok(loader.finish())
+    }
+
+    #[test]
+    fn urls_reduce_to_their_host() {
+        assert_eq!(
+            domain("https://www.Example.com/path?q=1#frag"),
+            "www.example.com"
+        );
+        assert_eq!(domain("http://example.com:8080/"), "example.com");
+        assert_eq!(domain("https://user:secret@example.com/x"), "example.com");
+        assert_eq!(domain("HTTPS://EXAMPLE.ORG"), "example.org");
+        assert_eq!(domain("https://example.com/#/app"), "example.com");
+    }
+
+    #[test]
+    fn scheme_less_inputs_are_hosts() {
+        assert_eq!(domain("example.com"), "example.com");
+        assert_eq!(domain("example.com/some/page"), "example.com");
+        assert_eq!(domain("example.com:443"), "example.com");
+        assert_eq!(domain("user@example.com"), "example.com");
+        assert_eq!(domain("  WWW.EXAMPLE.NET  "), "www.example.net");
+    }
+
+    #[test]
+    fn trailing_dot_is_removed_once() {
+        assert_eq!(domain("example.com."), "example.com");
+        assert_eq!(domain("https://example.com./"), "example.com");
+        assert!(matches!(
+            normalize_host("example.com.."),
+            Err(InvalidTarget::EmptyLabel(_))
+        ));
+    }
+
+    #[test]
+    fn idn_becomes_punycode() {
+        assert_eq!(domain("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(domain("BÜCHER.example"), "xn--bcher-kva.example");
+        assert_eq!(
+            domain("https://bücher.example/straße"),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(domain("xn--bcher-kva.example"), "xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn underscores_are_accepted_other_symbols_are_not() {
+        assert_eq!(domain("my_blog.example.com"), "my_blog.example.com");
+        assert_eq!(domain("trailing-.blogspot.com"), "trailing-.blogspot.com");
+        assert_eq!(
+            normalize_host("bad*name.example"),
+            Err(InvalidTarget::BadCharacter('*'))
+        );
+        assert_eq!(
+            normalize_host("a=b.example"),
+            Err(InvalidTarget::BadCharacter('='))
+        );
+        assert_eq!(
+            normalize_host("two words.example"),
+            Err(InvalidTarget::Whitespace)
+        );
+        assert_eq!(
+            normalize_host("tab\tinside.example"),
+            Err(InvalidTarget::Whitespace)
+        );
+        assert!(matches!(
+            normalize_host("a<b.example"),
+            Err(InvalidTarget::Unparsable(_))
+        ));
+    }
+
+    #[test]
+    fn length_limits_are_enforced() {
+        let label63 = "a".repeat(63);
+        assert_eq!(
+            domain(&format!("{label63}.example")),
+            format!("{label63}.example")
+        );
+        assert!(matches!(
+            normalize_host(&format!("{}.example", "a".repeat(64))),
+            Err(InvalidTarget::LabelTooLong(_))
+        ));
+        // 4 * 63 + 3 dots = 255 octets.
+        let long = [label63.as_str(); 4].join(".");
+        assert_eq!(normalize_host(&long), Err(InvalidTarget::NameTooLong(255)));
+        let fits = format!("{}.{}", [label63.as_str(); 3].join("."), "a".repeat(61));
+        assert_eq!(fits.len(), 253);
+        assert_eq!(domain(&fits), fits);
+    }
+
+    #[test]
+    fn single_labels_and_other_schemes_are_rejected() {
+        assert!(matches!(
+            normalize_host("localhost"),
+            Err(InvalidTarget::SingleLabel(_))
+        ));
+        assert_eq!(
+            normalize_host("ftp://example.com/"),
+            Err(InvalidTarget::UnsupportedScheme("ftp".into()))
+        );
+        assert_eq!(normalize_host("   "), Err(InvalidTarget::Empty));
+        assert_eq!(
+            normalize_host("http://"),
+            Err(InvalidTarget::Unparsable("empty host".into()))
+        );
+    }
+
+    #[test]
+    fn ip_literals_become_address_targets() {
+        assert_eq!(address("192.0.2.1"), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            address("http://192.0.2.1:8080/x"),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            address("2001:DB8::1"),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            address("[2001:db8::1]"),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            address("https://[2001:db8::1]:8443/path"),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            normalize_host("0x7f.1"),
+            Err(InvalidTarget::NonCanonicalIpv4("0x7f.1".into()))
+        );
+        assert!(normalize_host("999.1.1.1").is_err());
+        assert!(normalize_host("example.123").is_err());
+
+        let list = load("2001:DB8::1\nhttp://[2001:db8::1]/\n", false).unwrap();
+        assert_eq!(list.targets.len(), 1);
+        let target = &list.targets[0];
+        assert_eq!(target.domain, "2001:db8::1");
+        assert_eq!(target.address, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(target.sources.len(), 2);
+    }
+
+    #[test]
+    fn plain_list_comments_blanks_pins_and_categories() {
+        let text = "\u{feff}# header comment\n\
+                    \n\
+                    example.com   # trailing comment\n\
+                    \t  \r\n\
+                    https://example.org/#/page\r\n\
+                    example.net, 192.0.2.7 ,[2001:db8::7],category=news\n\
+                    www.example.com,category=CTRL # comment after fields\n";
+        let list = load(text, false).unwrap();
+        assert!(list.skipped.is_empty(), "{:?}", list.skipped);
+        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        assert_eq!(
+            domains,
+            [
+                "example.com",
+                "example.org",
+                "example.net",
+                "www.example.com"
+            ]
+        );
+        assert_eq!(list.targets[0].sources[0].line, Some(3));
+        assert_eq!(list.targets[0].sources[0].input, "example.com");
+        assert_eq!(
+            list.targets[1].sources[0].input,
+            "https://example.org/#/page"
+        );
+        let net = &list.targets[2];
+        assert_eq!(
+            net.pinned_ips,
+            vec![
+                "192.0.2.7".parse::<IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
+        );
+        assert_eq!(net.sources[0].category_code.as_deref(), Some("NEWS"));
+        assert_eq!(net.sources[0].line, Some(6));
+        assert_eq!(list.targets[3].category_codes(), ["CTRL"]);
+        assert_eq!(list.targets[3].address, None);
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped_with_line_and_reason() {
+        let text = "example.com\n\
+                    not a domain\n\
+                    example.org,not-an-ip\n\
+                    example.net,\n\
+                    example.info,category=NE-WS\n\
+                    example.biz,category=A,category=B\n\
+                    192.0.2.1,192.0.2.2\n\
+                    localhost\n\
+                    \u{ff}\u{fe}\n\
+                    www.example.com\n";
+        let mut loader = TargetLoader::new(false);
+        let mut bytes = text.as_bytes().to_vec();
+        // Make line 9 invalid UTF-8 (a lone continuation byte).
+        let at = bytes.iter().position(|&b| b == 0xC3).unwrap();
+        bytes[at] = 0x80;
+        loader.add_reader("list.txt", bytes.as_slice()).unwrap();
+        let list = loader.finish();
+        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        assert_eq!(domains, ["example.com", "www.example.com"]);
+        let skipped: Vec<_> = list
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (2, "whitespace inside a target"),
+                (
+                    3,
+                    "field \"not-an-ip\" is neither an IP address nor category=CODE"
+                ),
+                (4, "empty field after a comma"),
+                (
+                    5,
+                    "category code \"NE-WS\" is not 1-16 ASCII letters or digits"
+                ),
+                (6, "category given twice on one line"),
+                (7, "an IP-address target cannot pin addresses"),
+                (
+                    8,
+                    "single-label name \"localhost\": a target needs at least two labels"
+                ),
+                (9, "line is not valid UTF-8"),
+            ]
+        );
+        assert!(list.skipped.iter().all(|s| s.source == "list.txt"));
+        assert_eq!(list.skipped[0].input, "not a domain");
+    }
+
+    #[test]
+    fn citizenlab_csv_is_detected_and_keeps_categories() {
+        let text = "url,category_code,category_description,date_added,source,notes\n\
+                    https://www.example.com/,NEWS,News Media,2014-04-15,citizenlab,\n\
+                    http://example.org/a,HUMR,Human Rights Issues,2014-04-15,citizenlab,\"two\n\
+                    line note, with comma\"\n\
+                    http://bad host/,NEWS,News Media,2014-04-15,citizenlab,\n\
+                    ,NEWS,News Media,2014-04-15,citizenlab,\n\
+                    http://www.example.com/other,POLR,Political Criticism,2015-01-01,x,\n";
+        let list = load(text, false).unwrap();
+        assert_eq!(list.targets.len(), 2);
+        let com = &list.targets[0];
+        assert_eq!(com.domain, "www.example.com");
+        assert_eq!(com.category_codes(), ["NEWS", "POLR"]);
+        assert_eq!(com.sources[0].line, Some(2));
+        assert_eq!(com.sources[1].line, Some(7));
+        assert_eq!(com.sources[1].input, "http://www.example.com/other");
+        assert_eq!(
+            list.targets[1].sources[0].category_code.as_deref(),
+            Some("HUMR")
+        );
+        let skipped: Vec<_> = list
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (5, "whitespace inside a target"),
+                (6, "CSV row has an empty or missing url field"),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_detection_needs_the_header_on_the_first_line() {
+        // Not a Citizen Lab header: parsed as a plain list, whose extra fields are bad.
+        let text = "# comment\nurl,category_code\n";
+        let list = load(text, false).unwrap();
+        assert!(list.targets.is_empty());
+        assert_eq!(list.skipped.len(), 1);
+        assert_eq!(list.skipped[0].line, 2);
+
+        assert!(is_citizenlab_header(
+            b"\xEF\xBB\xBFURL, Category_Code ,x\r\n"
+        ));
+        assert!(!is_citizenlab_header(b"url\n"));
+        assert!(!is_citizenlab_header(b"example.com,category=NEWS\n"));
+    }
+
+    #[test]
+    fn duplicates_merge_and_keep_every_source() {
+        let mut loader = TargetLoader::new(false);
+        loader.add_cli("https://Example.COM/page").unwrap();
+        loader
+            .add_reader(
+                "a.txt",
+                "example.org\nexample.com.,192.0.2.1,category=NEWS\n".as_bytes(),
+            )
+            .unwrap();
+        loader
+            .add_reader("b.txt", "EXAMPLE.com,192.0.2.1,192.0.2.2\n".as_bytes())
+            .unwrap();
+        let list = loader.finish();
+        assert!(list.skipped.is_empty());
+        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        assert_eq!(domains, ["example.com", "example.org"]);
+        let com = &list.targets[0];
+        let sources: Vec<_> = com
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.line, s.category_code.as_deref()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("cli", None, None),
+                ("a.txt", Some(2), Some("NEWS")),
+                ("b.txt", Some(1), None)
+            ]
+        );
+        assert_eq!(
+            com.pinned_ips,
+            vec![
+                "192.0.2.1".parse::<IpAddr>().unwrap(),
+                "192.0.2.2".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn strict_mode_fails_on_the_first_malformed_line() {
+        let err = load("example.com\nbad_*.example\nworse line\n", true).unwrap_err();
+        match err {
+            Error::MalformedTarget {
+                source_name,
+                line,
+                input,
+                reason,
+            } => {
+                assert_eq!(source_name, "list.txt");
+                assert_eq!(line, 2);
+                assert_eq!(input, "bad_*.example");
+                assert!(reason.contains("'*'"), "{reason}");
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        assert!(load("example.com\n# fine\n\n", true).is_ok());
+
+        let mut loader = TargetLoader::new(true);
+        loader.add_cli("example.com").unwrap();
+        let err = loader.add_cli("no spaces allowed.example").unwrap_err();
+        assert!(
+            matches!(err, Error::MalformedTarget { ref source_name, line: 2, .. } if source_name == "cli"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_cli_arguments_are_skipped_with_their_position() {
+        let mut loader = TargetLoader::new(false);
+        loader.add_cli("example.com").unwrap();
+        loader.add_cli("ftp://example.org/").unwrap();
+        let list = loader.finish();
+        assert_eq!(list.targets.len(), 1);
+        assert_eq!(list.skipped.len(), 1);
+        assert_eq!(list.skipped[0].source, "cli");
+        assert_eq!(list.skipped[0].line, 2);
+    }
+
+    #[test]
+    fn unreadable_files_name_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.txt");
+        let mut loader = TargetLoader::new(false);
+        match loader.add_file(&missing) {
+            Err(Error::TargetsUnreadable { path, .. }) => assert_eq!(path, missing),
+            other => panic!("unexpected {other:?}"),
+        }
+        // A directory opens but cannot be read.
+        match loader.add_file(dir.path()) {
+            Err(Error::TargetsUnreadable { path, .. }) => assert_eq!(path, dir.path()),
+            other => panic!("unexpected {other:?}"),
+        }
+        let file = dir.path().join("list.txt");
+        std::fs::write(&file, "example.com\n").unwrap();
+        loader.add_file(&file).unwrap();
+        let list = loader.finish();
+        assert_eq!(
+            list.targets[0].sources[0].source,
+            file.display().to_string()
+        );
+    }
+
+    #[test]
+    fn last_line_without_newline_and_empty_input() {
+        let list = load("example.com\nexample.org", false).unwrap();
+        assert_eq!(list.targets.len(), 2);
+        assert_eq!(list.targets[1].sources[0].line, Some(2));
+        let empty = load("", false).unwrap();
+        assert!(empty.targets.is_empty() && empty.skipped.is_empty());
     }
 }

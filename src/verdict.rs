@@ -113,6 +113,8 @@ pub enum EvidenceKind {
     NoCommonAddress,
     /// The resolver's addresses share at least one with the control's.
     CommonAddress,
+    /// No address in common with the control, but a certificate valid for the name.
+    TlsProof,
     /// The resolver answered with an error rcode.
     ResolverError,
     /// The resolver did not answer any attempt.

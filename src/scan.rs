@@ -1,0 +1,229 @@
+//! A scan: targets → scheduler → probes → classifier → report.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::{Name, RecordType};
+use rustls_pki_types::CertificateDer;
+use tokio::sync::mpsc;
+
+use crate::classify::dns::{DnsInputs, classify_dns};
+use crate::control::{ControlResolver, ControlSpec};
+use crate::dns::{DnsEngine, DnsProbeConfig, DnsQuestion};
+use crate::error::{Error, Result};
+use crate::ipclass::ForgedIpList;
+use crate::observation::DnsServerRole;
+use crate::report::{
+    DnsSection, HeaderRecord, JsonlWriter, ReportRecord, SummaryBuilder, SummaryRecord,
+    TargetRecord, now_rfc3339,
+};
+use crate::scheduler::{Shard, dispatch, order};
+use crate::targets::{Target, TargetList};
+
+/// Everything a scan needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub resolver: SocketAddr,
+    pub sink: Option<SocketAddr>,
+    pub qtypes: Vec<RecordType>,
+    pub dns: DnsProbeConfig,
+    pub control: ControlSpec,
+    pub control_timeout: Duration,
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub forged_ips: ForgedIpList,
+    pub concurrency: usize,
+    /// DNS queries a second (0: unpaced).
+    pub rate: f64,
+    pub seed: u64,
+    pub shard: Option<Shard>,
+    pub vantage: Option<String>,
+    /// `None` or `-`: stdout.
+    pub out: Option<PathBuf>,
+    /// The options as recorded in the header.
+    pub options_record: serde_json::Value,
+}
+
+/// What the probes of one target share.
+struct ScanContext {
+    engine: DnsEngine,
+    control: Option<ControlResolver>,
+    resolver: SocketAddr,
+    sink: Option<SocketAddr>,
+    qtypes: Vec<RecordType>,
+    forged_ips: ForgedIpList,
+}
+
+/// Runs a scan to the end, or until `stop` resolves (Ctrl-C). Every target record is
+/// written as soon as it is complete; the summary is written either way.
+pub async fn run_scan(
+    config: ScanConfig,
+    list: TargetList,
+    stop: impl Future<Output = ()>,
+) -> Result<SummaryRecord> {
+    let started = Instant::now();
+    let control =
+        ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
+    if let Some(control) = &control {
+        control.check_reachable().await?;
+    }
+    if let Some(sink) = config.sink
+        && sink.is_ipv4() != config.resolver.is_ipv4()
+    {
+        return Err(Error::BadOption {
+            option: "--dns-sink",
+            reason: format!(
+                "the sink {sink} and the resolver {} must be of one address family",
+                config.resolver
+            ),
+        });
+    }
+    let engine = DnsEngine::start(config.dns.clone(), config.resolver.ip()).await?;
+    let mut writer = JsonlWriter::create(config.out.as_deref())?;
+
+    let targets_loaded = list.targets.len();
+    let scheduled = order(list.targets, config.seed, config.shard);
+    writer.write(&ReportRecord::Header(HeaderRecord {
+        tool: env!("CARGO_PKG_NAME").to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        schema_version: crate::report::SCHEMA_VERSION,
+        started_at: now_rfc3339(),
+        vantage: config.vantage.clone(),
+        resolver: config.resolver,
+        control: config.control.to_string(),
+        sink: config.sink,
+        options: config.options_record.clone(),
+        targets_loaded,
+        targets_scheduled: scheduled.len(),
+        skipped_inputs: list.skipped.clone(),
+    }))?;
+
+    let context = Arc::new(ScanContext {
+        engine,
+        control,
+        resolver: config.resolver,
+        sink: config.sink,
+        qtypes: config.qtypes.clone(),
+        forged_ips: config.forged_ips.clone(),
+    });
+    let mut summary = SummaryBuilder::new(scheduled.len(), list.skipped.len());
+    let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
+    // The writer runs on its own thread: report I/O never blocks the probes, and it
+    // flushes whenever it has caught up, so an interrupted run loses nothing measured.
+    let writer_thread =
+        tokio::task::spawn_blocking(move || -> Result<(JsonlWriter, SummaryBuilder)> {
+            while let Some(record) = rx.blocking_recv() {
+                summary.add(&record);
+                writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                while let Ok(record) = rx.try_recv() {
+                    summary.add(&record);
+                    writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                }
+                writer.flush()?;
+            }
+            Ok((writer, summary))
+        });
+
+    let dns_per_target =
+        u32::try_from(config.qtypes.len() * if config.sink.is_some() { 2 } else { 1 })
+            .unwrap_or(u32::MAX);
+    let probe = {
+        let context = Arc::clone(&context);
+        move |target: Target| probe_target(Arc::clone(&context), target)
+    };
+    let outcome = dispatch(
+        scheduled,
+        config.concurrency,
+        config.rate,
+        move |target: &Target| {
+            if target.address.is_some() {
+                0
+            } else {
+                dns_per_target
+            }
+        },
+        probe,
+        tx,
+        stop,
+    )
+    .await;
+    let (mut writer, summary) = writer_thread.await.map_err(|e| Error::ReportWrite {
+        path: config.out.clone().unwrap_or_else(|| PathBuf::from("-")),
+        source: std::io::Error::other(e),
+    })??;
+    let summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    writer.write(&ReportRecord::Summary(summary.clone()))?;
+    Ok(summary)
+}
+
+async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord {
+    let started_at = now_rfc3339();
+    let started = Instant::now();
+    let mut categories: Vec<String> = target
+        .sources
+        .iter()
+        .filter_map(|s| s.category_code.clone())
+        .collect();
+    categories.sort();
+    categories.dedup();
+    let dns = if target.address.is_some() {
+        None
+    } else {
+        Some(probe_dns(&context, &target.domain).await)
+    };
+    TargetRecord {
+        domain: target.domain,
+        address: target.address,
+        pinned_ips: target.pinned_ips,
+        sources: target.sources,
+        categories,
+        started_at,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        dns,
+    }
+}
+
+async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
+    let qname = Name::from_str(&format!("{domain}.")).unwrap_or_else(|_| Name::root());
+    let mut questions = Vec::new();
+    for qtype in &context.qtypes {
+        questions.push(DnsQuestion {
+            qname: qname.clone(),
+            qtype: *qtype,
+            server: context.resolver,
+            role: DnsServerRole::Resolver,
+        });
+        if let Some(sink) = context.sink {
+            questions.push(DnsQuestion {
+                qname: qname.clone(),
+                qtype: *qtype,
+                server: sink,
+                role: DnsServerRole::Sink,
+            });
+        }
+    }
+    let queries = futures::future::join_all(questions.into_iter().map(|q| context.engine.query(q)));
+    let control = async {
+        match &context.control {
+            Some(control) => Some(control.resolve(domain, &context.qtypes).await),
+            None => None,
+        }
+    };
+    let (queries, control) = tokio::join!(queries, control);
+    let assessment = classify_dns(&DnsInputs {
+        queries: &queries,
+        control: control.as_ref(),
+        forged_ips: &context.forged_ips,
+        tls_proven: &[],
+    });
+    DnsSection {
+        assessment,
+        resolver: context.resolver,
+        sink: context.sink,
+        queries,
+        control,
+    }
+}

@@ -1,0 +1,440 @@
+//! The DNS stage end to end through the real binary, against loopback fakes:
+//! every verdict and poisoning method, the sink, the schema, and start-up errors.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Behaviour, Report, args, fake_dns, run_binary};
+
+const LATE: Duration = Duration::from_millis(60);
+
+fn methods(record: &Value) -> Vec<&str> {
+    record["dns"]["methods"]
+        .as_array()
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn evidence_kinds(record: &Value) -> Vec<&str> {
+    record["dns"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect()
+}
+
+/// Every verdict and method in one scan: a resolver fake with one behaviour per name, a
+/// control that knows the truth, a sink only the "injector" answers, a forged-IP list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dns_verdict_and_method() {
+    let resolver = fake_dns(
+        &[
+            ("ok.test", Behaviour::a([198, 18, 1, 1])),
+            (
+                "injected.test",
+                Behaviour::injected([10, 10, 34, 34], [198, 18, 1, 2], LATE),
+            ),
+            ("sinkhit.test", Behaviour::a([198, 18, 1, 3])),
+            ("dropped.test", Behaviour::Drop),
+            ("gone.test", Behaviour::Nxdomain),
+            ("forgednx.test", Behaviour::Nxdomain),
+            ("broken.test", Behaviour::ServFail),
+            ("geo.test", Behaviour::a([198, 18, 5, 5])),
+            ("bogon.test", Behaviour::a([127, 0, 0, 2])),
+            ("known.test", Behaviour::a([198, 18, 66, 66])),
+            ("nocontrol.test", Behaviour::Drop),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let control = fake_dns(
+        &[
+            ("ok.test", Behaviour::a([198, 18, 1, 1])),
+            ("injected.test", Behaviour::a([198, 18, 1, 2])),
+            ("sinkhit.test", Behaviour::a([198, 18, 1, 3])),
+            ("dropped.test", Behaviour::a([198, 18, 1, 4])),
+            ("forgednx.test", Behaviour::a([198, 18, 1, 5])),
+            ("broken.test", Behaviour::a([198, 18, 1, 6])),
+            ("geo.test", Behaviour::a([198, 18, 6, 6])),
+            ("bogon.test", Behaviour::a([198, 18, 1, 7])),
+            ("known.test", Behaviour::a([198, 18, 1, 8])),
+            ("nocontrol.test", Behaviour::Drop),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    // The sink runs no DNS service; the fake here plays the injector answering for
+    // one name that it "censors".
+    let sink = fake_dns(
+        &[("sinkhit.test", Behaviour::a([10, 10, 34, 35]))],
+        Behaviour::Drop,
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged.txt");
+    std::fs::write(&forged, "# pool seen before\n198.18.66.0/24\n").unwrap();
+    let out = dir.path().join("report.jsonl");
+    let names = [
+        "ok.test",
+        "injected.test",
+        "sinkhit.test",
+        "dropped.test",
+        "gone.test",
+        "forgednx.test",
+        "broken.test",
+        "geo.test",
+        "bogon.test",
+        "known.test",
+        "nocontrol.test",
+    ];
+    let mut argv = args(&[
+        "scan",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--control-timeout",
+        "400ms",
+        "--dns-sink",
+        &sink.to_string(),
+        "--forged-ips",
+        forged.to_str().unwrap(),
+        "--qtype",
+        "A",
+        "--dns-wait",
+        "250ms",
+        "--dns-timeout",
+        "300ms",
+        "--retries",
+        "1",
+        "--vantage",
+        "loopback-test",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    argv.extend(names.iter().map(|n| (*n).to_owned()));
+    let run = run_binary(&argv).await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(report.targets.len(), names.len());
+    assert_eq!(report.header["vantage"], "loopback-test");
+    assert_eq!(report.header["control"], format!("udp:{control}"));
+
+    let verdict = |name: &str| {
+        report.target(name)["dns"]["verdict"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let method = |name: &str| {
+        report.target(name)["dns"]["method"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    assert_eq!(verdict("ok.test"), "ok");
+    assert_eq!(method("ok.test"), None);
+    assert!(evidence_kinds(report.target("ok.test")).contains(&"common_address"));
+
+    // The injector's race: both replies recorded, forged first, genuine later.
+    let injected = report.target("injected.test");
+    assert_eq!(verdict("injected.test"), "dns_poisoning");
+    assert_eq!(method("injected.test").as_deref(), Some("injection"));
+    let replies = injected["dns"]["queries"][0]["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 2, "{injected:#}");
+    assert_eq!(replies[0]["answers"][0]["data"], "10.10.34.34");
+    assert_eq!(replies[1]["answers"][0]["data"], "198.18.1.2");
+    assert!(replies[0]["elapsed_ms"].as_f64() < replies[1]["elapsed_ms"].as_f64());
+    assert!(
+        replies.iter().all(|r| r["ip_ttl"].as_u64().is_some()),
+        "IP TTL recorded"
+    );
+    assert_eq!(
+        injected["dns"]["forged_ips"],
+        serde_json::json!(["10.10.34.34"])
+    );
+    assert!(
+        injected["dns"]["genuine_ips"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("198.18.1.2"))
+    );
+    // Several methods apply; all are recorded, strongest first.
+    assert_eq!(methods(injected), ["injection", "bogon", "inconsistent"]);
+    assert!(evidence_kinds(injected).contains(&"disagreeing_replies"));
+
+    assert_eq!(verdict("sinkhit.test"), "dns_poisoning");
+    assert_eq!(method("sinkhit.test").as_deref(), Some("injection"));
+    assert!(evidence_kinds(report.target("sinkhit.test")).contains(&"sink_reply"));
+    assert!(
+        report.target("sinkhit.test")["dns"]["forged_ips"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("10.10.34.35"))
+    );
+
+    assert_eq!(verdict("dropped.test"), "timeout");
+    let dropped_query = &report.target("dropped.test")["dns"]["queries"][0];
+    assert_eq!(dropped_query["attempts"], 2, "retried once");
+
+    assert_eq!(verdict("gone.test"), "nxdomain");
+    assert_eq!(verdict("forgednx.test"), "dns_poisoning");
+    assert_eq!(method("forgednx.test").as_deref(), Some("forged_nxdomain"));
+    assert_eq!(verdict("broken.test"), "error");
+    assert_eq!(report.target("broken.test")["dns"]["rcode"], "ServFail");
+    assert_eq!(verdict("geo.test"), "dns_poisoning");
+    assert_eq!(method("geo.test").as_deref(), Some("inconsistent"));
+    assert_eq!(verdict("bogon.test"), "dns_poisoning");
+    assert_eq!(method("bogon.test").as_deref(), Some("bogon"));
+    assert_eq!(
+        methods(report.target("bogon.test")),
+        ["bogon", "inconsistent"]
+    );
+    assert_eq!(verdict("known.test"), "dns_poisoning");
+    assert_eq!(method("known.test").as_deref(), Some("known_forged_ip"));
+    // Neither the resolver nor the control answered: no verdict can be claimed.
+    assert_eq!(verdict("nocontrol.test"), "inconclusive");
+
+    let summary = &report.summary;
+    assert_eq!(summary["targets_measured"], names.len());
+    assert_eq!(summary["dns"]["dns_poisoning"], 6);
+    assert_eq!(summary["dns"]["ok"], 1);
+    assert_eq!(summary["dns"]["timeout"], 1);
+    assert_eq!(summary["dns"]["nxdomain"], 1);
+    assert_eq!(summary["dns"]["error"], 1);
+    assert_eq!(summary["dns"]["inconclusive"], 1);
+    assert_eq!(summary["dns_methods"]["injection"], 2);
+    assert_eq!(summary["interrupted"], false);
+    assert!(
+        run.stderr.contains("dns_poisoning 6"),
+        "human summary on stderr: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("injected.test"), "{}", run.stderr);
+}
+
+/// Without a control, only self-evident tampering is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_control_only_injection_is_claimed() {
+    let resolver = fake_dns(
+        &[
+            ("plain.test", Behaviour::a([198, 18, 2, 1])),
+            (
+                "raced.test",
+                Behaviour::injected([127, 0, 0, 3], [198, 18, 2, 2], LATE),
+            ),
+            ("gone.test", Behaviour::Nxdomain),
+            ("silent.test", Behaviour::Drop),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let run = run_binary(&args(&[
+        "scan",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        "none",
+        "--qtype",
+        "A",
+        "--dns-wait",
+        "250ms",
+        "--dns-timeout",
+        "200ms",
+        "--retries",
+        "0",
+        "plain.test",
+        "raced.test",
+        "gone.test",
+        "silent.test",
+    ]))
+    .await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    let verdict = |name: &str| {
+        report.target(name)["dns"]["verdict"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(verdict("plain.test"), "ok");
+    assert!(evidence_kinds(report.target("plain.test")).contains(&"no_control"));
+    assert_eq!(verdict("raced.test"), "dns_poisoning");
+    assert_eq!(methods(report.target("raced.test")), ["injection"]);
+    assert_eq!(
+        verdict("gone.test"),
+        "inconclusive",
+        "NXDOMAIN is genuine only when a control agrees"
+    );
+    assert_eq!(
+        verdict("silent.test"),
+        "inconclusive",
+        "a timeout needs a control that answered"
+    );
+}
+
+/// A and AAAA by default; no-data for AAAA agrees with a control that has none either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_aaaa_by_default() {
+    let resolver = fake_dns(
+        &[("dual.test", Behaviour::a([198, 18, 3, 1]))],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let control = fake_dns(
+        &[("dual.test", Behaviour::a([198, 18, 3, 1]))],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let run = run_binary(&args(&[
+        "scan",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--dns-wait",
+        "100ms",
+        "--dns-timeout",
+        "300ms",
+        "https://DUAL.test./path?q=1",
+    ]))
+    .await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    let record = report.target("dual.test");
+    let qtypes: Vec<&str> = record["dns"]["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["qtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(qtypes, ["A", "AAAA"]);
+    assert_eq!(record["dns"]["verdict"], "ok", "{record:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_errors_are_one_clear_line() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "scan",
+                "--targets",
+                "/nonexistent/list.txt",
+                "--resolver",
+                "127.0.0.1",
+                "--control",
+                "none",
+            ],
+            "/nonexistent/list.txt",
+        ),
+        (
+            &[
+                "scan",
+                "--resolver",
+                "not-an-ip",
+                "--control",
+                "none",
+                "example.test",
+            ],
+            "not-an-ip",
+        ),
+        (
+            &[
+                "scan",
+                "--resolver",
+                "127.0.0.1",
+                "--control",
+                "bogus:x",
+                "example.test",
+            ],
+            "bogus:x",
+        ),
+        (
+            &[
+                "scan",
+                "--resolver",
+                "127.0.0.1:9",
+                "--control",
+                "udp:127.0.0.1:9",
+                "--control-timeout",
+                "300ms",
+                "example.test",
+            ],
+            "unreachable",
+        ),
+    ];
+    for (argv, needle) in cases {
+        let run = run_binary(&args(argv)).await;
+        assert_eq!(run.status.code(), Some(2), "{argv:?}: {run:#?}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{argv:?}: one line expected: {}",
+            run.stderr
+        );
+        assert!(
+            lines[0].starts_with("censorprobe: error:") && lines[0].contains(needle),
+            "{argv:?}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "no report on a start-up error");
+    }
+}
+
+/// Shards run with one seed are disjoint and cover the list, through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_list() {
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 4, 4])).await;
+    let names: Vec<String> = (0..40).map(|i| format!("n{i}.shard.test")).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for shard in 0..3 {
+        let mut argv = args(&[
+            "scan",
+            "--resolver",
+            &resolver.to_string(),
+            "--control",
+            "none",
+            "--qtype",
+            "A",
+            "--dns-wait",
+            "20ms",
+            "--seed",
+            "99",
+            "--shard",
+            &format!("{shard}/3"),
+        ]);
+        argv.extend(names.iter().cloned());
+        let run = run_binary(&argv).await;
+        assert!(run.status.success(), "{run:#?}");
+        let report = Report::parse(&run.stdout);
+        assert_eq!(report.header["targets_loaded"], 40);
+        for target in &report.targets {
+            assert!(
+                seen.insert(target["domain"].as_str().unwrap().to_owned()),
+                "{} in two shards",
+                target["domain"]
+            );
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    let run = run_binary(&args(&[
+        "scan",
+        "--resolver",
+        "127.0.0.1",
+        "--shard",
+        "0/2",
+        "x.test",
+    ]))
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "--shard without --seed is refused: {run:#?}"
+    );
+}
