@@ -224,8 +224,8 @@ impl ControlResolver {
     /// Prefer an IP literal (as [`DEFAULT_CONTROL`] does) where the bootstrap itself may be
     /// blocked.
     ///
-    /// Must be called inside a Tokio runtime only for [`Self::check_reachable`] and
-    /// [`Self::resolve`]; construction itself does no I/O.
+    /// Construction does no I/O; [`Self::check_reachable`] and [`Self::resolve`] must run
+    /// inside a Tokio runtime.
     pub fn new(
         spec: &ControlSpec,
         extra_roots: &[CertificateDer<'static>],
