@@ -90,7 +90,7 @@ pub struct ScanArgs {
     /// Seed of the shuffled order (random when absent; required with --shard).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Measure only part I of N (0-based) of the shuffled list, as ZMap shards do.
+    /// Measure only part I of N (0-based) of the shuffled list, as `ZMap` shards do.
     #[arg(long, value_name = "I/N", requires = "seed")]
     pub shard: Option<Shard>,
     /// Write the JSONL report here (default: stdout).

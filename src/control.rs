@@ -1,64 +1,722 @@
-//! The control resolution path (DoH, DoT or plain UDP to an uncensored resolver).
-//! (API fixed; implementation being written.)
+//! The control resolution path (`DoH`, `DoT` or plain UDP to an uncensored resolver).
+//!
+//! The control answers the question "what does this name resolve to when nobody tampers
+//! with the query?". Its answers are compared with the resolver under test by the
+//! classifier; it never judges anything itself.
+//!
+//! The resolver is hickory-resolver, configured to be a plain stub: one upstream (the
+//! control), no search domains, no `/etc/hosts`, no system configuration, caching off, a
+//! short timeout with a single retry, and the trust anchors of [`crate::trust::root_store`]
+//! (webpki roots plus `--ca`). hickory still answers a few special-use names itself
+//! (`localhost`, `*.invalid`, `*.local`, `*.onion`, RFC 6761/6762/7686) without asking the
+//! control.
 
 use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
-use rustls_pki_types::CertificateDer;
+use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+    ServerOrderingStrategy,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
+use hickory_resolver::{ConnectionProvider, PoolContext, Resolver, TlsConfig};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
-use crate::observation::ControlObservation;
+use crate::observation::{ControlAnswer, ControlObservation, ControlOutcome, DnsRecord};
 
-/// The documented default control: Cloudflare's public DoH service, by address so that
+/// The documented default control: Cloudflare's public `DoH` service, by address so that
 /// no bootstrap lookup through a possibly-censored resolver is needed.
 pub const DEFAULT_CONTROL: &str = "doh:https://1.1.1.1/dns-query";
 
+/// Default DNS-over-TLS port (RFC 7858).
+pub const DOT_PORT: u16 = 853;
+/// Default plain DNS port.
+pub const DNS_PORT: u16 = 53;
+
+/// How many retries hickory makes after a failed attempt (timeouts, connection errors,
+/// SERVFAIL). One retry absorbs a lost packet without hiding a dead control for long.
+const RETRIES: usize = 1;
+
+/// Lookups in flight at once through one control. Beyond its per-connection limit (set to
+/// the same value) hickory backs off and, after about 300 ms, fails the lookup with "no
+/// connections available"; the semaphore makes callers wait for a slot instead, so a large
+/// scan against a slow control never turns into spurious control errors.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// Where the control resolution goes, as given to `--control`.
+///
+/// Syntax: `doh:URL` (an `https://` URL; host may be an IP literal or a name),
+/// `dot:IP[:PORT]#NAME` (port 853 by default; NAME is the name the server's certificate must
+/// carry), `udp:IP[:PORT]` (port 53 by default) or `none`. IPv6 addresses with a port are
+/// written in brackets: `udp:[2001:db8::1]:5353`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlSpec {
-    Doh {
-        url: String,
-    },
+    /// DNS over HTTPS; `url` is the normalised URL (`https://host[:port]/path`).
+    Doh { url: String },
+    /// DNS over TLS to `addr`, verifying the certificate for `name`.
     Dot {
         addr: std::net::SocketAddr,
         name: String,
     },
-    Udp {
-        addr: std::net::SocketAddr,
-    },
+    /// Plain DNS over UDP (TCP on truncation) to `addr`.
+    Udp { addr: std::net::SocketAddr },
+    /// No control: verdicts that need one become `inconclusive`.
     None,
 }
 
 impl FromStr for ControlSpec {
     type Err = Error;
-    fn from_str(_s: &str) -> Result<Self> {
-        unimplemented!()
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self::None);
+        }
+        let bad = |reason: String| Error::BadAddress {
+            input: s.to_owned(),
+            reason,
+        };
+        let Some((scheme, rest)) = s.split_once(':') else {
+            return Err(bad_option(s));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "doh" => parse_doh_url(rest)
+                .map(|url| Self::Doh { url })
+                .map_err(bad),
+            "dot" => {
+                let (addr, name) = rest.split_once('#').ok_or_else(|| {
+                    bad("DoT needs the server's TLS name: dot:IP[:PORT]#NAME".to_owned())
+                })?;
+                let addr = parse_socket_addr(addr, DOT_PORT).map_err(bad)?;
+                let name = parse_tls_name(name).map_err(bad)?;
+                Ok(Self::Dot { addr, name })
+            }
+            "udp" => parse_socket_addr(rest, DNS_PORT)
+                .map(|addr| Self::Udp { addr })
+                .map_err(bad),
+            _ => Err(bad_option(s)),
+        }
     }
+}
+
+fn bad_option(input: &str) -> Error {
+    Error::BadOption {
+        option: "--control",
+        reason: format!(
+            "{input:?} is not one of doh:URL, dot:IP[:PORT]#NAME, udp:IP[:PORT] or none"
+        ),
+    }
+}
+
+/// `https://host[:port]/path` → the URL in normal form.
+fn parse_doh_url(input: &str) -> std::result::Result<String, String> {
+    let url = url::Url::parse(input).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err(format!("DoH URL must use https, not {:?}", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("DoH URL must not carry credentials".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("DoH URL must not have a query or fragment (RFC 8484 POST is used)".to_owned());
+    }
+    match url.host() {
+        None => return Err("DoH URL has no host".to_owned()),
+        Some(url::Host::Domain(domain)) => {
+            parse_tls_name(domain)?;
+        }
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {}
+    }
+    Ok(url.to_string())
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT`.
+fn parse_socket_addr(input: &str, default_port: u16) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = input.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = input
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(input);
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{input:?} is not IP, IP:PORT or [IPv6]:PORT"))
+}
+
+/// A name (or IP literal) the server certificate must match, lowercased.
+fn parse_tls_name(input: &str) -> std::result::Result<String, String> {
+    let name = input.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() {
+        return Err("empty TLS server name".to_owned());
+    }
+    ServerName::try_from(name.as_str())
+        .map_err(|e| format!("{input:?} is not a valid TLS server name: {e}"))?;
+    Ok(name)
 }
 
 impl fmt::Display for ControlSpec {
-    fn fmt(&self, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        unimplemented!()
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Doh { url } => write!(f, "doh:{url}"),
+            Self::Dot { addr, name } => write!(f, "dot:{addr}#{name}"),
+            Self::Udp { addr } => write!(f, "udp:{addr}"),
+            Self::None => f.write_str("none"),
+        }
     }
 }
 
-pub struct ControlResolver {}
+/// Where hickory connects: fixed addresses, or a `DoH` host name still to be looked up.
+#[derive(Debug, Clone)]
+enum Upstream {
+    Addresses(Vec<IpAddr>),
+    /// Looked up once, on first use, with the system resolver (see [`ControlResolver::new`]).
+    HostName {
+        host: String,
+        port: u16,
+    },
+}
+
+/// A stub resolver sending every question to the configured control.
+pub struct ControlResolver {
+    label: String,
+    upstream: Upstream,
+    connections: Vec<ConnectionConfig>,
+    opts: ResolverOpts,
+    tls: rustls::ClientConfig,
+    /// Upper bound on one lookup (all attempts), enforced on top of hickory's own timeouts.
+    deadline: Duration,
+    ready: OnceCell<std::result::Result<Ready, String>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl fmt::Debug for ControlResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlResolver")
+            .field("control", &self.label)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
 
 impl ControlResolver {
+    /// Builds the resolver for `spec`; `Ok(None)` for [`ControlSpec::None`].
+    ///
+    /// `timeout` bounds each attempt (connection set-up included); a lookup makes at most
+    /// two attempts. `extra_roots` are trusted in addition to the webpki roots (for
+    /// `--ca`).
+    ///
+    /// A `doh:` URL whose host is a name (not an IP literal) needs a bootstrap lookup. It is
+    /// made once, on first use, with the system resolver (`tokio::net::lookup_host`) — the
+    /// very resolver that may be censored. That is safe because the TLS handshake then
+    /// verifies the server's certificate for that host name: a forged address leads to a
+    /// certificate failure (the control reports errors), never to forged control answers.
+    /// Prefer an IP literal (as [`DEFAULT_CONTROL`] does) where the bootstrap itself may be
+    /// blocked.
+    ///
+    /// Construction does no I/O; [`Self::check_reachable`] and [`Self::resolve`] must run
+    /// inside a Tokio runtime.
     pub fn new(
-        _spec: &ControlSpec,
-        _extra_roots: &[CertificateDer<'static>],
-        _timeout: Duration,
+        spec: &ControlSpec,
+        extra_roots: &[CertificateDer<'static>],
+        timeout: Duration,
     ) -> Result<Option<Self>> {
-        unimplemented!()
+        let (upstream, connections) = match spec {
+            ControlSpec::None => return Ok(None),
+            ControlSpec::Udp { addr } => {
+                // UDP first; hickory retries over TCP only when a reply is truncated.
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                (Upstream::Addresses(vec![addr.ip()]), vec![udp, tcp])
+            }
+            ControlSpec::Dot { addr, name } => {
+                let mut tls = ConnectionConfig::tls(Arc::from(name.as_str()));
+                tls.port = addr.port();
+                (Upstream::Addresses(vec![addr.ip()]), vec![tls])
+            }
+            ControlSpec::Doh { url } => {
+                let bad = |reason: String| Error::BadAddress {
+                    input: url.clone(),
+                    reason,
+                };
+                let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+                let port = parsed.port_or_known_default().unwrap_or(443);
+                let (upstream, server_name) = match parsed.host() {
+                    Some(url::Host::Ipv4(ip)) => {
+                        (Upstream::Addresses(vec![ip.into()]), ip.to_string())
+                    }
+                    Some(url::Host::Ipv6(ip)) => {
+                        (Upstream::Addresses(vec![ip.into()]), ip.to_string())
+                    }
+                    Some(url::Host::Domain(host)) => (
+                        Upstream::HostName {
+                            host: host.to_owned(),
+                            port,
+                        },
+                        host.to_owned(),
+                    ),
+                    None => return Err(bad("DoH URL has no host".to_owned())),
+                };
+                let mut https = ConnectionConfig::https(
+                    Arc::from(server_name.as_str()),
+                    Some(Arc::from(parsed.path())),
+                );
+                https.port = port;
+                (upstream, vec![https])
+            }
+        };
+
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::BadOption {
+            option: "--control",
+            reason: format!("TLS set-up failed: {e}"),
+        })?
+        .with_root_certificates(crate::trust::root_store(extra_roots))
+        .with_no_client_auth();
+
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = RETRIES;
+        // Caching off: every question goes to the control, TTLs are reported as received.
+        opts.cache_size = 0;
+        opts.negative_max_ttl = Some(Duration::ZERO);
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.num_concurrent_reqs = 1;
+        opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
+        opts.max_active_requests = MAX_IN_FLIGHT;
+        opts.preserve_intermediates = true;
+        opts.recursion_desired = true;
+
+        Ok(Some(Self {
+            label: spec.to_string(),
+            upstream,
+            connections,
+            opts,
+            tls,
+            deadline: timeout * u32::try_from(RETRIES + 1).unwrap_or(2) + timeout / 2,
+            ready: OnceCell::new(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }))
     }
 
+    /// The control as configured (`doh:URL`, `dot:IP:PORT#NAME`, `udp:IP:PORT`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Checks that the control answers DNS at all, by asking it for the root zone's NS
+    /// records (`. NS`), once per server address, outside hickory's server pool.
+    ///
+    /// Any DNS response counts, whatever its code (NOERROR, NXDOMAIN, REFUSED, SERVFAIL...):
+    /// the question is whether the path to the control works, not what it thinks of the
+    /// root. Fails with [`Error::ControlUnreachable`] on timeouts, refused connections, TLS
+    /// failures (e.g. an untrusted certificate), HTTP errors and bootstrap failures, with
+    /// the cause. (The direct exchange keeps that cause: hickory's pool reports
+    /// connection failures only as "no connections available".)
     pub async fn check_reachable(&self) -> Result<()> {
-        unimplemented!()
+        let unreachable = |reason: String| Error::ControlUnreachable {
+            control: self.label.clone(),
+            reason,
+        };
+        let ready = self.ready().await.map_err(unreachable)?;
+        let mut failures = Vec::new();
+        for &ip in &ready.ips {
+            let _slot = self.in_flight.acquire().await;
+            let attempt = tokio::time::timeout(self.deadline, self.ask_root(ip)).await;
+            match attempt {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(reason)) => failures.push(format!("{ip}: {reason}")),
+                Err(_) => failures.push(format!(
+                    "{ip}: no answer within {} ms",
+                    self.deadline.as_millis()
+                )),
+            }
+        }
+        Err(unreachable(failures.join("; ")))
     }
 
-    pub async fn resolve(&self, _name: &str, _qtypes: &[RecordType]) -> ControlObservation {
-        unimplemented!()
+    /// One `. NS` exchange with the server at `ip` over the configured transport.
+    async fn ask_root(&self, ip: IpAddr) -> std::result::Result<(), String> {
+        let connection = self
+            .connections
+            .first()
+            .ok_or_else(|| "no transport configured".to_owned())?;
+        let mut tls = TlsConfig::new().map_err(|e| describe_error(&e))?;
+        tls.config = self.tls.clone();
+        let cx = PoolContext::new(self.opts.clone(), tls);
+        let provider = TokioRuntimeProvider::default();
+        let exchange = provider
+            .new_connection(ip, connection, &cx)
+            .map_err(|e| describe_error(&e))?
+            .await
+            .map_err(|e| describe_error(&e))?;
+        let mut options = DnsRequestOptions::default();
+        options.recursion_desired = true;
+        exchange
+            .lookup(Query::query(Name::root(), RecordType::NS), options)
+            .first_answer()
+            .await
+            .map(|_response| ())
+            .map_err(|e| describe_error(&e))
+    }
+
+    /// Asks the control for `name` once per query type (concurrently).
+    ///
+    /// `name` may carry a trailing dot; it is always looked up as a fully-qualified name.
+    pub async fn resolve(&self, name: &str, qtypes: &[RecordType]) -> ControlObservation {
+        let answers =
+            futures::future::join_all(qtypes.iter().map(|&qtype| self.resolve_one(name, qtype)))
+                .await;
+        ControlObservation {
+            control: self.label.clone(),
+            answers,
+        }
+    }
+
+    async fn resolve_one(&self, name: &str, qtype: RecordType) -> ControlAnswer {
+        let answer = |outcome, elapsed_ms| ControlAnswer {
+            qtype: qtype.to_string(),
+            outcome,
+            elapsed_ms,
+        };
+        let qname = match fqdn(name) {
+            Ok(qname) => qname,
+            Err(message) => return answer(ControlOutcome::Error { message }, 0.0),
+        };
+        let ready = match self.ready().await {
+            Ok(ready) => ready,
+            Err(message) => return answer(ControlOutcome::Error { message }, 0.0),
+        };
+        let _slot = self.in_flight.acquire().await;
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.deadline, ready.resolver.lookup(qname, qtype)).await;
+        let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let outcome = match result {
+            Ok(Ok(lookup)) => {
+                let records: Vec<DnsRecord> =
+                    lookup.answers().iter().map(crate::dns::record_of).collect();
+                if records.is_empty() {
+                    ControlOutcome::NoData
+                } else {
+                    ControlOutcome::Resolved {
+                        ips: records.iter().filter_map(DnsRecord::ip).collect(),
+                        records,
+                    }
+                }
+            }
+            Ok(Err(NetError::NoConnections)) => ControlOutcome::Error {
+                message: match ready.provider.last_failure() {
+                    Some(failure) => format!("no connection to the control: {failure}"),
+                    None => describe_error(&NetError::NoConnections),
+                },
+            },
+            Ok(Err(e)) => outcome_of_error(&e),
+            Err(_) => ControlOutcome::Error {
+                message: format!("no answer within {} ms", self.deadline.as_millis()),
+            },
+        };
+        answer(outcome, elapsed_ms)
+    }
+
+    /// The upstream addresses and the hickory resolver, set up on first use (after the `DoH`
+    /// bootstrap lookup, if any). A failed bootstrap is remembered: it is not retried for
+    /// every name.
+    async fn ready(&self) -> std::result::Result<&Ready, String> {
+        self.ready
+            .get_or_init(|| self.set_up())
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    async fn set_up(&self) -> std::result::Result<Ready, String> {
+        let ips = match &self.upstream {
+            Upstream::Addresses(ips) => ips.clone(),
+            Upstream::HostName { host, port } => {
+                let found = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|e| format!("cannot resolve DoH host {host:?}: {e}"))?;
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for addr in found {
+                    if !ips.contains(&addr.ip()) {
+                        ips.push(addr.ip());
+                    }
+                }
+                if ips.is_empty() {
+                    return Err(format!("DoH host {host:?} has no address"));
+                }
+                tracing::info!(%host, ?ips, "bootstrapped DoH control host with the system resolver");
+                ips
+            }
+        };
+        let servers = ips
+            .iter()
+            .map(|&ip| NameServerConfig::new(ip, true, self.connections.clone()))
+            .collect();
+        let provider = RecordingProvider::default();
+        let resolver = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            provider.clone(),
+        )
+        .with_options(self.opts.clone())
+        .with_tls_config(self.tls.clone())
+        .build()
+        .map_err(|e| format!("cannot build the control resolver: {e}"))?;
+        Ok(Ready {
+            ips,
+            resolver,
+            provider,
+        })
+    }
+}
+
+/// A control ready for questions.
+struct Ready {
+    ips: Vec<IpAddr>,
+    resolver: Resolver<RecordingProvider>,
+    provider: RecordingProvider,
+}
+
+/// hickory's connection provider, remembering why the last connection attempt failed.
+///
+/// hickory's server pool reports failed connections (refused, TLS certificate rejected,
+/// handshake timeout) to the caller only as "no connections available"; the observation
+/// should say what actually went wrong.
+#[derive(Clone, Default)]
+struct RecordingProvider {
+    inner: TokioRuntimeProvider,
+    last_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl RecordingProvider {
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ConnectionProvider for RecordingProvider {
+    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
+    type FutureConn =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Conn, NetError>> + Send>>;
+    type RuntimeProvider = TokioRuntimeProvider;
+
+    fn new_connection(
+        &self,
+        ip: IpAddr,
+        config: &ConnectionConfig,
+        cx: &PoolContext,
+    ) -> std::result::Result<Self::FutureConn, NetError> {
+        let connecting = self.inner.new_connection(ip, config, cx)?;
+        let last_failure = Arc::clone(&self.last_failure);
+        Ok(Box::pin(async move {
+            connecting.await.inspect_err(|e| {
+                *last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(format!("{ip}: {}", describe_error(e)));
+            })
+        }))
+    }
+
+    fn runtime_provider(&self) -> &Self::RuntimeProvider {
+        &self.inner
+    }
+}
+
+/// `name` as a fully-qualified DNS name (no search list applies).
+fn fqdn(name: &str) -> std::result::Result<Name, String> {
+    let mut qname =
+        Name::from_ascii(name).map_err(|e| format!("invalid domain name {name:?}: {e}"))?;
+    qname.set_fqdn(true);
+    Ok(qname)
+}
+
+/// Splits hickory's errors into the three negative outcomes. Only an actual DNS response
+/// makes NXDOMAIN or no-data; everything else is an error with its cause.
+fn outcome_of_error(e: &NetError) -> ControlOutcome {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
+            match *response_code {
+                ResponseCode::NXDomain => ControlOutcome::Nxdomain,
+                ResponseCode::NoError => ControlOutcome::NoData,
+                other => ControlOutcome::Error {
+                    message: format!("no records, response code {other:?}"),
+                },
+            }
+        }
+        other => ControlOutcome::Error {
+            message: describe_error(other),
+        },
+    }
+}
+
+fn describe_error(e: &NetError) -> String {
+    match e {
+        NetError::Dns(DnsError::ResponseCode(code)) => format!("response code {code:?}"),
+        NetError::Timeout => "timed out".to_owned(),
+        NetError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(tls) => format!("TLS handshake failed: {tls}"),
+            None => format!("connection failed: {io}"),
+        },
+        NetError::NoConnections => "no connection to the control could be made".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn parse(s: &str) -> ControlSpec {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_every_form_with_default_ports() {
+        assert_eq!(parse("none"), ControlSpec::None);
+        assert_eq!(
+            parse("udp:198.18.0.53"),
+            ControlSpec::Udp {
+                addr: SocketAddr::new(Ipv4Addr::new(198, 18, 0, 53).into(), 53)
+            }
+        );
+        assert_eq!(
+            parse("udp:[2001:db8::1]:5353"),
+            ControlSpec::Udp {
+                addr: SocketAddr::new("2001:db8::1".parse::<Ipv6Addr>().unwrap().into(), 5353)
+            }
+        );
+        assert_eq!(
+            parse("udp:2001:db8::1"),
+            ControlSpec::Udp {
+                addr: SocketAddr::new("2001:db8::1".parse::<Ipv6Addr>().unwrap().into(), 53)
+            }
+        );
+        assert_eq!(
+            parse("dot:198.18.0.53#DNS.Lab.Example."),
+            ControlSpec::Dot {
+                addr: "198.18.0.53:853".parse().unwrap(),
+                name: "dns.lab.example".to_owned()
+            }
+        );
+        assert_eq!(
+            parse("dot:198.18.0.53:8853#dns.lab.example"),
+            ControlSpec::Dot {
+                addr: "198.18.0.53:8853".parse().unwrap(),
+                name: "dns.lab.example".to_owned()
+            }
+        );
+        assert_eq!(
+            parse(DEFAULT_CONTROL),
+            ControlSpec::Doh {
+                url: "https://1.1.1.1/dns-query".to_owned()
+            }
+        );
+        assert_eq!(
+            parse("doh:https://DNS.lab.example:8443/dns-query"),
+            ControlSpec::Doh {
+                url: "https://dns.lab.example:8443/dns-query".to_owned()
+            }
+        );
+        assert_eq!(
+            parse("doh:https://[2001:db8::1]/q"),
+            ControlSpec::Doh {
+                url: "https://[2001:db8::1]/q".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "none",
+            "udp:198.18.0.53:53",
+            "udp:[2001:db8::1]:5353",
+            "dot:198.18.0.53:853#dns.lab.example",
+            "dot:[::1]:853#localhost",
+            "doh:https://1.1.1.1/dns-query",
+            "doh:https://dns.lab.example:8443/dns-query",
+        ] {
+            assert_eq!(parse(s).to_string(), s);
+            assert_eq!(parse(&parse(s).to_string()), parse(s));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_syntax_with_the_reason() {
+        let cases = [
+            ("tcp:1.2.3.4", "not one of"),
+            ("1.2.3.4", "not one of"),
+            ("udp:not-an-ip", "not IP"),
+            ("udp:1.2.3.4:99999", "not IP"),
+            ("dot:198.18.0.53", "TLS name"),
+            ("dot:198.18.0.53#", "empty TLS server name"),
+            ("dot:198.18.0.53#bad name!", "not a valid TLS server name"),
+            ("doh:http://1.1.1.1/dns-query", "must use https"),
+            ("doh:1.1.1.1", "not a URL"),
+            ("doh:https://u:p@1.1.1.1/dns-query", "credentials"),
+            ("doh:https://1.1.1.1/dns-query?dns=x", "query"),
+        ];
+        for (input, reason) in cases {
+            let err = input.parse::<ControlSpec>().unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(reason), "{input}: {text}");
+            match err {
+                Error::BadAddress { .. } | Error::BadOption { .. } => {}
+                other => panic!("{input}: unexpected error kind {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn none_builds_no_resolver() {
+        assert!(
+            ControlResolver::new(&ControlSpec::None, &[], Duration::from_secs(1))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn error_outcomes_keep_nxdomain_nodata_and_failures_apart() {
+        let query = hickory_proto::op::Query::query(Name::root(), RecordType::A);
+        let nx = NetError::from(NoRecords::new(query.clone(), ResponseCode::NXDomain));
+        let nodata = NetError::from(NoRecords::new(query, ResponseCode::NoError));
+        assert_eq!(outcome_of_error(&nx), ControlOutcome::Nxdomain);
+        assert_eq!(outcome_of_error(&nodata), ControlOutcome::NoData);
+        assert_eq!(
+            outcome_of_error(&NetError::Dns(DnsError::ResponseCode(
+                ResponseCode::ServFail
+            ))),
+            ControlOutcome::Error {
+                message: "response code ServFail".to_owned()
+            }
+        );
+        assert_eq!(
+            outcome_of_error(&NetError::Timeout),
+            ControlOutcome::Error {
+                message: "timed out".to_owned()
+            }
+        );
     }
 }

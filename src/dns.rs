@@ -292,8 +292,10 @@ impl SocketWorker {
                 if let Ok(cmsgs) = msg.cmsgs() {
                     for c in cmsgs {
                         match c {
-                            ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
-                            ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
+                            ControlMessageOwned::Ipv4Ttl(t)
+                            | ControlMessageOwned::Ipv6HopLimit(t) => {
+                                ttl = u8::try_from(t).ok();
+                            }
                             _ => {}
                         }
                     }
@@ -303,11 +305,11 @@ impl SocketWorker {
             });
             match received {
                 Ok((len, Some(from), ttl)) => self.on_packet(len, from, ttl, Instant::now()),
-                Ok((_, None, _)) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 // ICMP errors (port unreachable) surface here on unconnected sockets on
-                // some kernels; they carry no reply, so keep reading.
-                Err(_) => {}
+                // some kernels; they carry no reply, so keep reading. A packet without a
+                // source address cannot be matched to a query either.
+                Ok((_, None, _)) | Err(_) => {}
             }
         }
     }

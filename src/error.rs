@@ -45,6 +45,22 @@ pub enum Error {
     },
     #[error("DNS message for {server} could not be built: {reason}")]
     DnsEncode { server: SocketAddr, reason: String },
+    #[error("cannot create certificate {subject:?}: {reason}")]
+    Certificate { subject: String, reason: String },
+    #[error("cannot write {path}: {source}")]
+    FileWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid DNS zone for the lab server: {reason}")]
+    BadZone { reason: String },
+    #[error("cannot start {service} server on {addr}: {reason}")]
+    ServerStart {
+        service: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@ pub mod observation;
 pub mod report;
 pub mod scan;
 pub mod scheduler;
+pub mod servers;
 pub mod targets;
 pub mod trust;
 pub mod verdict;

@@ -1,7 +1,7 @@
 //! Ordering, sharding, pacing and bounded concurrency.
 //!
 //! The order is a seeded shuffle of the whole list, and shard `I/N` takes every N-th
-//! element of that permutation starting at I, as ZMap does: shards run with the same
+//! element of that permutation starting at I, as `ZMap` does: shards run with the same
 //! seed are disjoint and together cover the list. Pacing spaces work evenly at `rate`
 //! units a second (no bursts, no catch-up after a stall); concurrency is a semaphore.
 

@@ -430,7 +430,7 @@ fn overall_without_poisoning(
     {
         return (DnsVerdict::Error, Some(rcode.clone()));
     }
-    let control_answered = |c: &Option<&ControlAnswer>| {
+    let control_answered = |c: Option<&ControlAnswer>| {
         c.is_some_and(|c| !matches!(c.outcome, ControlOutcome::Error { .. }))
     };
     let silent: Vec<_> = outcomes
@@ -438,7 +438,7 @@ fn overall_without_poisoning(
         .filter(|(_, o, _)| *o == QuestionOutcome::Silent)
         .collect();
     if !silent.is_empty() {
-        return if silent.iter().any(|(_, _, c)| control_answered(c)) {
+        return if silent.iter().any(|(_, _, c)| control_answered(*c)) {
             (DnsVerdict::Timeout, None)
         } else {
             (DnsVerdict::Inconclusive, None)
@@ -456,7 +456,7 @@ fn overall_without_poisoning(
             (DnsVerdict::Ok, None)
         };
     }
-    if outcomes.iter().any(|(_, _, c)| !control_answered(c)) {
+    if outcomes.iter().any(|(_, _, c)| !control_answered(*c)) {
         return (DnsVerdict::Inconclusive, None);
     }
     if outcomes

@@ -1,0 +1,325 @@
+//! The control path end to end on loopback: a real authoritative server (hickory-server)
+//! on UDP, `DoT` and `DoH` with a run-time CA, queried through `ControlResolver`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use censorprobe::Error;
+use censorprobe::control::{ControlResolver, ControlSpec};
+use censorprobe::observation::{ControlObservation, ControlOutcome};
+use censorprobe::servers::ca::LabCa;
+use censorprobe::servers::dns::{AuthoritativeDns, DOH_PATH, RunningDns, TlsEndpoint, ZoneSpec};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+use rustls_pki_types::CertificateDer;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const SERVER_NAME: &str = "dns.lab.example";
+const A_AND_AAAA: [RecordType; 2] = [RecordType::A, RecordType::AAAA];
+
+struct Lab {
+    ca: LabCa,
+    dns: RunningDns,
+}
+
+fn zone() -> ZoneSpec {
+    let mut zone = ZoneSpec::new("lab.example");
+    zone.add_address("www.lab.example", "198.18.1.10".parse().unwrap())
+        .add_address("v6.lab.example", "2001:db8::10".parse().unwrap())
+        .add_cname("alias.lab.example", "www.lab.example")
+        .add_nxdomain("gone.lab.example");
+    zone
+}
+
+/// The lab server on 127.0.0.1: UDP+TCP, `DoT` and `DoH`, each on a port of its own.
+fn start_lab() -> Lab {
+    let ca = LabCa::new("censorprobe control test CA").unwrap();
+    let names = [SERVER_NAME, "localhost"];
+    let ips = [
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+    ];
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let dns = AuthoritativeDns::new(zone())
+        .udp_tcp(loopback)
+        .dot(TlsEndpoint::new(loopback, ca.issue(&names, &ips).unwrap()))
+        .doh(
+            TlsEndpoint::new(loopback, ca.issue(&names, &ips).unwrap()),
+            DOH_PATH,
+        )
+        .serve()
+        .unwrap();
+    Lab { ca, dns }
+}
+
+fn control(spec: &str, roots: &[CertificateDer<'static>], timeout: Duration) -> ControlResolver {
+    let spec: ControlSpec = spec.parse().unwrap();
+    ControlResolver::new(&spec, roots, timeout)
+        .unwrap()
+        .expect("a control resolver")
+}
+
+fn outcome<'a>(obs: &'a ControlObservation, qtype: &str) -> &'a ControlOutcome {
+    &obs.answer(qtype)
+        .unwrap_or_else(|| panic!("no {qtype} answer in {obs:?}"))
+        .outcome
+}
+
+/// Every outcome the zone can produce, asserted through one control.
+async fn assert_zone_outcomes(control: &ControlResolver) {
+    control.check_reachable().await.unwrap();
+
+    let www = control.resolve("WWW.lab.example.", &A_AND_AAAA).await;
+    assert_eq!(www.control, control.label());
+    assert_eq!(www.answers.len(), 2);
+    match outcome(&www, "A") {
+        ControlOutcome::Resolved { ips, records } => {
+            assert_eq!(ips, &vec!["198.18.1.10".parse::<IpAddr>().unwrap()]);
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].name, "www.lab.example");
+            assert_eq!(records[0].rtype, "A");
+            assert_eq!(records[0].data, "198.18.1.10");
+            assert_eq!(records[0].ttl, 300);
+        }
+        other => panic!("www A: {other:?}"),
+    }
+    assert_eq!(outcome(&www, "AAAA"), &ControlOutcome::NoData);
+
+    let v6 = control.resolve("v6.lab.example", &A_AND_AAAA).await;
+    assert_eq!(outcome(&v6, "A"), &ControlOutcome::NoData);
+    match outcome(&v6, "AAAA") {
+        ControlOutcome::Resolved { ips, .. } => {
+            assert_eq!(ips, &vec!["2001:db8::10".parse::<IpAddr>().unwrap()]);
+        }
+        other => panic!("v6 AAAA: {other:?}"),
+    }
+
+    let gone = control.resolve("gone.lab.example", &A_AND_AAAA).await;
+    assert_eq!(outcome(&gone, "A"), &ControlOutcome::Nxdomain);
+    assert_eq!(outcome(&gone, "AAAA"), &ControlOutcome::Nxdomain);
+    let unlisted = control
+        .resolve("unlisted.lab.example", &[RecordType::A])
+        .await;
+    assert_eq!(outcome(&unlisted, "A"), &ControlOutcome::Nxdomain);
+
+    let alias = control.resolve("alias.lab.example", &[RecordType::A]).await;
+    match outcome(&alias, "A") {
+        ControlOutcome::Resolved { ips, records } => {
+            assert_eq!(ips, &vec!["198.18.1.10".parse::<IpAddr>().unwrap()]);
+            let cname = records
+                .iter()
+                .find(|r| r.rtype == "CNAME")
+                .unwrap_or_else(|| panic!("no CNAME in {records:?}"));
+            assert_eq!(cname.name, "alias.lab.example");
+            assert_eq!(cname.data, "www.lab.example");
+        }
+        other => panic!("alias A: {other:?}"),
+    }
+
+    // Outside the zone the server refuses: an error, never NXDOMAIN or no data.
+    let refused = control.resolve("example.org", &[RecordType::A]).await;
+    match outcome(&refused, "A") {
+        ControlOutcome::Error { message } => assert!(message.contains("Refused"), "{message}"),
+        other => panic!("refused name: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn udp_control_reports_every_outcome() {
+    let lab = start_lab();
+    let addr = lab.dns.udp_addr().unwrap();
+    assert_zone_outcomes(&control(&format!("udp:{addr}"), &[], TIMEOUT)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dot_control_with_the_lab_ca_reports_every_outcome() {
+    let lab = start_lab();
+    let addr = lab.dns.dot_addr().unwrap();
+    let spec = format!("dot:{addr}#{SERVER_NAME}");
+    assert_zone_outcomes(&control(&spec, &[lab.ca.cert_der()], TIMEOUT)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn doh_control_with_the_lab_ca_reports_every_outcome() {
+    let lab = start_lab();
+    let addr = lab.dns.doh_addr().unwrap();
+    let spec = format!("doh:https://{addr}{DOH_PATH}");
+    assert_zone_outcomes(&control(&spec, &[lab.ca.cert_der()], TIMEOUT)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+/// A `DoH` host given by name is looked up once with the system resolver (here: `localhost`
+/// from /etc/hosts); the certificate is then checked for that name.
+#[tokio::test]
+async fn doh_control_by_host_name_bootstraps_through_the_system_resolver() {
+    let lab = start_lab();
+    let port = lab.dns.doh_addr().unwrap().port();
+    let spec = format!("doh:https://localhost:{port}{DOH_PATH}");
+    assert_zone_outcomes(&control(&spec, &[lab.ca.cert_der()], TIMEOUT)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn encrypted_controls_without_the_ca_are_unreachable() {
+    let lab = start_lab();
+    let specs = [
+        format!("dot:{}#{SERVER_NAME}", lab.dns.dot_addr().unwrap()),
+        format!("doh:https://{}{DOH_PATH}", lab.dns.doh_addr().unwrap()),
+    ];
+    for spec in specs {
+        let untrusting = control(&spec, &[], TIMEOUT);
+        let err = untrusting.check_reachable().await.unwrap_err();
+        match &err {
+            Error::ControlUnreachable { control, reason } => {
+                assert_eq!(control, &spec);
+                assert!(
+                    reason.to_lowercase().contains("certificate"),
+                    "{spec}: {reason}"
+                );
+            }
+            other => panic!("{spec}: {other:?}"),
+        }
+        let obs = untrusting
+            .resolve("www.lab.example", &[RecordType::A])
+            .await;
+        match outcome(&obs, "A") {
+            ControlOutcome::Error { message } => {
+                assert!(message.to_lowercase().contains("certificate"), "{message}");
+            }
+            other => panic!("{spec}: untrusted server gave {other:?}"),
+        }
+    }
+    lab.dns.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dot_control_with_the_wrong_server_name_is_unreachable() {
+    let lab = start_lab();
+    let spec = format!("dot:{}#other.lab.example", lab.dns.dot_addr().unwrap());
+    let err = control(&spec, &[lab.ca.cert_der()], TIMEOUT)
+        .check_reachable()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ControlUnreachable { .. }), "{err:?}");
+    lab.dns.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn udp_control_with_nothing_listening_is_unreachable() {
+    // A port that was free a moment ago, on loopback: nothing answers there.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = control(
+        &format!("udp:127.0.0.1:{port}"),
+        &[],
+        Duration::from_millis(300),
+    );
+    let err = dead.check_reachable().await.unwrap_err();
+    assert!(matches!(err, Error::ControlUnreachable { .. }), "{err:?}");
+    let obs = dead.resolve("www.lab.example", &[RecordType::A]).await;
+    assert!(
+        matches!(outcome(&obs, "A"), ControlOutcome::Error { .. }),
+        "{obs:?}"
+    );
+}
+
+/// A UDP fake that answers every query with `rcode` and no records.
+async fn start_rcode_fake(rcode: ResponseCode) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_bytes(&buf[..len]) else {
+                continue;
+            };
+            let mut reply = Message::error_msg(query.metadata.id, query.metadata.op_code, rcode);
+            reply.metadata.message_type = MessageType::Response;
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.add_queries(query.queries.iter().cloned());
+            let _ = socket.send_to(&reply.to_bytes().unwrap(), from).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn any_dns_response_makes_the_control_reachable() {
+    // REFUSED: the lab server is not authoritative for the root the check asks about.
+    let lab = start_lab();
+    control(
+        &format!("udp:{}", lab.dns.udp_addr().unwrap()),
+        &[],
+        TIMEOUT,
+    )
+    .check_reachable()
+    .await
+    .unwrap();
+    lab.dns.shutdown().await.unwrap();
+
+    for rcode in [
+        ResponseCode::NXDomain,
+        ResponseCode::ServFail,
+        ResponseCode::Refused,
+    ] {
+        let (addr, fake) = start_rcode_fake(rcode).await;
+        let fake_control = control(&format!("udp:{addr}"), &[], TIMEOUT);
+        fake_control
+            .check_reachable()
+            .await
+            .unwrap_or_else(|e| panic!("{rcode:?}: {e}"));
+        let obs = fake_control
+            .resolve("www.lab.example", &[RecordType::A])
+            .await;
+        let expected = match rcode {
+            ResponseCode::NXDomain => ControlOutcome::Nxdomain,
+            other => ControlOutcome::Error {
+                message: format!("response code {other:?}"),
+            },
+        };
+        assert_eq!(outcome(&obs, "A"), &expected, "{rcode:?}");
+        fake.abort();
+    }
+}
+
+/// Many names at once, pipelined over one encrypted connection: each gets its own answer
+/// (positive and negative answers never cross between names).
+#[tokio::test]
+async fn many_concurrent_names_through_dot_get_their_own_answers() {
+    let lab = start_lab();
+    let spec = format!("dot:{}#{SERVER_NAME}", lab.dns.dot_addr().unwrap());
+    let dot = control(&spec, &[lab.ca.cert_der()], Duration::from_secs(10));
+    let names: Vec<String> = (0..400)
+        .map(|i| {
+            if i % 2 == 0 {
+                "www.lab.example".to_owned()
+            } else {
+                format!("absent-{i}.lab.example")
+            }
+        })
+        .collect();
+    let observations =
+        futures::future::join_all(names.iter().map(|n| dot.resolve(n, &[RecordType::A]))).await;
+    for (name, obs) in names.iter().zip(&observations) {
+        let got = outcome(obs, "A");
+        if name.starts_with("www") {
+            assert!(
+                matches!(got, ControlOutcome::Resolved { .. }),
+                "{name}: {got:?}"
+            );
+        } else {
+            assert_eq!(got, &ControlOutcome::Nxdomain, "{name}");
+        }
+    }
+    lab.dns.shutdown().await.unwrap();
+}
