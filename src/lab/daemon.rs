@@ -23,7 +23,7 @@ use super::topology;
 /// The two processes of a daemonised lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
-    /// The Internet side: resolver, DoT, web servers.
+    /// The Internet side: resolver, `DoT`, web servers.
     Internet,
     /// The censor.
     Censor,
@@ -71,7 +71,7 @@ pub fn up(scenario_path: &Path, options: &LabOptions, exe: &Path) -> LabResult<L
         .iter()
         .map(|(role, child)| RolePid {
             role: role.as_str().to_owned(),
-            pid: child.id() as i32,
+            pid: i32::try_from(child.id()).unwrap_or(i32::MAX),
         })
         .collect();
     if let Err(e) = info.write() {
@@ -233,16 +233,24 @@ pub fn down(state_dir: &Path) -> LabResult<LabInfo> {
             let _ = signal::kill(pid, Signal::SIGKILL);
             std::thread::sleep(Duration::from_millis(50));
             if is_alive(role.pid) {
-                failures.push(format!("{} role (pid {}) does not stop", role.role, role.pid));
+                failures.push(format!(
+                    "{} role (pid {}) does not stop",
+                    role.role, role.pid
+                ));
             }
         }
     }
-    let names: Vec<String> = info.namespaces.all().iter().map(|s| (*s).to_owned()).collect();
+    let names: Vec<String> = info
+        .namespaces
+        .all()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     failures.extend(topology::remove_namespaces(&names));
-    if let Err(e) = std::fs::remove_dir_all(state_dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            failures.push(format!("remove {}: {e}", state_dir.display()));
-        }
+    if let Err(e) = std::fs::remove_dir_all(state_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        failures.push(format!("remove {}: {e}", state_dir.display()));
     }
     if failures.is_empty() {
         Ok(info)

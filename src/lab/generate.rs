@@ -218,7 +218,10 @@ mod tests {
                 entry.name
             );
             let http_hit = scenario.http_rules.iter().any(|r| r.matches(&entry.name));
-            assert_eq!(http_hit, entry.expect.http.as_deref() == Some("rst_injection"));
+            assert_eq!(
+                http_hit,
+                entry.expect.http.as_deref() == Some("rst_injection")
+            );
         }
     }
 }

@@ -77,17 +77,17 @@ impl Prepared {
 
     fn remove_steps(&mut self) -> Vec<String> {
         let mut failures = Vec::new();
-        if let Some(topology) = self.topology.take() {
-            if let Err(e) = topology.teardown() {
-                failures.push(e.to_string());
-            }
+        if let Some(topology) = self.topology.take()
+            && let Err(e) = topology.teardown()
+        {
+            failures.push(e.to_string());
         }
         if self.state_dir_created {
             self.state_dir_created = false;
-            if let Err(e) = std::fs::remove_dir_all(&self.info.state_dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    failures.push(format!("remove {}: {e}", self.info.state_dir.display()));
-                }
+            if let Err(e) = std::fs::remove_dir_all(&self.info.state_dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                failures.push(format!("remove {}: {e}", self.info.state_dir.display()));
             }
         }
         failures
@@ -284,10 +284,10 @@ impl Lab {
                 Err(e) => failures.push(e),
             }
         }
-        if let Some(role) = self.internet.take() {
-            if let Err(e) = join_role(role) {
-                failures.push(e);
-            }
+        if let Some(role) = self.internet.take()
+            && let Err(e) = join_role(role)
+        {
+            failures.push(e);
         }
         if let Some(prepared) = self.prepared.take() {
             failures.extend(prepared.remove());

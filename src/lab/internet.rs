@@ -1,5 +1,5 @@
 //! The Internet side of the lab: the resolver (authoritative for every scenario name, on
-//! UDP, TCP and DoT at [`plan::RESOLVER_IP`]), and one web host per scenario server.
+//! UDP, TCP and `DoT` at [`plan::RESOLVER_IP`]), and one web host per scenario server.
 //!
 //! This is the boundary between the lab and the servers it runs. Today the servers are the
 //! provisional ones in [`super::provisional`]; when `crate::servers` lands, only this
@@ -77,7 +77,7 @@ impl InternetServers {
                 delay: Duration::from_millis(server.delay_ms.unwrap_or(0)),
                 cert_name: server.certificate_name(),
             };
-            web.push(WebServer::bind(host, &ca).await?);
+            web.push(WebServer::bind(host, &ca)?);
         }
         Ok(InternetServers { dns, web })
     }

@@ -4,7 +4,7 @@
 //! - [`scenario`]: the TOML format (names, records, servers, censor rules, expectations).
 //! - [`topology`]: namespaces, links, routes, the host's `prohibit` route.
 //! - [`censor`]: the censor process (pnet capture, DNS/HTTP/TLS matching, injection).
-//! - [`internet`]: the Internet-side servers (resolver + DoT, web hosts with behaviours).
+//! - [`internet`]: the Internet-side servers (resolver + `DoT`, web hosts with behaviours).
 //! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
@@ -106,9 +106,20 @@ pub enum LabCommand {
 /// Run a `lab` subcommand.
 pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        LabCommand::Up { scenario, id, state } => {
+        LabCommand::Up {
+            scenario,
+            id,
+            state,
+        } => {
             let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
-            let info = daemon::up(&scenario, &LabOptions { id, state_dir: state }, &exe)?;
+            let info = daemon::up(
+                &scenario,
+                &LabOptions {
+                    id,
+                    state_dir: state,
+                },
+                &exe,
+            )?;
             print_info(&info);
             Ok(ExitCode::SUCCESS)
         }
@@ -171,9 +182,7 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Demo { scenario, out } => {
             anyhow::bail!(
-                "lab demo needs the scan pipeline (censorprobe scan); scenario {:?}, report {:?}",
-                scenario,
-                out
+                "lab demo needs the scan pipeline (censorprobe scan); scenario {scenario:?}, report {out:?}"
             )
         }
         LabCommand::Gen {
@@ -228,7 +237,11 @@ fn select_lab(id: Option<String>, state: Option<PathBuf>) -> anyhow::Result<Path
 }
 
 fn print_info(info: &LabInfo) {
-    println!("lab {} (scenario {})", info.id, info.scenario_source.display());
+    println!(
+        "lab {} (scenario {})",
+        info.id,
+        info.scenario_source.display()
+    );
     println!("  state:      {}", info.state_dir.display());
     println!(
         "  namespaces: {} (vantage point), {}, {}",

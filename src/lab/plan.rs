@@ -27,11 +27,11 @@ pub const INTERNET_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const INSPECT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 /// Next hop (no host: a static neighbour entry) of the inspection route.
 pub const INSPECT_NEXT_HOP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
-/// The DNS resolver under test (authoritative for every scenario name), also on DoT.
+/// The DNS resolver under test (authoritative for every scenario name), also on `DoT`.
 pub const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 53);
 /// An address with no DNS service: only an injector answers queries sent there.
 pub const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 54);
-/// The name in the resolver's DoT certificate.
+/// The name in the resolver's `DoT` certificate.
 pub const DOT_NAME: &str = "resolver.lab.example";
 pub const DOT_PORT: u16 = 853;
 

@@ -151,9 +151,9 @@ impl<'de> Deserialize<'de> for IpIdMode {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Number(n) => u16::try_from(n).map(IpIdMode::Fixed).map_err(|_| {
-                serde::de::Error::custom(format!("ip_id {n} is not in 0..=65535"))
-            }),
+            Raw::Number(n) => u16::try_from(n)
+                .map(IpIdMode::Fixed)
+                .map_err(|_| serde::de::Error::custom(format!("ip_id {n} is not in 0..=65535"))),
             Raw::Text(t) if t == "random" => Ok(IpIdMode::Random),
             Raw::Text(t) => Err(serde::de::Error::custom(format!(
                 "ip_id must be a number or \"random\", not {t:?}"
@@ -230,10 +230,12 @@ fn default_tls_port() -> u16 {
 impl Server {
     /// The name in the certificate of `wrong_cert` and `decoy` servers.
     pub fn certificate_name(&self) -> String {
-        self.cert_name.clone().unwrap_or_else(|| match self.behaviour {
-            Behaviour::Decoy => "decoy.lab.example".to_owned(),
-            _ => "wrong-name.lab.example".to_owned(),
-        })
+        self.cert_name
+            .clone()
+            .unwrap_or_else(|| match self.behaviour {
+                Behaviour::Decoy => "decoy.lab.example".to_owned(),
+                _ => "wrong-name.lab.example".to_owned(),
+            })
     }
 }
 
@@ -347,19 +349,19 @@ impl<'de> Deserialize<'de> for Blocking {
     }
 }
 
-/// How a rule's pattern is compared with a name (GFWatch's rule shapes).
+/// How a rule's pattern is compared with a name (`GFWatch`'s rule shapes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKind {
     /// The name is the pattern.
     #[default]
     Exact,
-    /// The name ends with the pattern as a string, GFWatch's `*pattern`: `bad.example`
-    /// also catches `notbad.example` (the over-blocking GFWatch documents).
+    /// The name ends with the pattern as a string, `GFWatch`'s `*pattern`: `bad.example`
+    /// also catches `notbad.example` (the over-blocking `GFWatch` documents).
     Suffix,
     /// The name is the pattern or a subdomain of it (`*.pattern` plus the pattern).
     Subdomain,
-    /// The name starts with the pattern, GFWatch's `pattern*`.
+    /// The name starts with the pattern, `GFWatch`'s `pattern*`.
     Prefix,
 }
 
@@ -507,10 +509,11 @@ pub enum IpAction {
 impl Scenario {
     /// Read and validate a scenario file.
     pub fn load(path: &Path) -> LabResult<Scenario> {
-        let text = std::fs::read_to_string(path).map_err(|source| LabError::ScenarioUnreadable {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| LabError::ScenarioUnreadable {
+                path: path.to_owned(),
+                source,
+            })?;
         Scenario::parse(&text, path)
     }
 
@@ -520,10 +523,12 @@ impl Scenario {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        scenario.validate().map_err(|message| LabError::ScenarioInvalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        scenario
+            .validate()
+            .map_err(|message| LabError::ScenarioInvalid {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(scenario)
     }
 
@@ -551,13 +556,16 @@ impl Scenario {
 
     /// Every address the Internet side must hold: servers, plus the lab's own hosts.
     pub fn server_addresses(&self) -> Vec<Ipv4Addr> {
-        self.servers.iter().flat_map(|s| s.ips.iter().copied()).collect()
+        self.servers
+            .iter()
+            .flat_map(|s| s.ips.iter().copied())
+            .collect()
     }
 
     fn validate(&self) -> Result<(), String> {
         let mut errors = Vec::new();
         let mut server_ids = HashSet::new();
-        let mut server_ips: HashMap<Ipv4Addr, &str> = HashMap::new();
+        let mut address_owner: HashMap<Ipv4Addr, &str> = HashMap::new();
         for server in &self.servers {
             if !server_ids.insert(server.id.as_str()) {
                 errors.push(format!("server id {:?} is used twice", server.id));
@@ -572,7 +580,7 @@ impl Scenario {
                         server.id
                     ));
                 }
-                if let Some(other) = server_ips.insert(*ip, &server.id) {
+                if let Some(other) = address_owner.insert(*ip, &server.id) {
                     errors.push(format!(
                         "servers {other:?} and {:?} share address {ip}",
                         server.id
@@ -609,10 +617,10 @@ impl Scenario {
             if !names.insert(lowered) {
                 errors.push(format!("name {:?} is listed twice", entry.name));
             }
-            if let Some(id) = &entry.server {
-                if self.server(id).is_none() {
-                    errors.push(format!("name {:?}: no server {id:?}", entry.name));
-                }
+            if let Some(id) = &entry.server
+                && self.server(id).is_none()
+            {
+                errors.push(format!("name {:?}: no server {id:?}", entry.name));
             }
             if entry.nxdomain && (entry.server.is_some() || !entry.a.is_empty()) {
                 errors.push(format!(
@@ -658,13 +666,13 @@ impl Scenario {
                         rule.pattern
                     ));
                 }
-                if let Some(residual) = rule.residual {
-                    if residual.secs == 0 {
-                        errors.push(format!(
-                            "{kind} rule {:?}: residual secs must be positive",
-                            rule.pattern
-                        ));
-                    }
+                if let Some(residual) = rule.residual
+                    && residual.secs == 0
+                {
+                    errors.push(format!(
+                        "{kind} rule {:?}: residual secs must be positive",
+                        rule.pattern
+                    ));
                 }
             }
         }
@@ -698,13 +706,13 @@ fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>)
         ("tls_stage", &expect.tls_stage, TLS_STAGES),
     ];
     for (field, value, allowed) in checks {
-        if let Some(value) = value {
-            if !allowed.contains(&value.as_str()) {
-                errors.push(format!(
-                    "name {name:?}: expect.{field} = {value:?} is not one of {}",
-                    allowed.join(", ")
-                ));
-            }
+        if let Some(value) = value
+            && !allowed.contains(&value.as_str())
+        {
+            errors.push(format!(
+                "name {name:?}: expect.{field} = {value:?} is not one of {}",
+                allowed.join(", ")
+            ));
         }
     }
     if expect.dns_method.is_some() && expect.dns != Some(DnsVerdict::DnsPoisoning) {
@@ -788,7 +796,10 @@ pool = "missing"
             "dns_method needs",
             "no pool \"missing\"",
         ] {
-            assert!(message.contains(needle), "{needle:?} missing from {message}");
+            assert!(
+                message.contains(needle),
+                "{needle:?} missing from {message}"
+            );
         }
     }
 
@@ -802,8 +813,8 @@ pool = "missing"
         )
         .unwrap_err();
         assert!(err.to_string().contains("ambiguous"), "{err}");
-        let err = Scenario::parse("[censor]\nip_id = \"sometimes\"\n", Path::new("x.toml"))
-            .unwrap_err();
+        let err =
+            Scenario::parse("[censor]\nip_id = \"sometimes\"\n", Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("random"), "{err}");
     }
 }

@@ -28,7 +28,7 @@ pub struct LabInfo {
     pub resolver: SocketAddr,
     /// An address with no DNS service (`--dns-sink`).
     pub sink: Ipv4Addr,
-    /// The resolver over DoT, which the censor does not touch (`--control dot:...`).
+    /// The resolver over `DoT`, which the censor does not touch (`--control dot:...`).
     pub dot: SocketAddr,
     pub dot_name: String,
     /// The lab CA certificate (`--ca`).
@@ -47,12 +47,7 @@ pub struct RolePid {
 }
 
 impl LabInfo {
-    pub fn new(
-        id: &str,
-        state_dir: &Path,
-        scenario_source: &Path,
-        control_name: &str,
-    ) -> LabInfo {
+    pub fn new(id: &str, state_dir: &Path, scenario_source: &Path, control_name: &str) -> LabInfo {
         LabInfo {
             id: id.to_owned(),
             state_dir: state_dir.to_owned(),

@@ -190,8 +190,16 @@ impl Topology {
             ],
         )?;
         let mut internet = vec![
-            format!("addr add {}/24 dev {}", plan::INTERNET_LINK_IP, plan::INTERNET_IF),
-            format!("addr add {}/32 dev {}", plan::RESOLVER_IP, plan::INTERNET_IF),
+            format!(
+                "addr add {}/24 dev {}",
+                plan::INTERNET_LINK_IP,
+                plan::INTERNET_IF
+            ),
+            format!(
+                "addr add {}/32 dev {}",
+                plan::RESOLVER_IP,
+                plan::INTERNET_IF
+            ),
             format!("addr add {}/32 dev {}", plan::SINK_IP, plan::INTERNET_IF),
         ];
         for ip in scenario.server_addresses() {
@@ -254,7 +262,11 @@ impl Topology {
         let names: Vec<String> = if self.created.is_empty() {
             Vec::new()
         } else {
-            self.namespaces.all().iter().map(|s| (*s).to_owned()).collect()
+            self.namespaces
+                .all()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
         };
         remove_namespaces(&names)
     }
@@ -281,19 +293,17 @@ pub fn remove_namespaces(names: &[String]) -> Vec<String> {
     };
     let existing = netns::list();
     for name in names {
-        if existing.contains(name) {
-            if let Err(e) = netns::run("ip", &["netns", "del", name], None) {
-                failures.push(e.to_string());
-            }
+        if existing.contains(name)
+            && let Err(e) = netns::run("ip", &["netns", "del", name], None)
+        {
+            failures.push(e.to_string());
         }
     }
     let labs_left = netns::list()
         .iter()
         .any(|n| n.starts_with(NAMESPACE_PREFIX));
-    if !labs_left {
-        if let Err(e) = remove_host_route() {
-            failures.push(e.to_string());
-        }
+    if !labs_left && let Err(e) = remove_host_route() {
+        failures.push(e.to_string());
     }
     drop(lock);
     failures
@@ -314,8 +324,12 @@ fn host_lock() -> LabResult<Flock<File>> {
 }
 
 fn host_route_present() -> bool {
-    netns::run("ip", &["route", "show", "type", "prohibit", plan::LAB_RANGE], None)
-        .is_ok_and(|out| !out.trim().is_empty())
+    netns::run(
+        "ip",
+        &["route", "show", "type", "prohibit", plan::LAB_RANGE],
+        None,
+    )
+    .is_ok_and(|out| !out.trim().is_empty())
 }
 
 fn add_host_route() -> LabResult<()> {

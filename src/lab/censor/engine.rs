@@ -29,15 +29,20 @@ const FLOW_IDLE: Duration = Duration::from_secs(120);
 /// Sequence offsets of successive injected resets: GFW's RST+ACK bursts step by 1460 and
 /// 4380 bytes, so a burst still hits the window if the first reset arrives late.
 const BURST_OFFSETS: [u32; 16] = [
-    0, 1460, 4380, 10220, 21900, 45260, 91980, 185_420, 372_300, 746_060, 1_493_580,
-    2_988_620, 5_978_700, 11_958_860, 23_919_180, 47_839_820,
+    0, 1460, 4380, 10220, 21900, 45260, 91980, 185_420, 372_300, 746_060, 1_493_580, 2_988_620,
+    5_978_700, 11_958_860, 23_919_180, 47_839_820,
 ];
 
 /// Something the censor did, for its log and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    DnsForged { qname: String, action: DnsAction },
-    DnsDropped { qname: String },
+    DnsForged {
+        qname: String,
+        action: DnsAction,
+    },
+    DnsDropped {
+        qname: String,
+    },
     Keyword {
         protocol: &'static str,
         name: String,
@@ -145,10 +150,10 @@ impl Engine {
         let Some(ip) = packet::ipv4_of(frame) else {
             return Vec::new();
         };
-        if let Some(datagram) = packet::udp_of(&ip) {
-            if datagram.get_destination() == 53 {
-                return self.dns(&ip, datagram.get_source(), datagram.payload());
-            }
+        if let Some(datagram) = packet::udp_of(&ip)
+            && datagram.get_destination() == 53
+        {
+            return self.dns(&ip, datagram.get_source(), datagram.payload());
         }
         if let Some(segment) = packet::tcp_of(&ip) {
             return self.tcp(&ip, &segment, now);
@@ -219,11 +224,7 @@ impl Engine {
 
     /// One forged record of the query's type from the rule's pool (none when the pool
     /// holds no address of that family).
-    fn forged_answer(
-        &self,
-        rule: &DnsRule,
-        question: &hickory_proto::op::Query,
-    ) -> Option<Record> {
+    fn forged_answer(&self, rule: &DnsRule, question: &hickory_proto::op::Query) -> Option<Record> {
         let pool = self.pools.get(rule.pool.as_deref()?)?;
         let want_v4 = match question.query_type() {
             RecordType::A => true,
@@ -367,7 +368,11 @@ impl Engine {
             };
             out.push(Emit {
                 link: Link::Client,
-                frame: packet::tcp_frame(Link::Client, &reset, self.fingerprint(rule.ip_ttl, rule.ip_id)),
+                frame: packet::tcp_frame(
+                    Link::Client,
+                    &reset,
+                    self.fingerprint(rule.ip_ttl, rule.ip_id),
+                ),
             });
         }
         // On-path: the request itself still reaches the server.
@@ -384,7 +389,11 @@ impl Engine {
                 };
                 out.push(Emit {
                     link: Link::Server,
-                    frame: packet::tcp_frame(Link::Server, &reset, self.fingerprint(rule.ip_ttl, rule.ip_id)),
+                    frame: packet::tcp_frame(
+                        Link::Server,
+                        &reset,
+                        self.fingerprint(rule.ip_ttl, rule.ip_id),
+                    ),
                 });
             }
         }
@@ -392,7 +401,7 @@ impl Engine {
     }
 }
 
-/// Find the Host of an HTTP request or the SNI of a TLS ClientHello in a client's first
+/// Find the Host of an HTTP request or the SNI of a TLS `ClientHello` in a client's first
 /// bytes.
 fn sniff(bytes: &[u8]) -> Sniffed {
     if bytes.first() == Some(&0x16) {
@@ -441,12 +450,11 @@ fn sniff_tls(bytes: &[u8]) -> Sniffed {
                 return Sniffed::Nothing;
             };
             for extension in extensions {
-                if let TlsExtension::SNI(names) = extension {
-                    if let Some((_, name)) = names.first() {
-                        if let Ok(name) = std::str::from_utf8(name) {
-                            return Sniffed::TlsSni(name.to_ascii_lowercase());
-                        }
-                    }
+                if let TlsExtension::SNI(names) = extension
+                    && let Some((_, name)) = names.first()
+                    && let Ok(name) = std::str::from_utf8(name)
+                {
+                    return Sniffed::TlsSni(name.to_ascii_lowercase());
                 }
             }
             return Sniffed::Nothing;
@@ -553,7 +561,10 @@ action = "drop"
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].link, Link::Client);
         let forged = dns_reply(&out[0]);
-        assert_eq!(forged.answers[0].data, RData::A(A(Ipv4Addr::new(10, 10, 34, 34))));
+        assert_eq!(
+            forged.answers[0].data,
+            RData::A(A(Ipv4Addr::new(10, 10, 34, 34)))
+        );
         let ip = packet::ipv4_of(&out[0].frame).unwrap();
         assert_eq!(ip.get_source(), plan::RESOLVER_IP, "spoofs the resolver");
         assert_eq!((ip.get_ttl(), ip.get_identification()), (99, 4242));
@@ -563,7 +574,11 @@ action = "drop"
     #[test]
     fn in_path_dns_rules_drop_or_answer_alone() {
         let mut engine = engine();
-        assert!(engine.handle(&dns_query("drop.example."), Instant::now()).is_empty());
+        assert!(
+            engine
+                .handle(&dns_query("drop.example."), Instant::now())
+                .is_empty()
+        );
         let out = engine.handle(&dns_query("only.example."), Instant::now());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].link, Link::Client);
@@ -576,7 +591,10 @@ action = "drop"
     fn matching_host_draws_a_reset_burst_both_ways_then_residual_resets() {
         let mut engine = engine();
         let now = Instant::now();
-        assert_eq!(engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(), 1);
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
         let request = b"GET / HTTP/1.1\r\nHost: www.rst.example:80\r\n\r\n";
         let out = engine.handle(&segment(TcpFlags::ACK | TcpFlags::PSH, 101, request), now);
         let links: Vec<Link> = out.iter().map(|e| e.link).collect();
@@ -602,15 +620,24 @@ action = "drop"
         assert_eq!(to_server.get_sequence(), 101 + request.len() as u32);
 
         // A new connection to the same server and port is reset by the residual rule.
-        let out = engine.handle(&segment(TcpFlags::SYN, 900, b""), now + Duration::from_secs(5));
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 900, b""),
+            now + Duration::from_secs(5),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].link, Link::Client);
         assert_eq!(
-            EthernetPacket::new(&out[0].frame).unwrap().get_destination().octets(),
+            EthernetPacket::new(&out[0].frame)
+                .unwrap()
+                .get_destination()
+                .octets(),
             plan::VANTAGE_MAC
         );
         // ... until the penalty expires.
-        let out = engine.handle(&segment(TcpFlags::SYN, 901, b""), now + Duration::from_secs(91));
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 901, b""),
+            now + Duration::from_secs(91),
+        );
         assert_eq!(out[0].link, Link::Server);
     }
 
@@ -625,8 +652,14 @@ action = "drop"
         let mut partial = engine();
         let out = partial.handle(&segment(TcpFlags::ACK, 1, b"GET / HTTP/1.1\r\nHo"), now);
         assert_eq!(out.len(), 1, "partial requests are forwarded while waiting");
-        let out = partial.handle(&segment(TcpFlags::ACK, 19, b"st: a.rst.example\r\n\r\n"), now);
-        assert!(out.len() > 1, "the name completed in the second segment matches");
+        let out = partial.handle(
+            &segment(TcpFlags::ACK, 19, b"st: a.rst.example\r\n\r\n"),
+            now,
+        );
+        assert!(
+            out.len() > 1,
+            "the name completed in the second segment matches"
+        );
     }
 
     #[test]
@@ -634,16 +667,26 @@ action = "drop"
         let mut censor = engine();
         let now = Instant::now();
         let hello = client_hello("www.sni.example");
-        assert!(censor.handle(&segment(TcpFlags::ACK, 1, &hello), now).is_empty());
-        assert!(censor.handle(&segment(TcpFlags::ACK, 1, &hello), now).is_empty());
+        assert!(
+            censor
+                .handle(&segment(TcpFlags::ACK, 1, &hello), now)
+                .is_empty()
+        );
+        assert!(
+            censor
+                .handle(&segment(TcpFlags::ACK, 1, &hello), now)
+                .is_empty()
+        );
         let mut other = engine();
         assert_eq!(
-            other.handle(&segment(TcpFlags::ACK, 1, &client_hello("ok.example")), now).len(),
+            other
+                .handle(&segment(TcpFlags::ACK, 1, &client_hello("ok.example")), now)
+                .len(),
             1
         );
     }
 
-    /// A real ClientHello from rustls.
+    /// A real `ClientHello` from rustls.
     fn client_hello(sni: &str) -> Vec<u8> {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)

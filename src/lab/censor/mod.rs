@@ -82,7 +82,11 @@ pub struct CensorStats {
 
 /// Run the censor in the current thread (which must be in the censor namespace) until
 /// `stop` is set. `ready` is called once the sockets are open.
-pub fn run(scenario: &Scenario, stop: &Arc<AtomicBool>, ready: impl FnOnce()) -> LabResult<CensorStats> {
+pub fn run(
+    scenario: &Scenario,
+    stop: &Arc<AtomicBool>,
+    ready: impl FnOnce(),
+) -> LabResult<CensorStats> {
     let inspect = interface(plan::INSPECT_PEER_IF)?;
     let config = datalink::Config {
         socket_fd: Some(packet_socket(8 << 20)?),
@@ -105,7 +109,11 @@ pub fn run(scenario: &Scenario, stop: &Arc<AtomicBool>, ready: impl FnOnce()) ->
         let frame = match rx.next() {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-            Err(e) => return Err(LabError::Censor(format!("reading the inspection link: {e}"))),
+            Err(e) => {
+                return Err(LabError::Censor(format!(
+                    "reading the inspection link: {e}"
+                )));
+            }
         };
         stats.frames += 1;
         for emit in engine.handle(frame, Instant::now()) {

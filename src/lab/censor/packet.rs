@@ -1,4 +1,4 @@
-//! Frames the censor reads and writes, parsed and built with pnet_packet.
+//! Frames the censor reads and writes, parsed and built with `pnet_packet`.
 
 use std::net::Ipv4Addr;
 
@@ -286,7 +286,10 @@ mod tests {
         let ip = ipv4_of(&frame).unwrap();
         let out = forward(&ip, Link::Server);
         assert_eq!(
-            EthernetPacket::new(&out).unwrap().get_destination().octets(),
+            EthernetPacket::new(&out)
+                .unwrap()
+                .get_destination()
+                .octets(),
             plan::INTERNET_MAC
         );
         let ip = ipv4_of(&out).unwrap();
@@ -296,6 +299,9 @@ mod tests {
             udp::ipv4_checksum(&datagram, &ip.get_source(), &ip.get_destination()),
             datagram.get_checksum()
         );
-        assert_eq!(out.len(), ETHERNET_HEADER + usize::from(ip.get_total_length()));
+        assert_eq!(
+            out.len(),
+            ETHERNET_HEADER + usize::from(ip.get_total_length())
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! PROVISIONAL: the lab's certificate authority, until `src/servers/ca.rs` (LabCa) lands.
+//! PROVISIONAL: the lab's certificate authority, until `src/servers/ca.rs` (`LabCa`) lands.
 //!
 //! A CA made when the lab comes up; its certificate is the file the probe gets with `--ca`.
 //! Leaf certificates are issued on demand by the Internet-side servers.

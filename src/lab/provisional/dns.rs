@@ -1,5 +1,5 @@
 //! PROVISIONAL: the lab resolver (authoritative for every scenario name) on UDP, TCP and
-//! DoT, until `src/servers/dns.rs` (hickory-server) lands. Messages are parsed and built
+//! `DoT`, until `src/servers/dns.rs` (hickory-server) lands. Messages are parsed and built
 //! with hickory-proto.
 
 use std::collections::HashMap;
@@ -65,9 +65,7 @@ pub fn answer(zone: &Zone, query: &[u8]) -> Option<Vec<u8>> {
                 RecordType::AAAA => entry
                     .aaaa
                     .iter()
-                    .map(|ip| {
-                        Record::from_rdata(qname.clone(), RECORD_TTL, RData::AAAA(AAAA(*ip)))
-                    })
+                    .map(|ip| Record::from_rdata(qname.clone(), RECORD_TTL, RData::AAAA(AAAA(*ip))))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -103,7 +101,7 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Bind UDP and TCP `dns_port` (53 in the lab) and DoT on `ip`.
+    /// Bind UDP and TCP `dns_port` (53 in the lab) and `DoT` on `ip`.
     pub async fn bind(
         ip: Ipv4Addr,
         dns_port: u16,
@@ -237,8 +235,9 @@ mod tests {
     #[test]
     fn answers_known_names_and_nxdomains_the_rest() {
         let zone = zone();
-        let reply = Message::from_vec(&answer(&zone, &query("WWW.lab.example.", RecordType::A)).unwrap())
-            .unwrap();
+        let reply =
+            Message::from_vec(&answer(&zone, &query("WWW.lab.example.", RecordType::A)).unwrap())
+                .unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
         assert_eq!(reply.answers.len(), 1);
         assert_eq!(
@@ -246,15 +245,17 @@ mod tests {
             RData::A(A(Ipv4Addr::new(198, 19, 1, 1)))
         );
 
-        let nodata =
-            Message::from_vec(&answer(&zone, &query("www.lab.example.", RecordType::AAAA)).unwrap())
-                .unwrap();
+        let nodata = Message::from_vec(
+            &answer(&zone, &query("www.lab.example.", RecordType::AAAA)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
         assert!(nodata.answers.is_empty());
         assert_eq!(nodata.authorities.len(), 1, "SOA tells no-data apart");
 
-        let nx = Message::from_vec(&answer(&zone, &query("gone.lab.example.", RecordType::A)).unwrap())
-            .unwrap();
+        let nx =
+            Message::from_vec(&answer(&zone, &query("gone.lab.example.", RecordType::A)).unwrap())
+                .unwrap();
         assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     }
 

@@ -76,12 +76,12 @@ pub struct WebServer {
 }
 
 impl WebServer {
-    /// Bind the host's listeners (none for `closed`).
-    pub async fn bind(host: WebHost, ca: &Arc<LabCa>) -> LabResult<WebServer> {
+    /// Bind the host's listeners (none for `closed`); call within a tokio runtime.
+    pub fn bind(host: WebHost, ca: &Arc<LabCa>) -> LabResult<WebServer> {
         let resolver: Arc<dyn ResolvesServerCert> = match host.behaviour {
-            Behaviour::WrongCert | Behaviour::Decoy => Arc::new(FixedCert(
-                ca.issue(std::slice::from_ref(&host.cert_name))?,
-            )),
+            Behaviour::WrongCert | Behaviour::Decoy => {
+                Arc::new(FixedCert(ca.issue(std::slice::from_ref(&host.cert_name))?))
+            }
             _ => Arc::new(AnyNameCert::new(Arc::clone(ca))),
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -95,8 +95,8 @@ impl WebServer {
         let mut tls = Vec::new();
         if host.behaviour != Behaviour::Closed {
             for ip in &host.ips {
-                http.push(listen(*ip, host.http_port, &host.id).await?);
-                tls.push(listen(*ip, host.tls_port, &host.id).await?);
+                http.push(listen(*ip, host.http_port, &host.id)?);
+                tls.push(listen(*ip, host.tls_port, &host.id)?);
             }
         }
         Ok(WebServer {
@@ -146,7 +146,7 @@ impl WebServer {
     }
 }
 
-async fn listen(ip: Ipv4Addr, port: u16, id: &str) -> LabResult<TcpListener> {
+fn listen(ip: Ipv4Addr, port: u16, id: &str) -> LabResult<TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()
         .map_err(|e| LabError::Servers(format!("server {id}: socket: {e}")))?;
     socket
@@ -160,7 +160,7 @@ async fn listen(ip: Ipv4Addr, port: u16, id: &str) -> LabResult<TcpListener> {
         .map_err(|e| LabError::Servers(format!("server {id} cannot listen on {ip}:{port}: {e}")))
 }
 
-/// Close with an RST (SO_LINGER 0), as a server that resets connections itself does.
+/// Close with an RST (`SO_LINGER` 0), as a server that resets connections itself does.
 fn reset(stream: TcpStream) {
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
@@ -230,7 +230,10 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
             }
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, read).await.ok().flatten()
+    tokio::time::timeout(REQUEST_TIMEOUT, read)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, host: &WebHost, request_host: &str) {
@@ -261,7 +264,7 @@ async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, host: &WebHost, request_
 mod tests {
     use super::*;
 
-    async fn start(behaviour: Behaviour) -> (SocketAddr, SocketAddr, tokio::task::JoinHandle<()>) {
+    fn start(behaviour: Behaviour) -> (SocketAddr, SocketAddr, tokio::task::JoinHandle<()>) {
         let ca = Arc::new(LabCa::generate().unwrap());
         let host = WebHost {
             id: "t".to_owned(),
@@ -272,7 +275,7 @@ mod tests {
             delay: Duration::from_millis(10),
             cert_name: "wrong-name.lab.example".to_owned(),
         };
-        let server = WebServer::bind(host, &ca).await.unwrap();
+        let server = WebServer::bind(host, &ca).unwrap();
         let (http, tls) = server.local_addrs();
         (http[0], tls[0], tokio::spawn(server.run()))
     }
@@ -289,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn normal_server_answers_with_the_host_asked() {
-        let (http, _, task) = start(Behaviour::Normal).await;
+        let (http, _, task) = start(Behaviour::Normal);
         let page = get(http, "www.lab.example").await.unwrap();
         assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
         assert!(page.contains("lab: www.lab.example"), "{page}");
@@ -298,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn reset_server_resets_after_the_request() {
-        let (http, _, task) = start(Behaviour::Reset).await;
+        let (http, _, task) = start(Behaviour::Reset);
         let err = get(http, "www.lab.example").await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         task.abort();
