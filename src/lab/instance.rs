@@ -65,6 +65,16 @@ impl Prepared {
         write_file(&state_dir.join(CA_CERT_FILE), ca.cert_pem(), 0o644)?;
         write_file(&state_dir.join(CA_KEY_FILE), ca.key_pem(), 0o600)?;
         write_file(&state_dir.join(SCENARIO_FILE), &scenario.to_toml(), 0o644)?;
+        let mut names: String = scenario
+            .names
+            .iter()
+            .map(|n| format!("{}\n", n.name))
+            .collect();
+        names.insert_str(
+            0,
+            "# every name of the lab's scenario, for `censorprobe scan --targets`\n",
+        );
+        write_file(&state_dir.join(state::NAMES_FILE), &names, 0o644)?;
         prepared.info.write()?;
         prepared.topology = Some(Topology::create(&id, scenario)?);
         Ok(prepared)
@@ -208,7 +218,10 @@ impl Lab {
         let namespace = info.namespaces.internet.clone();
         let tx = ready_tx.clone();
         let handle = spawn_role("lab-internet", move || {
-            netns::enter(&namespace)?;
+            if let Err(e) = netns::enter(&namespace) {
+                let _ = tx.send(Err(LabError::Servers(e.to_string())));
+                return Err(e);
+            }
             run_internet_role(
                 &scenario,
                 ca,
@@ -231,7 +244,10 @@ impl Lab {
         let stop = Arc::clone(&self.censor_stop);
         let tx = ready_tx;
         let handle = spawn_role("lab-censor", move || {
-            netns::enter(&namespace)?;
+            if let Err(e) = netns::enter(&namespace) {
+                let _ = tx.send(Err(LabError::Censor(e.to_string())));
+                return Err(e);
+            }
             let result = censor::run(&scenario, &stop, || {
                 let _ = tx.send(Ok(()));
             });

@@ -202,6 +202,7 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Serve { role, state } => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(false)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "info".into()),
@@ -254,7 +255,7 @@ fn print_info(info: &LabInfo) {
     println!(
         "  probe with: ip netns exec {} censorprobe scan --targets {} --resolver {} --dns-sink {} --control '{}' --ca {} --control-name {}",
         info.namespaces.vantage,
-        info.state_dir.join("names.txt").display(),
+        info.targets.display(),
         info.resolver,
         info.sink,
         info.control_spec(),

@@ -14,6 +14,8 @@ pub const STATE_FILE: &str = "state.json";
 pub const SCENARIO_FILE: &str = "scenario.toml";
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
+/// The scenario's names, one a line: a target list for the probe.
+pub const NAMES_FILE: &str = "names.txt";
 
 /// A running lab, as written to its state directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,9 @@ pub struct LabInfo {
     pub dot_name: String,
     /// The lab CA certificate (`--ca`).
     pub ca_cert: PathBuf,
+    /// The scenario's names as a target list (`--targets`).
+    #[serde(default)]
+    pub targets: PathBuf,
     /// A benign name for control probes.
     pub control_name: String,
     /// Daemon processes, for labs started with `lab up` (empty for in-process labs).
@@ -59,6 +64,7 @@ impl LabInfo {
             dot: SocketAddr::from((plan::RESOLVER_IP, plan::DOT_PORT)),
             dot_name: plan::DOT_NAME.to_owned(),
             ca_cert: state_dir.join(CA_CERT_FILE),
+            targets: state_dir.join(NAMES_FILE),
             control_name: control_name.to_owned(),
             pids: Vec::new(),
         }
