@@ -65,15 +65,12 @@ impl Prepared {
         write_file(&state_dir.join(CA_CERT_FILE), ca.cert_pem(), 0o644)?;
         write_file(&state_dir.join(CA_KEY_FILE), ca.key_pem(), 0o600)?;
         write_file(&state_dir.join(SCENARIO_FILE), &scenario.to_toml(), 0o644)?;
-        let mut names: String = scenario
-            .names
-            .iter()
-            .map(|n| format!("{}\n", n.name))
-            .collect();
-        names.insert_str(
-            0,
-            "# every name of the lab's scenario, for `censorprobe scan --targets`\n",
-        );
+        let mut names =
+            String::from("# every name of the lab's scenario, for `censorprobe scan --targets`\n");
+        for entry in &scenario.names {
+            names.push_str(&entry.name);
+            names.push('\n');
+        }
         write_file(&state_dir.join(state::NAMES_FILE), &names, 0o644)?;
         prepared.info.write()?;
         prepared.topology = Some(Topology::create(&id, scenario)?);

@@ -8,10 +8,13 @@
 //! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
+//! - [`expect`], [`demo`]: scan a lab and compare the report with the expectations.
 
 pub mod censor;
 pub mod daemon;
+pub mod demo;
 pub mod error;
+pub mod expect;
 pub mod generate;
 pub mod instance;
 pub mod internet;
@@ -181,9 +184,17 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             })
         }
         LabCommand::Demo { scenario, out } => {
-            anyhow::bail!(
-                "lab demo needs the scan pipeline (censorprobe scan); scenario {scenario:?}, report {out:?}"
-            )
+            let scenario = scenario.unwrap_or_else(demo::default_scenario);
+            let out = out.unwrap_or_else(|| PathBuf::from(demo::DEFAULT_REPORT));
+            let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
+            let comparison = demo::run(&scenario, &out, &exe)?;
+            println!("report: {}", out.display());
+            print!("{comparison}");
+            Ok(if comparison.is_perfect() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         LabCommand::Gen {
             n,
