@@ -37,6 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Measure targets and write a JSONL report.
     Scan(ScanArgs),
+    /// The built-in censor lab: a GFW-like censor in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
 }
 
 /// Options of a scan (shared by every command that measures).
@@ -269,6 +272,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
         Command::Scan(args) => run_scan_command(&args),
+        Command::Lab(command) => crate::lab::run_lab(command),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod control;
 pub mod dns;
 pub mod error;
 pub mod ipclass;
+pub mod lab;
 pub mod observation;
 pub mod report;
 pub mod scan;

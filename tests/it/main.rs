@@ -2,5 +2,6 @@
 
 mod control;
 mod dns;
+mod lab;
 mod support;
 mod targets;

@@ -1,0 +1,716 @@
+//! The censor's decisions, independent of sockets: given one frame the kernel steered to
+//! the censor (a DNS query or a TCP segment from the vantage point), say which frames to
+//! write and where. Forged packets are emitted before the genuine packet is forwarded, so
+//! they always win the race, as the GFW's do from its position near the client.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+use pnet::packet::Packet;
+use pnet::packet::ipv4::Ipv4Packet;
+use pnet::packet::tcp::{TcpFlags, TcpPacket};
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+use super::packet::{self, Emit, Fingerprint, Link, Segment};
+use crate::lab::scenario::{
+    CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IpIdMode, KeywordRule,
+    ResidualAction, Scenario,
+};
+
+/// How much of a client's first bytes the censor buffers to find a Host or SNI.
+const MAX_INSPECT: usize = 16 * 1024;
+/// Flows idle this long are forgotten.
+const FLOW_IDLE: Duration = Duration::from_secs(120);
+/// Sequence offsets of successive injected resets: GFW's RST+ACK bursts step by 1460 and
+/// 4380 bytes, so a burst still hits the window if the first reset arrives late.
+const BURST_OFFSETS: [u32; 16] = [
+    0, 1460, 4380, 10220, 21900, 45260, 91980, 185_420, 372_300, 746_060, 1_493_580, 2_988_620,
+    5_978_700, 11_958_860, 23_919_180, 47_839_820,
+];
+
+/// Something the censor did, for its log and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    DnsForged {
+        qname: String,
+        action: DnsAction,
+    },
+    DnsDropped {
+        qname: String,
+    },
+    Keyword {
+        protocol: &'static str,
+        name: String,
+        action: FlowAction,
+        client: (Ipv4Addr, u16),
+        server: (Ipv4Addr, u16),
+    },
+    ResidualHit {
+        client: Ipv4Addr,
+        server: (Ipv4Addr, u16),
+        action: ResidualAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    client: (Ipv4Addr, u16),
+    server: (Ipv4Addr, u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlowVerdict {
+    Undecided,
+    Pass,
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Flow {
+    verdict: FlowVerdict,
+    first_bytes: Vec<u8>,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    action: ResidualAction,
+    until: Instant,
+    fingerprint: Fingerprint,
+}
+
+/// What a client's first bytes say about the name it wants.
+enum Sniffed {
+    /// Need more bytes.
+    Incomplete,
+    /// Not HTTP nor TLS, or no name in it.
+    Nothing,
+    HttpHost(String),
+    TlsSni(String),
+}
+
+/// The censor's rules and state.
+pub struct Engine {
+    defaults: CensorDefaults,
+    pools: HashMap<String, Vec<IpAddr>>,
+    dns_rules: Vec<DnsRule>,
+    http_rules: Vec<KeywordRule>,
+    tls_rules: Vec<KeywordRule>,
+    flows: HashMap<FlowKey, Flow>,
+    residual: HashMap<(Ipv4Addr, Ipv4Addr, u16), Penalty>,
+    last_sweep: Instant,
+    events: Vec<Event>,
+}
+
+impl Engine {
+    pub fn new(scenario: &Scenario) -> Engine {
+        Engine {
+            defaults: scenario.censor,
+            pools: scenario
+                .pools
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            dns_rules: scenario.dns_rules.clone(),
+            http_rules: scenario.http_rules.clone(),
+            tls_rules: scenario.tls_rules.clone(),
+            flows: HashMap::new(),
+            residual: HashMap::new(),
+            last_sweep: Instant::now(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn fingerprint(&self, ttl: Option<u8>, id: Option<IpIdMode>) -> Fingerprint {
+        let ip_id = match id.unwrap_or(self.defaults.ip_id) {
+            IpIdMode::Fixed(id) => id,
+            IpIdMode::Random => rand::rng().random(),
+        };
+        Fingerprint {
+            ttl: ttl.unwrap_or(self.defaults.ip_ttl),
+            ip_id,
+        }
+    }
+
+    /// Decide what to do with one frame read from the inspection link.
+    pub fn handle(&mut self, frame: &[u8], now: Instant) -> Vec<Emit> {
+        if now.duration_since(self.last_sweep) > Duration::from_secs(10) {
+            self.sweep(now);
+        }
+        let Some(ip) = packet::ipv4_of(frame) else {
+            return Vec::new();
+        };
+        if let Some(datagram) = packet::udp_of(&ip)
+            && datagram.get_destination() == 53
+        {
+            return self.dns(&ip, datagram.get_source(), datagram.payload());
+        }
+        if let Some(segment) = packet::tcp_of(&ip) {
+            return self.tcp(&ip, &segment, now);
+        }
+        vec![Emit {
+            link: Link::Server,
+            frame: packet::forward(&ip, Link::Server),
+        }]
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        self.flows
+            .retain(|_, f| now.duration_since(f.last_seen) < FLOW_IDLE);
+        self.residual.retain(|_, p| p.until > now);
+    }
+
+    fn dns(&mut self, ip: &Ipv4Packet<'_>, client_port: u16, payload: &[u8]) -> Vec<Emit> {
+        let forward = Emit {
+            link: Link::Server,
+            frame: packet::forward(ip, Link::Server),
+        };
+        let Ok(query) = Message::from_vec(payload) else {
+            return vec![forward];
+        };
+        let Some(question) = query.queries.first() else {
+            return vec![forward];
+        };
+        if query.metadata.message_type != MessageType::Query {
+            return vec![forward];
+        }
+        let qname = question.name().to_ascii();
+        let Some(rule) = self.dns_rules.iter().find(|r| r.matches(&qname)).cloned() else {
+            return vec![forward];
+        };
+        let client = (ip.get_source(), client_port);
+        let resolver = (ip.get_destination(), 53);
+        if rule.action == DnsAction::Drop {
+            self.events.push(Event::DnsDropped { qname });
+            return Vec::new();
+        }
+        let mut forged = Message::response(query.metadata.id, query.metadata.op_code);
+        forged.metadata.recursion_desired = query.metadata.recursion_desired;
+        forged.metadata.recursion_available = true;
+        forged.add_query(question.clone());
+        if rule.action == DnsAction::Nxdomain {
+            forged.metadata.response_code = ResponseCode::NXDomain;
+        } else if let Some(answer) = self.forged_answer(&rule, question) {
+            forged.add_answer(answer);
+        }
+        let Ok(bytes) = forged.to_vec() else {
+            return vec![forward];
+        };
+        let fingerprint = self.fingerprint(rule.ip_ttl, rule.ip_id);
+        let mut out = vec![Emit {
+            link: Link::Client,
+            frame: packet::udp_frame(Link::Client, resolver, client, &bytes, fingerprint),
+        }];
+        if rule.action != DnsAction::CensorOnly {
+            out.push(forward);
+        }
+        self.events.push(Event::DnsForged {
+            qname,
+            action: rule.action,
+        });
+        out
+    }
+
+    /// One forged record of the query's type from the rule's pool (none when the pool
+    /// holds no address of that family).
+    fn forged_answer(&self, rule: &DnsRule, question: &hickory_proto::op::Query) -> Option<Record> {
+        let pool = self.pools.get(rule.pool.as_deref()?)?;
+        let want_v4 = match question.query_type() {
+            RecordType::A => true,
+            RecordType::AAAA => false,
+            _ => return None,
+        };
+        let candidates: Vec<&IpAddr> = pool.iter().filter(|ip| ip.is_ipv4() == want_v4).collect();
+        let ip = **candidates.choose(&mut rand::rng())?;
+        let rdata = match ip {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        Some(Record::from_rdata(
+            question.name().clone(),
+            self.defaults.answer_ttl,
+            rdata,
+        ))
+    }
+
+    fn tcp(&mut self, ip: &Ipv4Packet<'_>, segment: &TcpPacket<'_>, now: Instant) -> Vec<Emit> {
+        let key = FlowKey {
+            client: (ip.get_source(), segment.get_source()),
+            server: (ip.get_destination(), segment.get_destination()),
+        };
+        let flags = segment.get_flags();
+        let forward = || Emit {
+            link: Link::Server,
+            frame: packet::forward(ip, Link::Server),
+        };
+        if flags & TcpFlags::SYN != 0 && flags & TcpFlags::ACK == 0 {
+            self.flows.remove(&key);
+            let penalty_key = (key.client.0, key.server.0, key.server.1);
+            if let Some(penalty) = self.residual.get(&penalty_key).copied() {
+                if penalty.until > now {
+                    self.events.push(Event::ResidualHit {
+                        client: key.client.0,
+                        server: key.server,
+                        action: penalty.action,
+                    });
+                    return match penalty.action {
+                        ResidualAction::Drop => Vec::new(),
+                        ResidualAction::Reset => {
+                            let reset = Segment {
+                                source: key.server,
+                                destination: key.client,
+                                seq: 0,
+                                ack: segment.get_sequence().wrapping_add(1),
+                                flags: TcpFlags::RST | TcpFlags::ACK,
+                                window: 0,
+                            };
+                            vec![Emit {
+                                link: Link::Client,
+                                frame: packet::tcp_frame(Link::Client, &reset, penalty.fingerprint),
+                            }]
+                        }
+                    };
+                }
+                self.residual.remove(&penalty_key);
+            }
+        }
+        let flow = self.flows.entry(key).or_insert_with(|| Flow {
+            verdict: FlowVerdict::Undecided,
+            first_bytes: Vec::new(),
+            last_seen: now,
+        });
+        flow.last_seen = now;
+        match flow.verdict {
+            FlowVerdict::Dropped => return Vec::new(),
+            FlowVerdict::Pass => return vec![forward()],
+            FlowVerdict::Undecided => {}
+        }
+        let payload = segment.payload();
+        if payload.is_empty() {
+            return vec![forward()];
+        }
+        if flow.first_bytes.len() < MAX_INSPECT {
+            flow.first_bytes.extend_from_slice(payload);
+        }
+        let (protocol, name) = match sniff(&flow.first_bytes) {
+            Sniffed::Incomplete if flow.first_bytes.len() < MAX_INSPECT => {
+                return vec![forward()];
+            }
+            Sniffed::Incomplete | Sniffed::Nothing => {
+                flow.verdict = FlowVerdict::Pass;
+                flow.first_bytes = Vec::new();
+                return vec![forward()];
+            }
+            Sniffed::HttpHost(host) => ("http", host),
+            Sniffed::TlsSni(sni) => ("tls", sni),
+        };
+        flow.first_bytes = Vec::new();
+        let rules = if protocol == "http" {
+            &self.http_rules
+        } else {
+            &self.tls_rules
+        };
+        let Some(rule) = rules.iter().find(|r| r.matches(&name)).cloned() else {
+            flow.verdict = FlowVerdict::Pass;
+            return vec![forward()];
+        };
+        let fingerprint = self.fingerprint(rule.ip_ttl, rule.ip_id);
+        self.events.push(Event::Keyword {
+            protocol,
+            name,
+            action: rule.action,
+            client: key.client,
+            server: key.server,
+        });
+        if let Some(residual) = rule.residual {
+            self.residual.insert(
+                (key.client.0, key.server.0, key.server.1),
+                Penalty {
+                    action: residual.action,
+                    until: now + Duration::from_secs(u64::from(residual.secs)),
+                    fingerprint,
+                },
+            );
+        }
+        let flow = self.flows.get_mut(&key).expect("flow inserted above");
+        if rule.action == FlowAction::Drop {
+            flow.verdict = FlowVerdict::Dropped;
+            return Vec::new();
+        }
+        flow.verdict = FlowVerdict::Pass;
+        let reset_flags = if rule.action == FlowAction::RstAck {
+            TcpFlags::RST | TcpFlags::ACK
+        } else {
+            TcpFlags::RST
+        };
+        let client_next = segment.get_sequence().wrapping_add(payload.len() as u32);
+        let server_next = segment.get_acknowledgement();
+        let mut out = Vec::new();
+        for offset in BURST_OFFSETS.iter().take(usize::from(rule.count)) {
+            let reset = Segment {
+                source: key.server,
+                destination: key.client,
+                seq: server_next.wrapping_add(*offset),
+                ack: client_next,
+                flags: reset_flags,
+                window: 0,
+            };
+            out.push(Emit {
+                link: Link::Client,
+                frame: packet::tcp_frame(
+                    Link::Client,
+                    &reset,
+                    self.fingerprint(rule.ip_ttl, rule.ip_id),
+                ),
+            });
+        }
+        // On-path: the request itself still reaches the server.
+        out.push(forward());
+        if rule.direction == Direction::Both {
+            for offset in BURST_OFFSETS.iter().take(usize::from(rule.count)) {
+                let reset = Segment {
+                    source: key.client,
+                    destination: key.server,
+                    seq: client_next.wrapping_add(*offset),
+                    ack: server_next,
+                    flags: reset_flags,
+                    window: 0,
+                };
+                out.push(Emit {
+                    link: Link::Server,
+                    frame: packet::tcp_frame(
+                        Link::Server,
+                        &reset,
+                        self.fingerprint(rule.ip_ttl, rule.ip_id),
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Find the Host of an HTTP request or the SNI of a TLS `ClientHello` in a client's first
+/// bytes.
+fn sniff(bytes: &[u8]) -> Sniffed {
+    if bytes.first() == Some(&0x16) {
+        return sniff_tls(bytes);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map_or(Sniffed::Nothing, |host| {
+                Sniffed::HttpHost(strip_port(host.trim()).to_ascii_lowercase())
+            }),
+        Ok(httparse::Status::Partial) => Sniffed::Incomplete,
+        Err(_) => Sniffed::Nothing,
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn sniff_tls(bytes: &[u8]) -> Sniffed {
+    use tls_parser::{
+        TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_extensions, parse_tls_plaintext,
+    };
+    let record = match parse_tls_plaintext(bytes) {
+        Ok((_, record)) => record,
+        Err(tls_parser::nom::Err::Incomplete(_)) => return Sniffed::Incomplete,
+        Err(_) => return Sniffed::Nothing,
+    };
+    for message in &record.msg {
+        if let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = message {
+            let Some(ext) = hello.ext else {
+                return Sniffed::Nothing;
+            };
+            let Ok((_, extensions)) = parse_tls_extensions(ext) else {
+                return Sniffed::Nothing;
+            };
+            for extension in extensions {
+                if let TlsExtension::SNI(names) = extension
+                    && let Some((_, name)) = names.first()
+                    && let Ok(name) = std::str::from_utf8(name)
+                {
+                    return Sniffed::TlsSni(name.to_ascii_lowercase());
+                }
+            }
+            return Sniffed::Nothing;
+        }
+    }
+    Sniffed::Nothing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::plan;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use pnet::packet::ethernet::EthernetPacket;
+    use std::path::Path;
+
+    const SCENARIO: &str = r#"
+[censor]
+ip_ttl = 99
+ip_id = 4242
+
+[pools]
+bogon = ["10.10.34.34"]
+
+[[dns_rules]]
+pattern = "inject.example"
+action = "inject"
+pool = "bogon"
+
+[[dns_rules]]
+pattern = "drop.example"
+action = "drop"
+
+[[dns_rules]]
+pattern = "only.example"
+action = "censor_only"
+pool = "bogon"
+
+[[http_rules]]
+pattern = "rst.example"
+match = "subdomain"
+action = "rst_ack"
+count = 3
+direction = "both"
+residual = { action = "reset", secs = 90 }
+
+[[tls_rules]]
+pattern = "sni.example"
+match = "suffix"
+action = "drop"
+"#;
+
+    fn engine() -> Engine {
+        Engine::new(&Scenario::parse(SCENARIO, Path::new("t.toml")).unwrap())
+    }
+
+    const CLIENT: (Ipv4Addr, u16) = (plan::VANTAGE_IP, 40000);
+    const SERVER: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 19, 1, 1), 80);
+    const FP: Fingerprint = Fingerprint { ttl: 63, ip_id: 1 };
+
+    fn dns_query(name: &str) -> Vec<u8> {
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        packet::udp_frame(
+            Link::Server,
+            CLIENT,
+            (plan::RESOLVER_IP, 53),
+            &q.to_vec().unwrap(),
+            FP,
+        )
+    }
+
+    fn segment(flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut frame = packet::tcp_frame(
+            Link::Server,
+            &Segment {
+                source: CLIENT,
+                destination: SERVER,
+                seq,
+                ack: 5000,
+                flags,
+                window: 500,
+            },
+            FP,
+        );
+        frame.extend_from_slice(payload);
+        // Fix the IP total length for the payload.
+        let total = (frame.len() - 14) as u16;
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame
+    }
+
+    fn dns_reply(emit: &Emit) -> Message {
+        let ip = packet::ipv4_of(&emit.frame).unwrap();
+        let udp = packet::udp_of(&ip).unwrap();
+        Message::from_vec(udp.payload()).unwrap()
+    }
+
+    #[test]
+    fn dns_injection_sends_the_forgery_first_then_the_query() {
+        let mut engine = engine();
+        let out = engine.handle(&dns_query("inject.example."), Instant::now());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].link, Link::Client);
+        let forged = dns_reply(&out[0]);
+        assert_eq!(
+            forged.answers[0].data,
+            RData::A(A(Ipv4Addr::new(10, 10, 34, 34)))
+        );
+        let ip = packet::ipv4_of(&out[0].frame).unwrap();
+        assert_eq!(ip.get_source(), plan::RESOLVER_IP, "spoofs the resolver");
+        assert_eq!((ip.get_ttl(), ip.get_identification()), (99, 4242));
+        assert_eq!(out[1].link, Link::Server);
+    }
+
+    #[test]
+    fn in_path_dns_rules_drop_or_answer_alone() {
+        let mut engine = engine();
+        assert!(
+            engine
+                .handle(&dns_query("drop.example."), Instant::now())
+                .is_empty()
+        );
+        let out = engine.handle(&dns_query("only.example."), Instant::now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].link, Link::Client);
+        let out = engine.handle(&dns_query("benign.example."), Instant::now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].link, Link::Server);
+    }
+
+    #[test]
+    fn matching_host_draws_a_reset_burst_both_ways_then_residual_resets() {
+        let mut engine = engine();
+        let now = Instant::now();
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
+        let request = b"GET / HTTP/1.1\r\nHost: www.rst.example:80\r\n\r\n";
+        let out = engine.handle(&segment(TcpFlags::ACK | TcpFlags::PSH, 101, request), now);
+        let links: Vec<Link> = out.iter().map(|e| e.link).collect();
+        assert_eq!(
+            links,
+            [
+                Link::Client,
+                Link::Client,
+                Link::Client,
+                Link::Server,
+                Link::Server,
+                Link::Server,
+                Link::Server
+            ]
+        );
+        let ip = packet::ipv4_of(&out[1].frame).unwrap();
+        let rst = packet::tcp_of(&ip).unwrap();
+        assert_eq!(rst.get_flags(), TcpFlags::RST | TcpFlags::ACK);
+        assert_eq!(rst.get_sequence(), 5000 + 1460);
+        assert_eq!(rst.get_acknowledgement(), 101 + request.len() as u32);
+        let to_server = packet::ipv4_of(&out[4].frame).unwrap();
+        let to_server = packet::tcp_of(&to_server).unwrap();
+        assert_eq!(to_server.get_sequence(), 101 + request.len() as u32);
+
+        // A new connection to the same server and port is reset by the residual rule.
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 900, b""),
+            now + Duration::from_secs(5),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].link, Link::Client);
+        assert_eq!(
+            EthernetPacket::new(&out[0].frame)
+                .unwrap()
+                .get_destination()
+                .octets(),
+            plan::VANTAGE_MAC
+        );
+        // ... until the penalty expires.
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 901, b""),
+            now + Duration::from_secs(91),
+        );
+        assert_eq!(out[0].link, Link::Server);
+    }
+
+    #[test]
+    fn benign_and_unknown_payloads_pass() {
+        let mut censor = engine();
+        let now = Instant::now();
+        let request = b"GET / HTTP/1.1\r\nHost: fine.example\r\n\r\n";
+        let out = censor.handle(&segment(TcpFlags::ACK, 1, request), now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].link, Link::Server);
+        let mut partial = engine();
+        let out = partial.handle(&segment(TcpFlags::ACK, 1, b"GET / HTTP/1.1\r\nHo"), now);
+        assert_eq!(out.len(), 1, "partial requests are forwarded while waiting");
+        let out = partial.handle(
+            &segment(TcpFlags::ACK, 19, b"st: a.rst.example\r\n\r\n"),
+            now,
+        );
+        assert!(
+            out.len() > 1,
+            "the name completed in the second segment matches"
+        );
+    }
+
+    #[test]
+    fn matching_sni_drops_the_flow_from_then_on() {
+        let mut censor = engine();
+        let now = Instant::now();
+        let hello = client_hello("www.sni.example");
+        assert!(
+            censor
+                .handle(&segment(TcpFlags::ACK, 1, &hello), now)
+                .is_empty()
+        );
+        assert!(
+            censor
+                .handle(&segment(TcpFlags::ACK, 1, &hello), now)
+                .is_empty()
+        );
+        let mut other = engine();
+        assert_eq!(
+            other
+                .handle(&segment(TcpFlags::ACK, 1, &client_hello("ok.example")), now)
+                .len(),
+            1
+        );
+    }
+
+    /// A real `ClientHello` from rustls.
+    fn client_hello(sni: &str) -> Vec<u8> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let mut conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(config),
+            rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn sniffs_the_sni_of_a_rustls_client_hello() {
+        match sniff(&client_hello("www.sni.example")) {
+            Sniffed::TlsSni(name) => assert_eq!(name, "www.sni.example"),
+            _ => panic!("no SNI found"),
+        }
+        let hello = client_hello("www.sni.example");
+        assert!(matches!(sniff(&hello[..40]), Sniffed::Incomplete));
+    }
+}

@@ -1,0 +1,299 @@
+//! A lab that outlives the command that started it: `lab up` prepares the network and
+//! state, then starts each role as `ip netns exec NS censorprobe lab serve --role R
+//! --state DIR` (the current binary), waits for it to report ready, and records the pids;
+//! `lab down` stops them and removes everything; `lab status` reads the state.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SigSet, Signal};
+use nix::unistd::Pid;
+
+use super::censor;
+use super::error::{LabError, LabResult};
+use super::instance::{self, LabOptions, Prepared, ROLE_START_TIMEOUT};
+use super::netns;
+use super::scenario::Scenario;
+use super::state::{self, LabInfo, RolePid, SCENARIO_FILE};
+use super::topology;
+
+/// The two processes of a daemonised lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The Internet side: resolver, `DoT`, web servers.
+    Internet,
+    /// The censor.
+    Censor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Internet => "internet",
+            Role::Censor => "censor",
+        }
+    }
+
+    fn namespace(self, info: &LabInfo) -> &str {
+        match self {
+            Role::Internet => &info.namespaces.internet,
+            Role::Censor => &info.namespaces.censor,
+        }
+    }
+}
+
+fn ready_file(state_dir: &Path, role: Role) -> PathBuf {
+    state_dir.join(format!("{}.ready", role.as_str()))
+}
+
+fn log_file(state_dir: &Path, role: Role) -> PathBuf {
+    state_dir.join(format!("{}.log", role.as_str()))
+}
+
+/// Bring a lab up with its roles as daemons running `exe` (normally the current binary).
+pub fn up(scenario_path: &Path, options: &LabOptions, exe: &Path) -> LabResult<LabInfo> {
+    let scenario = Scenario::load(scenario_path)?;
+    let prepared = Prepared::new(&scenario, scenario_path, options)?;
+    let mut children: Vec<(Role, Child)> = Vec::new();
+    let started = start_roles(&prepared.info, exe, &mut children);
+    if let Err(e) = started {
+        for (_, child) in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(e);
+    }
+    let mut info = prepared.info.clone();
+    info.pids = children
+        .iter()
+        .map(|(role, child)| RolePid {
+            role: role.as_str().to_owned(),
+            pid: i32::try_from(child.id()).unwrap_or(i32::MAX),
+        })
+        .collect();
+    if let Err(e) = info.write() {
+        for (_, child) in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(e);
+    }
+    prepared.persist();
+    Ok(info)
+}
+
+fn start_roles(info: &LabInfo, exe: &Path, children: &mut Vec<(Role, Child)>) -> LabResult<()> {
+    for role in [Role::Internet, Role::Censor] {
+        let log_path = log_file(&info.state_dir, role);
+        let log = File::create(&log_path)
+            .map_err(|e| LabError::io(format!("create {}", log_path.display()), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| LabError::io("duplicate log handle", e))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", role.namespace(info)])
+            .arg(exe)
+            .args(["lab", "serve", "--role", role.as_str(), "--state"])
+            .arg(&info.state_dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Its own process group: a Ctrl-C meant for `lab up` does not stop the lab.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LabError::RoleStart {
+                role: role.as_str().to_owned(),
+                message: format!("cannot run ip netns exec: {e}"),
+            })?;
+        children.push((role, child));
+        let (_, child) = children.last_mut().expect("just pushed");
+        wait_ready_file(info, role, child)?;
+    }
+    Ok(())
+}
+
+fn wait_ready_file(info: &LabInfo, role: Role, child: &mut Child) -> LabResult<()> {
+    let deadline = Instant::now() + ROLE_START_TIMEOUT;
+    let ready = ready_file(&info.state_dir, role);
+    loop {
+        if ready.exists() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log_file(&info.state_dir, role)).unwrap_or_default();
+            return Err(LabError::RoleStart {
+                role: role.as_str().to_owned(),
+                message: format!("exited with {status}: {}", log.trim()),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::RoleStart {
+                role: role.as_str().to_owned(),
+                message: format!("not ready within {ROLE_START_TIMEOUT:?}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The hidden `lab serve` entry point: run one role of the lab in `state_dir` until
+/// SIGTERM or SIGINT. The process must already be in the role's namespace.
+pub fn serve(role: Role, state_dir: &Path) -> LabResult<()> {
+    // Block the stop signals in every thread; one thread waits for them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .map_err(|e| LabError::io("block signals", e.into()))?;
+    let scenario = Scenario::load(&state_dir.join(SCENARIO_FILE))?;
+    let ready_path = ready_file(state_dir, role);
+    let mark_ready = {
+        let path = ready_path.clone();
+        move || {
+            let _ = std::fs::write(&path, std::process::id().to_string());
+        }
+    };
+    let result = match role {
+        Role::Internet => {
+            let ca = instance::load_ca(state_dir)?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let _ = signals.wait();
+                let _ = stop_tx.send(());
+            });
+            instance::run_internet_role(
+                &scenario,
+                ca,
+                async {
+                    let _ = stop_rx.await;
+                },
+                |r| {
+                    if r.is_ok() {
+                        mark_ready();
+                    }
+                },
+            )
+        }
+        Role::Censor => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let _ = signals.wait();
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            censor::run(&scenario, &stop, mark_ready).map(|stats| {
+                eprintln!("censor stopped: {stats:?}");
+            })
+        }
+    };
+    let _ = std::fs::remove_file(&ready_path);
+    result
+}
+
+/// Whether process `pid` is a `lab serve` of the lab in `state_dir` (guards against pid
+/// reuse before signalling it).
+fn is_our_role(pid: i32, state_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let dir = state_dir.as_os_str().as_encoded_bytes();
+    args.contains(&b"serve".as_slice()) && args.contains(&dir)
+}
+
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name; a zombie is gone.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Stop the roles of the lab in `state_dir` and remove everything it created.
+pub fn down(state_dir: &Path) -> LabResult<LabInfo> {
+    let info = LabInfo::read(state_dir)?;
+    let mut failures = Vec::new();
+    for role in &info.pids {
+        if !is_alive(role.pid) || !is_our_role(role.pid, state_dir) {
+            continue;
+        }
+        let pid = Pid::from_raw(role.pid);
+        let _ = signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive(role.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if is_alive(role.pid) {
+            let _ = signal::kill(pid, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(50));
+            if is_alive(role.pid) {
+                failures.push(format!(
+                    "{} role (pid {}) does not stop",
+                    role.role, role.pid
+                ));
+            }
+        }
+    }
+    let names: Vec<String> = info
+        .namespaces
+        .all()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    failures.extend(topology::remove_namespaces(&names));
+    if let Err(e) = std::fs::remove_dir_all(state_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        failures.push(format!("remove {}: {e}", state_dir.display()));
+    }
+    if failures.is_empty() {
+        Ok(info)
+    } else {
+        Err(LabError::Teardown { failures })
+    }
+}
+
+/// How a lab is doing, for `lab status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LabStatus {
+    pub info: LabInfo,
+    pub namespaces_present: Vec<String>,
+    pub roles_running: Vec<String>,
+    pub healthy: bool,
+}
+
+pub fn status(state_dir: &Path) -> LabResult<LabStatus> {
+    let info = LabInfo::read(state_dir)?;
+    let existing = netns::list();
+    let namespaces_present: Vec<String> = info
+        .namespaces
+        .all()
+        .iter()
+        .filter(|n| existing.iter().any(|e| e == *n))
+        .map(|n| (*n).to_owned())
+        .collect();
+    let roles_running: Vec<String> = info
+        .pids
+        .iter()
+        .filter(|r| is_alive(r.pid) && is_our_role(r.pid, state_dir))
+        .map(|r| r.role.clone())
+        .collect();
+    let healthy = namespaces_present.len() == 3 && roles_running.len() == info.pids.len();
+    Ok(LabStatus {
+        info,
+        namespaces_present,
+        roles_running,
+        healthy,
+    })
+}
+
+/// The state directories of the labs that are up (default location).
+pub fn labs_up() -> Vec<PathBuf> {
+    state::list_default_state_dirs()
+}

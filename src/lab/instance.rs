@@ -1,0 +1,351 @@
+//! A lab instance: state directory, CA, network, and the two roles (Internet-side servers,
+//! censor). [`Lab`] runs the roles on threads of the calling process (tests, `lab demo`);
+//! [`daemon`](super::daemon) runs them as processes that outlive `lab up`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::censor::{self, CensorStats};
+use super::error::{LabError, LabResult};
+use super::internet::InternetServers;
+use super::netns;
+use super::provisional::ca::LabCa;
+use super::scenario::Scenario;
+use super::state::{self, CA_CERT_FILE, CA_KEY_FILE, LabInfo, SCENARIO_FILE};
+use super::topology::{self, Topology};
+
+/// How long a role may take to open its sockets.
+pub const ROLE_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where and under which id a lab runs.
+#[derive(Debug, Clone, Default)]
+pub struct LabOptions {
+    /// Lab id (goes into namespace names); random when absent.
+    pub id: Option<String>,
+    /// State directory; `/run/censorprobe/lab-<id>` when absent.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The parts of a lab that exist before its roles run. Dropping it removes them.
+pub(crate) struct Prepared {
+    pub info: LabInfo,
+    pub topology: Option<Topology>,
+    state_dir_created: bool,
+}
+
+impl Prepared {
+    /// Make the state directory (CA, scenario copy, state.json) and the network.
+    pub fn new(scenario: &Scenario, source: &Path, options: &LabOptions) -> LabResult<Prepared> {
+        if !netns::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let id = options.id.clone().unwrap_or_else(topology::random_id);
+        topology::check_id(&id)?;
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| state::default_state_dir(&id));
+        if state_dir.join(state::STATE_FILE).exists() {
+            return Err(LabError::State {
+                path: state_dir,
+                message: "a lab already uses this state directory".to_owned(),
+            });
+        }
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|e| LabError::io(format!("create {}", state_dir.display()), e))?;
+        let mut prepared = Prepared {
+            info: LabInfo::new(&id, &state_dir, source, &scenario.lab.control_name),
+            topology: None,
+            state_dir_created: true,
+        };
+        let ca = LabCa::generate()?;
+        write_file(&state_dir.join(CA_CERT_FILE), ca.cert_pem(), 0o644)?;
+        write_file(&state_dir.join(CA_KEY_FILE), ca.key_pem(), 0o600)?;
+        write_file(&state_dir.join(SCENARIO_FILE), &scenario.to_toml(), 0o644)?;
+        let mut names =
+            String::from("# every name of the lab's scenario, for `censorprobe scan --targets`\n");
+        for entry in &scenario.names {
+            names.push_str(&entry.name);
+            names.push('\n');
+        }
+        write_file(&state_dir.join(state::NAMES_FILE), &names, 0o644)?;
+        prepared.info.write()?;
+        prepared.topology = Some(Topology::create(&id, scenario)?);
+        Ok(prepared)
+    }
+
+    /// Remove the network and the state directory; report what failed.
+    pub fn remove(mut self) -> Vec<String> {
+        self.remove_steps()
+    }
+
+    fn remove_steps(&mut self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if let Some(topology) = self.topology.take()
+            && let Err(e) = topology.teardown()
+        {
+            failures.push(e.to_string());
+        }
+        if self.state_dir_created {
+            self.state_dir_created = false;
+            if let Err(e) = std::fs::remove_dir_all(&self.info.state_dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                failures.push(format!("remove {}: {e}", self.info.state_dir.display()));
+            }
+        }
+        failures
+    }
+
+    /// Keep everything (a daemonised lab: `lab down` removes it).
+    pub fn persist(mut self) {
+        if let Some(topology) = self.topology.take() {
+            topology.persist();
+        }
+        self.state_dir_created = false;
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for failure in self.remove_steps() {
+            eprintln!("censorprobe lab: cleanup: {failure}");
+        }
+    }
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> LabResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| LabError::io(format!("write {}", path.display()), e))
+}
+
+/// Load the CA a lab wrote to its state directory.
+pub fn load_ca(state_dir: &Path) -> LabResult<LabCa> {
+    let read = |name: &str| {
+        let path = state_dir.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| LabError::io(format!("read {}", path.display()), e))
+    };
+    LabCa::from_pem(&read(CA_CERT_FILE)?, &read(CA_KEY_FILE)?)
+}
+
+/// Run the Internet-side servers on the current thread (already in the Internet
+/// namespace) until `stop` resolves. `ready` reports the outcome of binding.
+pub fn run_internet_role(
+    scenario: &Scenario,
+    ca: LabCa,
+    stop: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(LabResult<()>),
+) -> LabResult<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lab-internet")
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::io("tokio runtime for the Internet side", e))?;
+    runtime.block_on(async {
+        match InternetServers::bind(scenario, Arc::new(ca)).await {
+            Ok(servers) => {
+                ready(Ok(()));
+                tokio::select! {
+                    () = servers.run() => {}
+                    () = stop => {}
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                ready(Err(e));
+                Err(LabError::Servers(message))
+            }
+        }
+    })
+}
+
+struct RoleThread<T> {
+    name: &'static str,
+    handle: JoinHandle<LabResult<T>>,
+}
+
+/// A lab whose roles run on threads of this process; torn down when dropped.
+pub struct Lab {
+    scenario: Scenario,
+    prepared: Option<Prepared>,
+    censor_stop: Arc<AtomicBool>,
+    internet_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    censor: Option<RoleThread<CensorStats>>,
+    internet: Option<RoleThread<()>>,
+}
+
+impl Lab {
+    /// Bring a lab up for `scenario` (read from `source`, recorded in the state).
+    pub fn start(scenario: Scenario, source: &Path, options: &LabOptions) -> LabResult<Lab> {
+        let prepared = Prepared::new(&scenario, source, options)?;
+        let mut lab = Lab {
+            scenario,
+            prepared: Some(prepared),
+            censor_stop: Arc::new(AtomicBool::new(false)),
+            internet_stop: None,
+            censor: None,
+            internet: None,
+        };
+        lab.start_roles()?;
+        Ok(lab)
+    }
+
+    fn start_roles(&mut self) -> LabResult<()> {
+        let info = self.info().clone();
+        let ca = load_ca(&info.state_dir)?;
+
+        let (ready_tx, ready_rx) = mpsc::channel::<LabResult<()>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        self.internet_stop = Some(stop_tx);
+        let scenario = self.scenario.clone();
+        let namespace = info.namespaces.internet.clone();
+        let tx = ready_tx.clone();
+        let handle = spawn_role("lab-internet", move || {
+            if let Err(e) = netns::enter(&namespace) {
+                let _ = tx.send(Err(LabError::Servers(e.to_string())));
+                return Err(e);
+            }
+            run_internet_role(
+                &scenario,
+                ca,
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            )
+        })?;
+        self.internet = Some(RoleThread {
+            name: "internet",
+            handle,
+        });
+        wait_ready("internet", &ready_rx)?;
+
+        let scenario = self.scenario.clone();
+        let namespace = info.namespaces.censor.clone();
+        let stop = Arc::clone(&self.censor_stop);
+        let tx = ready_tx;
+        let handle = spawn_role("lab-censor", move || {
+            if let Err(e) = netns::enter(&namespace) {
+                let _ = tx.send(Err(LabError::Censor(e.to_string())));
+                return Err(e);
+            }
+            let result = censor::run(&scenario, &stop, || {
+                let _ = tx.send(Ok(()));
+            });
+            if let Err(e) = &result {
+                let _ = tx.send(Err(LabError::Censor(e.to_string())));
+            }
+            result
+        })?;
+        self.censor = Some(RoleThread {
+            name: "censor",
+            handle,
+        });
+        wait_ready("censor", &ready_rx)
+    }
+
+    pub fn info(&self) -> &LabInfo {
+        &self.prepared.as_ref().expect("lab is up").info
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Run `f` on a thread inside the vantage point's namespace.
+    pub fn in_vantage<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> LabResult<T> {
+        netns::within(&self.info().namespaces.vantage, f)
+    }
+
+    /// Stop the roles and remove everything; report what failed.
+    pub fn stop(mut self) -> LabResult<CensorStats> {
+        let (stats, failures) = self.stop_steps();
+        if failures.is_empty() {
+            Ok(stats)
+        } else {
+            Err(LabError::Teardown { failures })
+        }
+    }
+
+    fn stop_steps(&mut self) -> (CensorStats, Vec<String>) {
+        let mut failures = Vec::new();
+        let mut stats = CensorStats::default();
+        self.censor_stop.store(true, Ordering::Relaxed);
+        drop(self.internet_stop.take());
+        if let Some(role) = self.censor.take() {
+            match join_role(role) {
+                Ok(s) => stats = s,
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(role) = self.internet.take()
+            && let Err(e) = join_role(role)
+        {
+            failures.push(e);
+        }
+        if let Some(prepared) = self.prepared.take() {
+            failures.extend(prepared.remove());
+        }
+        (stats, failures)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let (_, failures) = self.stop_steps();
+        for failure in failures {
+            eprintln!("censorprobe lab: teardown: {failure}");
+        }
+    }
+}
+
+fn spawn_role<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> LabResult<T> + Send + 'static,
+) -> LabResult<JoinHandle<LabResult<T>>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|e| LabError::io(format!("spawn {name}"), e))
+}
+
+fn wait_ready(role: &str, ready: &mpsc::Receiver<LabResult<()>>) -> LabResult<()> {
+    match ready.recv_timeout(ROLE_START_TIMEOUT) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(LabError::RoleStart {
+            role: role.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(LabError::RoleStart {
+            role: role.to_owned(),
+            message: format!("not ready within {ROLE_START_TIMEOUT:?}"),
+        }),
+    }
+}
+
+fn join_role<T>(role: RoleThread<T>) -> Result<T, String> {
+    match role.handle.join() {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{} role: {e}", role.name)),
+        Err(_) => Err(format!("{} role panicked", role.name)),
+    }
+}

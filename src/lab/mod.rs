@@ -1,0 +1,276 @@
+//! The built-in censor lab: a GFW-like censor between a vantage point and a small
+//! "Internet", in network namespaces, driven by a scenario file (`targets/lab/*.toml`).
+//!
+//! - [`scenario`]: the TOML format (names, records, servers, censor rules, expectations).
+//! - [`topology`]: namespaces, links, routes, the host's `prohibit` route.
+//! - [`censor`]: the censor process (pnet capture, DNS/HTTP/TLS matching, injection).
+//! - [`internet`]: the Internet-side servers (resolver + `DoT`, web hosts with behaviours).
+//! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
+//! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
+//! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
+//! - [`expect`], [`demo`]: scan a lab and compare the report with the expectations.
+
+pub mod censor;
+pub mod daemon;
+pub mod demo;
+pub mod error;
+pub mod expect;
+pub mod generate;
+pub mod instance;
+pub mod internet;
+pub mod netns;
+pub mod nft;
+pub mod plan;
+pub mod provisional;
+pub mod scenario;
+pub mod state;
+pub mod topology;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+pub use error::{LabError, LabResult};
+pub use instance::{Lab, LabOptions};
+pub use scenario::Scenario;
+pub use state::LabInfo;
+
+/// `censorprobe lab ...`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum LabCommand {
+    /// Bring a lab up from a scenario file and leave it running (needs root).
+    Up {
+        /// Scenario file (see targets/lab/demo.toml).
+        scenario: PathBuf,
+        /// Lab id, used in namespace names (cp-ID-vp, cp-ID-censor, cp-ID-net); random
+        /// when absent.
+        #[arg(long)]
+        id: Option<String>,
+        /// State directory (default /run/censorprobe/lab-ID).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Stop a lab and remove everything it created.
+    Down {
+        /// Lab id (default: the only lab that is up).
+        #[arg(long, conflicts_with_all = ["state", "all"])]
+        id: Option<String>,
+        /// State directory of the lab.
+        #[arg(long, conflicts_with = "all")]
+        state: Option<PathBuf>,
+        /// Every lab that is up.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the labs that are up: namespaces, roles, addresses, CA, probe options.
+    Status {
+        #[arg(long, conflicts_with = "state")]
+        id: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring up the demo lab, scan it, compare with the expectations, tear down.
+    Demo {
+        /// Scenario (default targets/lab/demo.toml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Report path (default reports/examples/lab-demo.jsonl).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a synthetic scenario with N names and a known mix of behaviours.
+    Gen {
+        /// Number of names.
+        n: usize,
+        /// Seed of the mix.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long residual censorship lasts after each HTTP/TLS match (GFW: 90-180 s).
+        #[arg(long, default_value_t = 90)]
+        residual_secs: u32,
+        /// Output file (default stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run one role of a lab inside its namespace (started by `lab up`).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, value_enum)]
+        role: daemon::Role,
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+/// Run a `lab` subcommand.
+pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LabCommand::Up {
+            scenario,
+            id,
+            state,
+        } => {
+            let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
+            let info = daemon::up(
+                &scenario,
+                &LabOptions {
+                    id,
+                    state_dir: state,
+                },
+                &exe,
+            )?;
+            print_info(&info);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down { id, state, all } => {
+            let dirs = if all {
+                daemon::labs_up()
+            } else {
+                vec![select_lab(id, state)?]
+            };
+            let mut failed = false;
+            for dir in dirs {
+                match daemon::down(&dir) {
+                    Ok(info) => eprintln!("lab {} is down", info.id),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("censorprobe: lab in {}: {e}", dir.display());
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        LabCommand::Status { id, state, json } => {
+            let dirs = if id.is_some() || state.is_some() {
+                vec![select_lab(id, state)?]
+            } else {
+                daemon::labs_up()
+            };
+            if dirs.is_empty() && !json {
+                println!("no lab is up");
+            }
+            let mut all_healthy = true;
+            let mut statuses = Vec::new();
+            for dir in dirs {
+                let status = daemon::status(&dir)?;
+                all_healthy &= status.healthy;
+                statuses.push(status);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                for status in &statuses {
+                    print_info(&status.info);
+                    println!(
+                        "  health:     {} (namespaces {}/3, roles running: {})",
+                        if status.healthy { "ok" } else { "DEGRADED" },
+                        status.namespaces_present.len(),
+                        status.roles_running.join(", ")
+                    );
+                }
+            }
+            Ok(if all_healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        LabCommand::Demo { scenario, out } => {
+            let scenario = scenario.unwrap_or_else(demo::default_scenario);
+            let out = out.unwrap_or_else(|| PathBuf::from(demo::DEFAULT_REPORT));
+            let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
+            let comparison = demo::run(&scenario, &out, &exe)?;
+            println!("report: {}", out.display());
+            print!("{comparison}");
+            Ok(if comparison.is_perfect() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        LabCommand::Gen {
+            n,
+            seed,
+            residual_secs,
+            out,
+        } => {
+            let text = generate::generate(n, seed, residual_secs).to_toml();
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Serve { role, state } => {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .try_init();
+            daemon::serve(role, &state)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The state directory named by `--id`/`--state`, or the only lab that is up.
+fn select_lab(id: Option<String>, state: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(state) = state {
+        return Ok(state);
+    }
+    if let Some(id) = id {
+        return Ok(state::default_state_dir(&id));
+    }
+    let labs = daemon::labs_up();
+    match labs.len() {
+        0 => anyhow::bail!("no lab is up"),
+        1 => Ok(labs.into_iter().next().expect("one lab")),
+        _ => anyhow::bail!(
+            "several labs are up ({}): name one with --id, or use --all",
+            labs.iter()
+                .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+                .map(|n| n.trim_start_matches("lab-"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn print_info(info: &LabInfo) {
+    println!(
+        "lab {} (scenario {})",
+        info.id,
+        info.scenario_source.display()
+    );
+    println!("  state:      {}", info.state_dir.display());
+    println!(
+        "  namespaces: {} (vantage point), {}, {}",
+        info.namespaces.vantage, info.namespaces.censor, info.namespaces.internet
+    );
+    println!("  resolver:   {}", info.resolver);
+    println!("  sink:       {}", info.sink);
+    println!("  control:    {}", info.control_spec());
+    println!("  CA:         {}", info.ca_cert.display());
+    println!(
+        "  probe with: ip netns exec {} censorprobe scan --targets {} --resolver {} --dns-sink {} --control '{}' --ca {} --control-name {}",
+        info.namespaces.vantage,
+        info.targets.display(),
+        info.resolver,
+        info.sink,
+        info.control_spec(),
+        info.ca_cert.display(),
+        info.control_name
+    );
+}

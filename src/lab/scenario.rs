@@ -1,0 +1,820 @@
+//! Lab scenarios: readable TOML files (in `targets/lab/`) naming the lab's domains, their
+//! records and servers, the censor's rules, the false-positive traps, and the verdicts a
+//! correct probe must reach for every name.
+//!
+//! The format is documented by `targets/lab/demo.toml`, which uses every field.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{LabError, LabResult};
+use super::plan;
+use crate::verdict::{DnsVerdict, PoisoningMethod};
+
+/// HTTP verdict strings a probe can reach (issue 3), plus `skipped`.
+pub const HTTP_VERDICTS: &[&str] = &[
+    "ok",
+    "rst_injection",
+    "timeout",
+    "refused",
+    "eof",
+    "blockpage",
+    "error",
+    "inconclusive",
+    "skipped",
+];
+/// TLS verdict strings a probe can reach (issue 3), plus `skipped`.
+pub const TLS_VERDICTS: &[&str] = &[
+    "ok",
+    "rst_injection",
+    "timeout",
+    "refused",
+    "eof",
+    "cert_invalid",
+    "tls_alert",
+    "error",
+    "inconclusive",
+    "skipped",
+];
+pub const HTTP_STAGES: &[&str] = &["connect", "request", "response"];
+pub const TLS_STAGES: &[&str] = &["connect", "handshake"];
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub lab: LabSettings,
+    /// Defaults for the packets the censor forges.
+    #[serde(default)]
+    pub censor: CensorDefaults,
+    /// Forged-answer pools for DNS injection, by pool name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, Vec<IpAddr>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<Server>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NameEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_rules: Vec<DnsRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_rules: Vec<KeywordRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_rules: Vec<KeywordRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_rules: Vec<IpRule>,
+}
+
+/// Lab-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSettings {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// A benign name for control probes; it must match no censor rule.
+    #[serde(default = "default_control_name")]
+    pub control_name: String,
+}
+
+fn default_control_name() -> String {
+    "control.lab.example".to_owned()
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        LabSettings {
+            description: String::new(),
+            control_name: default_control_name(),
+        }
+    }
+}
+
+/// The IP-header fingerprint of forged packets: GFW injections betray themselves by a TTL
+/// and IP ID unlike the real server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CensorDefaults {
+    #[serde(default = "default_ip_ttl")]
+    pub ip_ttl: u8,
+    #[serde(default)]
+    pub ip_id: IpIdMode,
+    /// TTL of the records in forged DNS answers.
+    #[serde(default = "default_answer_ttl")]
+    pub answer_ttl: u32,
+}
+
+fn default_ip_ttl() -> u8 {
+    101
+}
+
+fn default_answer_ttl() -> u32 {
+    60
+}
+
+impl Default for CensorDefaults {
+    fn default() -> Self {
+        CensorDefaults {
+            ip_ttl: default_ip_ttl(),
+            ip_id: IpIdMode::default(),
+            answer_ttl: default_answer_ttl(),
+        }
+    }
+}
+
+/// How forged packets fill the IP ID field: a fixed number, or `"random"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpIdMode {
+    Fixed(u16),
+    #[default]
+    Random,
+}
+
+impl Serialize for IpIdMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IpIdMode::Fixed(id) => s.serialize_u16(*id),
+            IpIdMode::Random => s.serialize_str("random"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpIdMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => u16::try_from(n)
+                .map(IpIdMode::Fixed)
+                .map_err(|_| serde::de::Error::custom(format!("ip_id {n} is not in 0..=65535"))),
+            Raw::Text(t) if t == "random" => Ok(IpIdMode::Random),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "ip_id must be a number or \"random\", not {t:?}"
+            ))),
+        }
+    }
+}
+
+/// What an Internet-side server does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Answers HTTP, and TLS with a certificate valid for whatever name is asked.
+    Normal,
+    /// Like `normal`, after `delay_ms` (a trap: slow is not censored).
+    Slow,
+    /// TLS with a certificate for `cert_name` only, valid chain (a trap: misconfiguration).
+    WrongCert,
+    /// A decoy host, target of forged DNS answers: unrelated page, certificate for `cert_name`.
+    Decoy,
+    /// Resets every connection itself once the request arrives (a trap: not an injection).
+    Reset,
+    /// The address exists and nothing listens (a trap: refused is not censorship).
+    Closed,
+}
+
+impl Behaviour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::Normal => "normal",
+            Behaviour::Slow => "slow",
+            Behaviour::WrongCert => "wrong_cert",
+            Behaviour::Decoy => "decoy",
+            Behaviour::Reset => "reset",
+            Behaviour::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An Internet-side host running HTTP and TLS with one behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub id: String,
+    /// Addresses in 198.19.1.0–198.19.255.255 (198.19.0.0/24 is the lab's own).
+    pub ips: Vec<Ipv4Addr>,
+    pub behaviour: Behaviour,
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    #[serde(default = "default_tls_port")]
+    pub tls_port: u16,
+    /// For `slow`: how long the server waits before answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// For `wrong_cert` and `decoy`: the one name their certificate is valid for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_name: Option<String>,
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+
+fn default_tls_port() -> u16 {
+    443
+}
+
+impl Server {
+    /// The name in the certificate of `wrong_cert` and `decoy` servers.
+    pub fn certificate_name(&self) -> String {
+        self.cert_name
+            .clone()
+            .unwrap_or_else(|| match self.behaviour {
+                Behaviour::Decoy => "decoy.lab.example".to_owned(),
+                _ => "wrong-name.lab.example".to_owned(),
+            })
+    }
+}
+
+/// One name of the scenario: its records and the verdicts expected for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameEntry {
+    pub name: String,
+    /// The server whose addresses are the name's A records (unless `a` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Explicit A records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub a: Vec<Ipv4Addr>,
+    /// Explicit AAAA records (the lab itself is IPv4-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aaaa: Vec<std::net::Ipv6Addr>,
+    /// The authoritative server says the name does not exist (a genuine NXDOMAIN).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nxdomain: bool,
+    #[serde(default)]
+    pub expect: Expectation,
+}
+
+/// The verdicts a correct probe reaches for a name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_method: Option<PoisoningMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<Blocking>,
+}
+
+/// The target-level `blocking` field: `false`, or the layer that blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blocking {
+    None,
+    Dns,
+    TcpIp,
+    Http,
+    Tls,
+}
+
+impl Blocking {
+    pub fn as_json(self) -> serde_json::Value {
+        match self {
+            Blocking::None => serde_json::Value::Bool(false),
+            Blocking::Dns => "dns".into(),
+            Blocking::TcpIp => "tcp_ip".into(),
+            Blocking::Http => "http".into(),
+            Blocking::Tls => "tls".into(),
+        }
+    }
+}
+
+impl fmt::Display for Blocking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocking::None => f.write_str("false"),
+            Blocking::Dns => f.write_str("dns"),
+            Blocking::TcpIp => f.write_str("tcp_ip"),
+            Blocking::Http => f.write_str("http"),
+            Blocking::Tls => f.write_str("tls"),
+        }
+    }
+}
+
+impl Serialize for Blocking {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Blocking::None => s.serialize_bool(false),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Blocking {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Layer(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Blocking::None),
+            Raw::Flag(true) => Err(serde::de::Error::custom(
+                "blocking = true is ambiguous: name the layer (\"dns\", \"tcp_ip\", \"http\", \"tls\")",
+            )),
+            Raw::Layer(l) => match l.as_str() {
+                "dns" => Ok(Blocking::Dns),
+                "tcp_ip" => Ok(Blocking::TcpIp),
+                "http" => Ok(Blocking::Http),
+                "tls" => Ok(Blocking::Tls),
+                _ => Err(serde::de::Error::custom(format!(
+                    "blocking must be false, \"dns\", \"tcp_ip\", \"http\" or \"tls\", not {l:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// How a rule's pattern is compared with a name (`GFWatch`'s rule shapes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    /// The name is the pattern.
+    #[default]
+    Exact,
+    /// The name ends with the pattern as a string, `GFWatch`'s `*pattern`: `bad.example`
+    /// also catches `notbad.example` (the over-blocking `GFWatch` documents).
+    Suffix,
+    /// The name is the pattern or a subdomain of it (`*.pattern` plus the pattern).
+    Subdomain,
+    /// The name starts with the pattern, `GFWatch`'s `pattern*`.
+    Prefix,
+}
+
+impl MatchKind {
+    /// Whether `name` (any case, optional trailing dot) matches `pattern`.
+    pub fn matches(self, pattern: &str, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            MatchKind::Exact => name == pattern,
+            MatchKind::Suffix => name.ends_with(&pattern),
+            MatchKind::Prefix => name.starts_with(&pattern),
+            MatchKind::Subdomain => {
+                name == pattern
+                    || (name.len() > pattern.len()
+                        && name.ends_with(&pattern)
+                        && name.as_bytes()[name.len() - pattern.len() - 1] == b'.')
+            }
+        }
+    }
+}
+
+/// What the censor does with a DNS query whose name matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsAction {
+    /// On-path: a forged answer from `pool` at once; the genuine answer still arrives.
+    Inject,
+    /// On-path: a forged NXDOMAIN at once; the genuine answer still arrives.
+    Nxdomain,
+    /// In-path: the query gets no answer at all.
+    Drop,
+    /// In-path: a forged answer from `pool`, and the genuine one is dropped.
+    CensorOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRule {
+    pub pattern: String,
+    #[serde(default, rename = "match")]
+    pub kind: MatchKind,
+    pub action: DnsAction,
+    /// Forged-answer pool, for `inject` and `censor_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_ttl: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_id: Option<IpIdMode>,
+}
+
+/// What the censor does to a TCP flow whose HTTP Host or TLS SNI matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowAction {
+    /// Inject RST segments.
+    Rst,
+    /// Inject RST+ACK segments.
+    RstAck,
+    /// Drop the flow, both directions, from then on.
+    Drop,
+}
+
+/// Who receives injected resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Client,
+    Both,
+}
+
+/// What residual censorship does to new connections on the same (client, server, port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualAction {
+    Drop,
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Residual {
+    pub action: ResidualAction,
+    pub secs: u32,
+}
+
+/// An HTTP Host or TLS SNI rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeywordRule {
+    pub pattern: String,
+    #[serde(default, rename = "match")]
+    pub kind: MatchKind,
+    pub action: FlowAction,
+    /// Number of resets injected per direction.
+    #[serde(default = "default_count")]
+    pub count: u8,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_ttl: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_id: Option<IpIdMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<Residual>,
+}
+
+impl DnsRule {
+    pub fn matches(&self, name: &str) -> bool {
+        self.kind.matches(&self.pattern, name)
+    }
+}
+
+impl KeywordRule {
+    pub fn matches(&self, name: &str) -> bool {
+        self.kind.matches(&self.pattern, name)
+    }
+}
+
+fn default_count() -> u8 {
+    1
+}
+
+/// IP blocking of an address (optionally only some TCP ports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRule {
+    pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    pub action: IpAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpAction {
+    /// Every packet to the address is dropped.
+    Drop,
+    /// Connection attempts are answered with a reset from the censor.
+    Reset,
+}
+
+impl Scenario {
+    /// Read and validate a scenario file.
+    pub fn load(path: &Path) -> LabResult<Scenario> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| LabError::ScenarioUnreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parse and validate scenario text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> LabResult<Scenario> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| LabError::ScenarioSyntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        scenario
+            .validate()
+            .map_err(|message| LabError::ScenarioInvalid {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(scenario)
+    }
+
+    /// The scenario as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a scenario always serialises")
+    }
+
+    pub fn server(&self, id: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// The A records of a name (explicit ones, else its server's addresses).
+    pub fn a_records(&self, entry: &NameEntry) -> Vec<Ipv4Addr> {
+        if !entry.a.is_empty() || entry.nxdomain {
+            return entry.a.clone();
+        }
+        entry
+            .server
+            .as_deref()
+            .and_then(|id| self.server(id))
+            .map(|s| s.ips.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every address the Internet side must hold: servers, plus the lab's own hosts.
+    pub fn server_addresses(&self) -> Vec<Ipv4Addr> {
+        self.servers
+            .iter()
+            .flat_map(|s| s.ips.iter().copied())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let mut server_ids = HashSet::new();
+        let mut address_owner: HashMap<Ipv4Addr, &str> = HashMap::new();
+        for server in &self.servers {
+            if !server_ids.insert(server.id.as_str()) {
+                errors.push(format!("server id {:?} is used twice", server.id));
+            }
+            if server.ips.is_empty() {
+                errors.push(format!("server {:?} has no address", server.id));
+            }
+            for ip in &server.ips {
+                if !plan::is_server_address(*ip) {
+                    errors.push(format!(
+                        "server {:?}: {ip} is outside 198.19.1.0-198.19.255.255 (the lab's server range)",
+                        server.id
+                    ));
+                }
+                if let Some(other) = address_owner.insert(*ip, &server.id) {
+                    errors.push(format!(
+                        "servers {other:?} and {:?} share address {ip}",
+                        server.id
+                    ));
+                }
+            }
+            if server.behaviour == Behaviour::Slow && server.delay_ms.is_none() {
+                errors.push(format!("slow server {:?} needs delay_ms", server.id));
+            }
+            if server.http_port == server.tls_port {
+                errors.push(format!(
+                    "server {:?}: http_port and tls_port are both {}",
+                    server.id, server.http_port
+                ));
+            }
+        }
+        for (pool, ips) in &self.pools {
+            if ips.is_empty() {
+                errors.push(format!("pool {pool:?} is empty"));
+            }
+        }
+        let mut names = HashSet::new();
+        for entry in &self.names {
+            let lowered = entry.name.trim_end_matches('.').to_ascii_lowercase();
+            if lowered.is_empty() || hickory_proto::rr::Name::from_ascii(&lowered).is_err() {
+                errors.push(format!("{:?} is not a valid domain name", entry.name));
+            }
+            if lowered != entry.name {
+                errors.push(format!(
+                    "name {:?} must be written lowercase without a trailing dot",
+                    entry.name
+                ));
+            }
+            if !names.insert(lowered) {
+                errors.push(format!("name {:?} is listed twice", entry.name));
+            }
+            if let Some(id) = &entry.server
+                && self.server(id).is_none()
+            {
+                errors.push(format!("name {:?}: no server {id:?}", entry.name));
+            }
+            if entry.nxdomain && (entry.server.is_some() || !entry.a.is_empty()) {
+                errors.push(format!(
+                    "name {:?} is nxdomain and also has records",
+                    entry.name
+                ));
+            }
+            if !entry.nxdomain
+                && entry.server.is_none()
+                && entry.a.is_empty()
+                && entry.aaaa.is_empty()
+            {
+                errors.push(format!(
+                    "name {:?} has no records: give server, a, aaaa, or nxdomain = true",
+                    entry.name
+                ));
+            }
+            check_expectation(&entry.name, &entry.expect, &mut errors);
+        }
+        if entry_matches_any(&self.lab.control_name, self) {
+            errors.push(format!(
+                "control_name {:?} matches a censor rule: controls must be benign",
+                self.lab.control_name
+            ));
+        }
+        for rule in &self.dns_rules {
+            match (rule.action, &rule.pool) {
+                (DnsAction::Inject | DnsAction::CensorOnly, None) => errors.push(format!(
+                    "DNS rule {:?}: action {:?} needs a pool",
+                    rule.pattern, rule.action
+                )),
+                (_, Some(pool)) if !self.pools.contains_key(pool) => {
+                    errors.push(format!("DNS rule {:?}: no pool {pool:?}", rule.pattern));
+                }
+                _ => {}
+            }
+        }
+        for (kind, rules) in [("HTTP", &self.http_rules), ("TLS", &self.tls_rules)] {
+            for rule in rules {
+                if rule.count == 0 || rule.count > 16 {
+                    errors.push(format!(
+                        "{kind} rule {:?}: count must be 1..=16",
+                        rule.pattern
+                    ));
+                }
+                if let Some(residual) = rule.residual
+                    && residual.secs == 0
+                {
+                    errors.push(format!(
+                        "{kind} rule {:?}: residual secs must be positive",
+                        rule.pattern
+                    ));
+                }
+            }
+        }
+        for rule in &self.ip_rules {
+            if !plan::is_server_address(rule.ip) {
+                errors.push(format!(
+                    "IP rule {}: only server-range addresses can be blocked",
+                    rule.ip
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+fn entry_matches_any(name: &str, scenario: &Scenario) -> bool {
+    scenario.dns_rules.iter().any(|r| r.matches(name))
+        || scenario.http_rules.iter().any(|r| r.matches(name))
+        || scenario.tls_rules.iter().any(|r| r.matches(name))
+}
+
+fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>) {
+    let checks: [(&str, &Option<String>, &[&str]); 4] = [
+        ("http", &expect.http, HTTP_VERDICTS),
+        ("http_stage", &expect.http_stage, HTTP_STAGES),
+        ("tls", &expect.tls, TLS_VERDICTS),
+        ("tls_stage", &expect.tls_stage, TLS_STAGES),
+    ];
+    for (field, value, allowed) in checks {
+        if let Some(value) = value
+            && !allowed.contains(&value.as_str())
+        {
+            errors.push(format!(
+                "name {name:?}: expect.{field} = {value:?} is not one of {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+    if expect.dns_method.is_some() && expect.dns != Some(DnsVerdict::DnsPoisoning) {
+        errors.push(format!(
+            "name {name:?}: expect.dns_method needs expect.dns = \"dns_poisoning\""
+        ));
+    }
+}
+
+/// Where `lab demo` and the tests find the scenario files shipped with censorprobe.
+pub fn scenario_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("targets/lab")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_kinds_follow_gfwatch_rule_shapes() {
+        let p = "bad.example";
+        assert!(MatchKind::Exact.matches(p, "bad.example"));
+        assert!(MatchKind::Exact.matches(p, "BAD.example."));
+        assert!(!MatchKind::Exact.matches(p, "www.bad.example"));
+
+        assert!(MatchKind::Suffix.matches(p, "www.bad.example"));
+        assert!(
+            MatchKind::Suffix.matches(p, "notbad.example"),
+            "string suffix over-blocks"
+        );
+        assert!(!MatchKind::Suffix.matches(p, "bad.example.org"));
+
+        assert!(MatchKind::Subdomain.matches(p, "bad.example"));
+        assert!(MatchKind::Subdomain.matches(p, "a.b.bad.example"));
+        assert!(!MatchKind::Subdomain.matches(p, "notbad.example"));
+
+        assert!(MatchKind::Prefix.matches("bad.", "bad.example.org"));
+        assert!(!MatchKind::Prefix.matches("bad.", "notbad.example"));
+    }
+
+    #[test]
+    fn shipped_scenarios_parse_and_validate() {
+        for entry in std::fs::read_dir(scenario_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let scenario = Scenario::load(&path).unwrap();
+                assert!(!scenario.names.is_empty(), "{}", path.display());
+                // A scenario written back out reads back the same.
+                let again = Scenario::parse(&scenario.to_toml(), &path).unwrap();
+                assert_eq!(again, scenario);
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_scenarios_are_rejected_with_every_reason() {
+        let text = r#"
+[[servers]]
+id = "web"
+ips = ["10.0.0.1"]
+behaviour = "slow"
+
+[[names]]
+name = "Upper.example"
+server = "nope"
+expect = { http = "rst", dns_method = "injection" }
+
+[[dns_rules]]
+pattern = "x.example"
+action = "inject"
+pool = "missing"
+"#;
+        let err = Scenario::parse(text, Path::new("bad.toml")).unwrap_err();
+        let message = err.to_string();
+        for needle in [
+            "outside 198.19.1.0",
+            "needs delay_ms",
+            "lowercase",
+            "no server \"nope\"",
+            "expect.http = \"rst\"",
+            "dns_method needs",
+            "no pool \"missing\"",
+        ] {
+            assert!(
+                message.contains(needle),
+                "{needle:?} missing from {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_syntax_errors() {
+        let err = Scenario::parse("[lab]\ndelay = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(matches!(err, LabError::ScenarioSyntax { .. }), "{err}");
+        let err = Scenario::parse(
+            "[[names]]\nname = \"a.example\"\na = [\"198.19.1.1\"]\nexpect = { blocking = true }\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ambiguous"), "{err}");
+        let err =
+            Scenario::parse("[censor]\nip_id = \"sometimes\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("random"), "{err}");
+    }
+}

@@ -1,0 +1,357 @@
+//! The lab's network: three namespaces joined by veth pairs, addresses and routes from
+//! [`super::plan`], the censor's nftables ruleset, and the host's `prohibit` route.
+//!
+//! [`Topology`] is a guard: dropping it removes everything it created, best effort on
+//! every step; [`Topology::teardown`] does the same and reports what failed.
+
+use std::fs::{File, OpenOptions};
+use std::net::Ipv4Addr;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::error::{LabError, LabResult};
+use super::netns;
+use super::nft;
+use super::plan::{self, mac_string};
+use super::scenario::Scenario;
+
+/// Every lab namespace name starts with this.
+pub const NAMESPACE_PREFIX: &str = "cp-";
+/// Directory for lab state and the host-route lock.
+pub const RUN_DIR: &str = "/run/censorprobe";
+
+/// The three namespace names of one lab instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Namespaces {
+    pub vantage: String,
+    pub censor: String,
+    pub internet: String,
+}
+
+impl Namespaces {
+    pub fn for_id(id: &str) -> Namespaces {
+        Namespaces {
+            vantage: format!("{NAMESPACE_PREFIX}{id}-vp"),
+            censor: format!("{NAMESPACE_PREFIX}{id}-censor"),
+            internet: format!("{NAMESPACE_PREFIX}{id}-net"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 3] {
+        [&self.vantage, &self.censor, &self.internet]
+    }
+}
+
+/// Check a lab id: short, lowercase letters, digits and dashes (it goes into names).
+pub fn check_id(id: &str) -> LabResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 24
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Namespace {
+            namespace: id.to_owned(),
+            message: "a lab id is 1-24 characters of a-z, 0-9 and -".to_owned(),
+        })
+    }
+}
+
+/// A fresh random lab id.
+pub fn random_id() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff)
+}
+
+/// The lab network, torn down when dropped.
+#[derive(Debug)]
+pub struct Topology {
+    namespaces: Namespaces,
+    created: Vec<String>,
+    torn_down: bool,
+}
+
+impl Topology {
+    /// Build the network for `scenario` under lab id `id`.
+    pub fn create(id: &str, scenario: &Scenario) -> LabResult<Topology> {
+        check_id(id)?;
+        if !netns::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let namespaces = Namespaces::for_id(id);
+        let mut topology = Topology {
+            namespaces: namespaces.clone(),
+            created: Vec::new(),
+            torn_down: false,
+        };
+        {
+            let _lock = host_lock()?;
+            for name in namespaces.all() {
+                if netns::list().iter().any(|n| n == name) {
+                    return Err(LabError::Namespace {
+                        namespace: name.to_owned(),
+                        message: "already exists (is a lab with this id up?)".to_owned(),
+                    });
+                }
+                netns::run("ip", &["netns", "add", name], None)?;
+                topology.created.push(name.to_owned());
+            }
+            add_host_route()?;
+        }
+        topology.configure(scenario)?;
+        Ok(topology)
+    }
+
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// Keep the network after this guard is dropped (a daemonised lab; `lab down` removes it).
+    pub fn persist(mut self) {
+        self.torn_down = true;
+    }
+
+    fn configure(&self, scenario: &Scenario) -> LabResult<()> {
+        let ns = &self.namespaces;
+        let mac = mac_string;
+        netns::ip_batch(
+            &ns.vantage,
+            &[
+                format!(
+                    "link add {} address {} type veth peer name {} address {} netns {}",
+                    plan::VANTAGE_IF,
+                    mac(plan::VANTAGE_MAC),
+                    plan::CENSOR_VANTAGE_IF,
+                    mac(plan::CENSOR_VANTAGE_MAC),
+                    ns.censor
+                ),
+                // One segment per skb: the censor process forwards frames as read, and a
+                // TSO super-frame would exceed the MTU of the link it is written to.
+                format!("link set {} gso_max_segs 1", plan::VANTAGE_IF),
+                format!("addr add {}/24 dev {}", plan::VANTAGE_IP, plan::VANTAGE_IF),
+                "link set lo up".to_owned(),
+                format!("link set {} up", plan::VANTAGE_IF),
+                format!("route add default via {}", plan::CENSOR_VANTAGE_SIDE_IP),
+            ],
+        )?;
+        netns::ip_batch(
+            &ns.censor,
+            &[
+                format!(
+                    "link add {} address {} type veth peer name {} address {} netns {}",
+                    plan::CENSOR_INTERNET_IF,
+                    mac(plan::CENSOR_INTERNET_MAC),
+                    plan::INTERNET_IF,
+                    mac(plan::INTERNET_MAC),
+                    ns.internet
+                ),
+                format!(
+                    "link add {} address {} type veth peer name {} address {}",
+                    plan::INSPECT_IF,
+                    mac(plan::INSPECT_MAC),
+                    plan::INSPECT_PEER_IF,
+                    mac(plan::INSPECT_PEER_MAC),
+                ),
+                format!(
+                    "addr add {}/24 dev {}",
+                    plan::CENSOR_VANTAGE_SIDE_IP,
+                    plan::CENSOR_VANTAGE_IF
+                ),
+                format!(
+                    "addr add {}/24 dev {}",
+                    plan::CENSOR_INTERNET_SIDE_IP,
+                    plan::CENSOR_INTERNET_IF
+                ),
+                format!("addr add {}/24 dev {}", plan::INSPECT_IP, plan::INSPECT_IF),
+                "link set lo up".to_owned(),
+                format!("link set {} up", plan::CENSOR_VANTAGE_IF),
+                format!("link set {} up", plan::CENSOR_INTERNET_IF),
+                format!("link set {} up", plan::INSPECT_IF),
+                format!("link set {} up", plan::INSPECT_PEER_IF),
+                format!("route add 198.19.0.0/16 via {}", plan::INTERNET_LINK_IP),
+                format!(
+                    "neigh add {} lladdr {} dev {} nud permanent",
+                    plan::INSPECT_NEXT_HOP,
+                    mac(plan::INSPECT_PEER_MAC),
+                    plan::INSPECT_IF
+                ),
+                format!(
+                    "route add default via {} dev {} table {}",
+                    plan::INSPECT_NEXT_HOP,
+                    plan::INSPECT_IF,
+                    plan::INSPECT_TABLE
+                ),
+                format!(
+                    "rule add fwmark {:#x} lookup {} pref 100",
+                    plan::INSPECT_MARK,
+                    plan::INSPECT_TABLE
+                ),
+            ],
+        )?;
+        let mut internet = vec![
+            format!(
+                "addr add {}/24 dev {}",
+                plan::INTERNET_LINK_IP,
+                plan::INTERNET_IF
+            ),
+            format!(
+                "addr add {}/32 dev {}",
+                plan::RESOLVER_IP,
+                plan::INTERNET_IF
+            ),
+            format!("addr add {}/32 dev {}", plan::SINK_IP, plan::INTERNET_IF),
+        ];
+        for ip in scenario.server_addresses() {
+            internet.push(format!("addr add {ip}/32 dev {}", plan::INTERNET_IF));
+        }
+        internet.extend([
+            "link set lo up".to_owned(),
+            format!("link set {} up", plan::INTERNET_IF),
+            format!("route add default via {}", plan::CENSOR_INTERNET_SIDE_IP),
+        ]);
+        netns::ip_batch(&ns.internet, &internet)?;
+
+        let no_ipv6 = [
+            ("net/ipv6/conf/all/disable_ipv6", "1"),
+            ("net/ipv6/conf/default/disable_ipv6", "1"),
+        ];
+        netns::sysctls(&ns.vantage, &no_ipv6)?;
+        netns::sysctls(&ns.internet, &no_ipv6)?;
+        let insp1 = plan::INSPECT_PEER_IF;
+        let forwarding = format!("net/ipv4/conf/{insp1}/forwarding");
+        let rp_insp1 = format!("net/ipv4/conf/{insp1}/rp_filter");
+        netns::sysctls(
+            &ns.censor,
+            &[
+                ("net/ipv6/conf/all/disable_ipv6", "1"),
+                ("net/ipv6/conf/default/disable_ipv6", "1"),
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/all/send_redirects", "0"),
+                // insp1 is read by the censor process; the kernel must not route what
+                // arrives there.
+                (forwarding.as_str(), "0"),
+                (rp_insp1.as_str(), "0"),
+            ],
+        )?;
+        netns::run(
+            "ip",
+            &["netns", "exec", &ns.censor, "nft", "-f", "-"],
+            Some(&nft::ruleset(scenario)),
+        )?;
+        Ok(())
+    }
+
+    /// Remove the namespaces (and with them every link, address, route and rule), then the
+    /// host route if no lab is left. Best effort on every step; the failures are returned.
+    pub fn teardown(mut self) -> LabResult<()> {
+        let failures = self.teardown_steps();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Teardown { failures })
+        }
+    }
+
+    fn teardown_steps(&mut self) -> Vec<String> {
+        if self.torn_down {
+            return Vec::new();
+        }
+        self.torn_down = true;
+        let names: Vec<String> = if self.created.is_empty() {
+            Vec::new()
+        } else {
+            self.namespaces
+                .all()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        remove_namespaces(&names)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for failure in self.teardown_steps() {
+            eprintln!("censorprobe lab: teardown: {failure}");
+        }
+    }
+}
+
+/// Delete namespaces (those that exist), then drop the host route if no lab namespace is
+/// left. Returns what failed.
+pub fn remove_namespaces(names: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let lock = match host_lock() {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            failures.push(e.to_string());
+            None
+        }
+    };
+    let existing = netns::list();
+    for name in names {
+        if existing.contains(name)
+            && let Err(e) = netns::run("ip", &["netns", "del", name], None)
+        {
+            failures.push(e.to_string());
+        }
+    }
+    let labs_left = netns::list()
+        .iter()
+        .any(|n| n.starts_with(NAMESPACE_PREFIX));
+    if !labs_left && let Err(e) = remove_host_route() {
+        failures.push(e.to_string());
+    }
+    drop(lock);
+    failures
+}
+
+/// Serialises namespace creation/removal with the host route's reference count.
+fn host_lock() -> LabResult<Flock<File>> {
+    std::fs::create_dir_all(RUN_DIR).map_err(|e| LabError::io(format!("create {RUN_DIR}"), e))?;
+    let path = format!("{RUN_DIR}/host-route.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LabError::io(format!("open {path}"), e))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| LabError::io(format!("lock {path}"), errno.into()))
+}
+
+fn host_route_present() -> bool {
+    netns::run(
+        "ip",
+        &["route", "show", "type", "prohibit", plan::LAB_RANGE],
+        None,
+    )
+    .is_ok_and(|out| !out.trim().is_empty())
+}
+
+fn add_host_route() -> LabResult<()> {
+    if host_route_present() {
+        return Ok(());
+    }
+    netns::run("ip", &["route", "add", "prohibit", plan::LAB_RANGE], None).map(drop)
+}
+
+fn remove_host_route() -> LabResult<()> {
+    if !host_route_present() {
+        return Ok(());
+    }
+    netns::run("ip", &["route", "del", "prohibit", plan::LAB_RANGE], None).map(drop)
+}
+
+/// Whether the host namespace holds the lab's `prohibit` route now.
+pub fn host_route_exists() -> bool {
+    host_route_present()
+}
+
+/// The addresses the Internet side answers on, besides the scenario's servers.
+pub fn lab_host_addresses() -> [Ipv4Addr; 2] {
+    [plan::RESOLVER_IP, plan::SINK_IP]
+}

@@ -1,0 +1,443 @@
+//! The censor lab end to end: a lab up from a small scenario, traffic from inside the
+//! vantage point's namespace, and a teardown that leaves nothing behind.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+const SCENARIO: &str = r#"
+[lab]
+description = "integration test"
+
+[pools]
+bogon = ["10.10.34.34"]
+
+[[servers]]
+id = "web"
+ips = ["198.19.1.1"]
+behaviour = "normal"
+
+[[names]]
+name = "open.lab.example"
+server = "web"
+expect = { dns = "ok", http = "ok", tls = "ok", blocking = false }
+
+[[names]]
+name = "inject.lab.example"
+server = "web"
+expect = { dns = "dns_poisoning", dns_method = "injection", blocking = "dns" }
+
+[[names]]
+name = "rst.lab.example"
+server = "web"
+expect = { http = "rst_injection", http_stage = "request", blocking = "http" }
+
+[[names]]
+name = "sni.lab.example"
+server = "web"
+expect = { tls = "rst_injection", tls_stage = "handshake", blocking = "tls" }
+
+[[dns_rules]]
+pattern = "inject.lab.example"
+action = "inject"
+pool = "bogon"
+
+[[http_rules]]
+pattern = "rst.lab.example"
+action = "rst"
+residual = { action = "reset", secs = 60 }
+
+[[tls_rules]]
+pattern = "sni.lab.example"
+action = "rst_ack"
+count = 2
+"#;
+
+/// Why the lab cannot run here, if it cannot.
+fn lab_unavailable() -> Option<String> {
+    if !netns::is_root() {
+        return Some("not root".to_owned());
+    }
+    let probe = format!("cp-check-{}", topology::random_id());
+    match netns::run("ip", &["netns", "add", &probe], None) {
+        Ok(_) => {
+            let _ = netns::run("ip", &["netns", "del", &probe], None);
+            None
+        }
+        Err(e) => Some(format!("ip netns add fails: {e}")),
+    }
+}
+
+fn a_query(name: &str) -> Vec<u8> {
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    query.to_vec().unwrap()
+}
+
+/// Every reply to one query within `wait`, in arrival order: (source, answer addresses).
+fn replies(socket: &UdpSocket, wait: Duration) -> Vec<(SocketAddr, Vec<IpAddr>)> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok((len, from)) = socket.recv_from(&mut buf) else {
+            break;
+        };
+        let message = Message::from_vec(&buf[..len]).unwrap();
+        let ips = message
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })
+            .collect();
+        out.push((from, ips));
+    }
+    out
+}
+
+fn http_get(server: SocketAddr, host: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn tls_handshake(server: SocketAddr, sni: &str, ca_pem: &str) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock =
+        TcpStream::connect_timeout(&server, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .map_err(|e| format!("{:?}: {e}", e.kind()))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn lab_injects_resets_and_tears_down_cleanly() {
+    if let Some(reason) = lab_unavailable() {
+        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
+        return;
+    }
+    let scenario = Scenario::parse(SCENARIO, Path::new("it-lab.toml")).unwrap();
+    let id = format!("it{}", topology::random_id());
+    let lab = Lab::start(
+        scenario,
+        Path::new("it-lab.toml"),
+        &LabOptions {
+            id: Some(id.clone()),
+            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
+        },
+    )
+    .unwrap();
+    let info = lab.info().clone();
+    assert!(
+        topology::host_route_exists(),
+        "prohibit route while a lab is up"
+    );
+    let ca_pem = std::fs::read_to_string(&info.ca_cert).unwrap();
+    let web = Ipv4Addr::new(198, 19, 1, 1);
+
+    let outcome = lab.in_vantage(move || {
+        let resolver = SocketAddr::from((plan::RESOLVER_IP, 53));
+        let sink = SocketAddr::from((plan::SINK_IP, 53));
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+
+        // On-path injection: the forged answer first, then the genuine one.
+        socket
+            .send_to(&a_query("inject.lab.example."), resolver)
+            .unwrap();
+        let got = replies(&socket, Duration::from_millis(800));
+        assert_eq!(got.len(), 2, "forged and genuine replies: {got:?}");
+        assert_eq!(got[0], (resolver, vec![IpAddr::from([10, 10, 34, 34])]));
+        assert_eq!(got[1], (resolver, vec![IpAddr::V4(web)]));
+
+        // A benign name: one genuine reply.
+        socket
+            .send_to(&a_query("open.lab.example."), resolver)
+            .unwrap();
+        let got = replies(&socket, Duration::from_millis(500));
+        assert_eq!(got, vec![(resolver, vec![IpAddr::V4(web)])]);
+
+        // The sink runs no DNS: only the injector answers, and only censored names.
+        socket
+            .send_to(&a_query("inject.lab.example."), sink)
+            .unwrap();
+        let got = replies(&socket, Duration::from_millis(500));
+        assert_eq!(got, vec![(sink, vec![IpAddr::from([10, 10, 34, 34])])]);
+        socket.send_to(&a_query("open.lab.example."), sink).unwrap();
+        assert!(replies(&socket, Duration::from_millis(300)).is_empty());
+
+        // HTTP: a benign Host gets the page; the censored Host gets a reset, and then
+        // residual censorship resets the next connection to the same server and port.
+        let http = SocketAddr::from((web, 80));
+        let page = http_get(http, "open.lab.example").unwrap();
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+        let err = http_get(http, "rst.lab.example").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        let err = http_get(http, "open.lab.example").unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "residual: {err}"
+        );
+
+        // TLS: a benign SNI completes with a certificate from the lab CA; the censored
+        // SNI is reset during the handshake.
+        let tls = SocketAddr::from((web, 443));
+        tls_handshake(tls, "open.lab.example", &ca_pem).unwrap();
+        let err = tls_handshake(tls, "sni.lab.example", &ca_pem).unwrap_err();
+        assert!(err.starts_with("ConnectionReset"), "{err}");
+    });
+    let stats = lab.stop().unwrap();
+    outcome.unwrap();
+    assert!(stats.dns_forged >= 2, "{stats:?}");
+    assert_eq!(stats.keyword_matches, 2, "{stats:?}");
+    assert_eq!(stats.residual_hits, 1, "{stats:?}");
+
+    let left = netns::list();
+    for ns in info.namespaces.all() {
+        assert!(!left.iter().any(|n| n == ns), "{ns} left behind");
+    }
+    assert!(!info.state_dir.exists(), "state dir left behind");
+    if !left
+        .iter()
+        .any(|n| n.starts_with(topology::NAMESPACE_PREFIX))
+    {
+        assert!(!topology::host_route_exists(), "prohibit route left behind");
+    }
+}
+
+/// Replies to several queries sent at once on one socket, by query id, in arrival order.
+fn replies_by_id(
+    socket: &UdpSocket,
+    wait: Duration,
+) -> std::collections::HashMap<u16, Vec<(SocketAddr, Message)>> {
+    let deadline = Instant::now() + wait;
+    let mut out: std::collections::HashMap<u16, Vec<(SocketAddr, Message)>> =
+        std::collections::HashMap::new();
+    let mut buf = [0u8; 1500];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok((len, from)) = socket.recv_from(&mut buf) else {
+            break;
+        };
+        let message = Message::from_vec(&buf[..len]).unwrap();
+        out.entry(message.metadata.id)
+            .or_default()
+            .push((from, message));
+    }
+    out
+}
+
+fn a_records(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How a TCP exchange ended, as a probe would see it (no judgement).
+#[derive(Debug, PartialEq, Eq)]
+enum Wire {
+    Response(String),
+    Reset,
+    Refused,
+    ConnectTimeout,
+    ResponseTimeout,
+    Other(String),
+}
+
+fn http_wire(server: SocketAddr, host: &str) -> Wire {
+    let mut stream = match TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Wire::Refused,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Wire::ConnectTimeout,
+        Err(e) => return Wire::Other(e.to_string()),
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if let Err(e) = stream.write_all(request.as_bytes()) {
+        return Wire::Other(e.to_string());
+    }
+    let mut response = String::new();
+    match stream.read_to_string(&mut response) {
+        Ok(_) => Wire::Response(response),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Wire::Reset,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Wire::ResponseTimeout,
+        Err(e) => Wire::Other(e.to_string()),
+    }
+}
+
+#[test]
+fn demo_scenario_every_rule_and_trap_on_the_wire() {
+    if let Some(reason) = lab_unavailable() {
+        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
+        return;
+    }
+    let path = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
+    let scenario = Scenario::load(&path).unwrap();
+    let id = format!("it{}", topology::random_id());
+    let lab = Lab::start(
+        scenario,
+        &path,
+        &LabOptions {
+            id: Some(id.clone()),
+            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
+        },
+    )
+    .unwrap();
+    let ca_pem = std::fs::read_to_string(&lab.info().ca_cert).unwrap();
+    let outcome = lab.in_vantage(move || {
+        let web = Ipv4Addr::new(198, 19, 1, 10);
+        let keyword = Ipv4Addr::new(198, 19, 1, 20);
+        let resolver = SocketAddr::from((plan::RESOLVER_IP, 53));
+
+        // DNS: every name at once, then every reply by query id.
+        let names = [
+            "open.example.",
+            "dns-inject-bogon.example.",
+            "dns-inject-nohost.example.",
+            "dns-inject-decoy.example.",
+            "dns-forged-nxdomain.example.",
+            "dns-dropped.example.",
+            "dns-censor-only.example.",
+            "notblocked-news.example.",
+            "gone.example.",
+        ];
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut ids = Vec::new();
+        for name in names {
+            let query = a_query(name);
+            ids.push(u16::from_be_bytes([query[0], query[1]]));
+            socket.send_to(&query, resolver).unwrap();
+        }
+        let got = replies_by_id(&socket, Duration::from_millis(800));
+        let of = |name: &str| -> Vec<&Message> {
+            let i = names.iter().position(|n| *n == name).unwrap();
+            got.get(&ids[i])
+                .map(|v| v.iter().map(|(_, m)| m).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(of("open.example.").len(), 1);
+        for (name, forged) in [
+            ("dns-inject-bogon.example.", vec!["127.0.0.2", "10.10.34.34"]),
+            ("dns-inject-nohost.example.", vec!["198.19.250.1", "198.19.250.2"]),
+            ("dns-inject-decoy.example.", vec!["198.19.9.10"]),
+            ("notblocked-news.example.", vec!["127.0.0.2", "10.10.34.34"]),
+        ] {
+            let replies = of(name);
+            assert_eq!(replies.len(), 2, "{name}: forged then genuine");
+            let first = a_records(replies[0]);
+            assert!(forged.contains(&first[0].to_string().as_str()), "{name}: {first:?}");
+            assert_eq!(a_records(replies[1]), vec![web], "{name}");
+        }
+        let nx = of("dns-forged-nxdomain.example.");
+        assert_eq!(nx.len(), 2);
+        assert_eq!(
+            nx[0].metadata.response_code,
+            hickory_proto::op::ResponseCode::NXDomain
+        );
+        assert_eq!(a_records(nx[1]), vec![web]);
+        assert!(of("dns-dropped.example.").is_empty());
+        let only = of("dns-censor-only.example.");
+        assert_eq!(only.len(), 1, "the genuine answer is dropped");
+        assert_ne!(a_records(only[0]), vec![web]);
+        let gone = of("gone.example.");
+        assert_eq!(gone.len(), 1, "a genuine NXDOMAIN, nothing injected");
+        assert_eq!(
+            gone[0].metadata.response_code,
+            hickory_proto::op::ResponseCode::NXDomain
+        );
+
+        // HTTP on the web server: open, subdomain rule, then a drop with residual drop.
+        let web80 = SocketAddr::from((web, 80));
+        assert!(matches!(http_wire(web80, "open.example"), Wire::Response(r) if r.contains("200 OK")));
+        assert_eq!(http_wire(web80, "www.video.example"), Wire::Reset);
+        assert_eq!(http_wire(web80, "http-drop.example"), Wire::ResponseTimeout);
+        assert_eq!(http_wire(web80, "open.example"), Wire::ConnectTimeout, "residual drop");
+
+        // HTTP on the keyword server: the neighbour first, then resets, then residual reset.
+        let keyword80 = SocketAddr::from((keyword, 80));
+        assert!(matches!(http_wire(keyword80, "neighbour.example"), Wire::Response(_)));
+        assert_eq!(http_wire(keyword80, "http-rst-ack.example"), Wire::Reset);
+        assert!(matches!(http_wire(keyword80, "neighbour.example"), Wire::Response(_)), "no residual after rst_ack");
+        assert_eq!(http_wire(keyword80, "http-rst.example"), Wire::Reset);
+        assert_eq!(http_wire(keyword80, "neighbour.example"), Wire::Refused, "residual reset");
+
+        // TLS.
+        let web443 = SocketAddr::from((web, 443));
+        tls_handshake(web443, "open.example", &ca_pem).unwrap();
+        let err = tls_handshake(web443, "myvpn.example", &ca_pem).unwrap_err();
+        assert!(err.starts_with("ConnectionReset"), "suffix rule: {err}");
+        let err = tls_handshake(web443, "tls-drop.example", &ca_pem).unwrap_err();
+        assert!(err.starts_with("WouldBlock"), "dropped flow: {err}");
+        let keyword443 = SocketAddr::from((keyword, 443));
+        tls_handshake(keyword443, "neighbour.example", &ca_pem).unwrap();
+        let err = tls_handshake(keyword443, "tls-rst.example", &ca_pem).unwrap_err();
+        assert!(err.starts_with("ConnectionReset"), "{err}");
+        let err = tls_handshake(keyword443, "neighbour.example", &ca_pem).unwrap_err();
+        assert!(err.contains("refused"), "residual reset: {err}");
+
+        // IP blocking.
+        let blocked_drop = SocketAddr::from((Ipv4Addr::new(198, 19, 2, 10), 443));
+        assert_eq!(http_wire(blocked_drop, "ip-blocked-drop.example"), Wire::ConnectTimeout);
+        let blocked_reset = SocketAddr::from((Ipv4Addr::new(198, 19, 2, 11), 80));
+        assert_eq!(http_wire(blocked_reset, "ip-blocked-reset.example"), Wire::Refused);
+
+        // Traps.
+        let closed = SocketAddr::from((Ipv4Addr::new(198, 19, 3, 13), 80));
+        assert_eq!(http_wire(closed, "closed-port.example"), Wire::Refused);
+        let slow = SocketAddr::from((Ipv4Addr::new(198, 19, 3, 10), 80));
+        assert!(matches!(http_wire(slow, "slow.example"), Wire::Response(r) if r.contains("200 OK")));
+        let wrong = SocketAddr::from((Ipv4Addr::new(198, 19, 3, 11), 443));
+        let err = tls_handshake(wrong, "wrong-cert.example", &ca_pem).unwrap_err();
+        assert!(err.contains("not valid for name"), "{err}");
+        let resetter = SocketAddr::from((Ipv4Addr::new(198, 19, 3, 12), 80));
+        assert_eq!(http_wire(resetter, "resets-itself.example"), Wire::Reset);
+        let decoy = SocketAddr::from((Ipv4Addr::new(198, 19, 9, 10), 80));
+        assert!(matches!(http_wire(decoy, "dns-inject-decoy.example"), Wire::Response(r) if r.contains("decoy")));
+    });
+    let stats = lab.stop().unwrap();
+    outcome.unwrap();
+    assert!(stats.keyword_matches >= 7, "{stats:?}");
+}
