@@ -11,9 +11,12 @@ pub mod dns;
 pub mod error;
 pub mod ipclass;
 pub mod observation;
+pub mod pathguard;
 pub mod report;
 pub mod scheduler;
+pub mod servers;
 pub mod targets;
 pub mod verdict;
+pub mod web;
 
 pub use error::Error;

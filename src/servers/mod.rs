@@ -1,0 +1,3 @@
+//! Loopback servers for the tests and the censor lab.
+
+pub mod web;
