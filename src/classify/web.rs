@@ -499,8 +499,14 @@ fn ms(v: f64) -> String {
 }
 
 fn errno_text(errno: Option<i32>, error: Option<&str>) -> String {
+    // The OS's text already ends with "(os error N)"; say it once.
+    let error = error.map(|e| {
+        errno
+            .and_then(|n| e.strip_suffix(&format!(" (os error {n})")))
+            .unwrap_or(e)
+    });
     match (errno, error) {
-        (Some(n), Some(e)) => format!(" (errno {n}: {e})"),
+        (Some(n), Some(e)) => format!(" ({e}, errno {n})"),
         (None, Some(e)) => format!(" ({e})"),
         (Some(n), None) => format!(" (errno {n})"),
         (None, None) => String::new(),
@@ -710,7 +716,7 @@ fn common_evidence(
     }
     let residual_flag = residual.map(|(passed, text)| {
         let after = residual_after_ms
-            .map(|m| format!(" {} after the test", ms(m)))
+            .map(|m| format!(" (started {} after the test ended)", ms(m)))
             .unwrap_or_default();
         let (kind, what) = if passed {
             (WebEvidenceKind::NoResidualBlocking, "passed")
