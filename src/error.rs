@@ -61,6 +61,12 @@ pub enum Error {
         addr: SocketAddr,
         reason: String,
     },
+    #[error("cannot load block-page fingerprints from {source_name}: {reason}")]
+    BlockpageFile { source_name: String, reason: String },
+    #[error("cannot set up the TLS probe: {reason}")]
+    TlsSetup { reason: String },
+    #[error("invalid port range {input:?}: {reason}")]
+    BadPortRange { input: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

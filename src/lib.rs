@@ -12,6 +12,7 @@ pub mod error;
 pub mod ipclass;
 pub mod lab;
 pub mod observation;
+pub mod pathguard;
 pub mod report;
 pub mod scan;
 pub mod scheduler;
@@ -19,5 +20,6 @@ pub mod servers;
 pub mod targets;
 pub mod trust;
 pub mod verdict;
+pub mod web;
 
 pub use error::Error;

@@ -1,12 +1,14 @@
 //! Real servers built from maintained crates, for the censor lab's "Internet" side and for
 //! tests: a run-time certificate authority ([`ca`]) and an authoritative DNS server on
-//! UDP, TCP, `DoT` and `DoH` ([`dns`]).
+//! UDP, TCP, `DoT` and `DoH` ([`dns`]), and HTTP/TLS servers with
+//! configurable behaviours ([`web`]).
 //!
 //! Nothing here touches process-wide state: sockets are created by the calling thread, so
 //! a thread that has entered a network namespace gets servers inside that namespace.
 
 pub mod ca;
 pub mod dns;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -5,3 +5,4 @@ mod dns;
 mod lab;
 mod support;
 mod targets;
+mod web;

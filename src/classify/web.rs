@@ -1,0 +1,1843 @@
+//! The web judge: HTTP and TLS verdicts from paired control/test/residual
+//! observations, the per-target aggregation over addresses, and the target-level
+//! `blocking` / `accessible` summary.
+//!
+//! Rules (the README documents them for users):
+//! - Keyword blocking (`rst_injection`, `timeout`, `eof` at the `request`, `response`
+//!   or `handshake` stage) is claimed only when the benign control on the same
+//!   (ip, port), run just before, passed, and the test failed. When the control failed
+//!   too, the path or server is broken: `inconclusive`.
+//! - A TCP connect carries no name, so a connect failure is never keyword blocking:
+//!   `refused` (an RST answered the SYN) or `timeout` at `connect`. When the control
+//!   failed at connect too, it is IP-level blocking or a dead host; the evidence says
+//!   which probe saw what. An RST to the connect is `rst_injection` only when packet
+//!   capture says it was injected.
+//! - `blockpage`: the response matches a documented block-page fingerprint.
+//! - TLS `cert_invalid`: the handshake completed, the chain is not valid for the name
+//!   (the reason is given); `tls_alert`: the server (or a box) ended the handshake
+//!   with an alert. Neither is claimed as blocking.
+//! - `residual` is the post-test control's result: `true` when it failed (the path
+//!   was blocked after the test), `false` when it passed, absent when not run.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::blockpage::BlockpageSet;
+use crate::verdict::{DnsAssessment, DnsVerdict};
+use crate::web::observation::{
+    AttemptObservations, CertProblem, ConnectStatus, HttpExchangeEnd, HttpObservation, PathFacts,
+    Stage, TlsHandshakeEnd, TlsObservation, TlsProgress,
+};
+
+/// The HTTP stage's verdict for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpVerdict {
+    /// A response arrived and matches no block-page fingerprint.
+    Ok,
+    /// The connection was reset after our request while the control passed (or a
+    /// capture proved the RST injected).
+    RstInjection,
+    /// No answer before the deadline (at `connect`: the SYN went unanswered).
+    Timeout,
+    /// An RST answered our SYN.
+    Refused,
+    /// The connection was closed without a (complete) response while the control passed.
+    Eof,
+    /// The response matches a block-page fingerprint.
+    Blockpage,
+    /// Something else failed (unreachable network, malformed response...).
+    Error,
+    /// The evidence supports no verdict (the control failed too).
+    Inconclusive,
+    /// Not probed; `reason` says why.
+    Skipped,
+}
+
+impl HttpVerdict {
+    pub const ALL: [HttpVerdict; 9] = [
+        HttpVerdict::Ok,
+        HttpVerdict::RstInjection,
+        HttpVerdict::Timeout,
+        HttpVerdict::Refused,
+        HttpVerdict::Eof,
+        HttpVerdict::Blockpage,
+        HttpVerdict::Error,
+        HttpVerdict::Inconclusive,
+        HttpVerdict::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVerdict::Ok => "ok",
+            HttpVerdict::RstInjection => "rst_injection",
+            HttpVerdict::Timeout => "timeout",
+            HttpVerdict::Refused => "refused",
+            HttpVerdict::Eof => "eof",
+            HttpVerdict::Blockpage => "blockpage",
+            HttpVerdict::Error => "error",
+            HttpVerdict::Inconclusive => "inconclusive",
+            HttpVerdict::Skipped => "skipped",
+        }
+    }
+
+    /// What this verdict at this stage says about blocking.
+    pub fn claim(self, stage: Option<Stage>) -> Claim {
+        match (self, stage) {
+            (HttpVerdict::Ok, _) => Claim::Clean,
+            (HttpVerdict::RstInjection, Some(Stage::Connect)) => {
+                Claim::Blocked(BlockingLayer::TcpIp)
+            }
+            (HttpVerdict::RstInjection | HttpVerdict::Blockpage, _)
+            | (HttpVerdict::Timeout | HttpVerdict::Eof, Some(Stage::Request | Stage::Response)) => {
+                Claim::Blocked(BlockingLayer::Http)
+            }
+            (HttpVerdict::Skipped, _) => Claim::NotRun,
+            _ => Claim::Unclear,
+        }
+    }
+}
+
+impl fmt::Display for HttpVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The TLS stage's verdict for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsVerdict {
+    /// The handshake completed with a chain valid for the name.
+    Ok,
+    /// The handshake was reset while the control passed (or a capture proved the RST
+    /// injected).
+    RstInjection,
+    /// No answer before the deadline (at `connect`: the SYN went unanswered).
+    Timeout,
+    /// An RST answered our SYN.
+    Refused,
+    /// The connection was closed during the handshake while the control passed.
+    Eof,
+    /// The handshake completed; the chain is not valid for the name (`evidence` says why).
+    CertInvalid,
+    /// The handshake ended with a fatal alert from the other side.
+    TlsAlert,
+    /// Something else failed (unreachable network, protocol error...).
+    Error,
+    /// The evidence supports no verdict (the control failed too).
+    Inconclusive,
+    /// Not probed; `reason` says why.
+    Skipped,
+}
+
+impl TlsVerdict {
+    pub const ALL: [TlsVerdict; 10] = [
+        TlsVerdict::Ok,
+        TlsVerdict::RstInjection,
+        TlsVerdict::Timeout,
+        TlsVerdict::Refused,
+        TlsVerdict::Eof,
+        TlsVerdict::CertInvalid,
+        TlsVerdict::TlsAlert,
+        TlsVerdict::Error,
+        TlsVerdict::Inconclusive,
+        TlsVerdict::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVerdict::Ok => "ok",
+            TlsVerdict::RstInjection => "rst_injection",
+            TlsVerdict::Timeout => "timeout",
+            TlsVerdict::Refused => "refused",
+            TlsVerdict::Eof => "eof",
+            TlsVerdict::CertInvalid => "cert_invalid",
+            TlsVerdict::TlsAlert => "tls_alert",
+            TlsVerdict::Error => "error",
+            TlsVerdict::Inconclusive => "inconclusive",
+            TlsVerdict::Skipped => "skipped",
+        }
+    }
+
+    /// What this verdict at this stage says about blocking.
+    pub fn claim(self, stage: Option<Stage>) -> Claim {
+        match (self, stage) {
+            (TlsVerdict::Ok | TlsVerdict::CertInvalid, _) => Claim::Clean,
+            (TlsVerdict::RstInjection, Some(Stage::Connect)) => {
+                Claim::Blocked(BlockingLayer::TcpIp)
+            }
+            (TlsVerdict::RstInjection, _)
+            | (TlsVerdict::Timeout | TlsVerdict::Eof, Some(Stage::Handshake)) => {
+                Claim::Blocked(BlockingLayer::Tls)
+            }
+            (TlsVerdict::Skipped, _) => Claim::NotRun,
+            _ => Claim::Unclear,
+        }
+    }
+}
+
+impl fmt::Display for TlsVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The layer at which a target is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlockingLayer {
+    Dns,
+    TcpIp,
+    Http,
+    Tls,
+}
+
+impl BlockingLayer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockingLayer::Dns => "dns",
+            BlockingLayer::TcpIp => "tcp_ip",
+            BlockingLayer::Http => "http",
+            BlockingLayer::Tls => "tls",
+        }
+    }
+}
+
+/// What one verdict says about blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The stage worked, or failed for an honest non-censorship reason.
+    Clean,
+    Blocked(BlockingLayer),
+    /// The evidence does not say (dead host or IP-level block, broken server...).
+    Unclear,
+    NotRun,
+}
+
+/// Which probe of the control → test → residual sequence a fact is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeRole {
+    Control,
+    Test,
+    Residual,
+}
+
+/// What one probe connection did, in a word (no judgement about censorship).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// HTTP: a complete response; TLS: a completed handshake.
+    Ok,
+    /// TLS: the handshake ended with an alert from the other side.
+    Alert,
+    /// An RST answered the SYN.
+    Refused,
+    ConnectTimeout,
+    ConnectReset,
+    ConnectError,
+    /// Reset after the connect.
+    Reset,
+    /// No (complete) answer before the deadline after the connect.
+    Timeout,
+    /// Closed by the other side before a complete answer.
+    Eof,
+    /// Anything else (malformed response, protocol error, I/O error).
+    Error,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Alert => "alert",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::ConnectTimeout => "connect_timeout",
+            AttemptOutcome::ConnectReset => "connect_reset",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Reset => "reset",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Eof => "eof",
+            AttemptOutcome::Error => "error",
+        }
+    }
+
+    fn at_connect(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Refused
+                | AttemptOutcome::ConnectTimeout
+                | AttemptOutcome::ConnectReset
+                | AttemptOutcome::ConnectError
+        )
+    }
+
+    /// Reset, dropped or refused: what residual blocking looks like.
+    fn transport_failure(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Refused
+                | AttemptOutcome::ConnectTimeout
+                | AttemptOutcome::ConnectReset
+                | AttemptOutcome::Reset
+                | AttemptOutcome::Timeout
+                | AttemptOutcome::Eof
+        )
+    }
+}
+
+fn connect_outcome(status: ConnectStatus) -> Option<AttemptOutcome> {
+    match status {
+        ConnectStatus::Ok => None,
+        ConnectStatus::Refused => Some(AttemptOutcome::Refused),
+        ConnectStatus::Timeout => Some(AttemptOutcome::ConnectTimeout),
+        ConnectStatus::Reset => Some(AttemptOutcome::ConnectReset),
+        ConnectStatus::Error => Some(AttemptOutcome::ConnectError),
+    }
+}
+
+pub fn http_outcome(obs: &HttpObservation) -> AttemptOutcome {
+    if let Some(outcome) = connect_outcome(obs.connect.status) {
+        return outcome;
+    }
+    match obs.exchange {
+        Some(HttpExchangeEnd::Complete) if obs.response.is_some() => AttemptOutcome::Ok,
+        Some(HttpExchangeEnd::ResetAfterRequest | HttpExchangeEnd::ResetDuringResponse) => {
+            AttemptOutcome::Reset
+        }
+        Some(HttpExchangeEnd::TimeoutAfterRequest | HttpExchangeEnd::TimeoutDuringResponse) => {
+            AttemptOutcome::Timeout
+        }
+        Some(HttpExchangeEnd::EofWithoutResponse | HttpExchangeEnd::EofDuringResponse) => {
+            AttemptOutcome::Eof
+        }
+        _ => AttemptOutcome::Error,
+    }
+}
+
+pub fn tls_outcome(obs: &TlsObservation) -> AttemptOutcome {
+    if let Some(outcome) = connect_outcome(obs.connect.status) {
+        return outcome;
+    }
+    match obs.handshake {
+        Some(TlsHandshakeEnd::Complete) => AttemptOutcome::Ok,
+        Some(TlsHandshakeEnd::AlertReceived) => AttemptOutcome::Alert,
+        Some(TlsHandshakeEnd::Reset) => AttemptOutcome::Reset,
+        Some(TlsHandshakeEnd::Timeout) => AttemptOutcome::Timeout,
+        Some(TlsHandshakeEnd::Eof) => AttemptOutcome::Eof,
+        _ => AttemptOutcome::Error,
+    }
+}
+
+/// A benign HTTP control passes when any complete response arrives (any status: the
+/// server answering is what proves the path).
+pub fn http_control_passed(obs: &HttpObservation) -> bool {
+    http_outcome(obs) == AttemptOutcome::Ok
+}
+
+/// A benign TLS control passes when the server speaks TLS back: a completed handshake
+/// or an alert from it (many servers refuse an unknown SNI with an alert).
+pub fn tls_control_passed(obs: &TlsObservation) -> bool {
+    matches!(tls_outcome(obs), AttemptOutcome::Ok | AttemptOutcome::Alert)
+}
+
+/// The HTTP test was reset, dropped or refused: run the residual control.
+pub fn http_transport_failure(obs: &HttpObservation) -> bool {
+    http_outcome(obs).transport_failure()
+}
+
+/// The TLS test was reset, dropped or refused: run the residual control.
+pub fn tls_transport_failure(obs: &TlsObservation) -> bool {
+    tls_outcome(obs).transport_failure()
+}
+
+/// The benign control of one attempt, summarised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlSummary {
+    /// The control Host / SNI.
+    pub name: String,
+    pub outcome: AttemptOutcome,
+    pub passed: bool,
+}
+
+/// What kind of fact a web evidence item states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebEvidenceKind {
+    /// The benign control worked on this (ip, port).
+    ControlPassed,
+    /// The benign control failed on this (ip, port).
+    ControlFailed,
+    /// A probe's TCP connect failed.
+    ConnectFailed,
+    /// Control and test both failed at connect: IP-level blocking or a dead host.
+    BothFailedAtConnect,
+    /// A connection was reset after the connect.
+    ConnectionReset,
+    /// No (complete) answer before the deadline after the connect.
+    ConnectionTimeout,
+    /// Closed by the other side without a complete answer.
+    ConnectionClosed,
+    /// An HTTP response arrived.
+    ResponseReceived,
+    /// The bytes received are not an HTTP response, or another local error.
+    ProbeError,
+    /// The response matches a block-page fingerprint.
+    BlockpageMatch,
+    /// The TLS handshake completed.
+    HandshakeCompleted,
+    CertificateValid,
+    CertificateInvalid,
+    /// A TLS alert arrived.
+    AlertReceived,
+    /// The post-test control failed: the path was blocked after the test.
+    ResidualBlocking,
+    /// The post-test control passed.
+    NoResidualBlocking,
+    /// Packet capture judged an RST on this connection injected.
+    CaptureInjectedRst,
+    /// Packet capture saw this connection and found no injection.
+    CaptureNoInjection,
+    /// The probes waited for the path (a residual penalty or another test settling).
+    PathWaited,
+    /// The path stayed penalised for the whole residual wait.
+    PenaltyOutlived,
+    /// The probes were re-run alone on the path (result not attributable before).
+    Requeued,
+    /// Outcomes at the target's other addresses.
+    OtherAddresses,
+    /// Why the stage was skipped.
+    NoTrustedAddress,
+}
+
+/// One fact a web verdict rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebEvidence {
+    pub kind: WebEvidenceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<ProbeRole>,
+    /// Human-readable statement of the fact, with the values.
+    pub detail: String,
+}
+
+impl WebEvidence {
+    pub fn new(kind: WebEvidenceKind, role: Option<ProbeRole>, detail: impl Into<String>) -> Self {
+        WebEvidence {
+            kind,
+            role,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The verdict for one (ip, port) and the observations behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpResult<V, O> {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub verdict: V,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    pub control: ControlSummary,
+    /// The post-test control failed (`true`) or passed (`false`); absent when not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<bool>,
+    pub evidence: Vec<WebEvidence>,
+    pub path: PathFacts,
+    pub observations: AttemptObservations<O>,
+}
+
+pub type HttpIpResult = IpResult<HttpVerdict, HttpObservation>;
+pub type TlsIpResult = IpResult<TlsVerdict, TlsObservation>;
+
+/// Timings of the reported test connection, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub connect_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// A stage's judgement of one target: the headline verdict (from the most telling
+/// address) and every address's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebAssessment<V, O> {
+    pub verdict: V,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// The address the headline verdict is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The Host header / SNI tested.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<bool>,
+    /// Why the stage was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub evidence: Vec<WebEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<IpResult<V, O>>,
+}
+
+pub type HttpAssessment = WebAssessment<HttpVerdict, HttpObservation>;
+pub type TlsAssessment = WebAssessment<TlsVerdict, TlsObservation>;
+
+fn ms(v: f64) -> String {
+    format!("{v:.1} ms")
+}
+
+fn errno_text(errno: Option<i32>, error: Option<&str>) -> String {
+    // The OS's text already ends with "(os error N)"; say it once.
+    let error = error.map(|e| {
+        errno
+            .and_then(|n| e.strip_suffix(&format!(" (os error {n})")))
+            .unwrap_or(e)
+    });
+    match (errno, error) {
+        (Some(n), Some(e)) => format!(" ({e}, errno {n})"),
+        (None, Some(e)) => format!(" ({e})"),
+        (Some(n), None) => format!(" (errno {n})"),
+        (None, None) => String::new(),
+    }
+}
+
+fn connect_detail(
+    status: ConnectStatus,
+    errno: Option<i32>,
+    error: Option<&str>,
+    after: f64,
+) -> String {
+    let what = match status {
+        ConnectStatus::Ok => "connected",
+        ConnectStatus::Refused => "connect refused: an RST answered the SYN",
+        ConnectStatus::Timeout => "connect timed out: the SYN went unanswered",
+        ConnectStatus::Reset => "connect reset",
+        ConnectStatus::Error => "connect failed",
+    };
+    format!("{what}{} after {}", errno_text(errno, error), ms(after))
+}
+
+/// One sentence about what an HTTP probe saw.
+fn describe_http(obs: &HttpObservation) -> String {
+    let target = format!("GET with Host {:?} to {}:{}", obs.host, obs.ip, obs.port);
+    if !obs.connect.is_ok() {
+        let c = &obs.connect;
+        return format!(
+            "{target}: {}",
+            connect_detail(c.status, c.errno, c.error.as_deref(), c.connect_ms)
+        );
+    }
+    let err = errno_text(obs.errno, obs.error.as_deref());
+    let sent = format!(
+        "{} of {} request bytes sent",
+        obs.request_bytes_sent, obs.request_length
+    );
+    let what = match obs.exchange {
+        Some(HttpExchangeEnd::Complete) => match &obs.response {
+            Some(r) => format!(
+                "HTTP {} {}, {} body bytes{}{}",
+                r.status,
+                r.reason,
+                r.body_length,
+                if r.body_capped { " (capped)" } else { "" },
+                r.title
+                    .as_ref()
+                    .map(|t| format!(", title {t:?}"))
+                    .unwrap_or_default()
+            ),
+            None => "complete".to_owned(),
+        },
+        Some(HttpExchangeEnd::ResetAfterRequest) => {
+            format!("{sent}; reset before any response byte{err}")
+        }
+        Some(HttpExchangeEnd::EofWithoutResponse) => {
+            format!("{sent}; closed (FIN) before any response byte")
+        }
+        Some(HttpExchangeEnd::TimeoutAfterRequest) => {
+            format!("{sent}; no response byte before the deadline")
+        }
+        Some(HttpExchangeEnd::ResetDuringResponse) => {
+            format!("reset after {} response bytes{err}", obs.bytes_received)
+        }
+        Some(HttpExchangeEnd::EofDuringResponse) => {
+            format!(
+                "closed after {} response bytes, response incomplete",
+                obs.bytes_received
+            )
+        }
+        Some(HttpExchangeEnd::TimeoutDuringResponse) => {
+            format!(
+                "deadline passed after {} response bytes",
+                obs.bytes_received
+            )
+        }
+        Some(HttpExchangeEnd::MalformedResponse) => format!("malformed response{err}"),
+        Some(HttpExchangeEnd::RequestFailed) => format!("{sent}; writing the request failed{err}"),
+        Some(HttpExchangeEnd::ReadFailed) => format!("reading the response failed{err}"),
+        None => "no exchange".to_owned(),
+    };
+    format!("{target}: {what} ({} total)", ms(obs.total_ms))
+}
+
+/// One sentence about what a TLS probe saw.
+fn describe_tls(obs: &TlsObservation) -> String {
+    let sni = obs
+        .sni
+        .as_deref()
+        .map_or_else(|| "no SNI".to_owned(), |s| format!("SNI {s:?}"));
+    let target = format!("ClientHello with {sni} to {}:{}", obs.ip, obs.port);
+    if !obs.connect.is_ok() {
+        let c = &obs.connect;
+        return format!(
+            "{target}: {}",
+            connect_detail(c.status, c.errno, c.error.as_deref(), c.connect_ms)
+        );
+    }
+    let err = errno_text(obs.errno, obs.error.as_deref());
+    let progress = match obs.progress {
+        Some(TlsProgress::ClientHelloSent) | None => "ClientHello sent",
+        Some(TlsProgress::ServerResponded) => "server responded",
+        Some(TlsProgress::ServerHelloReceived) => "ServerHello received",
+        Some(TlsProgress::Complete) => "complete",
+    };
+    let what = match obs.handshake {
+        Some(TlsHandshakeEnd::Complete) => format!(
+            "handshake completed ({}, {}{})",
+            obs.version.as_deref().unwrap_or("?"),
+            obs.cipher.as_deref().unwrap_or("?"),
+            obs.alpn
+                .as_deref()
+                .map(|a| format!(", ALPN {a}"))
+                .unwrap_or_default()
+        ),
+        Some(TlsHandshakeEnd::AlertReceived) => format!(
+            "fatal alert {} received after {} server bytes",
+            obs.alert.as_ref().map_or("?", |a| a.description.as_str()),
+            obs.bytes_received
+        ),
+        Some(TlsHandshakeEnd::Reset) => format!(
+            "reset during the handshake{err}, {} server bytes received (last milestone: {progress})",
+            obs.bytes_received
+        ),
+        Some(TlsHandshakeEnd::Eof) => format!(
+            "closed (FIN) during the handshake, {} server bytes received (last milestone: {progress})",
+            obs.bytes_received
+        ),
+        Some(TlsHandshakeEnd::Timeout) => format!(
+            "handshake did not complete before the deadline, {} server bytes received (last milestone: {progress})",
+            obs.bytes_received
+        ),
+        Some(TlsHandshakeEnd::ProtocolError) => format!("TLS protocol error{err}"),
+        Some(TlsHandshakeEnd::IoError) => format!("I/O error during the handshake{err}"),
+        None => "no handshake".to_owned(),
+    };
+    format!("{target}: {what} ({} total)", ms(obs.total_ms))
+}
+
+fn outcome_kind(outcome: AttemptOutcome) -> WebEvidenceKind {
+    match outcome {
+        AttemptOutcome::Ok => WebEvidenceKind::ResponseReceived,
+        AttemptOutcome::Alert => WebEvidenceKind::AlertReceived,
+        AttemptOutcome::Refused
+        | AttemptOutcome::ConnectTimeout
+        | AttemptOutcome::ConnectReset
+        | AttemptOutcome::ConnectError => WebEvidenceKind::ConnectFailed,
+        AttemptOutcome::Reset => WebEvidenceKind::ConnectionReset,
+        AttemptOutcome::Timeout => WebEvidenceKind::ConnectionTimeout,
+        AttemptOutcome::Eof => WebEvidenceKind::ConnectionClosed,
+        AttemptOutcome::Error => WebEvidenceKind::ProbeError,
+    }
+}
+
+/// The parts of the judgement shared by HTTP and TLS.
+struct Judged {
+    evidence: Vec<WebEvidence>,
+    control: ControlSummary,
+    residual: Option<bool>,
+}
+
+/// Evidence about the control, the residual control, capture facts and the path.
+fn common_evidence(
+    control: ControlSummary,
+    control_text: String,
+    test_outcome: AttemptOutcome,
+    residual: Option<(bool, String)>,
+    residual_after_ms: Option<f64>,
+    capture: Option<&crate::web::observation::CaptureFacts>,
+    path: &PathFacts,
+) -> Judged {
+    let mut evidence = Vec::new();
+    let kind = if control.passed {
+        WebEvidenceKind::ControlPassed
+    } else {
+        WebEvidenceKind::ControlFailed
+    };
+    evidence.push(WebEvidence::new(
+        kind,
+        Some(ProbeRole::Control),
+        control_text,
+    ));
+    if !control.passed && control.outcome.at_connect() && test_outcome.at_connect() {
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::BothFailedAtConnect,
+            None,
+            format!(
+                "the control ({}) and the test both failed at connect (control: {}, test: {}): \
+                 IP-level blocking or a dead host; a TCP handshake carries no name",
+                control.name,
+                control.outcome.as_str(),
+                test_outcome.as_str()
+            ),
+        ));
+    }
+    if let Some(capture) = capture {
+        let kind = if capture.injected_rst {
+            WebEvidenceKind::CaptureInjectedRst
+        } else {
+            WebEvidenceKind::CaptureNoInjection
+        };
+        evidence.push(WebEvidence::new(
+            kind,
+            Some(ProbeRole::Test),
+            capture.detail.clone(),
+        ));
+    }
+    let residual_flag = residual.map(|(passed, text)| {
+        let after = residual_after_ms
+            .map(|m| format!(" (started {} after the test ended)", ms(m)))
+            .unwrap_or_default();
+        let (kind, what) = if passed {
+            (WebEvidenceKind::NoResidualBlocking, "passed")
+        } else {
+            (
+                WebEvidenceKind::ResidualBlocking,
+                "failed: the path was blocked after the test",
+            )
+        };
+        evidence.push(WebEvidence::new(
+            kind,
+            Some(ProbeRole::Residual),
+            format!("post-test control{after} {what}; {text}"),
+        ));
+        !passed
+    });
+    if path.waited_ms > 0.5 {
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::PathWaited,
+            None,
+            format!("waited {} for the path before probing", ms(path.waited_ms)),
+        ));
+    }
+    if path.requeues > 0 {
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::Requeued,
+            None,
+            format!(
+                "re-run {} time(s) alone on the path: an earlier run's failure could not be attributed \
+                 (another test on the path was disturbed meanwhile, or the path was penalised)",
+                path.requeues
+            ),
+        ));
+    }
+    if path.penalty_outlived {
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::PenaltyOutlived,
+            None,
+            "the path stayed blocked for the whole residual wait: failures may still be residual blocking",
+        ));
+    }
+    Judged {
+        evidence,
+        control,
+        residual: residual_flag,
+    }
+}
+
+/// The verdict for a test that failed after connecting, given the control.
+fn after_connect_verdict(
+    outcome: AttemptOutcome,
+    control_passed: bool,
+    injected: bool,
+) -> KeywordVerdict {
+    if outcome == AttemptOutcome::Reset && injected {
+        return KeywordVerdict::Rst;
+    }
+    if !control_passed {
+        return KeywordVerdict::Inconclusive;
+    }
+    match outcome {
+        AttemptOutcome::Reset => KeywordVerdict::Rst,
+        AttemptOutcome::Timeout => KeywordVerdict::Timeout,
+        AttemptOutcome::Eof => KeywordVerdict::Eof,
+        _ => KeywordVerdict::Error,
+    }
+}
+
+enum KeywordVerdict {
+    Rst,
+    Timeout,
+    Eof,
+    Error,
+    Inconclusive,
+}
+
+/// Judge one address's HTTP probes.
+pub fn classify_http_attempt(
+    observations: AttemptObservations<HttpObservation>,
+    path: PathFacts,
+    control_name: &str,
+    blockpages: &BlockpageSet,
+) -> HttpIpResult {
+    let test = &observations.test;
+    let control_outcome = http_outcome(&observations.control);
+    let control = ControlSummary {
+        name: control_name.to_owned(),
+        outcome: control_outcome,
+        passed: control_outcome == AttemptOutcome::Ok,
+    };
+    let test_outcome = http_outcome(test);
+    let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
+    let mut judged = common_evidence(
+        control,
+        describe_http(&observations.control),
+        test_outcome,
+        observations
+            .residual
+            .as_ref()
+            .map(|r| (http_control_passed(r), describe_http(r))),
+        observations.residual_after_ms,
+        test.capture.as_ref(),
+        &path,
+    );
+    judged.evidence.insert(
+        1,
+        WebEvidence::new(
+            outcome_kind(test_outcome),
+            Some(ProbeRole::Test),
+            describe_http(test),
+        ),
+    );
+    let (verdict, stage) = match test_outcome {
+        AttemptOutcome::Ok => {
+            let fingerprint = test.response.as_ref().and_then(|r| blockpages.find(r));
+            if let Some(fp) = fingerprint {
+                let control_too = observations
+                    .control
+                    .response
+                    .as_ref()
+                    .is_some_and(|r| fp.matches(r));
+                judged.evidence.push(WebEvidence::new(
+                    WebEvidenceKind::BlockpageMatch,
+                    Some(ProbeRole::Test),
+                    format!(
+                        "the response matches block-page fingerprint {} ({}; {}){}",
+                        fp.name,
+                        fp.description,
+                        fp.conditions(),
+                        if control_too {
+                            "; the control's response matches it too: the whole address is blocked"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+                (HttpVerdict::Blockpage, Some(Stage::Response))
+            } else {
+                (HttpVerdict::Ok, None)
+            }
+        }
+        AttemptOutcome::Refused | AttemptOutcome::ConnectReset if injected => {
+            (HttpVerdict::RstInjection, Some(Stage::Connect))
+        }
+        AttemptOutcome::Refused | AttemptOutcome::ConnectReset => {
+            (HttpVerdict::Refused, Some(Stage::Connect))
+        }
+        AttemptOutcome::ConnectTimeout => (HttpVerdict::Timeout, Some(Stage::Connect)),
+        AttemptOutcome::ConnectError => (HttpVerdict::Error, Some(Stage::Connect)),
+        outcome => {
+            let stage = test.failed_at.or(Some(Stage::Request));
+            let verdict = match after_connect_verdict(outcome, judged.control.passed, injected) {
+                KeywordVerdict::Rst => HttpVerdict::RstInjection,
+                KeywordVerdict::Timeout => HttpVerdict::Timeout,
+                KeywordVerdict::Eof => HttpVerdict::Eof,
+                KeywordVerdict::Error => HttpVerdict::Error,
+                KeywordVerdict::Inconclusive => HttpVerdict::Inconclusive,
+            };
+            (verdict, stage)
+        }
+    };
+    if test_outcome.at_connect() && judged.control.passed {
+        judged.evidence.push(WebEvidence::new(
+            WebEvidenceKind::ConnectFailed,
+            None,
+            "the control connected but the test's connect failed: a connect carries no name, so \
+             this is not keyword blocking (a transient failure or residual blocking)",
+        ));
+    }
+    if verdict == HttpVerdict::Inconclusive {
+        judged.evidence.push(WebEvidence::new(
+            WebEvidenceKind::ControlFailed,
+            None,
+            "the test failed but so did the benign control on the same address and port: the \
+             server or path is broken, not evidently the name",
+        ));
+    }
+    IpResult {
+        ip: test.ip,
+        port: test.port,
+        verdict,
+        stage,
+        control: judged.control,
+        residual: judged.residual,
+        evidence: judged.evidence,
+        path,
+        observations,
+    }
+}
+
+/// Judge one address's TLS probes.
+pub fn classify_tls_attempt(
+    observations: AttemptObservations<TlsObservation>,
+    path: PathFacts,
+    control_name: &str,
+) -> TlsIpResult {
+    let test = &observations.test;
+    let control_outcome = tls_outcome(&observations.control);
+    let control = ControlSummary {
+        name: control_name.to_owned(),
+        outcome: control_outcome,
+        passed: tls_control_passed(&observations.control),
+    };
+    let test_outcome = tls_outcome(test);
+    let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
+    let mut judged = common_evidence(
+        control,
+        describe_tls(&observations.control),
+        test_outcome,
+        observations
+            .residual
+            .as_ref()
+            .map(|r| (tls_control_passed(r), describe_tls(r))),
+        observations.residual_after_ms,
+        test.capture.as_ref(),
+        &path,
+    );
+    let test_kind = if test_outcome == AttemptOutcome::Ok {
+        WebEvidenceKind::HandshakeCompleted
+    } else {
+        outcome_kind(test_outcome)
+    };
+    judged.evidence.insert(
+        1,
+        WebEvidence::new(test_kind, Some(ProbeRole::Test), describe_tls(test)),
+    );
+    let (verdict, stage) = match test_outcome {
+        AttemptOutcome::Ok => {
+            let validity = test.validity.as_ref();
+            let leaf = test.chain.first().map(|c| {
+                format!(
+                    "leaf subject {:?}, issuer {:?}, names {:?}, valid {} to {}, sha256 {}",
+                    c.subject, c.issuer, c.san_dns, c.not_before, c.not_after, c.sha256
+                )
+            });
+            if validity.is_some_and(|v| v.valid) {
+                judged.evidence.push(WebEvidence::new(
+                    WebEvidenceKind::CertificateValid,
+                    Some(ProbeRole::Test),
+                    format!(
+                        "the chain is valid for {:?}; {}",
+                        test.name,
+                        leaf.unwrap_or_default()
+                    ),
+                ));
+                (TlsVerdict::Ok, None)
+            } else {
+                let problem = validity
+                    .and_then(|v| v.problem)
+                    .map_or("unknown", cert_problem_text);
+                let error = validity.and_then(|v| v.error.clone()).unwrap_or_default();
+                judged.evidence.push(WebEvidence::new(
+                    WebEvidenceKind::CertificateInvalid,
+                    Some(ProbeRole::Test),
+                    format!(
+                        "the chain is not valid for {:?}: {problem}: {error}; {}",
+                        test.name,
+                        leaf.unwrap_or_else(|| "no certificate".to_owned())
+                    ),
+                ));
+                (TlsVerdict::CertInvalid, Some(Stage::Handshake))
+            }
+        }
+        AttemptOutcome::Alert => (TlsVerdict::TlsAlert, Some(Stage::Handshake)),
+        AttemptOutcome::Refused | AttemptOutcome::ConnectReset if injected => {
+            (TlsVerdict::RstInjection, Some(Stage::Connect))
+        }
+        AttemptOutcome::Refused | AttemptOutcome::ConnectReset => {
+            (TlsVerdict::Refused, Some(Stage::Connect))
+        }
+        AttemptOutcome::ConnectTimeout => (TlsVerdict::Timeout, Some(Stage::Connect)),
+        AttemptOutcome::ConnectError => (TlsVerdict::Error, Some(Stage::Connect)),
+        outcome => {
+            let verdict = match after_connect_verdict(outcome, judged.control.passed, injected) {
+                KeywordVerdict::Rst => TlsVerdict::RstInjection,
+                KeywordVerdict::Timeout => TlsVerdict::Timeout,
+                KeywordVerdict::Eof => TlsVerdict::Eof,
+                KeywordVerdict::Error => TlsVerdict::Error,
+                KeywordVerdict::Inconclusive => TlsVerdict::Inconclusive,
+            };
+            (verdict, Some(Stage::Handshake))
+        }
+    };
+    if test_outcome.at_connect() && judged.control.passed {
+        judged.evidence.push(WebEvidence::new(
+            WebEvidenceKind::ConnectFailed,
+            None,
+            "the control connected but the test's connect failed: a connect carries no name, so \
+             this is not keyword blocking (a transient failure or residual blocking)",
+        ));
+    }
+    if verdict == TlsVerdict::Inconclusive {
+        judged.evidence.push(WebEvidence::new(
+            WebEvidenceKind::ControlFailed,
+            None,
+            "the test failed but so did the benign control on the same address and port: the \
+             server or path is broken, not evidently the name",
+        ));
+    }
+    IpResult {
+        ip: test.ip,
+        port: test.port,
+        verdict,
+        stage,
+        control: judged.control,
+        residual: judged.residual,
+        evidence: judged.evidence,
+        path,
+        observations,
+    }
+}
+
+/// Rank for choosing the headline address: blocking first, then success, then
+/// honest failures, then the rest.
+fn rank(claim: Claim, is_ok: bool) -> u8 {
+    match claim {
+        Claim::Blocked(_) => 0,
+        Claim::Clean if is_ok => 1,
+        Claim::Clean => 2,
+        Claim::Unclear => 3,
+        Claim::NotRun => 4,
+    }
+}
+
+fn assess<V, O>(
+    name: &str,
+    attempts: Vec<IpResult<V, O>>,
+    claim: impl Fn(&IpResult<V, O>) -> Claim,
+    is_ok: impl Fn(&IpResult<V, O>) -> bool,
+    timings: impl Fn(&O) -> Timings,
+    no_attempt: V,
+) -> WebAssessment<V, O>
+where
+    V: Copy + fmt::Display,
+{
+    let Some(best) = attempts
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, a)| (rank(claim(a), is_ok(a)), *i))
+        .map(|(i, _)| i)
+    else {
+        return WebAssessment {
+            verdict: no_attempt,
+            stage: None,
+            ip: None,
+            port: None,
+            name: name.to_owned(),
+            control: None,
+            residual: None,
+            reason: Some("no address was probed".to_owned()),
+            evidence: Vec::new(),
+            timings: None,
+            attempts,
+        };
+    };
+    let head = &attempts[best];
+    let mut evidence = head.evidence.clone();
+    if attempts.len() > 1 {
+        let others: Vec<String> = attempts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != best)
+            .map(|(_, a)| {
+                let stage = a
+                    .stage
+                    .map(|s| format!(" at {}", s.as_str()))
+                    .unwrap_or_default();
+                format!("{}:{} {}{stage}", a.ip, a.port, a.verdict)
+            })
+            .collect();
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::OtherAddresses,
+            None,
+            format!("other addresses: {}", others.join("; ")),
+        ));
+    }
+    WebAssessment {
+        verdict: head.verdict,
+        stage: head.stage,
+        ip: Some(head.ip),
+        port: Some(head.port),
+        name: name.to_owned(),
+        control: Some(head.control.clone()),
+        residual: head.residual,
+        reason: None,
+        evidence,
+        timings: Some(timings(&head.observations.test)),
+        attempts,
+    }
+}
+
+/// The HTTP verdict for a target from its addresses' results.
+pub fn assess_http(name: &str, attempts: Vec<HttpIpResult>) -> HttpAssessment {
+    assess(
+        name,
+        attempts,
+        |a| a.verdict.claim(a.stage),
+        |a| a.verdict == HttpVerdict::Ok,
+        |o: &HttpObservation| Timings {
+            connect_ms: o.connect.connect_ms,
+            first_byte_ms: o.first_byte_ms,
+            handshake_ms: None,
+            total_ms: o.total_ms,
+        },
+        HttpVerdict::Skipped,
+    )
+}
+
+/// The TLS verdict for a target from its addresses' results.
+pub fn assess_tls(name: &str, attempts: Vec<TlsIpResult>) -> TlsAssessment {
+    assess(
+        name,
+        attempts,
+        |a| a.verdict.claim(a.stage),
+        |a| a.verdict == TlsVerdict::Ok,
+        |o: &TlsObservation| Timings {
+            connect_ms: o.connect.connect_ms,
+            first_byte_ms: o.first_byte_ms,
+            handshake_ms: o.handshake_ms,
+            total_ms: o.total_ms,
+        },
+        TlsVerdict::Skipped,
+    )
+}
+
+fn skipped<V, O>(name: &str, verdict: V, reason: &str) -> WebAssessment<V, O> {
+    WebAssessment {
+        verdict,
+        stage: None,
+        ip: None,
+        port: None,
+        name: name.to_owned(),
+        control: None,
+        residual: None,
+        reason: Some(reason.to_owned()),
+        evidence: vec![WebEvidence::new(
+            WebEvidenceKind::NoTrustedAddress,
+            None,
+            reason,
+        )],
+        timings: None,
+        attempts: Vec::new(),
+    }
+}
+
+pub fn skipped_http(name: &str, reason: &str) -> HttpAssessment {
+    skipped(name, HttpVerdict::Skipped, reason)
+}
+
+pub fn skipped_tls(name: &str, reason: &str) -> TlsAssessment {
+    skipped(name, TlsVerdict::Skipped, reason)
+}
+
+impl HttpAssessment {
+    pub fn claim(&self) -> Claim {
+        self.verdict.claim(self.stage)
+    }
+}
+
+impl TlsAssessment {
+    pub fn claim(&self) -> Claim {
+        self.verdict.claim(self.stage)
+    }
+}
+
+/// The target-level `blocking` field: `false`, a layer, or `null` (inconclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blocking {
+    /// Every stage that ran is clean.
+    No,
+    At(BlockingLayer),
+    /// Some stage's evidence does not say.
+    Inconclusive,
+}
+
+impl Serialize for Blocking {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Blocking::No => serializer.serialize_bool(false),
+            Blocking::At(layer) => serializer.serialize_str(layer.as_str()),
+            Blocking::Inconclusive => serializer.serialize_none(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Blocking {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Flag(bool),
+            Layer(String),
+        }
+        match Option::<Repr>::deserialize(deserializer)? {
+            None => Ok(Blocking::Inconclusive),
+            Some(Repr::Flag(false)) => Ok(Blocking::No),
+            Some(Repr::Flag(true)) => Err(serde::de::Error::custom(
+                "blocking is false, a layer name or null, never true",
+            )),
+            Some(Repr::Layer(name)) => match name.as_str() {
+                "dns" => Ok(Blocking::At(BlockingLayer::Dns)),
+                "tcp_ip" => Ok(Blocking::At(BlockingLayer::TcpIp)),
+                "http" => Ok(Blocking::At(BlockingLayer::Http)),
+                "tls" => Ok(Blocking::At(BlockingLayer::Tls)),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown blocking layer {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// The target-level summary written into each target record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetBlocking {
+    pub blocking: Blocking,
+    /// Whether the site is reachable from this vantage: `false` when blocked, when the
+    /// name does not exist or when no web probe reached it; `null` when no web stage
+    /// ran and nothing says otherwise.
+    pub accessible: Option<bool>,
+}
+
+fn dns_claim(dns: &DnsAssessment) -> Claim {
+    match dns.verdict {
+        DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
+        DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
+        DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
+    }
+}
+
+/// `blocking` and `accessible` for a target from its stage verdicts (absent stages
+/// were not run). Blocking is the first layer, in the order a user meets them (DNS,
+/// TCP/IP, HTTP, TLS), with a censorship claim; `false` when every stage that ran is
+/// clean; `null` when some stage is unclear and none claims blocking.
+pub fn target_blocking(
+    dns: Option<&DnsAssessment>,
+    http: Option<&HttpAssessment>,
+    tls: Option<&TlsAssessment>,
+) -> TargetBlocking {
+    let claims: Vec<Claim> = [
+        dns.map(dns_claim),
+        http.map(HttpAssessment::claim),
+        tls.map(TlsAssessment::claim),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let blocked = claims
+        .iter()
+        .filter_map(|c| match c {
+            Claim::Blocked(layer) => Some(*layer),
+            _ => None,
+        })
+        .min();
+    let blocking = match blocked {
+        Some(layer) => Blocking::At(layer),
+        None if claims.contains(&Claim::Unclear) => Blocking::Inconclusive,
+        None => Blocking::No,
+    };
+    let web_ok = http.is_some_and(|h| h.verdict == HttpVerdict::Ok)
+        || tls.is_some_and(|t| matches!(t.verdict, TlsVerdict::Ok | TlsVerdict::CertInvalid));
+    let web_ran = http.is_some_and(|h| h.verdict != HttpVerdict::Skipped)
+        || tls.is_some_and(|t| t.verdict != TlsVerdict::Skipped);
+    let accessible = if blocked.is_some() || dns.is_some_and(|d| d.verdict == DnsVerdict::Nxdomain)
+    {
+        Some(false)
+    } else if web_ok {
+        Some(true)
+    } else if web_ran {
+        Some(false)
+    } else {
+        None
+    };
+    TargetBlocking {
+        blocking,
+        accessible,
+    }
+}
+
+/// Why a chain is invalid, in words, for summaries.
+pub fn cert_problem_text(problem: CertProblem) -> &'static str {
+    match problem {
+        CertProblem::NoCertificate => "no certificate",
+        CertProblem::UnknownIssuer => "unknown issuer (untrusted or self-signed)",
+        CertProblem::NameMismatch => "certificate not valid for the name",
+        CertProblem::Expired => "expired",
+        CertProblem::NotYetValid => "not yet valid",
+        CertProblem::Revoked => "revoked",
+        CertProblem::BadSignature => "bad signature",
+        CertProblem::BadEncoding => "bad encoding",
+        CertProblem::InvalidPurpose => "not for TLS servers",
+        CertProblem::NoTrustAnchors => "no trust anchors configured",
+        CertProblem::Other => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pathguard::AccessMode;
+    use crate::web::observation::{
+        CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
+    };
+    use std::net::Ipv4Addr;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+
+    fn connect(status: ConnectStatus) -> ConnectObservation {
+        ConnectObservation {
+            status,
+            errno: None,
+            error: None,
+            connect_ms: 1.0,
+            local_addr: None,
+        }
+    }
+
+    fn http(
+        host: &str,
+        status: ConnectStatus,
+        end: Option<HttpExchangeEnd>,
+        body: Option<(u16, &str)>,
+    ) -> HttpObservation {
+        let failed_at = match (status, end) {
+            (ConnectStatus::Ok, Some(HttpExchangeEnd::Complete)) => None,
+            (ConnectStatus::Ok, _) => Some(Stage::Request),
+            _ => Some(Stage::Connect),
+        };
+        HttpObservation {
+            ip: IP,
+            port: 80,
+            host: host.into(),
+            connect: connect(status),
+            request_length: 90,
+            request_bytes_sent: 90,
+            exchange: end,
+            failed_at,
+            bytes_received: 0,
+            response: body.map(|(code, text)| HttpResponse {
+                version: "HTTP/1.1".into(),
+                status: code,
+                reason: String::new(),
+                headers: vec![HttpHeader {
+                    name: "Server".into(),
+                    value: "lab".into(),
+                }],
+                header_bytes: 40,
+                content_length: None,
+                chunked: false,
+                body_length: text.len() as u64,
+                body_capped: false,
+                body_sha256: String::new(),
+                title: crate::web::http::extract_title(text.as_bytes()),
+                body_prefix: text.as_bytes().to_vec(),
+            }),
+            error: None,
+            errno: None,
+            first_byte_ms: None,
+            total_ms: 2.0,
+            capture: None,
+        }
+    }
+
+    fn ok_http(host: &str) -> HttpObservation {
+        http(
+            host,
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::Complete),
+            Some((200, "<title>fine</title>")),
+        )
+    }
+
+    fn tls(
+        name: &str,
+        status: ConnectStatus,
+        end: Option<TlsHandshakeEnd>,
+        valid: Option<bool>,
+    ) -> TlsObservation {
+        TlsObservation {
+            ip: IP,
+            port: 443,
+            name: name.into(),
+            sni: Some(name.into()),
+            connect: connect(status),
+            handshake: end,
+            progress: None,
+            failed_at: match end {
+                Some(TlsHandshakeEnd::Complete) => None,
+                Some(_) => Some(Stage::Handshake),
+                None => Some(Stage::Connect),
+            },
+            client_hello_bytes: 300,
+            bytes_sent: 300,
+            bytes_received: 0,
+            version: None,
+            cipher: None,
+            alpn: None,
+            alert: (end == Some(TlsHandshakeEnd::AlertReceived)).then(|| TlsAlert {
+                description: "handshake_failure".into(),
+                code: 40,
+            }),
+            error: None,
+            errno: None,
+            chain: Vec::new(),
+            validity: valid.map(|v| CertValidity {
+                valid: v,
+                checked_name: name.into(),
+                problem: (!v).then_some(CertProblem::UnknownIssuer),
+                error: (!v).then(|| "invalid peer certificate: UnknownIssuer".to_owned()),
+            }),
+            first_byte_ms: None,
+            handshake_ms: None,
+            total_ms: 2.0,
+            capture: None,
+        }
+    }
+
+    fn path() -> PathFacts {
+        PathFacts {
+            mode: AccessMode::Shared,
+            requeues: 0,
+            waited_ms: 0.0,
+            penalty_outlived: false,
+        }
+    }
+
+    fn judge_http(
+        control: HttpObservation,
+        test: HttpObservation,
+        residual: Option<HttpObservation>,
+    ) -> HttpIpResult {
+        let obs = AttemptObservations {
+            control,
+            test,
+            residual,
+            residual_after_ms: Some(0.1),
+        };
+        classify_http_attempt(obs, path(), "example.com", &BlockpageSet::builtin())
+    }
+
+    fn judge_tls(
+        control: TlsObservation,
+        test: TlsObservation,
+        residual: Option<TlsObservation>,
+    ) -> TlsIpResult {
+        let obs = AttemptObservations {
+            control,
+            test,
+            residual,
+            residual_after_ms: Some(0.1),
+        };
+        classify_tls_attempt(obs, path(), "example.com")
+    }
+
+    fn kinds<V, O>(r: &IpResult<V, O>) -> Vec<WebEvidenceKind> {
+        r.evidence.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn keyword_reset_with_passing_control_is_rst_injection_with_residual() {
+        let reset = http(
+            "blocked.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::ResetAfterRequest),
+            None,
+        );
+        let residual = http(
+            "example.com",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::ResetAfterRequest),
+            None,
+        );
+        let r = judge_http(ok_http("example.com"), reset, Some(residual));
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::RstInjection, Some(Stage::Request))
+        );
+        assert_eq!(r.residual, Some(true));
+        assert!(r.control.passed);
+        assert_eq!(
+            r.verdict.claim(r.stage),
+            Claim::Blocked(BlockingLayer::Http)
+        );
+        let k = kinds(&r);
+        assert!(k.contains(&WebEvidenceKind::ControlPassed));
+        assert!(k.contains(&WebEvidenceKind::ConnectionReset));
+        assert!(k.contains(&WebEvidenceKind::ResidualBlocking));
+    }
+
+    #[test]
+    fn failure_with_failing_control_is_inconclusive() {
+        let timeout = |h| {
+            http(
+                h,
+                ConnectStatus::Ok,
+                Some(HttpExchangeEnd::TimeoutAfterRequest),
+                None,
+            )
+        };
+        let r = judge_http(timeout("example.com"), timeout("blocked.test"), None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Inconclusive, Some(Stage::Request))
+        );
+        assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+        assert!(!r.control.passed);
+    }
+
+    #[test]
+    fn timeout_and_eof_with_passing_control_are_keyword_blocking() {
+        let test = http(
+            "a.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::TimeoutAfterRequest),
+            None,
+        );
+        let r = judge_http(ok_http("example.com"), test, None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Timeout, Some(Stage::Request))
+        );
+        let test = http(
+            "a.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::EofWithoutResponse),
+            None,
+        );
+        let r = judge_http(ok_http("example.com"), test, None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Eof, Some(Stage::Request))
+        );
+        assert_eq!(
+            r.verdict.claim(r.stage),
+            Claim::Blocked(BlockingLayer::Http)
+        );
+    }
+
+    #[test]
+    fn both_refused_at_connect_is_refused_and_not_a_claim() {
+        let refused = |h| http(h, ConnectStatus::Refused, None, None);
+        let r = judge_http(refused("example.com"), refused("a.test"), None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Refused, Some(Stage::Connect))
+        );
+        assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+        assert!(kinds(&r).contains(&WebEvidenceKind::BothFailedAtConnect));
+        let timeouts = |h| http(h, ConnectStatus::Timeout, None, None);
+        let r = judge_http(timeouts("example.com"), timeouts("a.test"), None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Timeout, Some(Stage::Connect))
+        );
+        assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+    }
+
+    #[test]
+    fn captured_injection_turns_a_refused_connect_into_tcp_ip_blocking() {
+        let mut test = http("a.test", ConnectStatus::Refused, None, None);
+        test.capture = Some(CaptureFacts {
+            injected_rst: true,
+            detail: "RST with IP TTL 40, server's packets have 52".into(),
+        });
+        let r = judge_http(
+            http("example.com", ConnectStatus::Refused, None, None),
+            test,
+            None,
+        );
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::RstInjection, Some(Stage::Connect))
+        );
+        assert_eq!(
+            r.verdict.claim(r.stage),
+            Claim::Blocked(BlockingLayer::TcpIp)
+        );
+        assert!(kinds(&r).contains(&WebEvidenceKind::CaptureInjectedRst));
+    }
+
+    #[test]
+    fn blockpage_is_matched() {
+        let raw = String::from_utf8(crate::servers::web::lab_blockpage()).unwrap();
+        let body = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let test = http(
+            "a.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::Complete),
+            Some((403, &body)),
+        );
+        let r = judge_http(ok_http("example.com"), test, None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::Blockpage, Some(Stage::Response))
+        );
+        assert!(kinds(&r).contains(&WebEvidenceKind::BlockpageMatch));
+        let r = judge_http(ok_http("example.com"), ok_http("a.test"), None);
+        assert_eq!((r.verdict, r.stage), (HttpVerdict::Ok, None));
+    }
+
+    #[test]
+    fn tls_verdicts() {
+        let done = |n, valid| {
+            tls(
+                n,
+                ConnectStatus::Ok,
+                Some(TlsHandshakeEnd::Complete),
+                Some(valid),
+            )
+        };
+        let r = judge_tls(done("example.com", false), done("a.test", true), None);
+        assert_eq!((r.verdict, r.stage), (TlsVerdict::Ok, None));
+        let r = judge_tls(done("example.com", false), done("a.test", false), None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (TlsVerdict::CertInvalid, Some(Stage::Handshake))
+        );
+        assert_eq!(r.verdict.claim(r.stage), Claim::Clean);
+        assert!(kinds(&r).contains(&WebEvidenceKind::CertificateInvalid));
+        // An alert to the control still proves the path: the server speaks TLS.
+        let alert = |n| {
+            tls(
+                n,
+                ConnectStatus::Ok,
+                Some(TlsHandshakeEnd::AlertReceived),
+                None,
+            )
+        };
+        let reset = |n| tls(n, ConnectStatus::Ok, Some(TlsHandshakeEnd::Reset), None);
+        let r = judge_tls(
+            alert("example.com"),
+            reset("a.test"),
+            Some(done("example.com", false)),
+        );
+        assert_eq!(
+            (r.verdict, r.stage),
+            (TlsVerdict::RstInjection, Some(Stage::Handshake))
+        );
+        assert_eq!(r.residual, Some(false));
+        assert_eq!(r.verdict.claim(r.stage), Claim::Blocked(BlockingLayer::Tls));
+        let r = judge_tls(done("example.com", true), alert("a.test"), None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (TlsVerdict::TlsAlert, Some(Stage::Handshake))
+        );
+        assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+        let r = judge_tls(reset("example.com"), reset("a.test"), None);
+        assert_eq!(r.verdict, TlsVerdict::Inconclusive);
+    }
+
+    #[test]
+    fn headline_prefers_blocking_then_ok_and_lists_other_addresses() {
+        let ok = judge_http(ok_http("example.com"), ok_http("a.test"), None);
+        let mut blocked = judge_http(
+            ok_http("example.com"),
+            http(
+                "a.test",
+                ConnectStatus::Ok,
+                Some(HttpExchangeEnd::ResetAfterRequest),
+                None,
+            ),
+            None,
+        );
+        blocked.ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let refused = judge_http(
+            http("example.com", ConnectStatus::Refused, None, None),
+            http("a.test", ConnectStatus::Refused, None, None),
+            None,
+        );
+        let a = assess_http("a.test", vec![ok.clone(), blocked]);
+        assert_eq!(a.verdict, HttpVerdict::RstInjection);
+        assert_eq!(a.ip, Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == WebEvidenceKind::OtherAddresses)
+        );
+        let a = assess_http("a.test", vec![refused, ok]);
+        assert_eq!(a.verdict, HttpVerdict::Ok);
+        assert!(a.timings.is_some());
+    }
+
+    fn dns_assessment(verdict: DnsVerdict) -> DnsAssessment {
+        DnsAssessment {
+            verdict,
+            method: None,
+            methods: Vec::new(),
+            rcode: None,
+            forged_ips: Vec::new(),
+            genuine_ips: Vec::new(),
+            evidence: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn target_blocking_rules() {
+        let http_ok = assess_http(
+            "a",
+            vec![judge_http(ok_http("example.com"), ok_http("a"), None)],
+        );
+        let http_rst = assess_http(
+            "a",
+            vec![judge_http(
+                ok_http("example.com"),
+                http(
+                    "a",
+                    ConnectStatus::Ok,
+                    Some(HttpExchangeEnd::ResetAfterRequest),
+                    None,
+                ),
+                None,
+            )],
+        );
+        let http_refused = assess_http(
+            "a",
+            vec![judge_http(
+                http("example.com", ConnectStatus::Refused, None, None),
+                http("a", ConnectStatus::Refused, None, None),
+                None,
+            )],
+        );
+        let done = |n, valid| {
+            tls(
+                n,
+                ConnectStatus::Ok,
+                Some(TlsHandshakeEnd::Complete),
+                Some(valid),
+            )
+        };
+        let tls_ok = assess_tls(
+            "a",
+            vec![judge_tls(done("example.com", false), done("a", true), None)],
+        );
+        let tls_rst = assess_tls(
+            "a",
+            vec![judge_tls(
+                done("example.com", true),
+                tls("a", ConnectStatus::Ok, Some(TlsHandshakeEnd::Reset), None),
+                None,
+            )],
+        );
+        let dns_ok = dns_assessment(DnsVerdict::Ok);
+        let poisoned = dns_assessment(DnsVerdict::DnsPoisoning);
+        let nx = dns_assessment(DnsVerdict::Nxdomain);
+
+        let b = target_blocking(Some(&dns_ok), Some(&http_ok), Some(&tls_ok));
+        assert_eq!((b.blocking, b.accessible), (Blocking::No, Some(true)));
+        let b = target_blocking(Some(&poisoned), Some(&http_ok), Some(&tls_rst));
+        assert_eq!(
+            (b.blocking, b.accessible),
+            (Blocking::At(BlockingLayer::Dns), Some(false))
+        );
+        let b = target_blocking(Some(&dns_ok), Some(&http_rst), Some(&tls_rst));
+        assert_eq!(b.blocking, Blocking::At(BlockingLayer::Http));
+        let b = target_blocking(Some(&dns_ok), Some(&http_ok), Some(&tls_rst));
+        assert_eq!(
+            (b.blocking, b.accessible),
+            (Blocking::At(BlockingLayer::Tls), Some(false))
+        );
+        let b = target_blocking(Some(&dns_ok), Some(&http_refused), None);
+        assert_eq!(
+            (b.blocking, b.accessible),
+            (Blocking::Inconclusive, Some(false))
+        );
+        let skipped = skipped_http("gone", "no address");
+        let b = target_blocking(Some(&nx), Some(&skipped), None);
+        assert_eq!((b.blocking, b.accessible), (Blocking::No, Some(false)));
+        let b = target_blocking(Some(&dns_ok), None, None);
+        assert_eq!((b.blocking, b.accessible), (Blocking::No, None));
+    }
+
+    #[test]
+    fn blocking_serialises_as_false_layer_or_null() {
+        let json = |b| {
+            serde_json::to_string(&TargetBlocking {
+                blocking: b,
+                accessible: Some(false),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            json(Blocking::No),
+            r#"{"blocking":false,"accessible":false}"#
+        );
+        assert_eq!(
+            json(Blocking::At(BlockingLayer::TcpIp)),
+            r#"{"blocking":"tcp_ip","accessible":false}"#
+        );
+        assert_eq!(
+            json(Blocking::Inconclusive),
+            r#"{"blocking":null,"accessible":false}"#
+        );
+        for b in [
+            Blocking::No,
+            Blocking::Inconclusive,
+            Blocking::At(BlockingLayer::Dns),
+            Blocking::At(BlockingLayer::Http),
+            Blocking::At(BlockingLayer::Tls),
+        ] {
+            let back: TargetBlocking = serde_json::from_str(&json(b)).unwrap();
+            assert_eq!(back.blocking, b);
+        }
+        assert!(
+            serde_json::from_str::<TargetBlocking>(r#"{"blocking":true,"accessible":null}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn verdict_strings_match_serde() {
+        for v in HttpVerdict::ALL {
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.as_str())
+            );
+        }
+        for v in TlsVerdict::ALL {
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.as_str())
+            );
+        }
+    }
+}

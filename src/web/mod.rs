@@ -1,0 +1,14 @@
+//! The web stage: HTTP (Host header) and TLS (SNI) probes with paired benign controls.
+//!
+//! [`http`] and [`tls`] observe one connection each ([`observation`]); [`stage`] runs
+//! control → test → residual control per address under the [`crate::pathguard`], and
+//! hands the observations to [`crate::classify::web`] for verdicts.
+
+pub mod http;
+pub mod net;
+pub mod observation;
+pub mod stage;
+pub mod tls;
+
+pub use net::ConnectionBudget;
+pub use stage::{WebStage, WebStageConfig, WebStageResult};

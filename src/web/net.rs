@@ -1,0 +1,290 @@
+//! TCP plumbing shared by the HTTP and TLS probes: the global connection budget
+//! (back-pressure instead of `Too many open files`) and a connect with a deadline
+//! that records what happened.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::observation::{ConnectObservation, ConnectStatus};
+
+/// File descriptors kept out of the budget for everything else the process opens
+/// (DNS sockets, report files, capture handles, the runtime itself).
+pub const DEFAULT_FD_RESERVE: usize = 1024;
+
+/// A global cap on open probe sockets. Every probe connection holds one permit from
+/// before its socket is created until it is closed, so the probe never runs out of
+/// file descriptors: excess work waits here instead.
+#[derive(Debug, Clone)]
+pub struct ConnectionBudget {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// One probe socket's share of the budget; released when dropped.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnectionBudget {
+    /// A budget of `max_sockets` concurrent probe connections (at least 1).
+    pub fn new(max_sockets: usize) -> Self {
+        let capacity = max_sockets.max(1);
+        ConnectionBudget {
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// A budget sized from the soft `RLIMIT_NOFILE`, minus `reserve` descriptors for the
+    /// rest of the process.
+    pub fn from_fd_limit(reserve: usize) -> Self {
+        let limit = fd_soft_limit().unwrap_or(1024);
+        Self::new(limit.saturating_sub(reserve).max(16))
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Permits not in use right now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Wait for a free socket slot.
+    pub async fn acquire(&self) -> ConnectionPermit {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the budget's semaphore is never closed");
+        ConnectionPermit { _permit: permit }
+    }
+}
+
+/// The soft limit on open file descriptors, if it can be read and is finite.
+pub fn fd_soft_limit() -> Option<usize> {
+    let (soft, _hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    usize::try_from(soft).ok()
+}
+
+/// How long a probe waits, after its exchange is over, for the server to close
+/// first: the side that closes first keeps the connection in `TIME_WAIT`, and at
+/// thousands of probes per second to one server the probe would run out of ports.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// Wait (at most [`CLOSE_GRACE`]) for the server's FIN, discarding what arrives.
+pub(crate) async fn await_server_close(stream: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 2048];
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Milliseconds between two instants, as reported in observations.
+pub(crate) fn ms_between(from: Instant, to: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64() * 1000.0
+}
+
+/// What an I/O error on a probe connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoFailure {
+    Reset,
+    Refused,
+    TimedOut,
+    Other,
+}
+
+pub(crate) fn classify_io_error(err: &io::Error) -> IoFailure {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => IoFailure::Reset,
+        io::ErrorKind::ConnectionRefused => IoFailure::Refused,
+        io::ErrorKind::TimedOut => IoFailure::TimedOut,
+        _ => IoFailure::Other,
+    }
+}
+
+/// An established probe connection and its budget permit.
+pub(crate) struct Connection {
+    pub stream: TcpStream,
+    /// Held for as long as the socket is open.
+    pub _permit: ConnectionPermit,
+}
+
+/// How often to retry creating a socket when the process is out of descriptors anyway
+/// (something outside the budget used them), and how long to wait between tries.
+const FD_EXHAUSTED_RETRIES: u32 = 50;
+const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(20);
+
+fn new_socket(ip: IpAddr) -> io::Result<TcpSocket> {
+    match ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+}
+
+fn is_fd_exhaustion(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
+}
+
+/// Connect to (ip, port) within `timeout`, recording the outcome. The clock starts
+/// once a socket slot was obtained, so waiting for the budget is not counted.
+pub(crate) async fn connect(
+    ip: IpAddr,
+    port: u16,
+    timeout: Duration,
+    budget: &ConnectionBudget,
+) -> (ConnectObservation, Instant, Option<Connection>) {
+    let permit = budget.acquire().await;
+    let mut tries = 0;
+    let socket = loop {
+        match new_socket(ip) {
+            Ok(socket) => break Ok(socket),
+            Err(err) if is_fd_exhaustion(&err) && tries < FD_EXHAUSTED_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(FD_EXHAUSTED_PAUSE).await;
+            }
+            Err(err) => break Err(err),
+        }
+    };
+    let start = Instant::now();
+    let socket = match socket {
+        Ok(socket) => socket,
+        Err(err) => {
+            let obs = failed_connect(ConnectStatus::Error, &err, start, None);
+            return (obs, start, None);
+        }
+    };
+    // Probe connections are short; Nagle would only delay the request.
+    let _ = socket.set_nodelay(true);
+    let target = SocketAddr::new(ip, port);
+    let deadline = tokio::time::Instant::from_std(start + timeout);
+    match tokio::time::timeout_at(deadline, socket.connect(target)).await {
+        Ok(Ok(stream)) => {
+            let obs = ConnectObservation {
+                status: ConnectStatus::Ok,
+                errno: None,
+                error: None,
+                connect_ms: ms_between(start, Instant::now()),
+                local_addr: stream.local_addr().ok(),
+            };
+            let conn = Connection {
+                stream,
+                _permit: permit,
+            };
+            (obs, start, Some(conn))
+        }
+        Ok(Err(err)) => {
+            let status = match classify_io_error(&err) {
+                IoFailure::Refused => ConnectStatus::Refused,
+                IoFailure::Reset => ConnectStatus::Reset,
+                IoFailure::TimedOut => ConnectStatus::Timeout,
+                IoFailure::Other => ConnectStatus::Error,
+            };
+            (failed_connect(status, &err, start, None), start, None)
+        }
+        Err(_elapsed) => {
+            let obs = ConnectObservation {
+                status: ConnectStatus::Timeout,
+                errno: None,
+                error: None,
+                connect_ms: ms_between(start, Instant::now()),
+                local_addr: None,
+            };
+            (obs, start, None)
+        }
+    }
+}
+
+fn failed_connect(
+    status: ConnectStatus,
+    err: &io::Error,
+    start: Instant,
+    local_addr: Option<SocketAddr>,
+) -> ConnectObservation {
+    ConnectObservation {
+        status,
+        errno: err.raw_os_error(),
+        error: Some(err.to_string()),
+        connect_ms: ms_between(start, Instant::now()),
+        local_addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[tokio::test]
+    async fn connect_to_listener_is_ok_and_records_local_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let budget = ConnectionBudget::new(4);
+        let (obs, _, conn) = connect(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port,
+            Duration::from_secs(5),
+            &budget,
+        )
+        .await;
+        assert_eq!(obs.status, ConnectStatus::Ok);
+        assert!(obs.local_addr.is_some());
+        assert!(conn.is_some());
+        assert_eq!(budget.available(), 3, "an open connection holds a permit");
+        drop(conn);
+        assert_eq!(budget.available(), 4);
+    }
+
+    #[tokio::test]
+    async fn connect_to_closed_port_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let budget = ConnectionBudget::new(1);
+        let (obs, _, conn) = connect(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port,
+            Duration::from_secs(5),
+            &budget,
+        )
+        .await;
+        assert_eq!(obs.status, ConnectStatus::Refused);
+        assert_eq!(obs.errno, Some(libc::ECONNREFUSED));
+        assert!(conn.is_none());
+        assert_eq!(
+            budget.available(),
+            1,
+            "a failed connect releases its permit"
+        );
+    }
+
+    #[tokio::test]
+    async fn budget_makes_excess_connects_wait() {
+        let budget = ConnectionBudget::new(1);
+        let held = budget.acquire().await;
+        let blocked = tokio::time::timeout(Duration::from_millis(50), budget.acquire()).await;
+        assert!(
+            blocked.is_err(),
+            "a second permit must not be granted while one is held"
+        );
+        drop(held);
+        let granted = tokio::time::timeout(Duration::from_secs(5), budget.acquire()).await;
+        assert!(granted.is_ok());
+    }
+
+    #[test]
+    fn fd_limit_is_readable() {
+        assert!(fd_soft_limit().is_some_and(|n| n > 0));
+    }
+}

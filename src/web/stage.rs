@@ -1,0 +1,712 @@
+//! The per-target web stage: for each chosen address, HTTP and TLS each run the benign
+//! control, then the test, then (after a test that was reset or dropped) the residual
+//! control, under the [`PathGuard`]; the classifier turns the observations into the
+//! target's `http` and `tls` assessments.
+//!
+//! Work on one target runs concurrently across addresses and protocols; probes on one
+//! path wait only when the guard says the path is penalised or a failure on it is
+//! being settled. Waiting holds no socket: sockets come from the global
+//! [`ConnectionBudget`] only while a probe is connected.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rustls::RootCertStore;
+use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+
+use super::http::{HttpProbeConfig, HttpProber, valid_host_header};
+use super::net::{ConnectionBudget, ms_between};
+use super::observation::{AttemptObservations, HttpObservation, PathFacts, TlsObservation};
+use super::tls::{TlsProbeConfig, TlsProber, server_name};
+use crate::classify::blockpage::BlockpageSet;
+use crate::classify::web::{
+    self as judge, HttpAssessment, ProbeRole, TlsAssessment, assess_http, assess_tls,
+    classify_http_attempt, classify_tls_attempt, skipped_http, skipped_tls,
+};
+use crate::error::Result;
+use crate::observation::{ControlObservation, ControlOutcome};
+use crate::pathguard::{AccessMode, Attribution, PathGuard, PathKey, PortRotation};
+use crate::targets::Target;
+use crate::verdict::DnsAssessment;
+
+/// The default benign name for controls: reserved by IANA for documentation, served
+/// by many hosts' default virtual host, blocked nowhere.
+pub const DEFAULT_CONTROL_NAME: &str = "example.com";
+
+/// `--via IP [--via-ports A-B]`: every probe goes to one server with each target's
+/// Host/SNI.
+#[derive(Debug, Clone)]
+pub struct ViaConfig {
+    pub ip: IpAddr,
+    /// Destination ports to rotate over; `None` uses the stage's HTTP and TLS ports.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// No two tests share a port inside this window (the residual window).
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebStageConfig {
+    pub run_http: bool,
+    pub run_tls: bool,
+    pub http_port: u16,
+    pub tls_port: u16,
+    /// `--control-name`.
+    pub control_name: String,
+    /// `--max-ips`: addresses probed per target.
+    pub max_ips: usize,
+    /// Re-runs of one address's probes when their failure cannot be attributed.
+    pub max_requeues: u32,
+    pub via: Option<ViaConfig>,
+    pub http: HttpProbeConfig,
+    pub tls: TlsProbeConfig,
+}
+
+impl Default for WebStageConfig {
+    fn default() -> Self {
+        WebStageConfig {
+            run_http: true,
+            run_tls: true,
+            http_port: 80,
+            tls_port: 443,
+            control_name: DEFAULT_CONTROL_NAME.to_owned(),
+            max_ips: 2,
+            max_requeues: 3,
+            via: None,
+            http: HttpProbeConfig::default(),
+            tls: TlsProbeConfig::default(),
+        }
+    }
+}
+
+/// Where a target's probe addresses came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressSource {
+    /// `--via`: one fixed server for every target.
+    Via,
+    /// The target is an address literal.
+    Literal,
+    /// Pinned in the target list (`domain,ip[,ip]`).
+    Pinned,
+    /// The control resolution (so a poisoned answer cannot hide what the wire does).
+    Control,
+    /// The resolver under test (no control answer), without addresses judged forged.
+    Resolver,
+}
+
+/// The addresses a target's web probes go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPlan {
+    pub source: AddressSource,
+    pub ips: Vec<IpAddr>,
+}
+
+/// Choose the addresses to probe: an address literal, pinned addresses, the control's
+/// answers, else the resolver's answers minus those judged forged; IPv4 first, at most
+/// `max_ips`. `Err` carries the reason when no address can be trusted.
+pub fn plan_addresses(
+    target: &Target,
+    control: Option<&ControlObservation>,
+    dns: Option<&DnsAssessment>,
+    resolver_ips: &[IpAddr],
+    max_ips: usize,
+) -> std::result::Result<AddressPlan, String> {
+    let finish = |source, mut ips: Vec<IpAddr>| {
+        let mut seen = std::collections::HashSet::new();
+        ips.retain(|ip| seen.insert(*ip));
+        ips.sort_by_key(IpAddr::is_ipv6);
+        ips.truncate(max_ips.max(1));
+        AddressPlan { source, ips }
+    };
+    if let Some(ip) = target.address {
+        return Ok(finish(AddressSource::Literal, vec![ip]));
+    }
+    if !target.pinned_ips.is_empty() {
+        return Ok(finish(AddressSource::Pinned, target.pinned_ips.clone()));
+    }
+    let control_ips: Vec<IpAddr> = control
+        .into_iter()
+        .flat_map(|c| &c.answers)
+        .filter_map(|a| match &a.outcome {
+            ControlOutcome::Resolved { ips, .. } => Some(ips.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !control_ips.is_empty() {
+        return Ok(finish(AddressSource::Control, control_ips));
+    }
+    let control_says_nxdomain = control.is_some_and(|c| {
+        !c.answers.is_empty()
+            && c.answers
+                .iter()
+                .all(|a| matches!(a.outcome, ControlOutcome::Nxdomain | ControlOutcome::NoData))
+    });
+    if control_says_nxdomain {
+        return Err(format!(
+            "the control resolution ({}) says the name has no address, and none is pinned",
+            control.map_or("", |c| c.control.as_str())
+        ));
+    }
+    let forged: &[IpAddr] = dns.map_or(&[], |d| d.forged_ips.as_slice());
+    let candidates: Vec<IpAddr> = match dns {
+        Some(d) if !d.genuine_ips.is_empty() => d.genuine_ips.clone(),
+        _ => resolver_ips
+            .iter()
+            .copied()
+            .filter(|ip| !forged.contains(ip))
+            .collect(),
+    };
+    if !candidates.is_empty() {
+        return Ok(finish(AddressSource::Resolver, candidates));
+    }
+    if resolver_ips.is_empty() {
+        Err(
+            "no address: neither the control nor the resolver gave one, and none is pinned"
+                .to_owned(),
+        )
+    } else {
+        Err(
+            "every address the resolver gave is judged forged, and the control gave none"
+                .to_owned(),
+        )
+    }
+}
+
+/// One address's probes for one protocol, before judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathRun<O> {
+    pub observations: AttemptObservations<O>,
+    pub path: PathFacts,
+}
+
+/// One protocol's observations for a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageRun<O> {
+    Skipped(String),
+    Probed(Vec<PathRun<O>>),
+}
+
+/// Everything the web stage observed for one target, before judgement. Packet-capture
+/// facts can be added to the observations (`capture`) before [`WebStage::classify`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebObservations {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<StageRun<HttpObservation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StageRun<TlsObservation>>,
+}
+
+/// The web stage's judgement of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebStageResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAssessment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAssessment>,
+}
+
+/// Runs the web stage for targets; share one per scan (`Arc`), it is `Sync`.
+#[derive(Debug)]
+pub struct WebStage {
+    config: WebStageConfig,
+    http: HttpProber,
+    tls: TlsProber,
+    guard: PathGuard,
+    blockpages: Arc<BlockpageSet>,
+    via_ports: Option<PortRotation>,
+    control_host: String,
+    control_server_name: ServerName<'static>,
+}
+
+/// The Host header value for a name: IPv6 literals in brackets.
+fn host_header(name: &str) -> String {
+    match name.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => name.to_owned(),
+    }
+}
+
+impl WebStage {
+    /// `roots` are the trust anchors for certificate validity (webpki roots plus
+    /// `--ca`); `budget` caps open sockets across the whole scan.
+    pub fn new(
+        config: WebStageConfig,
+        roots: Arc<RootCertStore>,
+        guard: PathGuard,
+        budget: ConnectionBudget,
+        blockpages: Arc<BlockpageSet>,
+    ) -> Result<Self> {
+        let control_host = host_header(&config.control_name);
+        if !valid_host_header(&control_host) {
+            return Err(crate::error::Error::BadOption {
+                option: "--control-name",
+                reason: format!("{:?} cannot be sent as a Host header", config.control_name),
+            });
+        }
+        let control_server_name =
+            server_name(&config.control_name).map_err(|e| crate::error::Error::BadOption {
+                option: "--control-name",
+                reason: e.to_string(),
+            })?;
+        let via_ports = match &config.via {
+            Some(ViaConfig {
+                ports: Some(range),
+                window,
+                ..
+            }) => Some(PortRotation::new(range.clone(), *window)?),
+            _ => None,
+        };
+        let http = HttpProber::new(config.http.clone(), budget.clone());
+        let tls = TlsProber::new(roots, config.tls.clone(), budget)?;
+        Ok(WebStage {
+            config,
+            http,
+            tls,
+            guard,
+            blockpages,
+            via_ports,
+            control_host,
+            control_server_name,
+        })
+    }
+
+    pub fn config(&self) -> &WebStageConfig {
+        &self.config
+    }
+
+    /// The TLS prober, for "TLS as proof" of DNS answers.
+    pub fn tls_prober(&self) -> &TlsProber {
+        &self.tls
+    }
+
+    pub fn guard(&self) -> &PathGuard {
+        &self.guard
+    }
+
+    /// Observe and judge one target. `plan` comes from [`plan_addresses`] (ignored
+    /// with `--via`).
+    pub async fn probe_target(
+        &self,
+        name: &str,
+        plan: std::result::Result<AddressPlan, String>,
+    ) -> WebStageResult {
+        let observations = self.observe_target(name, plan).await;
+        self.classify(observations)
+    }
+
+    /// Run the probes for one target without judging them.
+    pub async fn observe_target(
+        &self,
+        name: &str,
+        plan: std::result::Result<AddressPlan, String>,
+    ) -> WebObservations {
+        let plan = match &self.config.via {
+            Some(via) => Ok(AddressPlan {
+                source: AddressSource::Via,
+                ips: vec![via.ip],
+            }),
+            None => plan.map(|mut p| {
+                p.ips.truncate(self.config.max_ips.max(1));
+                p
+            }),
+        };
+        let host = host_header(name);
+        let name_problem = if valid_host_header(&host) {
+            server_name(name).err().map(|e| e.to_string())
+        } else {
+            Some(format!("{name:?} cannot be sent as a Host header"))
+        };
+        let skip_reason = match (&plan, name_problem) {
+            (_, Some(problem)) => Some(problem),
+            (Err(reason), None) => Some(reason.clone()),
+            (Ok(p), None) if p.ips.is_empty() => Some("no address to probe".to_owned()),
+            (Ok(_), None) => None,
+        };
+        let addresses = plan.ok();
+        if let Some(reason) = skip_reason {
+            return WebObservations {
+                name: name.to_owned(),
+                addresses,
+                http: self
+                    .config
+                    .run_http
+                    .then_some(StageRun::Skipped(reason.clone())),
+                tls: self.config.run_tls.then_some(StageRun::Skipped(reason)),
+            };
+        }
+        let ips = addresses
+            .as_ref()
+            .map(|p| p.ips.clone())
+            .unwrap_or_default();
+        let test_server_name = server_name(name).expect("checked above");
+        let http_runs = async {
+            if !self.config.run_http {
+                return None;
+            }
+            let runs = join_all(ips.iter().map(|ip| self.http_path(&host, *ip))).await;
+            Some(StageRun::Probed(runs))
+        };
+        let tls_runs = async {
+            if !self.config.run_tls {
+                return None;
+            }
+            let runs = join_all(
+                ips.iter()
+                    .map(|ip| self.tls_path(name, &test_server_name, *ip)),
+            )
+            .await;
+            Some(StageRun::Probed(runs))
+        };
+        let (http, tls) = tokio::join!(http_runs, tls_runs);
+        WebObservations {
+            name: name.to_owned(),
+            addresses,
+            http,
+            tls,
+        }
+    }
+
+    /// Judge observations from [`WebStage::observe_target`]. Response bodies kept for
+    /// block-page matching are dropped afterwards.
+    pub fn classify(&self, observations: WebObservations) -> WebStageResult {
+        let name = observations.name;
+        let control = self.config.control_name.as_str();
+        let http = observations.http.map(|run| match run {
+            StageRun::Skipped(reason) => skipped_http(&name, &reason),
+            StageRun::Probed(runs) => {
+                let results = runs
+                    .into_iter()
+                    .map(|run| {
+                        let mut result = classify_http_attempt(
+                            run.observations,
+                            run.path,
+                            control,
+                            &self.blockpages,
+                        );
+                        let obs = &mut result.observations;
+                        for o in [
+                            Some(&mut obs.control),
+                            Some(&mut obs.test),
+                            obs.residual.as_mut(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            if let Some(r) = o.response.as_mut() {
+                                r.body_prefix = Vec::new();
+                            }
+                        }
+                        result
+                    })
+                    .collect();
+                assess_http(&name, results)
+            }
+        });
+        let tls = observations.tls.map(|run| match run {
+            StageRun::Skipped(reason) => skipped_tls(&name, &reason),
+            StageRun::Probed(runs) => {
+                let results = runs
+                    .into_iter()
+                    .map(|run| classify_tls_attempt(run.observations, run.path, control))
+                    .collect();
+                assess_tls(&name, results)
+            }
+        });
+        WebStageResult {
+            addresses: observations.addresses,
+            http,
+            tls,
+        }
+    }
+
+    async fn port_for(&self, default: u16) -> u16 {
+        match &self.via_ports {
+            Some(rotation) => rotation.next_port().await,
+            None => default,
+        }
+    }
+
+    async fn http_path(&self, host: &str, ip: IpAddr) -> PathRun<HttpObservation> {
+        let port = self.port_for(self.config.http_port).await;
+        let control = self.control_host.as_str();
+        let probe = |role: ProbeRole| {
+            let host = if role == ProbeRole::Test {
+                host
+            } else {
+                control
+            };
+            self.http.probe(ip, port, host)
+        };
+        self.run_path(
+            PathKey::new(ip, port),
+            probe,
+            judge::http_control_passed,
+            judge::http_transport_failure,
+        )
+        .await
+    }
+
+    async fn tls_path(
+        &self,
+        name: &str,
+        server_name: &ServerName<'static>,
+        ip: IpAddr,
+    ) -> PathRun<TlsObservation> {
+        let port = self.port_for(self.config.tls_port).await;
+        let probe = |role: ProbeRole| {
+            if role == ProbeRole::Test {
+                self.tls.probe_as(ip, port, name, server_name)
+            } else {
+                self.tls.probe_as(
+                    ip,
+                    port,
+                    &self.config.control_name,
+                    &self.control_server_name,
+                )
+            }
+        };
+        self.run_path(
+            PathKey::new(ip, port),
+            probe,
+            judge::tls_control_passed,
+            judge::tls_transport_failure,
+        )
+        .await
+    }
+
+    /// Control → test → (residual control) on one path, re-run alone when a failure
+    /// cannot be attributed to this target.
+    async fn run_path<O, P, Fut>(
+        &self,
+        key: PathKey,
+        probe: P,
+        passed: fn(&O) -> bool,
+        transport_failure: fn(&O) -> bool,
+    ) -> PathRun<O>
+    where
+        P: Fn(ProbeRole) -> Fut,
+        Fut: std::future::Future<Output = O>,
+    {
+        let mut mode = AccessMode::Shared;
+        let mut requeues = 0;
+        let mut waited = Duration::ZERO;
+        loop {
+            let recheck = || {
+                let control = probe(ProbeRole::Control);
+                async move { passed(&control.await) }
+            };
+            let mut ticket = self.guard.acquire(key, mode, recheck).await;
+            waited += ticket.waited();
+            let facts = |requeues: u32, waited: Duration, outlived: bool| PathFacts {
+                mode,
+                requeues,
+                waited_ms: waited.as_secs_f64() * 1000.0,
+                penalty_outlived: outlived,
+            };
+            let outlived = ticket.penalty_outlived();
+            let may_requeue = requeues < self.config.max_requeues;
+            let control = probe(ProbeRole::Control).await;
+            if !passed(&control) {
+                if ticket.seen_working() && !outlived && may_requeue {
+                    // The path worked moments ago and a harmless name fails on it now:
+                    // residual blocking from an earlier test. Close the path until a
+                    // benign control passes, then run this target again.
+                    ticket.penalise();
+                    drop(ticket);
+                    requeues += 1;
+                    mode = AccessMode::Exclusive;
+                    continue;
+                }
+                let test = probe(ProbeRole::Test).await;
+                let attribution = ticket.settle().await;
+                if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
+                    requeues += 1;
+                    mode = AccessMode::Exclusive;
+                    continue;
+                }
+                return PathRun {
+                    observations: AttemptObservations {
+                        control,
+                        test,
+                        residual: None,
+                        residual_after_ms: None,
+                    },
+                    path: facts(requeues, waited, outlived),
+                };
+            }
+            ticket.mark_working();
+            let test = probe(ProbeRole::Test).await;
+            let test_end = Instant::now();
+            if !transport_failure(&test) {
+                drop(ticket);
+                return PathRun {
+                    observations: AttemptObservations {
+                        control,
+                        test,
+                        residual: None,
+                        residual_after_ms: None,
+                    },
+                    path: facts(requeues, waited, outlived),
+                };
+            }
+            // Reset or dropped after a passing control: possibly a trigger. Hold new
+            // work on this path while the residual control runs.
+            ticket.note_disturbance();
+            let residual_start = Instant::now();
+            let residual = probe(ProbeRole::Control).await;
+            if passed(&residual) {
+                ticket.mark_working();
+            } else {
+                ticket.penalise();
+            }
+            let attribution = ticket.settle().await;
+            if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
+                requeues += 1;
+                mode = AccessMode::Exclusive;
+                continue;
+            }
+            return PathRun {
+                observations: AttemptObservations {
+                    control,
+                    test,
+                    residual: Some(residual),
+                    residual_after_ms: Some(ms_between(test_end, residual_start)),
+                },
+                path: facts(requeues, waited, outlived),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::ControlAnswer;
+    use crate::targets::TargetSource;
+    use crate::verdict::DnsVerdict;
+    use std::net::Ipv4Addr;
+
+    fn target(domain: &str) -> Target {
+        Target {
+            domain: domain.to_owned(),
+            address: None,
+            pinned_ips: Vec::new(),
+            sources: vec![TargetSource {
+                source: "cli".into(),
+                line: None,
+                input: domain.into(),
+                category_code: None,
+            }],
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
+    }
+
+    fn control(outcomes: Vec<ControlOutcome>) -> ControlObservation {
+        ControlObservation {
+            control: "doh:https://lab/dns-query".into(),
+            answers: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, outcome)| ControlAnswer {
+                    qtype: if i == 0 { "A".into() } else { "AAAA".into() },
+                    outcome,
+                    elapsed_ms: 1.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn dns(verdict: DnsVerdict, forged: Vec<IpAddr>, genuine: Vec<IpAddr>) -> DnsAssessment {
+        DnsAssessment {
+            verdict,
+            method: None,
+            methods: Vec::new(),
+            rcode: None,
+            forged_ips: forged,
+            genuine_ips: genuine,
+            evidence: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn control_addresses_come_first_ipv4_first_capped() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let c = control(vec![
+            ControlOutcome::Resolved {
+                ips: vec![ip(1), ip(2), ip(3)],
+                records: Vec::new(),
+            },
+            ControlOutcome::Resolved {
+                ips: vec![v6],
+                records: Vec::new(),
+            },
+        ]);
+        let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(9)], 2).unwrap();
+        assert_eq!(plan.source, AddressSource::Control);
+        assert_eq!(plan.ips, [ip(1), ip(2)]);
+    }
+
+    #[test]
+    fn pinned_and_literal_addresses_win() {
+        let mut t = target("a.test");
+        t.pinned_ips = vec![ip(7)];
+        let plan = plan_addresses(&t, None, None, &[ip(9)], 2).unwrap();
+        assert_eq!(
+            (plan.source, plan.ips),
+            (AddressSource::Pinned, vec![ip(7)])
+        );
+        let mut t = target("198.18.0.5");
+        t.address = Some(ip(5));
+        let plan = plan_addresses(&t, None, None, &[], 2).unwrap();
+        assert_eq!(
+            (plan.source, plan.ips),
+            (AddressSource::Literal, vec![ip(5)])
+        );
+    }
+
+    #[test]
+    fn resolver_addresses_without_forged_ones() {
+        let d = dns(DnsVerdict::DnsPoisoning, vec![ip(66)], Vec::new());
+        let plan = plan_addresses(&target("a.test"), None, Some(&d), &[ip(66), ip(4)], 2).unwrap();
+        assert_eq!(
+            (plan.source, plan.ips),
+            (AddressSource::Resolver, vec![ip(4)])
+        );
+        let reason = plan_addresses(&target("a.test"), None, Some(&d), &[ip(66)], 2).unwrap_err();
+        assert!(reason.contains("forged"), "{reason}");
+    }
+
+    #[test]
+    fn control_nxdomain_means_skip_with_reason() {
+        let c = control(vec![ControlOutcome::Nxdomain, ControlOutcome::Nxdomain]);
+        let reason = plan_addresses(&target("gone.test"), Some(&c), None, &[], 2).unwrap_err();
+        assert!(reason.contains("no address"), "{reason}");
+        // A failing control falls back to the resolver.
+        let c = control(vec![ControlOutcome::Error {
+            message: "timeout".into(),
+        }]);
+        let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(3)], 2).unwrap();
+        assert_eq!(plan.source, AddressSource::Resolver);
+    }
+
+    #[test]
+    fn ipv6_literals_get_brackets_in_host() {
+        assert_eq!(host_header("2001:db8::1"), "[2001:db8::1]");
+        assert_eq!(host_header("198.18.0.1"), "198.18.0.1");
+        assert_eq!(host_header("a.test"), "a.test");
+    }
+}

@@ -1,0 +1,733 @@
+//! The web stage end to end on loopback: lab HTTP and TLS servers with per-Host/SNI
+//! behaviours on distinct 127.0.0.x addresses, probed through `WebStage`, with each
+//! verdict and stage asserted, the control logic, residual-blocking cooldown and
+//! `--via` port rotation.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use censorprobe::classify::blockpage::BlockpageSet;
+use censorprobe::classify::web::{
+    Blocking, BlockingLayer, HttpVerdict, TlsVerdict, WebEvidenceKind, target_blocking,
+};
+use censorprobe::pathguard::{PathGuard, PathGuardConfig, PathKey};
+use censorprobe::servers::web::{
+    HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
+    never_accepting_listener,
+};
+use censorprobe::verdict::{DnsAssessment, DnsVerdict};
+use censorprobe::web::observation::{CertProblem, Stage};
+use censorprobe::web::stage::{AddressPlan, AddressSource, ViaConfig};
+use censorprobe::web::{ConnectionBudget, WebStage, WebStageConfig, WebStageResult};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::RootCertStore;
+use rustls::pki_types::PrivateKeyDer;
+
+/// A throw-away CA for these tests (the lab's own CA is `servers::ca`).
+struct Pki {
+    params: CertificateParams,
+    key: KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "censorprobe it CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki { params, key, cert }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut store = RootCertStore::empty();
+        store.add(self.cert.der().clone()).unwrap();
+        Arc::new(store)
+    }
+
+    fn identity(&self, names: &[&str]) -> TlsIdentity {
+        let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let key = KeyPair::generate().unwrap();
+        let leaf = params
+            .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
+            .unwrap();
+        TlsIdentity {
+            chain: vec![leaf.der().clone(), self.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+}
+
+const NAMES: &[&str] = &[
+    "example.com",
+    "good.test",
+    "blocked.test",
+    "silent.test",
+    "close.test",
+    "page.test",
+    "wrong.test",
+    "trigger.test",
+    "benign.test",
+    "benign2.test",
+];
+
+fn lo(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+fn quick_guard() -> PathGuard {
+    PathGuard::new(PathGuardConfig {
+        residual_wait: Duration::from_secs(20),
+        recheck_initial: Duration::from_millis(100),
+        recheck_max: Duration::from_millis(400),
+    })
+}
+
+/// HTTP and TLS lab servers on one loopback address (random ports).
+struct Site {
+    ip: IpAddr,
+    http: LabServer,
+    tls: LabServer,
+}
+
+async fn site(
+    pki: &Pki,
+    ip: IpAddr,
+    http: HttpLabConfig,
+    tls: impl FnOnce(TlsLabConfig) -> TlsLabConfig,
+) -> Site {
+    let tls_config = tls(TlsLabConfig::new(pki.identity(NAMES)));
+    Site {
+        ip,
+        http: LabServer::spawn_http(SocketAddr::new(ip, 0), http)
+            .await
+            .unwrap(),
+        tls: LabServer::spawn_tls(SocketAddr::new(ip, 0), tls_config)
+            .await
+            .unwrap(),
+    }
+}
+
+fn config_for(site: &Site) -> WebStageConfig {
+    let mut config = WebStageConfig {
+        http_port: site.http.local_addr().port(),
+        tls_port: site.tls.local_addr().port(),
+        ..WebStageConfig::default()
+    };
+    short_timeouts(&mut config);
+    config
+}
+
+fn short_timeouts(config: &mut WebStageConfig) {
+    config.http.connect_timeout = Duration::from_millis(800);
+    config.http.response_timeout = Duration::from_millis(800);
+    config.tls.connect_timeout = Duration::from_millis(800);
+    config.tls.handshake_timeout = Duration::from_millis(800);
+}
+
+fn stage(pki: &Pki, config: WebStageConfig, guard: PathGuard) -> WebStage {
+    WebStage::new(
+        config,
+        pki.roots(),
+        guard,
+        ConnectionBudget::new(256),
+        Arc::new(BlockpageSet::builtin()),
+    )
+    .unwrap()
+}
+
+/// Pinned addresses, in the form `probe_target` takes from `plan_addresses`.
+#[allow(clippy::unnecessary_wraps)]
+fn plan(ips: &[IpAddr]) -> Result<AddressPlan, String> {
+    Ok(AddressPlan {
+        source: AddressSource::Pinned,
+        ips: ips.to_vec(),
+    })
+}
+
+fn http_of(r: &WebStageResult) -> (HttpVerdict, Option<Stage>) {
+    let h = r.http.as_ref().expect("http ran");
+    (h.verdict, h.stage)
+}
+
+fn tls_of(r: &WebStageResult) -> (TlsVerdict, Option<Stage>) {
+    let t = r.tls.as_ref().expect("tls ran");
+    (t.verdict, t.stage)
+}
+
+fn dns_ok() -> DnsAssessment {
+    DnsAssessment {
+        verdict: DnsVerdict::Ok,
+        method: None,
+        methods: Vec::new(),
+        rcode: None,
+        forged_ips: Vec::new(),
+        genuine_ips: Vec::new(),
+        evidence: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn good_site_is_ok_and_accessible() {
+    let pki = Pki::new();
+    let s = site(&pki, lo(11), HttpLabConfig::default(), |c| c).await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let r = web.probe_target("good.test", plan(&[s.ip])).await;
+    assert_eq!(http_of(&r), (HttpVerdict::Ok, None));
+    assert_eq!(tls_of(&r), (TlsVerdict::Ok, None));
+    let http = r.http.as_ref().unwrap();
+    assert_eq!(http.ip, Some(s.ip));
+    assert!(http.control.as_ref().unwrap().passed);
+    assert_eq!(
+        http.residual, None,
+        "no residual check after a passing test"
+    );
+    let test = &http.attempts[0].observations.test;
+    assert_eq!(
+        test.response.as_ref().unwrap().title.as_deref(),
+        Some("censorprobe lab: good.test")
+    );
+    let tls = r.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.attempts[0].observations.test.sni.as_deref(),
+        Some("good.test")
+    );
+    let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), r.tls.as_ref());
+    assert_eq!((b.blocking, b.accessible), (Blocking::No, Some(true)));
+}
+
+#[tokio::test]
+async fn keyword_reset_is_rst_injection_at_request_and_handshake() {
+    let pki = Pki::new();
+    let s = site(
+        &pki,
+        lo(12),
+        HttpLabConfig::default().on("blocked.test", HttpBehaviour::Reset),
+        |c| c.on("blocked.test", TlsBehaviour::Reset),
+    )
+    .await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let r = web.probe_target("blocked.test", plan(&[s.ip])).await;
+    assert_eq!(
+        http_of(&r),
+        (HttpVerdict::RstInjection, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&r),
+        (TlsVerdict::RstInjection, Some(Stage::Handshake))
+    );
+    // This server resets only the name: the post-test control passes.
+    assert_eq!(r.http.as_ref().unwrap().residual, Some(false));
+    assert_eq!(r.tls.as_ref().unwrap().residual, Some(false));
+    let evidence: Vec<_> = r
+        .http
+        .as_ref()
+        .unwrap()
+        .evidence
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(evidence.contains(&WebEvidenceKind::ControlPassed));
+    assert!(evidence.contains(&WebEvidenceKind::ConnectionReset));
+    assert!(evidence.contains(&WebEvidenceKind::NoResidualBlocking));
+    let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), r.tls.as_ref());
+    assert_eq!(
+        (b.blocking, b.accessible),
+        (Blocking::At(BlockingLayer::Http), Some(false))
+    );
+}
+
+#[tokio::test]
+async fn silence_close_blockpage_and_wrong_certificate() {
+    let pki = Pki::new();
+    let s = site(
+        &pki,
+        lo(13),
+        HttpLabConfig::default()
+            .on("silent.test", HttpBehaviour::Silent)
+            .on("close.test", HttpBehaviour::Close)
+            .on("page.test", HttpBehaviour::BlockPage),
+        |c| {
+            c.on("silent.test", TlsBehaviour::Silent)
+                .on("close.test", TlsBehaviour::Close)
+                .on("wrong.test", TlsBehaviour::WrongCert)
+                .on("page.test", TlsBehaviour::Alert)
+        },
+    )
+    .await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let (silent, close, page, wrong) = tokio::join!(
+        web.probe_target("silent.test", plan(&[s.ip])),
+        web.probe_target("close.test", plan(&[s.ip])),
+        web.probe_target("page.test", plan(&[s.ip])),
+        web.probe_target("wrong.test", plan(&[s.ip])),
+    );
+    assert_eq!(
+        http_of(&silent),
+        (HttpVerdict::Timeout, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&silent),
+        (TlsVerdict::Timeout, Some(Stage::Handshake))
+    );
+    assert_eq!(http_of(&close), (HttpVerdict::Eof, Some(Stage::Request)));
+    assert_eq!(tls_of(&close), (TlsVerdict::Eof, Some(Stage::Handshake)));
+    assert_eq!(
+        http_of(&page),
+        (HttpVerdict::Blockpage, Some(Stage::Response))
+    );
+    assert!(
+        page.http
+            .as_ref()
+            .unwrap()
+            .evidence
+            .iter()
+            .any(|e| e.kind == WebEvidenceKind::BlockpageMatch
+                && e.detail.contains("censorprobe-lab"))
+    );
+    assert_eq!(
+        tls_of(&page),
+        (TlsVerdict::TlsAlert, Some(Stage::Handshake))
+    );
+    let alert = page.tls.as_ref().unwrap().attempts[0]
+        .observations
+        .test
+        .alert
+        .clone()
+        .unwrap();
+    assert_eq!(alert.description, "no_application_protocol");
+    assert_eq!(http_of(&wrong), (HttpVerdict::Ok, None));
+    assert_eq!(
+        tls_of(&wrong),
+        (TlsVerdict::CertInvalid, Some(Stage::Handshake))
+    );
+    let validity = wrong.tls.as_ref().unwrap().attempts[0]
+        .observations
+        .test
+        .validity
+        .clone()
+        .unwrap();
+    assert_eq!(validity.problem, Some(CertProblem::UnknownIssuer));
+    let b = target_blocking(Some(&dns_ok()), wrong.http.as_ref(), wrong.tls.as_ref());
+    assert_eq!(
+        (b.blocking, b.accessible),
+        (Blocking::No, Some(true)),
+        "a bad certificate is not censorship"
+    );
+}
+
+#[tokio::test]
+async fn ip_level_failure_is_not_keyword_blocking() {
+    let pki = Pki::new();
+    // Every Host and SNI is reset, the benign control's too.
+    let s = site(
+        &pki,
+        lo(14),
+        HttpLabConfig::default().otherwise(HttpBehaviour::Reset),
+        |c| c.otherwise(TlsBehaviour::Reset),
+    )
+    .await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let r = web.probe_target("blocked.test", plan(&[s.ip])).await;
+    assert_eq!(
+        http_of(&r),
+        (HttpVerdict::Inconclusive, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&r),
+        (TlsVerdict::Inconclusive, Some(Stage::Handshake))
+    );
+    assert!(!r.http.as_ref().unwrap().control.as_ref().unwrap().passed);
+    let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), r.tls.as_ref());
+    assert_eq!(
+        (b.blocking, b.accessible),
+        (Blocking::Inconclusive, Some(false))
+    );
+}
+
+#[tokio::test]
+async fn closed_port_is_refused_at_connect_for_control_and_test() {
+    let pki = Pki::new();
+    let dead = censorprobe::servers::web::closed_port(lo(15)).unwrap();
+    let mut config = WebStageConfig {
+        http_port: dead.port(),
+        tls_port: dead.port(),
+        ..WebStageConfig::default()
+    };
+    short_timeouts(&mut config);
+    let web = stage(&pki, config, quick_guard());
+    let r = web.probe_target("good.test", plan(&[lo(15)])).await;
+    assert_eq!(http_of(&r), (HttpVerdict::Refused, Some(Stage::Connect)));
+    assert_eq!(tls_of(&r), (TlsVerdict::Refused, Some(Stage::Connect)));
+    let http = r.http.as_ref().unwrap();
+    assert!(
+        http.evidence
+            .iter()
+            .any(|e| e.kind == WebEvidenceKind::BothFailedAtConnect)
+    );
+    assert_eq!(http.residual, None);
+    let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), r.tls.as_ref());
+    assert_eq!(
+        (b.blocking, b.accessible),
+        (Blocking::Inconclusive, Some(false))
+    );
+}
+
+#[tokio::test]
+async fn listener_that_never_accepts() {
+    let pki = Pki::new();
+    // With room in the backlog the kernel completes the handshake; nobody answers.
+    let listener = never_accepting_listener(SocketAddr::new(lo(16), 0), 64).unwrap();
+    let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+    let mut config = WebStageConfig {
+        http_port: port,
+        tls_port: port,
+        ..WebStageConfig::default()
+    };
+    short_timeouts(&mut config);
+    let web = stage(&pki, config.clone(), quick_guard());
+    let r = web.probe_target("good.test", plan(&[lo(16)])).await;
+    assert_eq!(
+        http_of(&r),
+        (HttpVerdict::Inconclusive, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&r),
+        (TlsVerdict::Inconclusive, Some(Stage::Handshake))
+    );
+
+    // With a full backlog, SYNs go unanswered: a timeout at connect.
+    let full = never_accepting_listener(SocketAddr::new(lo(17), 0), 0).unwrap();
+    let addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _filler = std::net::TcpStream::connect(addr).unwrap();
+    config.http_port = addr.port();
+    config.tls_port = addr.port();
+    let web = stage(&pki, config, quick_guard());
+    let r = web.probe_target("good.test", plan(&[lo(17)])).await;
+    assert_eq!(http_of(&r), (HttpVerdict::Timeout, Some(Stage::Connect)));
+    assert_eq!(tls_of(&r), (TlsVerdict::Timeout, Some(Stage::Connect)));
+    assert!(
+        r.http
+            .as_ref()
+            .unwrap()
+            .evidence
+            .iter()
+            .any(|e| e.kind == WebEvidenceKind::BothFailedAtConnect)
+    );
+}
+
+#[tokio::test]
+async fn no_trusted_address_skips_with_the_reason() {
+    let pki = Pki::new();
+    let web = stage(&pki, WebStageConfig::default(), quick_guard());
+    let r = web
+        .probe_target(
+            "gone.test",
+            Err("the control says the name does not exist".into()),
+        )
+        .await;
+    let http = r.http.as_ref().unwrap();
+    assert_eq!(http.verdict, HttpVerdict::Skipped);
+    assert_eq!(
+        http.reason.as_deref(),
+        Some("the control says the name does not exist")
+    );
+    assert_eq!(r.tls.as_ref().unwrap().verdict, TlsVerdict::Skipped);
+    let json = serde_json::to_value(http).unwrap();
+    assert_eq!(json["verdict"], "skipped");
+    assert!(json.get("attempts").is_none());
+}
+
+#[tokio::test]
+async fn residual_blocking_is_not_reported_against_the_next_name() {
+    let pki = Pki::new();
+    let residual = Duration::from_millis(1500);
+    let s = site(
+        &pki,
+        lo(20),
+        HttpLabConfig::default().residual("trigger.test", residual),
+        |c| c.residual("trigger.test", residual),
+    )
+    .await;
+    let other = site(&pki, lo(21), HttpLabConfig::default(), |c| c).await;
+    let guard = quick_guard();
+    let web = stage(&pki, config_for(&s), guard.clone());
+
+    let trigger = web.probe_target("trigger.test", plan(&[s.ip])).await;
+    assert_eq!(
+        http_of(&trigger),
+        (HttpVerdict::RstInjection, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&trigger),
+        (TlsVerdict::RstInjection, Some(Stage::Handshake))
+    );
+    assert_eq!(
+        trigger.http.as_ref().unwrap().residual,
+        Some(true),
+        "post-test control blocked"
+    );
+    assert_eq!(trigger.tls.as_ref().unwrap().residual, Some(true));
+    let http_path = PathKey::new(s.ip, s.http.local_addr().port());
+    assert!(guard.is_penalised(http_path));
+
+    // Another address is not held up while this one is penalised.
+    let mut other_config = config_for(&other);
+    other_config.run_tls = false;
+    let other_web = stage(&pki, other_config, guard.clone());
+    let elsewhere = other_web.probe_target("good.test", plan(&[other.ip])).await;
+    assert_eq!(http_of(&elsewhere), (HttpVerdict::Ok, None));
+    assert!(
+        guard.is_penalised(http_path),
+        "the other address finished while this path was closed"
+    );
+
+    // The next name on the same address waits for the path and ends ok.
+    let next = web.probe_target("benign.test", plan(&[s.ip])).await;
+    assert_eq!(http_of(&next), (HttpVerdict::Ok, None));
+    assert_eq!(tls_of(&next), (TlsVerdict::Ok, None));
+    assert!(
+        next.http
+            .as_ref()
+            .unwrap()
+            .evidence
+            .iter()
+            .any(|e| e.kind == WebEvidenceKind::PathWaited)
+    );
+    assert!(!guard.is_penalised(http_path));
+}
+
+#[tokio::test]
+async fn concurrent_names_on_a_residual_address_are_attributed_correctly() {
+    let pki = Pki::new();
+    let residual = Duration::from_secs(1);
+    let s = site(
+        &pki,
+        lo(22),
+        HttpLabConfig::default().residual("trigger.test", residual),
+        |c| c.residual("trigger.test", residual),
+    )
+    .await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let (trigger, benign, benign2) = tokio::join!(
+        web.probe_target("trigger.test", plan(&[s.ip])),
+        web.probe_target("benign.test", plan(&[s.ip])),
+        web.probe_target("benign2.test", plan(&[s.ip])),
+    );
+    assert_eq!(
+        http_of(&trigger),
+        (HttpVerdict::RstInjection, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&trigger),
+        (TlsVerdict::RstInjection, Some(Stage::Handshake))
+    );
+    for r in [&benign, &benign2] {
+        assert_eq!(http_of(r), (HttpVerdict::Ok, None), "{:#?}", r.http);
+        assert_eq!(tls_of(r), (TlsVerdict::Ok, None), "{:#?}", r.tls);
+    }
+}
+
+#[tokio::test]
+async fn via_rotates_ports_so_residual_blocking_stays_behind() {
+    let pki = Pki::new();
+    let via_ip = lo(30);
+    let residual = Duration::from_millis(1500);
+    // Four consecutive ports on one address, each a dual HTTP/TLS server.
+    let (base, servers) = loop {
+        let base = 20000 + (rand::random::<u16>() % 40000);
+        let mut servers = Vec::new();
+        for port in base..base + 4 {
+            match LabServer::spawn_dual(
+                SocketAddr::new(via_ip, port),
+                HttpLabConfig::default().residual("trigger.test", residual),
+                TlsLabConfig::new(pki.identity(NAMES)).residual("trigger.test", residual),
+            )
+            .await
+            {
+                Ok(server) => servers.push(server),
+                Err(_) => break,
+            }
+        }
+        if servers.len() == 4 {
+            break (base, servers);
+        }
+    };
+    let mut config = WebStageConfig {
+        via: Some(ViaConfig {
+            ip: via_ip,
+            ports: Some(base..=base + 3),
+            window: residual,
+        }),
+        ..WebStageConfig::default()
+    };
+    short_timeouts(&mut config);
+    let web = stage(&pki, config, quick_guard());
+    let ports = |r: &WebStageResult| {
+        [
+            r.http.as_ref().unwrap().port.unwrap(),
+            r.tls.as_ref().unwrap().port.unwrap(),
+        ]
+    };
+
+    // The plan is ignored with --via: every probe goes to the via server.
+    let trigger = web.probe_target("trigger.test", Err("unused".into())).await;
+    assert_eq!(
+        trigger.addresses.as_ref().unwrap().source,
+        AddressSource::Via
+    );
+    assert_eq!(
+        http_of(&trigger),
+        (HttpVerdict::RstInjection, Some(Stage::Request))
+    );
+    assert_eq!(
+        tls_of(&trigger),
+        (TlsVerdict::RstInjection, Some(Stage::Handshake))
+    );
+    assert_eq!(trigger.http.as_ref().unwrap().residual, Some(true));
+
+    // The next target gets fresh ports: no residual blocking, no waiting.
+    let next = web.probe_target("benign.test", Err("unused".into())).await;
+    assert_eq!(http_of(&next), (HttpVerdict::Ok, None));
+    assert_eq!(tls_of(&next), (TlsVerdict::Ok, None));
+    let mut first_four: Vec<u16> = ports(&trigger).into_iter().chain(ports(&next)).collect();
+    first_four.sort_unstable();
+    assert_eq!(
+        first_four,
+        (base..base + 4).collect::<Vec<_>>(),
+        "no port shared inside the window"
+    );
+    for evidence in [
+        &next.http.as_ref().unwrap().evidence,
+        &next.tls.as_ref().unwrap().evidence,
+    ] {
+        assert!(
+            !evidence
+                .iter()
+                .any(|e| e.kind == WebEvidenceKind::PathWaited)
+        );
+    }
+
+    // A third target reuses the least recently used ports, the trigger's, only after
+    // the window; it is not reported blocked.
+    let third = web.probe_target("benign2.test", Err("unused".into())).await;
+    let mut reused = ports(&third).to_vec();
+    reused.sort_unstable();
+    let mut trigger_ports = ports(&trigger).to_vec();
+    trigger_ports.sort_unstable();
+    assert_eq!(reused, trigger_ports);
+    assert_eq!(http_of(&third), (HttpVerdict::Ok, None));
+    assert_eq!(tls_of(&third), (TlsVerdict::Ok, None));
+    drop(servers);
+}
+
+#[tokio::test]
+async fn tls_as_proof_of_an_address() {
+    let pki = Pki::new();
+    let server = LabServer::spawn_tls(
+        SocketAddr::new(lo(40), 443),
+        TlsLabConfig::new(pki.identity(&["good.test"])),
+    )
+    .await
+    .unwrap();
+    let web = stage(&pki, WebStageConfig::default(), quick_guard());
+    let proof = web
+        .tls_prober()
+        .prove_address("good.test", lo(40))
+        .await
+        .unwrap();
+    assert!(proof.valid_for_name());
+    let not_proof = web
+        .tls_prober()
+        .prove_address("other.test", lo(40))
+        .await
+        .unwrap();
+    assert!(!not_proof.valid_for_name());
+    assert_eq!(
+        not_proof.validity.unwrap().problem,
+        Some(CertProblem::NameMismatch)
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn record_json_shape() {
+    let pki = Pki::new();
+    let s = site(
+        &pki,
+        lo(41),
+        HttpLabConfig::default().on("blocked.test", HttpBehaviour::Reset),
+        |c| c,
+    )
+    .await;
+    let web = stage(&pki, config_for(&s), quick_guard());
+    let r = web.probe_target("blocked.test", plan(&[s.ip])).await;
+    let json = serde_json::to_value(&r).unwrap();
+    let http = &json["http"];
+    assert_eq!(http["verdict"], "rst_injection");
+    assert_eq!(http["stage"], "request");
+    assert_eq!(http["ip"], "127.0.0.41");
+    assert_eq!(http["control"]["passed"], true);
+    assert_eq!(http["control"]["outcome"], "ok");
+    assert_eq!(http["residual"], false);
+    assert!(
+        http["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"].is_string() && e["detail"].is_string())
+    );
+    assert!(http["timings"]["total_ms"].is_number());
+    let attempt = &http["attempts"][0];
+    assert_eq!(
+        attempt["observations"]["test"]["exchange"],
+        "reset_after_request"
+    );
+    assert_eq!(
+        attempt["observations"]["control"]["response"]["status"],
+        200
+    );
+    assert!(
+        attempt["observations"]["control"]["response"]
+            .get("body_prefix")
+            .is_none()
+    );
+    assert_eq!(json["tls"]["verdict"], "ok");
+    assert_eq!(json["addresses"]["source"], "pinned");
+}
+
+#[tokio::test]
+async fn many_names_share_a_clean_address_under_a_small_socket_budget() {
+    let pki = Pki::new();
+    let s = site(&pki, lo(42), HttpLabConfig::default(), |c| c).await;
+    let budget = ConnectionBudget::new(8);
+    let web = WebStage::new(
+        config_for(&s),
+        pki.roots(),
+        quick_guard(),
+        budget.clone(),
+        Arc::new(BlockpageSet::builtin()),
+    )
+    .unwrap();
+    let names: Vec<String> = (0..150).map(|i| format!("site{i}.test")).collect();
+    let results =
+        futures::future::join_all(names.iter().map(|n| web.probe_target(n, plan(&[s.ip])))).await;
+    for r in &results {
+        assert_eq!(http_of(r), (HttpVerdict::Ok, None));
+        // The lab certificate does not name these sites: a completed handshake, judged invalid.
+        assert_eq!(tls_of(r), (TlsVerdict::CertInvalid, Some(Stage::Handshake)));
+        assert_eq!(r.http.as_ref().unwrap().attempts[0].path.requeues, 0);
+    }
+    assert_eq!(
+        budget.available(),
+        8,
+        "every socket went back to the budget"
+    );
+}
