@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use censorprobe::control::ControlSpec;
 use censorprobe::dns::DnsProbeConfig;
 use censorprobe::ipclass::ForgedIpList;
-use censorprobe::scan::{ScanConfig, run_scan};
+use censorprobe::pathguard::PathGuardConfig;
+use censorprobe::scan::{ScanConfig, Stages, run_scan};
 use censorprobe::targets::TargetLoader;
+use censorprobe::web::stage::WebStageConfig;
 use hickory_proto::op::{Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -103,6 +105,14 @@ fn main() {
         vantage: None,
         out: Some(out.clone()),
         options_record: serde_json::json!({}),
+        stages: Stages {
+            dns: true,
+            http: false,
+            tls: false,
+        },
+        web: WebStageConfig::default(),
+        residual: PathGuardConfig::default(),
+        blockpages: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

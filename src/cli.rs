@@ -14,10 +14,14 @@ use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::dns::DnsProbeConfig;
 use crate::error::Error;
 use crate::ipclass::ForgedIpList;
+use crate::pathguard::{PathGuardConfig, PortRotation};
 use crate::report::human_summary;
-use crate::scan::{ScanConfig, run_scan};
+use crate::scan::{ScanConfig, Stages, run_scan};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
+use crate::web::http::HttpProbeConfig;
+use crate::web::stage::{ViaConfig, WebStageConfig};
+use crate::web::tls::TlsProbeConfig;
 
 /// Exit status of a run that Ctrl-C interrupted (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -36,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Measure targets and write a JSONL report.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// The built-in censor lab: a GFW-like censor in network namespaces (needs root).
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
@@ -102,6 +106,38 @@ pub struct ScanArgs {
     /// A label for the vantage point, recorded in the report header.
     #[arg(long)]
     pub vantage: Option<String>,
+    /// Stages to run, comma-separated: dns, http, tls.
+    #[arg(long, value_delimiter = ',', default_value = "dns,http,tls")]
+    pub tests: Vec<String>,
+    /// Addresses probed per target by the HTTP and TLS stages.
+    #[arg(long, default_value_t = 2)]
+    pub max_ips: usize,
+    /// Harmless Host/SNI for the benign control connections.
+    #[arg(long, default_value = crate::web::stage::DEFAULT_CONTROL_NAME)]
+    pub control_name: String,
+    /// Longest wait for a penalised (server IP, port) to work again (residual censorship).
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    pub residual_wait: Duration,
+    /// Send every HTTP and TLS probe to this server, with each target's Host/SNI.
+    #[arg(long, value_name = "IP")]
+    pub via: Option<IpAddr>,
+    /// With --via: rotate the destination port over A-B so that no two tests share a
+    /// (server IP, port) inside the residual window.
+    #[arg(long, value_name = "A-B", requires = "via")]
+    pub via_ports: Option<String>,
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    #[arg(long, default_value_t = 443)]
+    pub tls_port: u16,
+    /// TCP connect timeout of the HTTP and TLS probes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Deadline for an HTTP response or a TLS handshake after the connect.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub web_timeout: Duration,
+    /// Block-page fingerprints (TOML; default: the built-in set, targets/blockpages.toml).
+    #[arg(long, value_name = "FILE")]
+    pub blockpages: Option<PathBuf>,
     /// Sockets in the DNS probe's pool.
     #[arg(long, default_value_t = 4, hide = true)]
     pub dns_sockets: usize,
@@ -218,6 +254,54 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         });
     }
     let seed = args.seed.unwrap_or_else(rand::random);
+    let mut stages = Stages {
+        dns: false,
+        http: false,
+        tls: false,
+    };
+    for stage in &args.tests {
+        match stage.trim().to_ascii_lowercase().as_str() {
+            "dns" => stages.dns = true,
+            "http" => stages.http = true,
+            "tls" => stages.tls = true,
+            other => bail!(Error::BadOption {
+                option: "--tests",
+                reason: format!("unknown stage {other:?} (dns, http, tls)")
+            }),
+        }
+    }
+    let via = match args.via {
+        Some(ip) => Some(ViaConfig {
+            ip,
+            ports: args
+                .via_ports
+                .as_deref()
+                .map(PortRotation::parse_range)
+                .transpose()?,
+            window: args.residual_wait,
+        }),
+        None => None,
+    };
+    let web = WebStageConfig {
+        run_http: stages.http,
+        run_tls: stages.tls,
+        http_port: args.http_port,
+        tls_port: args.tls_port,
+        control_name: args.control_name.clone(),
+        max_ips: args.max_ips.max(1),
+        via,
+        http: HttpProbeConfig {
+            connect_timeout: args.connect_timeout,
+            response_timeout: args.web_timeout,
+            ..HttpProbeConfig::default()
+        },
+        tls: TlsProbeConfig {
+            connect_timeout: args.connect_timeout,
+            handshake_timeout: args.web_timeout,
+            ..TlsProbeConfig::default()
+        },
+        ..WebStageConfig::default()
+    };
     let options_record = serde_json::json!({
         "qtypes": qtypes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "dns_wait_ms": args.dns_wait.as_millis(),
@@ -231,6 +315,17 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         "shard": args.shard.map(|s| s.to_string()),
         "strict": args.strict,
         "ca_files": args.ca,
+        "tests": args.tests,
+        "max_ips": args.max_ips,
+        "control_name": args.control_name,
+        "residual_wait_ms": args.residual_wait.as_millis(),
+        "via": args.via,
+        "via_ports": args.via_ports,
+        "http_port": args.http_port,
+        "tls_port": args.tls_port,
+        "connect_timeout_ms": args.connect_timeout.as_millis(),
+        "web_timeout_ms": args.web_timeout.as_millis(),
+        "blockpages": args.blockpages,
     });
     Ok(ScanConfig {
         resolver,
@@ -254,6 +349,13 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         vantage: args.vantage.clone(),
         out: args.out.clone(),
         options_record,
+        stages,
+        web,
+        residual: PathGuardConfig {
+            residual_wait: args.residual_wait,
+            ..PathGuardConfig::default()
+        },
+        blockpages: args.blockpages.clone(),
     })
 }
 

@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classify::web::{Blocking, HttpAssessment, TlsAssessment};
 use crate::error::{Error, Result};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::targets::{SkippedInput, TargetSource};
 use crate::verdict::{DnsAssessment, DnsVerdict};
+use crate::web::observation::TlsObservation;
+use crate::web::stage::AddressPlan;
 
 /// Version of the record layout; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -60,6 +63,10 @@ pub struct DnsSection {
     pub queries: Vec<DnsQueryObservation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlObservation>,
+    /// TLS handshakes to the resolver's addresses when only inconsistency with the
+    /// control stood against them ("TLS as proof").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_proof: Vec<TlsObservation>,
 }
 
 /// Everything measured for one target.
@@ -79,6 +86,19 @@ pub struct TargetRecord {
     pub duration_ms: f64,
     /// The DNS stage; null for address literals and when the stage is off.
     pub dns: Option<DnsSection>,
+    /// Where the HTTP and TLS probes went, and why there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressPlan>,
+    /// The HTTP stage (null when off).
+    #[serde(default)]
+    pub http: Option<HttpAssessment>,
+    /// The TLS stage (null when off).
+    #[serde(default)]
+    pub tls: Option<TlsAssessment>,
+    /// `false`, the blocked layer (`dns`, `tcp_ip`, `http`, `tls`), or null (inconclusive).
+    pub blocking: Blocking,
+    /// Whether the site was reachable from this vantage point (null: nothing says).
+    pub accessible: Option<bool>,
 }
 
 impl TargetRecord {
@@ -101,7 +121,15 @@ pub struct SummaryRecord {
     pub dns: BTreeMap<String, usize>,
     /// Targets per poisoning method (strongest method of each).
     pub dns_methods: BTreeMap<String, usize>,
-    /// Domains with a `dns_poisoning` verdict.
+    /// Targets per HTTP and TLS verdict (stages that ran).
+    #[serde(default)]
+    pub http: BTreeMap<String, usize>,
+    #[serde(default)]
+    pub tls: BTreeMap<String, usize>,
+    /// Targets per `blocking` value (`false`, a layer, or `inconclusive` for null).
+    #[serde(default)]
+    pub blocking: BTreeMap<String, usize>,
+    /// Domains blocked at some layer (`blocking` is a layer).
     pub censored: Vec<String>,
 }
 
@@ -142,10 +170,34 @@ impl SummaryBuilder {
                     .entry(method.as_str().to_owned())
                     .or_default() += 1;
             }
-            if dns.assessment.verdict == DnsVerdict::DnsPoisoning {
-                self.summary.censored.push(record.domain.clone());
-            }
         }
+        if let Some(http) = &record.http {
+            *self
+                .summary
+                .http
+                .entry(http.verdict.as_str().to_owned())
+                .or_default() += 1;
+        }
+        if let Some(tls) = &record.tls {
+            *self
+                .summary
+                .tls
+                .entry(tls.verdict.as_str().to_owned())
+                .or_default() += 1;
+        }
+        let blocking = match record.blocking {
+            Blocking::No => "false",
+            Blocking::At(layer) => {
+                self.summary.censored.push(record.domain.clone());
+                layer.as_str()
+            }
+            Blocking::Inconclusive => "inconclusive",
+        };
+        *self
+            .summary
+            .blocking
+            .entry(blocking.to_owned())
+            .or_default() += 1;
     }
 
     pub fn finish(mut self, duration_s: f64, interrupted: bool) -> SummaryRecord {
@@ -249,6 +301,16 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
             counts.join(", ")
         }
     );
+    for (stage, counts) in [
+        ("http", &summary.http),
+        ("tls", &summary.tls),
+        ("blocking", &summary.blocking),
+    ] {
+        if !counts.is_empty() {
+            let counts: Vec<String> = counts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            let _ = writeln!(text, "  {stage}: {}", counts.join(", "));
+        }
+    }
     if !summary.dns_methods.is_empty() {
         let methods: Vec<String> = summary
             .dns_methods

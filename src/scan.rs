@@ -11,18 +11,46 @@ use hickory_proto::rr::{Name, RecordType};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
+use crate::classify::blockpage::BlockpageSet;
 use crate::classify::dns::{DnsInputs, classify_dns};
+use crate::classify::web::target_blocking;
 use crate::control::{ControlResolver, ControlSpec};
 use crate::dns::{DnsEngine, DnsProbeConfig, DnsQuestion};
 use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
-use crate::observation::DnsServerRole;
+use crate::ipclass::is_bogon;
+use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
+use crate::pathguard::{PathGuard, PathGuardConfig};
 use crate::report::{
     DnsSection, HeaderRecord, JsonlWriter, ReportRecord, SummaryBuilder, SummaryRecord,
     TargetRecord, now_rfc3339,
 };
 use crate::scheduler::{Shard, dispatch, order};
 use crate::targets::{Target, TargetList};
+use crate::verdict::{DnsAssessment, PoisoningMethod};
+use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
+use crate::web::observation::TlsObservation;
+use crate::web::stage::{WebStage, WebStageConfig, plan_addresses};
+
+/// Which stages run (`--tests dns,http,tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    pub dns: bool,
+    pub http: bool,
+    pub tls: bool,
+}
+
+impl Stages {
+    pub const ALL: Stages = Stages {
+        dns: true,
+        http: true,
+        tls: true,
+    };
+
+    pub fn web(self) -> bool {
+        self.http || self.tls
+    }
+}
 
 /// Everything a scan needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -45,6 +73,12 @@ pub struct ScanConfig {
     pub out: Option<PathBuf>,
     /// The options as recorded in the header.
     pub options_record: serde_json::Value,
+    pub stages: Stages,
+    /// HTTP and TLS stage settings (`run_http`/`run_tls` follow `stages`).
+    pub web: WebStageConfig,
+    pub residual: PathGuardConfig,
+    /// Block-page fingerprints (`None`: the built-in set).
+    pub blockpages: Option<PathBuf>,
 }
 
 /// What the probes of one target share.
@@ -55,6 +89,8 @@ struct ScanContext {
     sink: Option<SocketAddr>,
     qtypes: Vec<RecordType>,
     forged_ips: ForgedIpList,
+    stages: Stages,
+    web: Option<WebStage>,
 }
 
 /// Runs a scan to the end, or until `stop` resolves (Ctrl-C). Every target record is
@@ -82,6 +118,24 @@ pub async fn run_scan(
         });
     }
     let engine = DnsEngine::start(config.dns.clone(), config.resolver.ip()).await?;
+    let web = if config.stages.web() {
+        let blockpages = match &config.blockpages {
+            Some(path) => BlockpageSet::from_file(path)?,
+            None => BlockpageSet::builtin(),
+        };
+        let mut web_config = config.web.clone();
+        web_config.run_http = config.stages.http;
+        web_config.run_tls = config.stages.tls;
+        Some(WebStage::new(
+            web_config,
+            Arc::new(crate::trust::root_store(&config.extra_roots)),
+            PathGuard::new(config.residual.clone()),
+            ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE),
+            Arc::new(blockpages),
+        )?)
+    } else {
+        None
+    };
     let mut writer = JsonlWriter::create(config.out.as_deref())?;
 
     let targets_loaded = list.targets.len();
@@ -108,6 +162,8 @@ pub async fn run_scan(
         sink: config.sink,
         qtypes: config.qtypes.clone(),
         forged_ips: config.forged_ips.clone(),
+        stages: config.stages,
+        web,
     });
     let mut summary = SummaryBuilder::new(scheduled.len(), list.skipped.len());
     let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
@@ -169,11 +225,46 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
         .collect();
     categories.sort();
     categories.dedup();
-    let dns = if target.address.is_some() {
-        None
+
+    let needs_name_lookup =
+        target.address.is_none() && (context.stages.dns || target.pinned_ips.is_empty());
+    let (dns, control) = if target.address.is_some() {
+        (None, None)
+    } else if context.stages.dns {
+        let dns = probe_dns(&context, &target.domain).await;
+        let control = dns.control.clone();
+        (Some(dns), control)
+    } else if needs_name_lookup {
+        // No DNS stage, but the web probes need addresses: ask the control only.
+        (None, lookup_control(&context, &target.domain).await)
     } else {
-        Some(probe_dns(&context, &target.domain).await)
+        (None, None)
     };
+
+    let mut web_result = None;
+    if let Some(web) = &context.web {
+        let resolver_ips = dns
+            .as_ref()
+            .map(|d| first_reply_ips(&d.queries))
+            .unwrap_or_default();
+        let plan = plan_addresses(
+            &target,
+            control.as_ref(),
+            dns.as_ref().map(|d| &d.assessment),
+            &resolver_ips,
+            web.config().max_ips,
+        );
+        web_result = Some(web.probe_target(&target.domain, plan).await);
+    }
+    let (addresses, http, tls) = match web_result {
+        Some(result) => (result.addresses, result.http, result.tls),
+        None => (None, None, None),
+    };
+    let blocking = target_blocking(
+        dns.as_ref().map(|d| &d.assessment),
+        http.as_ref(),
+        tls.as_ref(),
+    );
     TargetRecord {
         domain: target.domain,
         address: target.address,
@@ -183,7 +274,39 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
         started_at,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         dns,
+        addresses,
+        http,
+        tls,
+        blocking: blocking.blocking,
+        accessible: blocking.accessible,
     }
+}
+
+async fn lookup_control(context: &ScanContext, domain: &str) -> Option<ControlObservation> {
+    match &context.control {
+        Some(control) => Some(control.resolve(domain, &context.qtypes).await),
+        None => None,
+    }
+}
+
+/// Addresses in the first valid reply of each resolver question (the stub view).
+fn first_reply_ips(queries: &[DnsQueryObservation]) -> Vec<std::net::IpAddr> {
+    queries
+        .iter()
+        .filter(|q| q.role == DnsServerRole::Resolver)
+        .filter_map(|q| {
+            q.replies
+                .iter()
+                .find(|r| r.from == q.server && r.question_matches)
+        })
+        .flat_map(|r| r.ips().collect::<Vec<_>>())
+        .collect()
+}
+
+/// Only inconsistency with the control stands against the answer: a certificate valid
+/// for the name at those addresses would show a CDN or geo-DNS answer, not a forgery.
+fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
+    assessment.methods == [PoisoningMethod::Inconsistent]
 }
 
 async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
@@ -213,17 +336,47 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
         }
     };
     let (queries, control) = tokio::join!(queries, control);
-    let assessment = classify_dns(&DnsInputs {
+    let mut inputs = DnsInputs {
         queries: &queries,
         control: control.as_ref(),
         forged_ips: &context.forged_ips,
         tls_proven: &[],
-    });
+    };
+    let mut assessment = classify_dns(&inputs);
+    let mut tls_proof = Vec::new();
+    if let Some(web) = context.web.as_ref().filter(|_| context.stages.tls)
+        && wants_tls_proof(&assessment)
+    {
+        let candidates: Vec<std::net::IpAddr> = first_reply_ips(&queries)
+            .into_iter()
+            .filter(|ip| !is_bogon(*ip))
+            .collect();
+        let proofs = futures::future::join_all(
+            candidates
+                .iter()
+                .map(|ip| web.tls_prober().prove_address(domain, *ip)),
+        )
+        .await;
+        tls_proof = proofs
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+            .collect::<Vec<TlsObservation>>();
+        let proven: Vec<std::net::IpAddr> = tls_proof
+            .iter()
+            .filter(|o| o.valid_for_name())
+            .map(|o| o.ip)
+            .collect();
+        if !proven.is_empty() {
+            inputs.tls_proven = &proven;
+            assessment = classify_dns(&inputs);
+        }
+    }
     DnsSection {
         assessment,
         resolver: context.resolver,
         sink: context.sink,
         queries,
         control,
+        tls_proof,
     }
 }

@@ -92,6 +92,8 @@ async fn every_dns_verdict_and_method() {
     ];
     let mut argv = args(&[
         "scan",
+        "--tests",
+        "dns",
         "--resolver",
         &resolver.to_string(),
         "--control",
@@ -236,6 +238,8 @@ async fn without_control_only_injection_is_claimed() {
     .await;
     let run = run_binary(&args(&[
         "scan",
+        "--tests",
+        "dns",
         "--resolver",
         &resolver.to_string(),
         "--control",
@@ -293,6 +297,8 @@ async fn a_and_aaaa_by_default() {
     .await;
     let run = run_binary(&args(&[
         "scan",
+        "--tests",
+        "dns",
         "--resolver",
         &resolver.to_string(),
         "--control",
@@ -396,6 +402,8 @@ async fn shards_split_the_list() {
     for shard in 0..3 {
         let mut argv = args(&[
             "scan",
+            "--tests",
+            "dns",
             "--resolver",
             &resolver.to_string(),
             "--control",
@@ -425,6 +433,8 @@ async fn shards_split_the_list() {
     assert_eq!(seen.len(), 40);
     let run = run_binary(&args(&[
         "scan",
+        "--tests",
+        "dns",
         "--resolver",
         "127.0.0.1",
         "--shard",
