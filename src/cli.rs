@@ -15,9 +15,13 @@ use crate::dns::DnsProbeConfig;
 use crate::error::Error;
 use crate::ipclass::ForgedIpList;
 use crate::report::human_summary;
-use crate::scan::{ScanConfig, run_scan};
+use crate::scan::{ScanConfig, run_scan_with};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
+use crate::workflows::commands::{
+    CheckArgs, DiffArgs, SummaryArgs, run_check, run_diff, run_summary,
+};
+use crate::workflows::plan::WorkflowArgs;
 
 /// Exit status of a run that Ctrl-C interrupted (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -37,6 +41,12 @@ pub struct Cli {
 pub enum Command {
     /// Measure targets and write a JSONL report.
     Scan(ScanArgs),
+    /// Check expectations (TOML) against a scan or an existing report; exit 1 on failure.
+    Check(CheckArgs),
+    /// Compare two reports: newly blocked, newly unblocked, changed verdicts.
+    Diff(DiffArgs),
+    /// Summarise a report: counts per verdict, method, stage and category; blocklists.
+    Summary(SummaryArgs),
 }
 
 /// Options of a scan (shared by every command that measures).
@@ -90,7 +100,7 @@ pub struct ScanArgs {
     /// Seed of the shuffled order (random when absent; required with --shard).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Measure only part I of N (0-based) of the shuffled list, as ZMap shards do.
+    /// Measure only part I of N (0-based) of the shuffled list, as `ZMap` shards do.
     #[arg(long, value_name = "I/N", requires = "seed")]
     pub shard: Option<Shard>,
     /// Write the JSONL report here (default: stdout).
@@ -105,6 +115,9 @@ pub struct ScanArgs {
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Resume, repeat, output format, progress (src/workflows).
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
 }
 
 /// Parses `1s`, `500ms`, `2.5s`, `3m` or a bare number of seconds.
@@ -269,10 +282,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
         Command::Scan(args) => run_scan_command(&args),
+        Command::Check(args) => run_check(&args),
+        Command::Diff(args) => run_diff(&args),
+        Command::Summary(args) => run_summary(&args),
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -280,6 +296,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.workflow.plan(args.quiet);
+    plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;
     for skipped in &list.skipped {
         if !args.quiet {
@@ -294,7 +312,7 @@ fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        run_scan(config, list, stop).await
+        run_scan_with(config, list, &plan, stop).await
     })?;
     if !args.quiet {
         eprint!("{}", human_summary(&summary));

@@ -45,6 +45,23 @@ pub enum Error {
     },
     #[error("DNS message for {server} could not be built: {reason}")]
     DnsEncode { server: SocketAddr, reason: String },
+    // Researcher and CI workflows (src/workflows).
+    #[error("cannot read report {path}: {source}")]
+    ReportUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("expectations {path}: {reason}")]
+    BadExpectations { path: PathBuf, reason: String },
+    #[error("cannot resume {path}: {reason}")]
+    BadResume { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    OutputWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: [`targets`] → [`scheduler`] → probes ([`dns`], [`control`])
 //! producing observations ([`observation`]) → [`classify`] (verdicts with evidence,
-//! [`verdict`]) → [`report`] writers.
+//! [`verdict`]) → [`report`] writers. [`workflows`] reads reports back (check, diff,
+//! summary) and shapes scans (resume, repeat, OONI output); [`progress`] shows a scan's
+//! progress on stderr.
 
 pub mod classify;
 pub mod cli;
@@ -11,11 +13,13 @@ pub mod dns;
 pub mod error;
 pub mod ipclass;
 pub mod observation;
+pub mod progress;
 pub mod report;
 pub mod scan;
 pub mod scheduler;
 pub mod targets;
 pub mod trust;
 pub mod verdict;
+pub mod workflows;
 
 pub use error::Error;
