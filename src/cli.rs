@@ -16,12 +16,16 @@ use crate::error::Error;
 use crate::ipclass::ForgedIpList;
 use crate::pathguard::{PathGuardConfig, PortRotation};
 use crate::report::human_summary;
-use crate::scan::{ScanConfig, Stages, run_scan};
+use crate::scan::{ScanConfig, Stages, run_scan_with};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
 use crate::web::http::HttpProbeConfig;
 use crate::web::stage::{ViaConfig, WebStageConfig};
 use crate::web::tls::TlsProbeConfig;
+use crate::workflows::commands::{
+    CheckArgs, DiffArgs, SummaryArgs, run_check, run_diff, run_summary,
+};
+use crate::workflows::plan::WorkflowArgs;
 
 /// Exit status of a run that Ctrl-C interrupted (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -44,6 +48,12 @@ pub enum Command {
     /// The built-in censor lab: a GFW-like censor in network namespaces (needs root).
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
+    /// Check expectations (TOML) against a scan or an existing report; exit 1 on failure.
+    Check(Box<CheckArgs>),
+    /// Compare two reports: newly blocked, newly unblocked, changed verdicts.
+    Diff(DiffArgs),
+    /// Summarise a report: counts per verdict, method, stage and category; blocklists.
+    Summary(SummaryArgs),
 }
 
 /// Options of a scan (shared by every command that measures).
@@ -144,6 +154,9 @@ pub struct ScanArgs {
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Resume, repeat, output format, progress (src/workflows).
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
 }
 
 /// Parses `1s`, `500ms`, `2.5s`, `3m` or a bare number of seconds.
@@ -375,10 +388,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => run_scan_command(&args),
         Command::Lab(command) => crate::lab::run_lab(command),
+        Command::Check(args) => run_check(&args),
+        Command::Diff(args) => run_diff(&args),
+        Command::Summary(args) => run_summary(&args),
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -386,6 +402,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.workflow.plan(args.quiet);
+    plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;
     for skipped in &list.skipped {
         if !args.quiet {
@@ -400,7 +418,7 @@ fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        run_scan(config, list, stop).await
+        run_scan_with(config, list, &plan, stop).await
     })?;
     if !args.quiet {
         eprint!("{}", human_summary(&summary));

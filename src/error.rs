@@ -53,6 +53,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    // Researcher and CI workflows (src/workflows).
+    #[error("cannot read report {path}: {source}")]
+    ReportUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid DNS zone for the lab server: {reason}")]
     BadZone { reason: String },
     #[error("cannot start {service} server on {addr}: {reason}")]
@@ -67,6 +74,16 @@ pub enum Error {
     TlsSetup { reason: String },
     #[error("invalid port range {input:?}: {reason}")]
     BadPortRange { input: String, reason: String },
+    #[error("expectations {path}: {reason}")]
+    BadExpectations { path: PathBuf, reason: String },
+    #[error("cannot resume {path}: {reason}")]
+    BadResume { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    OutputWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: [`targets`] → [`scheduler`] → probes ([`dns`], [`control`])
 //! producing observations ([`observation`]) → [`classify`] (verdicts with evidence,
-//! [`verdict`]) → [`report`] writers.
+//! [`verdict`]) → [`report`] writers. [`workflows`] reads reports back (check, diff,
+//! summary) and shapes scans (resume, repeat, OONI output); [`progress`] shows a scan's
+//! progress on stderr.
 
 pub mod classify;
 pub mod cli;
@@ -13,6 +15,7 @@ pub mod ipclass;
 pub mod lab;
 pub mod observation;
 pub mod pathguard;
+pub mod progress;
 pub mod report;
 pub mod scan;
 pub mod scheduler;
@@ -21,5 +24,6 @@ pub mod targets;
 pub mod trust;
 pub mod verdict;
 pub mod web;
+pub mod workflows;
 
 pub use error::Error;

@@ -26,6 +26,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum ReportRecord {
     Header(HeaderRecord),
     Target(Box<TargetRecord>),
+    /// With `--repeat`: the majority verdict of a target's attempts (src/workflows/repeat.rs).
+    Consensus(Box<crate::workflows::repeat::ConsensusRecord>),
     Summary(SummaryRecord),
 }
 
@@ -82,6 +84,9 @@ pub struct TargetRecord {
     /// Distinct Citizen Lab category codes from the sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// Which attempt this is (1-based), with `--repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     pub started_at: String,
     pub duration_ms: f64,
     /// The DNS stage; null for address literals and when the stage is off.
@@ -205,6 +210,8 @@ impl SummaryBuilder {
         self.summary.duration_s = duration_s;
         self.summary.interrupted = interrupted;
         self.summary.censored.sort();
+        // With --repeat a domain is measured several times; list it once.
+        self.summary.censored.dedup();
         self.summary
     }
 }

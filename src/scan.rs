@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use hickory_proto::rr::{Name, RecordType};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
@@ -22,8 +23,7 @@ use crate::ipclass::is_bogon;
 use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
 use crate::pathguard::{PathGuard, PathGuardConfig};
 use crate::report::{
-    DnsSection, HeaderRecord, JsonlWriter, ReportRecord, SummaryBuilder, SummaryRecord,
-    TargetRecord, now_rfc3339,
+    DnsSection, HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339,
 };
 use crate::scheduler::{Shard, dispatch, order};
 use crate::targets::{Target, TargetList};
@@ -51,6 +51,9 @@ impl Stages {
         self.http || self.tls
     }
 }
+
+use crate::workflows::output::ScanOutput;
+use crate::workflows::plan::{Attempt, ScanPlan};
 
 /// Everything a scan needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -100,6 +103,17 @@ pub async fn run_scan(
     list: TargetList,
     stop: impl Future<Output = ()>,
 ) -> Result<SummaryRecord> {
+    run_scan_with(config, list, &ScanPlan::default(), stop).await
+}
+
+/// [`run_scan`] with the researcher workflows of `plan` (src/workflows): resuming a
+/// report, repeated passes with consensus records, OONI output, progress.
+pub async fn run_scan_with(
+    config: ScanConfig,
+    list: TargetList,
+    plan: &ScanPlan,
+    stop: impl Future<Output = ()>,
+) -> Result<SummaryRecord> {
     let started = Instant::now();
     let control =
         ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
@@ -117,6 +131,8 @@ pub async fn run_scan(
             ),
         });
     }
+    // --- workflows: what a resumed report holds, and the passes still to run ---
+    let prior = plan.load_prior(config.out.as_deref())?;
     let engine = DnsEngine::start(config.dns.clone(), config.resolver.ip()).await?;
     let web = if config.stages.web() {
         let blockpages = match &config.blockpages {
@@ -136,11 +152,33 @@ pub async fn run_scan(
     } else {
         None
     };
-    let mut writer = JsonlWriter::create(config.out.as_deref())?;
 
     let targets_loaded = list.targets.len();
     let scheduled = order(list.targets, config.seed, config.shard);
-    writer.write(&ReportRecord::Header(HeaderRecord {
+    let passes = plan.passes(&scheduled, &prior);
+    let attempts_planned: usize = passes.iter().map(Vec::len).sum();
+    // With --resume the summary covers the earlier records too.
+    let mut summary =
+        SummaryBuilder::new(prior.target_records + attempts_planned, list.skipped.len());
+    prior.replay(&mut summary)?;
+    let mut writer = ScanOutput::open(
+        config.out.as_deref(),
+        plan.format,
+        &prior,
+        plan.repeat,
+        plan.progress,
+        attempts_planned as u64,
+    )?;
+    let mut options = config.options_record.clone();
+    if plan.repeat > 1 {
+        options["repeat"] = plan.repeat.into();
+        options["repeat_interval_ms"] = (plan.repeat_interval.as_millis() as u64).into();
+    }
+    if prior.is_resuming() {
+        options["resume"] = prior.header_info();
+    }
+    // --- end workflows ---
+    writer.header(HeaderRecord {
         tool: env!("CARGO_PKG_NAME").to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         schema_version: crate::report::SCHEMA_VERSION,
@@ -149,11 +187,12 @@ pub async fn run_scan(
         resolver: config.resolver,
         control: config.control.to_string(),
         sink: config.sink,
-        options: config.options_record.clone(),
+        options,
         targets_loaded,
         targets_scheduled: scheduled.len(),
         skipped_inputs: list.skipped.clone(),
-    }))?;
+    })?;
+    writer.settle_prior(&prior, plan.repeat)?;
 
     let context = Arc::new(ScanContext {
         engine,
@@ -165,18 +204,17 @@ pub async fn run_scan(
         stages: config.stages,
         web,
     });
-    let mut summary = SummaryBuilder::new(scheduled.len(), list.skipped.len());
     let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
     // The writer runs on its own thread: report I/O never blocks the probes, and it
     // flushes whenever it has caught up, so an interrupted run loses nothing measured.
     let writer_thread =
-        tokio::task::spawn_blocking(move || -> Result<(JsonlWriter, SummaryBuilder)> {
+        tokio::task::spawn_blocking(move || -> Result<(ScanOutput, SummaryBuilder)> {
             while let Some(record) = rx.blocking_recv() {
                 summary.add(&record);
-                writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                writer.target(record)?;
                 while let Ok(record) = rx.try_recv() {
                     summary.add(&record);
-                    writer.write_unflushed(&ReportRecord::Target(Box::new(record)))?;
+                    writer.target(record)?;
                 }
                 writer.flush()?;
             }
@@ -190,28 +228,46 @@ pub async fn run_scan(
         let context = Arc::clone(&context);
         move |target: Target| probe_target(Arc::clone(&context), target)
     };
-    let outcome = dispatch(
-        scheduled,
-        config.concurrency,
-        config.rate,
-        move |target: &Target| {
-            if target.address.is_some() {
-                0
-            } else {
-                dns_per_target
-            }
-        },
-        probe,
-        tx,
-        stop,
-    )
-    .await;
+    let cost = move |target: &Target| {
+        if target.address.is_some() {
+            0
+        } else {
+            dns_per_target
+        }
+    };
+    // --- workflows: one dispatch per pass (--repeat); attempts are numbered ---
+    let numbered = |(target, attempt): Attempt| {
+        let record = probe(target);
+        let repeated = plan.repeat > 1;
+        async move {
+            let mut record = record.await;
+            record.attempt = repeated.then_some(attempt);
+            record
+        }
+    };
+    let numbered_cost = |(target, _): &Attempt| cost(target);
+    let stop = stop.shared();
+    let outcome = plan
+        .run_passes(passes, stop.clone(), |pass| {
+            dispatch(
+                pass,
+                config.concurrency,
+                config.rate,
+                &numbered_cost,
+                &numbered,
+                tx.clone(),
+                stop.clone(),
+            )
+        })
+        .await;
+    drop(tx);
+    // --- end workflows ---
     let (mut writer, summary) = writer_thread.await.map_err(|e| Error::ReportWrite {
         path: config.out.clone().unwrap_or_else(|| PathBuf::from("-")),
         source: std::io::Error::other(e),
     })??;
     let summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
-    writer.write(&ReportRecord::Summary(summary.clone()))?;
+    writer.summary(&summary)?;
     Ok(summary)
 }
 
@@ -271,6 +327,7 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
         pinned_ips: target.pinned_ips,
         sources: target.sources,
         categories,
+        attempt: None,
         started_at,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         dns,

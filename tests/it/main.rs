@@ -6,3 +6,4 @@ mod lab;
 mod support;
 mod targets;
 mod web;
+mod workflows;

@@ -46,6 +46,8 @@ pub fn assert_schema_valid(record: &Value) {
 pub struct Report {
     pub header: Value,
     pub targets: Vec<Value>,
+    /// With `--repeat`: one consensus record per target.
+    pub consensus: Vec<Value>,
     pub summary: Value,
 }
 
@@ -54,6 +56,7 @@ impl Report {
         let mut header = None;
         let mut summary = None;
         let mut targets = Vec::new();
+        let mut consensus = Vec::new();
         for line in text.lines() {
             let record: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("bad JSONL line {line:?}: {e}"));
@@ -61,6 +64,7 @@ impl Report {
             match record["record"].as_str() {
                 Some("header") => header = Some(record),
                 Some("target") => targets.push(record),
+                Some("consensus") => consensus.push(record),
                 Some("summary") => summary = Some(record),
                 other => panic!("unknown record type {other:?}"),
             }
@@ -68,6 +72,7 @@ impl Report {
         Report {
             header: header.expect("a header record"),
             targets,
+            consensus,
             summary: summary.expect("a summary record"),
         }
     }

@@ -1,0 +1,375 @@
+//! A tolerant reader of JSONL reports.
+//!
+//! Every complete line counts; a line that is not JSON (a scan killed mid-write, a
+//! disk that filled up, an editor's stray change) is counted and reported with its
+//! number, never fatal. A report without a summary record (a scan killed mid-way) reads
+//! like any other. Records of a type this version does not know are counted apart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::outcome::TargetOutcome;
+use super::repeat::ConsensusRecord;
+use crate::error::{Error, Result};
+
+/// A line that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnparsedLine {
+    /// 1-based line number.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What reading a report came across, besides its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Non-empty lines read.
+    pub lines: usize,
+    pub unparsed: Vec<UnparsedLine>,
+    /// Records of a type this version does not know, per type.
+    pub unknown_records: BTreeMap<String, usize>,
+    /// Bytes up to and including the last newline.
+    pub complete_len: u64,
+    /// The file's last line had no newline: `Some(true)` if it parsed anyway,
+    /// `Some(false)` if it is a fragment (a write cut short).
+    pub unterminated_tail: Option<bool>,
+}
+
+impl ReadStats {
+    /// One line for stderr when something could not be read, e.g.
+    /// `2 lines could not be parsed (line 7: EOF while parsing...; line 9: ...)`.
+    pub fn warning(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.unparsed.is_empty() {
+            let n = self.unparsed.len();
+            let first: Vec<String> = self
+                .unparsed
+                .iter()
+                .take(3)
+                .map(|u| format!("line {}: {}", u.line, u.reason))
+                .collect();
+            parts.push(format!(
+                "{n} line{} could not be parsed ({}{})",
+                if n == 1 { "" } else { "s" },
+                first.join("; "),
+                if n > 3 { "; ..." } else { "" }
+            ));
+        }
+        for (kind, n) in &self.unknown_records {
+            parts.push(format!("{n} record(s) of unknown type {kind:?} ignored"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// One parsed line of a report.
+#[derive(Debug)]
+pub enum ReportLine {
+    Header(Value),
+    /// A target record (one attempt, with `--repeat`).
+    Target(Value),
+    Consensus(Box<ConsensusRecord>),
+    Summary(Value),
+}
+
+/// Reads every line of a report, calling `visit` with its 1-based number and record.
+/// `visit` may reject a record (e.g. a target whose fields are unusable): the line is
+/// then counted as unparsed with that reason.
+pub fn read_lines(
+    path: &Path,
+    mut visit: impl FnMut(usize, ReportLine) -> Result<(), String>,
+) -> Result<ReadStats> {
+    let unreadable = |source| Error::ReportUnreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(unreadable)?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut stats = ReadStats::default();
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let read = reader.read_until(b'\n', &mut buf).map_err(unreadable)?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let terminated = buf.last() == Some(&b'\n');
+        if terminated {
+            stats.complete_len += read as u64;
+        }
+        let line = trim_ascii(&buf);
+        if line.is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        let parsed = parse_line(line, &mut stats.unknown_records).and_then(|record| match record {
+            Some(record) => visit(number, record),
+            None => Ok(()),
+        });
+        if !terminated {
+            stats.unterminated_tail = Some(parsed.is_ok());
+        }
+        if let Err(reason) = parsed {
+            stats.unparsed.push(UnparsedLine {
+                line: number,
+                reason: if terminated {
+                    reason
+                } else {
+                    format!("incomplete last line ({reason})")
+                },
+            });
+        }
+    }
+    Ok(stats)
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+fn parse_line(
+    line: &[u8],
+    unknown: &mut BTreeMap<String, usize>,
+) -> Result<Option<ReportLine>, String> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let kind = value
+        .get("record")
+        .and_then(Value::as_str)
+        .ok_or("not a report record (no \"record\" field)")?;
+    Ok(Some(match kind {
+        "header" => ReportLine::Header(value),
+        "target" => ReportLine::Target(value),
+        "summary" => ReportLine::Summary(value),
+        "consensus" => ReportLine::Consensus(Box::new(
+            serde_json::from_value(value).map_err(|e| format!("consensus record: {e}"))?,
+        )),
+        other => {
+            *unknown.entry(other.to_owned()).or_default() += 1;
+            return Ok(None);
+        }
+    }))
+}
+
+/// A report reduced to one outcome per domain, for check, diff and summary.
+#[derive(Debug, Clone)]
+pub struct LoadedReport {
+    pub path: PathBuf,
+    pub headers: Vec<Value>,
+    /// The last summary record, absent when the scan was killed.
+    pub summary: Option<Value>,
+    /// One per domain, in first-seen order: the consensus of its attempts when the
+    /// report has one, else its latest record. Forged addresses are those of every record.
+    pub outcomes: Vec<TargetOutcome>,
+    pub target_records: usize,
+    pub consensus_records: usize,
+    pub stats: ReadStats,
+    index: HashMap<String, usize>,
+}
+
+impl LoadedReport {
+    pub fn load(path: &Path) -> Result<LoadedReport> {
+        let mut report = LoadedReport {
+            path: path.to_owned(),
+            headers: Vec::new(),
+            summary: None,
+            outcomes: Vec::new(),
+            target_records: 0,
+            consensus_records: 0,
+            stats: ReadStats::default(),
+            index: HashMap::new(),
+        };
+        let mut has_consensus: HashMap<String, bool> = HashMap::new();
+        let stats = read_lines(path, |_, line| {
+            match line {
+                ReportLine::Header(header) => report.headers.push(header),
+                ReportLine::Summary(summary) => report.summary = Some(summary),
+                ReportLine::Target(value) => {
+                    let outcome = TargetOutcome::from_value(&value)
+                        .map_err(|e| format!("target record: {e}"))?;
+                    report.target_records += 1;
+                    let consensus = has_consensus.get(&outcome.domain).copied();
+                    report.merge(outcome, consensus != Some(true));
+                }
+                ReportLine::Consensus(consensus) => {
+                    report.consensus_records += 1;
+                    has_consensus.insert(consensus.domain.clone(), true);
+                    report.merge(consensus.outcome(), true);
+                }
+            }
+            Ok(())
+        })?;
+        report.stats = stats;
+        Ok(report)
+    }
+
+    /// Records `outcome` for its domain; `replace` says whether it supersedes the one
+    /// kept so far (a later attempt never supersedes a consensus).
+    fn merge(&mut self, mut outcome: TargetOutcome, replace: bool) {
+        let Some(&at) = self.index.get(&outcome.domain) else {
+            self.index
+                .insert(outcome.domain.clone(), self.outcomes.len());
+            self.outcomes.push(outcome);
+            return;
+        };
+        let kept = &mut self.outcomes[at];
+        let mut forged = std::mem::take(&mut kept.forged_ips);
+        for ip in outcome.forged_ips.drain(..) {
+            if !forged.contains(&ip) {
+                forged.push(ip);
+            }
+        }
+        if replace {
+            *kept = outcome;
+        }
+        kept.forged_ips = forged;
+    }
+
+    pub fn outcome(&self, domain: &str) -> Option<&TargetOutcome> {
+        self.index.get(domain).map(|&at| &self.outcomes[at])
+    }
+
+    /// Whether the scan ran to the end: a summary record that says it was not interrupted.
+    pub fn complete(&self) -> bool {
+        self.summary
+            .as_ref()
+            .and_then(|s| s.get("interrupted"))
+            .and_then(Value::as_bool)
+            == Some(false)
+    }
+
+    /// The line for stderr when something could not be read, or the scan was cut short.
+    pub fn warning(&self) -> Option<String> {
+        let mut parts: Vec<String> = self.stats.warning().into_iter().collect();
+        if self.summary.is_none() && self.target_records > 0 {
+            parts.push("no summary record (the scan did not finish)".to_owned());
+        }
+        (!parts.is_empty()).then(|| format!("{}: {}", self.path.display(), parts.join(", ")))
+    }
+}
+
+impl fmt::Display for UnparsedLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflows::outcome::Blocking;
+
+    const HEADER: &str = r#"{"record":"header","tool":"censorprobe"}"#;
+
+    fn target(domain: &str, verdict: &str) -> String {
+        format!(r#"{{"record":"target","domain":"{domain}","dns":{{"verdict":"{verdict}"}}}}"#)
+    }
+
+    #[test]
+    fn a_killed_scan_reads_every_complete_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("killed.jsonl");
+        let text = format!(
+            "{HEADER}\n{}\n{}\n{{\"record\":\"target\",\"domain\":\"c.te",
+            target("a.test", "ok"),
+            target("b.test", "dns_poisoning")
+        );
+        std::fs::write(&path, &text).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.target_records, 2);
+        assert_eq!(report.outcomes.len(), 2);
+        assert!(report.summary.is_none());
+        assert!(!report.complete());
+        assert_eq!(report.stats.unparsed.len(), 1);
+        assert_eq!(report.stats.unparsed[0].line, 4);
+        assert_eq!(report.stats.unterminated_tail, Some(false));
+        let complete = text.rfind('\n').unwrap() + 1;
+        assert_eq!(report.stats.complete_len, complete as u64);
+        let warning = report.warning().unwrap();
+        assert!(warning.contains("1 line could not be parsed"), "{warning}");
+        assert!(warning.contains("line 4"), "{warning}");
+        assert!(warning.contains("no summary record"), "{warning}");
+    }
+
+    #[test]
+    fn garbled_lines_in_the_middle_and_unknown_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("garbled.jsonl");
+        let mut bytes = format!("{HEADER}\n{}\n", target("a.test", "ok")).into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe not json\n");
+        bytes.extend_from_slice(b"[1,2,3]\n\n");
+        bytes.extend_from_slice(br#"{"record":"capture","x":1}"#);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(br#"{"record":"target","dns":{"verdict":"ok"}}"#);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(format!("{}\n", target("b.test", "timeout")).as_bytes());
+        bytes.extend_from_slice(br#"{"record":"summary","interrupted":false}"#);
+        std::fs::write(&path, &bytes).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.target_records, 2);
+        let lines: Vec<usize> = report.stats.unparsed.iter().map(|u| u.line).collect();
+        assert_eq!(lines, [3, 4, 7], "{:?}", report.stats.unparsed);
+        assert_eq!(report.stats.unknown_records["capture"], 1);
+        assert_eq!(
+            report.stats.unterminated_tail,
+            Some(true),
+            "a complete last line without newline counts"
+        );
+        assert!(report.complete());
+        assert!(
+            report
+                .warning()
+                .unwrap()
+                .contains("3 lines could not be parsed")
+        );
+    }
+
+    #[test]
+    fn latest_record_or_consensus_per_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repeat.jsonl");
+        let consensus = ConsensusRecord::of(&[
+            TargetOutcome::from_value(&serde_json::json!({"domain": "a.test", "dns": {"verdict": "dns_poisoning", "forged_ips": ["10.10.34.34"]}})).unwrap(),
+            TargetOutcome::from_value(&serde_json::json!({"domain": "a.test", "dns": {"verdict": "dns_poisoning", "forged_ips": ["10.10.34.35"]}})).unwrap(),
+        ]);
+        let mut consensus_line = serde_json::to_value(&consensus).unwrap();
+        consensus_line["record"] = "consensus".into();
+        let text = format!(
+            "{HEADER}\n{}\n{}\n{consensus_line}\n{}\n{}\n",
+            target("a.test", "dns_poisoning"),
+            target("a.test", "dns_poisoning"),
+            target("b.test", "ok"),
+            target("b.test", "timeout"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.target_records, 4);
+        assert_eq!(report.consensus_records, 1);
+        let a = report.outcome("a.test").unwrap();
+        assert_eq!(a.attempts, 2);
+        assert_eq!(a.blocking, Blocking::Blocked("dns".into()));
+        assert_eq!(a.forged_ips, ["10.10.34.34", "10.10.34.35"]);
+        let b = report.outcome("b.test").unwrap();
+        assert_eq!(
+            b.stage("dns").unwrap().verdict,
+            "timeout",
+            "the latest record"
+        );
+        assert!(report.stats.unparsed.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_report_is_an_error() {
+        let err = LoadedReport::load(Path::new("/nonexistent/report.jsonl")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/report.jsonl"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! `--resume REPORT.jsonl`: what an interrupted scan already measured.
+//!
+//! Targets with a record (with `--repeat N`: with N records) are not measured again;
+//! new records are appended to the same file after a header that says so, and the
+//! summary at the end covers both runs. A last line cut short by the kill is cut off
+//! before appending, so the resumed report reads cleanly; lines garbled elsewhere stay
+//! where they are (and are reported).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::outcome::TargetOutcome;
+use super::reader::{ReadStats, ReportLine, read_lines};
+use crate::error::{Error, Result};
+use crate::report::{SummaryBuilder, TargetRecord};
+
+/// What an earlier run of the report recorded. Empty when not resuming.
+#[derive(Debug, Default)]
+pub struct PriorRun {
+    pub path: Option<PathBuf>,
+    /// Target records per domain.
+    pub attempts: HashMap<String, u32>,
+    /// Domains that already have a consensus record.
+    pub consensus: HashSet<String>,
+    /// With `--repeat`: the recorded attempts of domains without a consensus yet.
+    pub pending: HashMap<String, Vec<TargetOutcome>>,
+    pub target_records: usize,
+    pub stats: ReadStats,
+}
+
+impl PriorRun {
+    /// Reads the report at `path`; a file that does not exist yet is an empty prior run.
+    pub fn load(path: &Path, repeat: u32) -> Result<PriorRun> {
+        let mut prior = PriorRun {
+            path: Some(path.to_owned()),
+            ..PriorRun::default()
+        };
+        if !path.exists() {
+            return Ok(prior);
+        }
+        let stats = read_lines(path, |_, line| {
+            match line {
+                ReportLine::Target(value) => {
+                    let outcome = TargetOutcome::from_value(&value)
+                        .map_err(|e| format!("target record: {e}"))?;
+                    prior.target_records += 1;
+                    *prior.attempts.entry(outcome.domain.clone()).or_default() += 1;
+                    if repeat > 1 && !prior.consensus.contains(&outcome.domain) {
+                        prior
+                            .pending
+                            .entry(outcome.domain.clone())
+                            .or_default()
+                            .push(outcome);
+                    }
+                }
+                ReportLine::Consensus(consensus) => {
+                    prior.pending.remove(&consensus.domain);
+                    prior.consensus.insert(consensus.domain.clone());
+                }
+                ReportLine::Header(_) | ReportLine::Summary(_) => {}
+            }
+            Ok(())
+        })?;
+        if let Some(warning) = stats.warning() {
+            tracing::warn!("resuming {}: {warning}", path.display());
+        }
+        prior.stats = stats;
+        Ok(prior)
+    }
+
+    pub fn is_resuming(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Attempts already recorded for `domain`.
+    pub fn done(&self, domain: &str) -> u32 {
+        self.attempts.get(domain).copied().unwrap_or(0)
+    }
+
+    /// Adds every earlier target record to `summary`, so that it covers both runs.
+    /// Records this version cannot read as target records are left out, with a warning.
+    pub fn replay(&self, summary: &mut SummaryBuilder) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !path.exists() {
+            return Ok(());
+        }
+        let mut unusable = 0;
+        read_lines(path, |_, line| {
+            if let ReportLine::Target(value) = line {
+                match TargetRecord::deserialize(&value) {
+                    Ok(record) => summary.add(&record),
+                    Err(_) => unusable += 1,
+                }
+            }
+            Ok(())
+        })?;
+        if unusable > 0 {
+            tracing::warn!(
+                "resuming {}: {unusable} earlier target record(s) are not in the summary counts (written by another version?)",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens the report for appending: a fragment left by the kill is cut off, and a
+    /// complete last line without its newline gets one.
+    pub fn open_for_append(&self) -> Result<Option<BufWriter<File>>> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let fail = |source: std::io::Error| Error::ReportWrite {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(false)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .map_err(fail)?;
+        match self.stats.unterminated_tail {
+            Some(false) => file.set_len(self.stats.complete_len).map_err(fail)?,
+            Some(true) => {
+                file.seek(SeekFrom::End(0)).map_err(fail)?;
+                file.write_all(b"\n").map_err(fail)?;
+            }
+            None => {}
+        }
+        file.seek(SeekFrom::End(0)).map_err(fail)?;
+        Ok(Some(BufWriter::new(file)))
+    }
+
+    /// The `resume` entry of the new header's options.
+    pub fn header_info(&self) -> serde_json::Value {
+        serde_json::json!({
+            "report": self.path,
+            "targets_already_measured": self.attempts.len(),
+            "target_records": self.target_records,
+            "unparsed_lines": self.stats.unparsed.len(),
+            "cut_incomplete_last_line": self.stats.unterminated_tail == Some(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_report_is_an_empty_prior_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let prior = PriorRun::load(&dir.path().join("new.jsonl"), 1).unwrap();
+        assert!(prior.is_resuming());
+        assert_eq!(prior.done("a.test"), 0);
+        assert_eq!(prior.target_records, 0);
+    }
+
+    #[test]
+    fn attempts_and_pending_consensus() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let lines = [
+            r#"{"record":"header"}"#,
+            r#"{"record":"target","domain":"a.test","attempt":1,"dns":{"verdict":"ok"}}"#,
+            r#"{"record":"target","domain":"b.test","attempt":1,"dns":{"verdict":"ok"}}"#,
+            r#"{"record":"target","domain":"a.test","attempt":2,"dns":{"verdict":"ok"}}"#,
+            r#"{"record":"consensus","domain":"a.test","attempts":2,"consistency":1.0,"blocking":{"majority":false,"consistency":1.0,"counts":{"false":2}},"accessible":{"majority":true,"consistency":1.0,"counts":{"true":2}},"stages":{}}"#,
+            r#"{"record":"target","domain":"c.test","att"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let prior = PriorRun::load(&path, 2).unwrap();
+        assert_eq!(prior.done("a.test"), 2);
+        assert_eq!(prior.done("b.test"), 1);
+        assert_eq!(prior.done("c.test"), 0, "a fragment measured nothing");
+        assert!(prior.consensus.contains("a.test"));
+        assert_eq!(prior.pending.len(), 1);
+        assert_eq!(prior.pending["b.test"].len(), 1);
+
+        // Appending cuts the fragment off.
+        let mut out = prior.open_for_append().unwrap().unwrap();
+        out.write_all(b"{\"record\":\"summary\"}\n").unwrap();
+        drop(out);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("c.test"), "{text}");
+        assert!(
+            text.ends_with("\"stages\":{}}\n{\"record\":\"summary\"}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_complete_unterminated_last_line_gets_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            r#"{"record":"target","domain":"a.test","dns":{"verdict":"ok"}}"#,
+        )
+        .unwrap();
+        let prior = PriorRun::load(&path, 1).unwrap();
+        assert_eq!(prior.done("a.test"), 1);
+        let mut out = prior.open_for_append().unwrap().unwrap();
+        out.write_all(b"{\"record\":\"summary\"}\n").unwrap();
+        drop(out);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+}
