@@ -91,7 +91,7 @@ fn main() {
             timeout: Duration::from_secs(2),
             retries: 1,
             wait_after_first: Duration::from_millis(wait_ms),
-            sockets: 4,
+            sockets: 8,
             max_in_flight_per_socket: 32_768,
         },
         control: ControlSpec::None,

@@ -149,7 +149,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub blockpages: Option<PathBuf>,
     /// Sockets in the DNS probe's pool.
-    #[arg(long, default_value_t = 4, hide = true)]
+    #[arg(long, default_value_t = 8, hide = true)]
     pub dns_sockets: usize,
     /// Print nothing on stderr but errors.
     #[arg(long, short)]

@@ -12,7 +12,7 @@
 //! submission goes through bounded channels, so a full engine applies back-pressure.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -53,7 +53,7 @@ impl Default for DnsProbeConfig {
             timeout: Duration::from_secs(2),
             retries: 1,
             wait_after_first: Duration::from_secs(1),
-            sockets: 4,
+            sockets: 8,
             max_in_flight_per_socket: 16_384,
         }
     }
@@ -155,10 +155,15 @@ pub fn name_text(name: &Name) -> String {
     text.to_ascii_lowercase()
 }
 
+/// Ids a socket may have in flight or in quarantine before it stops taking new queries;
+/// the rest stay free for retries.
+const ID_BUDGET: usize = 60_000;
+
 struct PendingQuery {
     question: DnsQuestion,
     done: Option<oneshot::Sender<DnsQueryObservation>>,
     ids: Vec<u16>,
+    attempts: u32,
     first_sent: Instant,
     last_sent: Instant,
     first_reply: Option<Instant>,
@@ -176,9 +181,11 @@ struct SocketWorker {
     pending: HashMap<u64, PendingQuery>,
     /// Query id -> key of the outstanding query that used it.
     by_id: HashMap<u16, u64>,
-    /// Ids recently retired, with the time they may be reused: a late reply to a finished
-    /// query must not be taken for a reply to a new one.
-    retired: HashMap<u16, Instant>,
+    /// Ids recently retired, oldest first, with the time they may be reused: a late
+    /// reply to a finished query must not be taken for a reply to a new one.
+    quarantine: VecDeque<(Instant, u16)>,
+    /// Per id: in flight or in quarantine (65,536 flags, so a lookup is one index).
+    id_taken: Vec<bool>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     next_key: u64,
     buffer: Vec<u8>,
@@ -194,7 +201,8 @@ impl SocketWorker {
             source_port,
             pending: HashMap::new(),
             by_id: HashMap::new(),
-            retired: HashMap::new(),
+            quarantine: VecDeque::new(),
+            id_taken: vec![false; 1 << 16],
             deadlines: BinaryHeap::new(),
             next_key: 0,
             buffer: vec![0; 65_535],
@@ -209,7 +217,10 @@ impl SocketWorker {
                 return;
             }
             let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
-            let can_take = accepting && self.pending.len() < self.config.max_in_flight_per_socket;
+            // Keep ids in reserve for retries of queries already in flight.
+            let can_take = accepting
+                && self.pending.len() < self.config.max_in_flight_per_socket
+                && self.ids_in_use() < ID_BUDGET;
             tokio::select! {
                 biased;
                 ready = self.socket.readable() => {
@@ -230,17 +241,31 @@ impl SocketWorker {
         }
     }
 
-    fn fresh_id(&mut self, now: Instant) -> u16 {
-        loop {
-            let id: u16 = rand::random();
-            if self.by_id.contains_key(&id) {
-                continue;
+    /// Ids of this socket in flight or in quarantine.
+    fn ids_in_use(&self) -> usize {
+        self.by_id.len() + self.quarantine.len()
+    }
+
+    /// A random id not in flight and not in quarantine; `None` when all 65,536 are.
+    fn fresh_id(&mut self, now: Instant) -> Option<u16> {
+        while let Some(&(until, id)) = self.quarantine.front() {
+            if until > now {
+                break;
             }
-            match self.retired.get(&id) {
-                Some(until) if *until > now => {}
-                _ => return id,
+            self.quarantine.pop_front();
+            self.id_taken[usize::from(id)] = false;
+        }
+        let start: u16 = rand::random();
+        // Random probes first (ids stay unpredictable), then a scan as the last resort.
+        for _ in 0..32 {
+            let id: u16 = rand::random();
+            if !self.id_taken[usize::from(id)] {
+                return Some(id);
             }
         }
+        (0..=u16::MAX)
+            .map(|offset| start.wrapping_add(offset))
+            .find(|id| !self.id_taken[usize::from(*id)])
     }
 
     async fn start(&mut self, job: Job) {
@@ -251,6 +276,7 @@ impl SocketWorker {
             question: job.question,
             done: Some(job.done),
             ids: Vec::new(),
+            attempts: 0,
             first_sent: now,
             last_sent: now,
             first_reply: None,
@@ -264,10 +290,15 @@ impl SocketWorker {
     }
 
     async fn send_attempt(&mut self, key: u64, query: &mut PendingQuery, now: Instant) {
-        let id = self.fresh_id(now);
-        query.ids.push(id);
+        query.attempts += 1;
         query.last_sent = now;
         query.deadline = now + self.config.timeout;
+        let Some(id) = self.fresh_id(now) else {
+            query.send_error = Some("every query id of this socket is in use".to_owned());
+            return;
+        };
+        self.id_taken[usize::from(id)] = true;
+        query.ids.push(id);
         self.by_id.insert(id, key);
         match encode_query(id, &query.question) {
             Ok(bytes) => {
@@ -326,7 +357,7 @@ impl SocketWorker {
         let Some(query) = self.pending.get_mut(&key) else {
             return;
         };
-        let attempt = u32::try_from(query.ids.len()).unwrap_or(u32::MAX);
+        let attempt = query.attempts;
         let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
         let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
         query.replies.push(reply);
@@ -353,7 +384,7 @@ impl SocketWorker {
             }
             let retry_allowed = query.question.role == DnsServerRole::Resolver
                 && query.first_reply.is_none()
-                && (query.ids.len() as u32) <= self.config.retries;
+                && query.attempts <= self.config.retries;
             if retry_allowed {
                 self.send_attempt(key, &mut query, now).await;
                 self.deadlines.push(Reverse((query.deadline, key)));
@@ -367,13 +398,10 @@ impl SocketWorker {
     fn finish(&mut self, mut query: PendingQuery, now: Instant) {
         // Keep the ids off-limits for a while: a reply to them now would be late, and
         // must not be mistaken for a reply to a new query.
-        let quarantine = now + self.config.timeout + self.config.wait_after_first;
+        let until = now + self.config.timeout + self.config.wait_after_first;
         for id in &query.ids {
             self.by_id.remove(id);
-            self.retired.insert(*id, quarantine);
-        }
-        if self.retired.len() > 16_384 {
-            self.retired.retain(|_, until| *until > now);
+            self.quarantine.push_back((until, *id));
         }
         let observation = DnsQueryObservation {
             role: query.question.role,
@@ -381,7 +409,7 @@ impl SocketWorker {
             qname: name_text(&query.question.qname),
             qtype: query.question.qtype.to_string(),
             source_port: self.source_port,
-            attempts: u32::try_from(query.ids.len()).unwrap_or(u32::MAX),
+            attempts: query.attempts,
             ids: std::mem::take(&mut query.ids),
             replies: std::mem::take(&mut query.replies),
             listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
