@@ -448,3 +448,101 @@ async fn shards_split_the_list() {
         "--shard without --seed is refused: {run:#?}"
     );
 }
+
+/// Ctrl-C: every record already measured stays, the summary is written, exit 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_scan_keeps_what_it_measured() {
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let mut argv = args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        "none",
+        "--qtype",
+        "A",
+        "--dns-wait",
+        "10ms",
+        "--rate",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    argv.extend((0..200).map(|i| format!("n{i}.slow.test")));
+    let mut child = tokio::process::Command::new(crate::support::BIN)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few records are on disk, then interrupt.
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            > 3
+        {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(report.summary["interrupted"], true);
+    let measured = report.summary["targets_measured"].as_u64().unwrap();
+    assert_eq!(measured, report.targets.len() as u64);
+    assert!(measured >= 3 && measured < 200, "{measured}");
+}
+
+/// `--targets -` reads the list from standard input, with line numbers in the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_from_stdin() {
+    use tokio::io::AsyncWriteExt as _;
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 9])).await;
+    let mut child = tokio::process::Command::new(crate::support::BIN)
+        .args(args(&[
+            "scan",
+            "--tests",
+            "dns",
+            "--resolver",
+            &resolver.to_string(),
+            "--control",
+            "none",
+            "--qtype",
+            "A",
+            "--dns-wait",
+            "10ms",
+            "--targets",
+            "-",
+        ]))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"# from a pipe\none.stdin.test\nhttp://Two.Stdin.Test/x\nnot a domain\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report = Report::parse(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(report.targets.len(), 2);
+    let two = report.target("two.stdin.test");
+    assert_eq!(two["sources"][0]["source"], "-");
+    assert_eq!(two["sources"][0]["line"], 3);
+    let skipped = report.header["skipped_inputs"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["line"], 4);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped -:4"));
+}
