@@ -120,6 +120,8 @@ pub enum Behaviour {
     ServFail,
     /// Never answer.
     Drop,
+    /// The n-th query for the name gets the n-th behaviour, round robin.
+    Cycle(Vec<Behaviour>),
 }
 
 impl Behaviour {
@@ -147,6 +149,7 @@ pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> Socket
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0; 4096];
+        let mut queries_seen: HashMap<String, usize> = HashMap::new();
         loop {
             let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
                 return;
@@ -162,7 +165,13 @@ pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> Socket
                 .to_ascii()
                 .trim_end_matches('.')
                 .to_ascii_lowercase();
-            let behaviour = rules.get(&name).unwrap_or(&default).clone();
+            let mut behaviour = rules.get(&name).unwrap_or(&default).clone();
+            if let Behaviour::Cycle(list) = &behaviour {
+                let seen = queries_seen.entry(name.clone()).or_default();
+                let next = list[*seen % list.len()].clone();
+                *seen += 1;
+                behaviour = next;
+            }
             let respond = |code: ResponseCode, ips: &[Ipv4Addr]| {
                 let mut reply =
                     Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
@@ -182,7 +191,7 @@ pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> Socket
                 reply.to_vec().unwrap()
             };
             match behaviour {
-                Behaviour::Drop => {}
+                Behaviour::Drop | Behaviour::Cycle(_) => {}
                 Behaviour::Nxdomain => {
                     let _ = socket
                         .send_to(&respond(ResponseCode::NXDomain, &[]), peer)

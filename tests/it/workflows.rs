@@ -7,10 +7,7 @@
 //! scan. The `live_*` tests run scans against loopback DNS fakes with `--control none`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use censorprobe::report::{DnsSection, HeaderRecord, ReportRecord, SummaryBuilder, TargetRecord};
@@ -18,9 +15,6 @@ use censorprobe::targets::TargetSource;
 use censorprobe::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 use censorprobe::workflows::outcome::TargetOutcome;
 use censorprobe::workflows::repeat::ConsensusRecord;
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
 use quick_xml::events::Event;
 use serde_json::{Value, json};
 
@@ -1219,62 +1213,13 @@ async fn scan_workflow_options_are_checked_at_start() {
 /// at once, the genuine one later) on its 1st, 3rd, 5th... query and with the genuine
 /// answer alone otherwise; every other name gets one genuine answer.
 async fn alternating_dns() -> std::net::SocketAddr {
-    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = socket.local_addr().unwrap();
-    let flaky_queries = Arc::new(AtomicU32::new(0));
-    tokio::spawn(async move {
-        let mut buf = vec![0; 4096];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let Some(question) = query.queries.first().cloned() else {
-                continue;
-            };
-            let reply = |ip: Ipv4Addr| {
-                let mut reply =
-                    Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-                reply.metadata.recursion_desired = true;
-                reply.metadata.recursion_available = true;
-                reply.metadata.response_code = ResponseCode::NoError;
-                reply.add_query(question.clone());
-                if question.query_type() == RecordType::A {
-                    reply.add_answer(Record::from_rdata(
-                        question.name().clone(),
-                        300,
-                        RData::A(A(ip)),
-                    ));
-                }
-                reply.to_vec().unwrap()
-            };
-            let name = question
-                .name()
-                .to_ascii()
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
-            let genuine = reply(Ipv4Addr::new(198, 18, 9, 9));
-            if name == "flaky.test"
-                && flaky_queries
-                    .fetch_add(1, Ordering::SeqCst)
-                    .is_multiple_of(2)
-            {
-                let _ = socket
-                    .send_to(&reply(Ipv4Addr::new(10, 10, 34, 34)), peer)
-                    .await;
-                let socket = Arc::clone(&socket);
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(40)).await;
-                    let _ = socket.send_to(&genuine, peer).await;
-                });
-            } else {
-                let _ = socket.send_to(&genuine, peer).await;
-            }
-        }
-    });
-    addr
+    let genuine = Behaviour::a([198, 18, 9, 9]);
+    let race = Behaviour::injected([10, 10, 34, 34], [198, 18, 9, 9], Duration::from_millis(40));
+    fake_dns(
+        &[("flaky.test", Behaviour::Cycle(vec![race, genuine.clone()]))],
+        genuine,
+    )
+    .await
 }
 
 fn scan_args(resolver: std::net::SocketAddr, extra: &[&str]) -> Vec<String> {
