@@ -98,9 +98,9 @@ struct ScanContext {
 }
 
 impl ScanContext {
-    /// Whether the resolver answers a benign name: asked the first time a target's
-    /// question goes unanswered, then reused (a resolver that is down makes every
-    /// name silent; one that drops a name's queries still answers the benign one).
+    /// The resolver's replies (or silence) to a benign name: asked the first time a
+    /// target's question goes unanswered, then reused. A resolver that is down leaves
+    /// every name unanswered; one that drops a name's queries still answers this one.
     async fn benign_query(&self) -> &DnsQueryObservation {
         self.benign_query
             .get_or_init(|| self.engine.query(self.benign_question.clone()))

@@ -26,6 +26,15 @@ id = "web"
 ips = ["198.19.1.1"]
 behaviour = "normal"
 
+[[servers]]
+id = "broken"
+ips = ["198.19.1.2"]
+behaviour = "reset"
+
+[[names]]
+name = "broken.lab.example"
+server = "broken"
+
 [[names]]
 name = "open.lab.example"
 server = "web"
@@ -215,6 +224,19 @@ fn lab_injects_resets_and_tears_down_cleanly() {
             std::io::ErrorKind::ConnectionRefused,
             "residual: {err}"
         );
+
+        // A server that resets every connection itself, whatever the Host or SNI.
+        let broken = Ipv4Addr::new(198, 19, 1, 2);
+        for host in ["broken.lab.example", "control.lab.example"] {
+            let err = http_get(SocketAddr::from((broken, 80)), host).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{host}: {err}"
+            );
+            let err = tls_handshake(SocketAddr::from((broken, 443)), host, &ca_pem).unwrap_err();
+            assert!(err.starts_with("ConnectionReset"), "{host}: {err}");
+        }
 
         // TLS: a benign SNI completes with a certificate from the lab CA; the censored
         // SNI is reset during the handshake.
