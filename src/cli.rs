@@ -128,6 +128,10 @@ pub struct ScanArgs {
     /// Longest wait for a penalised (server IP, port) to work again (residual censorship).
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub residual_wait: Duration,
+    /// First re-check of a penalised (server IP, port); later ones back off, doubling up
+    /// to 30 s. Shorten it when residual blocking is known to be short (a lab).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub residual_recheck: Duration,
     /// Send every HTTP and TLS probe to this server, with each target's Host/SNI.
     #[arg(long, value_name = "IP")]
     pub via: Option<IpAddr>,
@@ -332,6 +336,7 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         "max_ips": args.max_ips,
         "control_name": args.control_name,
         "residual_wait_ms": args.residual_wait.as_millis(),
+        "residual_recheck_ms": args.residual_recheck.as_millis(),
         "via": args.via,
         "via_ports": args.via_ports,
         "http_port": args.http_port,
@@ -366,6 +371,7 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         web,
         residual: PathGuardConfig {
             residual_wait: args.residual_wait,
+            recheck_initial: args.residual_recheck,
             ..PathGuardConfig::default()
         },
         blockpages: args.blockpages.clone(),

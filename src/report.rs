@@ -69,6 +69,10 @@ pub struct DnsSection {
     /// control stood against them ("TLS as proof").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_proof: Vec<TlsObservation>,
+    /// A query for a benign name to the resolver, made when a question went unanswered:
+    /// it tells a resolver that drops this name's queries from one that is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benign_query: Option<DnsQueryObservation>,
 }
 
 /// Everything measured for one target.

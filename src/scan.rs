@@ -27,7 +27,7 @@ use crate::report::{
 };
 use crate::scheduler::{Shard, dispatch, order};
 use crate::targets::{Target, TargetList};
-use crate::verdict::{DnsAssessment, PoisoningMethod};
+use crate::verdict::{DnsAssessment, DnsVerdict, PoisoningMethod};
 use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::web::observation::TlsObservation;
 use crate::web::stage::{WebStage, WebStageConfig, plan_addresses};
@@ -94,6 +94,21 @@ struct ScanContext {
     forged_ips: ForgedIpList,
     stages: Stages,
     web: Option<WebStage>,
+    /// The benign question asked of the resolver when a target's question goes
+    /// unanswered, once per scan (see [`ScanContext::benign_query`]).
+    benign_question: DnsQuestion,
+    benign_query: tokio::sync::OnceCell<DnsQueryObservation>,
+}
+
+impl ScanContext {
+    /// The resolver's replies (or silence) to a benign name: asked the first time a
+    /// target's question goes unanswered, then reused. A resolver that is down leaves
+    /// every name unanswered; one that drops a name's queries still answers this one.
+    async fn benign_query(&self) -> &DnsQueryObservation {
+        self.benign_query
+            .get_or_init(|| self.engine.query(self.benign_question.clone()))
+            .await
+    }
 }
 
 /// Runs a scan to the end, or until `stop` resolves (Ctrl-C). Every target record is
@@ -203,6 +218,14 @@ pub async fn run_scan_with(
         forged_ips: config.forged_ips.clone(),
         stages: config.stages,
         web,
+        benign_question: DnsQuestion {
+            qname: Name::from_str(&format!("{}.", config.web.control_name))
+                .unwrap_or_else(|_| Name::root()),
+            qtype: config.qtypes.first().copied().unwrap_or(RecordType::A),
+            server: config.resolver,
+            role: DnsServerRole::Resolver,
+        },
+        benign_query: tokio::sync::OnceCell::new(),
     });
     let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
     // The writer runs on its own thread: report I/O never blocks the probes, and it
@@ -398,8 +421,17 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
         control: control.as_ref(),
         forged_ips: &context.forged_ips,
         tls_proven: &[],
+        benign_query: None,
     };
     let mut assessment = classify_dns(&inputs);
+    let benign_query = if assessment.verdict == DnsVerdict::Timeout {
+        let benign = context.benign_query().await;
+        inputs.benign_query = Some(benign);
+        assessment = classify_dns(&inputs);
+        Some(benign.clone())
+    } else {
+        None
+    };
     let mut tls_proof = Vec::new();
     if let Some(web) = context.web.as_ref().filter(|_| context.stages.tls)
         && wants_tls_proof(&assessment)
@@ -435,5 +467,6 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
         queries,
         control,
         tls_proof,
+        benign_query,
     }
 }

@@ -119,6 +119,12 @@ pub enum EvidenceKind {
     ResolverError,
     /// The resolver did not answer any attempt.
     ResolverSilent,
+    /// The resolver answers a benign query but never answered this name, which the
+    /// control resolves: the name's queries are dropped on the way (DNS blocking).
+    SelectiveSilence,
+    /// The resolver did not answer a benign query either: it is down or unreachable, so
+    /// its silence says nothing about the name.
+    ResolverUnresponsive,
     /// What the control said.
     ControlResolved,
     ControlNxdomain,

@@ -9,6 +9,10 @@
 //!   - `forged_nxdomain`: NXDOMAIN or no data while the control resolves the name;
 //!   - `inconsistent`: the resolver's addresses share none with the control's.
 //! - `timeout`: a question never got a reply from the resolver while the control answered it.
+//!   When the resolver answers a benign query (`benign_query`) and the control resolves
+//!   the silent question, the evidence says `selective_silence`: the name's queries are
+//!   dropped, which is DNS blocking; when the benign query goes unanswered too, the
+//!   resolver is down (`resolver_unresponsive`) and the silence proves nothing.
 //! - `error`: the resolver answered SERVFAIL, REFUSED or another error code.
 //! - `nxdomain`: the resolver says NXDOMAIN and the control agrees.
 //! - `ok`: answers consistent with the control (or no control configured, and nothing
@@ -39,6 +43,9 @@ pub struct DnsInputs<'a> {
     /// Resolver answer addresses that served a certificate valid for the name (TLS as
     /// proof): such an address is genuine even when the control never saw it.
     pub tls_proven: &'a [IpAddr],
+    /// A query for a benign name to the same resolver (the DNS analogue of the web
+    /// stage's benign control): whether the resolver is alive at all.
+    pub benign_query: Option<&'a DnsQueryObservation>,
 }
 
 /// How one resolver question came out, before the target-level verdict.
@@ -111,6 +118,11 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
     } else {
         (DnsVerdict::DnsPoisoning, None)
     };
+    if verdict == DnsVerdict::Timeout
+        && let Some(benign) = inputs.benign_query
+    {
+        j.evidence.push(judge_silence(&outcomes, benign));
+    }
     let methods: Vec<PoisoningMethod> = j.methods.iter().copied().collect();
     for ip in &j.forged {
         j.genuine.remove(ip);
@@ -417,6 +429,60 @@ fn judge_disagreement(
     }
 }
 
+/// Whether the resolver's silence is selective: it answered the benign query, and the
+/// control resolves a question it never answered.
+fn judge_silence(
+    outcomes: &[(String, QuestionOutcome, Option<&ControlAnswer>)],
+    benign: &DnsQueryObservation,
+) -> Evidence {
+    let benign_reply = benign
+        .replies
+        .iter()
+        .find(|r| r.from == benign.server && r.question_matches && r.flags.qr);
+    let Some(reply) = benign_reply else {
+        return Evidence::new(
+            EvidenceKind::ResolverUnresponsive,
+            None,
+            format!(
+                "the resolver {} did not answer a benign query ({} {}, {} attempt(s)) either: \
+                 it is down or unreachable, so its silence says nothing about this name",
+                benign.server, benign.qname, benign.qtype, benign.attempts
+            ),
+        );
+    };
+    let resolved: Vec<(&str, &[IpAddr])> = outcomes
+        .iter()
+        .filter(|(_, outcome, _)| *outcome == QuestionOutcome::Silent)
+        .filter_map(|(qtype, _, control)| match control.map(|c| &c.outcome) {
+            Some(ControlOutcome::Resolved { ips, .. }) if !ips.is_empty() => {
+                Some((qtype.as_str(), ips.as_slice()))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some((qtype, ips)) = resolved.first() else {
+        return Evidence::new(
+            EvidenceKind::ResolverSilent,
+            None,
+            "the resolver answers a benign query, but the control resolves none of the \
+             questions it left unanswered: nothing is kept from the user",
+        );
+    };
+    Evidence::new(
+        EvidenceKind::SelectiveSilence,
+        Some(qtype),
+        format!(
+            "the resolver answers a benign query ({} {}: {}), yet never answered this name's {qtype} \
+             query, which the control resolves to {}: the name's queries are dropped",
+            benign.qname,
+            benign.qtype,
+            describe_reply(reply),
+            join_ips(ips)
+        ),
+    )
+    .with_ips(ips.iter().copied())
+}
+
 fn overall_without_poisoning(
     outcomes: &[(String, QuestionOutcome, Option<&ControlAnswer>)],
     has_control: bool,
@@ -615,6 +681,7 @@ mod tests {
             control,
             forged_ips: &ForgedIpList::default(),
             tls_proven: proven,
+            benign_query: None,
         })
     }
 
@@ -691,6 +758,57 @@ mod tests {
             a.evidence
                 .iter()
                 .any(|e| e.kind == EvidenceKind::ResolverNoData)
+        );
+    }
+
+    #[test]
+    fn silence_is_dns_blocking_only_when_the_resolver_answers_a_benign_name() {
+        use crate::classify::web::{Blocking, BlockingLayer, target_blocking};
+        let silent = query(Vec::new());
+        let c = control(resolved(&["198.18.1.1"]));
+        let mut alive = query(vec![reply(RESOLVER, 3.0, "NXDomain", &[])]);
+        alive.qname = "control.test".into();
+        let mut dead = query(Vec::new());
+        dead.attempts = 2;
+        let judge_with = |benign: &DnsQueryObservation| {
+            classify_dns(&DnsInputs {
+                queries: std::slice::from_ref(&silent),
+                control: Some(&c),
+                forged_ips: &ForgedIpList::default(),
+                tls_proven: &[],
+                benign_query: Some(benign),
+            })
+        };
+        let dropped = judge_with(&alive);
+        assert_eq!(dropped.verdict, DnsVerdict::Timeout);
+        let selective = dropped
+            .evidence
+            .iter()
+            .find(|e| e.kind == EvidenceKind::SelectiveSilence)
+            .expect("selective silence");
+        assert_eq!(selective.ips, vec!["198.18.1.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            target_blocking(Some(&dropped), None, None).blocking,
+            Blocking::At(BlockingLayer::Dns)
+        );
+
+        let down = judge_with(&dead);
+        assert_eq!(down.verdict, DnsVerdict::Timeout);
+        assert!(
+            down.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ResolverUnresponsive)
+        );
+        assert_eq!(
+            target_blocking(Some(&down), None, None).blocking,
+            Blocking::Inconclusive,
+            "a resolver that answers nothing says nothing about the name"
+        );
+        // Without the benign query, silence stays unclear as before.
+        let unknown = judge(std::slice::from_ref(&silent), Some(&c), &[]);
+        assert_eq!(
+            target_blocking(Some(&unknown), None, None).blocking,
+            Blocking::Inconclusive
         );
     }
 }

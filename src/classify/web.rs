@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::blockpage::BlockpageSet;
-use crate::verdict::{DnsAssessment, DnsVerdict};
+use crate::verdict::{DnsAssessment, DnsVerdict, EvidenceKind};
 use crate::web::observation::{
     AttemptObservations, CertProblem, ConnectStatus, HttpExchangeEnd, HttpObservation, PathFacts,
     Stage, TlsHandshakeEnd, TlsObservation, TlsProgress,
@@ -1243,6 +1243,15 @@ fn dns_claim(dns: &DnsAssessment) -> Claim {
     match dns.verdict {
         DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
         DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
+        // Silence is blocking only when the resolver demonstrably answers other names.
+        DnsVerdict::Timeout
+            if dns
+                .evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::SelectiveSilence) =>
+        {
+            Claim::Blocked(BlockingLayer::Dns)
+        }
         DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
     }
 }

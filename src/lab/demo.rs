@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::error::{LabError, LabResult};
 use super::expect::{self, Comparison};
 use super::instance::{Lab, LabOptions};
-use super::scenario::{self, Scenario};
+use super::scenario::{self, Behaviour, Scenario};
 use super::state::LabInfo;
 
 /// The report `lab demo` writes by default (the example report shipped in the repo).
@@ -25,31 +26,116 @@ pub fn default_scenario() -> PathBuf {
     }
 }
 
-/// The `censorprobe scan` arguments that point a probe at a lab.
-pub fn scan_args(info: &LabInfo, report: &Path) -> Vec<String> {
-    vec![
-        "scan".to_owned(),
-        "--targets".to_owned(),
-        info.targets.display().to_string(),
-        "--resolver".to_owned(),
-        info.resolver.to_string(),
-        "--dns-sink".to_owned(),
-        info.sink.to_string(),
-        "--control".to_owned(),
-        info.control_spec(),
-        "--ca".to_owned(),
-        info.ca_cert.display().to_string(),
-        "--control-name".to_owned(),
-        info.control_name.clone(),
-        "--vantage".to_owned(),
-        format!("censorprobe-lab-{}", info.id),
-        "--out".to_owned(),
-        report.display().to_string(),
-    ]
+/// Probe timing for a lab: nothing in a lab is far away, so deadlines can be short, but
+/// never shorter than the slowest server of the scenario; residual blocking is waited
+/// out from just after the longest residual window of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabTiming {
+    pub dns_timeout: Duration,
+    pub dns_wait: Duration,
+    pub connect_timeout: Duration,
+    pub web_timeout: Duration,
+    pub residual_wait: Duration,
+    pub residual_recheck: Duration,
 }
 
-/// Run the demo: lab up, `exe scan ...` inside the vantage namespace, compare, lab down.
-pub fn run(scenario_path: &Path, report: &Path, exe: &Path) -> LabResult<Comparison> {
+impl LabTiming {
+    pub fn for_scenario(scenario: &Scenario) -> LabTiming {
+        let slowest = scenario
+            .servers
+            .iter()
+            .filter(|s| s.behaviour == Behaviour::Slow)
+            .filter_map(|s| s.delay_ms)
+            .max()
+            .map_or(Duration::ZERO, Duration::from_millis);
+        let longest_residual = scenario
+            .http_rules
+            .iter()
+            .chain(&scenario.tls_rules)
+            .filter_map(|r| r.residual)
+            .map(|r| Duration::from_secs(u64::from(r.secs)))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        LabTiming {
+            dns_timeout: Duration::from_secs(1),
+            dns_wait: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(2),
+            web_timeout: Duration::from_secs(3).max(slowest * 2),
+            // A cap, reached only by a path that stays blocked: generous, so that a
+            // target queued behind many residual windows on one path still waits them
+            // out instead of being measured inside one.
+            residual_wait: Duration::from_secs(60).max(longest_residual * 20),
+            residual_recheck: Duration::from_secs(1).max(longest_residual + Duration::from_secs(1)),
+        }
+    }
+}
+
+fn duration_arg(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// The `censorprobe scan` arguments that point a probe at a lab, every stage on.
+pub fn scan_args(info: &LabInfo, timing: &LabTiming, report: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "scan",
+        "--tests",
+        "dns,http,tls",
+        "--targets",
+        &info.targets.display().to_string(),
+        "--resolver",
+        &info.resolver.to_string(),
+        "--dns-sink",
+        &info.sink.to_string(),
+        "--control",
+        &info.control_spec(),
+        "--ca",
+        &info.ca_cert.display().to_string(),
+        "--control-name",
+        &info.control_name,
+        "--vantage",
+        &format!("censorprobe-lab-{}", info.id),
+        "--out",
+        &report.display().to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for (flag, value) in [
+        ("--dns-timeout", timing.dns_timeout),
+        ("--dns-wait", timing.dns_wait),
+        ("--connect-timeout", timing.connect_timeout),
+        ("--web-timeout", timing.web_timeout),
+        ("--residual-wait", timing.residual_wait),
+        ("--residual-recheck", timing.residual_recheck),
+    ] {
+        args.push(flag.to_owned());
+        args.push(duration_arg(value));
+    }
+    args
+}
+
+/// What a demo run found, and how long each part took.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub comparison: Comparison,
+    pub lab_up: Duration,
+    pub scan: Duration,
+    pub teardown: Duration,
+}
+
+impl DemoOutcome {
+    pub fn total(&self) -> Duration {
+        self.lab_up + self.scan + self.teardown
+    }
+}
+
+/// Run the demo: lab up, `exe scan ...` inside the vantage namespace, lab down, compare.
+pub fn run(
+    scenario_path: &Path,
+    report: &Path,
+    exe: &Path,
+    options: &LabOptions,
+) -> LabResult<DemoOutcome> {
     let scenario = Scenario::load(scenario_path)?;
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -57,15 +143,29 @@ pub fn run(scenario_path: &Path, report: &Path, exe: &Path) -> LabResult<Compari
     }
     let report = std::path::absolute(report)
         .map_err(|e| LabError::io(format!("resolve {}", report.display()), e))?;
-    let lab = Lab::start(scenario.clone(), scenario_path, &LabOptions::default())?;
+    let timing = LabTiming::for_scenario(&scenario);
+    let started = Instant::now();
+    let lab = Lab::start(scenario.clone(), scenario_path, options)?;
+    let lab_up = started.elapsed();
     let info = lab.info().clone();
+    eprintln!(
+        "censorprobe lab: lab {} is up ({:.1} s); scanning {} names from {}",
+        info.id,
+        lab_up.as_secs_f64(),
+        scenario.names.len(),
+        info.namespaces.vantage
+    );
+    let scan_started = Instant::now();
     let status = Command::new("ip")
         .args(["netns", "exec", &info.namespaces.vantage])
         .arg(exe)
-        .args(scan_args(&info, &report))
+        .args(scan_args(&info, &timing, &report))
         .stdin(Stdio::null())
         .status();
+    let scan = scan_started.elapsed();
+    let teardown_started = Instant::now();
     lab.stop()?;
+    let teardown = teardown_started.elapsed();
     let status = status.map_err(|e| LabError::Command {
         command: format!(
             "ip netns exec {} {} scan",
@@ -82,5 +182,38 @@ pub fn run(scenario_path: &Path, report: &Path, exe: &Path) -> LabResult<Compari
     }
     let text = std::fs::read_to_string(&report)
         .map_err(|e| LabError::io(format!("read {}", report.display()), e))?;
-    Ok(expect::compare(&scenario, &text))
+    Ok(DemoOutcome {
+        comparison: expect::compare(&scenario, &text),
+        lab_up,
+        scan,
+        teardown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_follows_the_scenario() {
+        let demo = Scenario::load(&default_scenario()).unwrap();
+        let timing = LabTiming::for_scenario(&demo);
+        let slowest = demo
+            .servers
+            .iter()
+            .filter_map(|s| s.delay_ms)
+            .max()
+            .unwrap();
+        assert!(timing.web_timeout > Duration::from_millis(slowest));
+        let longest = demo
+            .http_rules
+            .iter()
+            .chain(&demo.tls_rules)
+            .filter_map(|r| r.residual)
+            .map(|r| u64::from(r.secs))
+            .max()
+            .unwrap();
+        assert!(timing.residual_recheck > Duration::from_secs(longest));
+        assert!(timing.residual_wait > timing.residual_recheck);
+    }
 }

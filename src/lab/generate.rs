@@ -15,8 +15,8 @@ use super::scenario::{
 };
 use crate::verdict::{DnsVerdict, PoisoningMethod};
 
-/// Number of web servers the names share.
-pub const SHARED_SERVERS: u8 = 4;
+/// Number of web servers the names share, unless told otherwise.
+pub const DEFAULT_SHARED_SERVERS: u8 = 4;
 
 /// The kinds of names a generated scenario mixes, with their weights (percent).
 pub const MIX: [(Kind, u32); 5] = [
@@ -77,11 +77,12 @@ fn keyword_rule(pattern: &str, action: FlowAction, residual_secs: u32) -> Keywor
     }
 }
 
-/// A scenario of `n` names, the mix drawn with `seed`, residual censorship lasting
-/// `residual_secs` after every HTTP or TLS match.
-pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
+/// A scenario of `n` names on `shared_servers` web servers (at least one), the mix drawn
+/// with `seed`, residual censorship lasting `residual_secs` after every HTTP or TLS match.
+pub fn generate(n: usize, seed: u64, residual_secs: u32, shared_servers: u8) -> Scenario {
     let mut rng = StdRng::seed_from_u64(seed);
-    let servers: Vec<Server> = (1..=SHARED_SERVERS)
+    let shared_servers = shared_servers.max(1);
+    let servers: Vec<Server> = (1..=shared_servers)
         .map(|i| Server {
             id: format!("shared{i}"),
             ips: vec![Ipv4Addr::new(198, 19, 10, i)],
@@ -104,14 +105,24 @@ pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
                 http: ok.clone(),
                 tls: ok.clone(),
                 blocking: Some(Blocking::None),
+                accessible: Some(true),
                 ..Expectation::default()
             },
+            // Forged bogons, first (injection: they disagree with the genuine answer
+            // and the sink draws them too), in a range the control's are not (bogon),
+            // sharing nothing with the control (inconsistent).
             Kind::DnsInjected => Expectation {
                 dns: Some(DnsVerdict::DnsPoisoning),
                 dns_method: Some(PoisoningMethod::Injection),
+                dns_methods: Some(vec![
+                    PoisoningMethod::Injection,
+                    PoisoningMethod::Bogon,
+                    PoisoningMethod::Inconsistent,
+                ]),
                 http: ok.clone(),
                 tls: ok.clone(),
                 blocking: Some(Blocking::Dns),
+                accessible: Some(false),
                 ..Expectation::default()
             },
             Kind::HttpReset => Expectation {
@@ -120,6 +131,7 @@ pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
                 http_stage: Some("request".to_owned()),
                 tls: ok.clone(),
                 blocking: Some(Blocking::Http),
+                accessible: Some(false),
                 ..Expectation::default()
             },
             Kind::TlsReset => Expectation {
@@ -128,6 +140,7 @@ pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
                 tls: Some("rst_injection".to_owned()),
                 tls_stage: Some("handshake".to_owned()),
                 blocking: Some(Blocking::Tls),
+                accessible: Some(false),
                 ..Expectation::default()
             },
             Kind::Nxdomain => Expectation {
@@ -135,6 +148,7 @@ pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
                 http: Some("skipped".to_owned()),
                 tls: Some("skipped".to_owned()),
                 blocking: Some(Blocking::None),
+                accessible: Some(false),
                 ..Expectation::default()
             },
         };
@@ -158,7 +172,7 @@ pub fn generate(n: usize, seed: u64, residual_secs: u32) -> Scenario {
     Scenario {
         lab: LabSettings {
             description: format!(
-                "generated: {n} names on {SHARED_SERVERS} shared servers, seed {seed}, residual {residual_secs}s"
+                "generated: {n} names on {shared_servers} shared servers, seed {seed}, residual {residual_secs}s"
             ),
             ..LabSettings::default()
         },
@@ -195,11 +209,11 @@ mod tests {
 
     #[test]
     fn generated_scenarios_are_valid_deterministic_and_mixed() {
-        let scenario = generate(300, 7, 90);
+        let scenario = generate(300, 7, 90, DEFAULT_SHARED_SERVERS);
         let again = Scenario::parse(&scenario.to_toml(), Path::new("gen.toml")).unwrap();
         assert_eq!(again, scenario);
-        assert_eq!(generate(300, 7, 90), scenario);
-        assert_ne!(generate(300, 8, 90), scenario);
+        assert_eq!(generate(300, 7, 90, DEFAULT_SHARED_SERVERS), scenario);
+        assert_ne!(generate(300, 8, 90, DEFAULT_SHARED_SERVERS), scenario);
         for (kind, _) in MIX {
             let count = scenario
                 .names

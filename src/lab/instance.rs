@@ -12,10 +12,10 @@ use super::censor::{self, CensorStats};
 use super::error::{LabError, LabResult};
 use super::internet::InternetServers;
 use super::netns;
-use super::provisional::ca::LabCa;
 use super::scenario::Scenario;
 use super::state::{self, CA_CERT_FILE, CA_KEY_FILE, LabInfo, SCENARIO_FILE};
 use super::topology::{self, Topology};
+use crate::servers::ca::LabCa;
 
 /// How long a role may take to open its sockets.
 pub const ROLE_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,9 +61,11 @@ impl Prepared {
             topology: None,
             state_dir_created: true,
         };
-        let ca = LabCa::generate()?;
-        write_file(&state_dir.join(CA_CERT_FILE), ca.cert_pem(), 0o644)?;
-        write_file(&state_dir.join(CA_KEY_FILE), ca.key_pem(), 0o600)?;
+        let ca = LabCa::new(&format!("censorprobe lab {id} CA")).map_err(|e| ca_error(&e))?;
+        ca.write_pem(&state_dir.join(CA_CERT_FILE))
+            .map_err(|e| ca_error(&e))?;
+        ca.write_key_pem(&state_dir.join(CA_KEY_FILE))
+            .map_err(|e| ca_error(&e))?;
         write_file(&state_dir.join(SCENARIO_FILE), &scenario.to_toml(), 0o644)?;
         let mut names =
             String::from("# every name of the lab's scenario, for `censorprobe scan --targets`\n");
@@ -137,7 +139,12 @@ pub fn load_ca(state_dir: &Path) -> LabResult<LabCa> {
         std::fs::read_to_string(&path)
             .map_err(|e| LabError::io(format!("read {}", path.display()), e))
     };
-    LabCa::from_pem(&read(CA_CERT_FILE)?, &read(CA_KEY_FILE)?)
+    LabCa::from_pem(&read(CA_CERT_FILE)?, &read(CA_KEY_FILE)?).map_err(|e| ca_error(&e))
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as map_err(|e| ca_error(&e))
+fn ca_error(e: &crate::error::Error) -> LabError {
+    LabError::Ca(e.to_string())
 }
 
 /// Run the Internet-side servers on the current thread (already in the Internet
@@ -155,14 +162,11 @@ pub fn run_internet_role(
         .build()
         .map_err(|e| LabError::io("tokio runtime for the Internet side", e))?;
     runtime.block_on(async {
-        match InternetServers::bind(scenario, Arc::new(ca)).await {
+        match InternetServers::start(scenario, Arc::new(ca)).await {
             Ok(servers) => {
                 ready(Ok(()));
-                tokio::select! {
-                    () = servers.run() => {}
-                    () = stop => {}
-                }
-                Ok(())
+                stop.await;
+                servers.shutdown().await
             }
             Err(e) => {
                 let message = e.to_string();

@@ -1,94 +1,187 @@
-//! The Internet side of the lab: the resolver (authoritative for every scenario name, on
-//! UDP, TCP and `DoT` at [`plan::RESOLVER_IP`]), and one web host per scenario server.
-//!
-//! This is the boundary between the lab and the servers it runs. Today the servers are the
-//! provisional ones in [`super::provisional`]; when `crate::servers` lands, only this
-//! module changes.
+//! The Internet side of the lab, built from [`crate::servers`]: the resolver
+//! (authoritative for every scenario name, on UDP and TCP port 53, `DoT` and `DoH` at
+//! [`plan::RESOLVER_IP`]), and HTTP and TLS servers for every scenario server, at each of
+//! its addresses, with the server's behaviour.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_rustls::TlsAcceptor;
-
 use super::error::{LabError, LabResult};
 use super::plan;
-use super::provisional::ca::{FixedCert, LabCa};
-use super::provisional::dns::{DnsServer, Zone, ZoneEntry};
-use super::provisional::web::{WebHost, WebServer};
-use super::scenario::Scenario;
+use super::scenario::{Behaviour, Scenario, Server};
+use crate::servers::ca::{IssueOnDemand, LabCa};
+use crate::servers::dns::{AuthoritativeDns, DOH_PATH, RunningDns, TlsEndpoint, ZoneSpec};
+use crate::servers::web::{
+    HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
+};
 
-/// The resolver's zone: every scenario name with records; NXDOMAIN names are absent.
-pub fn zone(scenario: &Scenario) -> Zone {
-    let mut zone = Zone::new();
+/// The name of the certificate served to a `ClientHello` without SNI.
+const NO_SNI_NAME: &str = "lab-server.lab.example";
+
+/// The resolver's zone: the root, holding every scenario name with its records (so any
+/// top-level domain works); NXDOMAIN names are declared absent (checked), and the
+/// resolver's own `DoT` name points at it.
+pub fn zone(scenario: &Scenario) -> ZoneSpec {
+    let mut zone = ZoneSpec::new(".");
     for entry in &scenario.names {
         if entry.nxdomain {
+            zone.add_nxdomain(&entry.name);
             continue;
         }
-        zone.insert(
-            entry.name.clone(),
-            ZoneEntry {
-                a: scenario.a_records(entry),
-                aaaa: entry.aaaa.clone(),
-            },
-        );
+        for ip in scenario.a_records(entry) {
+            zone.add_address(&entry.name, IpAddr::V4(ip));
+        }
+        for ip in &entry.aaaa {
+            zone.add_address(&entry.name, IpAddr::V6(*ip));
+        }
     }
-    zone.insert(
-        plan::DOT_NAME.to_owned(),
-        ZoneEntry {
-            a: vec![plan::RESOLVER_IP],
-            aaaa: Vec::new(),
-        },
-    );
+    zone.add_address(plan::DOT_NAME, IpAddr::V4(plan::RESOLVER_IP));
     zone
 }
 
-/// Every Internet-side server, bound and ready to run.
+/// Every Internet-side server, running; stopped by [`InternetServers::shutdown`] or when
+/// dropped.
+#[derive(Debug)]
 pub struct InternetServers {
-    dns: DnsServer,
-    web: Vec<WebServer>,
+    dns: RunningDns,
+    web: Vec<LabServer>,
+}
+
+fn servers_error(e: impl std::fmt::Display) -> LabError {
+    LabError::Servers(e.to_string())
 }
 
 impl InternetServers {
-    /// Bind every server of `scenario` (the addresses must exist: call this inside the
-    /// Internet namespace of a lab that is up).
-    pub async fn bind(scenario: &Scenario, ca: Arc<LabCa>) -> LabResult<InternetServers> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let dot_config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| LabError::Servers(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(FixedCert(ca.issue(&[plan::DOT_NAME.to_owned()])?)));
-        let dns = DnsServer::bind(
-            plan::RESOLVER_IP,
-            53,
-            plan::DOT_PORT,
-            zone(scenario),
-            TlsAcceptor::from(Arc::new(dot_config)),
-        )
-        .await?;
+    /// Start every server of `scenario`. Call it inside a Tokio runtime, on a thread in
+    /// the lab's Internet namespace (the addresses must exist there).
+    pub async fn start(scenario: &Scenario, ca: Arc<LabCa>) -> LabResult<InternetServers> {
+        let resolver_cert = || {
+            ca.issue(&[plan::DOT_NAME], &[IpAddr::V4(plan::RESOLVER_IP)])
+                .map_err(|e| LabError::Ca(e.to_string()))
+        };
+        let dns = AuthoritativeDns::new(zone(scenario))
+            .udp_tcp(SocketAddr::from((plan::RESOLVER_IP, 53)))
+            .dot(TlsEndpoint::new(
+                SocketAddr::from((plan::RESOLVER_IP, plan::DOT_PORT)),
+                resolver_cert()?,
+            ))
+            .doh(
+                TlsEndpoint::new(
+                    SocketAddr::from((plan::RESOLVER_IP, plan::DOH_PORT)),
+                    resolver_cert()?,
+                ),
+                DOH_PATH,
+            )
+            .serve()
+            .map_err(servers_error)?;
+        let per_name = Arc::new(IssueOnDemand::new(Arc::clone(&ca), NO_SNI_NAME));
+        let (chain, key) = ca
+            .issue(&[NO_SNI_NAME], &[])
+            .map_err(|e| LabError::Ca(e.to_string()))?;
+        let fallback = TlsIdentity { chain, key };
         let mut web = Vec::new();
         for server in &scenario.servers {
-            let host = WebHost {
-                id: server.id.clone(),
-                ips: server.ips.clone(),
-                behaviour: server.behaviour,
-                http_port: server.http_port,
-                tls_port: server.tls_port,
-                delay: Duration::from_millis(server.delay_ms.unwrap_or(0)),
-                cert_name: server.certificate_name(),
-            };
-            web.push(WebServer::bind(host, &ca)?);
+            if server.behaviour == Behaviour::Closed {
+                continue;
+            }
+            let (http, tls) = configs(server, &ca, &per_name, &fallback)?;
+            for ip in &server.ips {
+                let at = |port| SocketAddr::from((*ip, port));
+                let started = |port, e| {
+                    LabError::Servers(format!(
+                        "server {} cannot listen on {}: {e}",
+                        server.id,
+                        at(port)
+                    ))
+                };
+                web.push(
+                    LabServer::spawn_http(at(server.http_port), http.clone())
+                        .await
+                        .map_err(|e| started(server.http_port, e))?,
+                );
+                web.push(
+                    LabServer::spawn_tls(at(server.tls_port), tls.clone())
+                        .await
+                        .map_err(|e| started(server.tls_port, e))?,
+                );
+            }
         }
         Ok(InternetServers { dns, web })
     }
 
-    /// Serve until the future is dropped.
-    pub async fn run(self) {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.dns.run());
-        for server in self.web {
-            tasks.spawn(server.run());
-        }
-        while tasks.join_next().await.is_some() {}
+    /// Stop every server.
+    pub async fn shutdown(self) -> LabResult<()> {
+        drop(self.web);
+        self.dns.shutdown().await.map_err(servers_error)
+    }
+}
+
+/// The HTTP and TLS configuration of one scenario server.
+fn configs(
+    server: &Server,
+    ca: &LabCa,
+    per_name: &Arc<IssueOnDemand>,
+    fallback: &TlsIdentity,
+) -> LabResult<(HttpLabConfig, TlsLabConfig)> {
+    let delay = Duration::from_millis(server.delay_ms.unwrap_or(0));
+    let any_name = TlsLabConfig::new(fallback.clone()).issue_per_name(Arc::clone(per_name));
+    let one_name = || -> LabResult<TlsLabConfig> {
+        let name = server.certificate_name();
+        let (chain, key) = ca
+            .issue(&[&name], &[])
+            .map_err(|e| LabError::Ca(e.to_string()))?;
+        Ok(TlsLabConfig::new(TlsIdentity { chain, key }))
+    };
+    let http = HttpLabConfig::default();
+    Ok(match server.behaviour {
+        Behaviour::Normal | Behaviour::Closed => (http, any_name),
+        Behaviour::Slow => (
+            http.otherwise(HttpBehaviour::Slow(delay)),
+            any_name.otherwise(TlsBehaviour::Slow(delay)),
+        ),
+        // A valid chain from the lab CA, for another name: a misconfigured server.
+        Behaviour::WrongCert => (http, one_name()?),
+        Behaviour::Decoy => (
+            http.otherwise(HttpBehaviour::ServeAs(server.certificate_name())),
+            one_name()?,
+        ),
+        Behaviour::Reset => (
+            http.otherwise(HttpBehaviour::Reset),
+            any_name.otherwise(TlsBehaviour::Reset),
+        ),
+        Behaviour::AnswerThenReset => (
+            http.otherwise(HttpBehaviour::ServeThenReset),
+            any_name.otherwise(TlsBehaviour::ServeThenReset),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_zone_holds_every_name_and_checks_the_nxdomain_ones() {
+        let scenario = Scenario::load(&super::super::scenario::scenario_dir().join("demo.toml"))
+            .expect("the demo scenario loads");
+        let zone = zone(&scenario);
+        zone.check().expect("the demo zone is consistent");
+        let contradiction = Scenario::parse(
+            r#"
+[[names]]
+name = "www.gone.example"
+a = ["198.19.1.1"]
+
+[[names]]
+name = "gone.example"
+nxdomain = true
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let err = super::zone(&contradiction).check().unwrap_err();
+        assert!(err.to_string().contains("declared NXDOMAIN"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! - [`scenario`]: the TOML format (names, records, servers, censor rules, expectations).
 //! - [`topology`]: namespaces, links, routes, the host's `prohibit` route.
 //! - [`censor`]: the censor process (pnet capture, DNS/HTTP/TLS matching, injection).
-//! - [`internet`]: the Internet-side servers (resolver + `DoT`, web hosts with behaviours).
+//! - [`internet`]: the Internet-side servers, built from [`crate::servers`] (resolver on
+//!   UDP/TCP, `DoT` and `DoH`; HTTP and TLS hosts with behaviours; the lab CA).
 //! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
@@ -21,7 +22,6 @@ pub mod internet;
 pub mod netns;
 pub mod nft;
 pub mod plan;
-pub mod provisional;
 pub mod scenario;
 pub mod state;
 pub mod topology;
@@ -81,6 +81,12 @@ pub enum LabCommand {
         /// Report path (default reports/examples/lab-demo.jsonl).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Lab id (namespace names); random when absent.
+        #[arg(long)]
+        id: Option<String>,
+        /// State directory (default /run/censorprobe/lab-ID).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Write a synthetic scenario with N names and a known mix of behaviours.
     Gen {
@@ -92,6 +98,9 @@ pub enum LabCommand {
         /// How long residual censorship lasts after each HTTP/TLS match (GFW: 90-180 s).
         #[arg(long, default_value_t = 90)]
         residual_secs: u32,
+        /// Number of web servers (addresses) the names share.
+        #[arg(long, default_value_t = generate::DEFAULT_SHARED_SERVERS)]
+        servers: u8,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -183,14 +192,36 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        LabCommand::Demo { scenario, out } => {
+        LabCommand::Demo {
+            scenario,
+            out,
+            id,
+            state,
+        } => {
             let scenario = scenario.unwrap_or_else(demo::default_scenario);
             let out = out.unwrap_or_else(|| PathBuf::from(demo::DEFAULT_REPORT));
             let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
-            let comparison = demo::run(&scenario, &out, &exe)?;
-            println!("report: {}", out.display());
-            print!("{comparison}");
-            Ok(if comparison.is_perfect() {
+            let outcome = demo::run(
+                &scenario,
+                &out,
+                &exe,
+                &LabOptions {
+                    id,
+                    state_dir: state,
+                },
+            )?;
+            println!("scenario: {}", scenario.display());
+            println!("report:   {}", out.display());
+            println!();
+            print!("{}", outcome.comparison);
+            println!(
+                "time: {:.1} s (lab up {:.1} s, scan {:.1} s, teardown {:.1} s)",
+                outcome.total().as_secs_f64(),
+                outcome.lab_up.as_secs_f64(),
+                outcome.scan.as_secs_f64(),
+                outcome.teardown.as_secs_f64()
+            );
+            Ok(if outcome.comparison.is_perfect() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -200,9 +231,10 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             n,
             seed,
             residual_secs,
+            servers,
             out,
         } => {
-            let text = generate::generate(n, seed, residual_secs).to_toml();
+            let text = generate::generate(n, seed, residual_secs, servers).to_toml();
             match out {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?,
@@ -261,7 +293,11 @@ fn print_info(info: &LabInfo) {
     );
     println!("  resolver:   {}", info.resolver);
     println!("  sink:       {}", info.sink);
-    println!("  control:    {}", info.control_spec());
+    println!(
+        "  control:    {} (or doh:{})",
+        info.control_spec(),
+        info.doh_url
+    );
     println!("  CA:         {}", info.ca_cert.display());
     println!(
         "  probe with: ip netns exec {} censorprobe scan --targets {} --resolver {} --dns-sink {} --control '{}' --ca {} --control-name {}",

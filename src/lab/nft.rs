@@ -1,9 +1,9 @@
 //! The censor namespace's nftables ruleset.
 //!
-//! Two jobs are left to the kernel: steering the vantage point's DNS queries and TCP
-//! segments to the censor process (a firewall mark picks the inspection route), and IP
-//! blocking, which drops or rejects at connect every packet to a blocked address whatever
-//! its protocol. Everything that depends on names (DNS, Host, SNI) and on state (flows,
+//! Two jobs are left to the kernel: steering the vantage point's DNS queries and the TCP
+//! segments of its connections (both ways) to the censor process (a firewall mark picks
+//! the inspection route), and IP blocking, which drops or rejects at connect every packet
+//! to a blocked address whatever its protocol. Everything that depends on names (DNS, Host, SNI) and on state (flows,
 //! residual censorship) is decided by the censor process.
 
 use std::fmt::Write;
@@ -30,7 +30,15 @@ pub fn ruleset(scenario: &Scenario) -> String {
     );
     let _ = writeln!(
         rules,
-        "    iifname \"{vantage_if}\" meta l4proto tcp meta mark set {mark:#x}\n  }}"
+        "    iifname \"{vantage_if}\" meta l4proto tcp meta mark set {mark:#x}"
+    );
+    // The servers' side of those connections too: a flow the censor drops is dropped
+    // both ways, as in-path equipment does.
+    let _ = writeln!(
+        rules,
+        "    iifname \"{}\" ip daddr {} meta l4proto tcp meta mark set {mark:#x}\n  }}",
+        plan::CENSOR_INTERNET_IF,
+        plan::VANTAGE_IP
     );
     let _ = writeln!(
         rules,

@@ -5,7 +5,7 @@
 //!  vantage ns            censor ns                          Internet ns
 //!  vp0 198.18.0.2 <-> cvp0 198.18.0.1 | cnet0 198.18.1.1 <-> net0 198.18.1.2
 //!                      insp0 198.18.2.1 <-> insp1 (read by the censor process)
-//!                                                            + 198.19.0.53 resolver (DNS, DoT)
+//!                                                            + 198.19.0.53 resolver (DNS, DoT, DoH)
 //!                                                            + 198.19.0.54 sink (no DNS)
 //!                                                            + 198.19.x.y  servers of the scenario
 //! ```
@@ -34,6 +34,8 @@ pub const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 54);
 /// The name in the resolver's `DoT` certificate.
 pub const DOT_NAME: &str = "resolver.lab.example";
 pub const DOT_PORT: u16 = 853;
+/// The resolver's `DoH` port (path [`crate::servers::dns::DOH_PATH`]).
+pub const DOH_PORT: u16 = 443;
 
 /// Interface names inside the namespaces (fixed: each namespace has its own).
 pub const VANTAGE_IF: &str = "vp0";

@@ -174,8 +174,12 @@ pub enum Behaviour {
     WrongCert,
     /// A decoy host, target of forged DNS answers: unrelated page, certificate for `cert_name`.
     Decoy,
-    /// Resets every connection itself once the request arrives (a trap: not an injection).
+    /// Resets every connection itself once the request (or `ClientHello`) arrives, the
+    /// benign control's too: a broken server, which a probe must not call censored.
     Reset,
+    /// Answers (HTTP page, TLS handshake), then closes every connection with a reset
+    /// instead of a FIN, as some servers and load balancers do (a trap: not an injection).
+    AnswerThenReset,
     /// The address exists and nothing listens (a trap: refused is not censorship).
     Closed,
 }
@@ -188,6 +192,7 @@ impl Behaviour {
             Behaviour::WrongCert => "wrong_cert",
             Behaviour::Decoy => "decoy",
             Behaviour::Reset => "reset",
+            Behaviour::AnswerThenReset => "answer_then_reset",
             Behaviour::Closed => "closed",
         }
     }
@@ -260,7 +265,10 @@ pub struct NameEntry {
     pub expect: Expectation,
 }
 
-/// The verdicts a correct probe reaches for a name.
+/// The verdicts a correct probe reaches for a name. A stage's verdict is checked
+/// together with its detail: `dns` with `dns_method` (none expected when absent),
+/// `http` with `http_stage`, `tls` with `tls_stage`; `dns_methods`, `blocking` and
+/// `accessible` are checked when given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
@@ -268,6 +276,9 @@ pub struct Expectation {
     pub dns: Option<DnsVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_method: Option<PoisoningMethod>,
+    /// Every poisoning method, strongest first (the report's `dns.methods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_methods: Option<Vec<PoisoningMethod>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,9 +289,12 @@ pub struct Expectation {
     pub tls_stage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocking: Option<Blocking>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessible: Option<bool>,
 }
 
-/// The target-level `blocking` field: `false`, or the layer that blocks.
+/// The target-level `blocking` field: `false`, the layer that blocks, or `"null"` (the
+/// report's null: the evidence neither shows blocking nor rules it out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Blocking {
     None,
@@ -288,16 +302,15 @@ pub enum Blocking {
     TcpIp,
     Http,
     Tls,
+    Null,
 }
 
 impl Blocking {
     pub fn as_json(self) -> serde_json::Value {
         match self {
             Blocking::None => serde_json::Value::Bool(false),
-            Blocking::Dns => "dns".into(),
-            Blocking::TcpIp => "tcp_ip".into(),
-            Blocking::Http => "http".into(),
-            Blocking::Tls => "tls".into(),
+            Blocking::Null => serde_json::Value::Null,
+            other => other.to_string().into(),
         }
     }
 }
@@ -310,6 +323,7 @@ impl fmt::Display for Blocking {
             Blocking::TcpIp => f.write_str("tcp_ip"),
             Blocking::Http => f.write_str("http"),
             Blocking::Tls => f.write_str("tls"),
+            Blocking::Null => f.write_str("null"),
         }
     }
 }
@@ -341,8 +355,9 @@ impl<'de> Deserialize<'de> for Blocking {
                 "tcp_ip" => Ok(Blocking::TcpIp),
                 "http" => Ok(Blocking::Http),
                 "tls" => Ok(Blocking::Tls),
+                "null" => Ok(Blocking::Null),
                 _ => Err(serde::de::Error::custom(format!(
-                    "blocking must be false, \"dns\", \"tcp_ip\", \"http\" or \"tls\", not {l:?}"
+                    "blocking must be false, \"dns\", \"tcp_ip\", \"http\", \"tls\" or \"null\", not {l:?}"
                 ))),
             },
         }
@@ -715,10 +730,29 @@ fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>)
             ));
         }
     }
-    if expect.dns_method.is_some() && expect.dns != Some(DnsVerdict::DnsPoisoning) {
+    if (expect.dns_method.is_some() || expect.dns_methods.is_some())
+        && expect.dns != Some(DnsVerdict::DnsPoisoning)
+    {
         errors.push(format!(
-            "name {name:?}: expect.dns_method needs expect.dns = \"dns_poisoning\""
+            "name {name:?}: expect.dns_method(s) needs expect.dns = \"dns_poisoning\""
         ));
+    }
+    if let (Some(method), Some(methods)) = (expect.dns_method, &expect.dns_methods)
+        && methods.first() != Some(&method)
+    {
+        errors.push(format!(
+            "name {name:?}: expect.dns_method must be the first (strongest) of expect.dns_methods"
+        ));
+    }
+    for (field, stage, verdict) in [
+        ("http_stage", &expect.http_stage, &expect.http),
+        ("tls_stage", &expect.tls_stage, &expect.tls),
+    ] {
+        if stage.is_some() && verdict.is_none() {
+            errors.push(format!(
+                "name {name:?}: expect.{field} needs the stage's verdict too"
+            ));
+        }
     }
 }
 
@@ -793,7 +827,7 @@ pool = "missing"
             "lowercase",
             "no server \"nope\"",
             "expect.http = \"rst\"",
-            "dns_method needs",
+            "dns_method(s) needs",
             "no pool \"missing\"",
         ] {
             assert!(

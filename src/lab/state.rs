@@ -33,6 +33,9 @@ pub struct LabInfo {
     /// The resolver over `DoT`, which the censor does not touch (`--control dot:...`).
     pub dot: SocketAddr,
     pub dot_name: String,
+    /// The resolver over `DoH` (`--control doh:...`), untouched by the censor too.
+    #[serde(default)]
+    pub doh_url: String,
     /// The lab CA certificate (`--ca`).
     pub ca_cert: PathBuf,
     /// The scenario's names as a target list (`--targets`).
@@ -63,6 +66,12 @@ impl LabInfo {
             sink: plan::SINK_IP,
             dot: SocketAddr::from((plan::RESOLVER_IP, plan::DOT_PORT)),
             dot_name: plan::DOT_NAME.to_owned(),
+            // DOH_PORT is HTTPS's own port: the URL needs none.
+            doh_url: format!(
+                "https://{}{}",
+                plan::RESOLVER_IP,
+                crate::servers::dns::DOH_PATH
+            ),
             ca_cert: state_dir.join(CA_CERT_FILE),
             targets: state_dir.join(NAMES_FILE),
             control_name: control_name.to_owned(),

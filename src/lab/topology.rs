@@ -206,6 +206,8 @@ impl Topology {
             internet.push(format!("addr add {ip}/32 dev {}", plan::INTERNET_IF));
         }
         internet.extend([
+            // The servers' segments now pass through the censor process too (see vp0).
+            format!("link set {} gso_max_segs 1", plan::INTERNET_IF),
             "link set lo up".to_owned(),
             format!("link set {} up", plan::INTERNET_IF),
             format!("route add default via {}", plan::CENSOR_INTERNET_SIDE_IP),

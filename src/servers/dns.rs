@@ -121,6 +121,12 @@ impl ZoneSpec {
     }
 
     /// The hickory zone handler for this spec, after checking it for contradictions.
+    /// Checks that the zone is consistent (what [`AuthoritativeDns::serve`] would
+    /// refuse), without serving it.
+    pub fn check(&self) -> Result<()> {
+        self.build().map(drop)
+    }
+
     fn build(&self) -> Result<(LowerName, InMemoryZoneHandler<TokioRuntimeProvider>)> {
         let origin = parse_name(&self.origin)?;
         let serial = 1;

@@ -1,9 +1,10 @@
 //! Loopback HTTP and TLS servers with per-Host / per-SNI behaviours, for the tests and
 //! the censor lab: a good server, and the ways a censor (or a broken server) makes a
 //! connection fail: reset (`SO_LINGER` 0, then close), silence, close without answering,
-//! a slow answer, a block page, a wrong certificate, a TLS alert, and residual
-//! blocking (every new connection on the port reset for a while after a trigger).
-//! Also a listener that never accepts and a closed port.
+//! a slow answer, a block page, a wrong certificate, a TLS alert, an answer followed by a
+//! reset, and residual blocking (every new connection on the port reset for a while after
+//! a trigger). Also a listener that never accepts and a closed port. A TLS server can
+//! present one identity or a certificate issued on demand for every name asked.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,6 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use super::ca::IssueOnDemand;
 
 /// The marker the lab block page carries; `targets/blockpages.toml` matches it.
 pub const LAB_BLOCKPAGE_MARKER: &str = "censorprobe-lab-blockpage";
@@ -41,6 +44,12 @@ pub enum HttpBehaviour {
     Slow(Duration),
     /// 403 with the lab block page.
     BlockPage,
+    /// 200 with the good page of this name, whatever the Host: a host that serves one
+    /// site only (the decoy a forged DNS answer points to).
+    ServeAs(String),
+    /// Serve, then close with a reset instead of a FIN (an abortive close, as some
+    /// servers and load balancers do).
+    ServeThenReset,
 }
 
 /// What the TLS server does with a `ClientHello` for a given SNI.
@@ -61,6 +70,8 @@ pub enum TlsBehaviour {
     Alert,
     /// Wait this long, then serve.
     Slow(Duration),
+    /// Complete the handshake with the good identity, then reset.
+    ServeThenReset,
 }
 
 /// Residual blocking: once a request for `trigger` arrives (it is reset), every new
@@ -147,6 +158,9 @@ impl TlsIdentity {
 pub struct TlsLabConfig {
     /// The good identity (valid for the names the lab serves).
     pub identity: TlsIdentity,
+    /// When set, the good identity is a certificate issued for the SNI of each
+    /// `ClientHello` (a CDN's behaviour); `identity` is not used then.
+    pub per_name: Option<Arc<IssueOnDemand>>,
     /// Served for [`TlsBehaviour::WrongCert`]; a fresh self-signed certificate for
     /// `wrong.censorprobe.invalid` when not given.
     pub wrong_identity: Option<TlsIdentity>,
@@ -160,11 +174,19 @@ impl TlsLabConfig {
     pub fn new(identity: TlsIdentity) -> Self {
         TlsLabConfig {
             identity,
+            per_name: None,
             wrong_identity: None,
             default: TlsBehaviour::Serve,
             rules: HashMap::new(),
             residual: None,
         }
+    }
+
+    /// Present a certificate issued on demand for every name asked.
+    #[must_use]
+    pub fn issue_per_name(mut self, issuer: Arc<IssueOnDemand>) -> Self {
+        self.per_name = Some(issuer);
+        self
     }
 
     #[must_use]
@@ -307,25 +329,39 @@ fn tls_shared(config: TlsLabConfig, residual: Arc<ResidualState>) -> io::Result<
             TlsIdentity::self_signed(&["wrong.censorprobe.invalid"]).map_err(io::Error::other)?
         }
     };
+    let good = match config.per_name {
+        Some(issuer) => Identity::PerName(issuer),
+        None => Identity::Single(config.identity),
+    };
     Ok(TlsShared {
         rules: config.rules,
         default: config.default,
         residual_rule: config.residual,
         residual,
-        serve: server_config(&config.identity, &[b"http/1.1"])?,
-        wrong: server_config(&wrong, &[b"http/1.1"])?,
-        alert: server_config(&config.identity, &[b"censorprobe-lab-none"])?,
+        serve: server_config(&good, &[b"http/1.1"])?,
+        wrong: server_config(&Identity::Single(wrong), &[b"http/1.1"])?,
+        alert: server_config(&good, &[b"censorprobe-lab-none"])?,
     })
 }
 
-fn server_config(identity: &TlsIdentity, alpn: &[&[u8]]) -> io::Result<Arc<ServerConfig>> {
+/// Where a TLS server configuration gets its certificate.
+enum Identity {
+    Single(TlsIdentity),
+    PerName(Arc<IssueOnDemand>),
+}
+
+fn server_config(identity: &Identity, alpn: &[&[u8]]) -> io::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(io::Error::other)?;
+        .with_no_client_auth();
+    let mut config = match identity {
+        Identity::Single(identity) => builder
+            .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(io::Error::other)?,
+        Identity::PerName(issuer) => builder.with_cert_resolver(Arc::clone(issuer) as _),
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -338,6 +374,8 @@ where
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
+                // Answers go out as written: a reset after an answer follows it.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(handle(stream));
             }
             // Out of descriptors or a connection aborted before accept: keep serving.
@@ -445,6 +483,15 @@ async fn serve_http(mut stream: TcpStream, shared: &HttpShared) {
     }
     let page = match behaviour {
         HttpBehaviour::Serve => lab_page(&host),
+        HttpBehaviour::ServeAs(site) => lab_page(&site),
+        HttpBehaviour::ServeThenReset => {
+            if stream.write_all(&lab_page(&host)).await.is_ok() {
+                // With TCP_NODELAY the page leaves as it is written; the reset follows.
+                let _ = stream.flush().await;
+                reset(stream);
+            }
+            return;
+        }
         HttpBehaviour::BlockPage => lab_blockpage(),
         HttpBehaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
@@ -512,8 +559,9 @@ async fn serve_tls(mut stream: TcpStream, shared: &TlsShared) {
         shared.residual.trigger(rule.duration);
         behaviour = TlsBehaviour::Reset;
     }
+    let reset_after = behaviour == TlsBehaviour::ServeThenReset;
     let config = match behaviour {
-        TlsBehaviour::Serve => Arc::clone(&shared.serve),
+        TlsBehaviour::Serve | TlsBehaviour::ServeThenReset => Arc::clone(&shared.serve),
         TlsBehaviour::WrongCert => Arc::clone(&shared.wrong),
         TlsBehaviour::Alert => Arc::clone(&shared.alert),
         TlsBehaviour::Slow(delay) => {
@@ -529,6 +577,12 @@ async fn serve_tls(mut stream: TcpStream, shared: &TlsShared) {
     else {
         return;
     };
+    if reset_after {
+        let _ = tls.flush().await;
+        let (stream, _) = tls.into_inner();
+        reset(stream);
+        return;
+    }
     // The probe only handshakes; wait for its close_notify or close.
     let mut sink = [0u8; 1024];
     let _ = tokio::time::timeout(READ_DEADLINE, async {
@@ -672,6 +726,41 @@ mod tests {
             get(srv.local_addr(), "benign.test").await.is_ok(),
             "window over"
         );
+    }
+
+    #[tokio::test]
+    async fn serve_then_reset_delivers_the_whole_answer_then_resets() {
+        let config = HttpLabConfig::default()
+            .otherwise(HttpBehaviour::ServeThenReset)
+            .on(
+                "decoy.test",
+                HttpBehaviour::ServeAs("decoy.lab.test".to_owned()),
+            );
+        let srv = LabServer::spawn_http(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(srv.local_addr()).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: any.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        let end = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break io::ErrorKind::UnexpectedEof,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e) => break e.kind(),
+            }
+        };
+        assert_eq!(received, lab_page("any.test"), "the whole page first");
+        assert_eq!(
+            end,
+            io::ErrorKind::ConnectionReset,
+            "then a reset, not a FIN"
+        );
+        let decoy = get(srv.local_addr(), "decoy.test").await.unwrap();
+        assert!(String::from_utf8_lossy(&decoy).contains("censorprobe lab: decoy.lab.test"));
     }
 
     #[tokio::test]

@@ -183,6 +183,12 @@ async fn every_dns_verdict_and_method() {
     assert_eq!(verdict("dropped.test"), "timeout");
     let dropped_query = &report.target("dropped.test")["dns"]["queries"][0];
     assert_eq!(dropped_query["attempts"], 2, "retried once");
+    // The resolver answers a benign name (NXDOMAIN here) but never this one, which the
+    // control resolves: its queries are dropped, which is DNS blocking.
+    let dropped = report.target("dropped.test");
+    assert!(evidence_kinds(dropped).contains(&"selective_silence"));
+    assert_eq!(dropped["dns"]["benign_query"]["qname"], "example.com");
+    assert_eq!(dropped["blocking"], "dns");
 
     assert_eq!(verdict("gone.test"), "nxdomain");
     assert_eq!(verdict("forgednx.test"), "dns_poisoning");
@@ -280,6 +286,42 @@ async fn without_control_only_injection_is_claimed() {
         "inconclusive",
         "a timeout needs a control that answered"
     );
+}
+
+/// A resolver that answers nothing at all is down, not censoring: its timeouts are
+/// reported, and no blocking is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_answers_nothing_is_not_dns_blocking() {
+    let resolver = fake_dns(&[], Behaviour::Drop).await;
+    let control = fake_dns(
+        &[("site.test", Behaviour::a([198, 18, 4, 1]))],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let run = run_binary(&args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--qtype",
+        "A",
+        "--dns-timeout",
+        "200ms",
+        "--retries",
+        "0",
+        "site.test",
+    ]))
+    .await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    let site = report.target("site.test");
+    assert_eq!(site["dns"]["verdict"], "timeout");
+    assert!(evidence_kinds(site).contains(&"resolver_unresponsive"));
+    assert_eq!(site["dns"]["benign_query"]["attempts"], 1);
+    assert!(site["blocking"].is_null(), "{site:#}");
 }
 
 /// A and AAAA by default; no-data for AAAA agrees with a control that has none either.

@@ -7,9 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use censorprobe::lab::expect::{Comparison, compare};
 use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::support::{BIN, Report};
 
 const SCENARIO: &str = r#"
 [lab]
@@ -22,6 +25,15 @@ bogon = ["10.10.34.34"]
 id = "web"
 ips = ["198.19.1.1"]
 behaviour = "normal"
+
+[[servers]]
+id = "broken"
+ips = ["198.19.1.2"]
+behaviour = "reset"
+
+[[names]]
+name = "broken.lab.example"
+server = "broken"
 
 [[names]]
 name = "open.lab.example"
@@ -213,6 +225,19 @@ fn lab_injects_resets_and_tears_down_cleanly() {
             "residual: {err}"
         );
 
+        // A server that resets every connection itself, whatever the Host or SNI.
+        let broken = Ipv4Addr::new(198, 19, 1, 2);
+        for host in ["broken.lab.example", "control.lab.example"] {
+            let err = http_get(SocketAddr::from((broken, 80)), host).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{host}: {err}"
+            );
+            let err = tls_handshake(SocketAddr::from((broken, 443)), host, &ca_pem).unwrap_err();
+            assert!(err.starts_with("ConnectionReset"), "{host}: {err}");
+        }
+
         // TLS: a benign SNI completes with a certificate from the lab CA; the censored
         // SNI is reset during the handshake.
         let tls = SocketAddr::from((web, 443));
@@ -308,6 +333,27 @@ fn http_wire(server: SocketAddr, host: &str) -> Wire {
     }
 }
 
+/// Everything a server sends on one HTTP exchange, and how the connection ended.
+fn read_until_closed(server: SocketAddr, host: &str) -> (String, std::io::ErrorKind) {
+    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(1)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break std::io::ErrorKind::UnexpectedEof,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) => break e.kind(),
+        }
+    };
+    (String::from_utf8_lossy(&received).into_owned(), end)
+}
+
 #[test]
 fn demo_scenario_every_rule_and_trap_on_the_wire() {
     if let Some(reason) = lab_unavailable() {
@@ -315,7 +361,18 @@ fn demo_scenario_every_rule_and_trap_on_the_wire() {
         return;
     }
     let path = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
-    let scenario = Scenario::load(&path).unwrap();
+    let mut scenario = Scenario::load(&path).unwrap();
+    // The demo's residual windows are a few seconds; these exchanges check them with
+    // second-long deadlines, so give them room.
+    for rule in scenario
+        .http_rules
+        .iter_mut()
+        .chain(&mut scenario.tls_rules)
+    {
+        if let Some(residual) = rule.residual.as_mut() {
+            residual.secs = 30;
+        }
+    }
     let id = format!("it{}", topology::random_id());
     let lab = Lab::start(
         scenario,
@@ -433,11 +490,307 @@ fn demo_scenario_every_rule_and_trap_on_the_wire() {
         let err = tls_handshake(wrong, "wrong-cert.example", &ca_pem).unwrap_err();
         assert!(err.contains("not valid for name"), "{err}");
         let resetter = SocketAddr::from((Ipv4Addr::new(198, 19, 3, 12), 80));
-        assert_eq!(http_wire(resetter, "resets-itself.example"), Wire::Reset);
+        let (page, end) = read_until_closed(resetter, "resets-itself.example");
+        assert!(page.contains("200 OK"), "a complete answer first: {page}");
+        assert_eq!(end, std::io::ErrorKind::ConnectionReset, "then its own reset");
         let decoy = SocketAddr::from((Ipv4Addr::new(198, 19, 9, 10), 80));
         assert!(matches!(http_wire(decoy, "dns-inject-decoy.example"), Wire::Response(r) if r.contains("decoy")));
     });
     let stats = lab.stop().unwrap();
     outcome.unwrap();
     assert!(stats.keyword_matches >= 7, "{stats:?}");
+}
+
+/// `censorprobe lab ...` through the real binary.
+fn lab_command(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("lab")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh lab id for one test (tests run in parallel, each with its own namespaces).
+fn lab_id(prefix: &str) -> String {
+    format!("{prefix}{}", topology::random_id())
+}
+
+fn assert_lab_gone(id: &str) {
+    let left = netns::list();
+    let namespaces = topology::Namespaces::for_id(id);
+    for ns in namespaces.all() {
+        assert!(!left.iter().any(|n| n == ns), "{ns} left behind");
+    }
+    if !left
+        .iter()
+        .any(|n| n.starts_with(topology::NAMESPACE_PREFIX))
+    {
+        assert!(
+            !topology::host_route_exists(),
+            "the prohibit route outlived the last lab"
+        );
+    }
+}
+
+/// `lab demo` on a scenario file with a fresh lab: the schema-checked report and its
+/// comparison with the scenario's expectations.
+fn demo_through_the_binary(scenario_path: &Path, dir: &Path, id: &str) -> (Report, Comparison) {
+    let out = dir.join("report.jsonl");
+    let state = dir.join("state");
+    let run = lab_command(&[
+        "demo",
+        "--scenario",
+        scenario_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--id",
+        id,
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    let stdout = lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "lab demo failed ({}):\n{stdout}\n{}",
+        run.status,
+        lossy(&run.stderr)
+    );
+    assert!(stdout.contains("a perfect match"), "{stdout}");
+    assert!(!state.exists(), "state dir left behind");
+    assert_lab_gone(id);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let report = Report::parse(&text);
+    let scenario = Scenario::load(scenario_path).unwrap();
+    let comparison = compare(&scenario, &text);
+    assert!(comparison.is_perfect(), "{comparison}");
+    assert_eq!(report.targets.len(), scenario.names.len());
+    for target in &report.targets {
+        for stage in ["dns", "http", "tls"] {
+            assert_ne!(
+                target[stage]["verdict"], "inconclusive",
+                "{}: {stage} is inconclusive: {target:#}",
+                target["domain"]
+            );
+            assert!(
+                target[stage]["evidence"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty()),
+                "{}: every verdict rests on evidence",
+                target["domain"]
+            );
+        }
+    }
+    (report, comparison)
+}
+
+fn evidence_kinds_of<'a>(target: &'a serde_json::Value, stage: &str) -> Vec<&'a str> {
+    target[stage]["evidence"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The demo scenario through the real binary: every verdict, method and stage is the
+/// scenario's expectation, nothing is inconclusive, the report matches the schema.
+#[test]
+fn demo_scenario_through_the_binary_is_a_perfect_match() {
+    if let Some(reason) = lab_unavailable() {
+        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
+    let (report, comparison) = demo_through_the_binary(&path, dir.path(), &lab_id("itdemo"));
+    assert!(comparison.checks.len() > 150, "{}", comparison.checks.len());
+    // Spot checks of the evidence behind the headline verdicts.
+    let dropped = report.target("dns-dropped.example");
+    assert!(evidence_kinds_of(dropped, "dns").contains(&"selective_silence"));
+    let rst = report.target("http-rst.example");
+    assert_eq!(rst["http"]["residual"], true, "residual censorship seen");
+    let neighbour = report.target("neighbour.example");
+    assert!(neighbour["http"]["evidence"].is_array());
+    let wrong = report.target("wrong-cert.example");
+    assert!(evidence_kinds_of(wrong, "tls").contains(&"certificate_invalid"));
+    assert!(
+        report.header["vantage"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("censorprobe-lab-"))
+    );
+}
+
+/// A few hundred generated names on a handful of shared addresses, residual censorship
+/// on: every name gets exactly its own verdicts, so no residual block of one name leaks
+/// into the next on the same address.
+#[test]
+fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
+    if let Some(reason) = lab_unavailable() {
+        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("generated.toml");
+    let generated = lab_command(&[
+        "gen",
+        "240",
+        "--seed",
+        "11",
+        "--residual-secs",
+        "1",
+        "--servers",
+        "6",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(generated.status.success(), "{}", lossy(&generated.stderr));
+    let scenario = Scenario::load(&path).unwrap();
+    assert_eq!(scenario.names.len(), 240);
+    assert!(scenario.servers.len() <= 8, "a handful of shared addresses");
+    let (report, _) = demo_through_the_binary(&path, dir.path(), &lab_id("itgen"));
+
+    // Residual censorship really happened, and benign names met it and were kept honest
+    // (the test would prove nothing if the windows had never overlapped other names).
+    let triggered = report
+        .targets
+        .iter()
+        .filter(|t| t["http"]["residual"] == true || t["tls"]["residual"] == true)
+        .count();
+    assert!(
+        triggered > 10,
+        "residual blocking after {triggered} triggers"
+    );
+    let kept_honest = report
+        .targets
+        .iter()
+        .filter(|t| t["blocking"] == false)
+        .filter(|t| {
+            ["http", "tls"].iter().any(|stage| {
+                let kinds = evidence_kinds_of(t, stage);
+                kinds.contains(&"path_waited") || kinds.contains(&"requeued")
+            })
+        })
+        .count();
+    assert!(
+        kept_honest > 0,
+        "no benign name ever waited for a penalised path"
+    );
+}
+
+/// Stops a daemonised lab if a test fails half-way.
+struct DaemonGuard(String);
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if topology::Namespaces::for_id(&self.0)
+            .all()
+            .iter()
+            .any(|ns| netns::list().iter().any(|n| n == ns))
+        {
+            let _ = lab_command(&["down", "--id", &self.0]);
+        }
+    }
+}
+
+/// `lab up`, `lab status`, a probe through the daemonised lab, `lab down`: nothing left.
+#[test]
+fn lab_up_status_down_through_the_binary() {
+    if let Some(reason) = lab_unavailable() {
+        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("daemon.toml");
+    // No residual window: the probe below must not wait one out.
+    std::fs::write(
+        &scenario,
+        SCENARIO.replace("residual = { action = \"reset\", secs = 60 }", ""),
+    )
+    .unwrap();
+    let id = lab_id("itd");
+    let guard = DaemonGuard(id.clone());
+    let up = lab_command(&["up", scenario.to_str().unwrap(), "--id", &id]);
+    assert!(up.status.success(), "{}", lossy(&up.stderr));
+    let namespaces = topology::Namespaces::for_id(&id);
+    assert!(lossy(&up.stdout).contains(&namespaces.vantage));
+    assert!(topology::host_route_exists(), "prohibit route while up");
+
+    let status = lab_command(&["status", "--id", &id, "--json"]);
+    assert!(status.status.success(), "{}", lossy(&status.stderr));
+    let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let lab = &statuses[0];
+    assert_eq!(lab["healthy"], true, "{lab:#}");
+    assert_eq!(lab["roles_running"].as_array().unwrap().len(), 2);
+    let info = &lab["info"];
+    let pids: Vec<i64> = info["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+
+    // The daemonised lab serves and censors: a probe from its vantage point.
+    let control = format!(
+        "dot:{}#{}",
+        info["dot"].as_str().unwrap(),
+        info["dot_name"].as_str().unwrap()
+    );
+    let scan = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespaces.vantage, BIN, "scan"])
+        .args(["--resolver", info["resolver"].as_str().unwrap()])
+        .args(["--dns-sink", info["sink"].as_str().unwrap()])
+        .args(["--control", &control])
+        .args(["--ca", info["ca_cert"].as_str().unwrap()])
+        .args(["--control-name", info["control_name"].as_str().unwrap()])
+        .args(["--qtype", "A", "--dns-timeout", "1s", "--dns-wait", "300ms"])
+        .args(["--connect-timeout", "2s", "--web-timeout", "3s"])
+        .args(["open.lab.example", "rst.lab.example"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(scan.status.success(), "{}", lossy(&scan.stderr));
+    let report = Report::parse(&lossy(&scan.stdout));
+    let open = report.target("open.lab.example");
+    assert_eq!(open["http"]["verdict"], "ok", "{open:#}");
+    assert_eq!(open["tls"]["verdict"], "ok", "{open:#}");
+    let rst = report.target("rst.lab.example");
+    assert_eq!(rst["http"]["verdict"], "rst_injection", "{rst:#}");
+    assert_eq!(rst["blocking"], "http");
+
+    let down = lab_command(&["down", "--id", &id]);
+    assert!(down.status.success(), "{}", lossy(&down.stderr));
+    assert!(lossy(&down.stderr).contains(&format!("lab {id} is down")));
+    drop(guard);
+    assert_lab_gone(&id);
+    assert!(
+        !censorprobe::lab::state::default_state_dir(&id).exists(),
+        "state dir left behind"
+    );
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !lossy(&cmdline).contains("serve"),
+            "role process {pid} still runs"
+        );
+    }
+    let gone = lab_command(&["status", "--id", &id]);
+    assert!(!gone.status.success(), "status of a lab that is down fails");
+}
+
+/// The example report shipped in the repo (written by `lab demo`) matches the schema and
+/// the demo scenario's expectations: regenerate it when either changes.
+#[test]
+fn shipped_example_report_is_the_demo_scenario_perfectly_matched() {
+    let text =
+        std::fs::read_to_string(crate::support::repo_path("reports/examples/lab-demo.jsonl"))
+            .unwrap();
+    let report = Report::parse(&text);
+    let scenario =
+        Scenario::load(&censorprobe::lab::scenario::scenario_dir().join("demo.toml")).unwrap();
+    assert_eq!(report.targets.len(), scenario.names.len());
+    let comparison = compare(&scenario, &text);
+    assert!(comparison.is_perfect(), "{comparison}");
 }

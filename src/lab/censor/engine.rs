@@ -1,7 +1,8 @@
 //! The censor's decisions, independent of sockets: given one frame the kernel steered to
-//! the censor (a DNS query or a TCP segment from the vantage point), say which frames to
-//! write and where. Forged packets are emitted before the genuine packet is forwarded, so
-//! they always win the race, as the GFW's do from its position near the client.
+//! the censor (a DNS query or a TCP segment from the vantage point, or a TCP segment on
+//! its way back), say which frames to write and where. Forged packets are emitted before
+//! the genuine packet is forwarded, so they always win the race, as the GFW's do from its
+//! position near the client. A dropped flow is dropped both ways.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,6 +18,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use super::packet::{self, Emit, Fingerprint, Link, Segment};
+use crate::lab::plan;
 use crate::lab::scenario::{
     CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IpIdMode, KeywordRule,
     ResidualAction, Scenario,
@@ -155,12 +157,46 @@ impl Engine {
         {
             return self.dns(&ip, datagram.get_source(), datagram.payload());
         }
+        let from_server = plan::is_internet_address(ip.get_source());
         if let Some(segment) = packet::tcp_of(&ip) {
-            return self.tcp(&ip, &segment, now);
+            return if from_server {
+                self.tcp_from_server(&ip, &segment, now)
+            } else {
+                self.tcp(&ip, &segment, now)
+            };
+        }
+        let link = if from_server {
+            Link::Client
+        } else {
+            Link::Server
+        };
+        vec![Emit {
+            link,
+            frame: packet::forward(&ip, link),
+        }]
+    }
+
+    /// A segment from a server to the vantage point: delivered, unless its flow is being
+    /// dropped (an in-path drop swallows both directions, the server's FIN too).
+    fn tcp_from_server(
+        &mut self,
+        ip: &Ipv4Packet<'_>,
+        segment: &TcpPacket<'_>,
+        now: Instant,
+    ) -> Vec<Emit> {
+        let key = FlowKey {
+            client: (ip.get_destination(), segment.get_destination()),
+            server: (ip.get_source(), segment.get_source()),
+        };
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.last_seen = now;
+            if flow.verdict == FlowVerdict::Dropped {
+                return Vec::new();
+            }
         }
         vec![Emit {
-            link: Link::Server,
-            frame: packet::forward(&ip, Link::Server),
+            link: Link::Client,
+            frame: packet::forward(ip, Link::Client),
         }]
     }
 
@@ -466,7 +502,6 @@ fn sniff_tls(bytes: &[u8]) -> Sniffed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan;
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
     use pnet::packet::ethernet::EthernetPacket;
@@ -683,6 +718,42 @@ action = "drop"
                 .handle(&segment(TcpFlags::ACK, 1, &client_hello("ok.example")), now)
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_dropped_flow_is_dropped_both_ways_others_reach_the_client() {
+        let mut censor = engine();
+        let now = Instant::now();
+        let from_server = |flags| {
+            packet::tcp_frame(
+                Link::Server,
+                &Segment {
+                    source: SERVER,
+                    destination: CLIENT,
+                    seq: 5000,
+                    ack: 1,
+                    flags,
+                    window: 500,
+                },
+                FP,
+            )
+        };
+        // Before anything is known about the flow, the server's segments pass.
+        let out = censor.handle(&from_server(TcpFlags::SYN | TcpFlags::ACK), now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].link, Link::Client);
+        let hello = client_hello("www.sni.example");
+        assert!(
+            censor
+                .handle(&segment(TcpFlags::ACK, 1, &hello), now)
+                .is_empty()
+        );
+        // The server gives up on the silent client: its FIN never arrives.
+        assert!(
+            censor
+                .handle(&from_server(TcpFlags::FIN | TcpFlags::ACK), now)
+                .is_empty()
         );
     }
 

@@ -1,14 +1,14 @@
 //! The censor: a process in the censor namespace that reads what the kernel steers to it
-//! (the vantage point's DNS queries and TCP segments, see [`crate::lab::nft`]) from the
-//! inspection link with a pnet datalink channel, and writes forged, forwarded or no
-//! frames to the two real links.
+//! (the vantage point's DNS queries and the TCP segments of its connections, both ways;
+//! see [`crate::lab::nft`]) from the inspection link with a pnet datalink channel, and
+//! writes forged, forwarded or no frames to the two real links.
 //!
 //! Why in-path for these packets, rather than a pure on-path tap racing the kernel: this
 //! kernel has no netem to put distance between censor and servers, and on a veth lab the
 //! genuine answer would often beat a user-space injector. Emitting the forgery before
 //! forwarding the packet that triggered it reproduces what the GFW's position gives it
 //! (forged first, genuine later) deterministically, and makes true in-path drops
-//! possible. Server-to-client traffic and everything else stay in the kernel.
+//! possible. DNS replies and everything else stay in the kernel.
 
 pub mod engine;
 pub mod packet;
