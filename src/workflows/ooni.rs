@@ -8,13 +8,18 @@
 //! kept under `x_` keys (permitted anywhere by the spec), and censorprobe's own verdicts
 //! under `test_keys.x_censorprobe`. `reports/ooni-mapping.md` documents every key.
 //!
-//! The record is read as JSON, so the `http` and `tls` objects are mapped when present
-//! (keys `ip`, `port`, `status`, `headers`, `tls_version`, `cipher`, `alpn`, ...) and
-//! simply absent otherwise.
+//! The record is read as JSON. The `http` and `tls` objects (and the DNS stage's
+//! `tls_proof` handshakes) are read back into the web stage's own types
+//! ([`HttpAssessment`], [`TlsAssessment`], [`TlsObservation`]), so the mapping follows
+//! the record's real shape; [`web`] maps each address's test connection.
 
 use serde_json::{Map, Value, json};
 
+use crate::classify::web::{HttpAssessment, TlsAssessment};
 use crate::report::HeaderRecord;
+use crate::web::observation::TlsObservation;
+
+mod web;
 
 /// What every measurement of one run shares.
 #[derive(Debug, Clone)]
@@ -79,10 +84,6 @@ fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
-fn first_str<'a>(value: &'a Value, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| str_at(value, k))
-}
-
 fn ms_to_s(value: Option<&Value>) -> f64 {
     value.and_then(Value::as_f64).unwrap_or(0.0) / 1000.0
 }
@@ -109,23 +110,6 @@ fn rcode_number(rcode: &str) -> Value {
         "Refused" => 5.into(),
         _ => Value::Null,
     }
-}
-
-/// OONI failure string of an HTTP or TLS verdict (None: no failure).
-fn web_failure(verdict: &str) -> Option<String> {
-    Some(
-        match verdict {
-            "ok" | "blockpage" | "skipped" => return None,
-            "rst_injection" => "connection_reset",
-            "timeout" => "generic_timeout_error",
-            "refused" => "connection_refused",
-            "eof" => "eof_error",
-            "cert_invalid" => "ssl_invalid_certificate",
-            "tls_alert" => "ssl_failed_handshake",
-            other => return Some(format!("unknown_failure {other}")),
-        }
-        .to_owned(),
-    )
 }
 
 fn answer(record: &Value) -> Value {
@@ -242,125 +226,6 @@ fn control_dns(dns: &Value) -> Option<Value> {
     Some(json!({ "addrs": addrs, "failure": failure }))
 }
 
-/// `tcp_connect`, `tls_handshakes`, `requests` and `network_events` from a web stage.
-fn web_stage(
-    name: &str,
-    section: &Value,
-    domain: &str,
-    transaction_id: usize,
-    keys: &mut Map<String, Value>,
-    events: &mut Vec<Value>,
-) -> Option<String> {
-    let verdict = str_at(section, "verdict")?;
-    if verdict == "skipped" {
-        return None;
-    }
-    let failure = web_failure(verdict);
-    let at_connect = str_at(section, "stage") == Some("connect");
-    let ip = str_at(section, "ip");
-    let port = section.get("port").and_then(Value::as_u64);
-    let t = ms_to_s(
-        section
-            .get("timings")
-            .and_then(|t| t.get("total_ms"))
-            .or_else(|| section.get("elapsed_ms")),
-    );
-    let address = match (ip, port) {
-        (Some(ip), Some(port)) if ip.contains(':') => format!("[{ip}]:{port}"),
-        (Some(ip), Some(port)) => format!("{ip}:{port}"),
-        _ => String::new(),
-    };
-    if let (Some(ip), Some(port)) = (ip, port) {
-        let connect_failure = if at_connect { failure.clone() } else { None };
-        push(
-            keys,
-            "tcp_connect",
-            json!({
-                "ip": ip, "port": port, "t": t, "transaction_id": transaction_id,
-                "status": {
-                    "failure": connect_failure,
-                    "success": connect_failure.is_none(),
-                    "blocked": at_connect && verdict != "ok" && verdict != "refused",
-                },
-            }),
-        );
-        events.push(json!({
-            "address": address, "failure": connect_failure, "operation": "connect",
-            "proto": "tcp", "t": t, "transaction_id": transaction_id,
-        }));
-    }
-    match name {
-        "tls" if !at_connect => {
-            push(
-                keys,
-                "tls_handshakes",
-                json!({
-                    "network": "tcp",
-                    "address": address,
-                    "server_name": domain,
-                    "failure": failure,
-                    "no_tls_verify": false,
-                    "tls_version": first_str(section, &["tls_version", "version"]).unwrap_or_default(),
-                    "cipher_suite": first_str(section, &["cipher_suite", "cipher"]).unwrap_or_default(),
-                    "negotiated_protocol": first_str(section, &["alpn", "negotiated_protocol"]).unwrap_or_default(),
-                    "peer_certificates": [],
-                    "t0": 0.0,
-                    "t": t,
-                    "transaction_id": transaction_id,
-                }),
-            );
-        }
-        "http" => {
-            let response = section.get("response").unwrap_or(section);
-            let headers = response
-                .get("headers")
-                .cloned()
-                .filter(Value::is_object)
-                .unwrap_or_else(|| json!({}));
-            push(
-                keys,
-                "requests",
-                json!({
-                    "failure": failure,
-                    "request": {
-                        "body": "", "body_is_truncated": false, "method": "GET",
-                        "headers": { "Host": domain },
-                        "headers_list": [["Host", domain]],
-                        "tor": { "exit_ip": null, "exit_name": null, "is_tor": false },
-                        "url": format!("http://{domain}/"),
-                        "x_transport": "tcp",
-                    },
-                    "response": {
-                        "body": null,
-                        "body_is_truncated": false,
-                        "code": first_value(response, &["status", "status_code", "code"]),
-                        "headers": headers,
-                        "x_body_length": first_value(response, &["body_length", "body_len"]),
-                        "x_body_sha256": first_value(response, &["body_sha256", "body_hash"]),
-                        "x_title": first_value(response, &["title", "page_title"]),
-                    },
-                    "t": t,
-                    "transaction_id": transaction_id,
-                }),
-            );
-        }
-        _ => {}
-    }
-    failure
-}
-
-fn first_value(value: &Value, keys: &[&str]) -> Value {
-    keys.iter()
-        .find_map(|k| value.get(k).filter(|v| !v.is_null()).cloned())
-        .unwrap_or(Value::Null)
-}
-
-fn push(keys: &mut Map<String, Value>, key: &str, item: Value) {
-    if let Some(Value::Array(list)) = keys.get_mut(key) {
-        list.push(item);
-    }
-}
-
 /// WC's `blocking` from censorprobe's: `http` is `http-diff` for a block page and
 /// `http-failure` otherwise; WC 0.4 has no TLS value, so `tls` is `http-failure` too.
 fn wc_blocking(blocking: &Value, http_verdict: Option<&str>) -> Value {
@@ -415,22 +280,52 @@ pub fn measurement(record: &Value, context: &OoniContext) -> Value {
             control.insert("dns".to_owned(), control_dns);
         }
     }
-    let mut http_failure = Value::Null;
-    for (index, name) in ["http", "tls"].into_iter().enumerate() {
-        if let Some(section) = record.get(name).filter(|s| s.is_object()) {
-            let failure = web_stage(name, section, domain, 100 + index, &mut keys, &mut events);
-            if name == "http" {
-                http_failure = failure.map_or(Value::Null, Value::from);
-            }
-        }
-    }
+    // DNS events share one clock (the target's start): in time order. Web events
+    // follow, connection by connection (each timed from its own start).
     events.sort_by(|a, b| {
         a["t"]
             .as_f64()
             .unwrap_or(0.0)
             .total_cmp(&b["t"].as_f64().unwrap_or(0.0))
     });
+    let dns_transactions = dns
+        .and_then(|d| d.get("queries"))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mut web = web::WebLists::new(dns_transactions + 1);
+    let mut unmapped = Vec::new();
+    if let Some(proof) = dns.and_then(|d| d.get("tls_proof")) {
+        match serde_json::from_value::<Vec<TlsObservation>>(proof.clone()) {
+            Ok(handshakes) => web.tls_proof(&handshakes),
+            Err(e) => unmapped.push(format!("dns.tls_proof: {e}")),
+        }
+    }
+    let mut attempts = Map::new();
+    let mut http_failure = Value::Null;
+    if let Some(section) = record.get("http").filter(|s| s.is_object()) {
+        match serde_json::from_value::<HttpAssessment>(section.clone()) {
+            Ok(assessment) => {
+                let mapping = web.http(&assessment);
+                http_failure = mapping.headline_failure.map_or(Value::Null, Value::from);
+                attempts.insert("http".to_owned(), mapping.attempts.into());
+            }
+            Err(e) => unmapped.push(format!("http: {e}")),
+        }
+    }
+    if let Some(section) = record.get("tls").filter(|s| s.is_object()) {
+        match serde_json::from_value::<TlsAssessment>(section.clone()) {
+            Ok(assessment) => {
+                let mapping = web.tls(&assessment);
+                attempts.insert("tls".to_owned(), mapping.attempts.into());
+            }
+            Err(e) => unmapped.push(format!("tls: {e}")),
+        }
+    }
+    events.append(&mut web.network_events);
     keys.insert("network_events".to_owned(), events.into());
+    keys.insert("tcp_connect".to_owned(), web.tcp_connect.into());
+    keys.insert("tls_handshakes".to_owned(), web.tls_handshakes.into());
+    keys.insert("requests".to_owned(), web.requests.into());
 
     let blocking = outcome
         .as_ref()
@@ -491,8 +386,10 @@ pub fn measurement(record: &Value, context: &OoniContext) -> Value {
                 "blocking": blocking,
                 "verdicts": verdicts,
                 "evidence": evidence,
+                "attempts": attempts,
                 "attempt": record.get("attempt").cloned().unwrap_or(Value::Null),
                 "categories": record.get("categories").cloned().unwrap_or_else(|| json!([])),
+                "unmapped": unmapped,
             }),
         ),
     ]);
@@ -543,6 +440,22 @@ pub fn measurement(record: &Value, context: &OoniContext) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::RootCertStore;
+
+    use crate::classify::blockpage::BlockpageSet;
+    use crate::classify::web::target_blocking;
+    use crate::pathguard::{PathGuard, PathGuardConfig};
+    use crate::servers::ca::LabCa;
+    use crate::servers::web::{
+        HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
+    };
+    use crate::verdict::DnsAssessment;
+    use crate::web::stage::{AddressPlan, AddressSource};
+    use crate::web::{ConnectionBudget, WebStage, WebStageConfig};
 
     fn context() -> OoniContext {
         OoniContext {
@@ -635,37 +548,369 @@ mod tests {
         assert_eq!(keys["tcp_connect"], json!([]));
     }
 
-    #[test]
-    fn web_stages_map_when_present() {
-        let mut record = injected_record();
-        record["http"] =
-            json!({"verdict": "rst_injection", "stage": "request", "ip": "198.18.1.2", "port": 80});
-        record["tls"] =
-            json!({"verdict": "timeout", "stage": "connect", "ip": "198.18.1.2", "port": 443});
-        record["blocking"] = "http".into();
-        record["accessible"] = false.into();
-        let m = measurement(&record, &context());
+    // ---- The web stages, from records made by the real probes on loopback servers.
+
+    const NAMES: &[&str] = &[
+        "example.com",
+        "good.test",
+        "blocked.test",
+        "close.test",
+        "silent.test",
+        "alert.test",
+        "wrong.test",
+    ];
+
+    fn lo(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    }
+
+    /// HTTP and TLS lab servers on one loopback address, certificates from a lab CA
+    /// valid for [`NAMES`], and a web stage that trusts that CA.
+    struct Lab {
+        ip: IpAddr,
+        http: LabServer,
+        tls: LabServer,
+        ca: LabCa,
+    }
+
+    impl Lab {
+        async fn start(
+            ip: IpAddr,
+            http: HttpLabConfig,
+            tls: impl FnOnce(TlsLabConfig) -> TlsLabConfig,
+        ) -> Lab {
+            let ca = LabCa::new("censorprobe ooni test CA").unwrap();
+            let (chain, key) = ca.issue(NAMES, &[]).unwrap();
+            let tls = tls(TlsLabConfig::new(TlsIdentity { chain, key }));
+            Lab {
+                ip,
+                http: LabServer::spawn_http(SocketAddr::new(ip, 0), http)
+                    .await
+                    .unwrap(),
+                tls: LabServer::spawn_tls(SocketAddr::new(ip, 0), tls)
+                    .await
+                    .unwrap(),
+                ca,
+            }
+        }
+
+        fn stage(&self, http_port: u16, tls_port: u16) -> WebStage {
+            let mut config = WebStageConfig {
+                http_port,
+                tls_port,
+                ..WebStageConfig::default()
+            };
+            config.http.connect_timeout = Duration::from_millis(500);
+            config.http.response_timeout = Duration::from_millis(500);
+            config.tls.connect_timeout = Duration::from_millis(500);
+            config.tls.handshake_timeout = Duration::from_millis(500);
+            let mut roots = RootCertStore::empty();
+            roots.add(self.ca.cert_der()).unwrap();
+            WebStage::new(
+                config,
+                Arc::new(roots),
+                PathGuard::new(PathGuardConfig {
+                    residual_wait: Duration::from_secs(5),
+                    recheck_initial: Duration::from_millis(50),
+                    recheck_max: Duration::from_millis(200),
+                }),
+                ConnectionBudget::new(64),
+                Arc::new(BlockpageSet::builtin()),
+            )
+            .unwrap()
+        }
+
+        fn web(&self) -> WebStage {
+            self.stage(self.http.local_addr().port(), self.tls.local_addr().port())
+        }
+
+        /// The OONI measurement of `domain` probed by the real web stage, in a record
+        /// with `dns` (or no DNS stage).
+        async fn measure(&self, web: &WebStage, domain: &str, dns: Option<Value>) -> Value {
+            let plan = Ok(AddressPlan {
+                source: AddressSource::Pinned,
+                ips: vec![self.ip],
+            });
+            let result = web.probe_target(domain, plan).await;
+            let dns_assessment: Option<DnsAssessment> = dns
+                .as_ref()
+                .map(|d| serde_json::from_value(d.clone()).unwrap());
+            let blocking = target_blocking(
+                dns_assessment.as_ref(),
+                result.http.as_ref(),
+                result.tls.as_ref(),
+            );
+            let mut record = injected_record();
+            record["domain"] = domain.into();
+            record["sources"] = json!([{"source": "cli", "input": domain}]);
+            record["dns"] = dns.unwrap_or(Value::Null);
+            record["addresses"] = serde_json::to_value(&result.addresses).unwrap();
+            record["http"] = serde_json::to_value(&result.http).unwrap();
+            record["tls"] = serde_json::to_value(&result.tls).unwrap();
+            record["blocking"] = serde_json::to_value(blocking.blocking).unwrap();
+            record["accessible"] = serde_json::to_value(blocking.accessible).unwrap();
+            measurement(&record, &context())
+        }
+    }
+
+    fn events_of(keys: &Value, transaction_id: &Value) -> Vec<(String, Value)> {
+        keys["network_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| &e["transaction_id"] == transaction_id)
+            .map(|e| (e["operation"].as_str().unwrap().to_owned(), e.clone()))
+            .collect()
+    }
+
+    fn operations(events: &[(String, Value)]) -> Vec<&str> {
+        events.iter().map(|(op, _)| op.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn good_site_maps_to_successful_connects_request_and_handshake() {
+        let lab = Lab::start(lo(61), HttpLabConfig::default(), |c| c).await;
+        let m = lab.measure(&lab.web(), "good.test", None).await;
         let keys = &m["test_keys"];
+        assert_eq!(keys["x_censorprobe"]["unmapped"], json!([]), "{m:#}");
+
+        let connects = keys["tcp_connect"].as_array().unwrap();
+        assert_eq!(connects.len(), 2, "one test connection per stage: {m:#}");
+        assert_eq!(connects[0]["ip"], "127.0.0.61");
+        assert_eq!(connects[0]["port"], lab.http.local_addr().port());
+        assert_eq!(connects[1]["port"], lab.tls.local_addr().port());
+        for c in connects {
+            assert_eq!(
+                c["status"],
+                json!({"failure": null, "success": true, "blocked": false})
+            );
+        }
+        assert_eq!(
+            connects[0]["transaction_id"], 1,
+            "no DNS stage: transactions start at 1"
+        );
+
+        let request = &keys["requests"][0];
+        assert_eq!(request["failure"], Value::Null);
+        assert_eq!(
+            request["address"],
+            format!("127.0.0.61:{}", lab.http.local_addr().port())
+        );
+        assert_eq!(request["request"]["method"], "GET");
+        let sent: Vec<&str> = request["request"]["headers_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap())
+            .collect();
+        assert_eq!(sent, ["Host", "User-Agent", "Accept", "Connection"]);
+        assert_eq!(request["request"]["headers"]["Host"], "good.test");
+        assert_eq!(request["response"]["code"], 200);
+        assert_eq!(request["response"]["x_title"], "censorprobe lab: good.test");
+        let received = request["response"]["headers_list"].as_array().unwrap();
+        assert!(!received.is_empty(), "{request:#}");
+        let first = &received[0];
+        assert_eq!(
+            request["response"]["headers"][first[0].as_str().unwrap()],
+            first[1]
+        );
+        assert!(request["response"]["x_body_length"].as_u64().unwrap() > 0);
+
+        let handshake = &keys["tls_handshakes"][0];
+        assert_eq!(handshake["failure"], Value::Null);
+        assert_eq!(handshake["server_name"], "good.test");
+        assert_eq!(handshake["tls_version"], "TLSv1.3");
+        let cipher = handshake["cipher_suite"].as_str().unwrap();
+        assert!(
+            cipher.starts_with("TLS_AES_") || cipher.starts_with("TLS_CHACHA20_"),
+            "{cipher}"
+        );
+        assert_eq!(handshake["negotiated_protocol"], "http/1.1");
+        assert_eq!(handshake["peer_certificates"], json!([]));
+        assert_eq!(
+            handshake["x_peer_certificates"].as_array().unwrap().len(),
+            2,
+            "leaf and CA as served"
+        );
+        assert_eq!(handshake["transaction_id"], connects[1]["transaction_id"]);
+        assert!(handshake["t"].as_f64().unwrap() >= handshake["t0"].as_f64().unwrap());
+
+        for (transaction, first_read) in [
+            (
+                &request["transaction_id"],
+                request["response"]["x_body_length"].as_u64().unwrap(),
+            ),
+            (&handshake["transaction_id"], 1),
+        ] {
+            let events = events_of(keys, transaction);
+            assert_eq!(operations(&events), ["connect", "write", "read"], "{m:#}");
+            assert!(events.iter().all(|(_, e)| e["failure"].is_null()));
+            assert!(events[1].1["num_bytes"].as_u64().unwrap() > 0);
+            assert!(events[2].1["num_bytes"].as_u64().unwrap() >= first_read);
+        }
+        assert_eq!(keys["http_experiment_failure"], Value::Null);
+        assert_eq!(keys["blocking"], false);
+        assert_eq!(keys["accessible"], true);
+    }
+
+    #[tokio::test]
+    async fn resets_map_to_connection_reset_after_the_dns_transactions() {
+        let lab = Lab::start(
+            lo(62),
+            HttpLabConfig::default().on("blocked.test", HttpBehaviour::Reset),
+            |c| c.on("blocked.test", TlsBehaviour::Reset),
+        )
+        .await;
+        let dns = injected_record()["dns"].clone();
+        let m = lab.measure(&lab.web(), "blocked.test", Some(dns)).await;
+        let keys = &m["test_keys"];
+        assert_eq!(keys["queries"].as_array().unwrap().len(), 3);
+
         let connects = keys["tcp_connect"].as_array().unwrap();
         assert_eq!(connects.len(), 2);
         assert_eq!(
             connects[0]["status"]["success"], true,
-            "HTTP connected, reset later"
+            "the connect worked; the reset came after the request"
         );
-        assert_eq!(connects[1]["status"]["failure"], "generic_timeout_error");
-        assert_eq!(keys["requests"][0]["failure"], "connection_reset");
+        assert_eq!(connects[0]["status"]["blocked"], false);
         assert_eq!(
-            keys["requests"][0]["request"]["headers"]["Host"],
-            "blocked.test"
+            connects[0]["transaction_id"], 3,
+            "after the two DNS queries' transactions"
         );
+
+        let request = &keys["requests"][0];
+        assert_eq!(request["failure"], "connection_reset");
+        assert_eq!(request["x_failed_at"], "request");
+        assert_eq!(request["response"]["code"], 0);
+        assert_eq!(request["response"]["headers_list"], json!([]));
+        let events = events_of(keys, &request["transaction_id"]);
+        assert_eq!(operations(&events), ["connect", "write", "read"]);
+        assert_eq!(events[1].1["failure"], Value::Null, "the request went out");
+        assert_eq!(events[2].1["failure"], "connection_reset");
+        assert_eq!(events[2].1["num_bytes"], 0);
+
+        let handshake = &keys["tls_handshakes"][0];
+        assert_eq!(handshake["failure"], "connection_reset");
+        assert_eq!(handshake["server_name"], "blocked.test");
+        assert_eq!(handshake["tls_version"], "");
+        assert_eq!(handshake["x_progress"], "client_hello_sent");
+
         assert_eq!(keys["http_experiment_failure"], "connection_reset");
+        let attempts = &keys["x_censorprobe"]["attempts"];
+        assert_eq!(attempts["http"][0]["verdict"], "rst_injection");
+        assert_eq!(attempts["http"][0]["stage"], "request");
+        assert_eq!(attempts["http"][0]["control"]["passed"], true);
+        assert_eq!(attempts["http"][0]["residual"], false);
+        assert_eq!(
+            attempts["http"][0]["transaction_id"],
+            request["transaction_id"]
+        );
+        assert_eq!(attempts["tls"][0]["verdict"], "rst_injection");
+        assert_eq!(attempts["tls"][0]["failure"], "connection_reset");
+        assert_eq!(
+            keys["x_censorprobe"]["verdicts"]["http"]["verdict"],
+            "rst_injection"
+        );
+        assert_eq!(keys["dns_consistency"], "inconsistent");
+    }
+
+    #[tokio::test]
+    async fn closes_silence_alerts_and_certificates_map_to_their_failures() {
+        let lab = Lab::start(
+            lo(63),
+            HttpLabConfig::default()
+                .on("close.test", HttpBehaviour::Close)
+                .on("silent.test", HttpBehaviour::Silent),
+            |c| {
+                c.on("close.test", TlsBehaviour::Close)
+                    .on("alert.test", TlsBehaviour::Alert)
+                    .on("wrong.test", TlsBehaviour::WrongCert)
+            },
+        )
+        .await;
+        let web = lab.web();
+        let request_failure = |m: &Value| m["test_keys"]["requests"][0]["failure"].clone();
+        let handshake = |m: &Value| m["test_keys"]["tls_handshakes"][0].clone();
+
+        let closed = lab.measure(&web, "close.test", None).await;
+        assert_eq!(request_failure(&closed), "eof_error");
+        assert_eq!(handshake(&closed)["failure"], "eof_error");
+
+        let silent = lab.measure(&web, "silent.test", None).await;
+        assert_eq!(request_failure(&silent), "generic_timeout_error");
+
+        let alert = lab.measure(&web, "alert.test", None).await;
+        assert_eq!(handshake(&alert)["failure"], "ssl_failed_handshake");
+        assert_eq!(
+            handshake(&alert)["x_alert"]["description"],
+            "no_application_protocol"
+        );
+
+        // A chain from nobody's CA, and a chain from the trusted CA for other names.
+        let wrong = lab.measure(&web, "wrong.test", None).await;
+        assert_eq!(handshake(&wrong)["failure"], "ssl_unknown_authority");
+        assert_eq!(handshake(&wrong)["x_validity"]["valid"], false);
+        let other = lab.measure(&web, "other.test", None).await;
+        assert_eq!(handshake(&other)["failure"], "ssl_invalid_hostname");
+        assert_eq!(handshake(&other)["tls_version"], "TLSv1.3");
+        assert_eq!(
+            other["test_keys"]["x_censorprobe"]["verdicts"]["tls"]["verdict"],
+            "cert_invalid"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connects_have_no_handshake_and_an_empty_response() {
+        let lab = Lab::start(lo(64), HttpLabConfig::default(), |c| c).await;
+        let closed = crate::servers::web::closed_port(lab.ip).unwrap().port();
+        let m = lab
+            .measure(&lab.stage(closed, closed), "good.test", None)
+            .await;
+        let keys = &m["test_keys"];
+        let connects = keys["tcp_connect"].as_array().unwrap();
+        assert_eq!(connects.len(), 2);
+        for c in connects {
+            assert_eq!(c["port"], closed);
+            assert_eq!(c["status"]["failure"], "connection_refused");
+            assert_eq!(c["status"]["success"], false);
+            assert_eq!(
+                c["status"]["blocked"], false,
+                "a refused connect with a failing control claims no blocking"
+            );
+        }
         assert_eq!(
             keys["tls_handshakes"],
             json!([]),
-            "no handshake after a failed connect"
+            "no handshake without a connection"
         );
-        assert_eq!(keys["blocking"], "http-failure");
-        assert_eq!(keys["x_censorprobe"]["blocking"], "http");
+        assert_eq!(keys["requests"][0]["failure"], "connection_refused");
+        assert_eq!(keys["requests"][0]["response"]["code"], 0);
+        let events = keys["network_events"].as_array().unwrap();
+        assert!(
+            events.iter().all(|e| e["operation"] == "connect"),
+            "nothing read or written: {m:#}"
+        );
+        assert_eq!(keys["http_experiment_failure"], "connection_refused");
+    }
+
+    #[test]
+    fn unreadable_web_sections_are_reported_not_guessed() {
+        let mut record = injected_record();
+        record["http"] = json!({"verdict": "rst_injection", "ip": "198.18.1.2", "port": 80});
+        let m = measurement(&record, &context());
+        assert_eq!(m["test_keys"]["requests"], json!([]));
+        let unmapped = m["test_keys"]["x_censorprobe"]["unmapped"]
+            .as_array()
+            .unwrap();
+        assert_eq!(unmapped.len(), 1);
+        assert!(
+            unmapped[0].as_str().unwrap().starts_with("http: "),
+            "{unmapped:?}"
+        );
+        assert_eq!(
+            m["test_keys"]["x_censorprobe"]["verdicts"]["http"]["verdict"], "rst_injection",
+            "the verdict itself is still carried"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `--format ooni`, progress.
 //!
 //! Most tests feed reports written with the crate's own record types, so they need no
-//! scan. The `live_*` tests run scans against loopback DNS fakes with `--control none`.
+//! scan. The `live_*` tests run scans against loopback DNS fakes with `--control none`,
+//! and (for the web part of `--format ooni`) against loopback HTTP and TLS lab servers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1527,4 +1528,118 @@ async fn live_ooni_format_writes_one_measurement_per_target() {
         events.iter().filter(|e| e["operation"] == "read").count(),
         1
     );
+}
+
+/// `--format ooni` of a scan whose HTTP and TLS probes ran: the binary against
+/// loopback lab servers (pinned address, the lab CA trusted with `--ca`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_ooni_format_maps_web_probes() {
+    use censorprobe::servers::ca::LabCa;
+    use censorprobe::servers::web::{
+        HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
+    };
+    let ip = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 71));
+    let ca = LabCa::new("censorprobe workflows CA").unwrap();
+    let (chain, key) = ca
+        .issue(&["example.com", "good.test", "blocked.test"], &[])
+        .unwrap();
+    let http = LabServer::spawn_http(
+        std::net::SocketAddr::new(ip, 0),
+        HttpLabConfig::default().on("blocked.test", HttpBehaviour::Reset),
+    )
+    .await
+    .unwrap();
+    let tls = LabServer::spawn_tls(
+        std::net::SocketAddr::new(ip, 0),
+        TlsLabConfig::new(TlsIdentity { chain, key }).on("blocked.test", TlsBehaviour::Reset),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_pem(&ca_file).unwrap();
+    let http_port = http.local_addr().port().to_string();
+    let tls_port = tls.local_addr().port().to_string();
+    let good = format!("good.test,{ip}");
+    let blocked = format!("blocked.test,{ip}");
+    let run = run_binary(&args(&[
+        "scan",
+        "--tests",
+        "http,tls",
+        "--resolver",
+        "127.0.0.1:53",
+        "--control",
+        "none",
+        "--ca",
+        &path_arg(&ca_file),
+        "--http-port",
+        &http_port,
+        "--tls-port",
+        &tls_port,
+        "--connect-timeout",
+        "1s",
+        "--web-timeout",
+        "1s",
+        "--residual-wait",
+        "2s",
+        "--format",
+        "ooni",
+        &good,
+        &blocked,
+    ]))
+    .await;
+    assert_eq!(run.status.code(), Some(0), "{run:#?}");
+    let measurements: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(measurements.len(), 2, "{}", run.stdout);
+    let keys_of = |domain: &str| {
+        measurements
+            .iter()
+            .find(|m| m["input"] == format!("http://{domain}/"))
+            .map(|m| m["test_keys"].clone())
+            .unwrap()
+    };
+
+    let good = keys_of("good.test");
+    assert_eq!(good["x_censorprobe"]["unmapped"], json!([]), "{good:#}");
+    assert_eq!(good["queries"], json!([]), "no DNS stage");
+    let connects = good["tcp_connect"].as_array().unwrap();
+    assert_eq!(connects.len(), 2, "{good:#}");
+    assert!(
+        connects
+            .iter()
+            .all(|c| c["ip"] == ip.to_string() && c["status"]["success"] == true)
+    );
+    assert_eq!(good["requests"][0]["response"]["code"], 200);
+    assert_eq!(
+        good["requests"][0]["request"]["headers"]["Host"],
+        "good.test"
+    );
+    assert_eq!(good["tls_handshakes"][0]["failure"], Value::Null);
+    assert_eq!(good["tls_handshakes"][0]["tls_version"], "TLSv1.3");
+    assert_eq!(good["blocking"], false);
+    assert_eq!(good["accessible"], true);
+
+    let blocked = keys_of("blocked.test");
+    assert_eq!(blocked["requests"][0]["failure"], "connection_reset");
+    assert_eq!(blocked["tls_handshakes"][0]["failure"], "connection_reset");
+    assert_eq!(blocked["http_experiment_failure"], "connection_reset");
+    assert_eq!(blocked["tcp_connect"][0]["status"]["success"], true);
+    assert_eq!(blocked["blocking"], "http-failure");
+    assert_eq!(blocked["x_censorprobe"]["blocking"], "http");
+    assert_eq!(
+        blocked["x_censorprobe"]["attempts"]["http"][0]["control"]["passed"],
+        true
+    );
+    let reads: Vec<&Value> = blocked["network_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "read")
+        .collect();
+    assert_eq!(reads.len(), 2, "{blocked:#}");
+    assert!(reads.iter().all(|e| e["failure"] == "connection_reset"));
 }
