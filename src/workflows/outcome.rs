@@ -506,6 +506,7 @@ mod tests {
                 queries: Vec::new(),
                 control: None,
                 tls_proof: Vec::new(),
+                benign_query: None,
             }),
             addresses: None,
             http: None,

@@ -48,6 +48,7 @@ fn dns(verdict: DnsVerdict, method: Option<PoisoningMethod>, forged: &[&str]) ->
         queries: Vec::new(),
         control: None,
         tls_proof: Vec::new(),
+        benign_query: None,
     }
 }
 
@@ -1538,7 +1539,7 @@ async fn live_ooni_format_maps_web_probes() {
     use censorprobe::servers::web::{
         HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
     };
-    let ip = std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 71));
+    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 71));
     let ca = LabCa::new("censorprobe workflows CA").unwrap();
     let (chain, key) = ca
         .issue(&["example.com", "good.test", "blocked.test"], &[])
