@@ -156,8 +156,11 @@ impl Fingerprint {
     }
 }
 
+/// Substring search with memchr's memmem: every fingerprint is tried on every
+/// response body kept (up to `body_keep`, 16 KiB), and a byte-by-byte window compare
+/// made block-page matching the largest cost of an HTTP probe of a real-sized page.
 fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// A set of fingerprints, tried in file order.

@@ -42,6 +42,10 @@ pub enum HttpBehaviour {
     Close,
     /// Wait this long, then serve.
     Slow(Duration),
+    /// 200 with the good page grown to at least this many bytes of ordinary markup:
+    /// pages in the wild run to tens of KiB, and the probe hashes, searches and
+    /// matches what it reads.
+    ServeLarge(usize),
     /// 403 with the lab block page.
     BlockPage,
     /// 200 with the good page of this name, whatever the Host: a host that serves one
@@ -448,6 +452,24 @@ pub fn lab_page(host: &str) -> Vec<u8> {
     response(200, "OK", &body)
 }
 
+/// The good page for `host`, its body grown with filler paragraphs to at least `bytes`.
+pub fn lab_page_of_size(host: &str, bytes: usize) -> Vec<u8> {
+    const FILLER: &str =
+        "<p>Filler text of the censorprobe lab, standing in for a real page.</p>\n";
+    let host = html_escape(host);
+    let head =
+        format!("<!doctype html><html><head><title>censorprobe lab: {host}</title></head><body>\n");
+    let tail = "</body></html>";
+    let fill = bytes.saturating_sub(head.len() + tail.len());
+    let mut body = String::with_capacity(bytes + FILLER.len());
+    body.push_str(&head);
+    while body.len() < head.len() + fill {
+        body.push_str(FILLER);
+    }
+    body.push_str(tail);
+    response(200, "OK", &body)
+}
+
 /// The lab block page (403), matched by the `censorprobe-lab` fingerprint.
 pub fn lab_blockpage() -> Vec<u8> {
     let body = format!(
@@ -492,6 +514,7 @@ async fn serve_http(mut stream: TcpStream, shared: &HttpShared) {
             }
             return;
         }
+        HttpBehaviour::ServeLarge(bytes) => lab_page_of_size(&host, bytes),
         HttpBehaviour::BlockPage => lab_blockpage(),
         HttpBehaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
@@ -707,6 +730,22 @@ mod tests {
         let blocked = get(srv.local_addr(), "blocked.test").await.unwrap();
         assert!(blocked.starts_with(b"HTTP/1.1 403"));
         assert!(String::from_utf8_lossy(&blocked).contains(LAB_BLOCKPAGE_MARKER));
+    }
+
+    #[tokio::test]
+    async fn large_page_has_the_title_and_at_least_the_size_asked_for() {
+        let config = HttpLabConfig::default().otherwise(HttpBehaviour::ServeLarge(20_000));
+        let srv = LabServer::spawn_http(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)
+            .await
+            .unwrap();
+        let page = get(srv.local_addr(), "big.test").await.unwrap();
+        let text = String::from_utf8_lossy(&page);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK"));
+        assert!(body.len() >= 20_000, "{} bytes", body.len());
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(body.contains("<title>censorprobe lab: big.test</title>"));
+        assert!(body.ends_with("</body></html>"));
     }
 
     #[tokio::test]
