@@ -4,6 +4,7 @@
 //!
 //! The format is documented by `targets/lab/demo.toml`, which uses every field.
 
+use crate::classify::web::{HttpVerdict, TlsVerdict};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,31 +16,6 @@ use super::error::{LabError, LabResult};
 use super::plan;
 use crate::verdict::{DnsVerdict, PoisoningMethod};
 
-/// HTTP verdict strings a probe can reach (issue 3), plus `skipped`.
-pub const HTTP_VERDICTS: &[&str] = &[
-    "ok",
-    "rst_injection",
-    "timeout",
-    "refused",
-    "eof",
-    "blockpage",
-    "error",
-    "inconclusive",
-    "skipped",
-];
-/// TLS verdict strings a probe can reach (issue 3), plus `skipped`.
-pub const TLS_VERDICTS: &[&str] = &[
-    "ok",
-    "rst_injection",
-    "timeout",
-    "refused",
-    "eof",
-    "cert_invalid",
-    "tls_alert",
-    "error",
-    "inconclusive",
-    "skipped",
-];
 pub const HTTP_STAGES: &[&str] = &["connect", "request", "response"];
 pub const TLS_STAGES: &[&str] = &["connect", "handshake"];
 
@@ -714,10 +690,12 @@ fn entry_matches_any(name: &str, scenario: &Scenario) -> bool {
 }
 
 fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>) {
+    let http_verdicts: Vec<&str> = HttpVerdict::ALL.iter().map(|v| v.as_str()).collect();
+    let tls_verdicts: Vec<&str> = TlsVerdict::ALL.iter().map(|v| v.as_str()).collect();
     let checks: [(&str, &Option<String>, &[&str]); 4] = [
-        ("http", &expect.http, HTTP_VERDICTS),
+        ("http", &expect.http, &http_verdicts),
         ("http_stage", &expect.http_stage, HTTP_STAGES),
-        ("tls", &expect.tls, TLS_VERDICTS),
+        ("tls", &expect.tls, &tls_verdicts),
         ("tls_stage", &expect.tls_stage, TLS_STAGES),
     ];
     for (field, value, allowed) in checks {

@@ -6,6 +6,7 @@
 //! picked up when present and the workflows still work on reports without them. Every
 //! stage object is read the same way: `verdict`, optional `method`, optional `stage`.
 
+use crate::classify::web::{HttpVerdict, TlsVerdict};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -31,33 +32,6 @@ const CENSORSHIP_VERDICTS: [(&str, &str); 4] = [
     ("tls", "rst_injection"),
 ];
 
-/// Verdicts of the HTTP stage (issue 3's vocabulary, plus `skipped`).
-pub const HTTP_VERDICTS: [&str; 9] = [
-    "ok",
-    "rst_injection",
-    "timeout",
-    "refused",
-    "eof",
-    "blockpage",
-    "error",
-    "inconclusive",
-    "skipped",
-];
-
-/// Verdicts of the TLS stage (issue 3's vocabulary, plus `skipped`).
-pub const TLS_VERDICTS: [&str; 10] = [
-    "ok",
-    "rst_injection",
-    "timeout",
-    "refused",
-    "eof",
-    "cert_invalid",
-    "tls_alert",
-    "error",
-    "inconclusive",
-    "skipped",
-];
-
 /// Where in a connection the HTTP stage's outcome happened.
 pub const HTTP_WHERE: [&str; 3] = ["connect", "request", "response"];
 /// Where in a connection the TLS stage's outcome happened.
@@ -70,8 +44,8 @@ pub const NO_MAJORITY: &str = "no_majority";
 pub fn stage_verdicts(stage: &str) -> Vec<&'static str> {
     match stage {
         "dns" => DnsVerdict::ALL.iter().map(|v| v.as_str()).collect(),
-        "http" => HTTP_VERDICTS.to_vec(),
-        "tls" => TLS_VERDICTS.to_vec(),
+        "http" => HttpVerdict::ALL.iter().map(|v| v.as_str()).collect(),
+        "tls" => TlsVerdict::ALL.iter().map(|v| v.as_str()).collect(),
         _ => Vec::new(),
     }
 }
