@@ -2,15 +2,11 @@
 //! completes, one summary) and the short human summary on stderr.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::classify::web::{Blocking, HttpAssessment, TlsAssessment};
-use crate::error::{Error, Result};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::targets::{SkippedInput, TargetSource};
 use crate::verdict::{DnsAssessment, DnsVerdict};
@@ -217,58 +213,6 @@ impl SummaryBuilder {
         // With --repeat a domain is measured several times; list it once.
         self.summary.censored.dedup();
         self.summary
-    }
-}
-
-/// Writes JSONL records, flushing each one so an interrupted run loses nothing measured.
-pub struct JsonlWriter {
-    out: Box<dyn Write + Send>,
-    path: PathBuf,
-}
-
-impl JsonlWriter {
-    /// `None` or `-` writes to stdout.
-    pub fn create(path: Option<&Path>) -> Result<Self> {
-        match path {
-            Some(p) if p != Path::new("-") => {
-                let file = File::create(p).map_err(|source| Error::ReportWrite {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                Ok(JsonlWriter {
-                    out: Box::new(BufWriter::new(file)),
-                    path: p.to_owned(),
-                })
-            }
-            _ => Ok(JsonlWriter {
-                out: Box::new(BufWriter::new(io::stdout())),
-                path: PathBuf::from("-"),
-            }),
-        }
-    }
-
-    /// Writes and flushes one record.
-    pub fn write(&mut self, record: &ReportRecord) -> Result<()> {
-        self.write_unflushed(record)?;
-        self.flush()
-    }
-
-    /// Writes one record into the buffer; [`JsonlWriter::flush`] pushes it out.
-    pub fn write_unflushed(&mut self, record: &ReportRecord) -> Result<()> {
-        let path = &self.path;
-        let map = |source| Error::ReportWrite {
-            path: path.clone(),
-            source,
-        };
-        serde_json::to_writer(&mut self.out, record).map_err(|e| map(io::Error::other(e)))?;
-        self.out.write_all(b"\n").map_err(map)
-    }
-
-    pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|source| Error::ReportWrite {
-            path: self.path.clone(),
-            source,
-        })
     }
 }
 

@@ -41,12 +41,6 @@ pub struct Stages {
 }
 
 impl Stages {
-    pub const ALL: Stages = Stages {
-        dns: true,
-        http: true,
-        tls: true,
-    };
-
     pub fn web(self) -> bool {
         self.http || self.tls
     }
