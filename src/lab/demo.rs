@@ -152,7 +152,8 @@ fn report_path(report: Option<&Path>) -> LabResult<PathBuf> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
     }
-    std::path::absolute(report).map_err(|e| LabError::io(format!("resolve {}", report.display()), e))
+    std::path::absolute(report)
+        .map_err(|e| LabError::io(format!("resolve {}", report.display()), e))
 }
 
 /// Run the demo: stale labs removed, lab up, `exe scan ...` inside the vantage namespace

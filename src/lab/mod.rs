@@ -8,6 +8,9 @@
 //!   UDP/TCP, `DoT` and `DoH`; HTTP and TLS hosts with behaviours; the lab CA).
 //! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
+//! - [`state`], [`stale`]: what a lab records (owner, roles, files), the registry of labs,
+//!   and the removal of labs whose processes are all gone.
+//! - [`signals`]: teardown on stop signals; a scan child that dies with `lab demo`.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
 //! - [`expect`], [`demo`]: scan a lab and compare the report with the expectations.
 
@@ -49,7 +52,7 @@ pub enum LabCommand {
         /// when absent.
         #[arg(long)]
         id: Option<String>,
-        /// State directory (default /run/censorprobe/lab-ID).
+        /// State directory, new or empty (default /run/censorprobe/lab-ID).
         #[arg(long)]
         state: Option<PathBuf>,
     },

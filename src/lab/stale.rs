@@ -116,8 +116,7 @@ fn kill_processes_in(namespaces: &[String]) -> Vec<String> {
         let _ = signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|p| state::ProcessStamp::of(*p).is_some()) && Instant::now() < deadline
-    {
+    while pids.iter().any(|p| state::ProcessStamp::of(*p).is_some()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     pids.iter()

@@ -254,7 +254,9 @@ impl LabInfo {
                 failures.push(format!("remove {}: {e}", path.display()));
             }
         }
-        if self.state_dir_created {
+        // The default directory is the lab's own even in the state of an older version,
+        // which did not record who created it.
+        if self.state_dir_created || self.state_dir == default_state_dir(&self.id) {
             match std::fs::remove_dir(&self.state_dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -356,9 +358,11 @@ mod tests {
 
     #[test]
     fn start_time_is_field_22_after_a_command_name_with_spaces() {
-        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987_654));
-        let zombie = "4242 (x) Z 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let zombie =
+            "4242 (x) Z 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(zombie), None);
     }
 
