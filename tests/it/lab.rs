@@ -1180,3 +1180,62 @@ fn shipped_example_report_is_the_demo_scenario_perfectly_matched() {
     let comparison = compare(&scenario, &text);
     assert!(comparison.is_perfect(), "{comparison}");
 }
+
+/// A stop signal while `lab up` builds the lab and starts its roles: everything built so
+/// far is removed (no role process is left), and `lab up` exits with 130.
+#[test]
+fn lab_up_interrupted_while_starting_leaves_nothing() {
+    require_lab();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("daemon.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let state = dir.path().join("state");
+    let id = lab_id("itupsig");
+    let guard = DaemonGuard(id.clone());
+    let mut up = {
+        let _cleaning = may_clean_stale_labs();
+        let mut up = std::process::Command::new(BIN)
+            .args(["lab", "up", scenario.to_str().unwrap(), "--id", &id])
+            .arg("--state")
+            .arg(&state)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first role is being started once its log exists.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !state.join("internet.log").exists() && Instant::now() < deadline {
+            assert!(up.try_wait().unwrap().is_none(), "lab up ended early");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        up
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_with_deadline(&mut up, Duration::from_secs(30));
+    let mut stderr = String::new();
+    up.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    drop(guard);
+    assert_lab_fully_gone(&id, &state);
+    for ns in topology::Namespaces::for_id(&id).all() {
+        assert!(processes_in(ns).is_empty(), "a process is left in {ns}");
+    }
+    // No role process of this lab anywhere (they would hold the namespaces alive).
+    let state_arg = state.to_str().unwrap().to_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = lossy(&cmdline);
+        assert!(
+            !(cmdline.contains("serve") && cmdline.contains(&state_arg)),
+            "role process left: {cmdline}"
+        );
+    }
+}
