@@ -272,7 +272,9 @@ pub fn down(info: &LabInfo) -> LabResult<()> {
     if let Err(e) = &lock {
         failures.push(e.to_string());
     }
-    failures.extend(stale::remove_lab(info, lock.as_ref().ok(), false));
+    // A stale lab may have left orphans in its namespaces; a live one has only its roles.
+    let is_stale = info.liveness() == Liveness::Dead;
+    failures.extend(stale::remove_lab(info, lock.as_ref().ok(), is_stale));
     drop(lock);
     if failures.is_empty() {
         Ok(())
