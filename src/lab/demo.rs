@@ -167,7 +167,9 @@ pub fn run(
     signals: &StopSignals,
 ) -> LabResult<DemoOutcome> {
     let scenario = Scenario::load(scenario_path)?;
-    let report = report_path(report)?;
+    // A path of the user's is checked before the lab comes up; a file of our own is only
+    // made once there is a scan to write it.
+    let chosen_report = report.map(|r| report_path(Some(r))).transpose()?;
     let timing = LabTiming::for_scenario(&scenario);
     stale::clean_stale_labs_reporting();
     signals.check()?;
@@ -175,6 +177,10 @@ pub fn run(
     let lab = Lab::start(scenario.clone(), scenario_path, options)?;
     let lab_up = started.elapsed();
     signals.check()?;
+    let report = match chosen_report {
+        Some(path) => path,
+        None => report_path(None)?,
+    };
     let info = lab.info().clone();
     eprintln!(
         "censorprobe lab: lab {} is up ({:.1} s); scanning {} names from {}",
