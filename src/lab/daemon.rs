@@ -17,7 +17,9 @@ use super::error::{LabError, LabResult};
 use super::instance::{self, LabOptions, Prepared, ROLE_START_TIMEOUT};
 use super::netns;
 use super::scenario::Scenario;
-use super::state::{self, LabInfo, RolePid, SCENARIO_FILE};
+use super::signals::StopSignals;
+use super::stale;
+use super::state::{self, LabInfo, Liveness, ProcessStamp, RolePid, SCENARIO_FILE};
 use super::topology;
 
 /// The two processes of a daemonised lab.
@@ -54,11 +56,21 @@ fn log_file(state_dir: &Path, role: Role) -> PathBuf {
 }
 
 /// Bring a lab up with its roles as daemons running `exe` (normally the current binary).
-pub fn up(scenario_path: &Path, options: &LabOptions, exe: &Path) -> LabResult<LabInfo> {
+/// Stale labs are removed first; a stop signal while the roles start tears down what
+/// was built.
+pub fn up(
+    scenario_path: &Path,
+    options: &LabOptions,
+    exe: &Path,
+    signals: &StopSignals,
+) -> LabResult<LabInfo> {
     let scenario = Scenario::load(scenario_path)?;
+    stale::clean_stale_labs_reporting();
     let prepared = Prepared::new(&scenario, scenario_path, options)?;
     let mut children: Vec<(Role, Child)> = Vec::new();
-    let started = start_roles(&prepared.info, exe, &mut children);
+    let started = signals
+        .check()
+        .and_then(|()| start_roles(&prepared.info, exe, &mut children, signals));
     if let Err(e) = started {
         for (_, child) in &mut children {
             let _ = child.kill();
@@ -69,9 +81,13 @@ pub fn up(scenario_path: &Path, options: &LabOptions, exe: &Path) -> LabResult<L
     let mut info = prepared.info.clone();
     info.pids = children
         .iter()
-        .map(|(role, child)| RolePid {
-            role: role.as_str().to_owned(),
-            pid: i32::try_from(child.id()).unwrap_or(i32::MAX),
+        .map(|(role, child)| {
+            let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            RolePid {
+                role: role.as_str().to_owned(),
+                pid,
+                start_time: ProcessStamp::of(pid).map(|p| p.start_time),
+            }
         })
         .collect();
     if let Err(e) = info.write() {
@@ -85,7 +101,12 @@ pub fn up(scenario_path: &Path, options: &LabOptions, exe: &Path) -> LabResult<L
     Ok(info)
 }
 
-fn start_roles(info: &LabInfo, exe: &Path, children: &mut Vec<(Role, Child)>) -> LabResult<()> {
+fn start_roles(
+    info: &LabInfo,
+    exe: &Path,
+    children: &mut Vec<(Role, Child)>,
+    signals: &StopSignals,
+) -> LabResult<()> {
     for role in [Role::Internet, Role::Censor] {
         let log_path = log_file(&info.state_dir, role);
         let log = File::create(&log_path)
@@ -110,15 +131,21 @@ fn start_roles(info: &LabInfo, exe: &Path, children: &mut Vec<(Role, Child)>) ->
             })?;
         children.push((role, child));
         let (_, child) = children.last_mut().expect("just pushed");
-        wait_ready_file(info, role, child)?;
+        wait_ready_file(info, role, child, signals)?;
     }
-    Ok(())
+    signals.check()
 }
 
-fn wait_ready_file(info: &LabInfo, role: Role, child: &mut Child) -> LabResult<()> {
+fn wait_ready_file(
+    info: &LabInfo,
+    role: Role,
+    child: &mut Child,
+    signals: &StopSignals,
+) -> LabResult<()> {
     let deadline = Instant::now() + ROLE_START_TIMEOUT;
     let ready = ready_file(&info.state_dir, role);
     loop {
+        signals.check()?;
         if ready.exists() {
             return Ok(());
         }
@@ -215,9 +242,10 @@ fn is_alive(pid: i32) -> bool {
     }
 }
 
-/// Stop the roles of the lab in `state_dir` and remove everything it created.
-pub fn down(state_dir: &Path) -> LabResult<LabInfo> {
-    let info = LabInfo::read(state_dir)?;
+/// Stop the roles of a lab and remove everything it created (only the files it wrote in
+/// its state directory).
+pub fn down(info: &LabInfo) -> LabResult<()> {
+    let state_dir = &info.state_dir;
     let mut failures = Vec::new();
     for role in &info.pids {
         if !is_alive(role.pid) || !is_our_role(role.pid, state_dir) {
@@ -240,20 +268,16 @@ pub fn down(state_dir: &Path) -> LabResult<LabInfo> {
             }
         }
     }
-    let names: Vec<String> = info
-        .namespaces
-        .all()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    failures.extend(topology::remove_namespaces(&names));
-    if let Err(e) = std::fs::remove_dir_all(state_dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        failures.push(format!("remove {}: {e}", state_dir.display()));
+    let lock = topology::host_lock();
+    if let Err(e) = &lock {
+        failures.push(e.to_string());
     }
+    // A stale lab may have left orphans in its namespaces; a live one has only its roles.
+    let is_stale = info.liveness() == Liveness::Dead;
+    failures.extend(stale::remove_lab(info, lock.as_ref().ok(), is_stale));
+    drop(lock);
     if failures.is_empty() {
-        Ok(info)
+        Ok(())
     } else {
         Err(LabError::Teardown { failures })
     }
@@ -265,11 +289,15 @@ pub struct LabStatus {
     pub info: LabInfo,
     pub namespaces_present: Vec<String>,
     pub roles_running: Vec<String>,
+    /// Whether the lab's owner or roles run: `dead` means stale (nothing will tear it
+    /// down; the next `lab up` or `lab demo` removes it).
+    pub liveness: Liveness,
+    pub stale: bool,
     pub healthy: bool,
 }
 
-pub fn status(state_dir: &Path) -> LabResult<LabStatus> {
-    let info = LabInfo::read(state_dir)?;
+pub fn status(info: LabInfo) -> LabStatus {
+    let state_dir = &info.state_dir;
     let existing = netns::list();
     let namespaces_present: Vec<String> = info
         .namespaces
@@ -284,16 +312,25 @@ pub fn status(state_dir: &Path) -> LabResult<LabStatus> {
         .filter(|r| is_alive(r.pid) && is_our_role(r.pid, state_dir))
         .map(|r| r.role.clone())
         .collect();
-    let healthy = namespaces_present.len() == 3 && roles_running.len() == info.pids.len();
-    Ok(LabStatus {
+    let liveness = info.liveness();
+    // A lab without role processes runs its roles on threads of its owner.
+    let roles_healthy = if info.pids.is_empty() {
+        liveness == Liveness::Alive
+    } else {
+        roles_running.len() == info.pids.len()
+    };
+    let healthy = namespaces_present.len() == 3 && liveness == Liveness::Alive && roles_healthy;
+    LabStatus {
         info,
         namespaces_present,
         roles_running,
+        liveness,
+        stale: liveness == Liveness::Dead,
         healthy,
-    })
+    }
 }
 
-/// The state directories of the labs that are up (default location).
-pub fn labs_up() -> Vec<PathBuf> {
-    state::list_default_state_dirs()
+/// The labs that are up (or were, and are stale).
+pub fn labs_up() -> Vec<LabInfo> {
+    state::known_labs()
 }

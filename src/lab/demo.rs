@@ -10,10 +10,13 @@ use super::error::{LabError, LabResult};
 use super::expect::{self, Comparison};
 use super::instance::{Lab, LabOptions};
 use super::scenario::{self, Behaviour, Scenario};
+use super::signals::StopSignals;
+use super::stale;
 use super::state::LabInfo;
 
-/// The report `lab demo` writes by default (the example report shipped in the repo).
-pub const DEFAULT_REPORT: &str = "reports/examples/lab-demo.jsonl";
+/// The example report shipped in the repo: `lab demo --out` regenerates it; by default
+/// the demo writes a fresh file in the temporary directory and leaves the checkout alone.
+pub const EXAMPLE_REPORT: &str = "reports/examples/lab-demo.jsonl";
 
 /// The demo scenario: `targets/lab/demo.toml` under the working directory, else the one
 /// of the source tree censorprobe was built from.
@@ -117,6 +120,8 @@ pub fn scan_args(info: &LabInfo, timing: &LabTiming, report: &Path) -> Vec<Strin
 /// What a demo run found, and how long each part took.
 #[derive(Debug)]
 pub struct DemoOutcome {
+    /// Where the report went.
+    pub report: PathBuf,
     pub comparison: Comparison,
     pub lab_up: Duration,
     pub scan: Duration,
@@ -129,24 +134,53 @@ impl DemoOutcome {
     }
 }
 
-/// Run the demo: lab up, `exe scan ...` inside the vantage namespace, lab down, compare.
-pub fn run(
-    scenario_path: &Path,
-    report: &Path,
-    exe: &Path,
-    options: &LabOptions,
-) -> LabResult<DemoOutcome> {
-    let scenario = Scenario::load(scenario_path)?;
+/// Where the report goes: `report` (its directory created), or a new file in the
+/// temporary directory.
+fn report_path(report: Option<&Path>) -> LabResult<PathBuf> {
+    let Some(report) = report else {
+        let file = tempfile::Builder::new()
+            .prefix("censorprobe-lab-demo-")
+            .suffix(".jsonl")
+            .tempfile()
+            .map_err(|e| LabError::io("create a report file in the temporary directory", e))?;
+        return file
+            .keep()
+            .map(|(_, path)| path)
+            .map_err(|e| LabError::io("keep the report file", e.error));
+    };
     if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
     }
-    let report = std::path::absolute(report)
-        .map_err(|e| LabError::io(format!("resolve {}", report.display()), e))?;
+    std::path::absolute(report)
+        .map_err(|e| LabError::io(format!("resolve {}", report.display()), e))
+}
+
+/// Run the demo: stale labs removed, lab up, `exe scan ...` inside the vantage namespace
+/// (killed by the kernel if this process dies), lab down, compare. A stop signal
+/// (`signals`) interrupts the scan and tears the lab down.
+pub fn run(
+    scenario_path: &Path,
+    report: Option<&Path>,
+    exe: &Path,
+    options: &LabOptions,
+    signals: &StopSignals,
+) -> LabResult<DemoOutcome> {
+    let scenario = Scenario::load(scenario_path)?;
+    // A path of the user's is checked before the lab comes up; a file of our own is only
+    // made once there is a scan to write it.
+    let chosen_report = report.map(|r| report_path(Some(r))).transpose()?;
     let timing = LabTiming::for_scenario(&scenario);
+    stale::clean_stale_labs_reporting();
+    signals.check()?;
     let started = Instant::now();
     let lab = Lab::start(scenario.clone(), scenario_path, options)?;
     let lab_up = started.elapsed();
+    signals.check()?;
+    let report = match chosen_report {
+        Some(path) => path,
+        None => report_path(None)?,
+    };
     let info = lab.info().clone();
     eprintln!(
         "censorprobe lab: lab {} is up ({:.1} s); scanning {} names from {}",
@@ -159,13 +193,29 @@ pub fn run(
     let status = Command::new("ip")
         .args(["netns", "exec", &info.namespaces.vantage])
         .arg(exe)
+        .args(["lab", "exec-child", "--parent-pid"])
+        .arg(std::process::id().to_string())
+        .arg("--")
         .args(scan_args(&info, &timing, &report))
         .stdin(Stdio::null())
-        .status();
+        .spawn()
+        .and_then(|mut child| {
+            signals.watch_child(child.id());
+            let status = child.wait();
+            signals.forget_child();
+            status
+        });
     let scan = scan_started.elapsed();
     let teardown_started = Instant::now();
     lab.stop()?;
     let teardown = teardown_started.elapsed();
+    if signals.received().is_some() {
+        eprintln!(
+            "censorprobe lab: what the scan wrote before it stopped is in {}",
+            report.display()
+        );
+    }
+    signals.check()?;
     let status = status.map_err(|e| LabError::Command {
         command: format!(
             "ip netns exec {} {} scan",
@@ -184,6 +234,7 @@ pub fn run(
         .map_err(|e| LabError::io(format!("read {}", report.display()), e))?;
     Ok(DemoOutcome {
         comparison: expect::compare(&scenario, &text),
+        report,
         lab_up,
         scan,
         teardown,

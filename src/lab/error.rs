@@ -22,6 +22,14 @@ pub enum LabError {
     Command { command: String, message: String },
     #[error("network namespace {namespace}: {message}")]
     Namespace { namespace: String, message: String },
+    #[error("no lab with id {0} is known (see `censorprobe lab status`)")]
+    NoSuchLab(String),
+    #[error(
+        "state directory {0} is not empty and was not made by a lab: name a new or empty directory"
+    )]
+    StateDirInUse(PathBuf),
+    #[error("interrupted by {signal}: the lab was torn down")]
+    Interrupted { signal: String },
     #[error("lab state in {path}: {message}")]
     State { path: PathBuf, message: String },
     #[error("lab {role} did not start: {message}")]

@@ -13,7 +13,7 @@ use super::error::{LabError, LabResult};
 use super::internet::InternetServers;
 use super::netns;
 use super::scenario::Scenario;
-use super::state::{self, CA_CERT_FILE, CA_KEY_FILE, LabInfo, SCENARIO_FILE};
+use super::state::{self, CA_CERT_FILE, CA_KEY_FILE, LabInfo, ProcessStamp, SCENARIO_FILE};
 use super::topology::{self, Topology};
 use crate::servers::ca::LabCa;
 
@@ -33,11 +33,13 @@ pub struct LabOptions {
 pub(crate) struct Prepared {
     pub info: LabInfo,
     pub topology: Option<Topology>,
-    state_dir_created: bool,
+    /// Whether the files, the registry entry (and maybe the directory) are ours to remove.
+    registered: bool,
 }
 
 impl Prepared {
-    /// Make the state directory (CA, scenario copy, state.json) and the network.
+    /// Make the state directory (CA, scenario copy, state.json), register the lab with
+    /// this process as its owner, and build the network.
     pub fn new(scenario: &Scenario, source: &Path, options: &LabOptions) -> LabResult<Prepared> {
         if !netns::is_root() {
             return Err(LabError::NotRoot);
@@ -48,18 +50,20 @@ impl Prepared {
             .state_dir
             .clone()
             .unwrap_or_else(|| state::default_state_dir(&id));
-        if state_dir.join(state::STATE_FILE).exists() {
-            return Err(LabError::State {
-                path: state_dir,
-                message: "a lab already uses this state directory".to_owned(),
-            });
+        let state_dir_created = claim_state_dir(&state_dir)?;
+        let mut info = LabInfo::new(&id, &state_dir, source, &scenario.lab.control_name);
+        info.owner = Some(ProcessStamp::current()?);
+        info.state_dir_created = state_dir_created;
+        if let Err(e) = info.register() {
+            if state_dir_created {
+                let _ = std::fs::remove_dir(&state_dir);
+            }
+            return Err(e);
         }
-        std::fs::create_dir_all(&state_dir)
-            .map_err(|e| LabError::io(format!("create {}", state_dir.display()), e))?;
         let mut prepared = Prepared {
-            info: LabInfo::new(&id, &state_dir, source, &scenario.lab.control_name),
+            info,
             topology: None,
-            state_dir_created: true,
+            registered: true,
         };
         let ca = LabCa::new(&format!("censorprobe lab {id} CA")).map_err(|e| ca_error(&e))?;
         ca.write_pem(&state_dir.join(CA_CERT_FILE))
@@ -79,7 +83,8 @@ impl Prepared {
         Ok(prepared)
     }
 
-    /// Remove the network and the state directory; report what failed.
+    /// Remove the network, the files the lab wrote and its registry entry; report what
+    /// failed.
     pub fn remove(mut self) -> Vec<String> {
         self.remove_steps()
     }
@@ -91,12 +96,11 @@ impl Prepared {
         {
             failures.push(e.to_string());
         }
-        if self.state_dir_created {
-            self.state_dir_created = false;
-            if let Err(e) = std::fs::remove_dir_all(&self.info.state_dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                failures.push(format!("remove {}: {e}", self.info.state_dir.display()));
+        if self.registered {
+            self.registered = false;
+            failures.extend(self.info.remove_files());
+            if let Err(e) = self.info.unregister() {
+                failures.push(e);
             }
         }
         failures
@@ -107,7 +111,7 @@ impl Prepared {
         if let Some(topology) = self.topology.take() {
             topology.persist();
         }
-        self.state_dir_created = false;
+        self.registered = false;
     }
 }
 
@@ -116,6 +120,27 @@ impl Drop for Prepared {
         for failure in self.remove_steps() {
             eprintln!("censorprobe lab: cleanup: {failure}");
         }
+    }
+}
+
+/// Make sure `dir` can hold a new lab's state: create it, or accept an existing empty
+/// directory (a user's non-empty directory is refused: teardown would have to tell its
+/// files from the lab's). Returns whether the directory was created.
+fn claim_state_dir(dir: &Path) -> LabResult<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                Err(LabError::StateDirInUse(dir.to_owned()))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+            Ok(true)
+        }
+        Err(e) => Err(LabError::io(format!("read {}", dir.display()), e)),
     }
 }
 

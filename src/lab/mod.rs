@@ -8,6 +8,9 @@
 //!   UDP/TCP, `DoT` and `DoH`; HTTP and TLS hosts with behaviours; the lab CA).
 //! - [`instance`]: a lab with its roles on threads ([`Lab`]), used by tests and `lab demo`.
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
+//! - [`state`], [`stale`]: what a lab records (owner, roles, files), the registry of labs,
+//!   and the removal of labs whose processes are all gone.
+//! - [`signals`]: teardown on stop signals; a scan child that dies with `lab demo`.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
 //! - [`expect`], [`demo`]: scan a lab and compare the report with the expectations.
 
@@ -23,6 +26,8 @@ pub mod netns;
 pub mod nft;
 pub mod plan;
 pub mod scenario;
+pub mod signals;
+pub mod stale;
 pub mod state;
 pub mod topology;
 
@@ -47,7 +52,7 @@ pub enum LabCommand {
         /// when absent.
         #[arg(long)]
         id: Option<String>,
-        /// State directory (default /run/censorprobe/lab-ID).
+        /// State directory, new or empty (default /run/censorprobe/lab-ID).
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -78,8 +83,9 @@ pub enum LabCommand {
         /// Scenario (default targets/lab/demo.toml).
         #[arg(long)]
         scenario: Option<PathBuf>,
-        /// Report path (default reports/examples/lab-demo.jsonl).
-        #[arg(long)]
+        /// Report path (default: a new file in the temporary directory; `--out
+        /// reports/examples/lab-demo.jsonl` regenerates the example shipped in the repo).
+        #[arg(long, alias = "report")]
         out: Option<PathBuf>,
         /// Lab id (namespace names); random when absent.
         #[arg(long)]
@@ -113,6 +119,28 @@ pub enum LabCommand {
         #[arg(long)]
         state: PathBuf,
     },
+    /// Become `censorprobe ARGS`, killed when process PARENT dies (started by `lab demo`).
+    #[command(hide = true)]
+    ExecChild {
+        #[arg(long)]
+        parent_pid: i32,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// The exit status of a command stopped by a signal (as `scan` does).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// The exit status for a lab error: interrupted, or a user's error (status 2, as for
+/// every other error the binary reports).
+fn interrupted_or(error: LabError) -> anyhow::Result<ExitCode> {
+    if let LabError::Interrupted { .. } = error {
+        eprintln!("censorprobe lab: {error}");
+        Ok(ExitCode::from(EXIT_INTERRUPTED))
+    } else {
+        Err(error.into())
+    }
 }
 
 /// Run a `lab` subcommand.
@@ -124,30 +152,32 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             state,
         } => {
             let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
-            let info = daemon::up(
-                &scenario,
-                &LabOptions {
-                    id,
-                    state_dir: state,
-                },
-                &exe,
-            )?;
-            print_info(&info);
-            Ok(ExitCode::SUCCESS)
+            let signals = signals::StopSignals::install()?;
+            let options = LabOptions {
+                id,
+                state_dir: state,
+            };
+            match daemon::up(&scenario, &options, &exe, &signals) {
+                Ok(info) => {
+                    print_info(&info);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => interrupted_or(e),
+            }
         }
         LabCommand::Down { id, state, all } => {
-            let dirs = if all {
+            let labs = if all {
                 daemon::labs_up()
             } else {
                 vec![select_lab(id, state)?]
             };
             let mut failed = false;
-            for dir in dirs {
-                match daemon::down(&dir) {
-                    Ok(info) => eprintln!("lab {} is down", info.id),
+            for info in labs {
+                match daemon::down(&info) {
+                    Ok(()) => eprintln!("lab {} is down", info.id),
                     Err(e) => {
                         failed = true;
-                        eprintln!("censorprobe: lab in {}: {e}", dir.display());
+                        eprintln!("censorprobe: lab in {}: {e}", info.state_dir.display());
                     }
                 }
             }
@@ -158,18 +188,18 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             })
         }
         LabCommand::Status { id, state, json } => {
-            let dirs = if id.is_some() || state.is_some() {
+            let labs = if id.is_some() || state.is_some() {
                 vec![select_lab(id, state)?]
             } else {
                 daemon::labs_up()
             };
-            if dirs.is_empty() && !json {
+            if labs.is_empty() && !json {
                 println!("no lab is up");
             }
             let mut all_healthy = true;
             let mut statuses = Vec::new();
-            for dir in dirs {
-                let status = daemon::status(&dir)?;
+            for info in labs {
+                let status = daemon::status(info);
                 all_healthy &= status.healthy;
                 statuses.push(status);
             }
@@ -178,9 +208,18 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for status in &statuses {
                     print_info(&status.info);
+                    let health = match (status.healthy, status.liveness) {
+                        (true, _) => "ok",
+                        (false, state::Liveness::Dead) => {
+                            "STALE: its owner and roles are gone; `lab down --id ID`, the next `lab up` or `lab demo` removes it"
+                        }
+                        (false, state::Liveness::Unknown) => {
+                            "UNKNOWN: no owner recorded (a lab of an older version)"
+                        }
+                        (false, state::Liveness::Alive) => "DEGRADED",
+                    };
                     println!(
-                        "  health:     {} (namespaces {}/3, roles running: {})",
-                        if status.healthy { "ok" } else { "DEGRADED" },
+                        "  health:     {health} (namespaces {}/3, roles running: {})",
                         status.namespaces_present.len(),
                         status.roles_running.join(", ")
                     );
@@ -199,19 +238,18 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             state,
         } => {
             let scenario = scenario.unwrap_or_else(demo::default_scenario);
-            let out = out.unwrap_or_else(|| PathBuf::from(demo::DEFAULT_REPORT));
             let exe = std::env::current_exe().context("cannot find the censorprobe binary")?;
-            let outcome = demo::run(
-                &scenario,
-                &out,
-                &exe,
-                &LabOptions {
-                    id,
-                    state_dir: state,
-                },
-            )?;
+            let signals = signals::StopSignals::install()?;
+            let options = LabOptions {
+                id,
+                state_dir: state,
+            };
+            let outcome = match demo::run(&scenario, out.as_deref(), &exe, &options, &signals) {
+                Ok(outcome) => outcome,
+                Err(e) => return interrupted_or(e),
+            };
             println!("scenario: {}", scenario.display());
-            println!("report:   {}", out.display());
+            println!("report:   {}", outcome.report.display());
             println!();
             print!("{}", outcome.comparison);
             println!(
@@ -243,27 +281,24 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { role, state } => {
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .try_init();
+            // Logging is set up by the command line (no colours: the log is a file).
             daemon::serve(role, &state)?;
             Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::ExecChild { parent_pid, args } => {
+            Err(signals::exec_child(parent_pid, &args).into())
         }
     }
 }
 
-/// The state directory named by `--id`/`--state`, or the only lab that is up.
-fn select_lab(id: Option<String>, state: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The lab named by `--id` (a valid id, else a user error) or `--state`, or the only
+/// lab that is up.
+fn select_lab(id: Option<String>, state: Option<PathBuf>) -> anyhow::Result<LabInfo> {
     if let Some(state) = state {
-        return Ok(state);
+        return Ok(LabInfo::read(&state)?);
     }
     if let Some(id) = id {
-        return Ok(state::default_state_dir(&id));
+        return Ok(state::find_lab(&id)?);
     }
     let labs = daemon::labs_up();
     match labs.len() {
@@ -272,8 +307,7 @@ fn select_lab(id: Option<String>, state: Option<PathBuf>) -> anyhow::Result<Path
         _ => anyhow::bail!(
             "several labs are up ({}): name one with --id, or use --all",
             labs.iter()
-                .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
-                .map(|n| n.trim_start_matches("lab-"))
+                .map(|l| l.id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -293,6 +293,18 @@ pub fn remove_namespaces(names: &[String]) -> Vec<String> {
             None
         }
     };
+    failures.extend(remove_namespaces_locked(names, lock.as_ref()));
+    drop(lock);
+    failures
+}
+
+/// [`remove_namespaces`] for a caller that holds the host lock already (`None`: taking
+/// it failed, and the caller goes on best effort).
+pub(crate) fn remove_namespaces_locked(
+    names: &[String],
+    _lock: Option<&Flock<File>>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
     let existing = netns::list();
     for name in names {
         if existing.contains(name)
@@ -307,12 +319,11 @@ pub fn remove_namespaces(names: &[String]) -> Vec<String> {
     if !labs_left && let Err(e) = remove_host_route() {
         failures.push(e.to_string());
     }
-    drop(lock);
     failures
 }
 
 /// Serialises namespace creation/removal with the host route's reference count.
-fn host_lock() -> LabResult<Flock<File>> {
+pub(crate) fn host_lock() -> LabResult<Flock<File>> {
     std::fs::create_dir_all(RUN_DIR).map_err(|e| LabError::io(format!("create {RUN_DIR}"), e))?;
     let path = format!("{RUN_DIR}/host-route.lock");
     let file = OpenOptions::new()

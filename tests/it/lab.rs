@@ -71,19 +71,19 @@ action = "rst_ack"
 count = 2
 "#;
 
-/// Why the lab cannot run here, if it cannot.
-fn lab_unavailable() -> Option<String> {
-    if !netns::is_root() {
-        return Some("not root".to_owned());
+/// The lab tests need root and network namespaces: fail loudly without them.
+fn require_lab() {
+    assert!(
+        netns::is_root(),
+        "the lab tests need root (network namespaces, nftables)"
+    );
+    // Not `cp-`: a lab's teardown counts the `cp-` namespaces to decide whether the
+    // host route is still needed.
+    let probe = format!("censorprobe-check-{}", topology::random_id());
+    if let Err(e) = netns::run("ip", &["netns", "add", &probe], None) {
+        panic!("the lab tests need network namespaces: ip netns add fails: {e}");
     }
-    let probe = format!("cp-check-{}", topology::random_id());
-    match netns::run("ip", &["netns", "add", &probe], None) {
-        Ok(_) => {
-            let _ = netns::run("ip", &["netns", "del", &probe], None);
-            None
-        }
-        Err(e) => Some(format!("ip netns add fails: {e}")),
-    }
+    let _ = netns::run("ip", &["netns", "del", &probe], None);
 }
 
 fn a_query(name: &str) -> Vec<u8> {
@@ -158,10 +158,7 @@ fn tls_handshake(server: SocketAddr, sni: &str, ca_pem: &str) -> Result<(), Stri
 
 #[test]
 fn lab_injects_resets_and_tears_down_cleanly() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
-        return;
-    }
+    require_lab();
     let scenario = Scenario::parse(SCENARIO, Path::new("it-lab.toml")).unwrap();
     let id = format!("it{}", topology::random_id());
     let lab = Lab::start(
@@ -356,10 +353,7 @@ fn read_until_closed(server: SocketAddr, host: &str) -> (String, std::io::ErrorK
 
 #[test]
 fn demo_scenario_every_rule_and_trap_on_the_wire() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
-        return;
-    }
+    require_lab();
     let path = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
     let mut scenario = Scenario::load(&path).unwrap();
     // The demo's residual windows are a few seconds; these exchanges check them with
@@ -537,22 +531,147 @@ fn assert_lab_gone(id: &str) {
     }
 }
 
+/// `lab up` and `lab demo` remove stale labs when they start; a test that looks at a
+/// stale lab on purpose holds this for writing, the commands that may remove one hold it
+/// for reading until their lab is up.
+static STALE_LAB_CLEANERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn may_clean_stale_labs() -> std::sync::RwLockReadGuard<'static, ()> {
+    STALE_LAB_CLEANERS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn keep_stale_labs() -> std::sync::RwLockWriteGuard<'static, ()> {
+    STALE_LAB_CLEANERS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `lab up ...` (it removes stale labs first).
+fn lab_up(args: &[&str]) -> std::process::Output {
+    let _cleaning = may_clean_stale_labs();
+    let mut all = vec!["up"];
+    all.extend_from_slice(args);
+    lab_command(&all)
+}
+
+fn namespace_exists(name: &str) -> bool {
+    netns::list().iter().any(|n| n == name)
+}
+
+/// Start `lab demo ARGS` with piped output; returns once its lab is up (or it ended).
+fn spawn_demo(args: &[&str], id: &str, cwd: Option<&Path>) -> std::process::Child {
+    let _cleaning = may_clean_stale_labs();
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["lab", "demo", "--id", id])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().expect("the binary runs");
+    let vantage = topology::Namespaces::for_id(id).vantage;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !namespace_exists(&vantage)
+        && child.try_wait().unwrap().is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// The processes inside a namespace.
+fn processes_in(namespace: &str) -> Vec<i32> {
+    netns::run("ip", &["netns", "pids", namespace], None)
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the demo of lab `id` runs its scan in the vantage point; its pid.
+fn wait_for_scan(id: &str, demo: &mut std::process::Child) -> i32 {
+    let vantage = topology::Namespaces::for_id(id).vantage;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pid) = processes_in(&vantage).first() {
+            return *pid;
+        }
+        if let Some(status) = demo.try_wait().unwrap() {
+            panic!("lab demo ended before its scan ran: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scan of lab {id} never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pid {} did not end within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_running(pid: i32) -> bool {
+    censorprobe::lab::state::ProcessStamp::of(pid).is_some()
+}
+
+/// Nothing of lab `id` is left: namespaces (with the censor's nftables table), the
+/// registry entry, the state directory, the host route if no lab is left.
+fn assert_lab_fully_gone(id: &str, state_dir: &Path) {
+    assert_lab_gone(id);
+    assert!(
+        !censorprobe::lab::state::registry_entry(id).exists(),
+        "registry entry of {id} left behind"
+    );
+    assert!(
+        !state_dir.exists(),
+        "state dir {} left behind",
+        state_dir.display()
+    );
+}
+
 /// `lab demo` on a scenario file with a fresh lab: the schema-checked report and its
-/// comparison with the scenario's expectations.
-fn demo_through_the_binary(scenario_path: &Path, dir: &Path, id: &str) -> (Report, Comparison) {
-    let out = dir.join("report.jsonl");
+/// comparison with the scenario's expectations, and where the report went. Without
+/// `out`, the demo picks the report path itself (and says where).
+fn demo_through_the_binary(
+    scenario_path: &Path,
+    dir: &Path,
+    id: &str,
+    out: Option<&Path>,
+    cwd: Option<&Path>,
+) -> (Report, Comparison, std::path::PathBuf) {
     let state = dir.join("state");
-    let run = lab_command(&[
-        "demo",
+    let mut args = vec![
         "--scenario",
         scenario_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--id",
-        id,
         "--state",
         state.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(out) = out {
+        args.extend(["--out", out.to_str().unwrap()]);
+    }
+    let run = spawn_demo(&args, id, cwd).wait_with_output().unwrap();
     let stdout = lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -563,7 +682,15 @@ fn demo_through_the_binary(scenario_path: &Path, dir: &Path, id: &str) -> (Repor
     assert!(stdout.contains("a perfect match"), "{stdout}");
     assert!(!state.exists(), "state dir left behind");
     assert_lab_gone(id);
-    let text = std::fs::read_to_string(&out).unwrap();
+    let reported = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("report:"))
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .expect("the demo says where the report went");
+    if let Some(out) = out {
+        assert_eq!(reported, std::path::absolute(out).unwrap());
+    }
+    let text = std::fs::read_to_string(&reported).unwrap();
     let report = Report::parse(&text);
     let scenario = Scenario::load(scenario_path).unwrap();
     let comparison = compare(&scenario, &text);
@@ -585,7 +712,7 @@ fn demo_through_the_binary(scenario_path: &Path, dir: &Path, id: &str) -> (Repor
             );
         }
     }
-    (report, comparison)
+    (report, comparison, reported)
 }
 
 fn evidence_kinds_of<'a>(target: &'a serde_json::Value, stage: &str) -> Vec<&'a str> {
@@ -595,17 +722,38 @@ fn evidence_kinds_of<'a>(target: &'a serde_json::Value, stage: &str) -> Vec<&'a 
         .unwrap_or_default()
 }
 
-/// The demo scenario through the real binary: every verdict, method and stage is the
-/// scenario's expectation, nothing is inconclusive, the report matches the schema.
+/// The demo scenario through the real binary, as the README runs it (from the checkout,
+/// no report path): every verdict, method and stage is the scenario's expectation,
+/// nothing is inconclusive, the report matches the schema, and the report went to a
+/// file of its own: the example report in the checkout is left alone.
 #[test]
 fn demo_scenario_through_the_binary_is_a_perfect_match() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
-        return;
-    }
+    require_lab();
     let dir = tempfile::tempdir().unwrap();
     let path = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
-    let (report, comparison) = demo_through_the_binary(&path, dir.path(), &lab_id("itdemo"));
+    let example = crate::support::repo_path("reports/examples/lab-demo.jsonl");
+    let example_before = (
+        std::fs::read(&example).unwrap(),
+        std::fs::metadata(&example).unwrap().modified().unwrap(),
+    );
+    let checkout = crate::support::repo_path("");
+    let (report, comparison, reported) =
+        demo_through_the_binary(&path, dir.path(), &lab_id("itdemo"), None, Some(&checkout));
+    let example_after = (
+        std::fs::read(&example).unwrap(),
+        std::fs::metadata(&example).unwrap().modified().unwrap(),
+    );
+    assert!(
+        example_before == example_after,
+        "lab demo rewrote {}",
+        example.display()
+    );
+    assert!(
+        !reported.starts_with(&checkout),
+        "the report went into the checkout: {}",
+        reported.display()
+    );
+    std::fs::remove_file(&reported).unwrap();
     assert!(comparison.checks.len() > 150, "{}", comparison.checks.len());
     // Spot checks of the evidence behind the headline verdicts.
     let dropped = report.target("dns-dropped.example");
@@ -628,10 +776,7 @@ fn demo_scenario_through_the_binary_is_a_perfect_match() {
 /// into the next on the same address.
 #[test]
 fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
-        return;
-    }
+    require_lab();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("generated.toml");
     let generated = lab_command(&[
@@ -650,7 +795,9 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     let scenario = Scenario::load(&path).unwrap();
     assert_eq!(scenario.names.len(), 240);
     assert!(scenario.servers.len() <= 8, "a handful of shared addresses");
-    let (report, _) = demo_through_the_binary(&path, dir.path(), &lab_id("itgen"));
+    let out = dir.path().join("report.jsonl");
+    let (report, _, _) =
+        demo_through_the_binary(&path, dir.path(), &lab_id("itgen"), Some(&out), None);
 
     // Residual censorship really happened, and benign names met it and were kept honest
     // (the test would prove nothing if the windows had never overlapped other names).
@@ -698,10 +845,7 @@ impl Drop for DaemonGuard {
 /// `lab up`, `lab status`, a probe through the daemonised lab, `lab down`: nothing left.
 #[test]
 fn lab_up_status_down_through_the_binary() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("SKIPPED lab test: network namespaces unavailable ({reason})");
-        return;
-    }
+    require_lab();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("daemon.toml");
     // No residual window: the probe below must not wait one out.
@@ -712,7 +856,16 @@ fn lab_up_status_down_through_the_binary() {
     .unwrap();
     let id = lab_id("itd");
     let guard = DaemonGuard(id.clone());
-    let up = lab_command(&["up", scenario.to_str().unwrap(), "--id", &id]);
+    let up = {
+        let _cleaning = may_clean_stale_labs();
+        // Info level: the censor logs every match, to a file.
+        std::process::Command::new(BIN)
+            .args(["lab", "up", scenario.to_str().unwrap(), "--id", &id])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
     assert!(up.status.success(), "{}", lossy(&up.stderr));
     let namespaces = topology::Namespaces::for_id(&id);
     assert!(lossy(&up.stdout).contains(&namespaces.vantage));
@@ -760,6 +913,18 @@ fn lab_up_status_down_through_the_binary() {
     assert_eq!(rst["http"]["verdict"], "rst_injection", "{rst:#}");
     assert_eq!(rst["blocking"], "http");
 
+    // The roles' logs are files: plain text, no terminal colour codes.
+    let state_dir = Path::new(info["state_dir"].as_str().unwrap());
+    let censor_log = std::fs::read_to_string(state_dir.join("censor.log")).unwrap();
+    assert!(
+        censor_log.contains("Keyword"),
+        "the censor logs its match: {censor_log:?}"
+    );
+    for role in ["censor", "internet"] {
+        let log = std::fs::read_to_string(state_dir.join(format!("{role}.log"))).unwrap();
+        assert!(!log.contains('\x1b'), "ANSI codes in {role}.log: {log:?}");
+    }
+
     let down = lab_command(&["down", "--id", &id]);
     assert!(down.status.success(), "{}", lossy(&down.stderr));
     assert!(lossy(&down.stderr).contains(&format!("lab {id} is down")));
@@ -777,7 +942,228 @@ fn lab_up_status_down_through_the_binary() {
         );
     }
     let gone = lab_command(&["status", "--id", &id]);
-    assert!(!gone.status.success(), "status of a lab that is down fails");
+    assert_eq!(gone.status.code(), Some(2), "status of a lab that is down");
+    let gone = lab_command(&["down", "--id", &id]);
+    assert_eq!(gone.status.code(), Some(2), "down of a lab that is down");
+}
+
+/// Lab ids are checked before they become paths or namespace names; naming a lab that
+/// does not exist is a user's error (status 2) for `status` and `down` alike.
+#[test]
+fn lab_ids_are_validated_and_unknown_labs_are_user_errors() {
+    for bad in ["x/../../etc", "../lab-x", "UPPER", "", "a b"] {
+        for command in ["down", "status"] {
+            let run = lab_command(&[command, "--id", bad]);
+            assert_eq!(
+                run.status.code(),
+                Some(2),
+                "{command} --id {bad:?}: {}",
+                lossy(&run.stderr)
+            );
+            assert!(
+                lossy(&run.stderr).contains("lab id"),
+                "{command} --id {bad:?}: {}",
+                lossy(&run.stderr)
+            );
+        }
+    }
+    let unknown = lab_id("itnone");
+    for command in ["down", "status"] {
+        let run = lab_command(&[command, "--id", &unknown]);
+        assert_eq!(run.status.code(), Some(2), "{}", lossy(&run.stderr));
+        assert!(
+            lossy(&run.stderr).contains(&unknown),
+            "{}",
+            lossy(&run.stderr)
+        );
+    }
+    // A directory that holds no lab: nothing in it is touched.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let run = lab_command(&["down", "--state", dir.path().to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2), "{}", lossy(&run.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+/// `lab up --state DIR` refuses a directory with someone else's files in it; in a
+/// directory it may use, `lab down` removes only what the lab wrote.
+#[test]
+fn lab_state_directory_keeps_the_users_files() {
+    require_lab();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("daemon.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let scenario = scenario.to_str().unwrap();
+
+    // A user's non-empty directory: refused, untouched, nothing built.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let id = lab_id("itsd");
+    let up = lab_up(&[scenario, "--id", &id, "--state", mine.to_str().unwrap()]);
+    assert_eq!(up.status.code(), Some(2), "{}", lossy(&up.stderr));
+    assert!(
+        lossy(&up.stderr).contains("not empty"),
+        "{}",
+        lossy(&up.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_lab_fully_gone(&id, Path::new("/nonexistent"));
+
+    // A new directory: the lab makes it; a file the user adds later survives `down`,
+    // and so does the directory holding it.
+    let fresh = dir.path().join("fresh");
+    let id = lab_id("itsd");
+    let guard = DaemonGuard(id.clone());
+    let up = lab_up(&[scenario, "--id", &id, "--state", fresh.to_str().unwrap()]);
+    assert!(up.status.success(), "{}", lossy(&up.stderr));
+    assert!(fresh.join("state.json").is_file());
+    std::fs::write(fresh.join("notes.txt"), "mine").unwrap();
+    let down = lab_command(&["down", "--state", fresh.to_str().unwrap()]);
+    assert!(down.status.success(), "{}", lossy(&down.stderr));
+    drop(guard);
+    let left: Vec<String> = std::fs::read_dir(&fresh)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, vec!["notes.txt".to_owned()]);
+    assert_lab_gone(&id);
+
+    // An existing empty directory: used, and kept (empty) after `down`.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let id = lab_id("itsd");
+    let guard = DaemonGuard(id.clone());
+    let up = lab_up(&[scenario, "--id", &id, "--state", empty.to_str().unwrap()]);
+    assert!(up.status.success(), "{}", lossy(&up.stderr));
+    let down = lab_command(&["down", "--id", &id]);
+    assert!(down.status.success(), "{}", lossy(&down.stderr));
+    drop(guard);
+    assert!(empty.is_dir(), "the user's directory is kept");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert_lab_gone(&id);
+}
+
+/// A stop signal to `lab demo` (while its lab comes up or while it scans) stops the
+/// scan and tears everything down: namespaces, nftables table, host route (when no
+/// other lab is up), state directory, registry entry; the demo exits with 130.
+#[test]
+fn lab_demo_tears_down_on_every_stop_signal() {
+    require_lab();
+    let scenario = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
+    for (signal, during_scan) in [
+        (nix::sys::signal::Signal::SIGINT, true),
+        (nix::sys::signal::Signal::SIGTERM, true),
+        (nix::sys::signal::Signal::SIGHUP, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let out = dir.path().join("report.jsonl");
+        let id = lab_id("itsig");
+        let mut demo = spawn_demo(
+            &[
+                "--scenario",
+                scenario.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &id,
+            None,
+        );
+        let scan = during_scan.then(|| wait_for_scan(&id, &mut demo));
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(demo.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let status = wait_with_deadline(&mut demo, Duration::from_secs(60));
+        let mut stderr = String::new();
+        demo.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+        if let Some(scan) = scan {
+            assert!(!is_running(scan), "{signal}: the scan {scan} still runs");
+        }
+        assert_lab_fully_gone(&id, &state);
+        let status = lab_command(&["status", "--id", &id]);
+        assert_eq!(
+            status.status.code(),
+            Some(2),
+            "{signal}: the lab is unknown"
+        );
+    }
+}
+
+/// `kill -9` of `lab demo`: its scan dies with it (no orphan writing verdicts about a
+/// dead lab), `lab status` calls what is left stale instead of healthy, and the next
+/// `lab up` removes it, keeping the host route right.
+#[test]
+fn killed_demo_leaves_no_orphan_and_its_stale_lab_is_reported_and_removed() {
+    require_lab();
+    let scenario = censorprobe::lab::scenario::scenario_dir().join("demo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("report.jsonl");
+    let id = lab_id("itkill");
+    let mut demo = spawn_demo(
+        &[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &id,
+        None,
+    );
+    let scan = wait_for_scan(&id, &mut demo);
+    let stale_kept = keep_stale_labs();
+    demo.kill().unwrap();
+    demo.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while is_running(scan) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_running(scan), "the scan {scan} outlived its demo");
+
+    // What is left is stale, and said to be.
+    assert!(namespace_exists(&topology::Namespaces::for_id(&id).vantage));
+    let status = lab_command(&["status", "--id", &id]);
+    let stdout = lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("STALE"), "{stdout}");
+    assert!(!stdout.contains("health:     ok"), "{stdout}");
+    let json = lab_command(&["status", "--id", &id, "--json"]);
+    let statuses: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(statuses[0]["stale"], true, "{statuses:#}");
+    assert_eq!(statuses[0]["healthy"], false, "{statuses:#}");
+    drop(stale_kept);
+
+    // The next lab removes it; its own host route stays while it is up.
+    let dir2 = tempfile::tempdir().unwrap();
+    let small = dir2.path().join("daemon.toml");
+    std::fs::write(&small, SCENARIO).unwrap();
+    let next = lab_id("itnext");
+    let guard = DaemonGuard(next.clone());
+    let up = lab_up(&[small.to_str().unwrap(), "--id", &next]);
+    assert!(up.status.success(), "{}", lossy(&up.stderr));
+    assert_lab_fully_gone(&id, &state);
+    assert!(topology::host_route_exists(), "the new lab keeps its route");
+    let down = lab_command(&["down", "--id", &next]);
+    assert!(down.status.success(), "{}", lossy(&down.stderr));
+    drop(guard);
+    assert_lab_gone(&next);
 }
 
 /// The example report shipped in the repo (written by `lab demo`) matches the schema and
@@ -793,4 +1179,63 @@ fn shipped_example_report_is_the_demo_scenario_perfectly_matched() {
     assert_eq!(report.targets.len(), scenario.names.len());
     let comparison = compare(&scenario, &text);
     assert!(comparison.is_perfect(), "{comparison}");
+}
+
+/// A stop signal while `lab up` builds the lab and starts its roles: everything built so
+/// far is removed (no role process is left), and `lab up` exits with 130.
+#[test]
+fn lab_up_interrupted_while_starting_leaves_nothing() {
+    require_lab();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("daemon.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let state = dir.path().join("state");
+    let id = lab_id("itupsig");
+    let guard = DaemonGuard(id.clone());
+    let mut up = {
+        let _cleaning = may_clean_stale_labs();
+        let mut up = std::process::Command::new(BIN)
+            .args(["lab", "up", scenario.to_str().unwrap(), "--id", &id])
+            .arg("--state")
+            .arg(&state)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first role is being started once its log exists.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !state.join("internet.log").exists() && Instant::now() < deadline {
+            assert!(up.try_wait().unwrap().is_none(), "lab up ended early");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        up
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_with_deadline(&mut up, Duration::from_secs(30));
+    let mut stderr = String::new();
+    up.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    drop(guard);
+    assert_lab_fully_gone(&id, &state);
+    for ns in topology::Namespaces::for_id(&id).all() {
+        assert!(processes_in(ns).is_empty(), "a process is left in {ns}");
+    }
+    // No role process of this lab anywhere (they would hold the namespaces alive).
+    let state_arg = state.to_str().unwrap().to_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = lossy(&cmdline);
+        assert!(
+            !(cmdline.contains("serve") && cmdline.contains(&state_arg)),
+            "role process left: {cmdline}"
+        );
+    }
 }
