@@ -136,6 +136,9 @@ pub struct SummaryRecord {
     pub blocking: BTreeMap<String, usize>,
     /// Domains blocked at some layer (`blocking` is a layer).
     pub censored: Vec<String>,
+    /// What the DNS rate control did (back-offs when the resolver dropped queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_rate: Option<crate::dns::rate::DnsRateReport>,
 }
 
 /// Accumulates the summary as records stream past.
@@ -273,6 +276,18 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
             .map(|(m, n)| format!("{m} {n}"))
             .collect();
         let _ = writeln!(text, "  poisoning methods: {}", methods.join(", "));
+    }
+    if let Some(rate) = summary.dns_rate.as_ref().filter(|r| r.backoffs > 0) {
+        let _ = writeln!(
+            text,
+            "  dns rate: the resolver dropped queries; backed off {} time(s) from {:.0} to {:.0} q/s (ended at {:.0}); {} of {} attempts lost",
+            rate.backoffs,
+            rate.max_qps,
+            rate.lowest_qps,
+            rate.final_qps,
+            rate.attempts_lost,
+            rate.attempts_lost + rate.attempts_answered
+        );
     }
     if !summary.censored.is_empty() {
         const SHOWN: usize = 20;
