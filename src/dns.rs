@@ -293,9 +293,9 @@ struct PendingQuery {
     question: DnsQuestion,
     done: Option<oneshot::Sender<DnsQueryObservation>>,
     ids: Vec<u16>,
-    /// Per attempt (parallel to `ids`): the rate epoch it was sent in, and whether its
+    /// Per attempt (parallel to `ids`): its rate-control sample stamp, and whether its
     /// outcome was reported to the rate control yet.
-    epochs: Vec<u64>,
+    samples: Vec<Option<u64>>,
     settled: Vec<bool>,
     /// SHA-256 of the first reply kept, to count identical ones among the omitted.
     first_digest: Option<[u8; 32]>,
@@ -420,7 +420,7 @@ impl SocketWorker {
             question: job.question,
             done: Some(job.done),
             ids: Vec::new(),
-            epochs: Vec::new(),
+            samples: Vec::new(),
             settled: Vec::new(),
             first_digest: None,
             omitted: None,
@@ -447,7 +447,13 @@ impl SocketWorker {
         };
         self.id_taken[usize::from(id)] = true;
         query.ids.push(id);
-        query.epochs.push(self.gate.epoch());
+        // The sink never answers: its queries say nothing about the resolver's loss.
+        let sample = if query.question.role == DnsServerRole::Resolver {
+            self.gate.on_send()
+        } else {
+            None
+        };
+        query.samples.push(sample);
         query.settled.push(false);
         self.by_id.insert(id, key);
         let sent = match encode_query(id, &query.question) {
@@ -464,20 +470,23 @@ impl SocketWorker {
             }
         };
         if !sent {
-            // Never left: says nothing about the resolver's loss.
+            // Could not leave (e.g. the kernel's buffers are full): as good as lost.
             if let Some(settled) = query.settled.last_mut() {
                 *settled = true;
+                if query.question.role == DnsServerRole::Resolver {
+                    self.gate.record(sample, false);
+                }
             }
         }
     }
 
     /// Reports every attempt of `query` without an outcome yet as lost.
     fn settle_lost(&self, query: &mut PendingQuery) {
-        for (settled, epoch) in query.settled.iter_mut().zip(&query.epochs) {
+        for (settled, sample) in query.settled.iter_mut().zip(&query.samples) {
             if !*settled {
                 *settled = true;
                 if query.question.role == DnsServerRole::Resolver {
-                    self.gate.record(*epoch, false);
+                    self.gate.record(*sample, false);
                 }
             }
         }
@@ -538,7 +547,7 @@ impl SocketWorker {
         {
             query.settled[index] = true;
             if query.question.role == DnsServerRole::Resolver {
-                self.gate.record(query.epochs[index], true);
+                self.gate.record(query.samples[index], true);
             }
         }
         let attempt = query.attempts;

@@ -6,8 +6,12 @@
 //! counts, per window of attempts sent at one rate, how many got no reply, and halves
 //! the rate when the loss is high. Loss that does not fall when the rate is halved is
 //! not caused by the rate (a censor dropping many names of the list, say): it is then
-//! taken as the baseline and the rate climbs back. The outcomes of attempts sent before
-//! a rate change are not counted against the new rate.
+//! taken as the baseline and the rate climbs back.
+//!
+//! A window is the next [`WINDOW`] attempts *sent*, judged once each has its outcome:
+//! answers arrive in milliseconds and losses only at the timeout, so closing a window
+//! on the first outcomes to arrive would undercount the loss. Attempts sent while a
+//! window waits for its outcomes are not sampled.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,8 +70,9 @@ pub struct AimdRate {
     max: f64,
     min: f64,
     rate: f64,
-    /// Bumped at every rate change; outcomes carry the epoch they were sent in.
-    epoch: u64,
+    /// The current window; sampled attempts carry its id.
+    window: u64,
+    window_sent: u32,
     window_answered: u32,
     window_lost: u32,
     /// Loss and answered fraction of the window that caused the last cut, while the
@@ -89,7 +94,8 @@ impl AimdRate {
             max,
             min: (max / 64.0).max(1.0).min(max),
             rate: max,
-            epoch: 0,
+            window: 0,
+            window_sent: 0,
             window_answered: 0,
             window_lost: 0,
             last_cut: None,
@@ -108,18 +114,24 @@ impl AimdRate {
         self.rate
     }
 
-    pub fn epoch(&self) -> u64 {
-        self.epoch
+    /// An attempt leaves now: the window id when it is sampled.
+    pub fn on_send(&mut self) -> Option<u64> {
+        if self.max == 0.0 || self.window_sent >= WINDOW {
+            return None;
+        }
+        self.window_sent += 1;
+        Some(self.window)
     }
 
-    /// Records the outcome of one attempt sent in `epoch`, `at` after the engine started.
-    pub fn record(&mut self, epoch: u64, answered: bool, at: Duration) {
+    /// Records the outcome of one attempt (`sample`: what [`AimdRate::on_send`] gave
+    /// it), `at` after the engine started.
+    pub fn record(&mut self, sample: Option<u64>, answered: bool, at: Duration) {
         if answered {
             self.report.attempts_answered += 1;
         } else {
             self.report.attempts_lost += 1;
         }
-        if self.max == 0.0 || epoch != self.epoch {
+        if sample != Some(self.window) {
             return;
         }
         if answered {
@@ -132,18 +144,21 @@ impl AimdRate {
             return;
         }
         let loss = f64::from(self.window_lost) / f64::from(total);
+        self.window += 1;
+        self.window_sent = 0;
         self.window_answered = 0;
         self.window_lost = 0;
         if loss > self.baseline_loss + LOSS_MARGIN {
             let answered_fraction = 1.0 - loss;
             if let Some((cut_loss, cut_answered)) = self.last_cut {
-                // Halving the rate neither lowered the loss nor raised the share answered
-                // (a rate limiter's would have): this loss is not the rate's doing.
-                // With nothing answered at all there is nothing to compare: keep cutting.
-                let helped = cut_answered == 0.0
-                    || loss < cut_loss - LOSS_MARGIN
-                    || answered_fraction > cut_answered * 1.5;
-                if !helped {
+                // Halving the rate left the loss where it was and did not raise the share
+                // answered (a rate limiter's would have): this loss is not the rate's
+                // doing. Loss that rose, or nothing answered at all, proves nothing of
+                // the kind: keep cutting.
+                let unmoved = (loss - cut_loss).abs() <= LOSS_MARGIN
+                    && cut_answered > 0.0
+                    && answered_fraction <= cut_answered * 1.5;
+                if unmoved {
                     self.baseline_loss = loss;
                     self.last_cut = None;
                     return;
@@ -156,6 +171,10 @@ impl AimdRate {
             }
         } else {
             self.last_cut = None;
+            // Loss well below the baseline: the baseline was a passing state.
+            if loss < self.baseline_loss - LOSS_MARGIN {
+                self.baseline_loss = loss;
+            }
             if self.rate < self.max {
                 let step = (self.max / 128.0).max(1.0);
                 self.change((self.rate + step).min(self.max), loss, at);
@@ -166,7 +185,6 @@ impl AimdRate {
     fn change(&mut self, to: f64, loss: f64, at: Duration) {
         let from = self.rate;
         self.rate = to;
-        self.epoch += 1;
         self.report.lowest_qps = self.report.lowest_qps.min(to);
         if self.report.changes.len() < CHANGES_KEPT {
             self.report.changes.push(RateChange {
@@ -255,15 +273,15 @@ impl RateGate {
         }
     }
 
-    /// The epoch to stamp on an attempt sent now.
-    pub fn epoch(&self) -> u64 {
-        self.lock().aimd.epoch()
+    /// An attempt leaves now: its sample stamp (see [`AimdRate::on_send`]).
+    pub fn on_send(&self) -> Option<u64> {
+        self.lock().aimd.on_send()
     }
 
-    /// Records whether an attempt sent in `epoch` was answered.
-    pub fn record(&self, epoch: u64, answered: bool) {
+    /// Records whether an attempt was answered.
+    pub fn record(&self, sample: Option<u64>, answered: bool) {
         let at = self.started.elapsed();
-        self.lock().aimd.record(epoch, answered, at);
+        self.lock().aimd.record(sample, answered, at);
     }
 
     pub fn report(&self) -> DnsRateReport {
@@ -277,10 +295,11 @@ mod tests {
 
     /// Feeds one window at the current rate with the given loss fraction.
     fn window(aimd: &mut AimdRate, loss: f64) {
-        let epoch = aimd.epoch();
         let lost = (loss * f64::from(WINDOW)).round() as u32;
-        for i in 0..WINDOW {
-            aimd.record(epoch, i >= lost, Duration::from_secs(1));
+        let samples: Vec<Option<u64>> = (0..WINDOW).map(|_| aimd.on_send()).collect();
+        // Answers first, losses at the timeout: the order outcomes really arrive in.
+        for (i, sample) in samples.into_iter().enumerate().rev() {
+            aimd.record(sample, u32::try_from(i).unwrap() >= lost, Duration::from_secs(1));
         }
     }
 
@@ -328,16 +347,29 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_of_an_older_rate_are_not_held_against_the_new_one() {
+    fn only_sampled_attempts_count_and_a_window_waits_for_all_its_outcomes() {
         let mut aimd = AimdRate::new(100.0);
-        window(&mut aimd, 1.0);
-        assert_eq!(aimd.rate(), 50.0);
-        // Late losses of attempts sent at 100 q/s: ignored by the window at 50 q/s.
+        let samples: Vec<Option<u64>> = (0..WINDOW).map(|_| aimd.on_send()).collect();
+        assert!(samples.iter().all(|s| *s == Some(0)));
+        // Sent while the window waits: not sampled, and their losses do not count.
         for _ in 0..(WINDOW * 3) {
-            aimd.record(0, false, Duration::ZERO);
+            let sample = aimd.on_send();
+            assert_eq!(sample, None);
+            aimd.record(sample, false, Duration::ZERO);
         }
-        assert_eq!(aimd.rate(), 50.0);
-        assert_eq!(aimd.report().attempts_lost, u64::from(WINDOW * 4));
+        assert_eq!(aimd.rate(), 100.0);
+        // The window's answers arrive first; its losses, at the timeout, decide.
+        for (i, sample) in samples.into_iter().enumerate() {
+            aimd.record(sample, i < 10, Duration::ZERO);
+            if i + 1 < usize::try_from(WINDOW).unwrap() {
+                assert_eq!(aimd.rate(), 100.0, "judged before the window is complete");
+            }
+        }
+        assert_eq!(aimd.rate(), 50.0, "80% lost");
+        assert_eq!(aimd.report().attempts_lost, u64::from(WINDOW * 3 + 40));
+        // Late outcomes of the old window are ignored by the new one.
+        aimd.record(Some(0), false, Duration::ZERO);
+        assert_eq!(aimd.on_send(), Some(1));
     }
 
     #[test]
