@@ -29,13 +29,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
+use sha2::{Digest, Sha256};
 use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -161,13 +161,15 @@ impl DnsEngine {
                 .is_ok();
             waiting.push((question, stopped, sent.then_some(result)));
         }
-        let observations = waiting.into_iter().map(|(question, stopped, result)| async move {
-            let observation = match result {
-                Some(result) => result.await.unwrap_or(stopped),
-                None => stopped,
-            };
-            self.with_tcp_retry(&question, observation).await
-        });
+        let observations = waiting
+            .into_iter()
+            .map(|(question, stopped, result)| async move {
+                let observation = match result {
+                    Some(result) => result.await.unwrap_or(stopped),
+                    None => stopped,
+                };
+                self.with_tcp_retry(&question, observation).await
+            });
         futures::future::join_all(observations).await
     }
 
@@ -184,7 +186,10 @@ impl DnsEngine {
         mut observation: DnsQueryObservation,
     ) -> DnsQueryObservation {
         let truncated = observation.role == DnsServerRole::Resolver
-            && observation.valid_replies().next().is_some_and(|r| r.flags.tc);
+            && observation
+                .valid_replies()
+                .next()
+                .is_some_and(|r| r.flags.tc);
         if truncated {
             observation.tcp = Some(tcp_exchange(question, self.timeout).await);
         }
@@ -241,12 +246,16 @@ pub async fn tcp_exchange(question: &DnsQuestion, timeout: Duration) -> DnsTcpEx
     let outcome = tokio::time::timeout(timeout, exchange).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (reply, error) = match outcome {
-        Err(_) => (None, Some(format!("no reply within {} ms", timeout.as_millis()))),
+        Err(_) => (
+            None,
+            Some(format!("no reply within {} ms", timeout.as_millis())),
+        ),
         Ok(Err(e)) => (None, Some(e)),
         Ok(Ok(bytes)) if bytes.len() < 2 => (None, Some("reply too short".to_owned())),
         Ok(Ok(bytes)) => {
             let reply = parse_reply(&bytes, question, question.server, None, elapsed_ms, 1);
-            let error = (reply.id != id).then(|| format!("reply id {} differs from {id}", reply.id));
+            let error =
+                (reply.id != id).then(|| format!("reply id {} differs from {id}", reply.id));
             (Some(reply), error)
         }
     };

@@ -77,6 +77,7 @@ pub struct DnsReply {
     pub records_omitted: usize,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }

@@ -37,8 +37,8 @@ use std::net::IpAddr;
 
 use crate::ipclass::{ForgedIpList, bogon_range};
 use crate::observation::{
-    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply, DnsServerRole,
-    SilenceRecheck,
+    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply,
+    DnsServerRole, SilenceRecheck,
 };
 
 /// Re-checks in which the benign query beside a silent question must be answered (and
@@ -103,7 +103,7 @@ enum QuestionOutcome {
 }
 
 /// A resolver question's outcome, with what it is judged against.
-struct Outcome<'a> {
+struct JudgedQuestion<'a> {
     qtype: String,
     outcome: QuestionOutcome,
     control: Option<&'a ControlAnswer>,
@@ -142,7 +142,7 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
         judge_sink(query, &mut j);
     }
 
-    let mut outcomes: Vec<Outcome<'_>> = Vec::new();
+    let mut outcomes: Vec<JudgedQuestion<'_>> = Vec::new();
     for query in inputs
         .queries
         .iter()
@@ -150,7 +150,7 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
     {
         let control = inputs.control.and_then(|c| c.answer(&query.qtype));
         let outcome = judge_resolver_question(query, control, inputs, &mut j);
-        outcomes.push(Outcome {
+        outcomes.push(JudgedQuestion {
             qtype: query.qtype.clone(),
             outcome,
             control,
@@ -653,7 +653,7 @@ fn judge_duplicates(query: &DnsQueryObservation, j: &mut Judgement) {
 
 /// Whether a silent question's silence is selective: in enough re-checks the benign
 /// query sent beside it was answered while it was not, and the control resolves it.
-fn judge_silence(outcome: &Outcome<'_>) -> Option<Evidence> {
+fn judge_silence(outcome: &JudgedQuestion<'_>) -> Option<Evidence> {
     let query = outcome.query;
     let qtype = outcome.qtype.as_str();
     if query.rechecks.is_empty() {
@@ -719,7 +719,7 @@ fn judge_silence(outcome: &Outcome<'_>) -> Option<Evidence> {
 }
 
 fn overall_without_poisoning(
-    outcomes: &[Outcome<'_>],
+    outcomes: &[JudgedQuestion<'_>],
     has_control: bool,
     unresolved_bogon: bool,
 ) -> (DnsVerdict, Option<String>) {
@@ -1071,14 +1071,25 @@ mod tests {
         ]);
         assert!(!silence_recheck_wanted(&lossy), "rounds exhausted");
         let (a, b) = blocking(&lossy);
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::ResolverDropsQueries));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ResolverDropsQueries)
+        );
         assert_eq!(b, Blocking::Inconclusive);
 
         // Never any benign answer: down.
         let down = silent_with(vec![recheck(None, false); 3]);
-        assert!(!silence_recheck_wanted(&down), "two decisive rounds are out of reach");
+        assert!(
+            !silence_recheck_wanted(&down),
+            "two decisive rounds are out of reach"
+        );
         let (a, b) = blocking(&down);
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::ResolverUnresponsive));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ResolverUnresponsive)
+        );
         assert_eq!(b, Blocking::Inconclusive);
 
         // A re-check that is answered: the queries were lost; judged on that answer.
@@ -1089,7 +1100,11 @@ mod tests {
         assert!(!silence_recheck_wanted(&lost));
         let (a, b) = blocking(&lost);
         assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::AnsweredOnRecheck));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::AnsweredOnRecheck)
+        );
         assert_eq!(b, Blocking::No);
 
         // No re-check at all: silence stays unclear as before.
@@ -1111,7 +1126,11 @@ mod tests {
         });
         let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
         assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::TruncatedReply));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::TruncatedReply)
+        );
 
         // The TCP answer itself can be poisoned: judged like any answer.
         q.tcp.as_mut().unwrap().reply = Some(reply(RESOLVER, 3.0, "NoError", &["10.10.34.34"]));
@@ -1127,7 +1146,11 @@ mod tests {
         let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
         assert_eq!(a.verdict, DnsVerdict::Inconclusive, "{a:#?}");
         assert!(a.methods.is_empty());
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::TcpRetryFailed));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::TcpRetryFailed)
+        );
     }
 
     #[test]
@@ -1152,12 +1175,20 @@ mod tests {
         let private = benign(vec![reply(RESOLVER, 2.0, "NoError", &["10.0.0.7"])]);
         let a = judge_with(Some(&private));
         assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
-        assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::BogonRangeInUse));
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::BogonRangeInUse)
+        );
         // Nothing to compare with: never ok.
         for unknown in [None, Some(&benign(Vec::new()))] {
             let a = judge_with(unknown);
             assert_eq!(a.verdict, DnsVerdict::Inconclusive, "{a:#?}");
-            assert!(a.evidence.iter().any(|e| e.kind == EvidenceKind::BogonAnswer));
+            assert!(
+                a.evidence
+                    .iter()
+                    .any(|e| e.kind == EvidenceKind::BogonAnswer)
+            );
         }
     }
 
@@ -1185,12 +1216,30 @@ mod tests {
             .iter()
             .find(|e| e.kind == EvidenceKind::DuplicateReplies)
             .expect("duplicates recorded");
-        assert!(duplicates.detail.starts_with("10000 replies to 1 attempt(s)"), "{}", duplicates.detail);
-        assert!(duplicates.detail.contains("9999 repeat(s)"), "{}", duplicates.detail);
-        assert!(duplicates.detail.contains("900.0 ms"), "{}", duplicates.detail);
+        assert!(
+            duplicates
+                .detail
+                .starts_with("10000 replies to 1 attempt(s)"),
+            "{}",
+            duplicates.detail
+        );
+        assert!(
+            duplicates.detail.contains("9999 repeat(s)"),
+            "{}",
+            duplicates.detail
+        );
+        assert!(
+            duplicates.detail.contains("900.0 ms"),
+            "{}",
+            duplicates.detail
+        );
         // One reply per attempt is no duplicate.
         let single = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"])]);
         let a = judge(&[single], Some(&c), &[]);
-        assert!(!a.evidence.iter().any(|e| e.kind == EvidenceKind::DuplicateReplies));
+        assert!(
+            !a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::DuplicateReplies)
+        );
     }
 }

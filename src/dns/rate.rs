@@ -60,6 +60,7 @@ pub struct DnsRateReport {
     pub changes_omitted: u64,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -293,19 +294,35 @@ impl RateGate {
 mod tests {
     use super::*;
 
+    fn assert_rate(aimd: &AimdRate, expected: f64, why: &str) {
+        assert!(
+            (aimd.rate() - expected).abs() < 1e-9,
+            "rate {} instead of {expected}: {why}",
+            aimd.rate()
+        );
+    }
+
     /// Feeds one window at the current rate with the given loss fraction.
-    fn window(aimd: &mut AimdRate, loss: f64) {
-        let lost = (loss * f64::from(WINDOW)).round() as u32;
+    fn window(aimd: &mut AimdRate, loss_fraction: f64) {
+        let lost = (loss_fraction * f64::from(WINDOW)).round() as u32;
         let samples: Vec<Option<u64>> = (0..WINDOW).map(|_| aimd.on_send()).collect();
         // Answers first, losses at the timeout: the order outcomes really arrive in.
         for (i, sample) in samples.into_iter().enumerate().rev() {
-            aimd.record(sample, u32::try_from(i).unwrap() >= lost, Duration::from_secs(1));
+            aimd.record(
+                sample,
+                u32::try_from(i).unwrap() >= lost,
+                Duration::from_secs(1),
+            );
         }
     }
 
     /// The loss a token bucket refilling at `limit` a second inflicts at `rate`.
     fn limiter_loss(rate: f64, limit: f64) -> f64 {
-        if rate <= limit { 0.0 } else { 1.0 - limit / rate }
+        if rate <= limit {
+            0.0
+        } else {
+            1.0 - limit / rate
+        }
     }
 
     #[test]
@@ -331,9 +348,12 @@ mod tests {
             window(&mut aimd, 0.3);
         }
         let report = aimd.report();
-        assert_eq!(report.backoffs, 1, "one cut, then the loss is understood: {report:#?}");
+        assert_eq!(
+            report.backoffs, 1,
+            "one cut, then the loss is understood: {report:#?}"
+        );
         assert!((report.baseline_loss - 0.3).abs() < 0.01);
-        assert_eq!(aimd.rate(), 1000.0, "climbed back to the maximum");
+        assert_rate(&aimd, 1000.0, "climbed back to the maximum");
     }
 
     #[test]
@@ -357,15 +377,15 @@ mod tests {
             assert_eq!(sample, None);
             aimd.record(sample, false, Duration::ZERO);
         }
-        assert_eq!(aimd.rate(), 100.0);
+        assert_rate(&aimd, 100.0, "");
         // The window's answers arrive first; its losses, at the timeout, decide.
         for (i, sample) in samples.into_iter().enumerate() {
             aimd.record(sample, i < 10, Duration::ZERO);
             if i + 1 < usize::try_from(WINDOW).unwrap() {
-                assert_eq!(aimd.rate(), 100.0, "judged before the window is complete");
+                assert_rate(&aimd, 100.0, "judged before the window is complete");
             }
         }
-        assert_eq!(aimd.rate(), 50.0, "80% lost");
+        assert_rate(&aimd, 50.0, "80% lost");
         assert_eq!(aimd.report().attempts_lost, u64::from(WINDOW * 3 + 40));
         // Late outcomes of the old window are ignored by the new one.
         aimd.record(Some(0), false, Duration::ZERO);
@@ -376,12 +396,12 @@ mod tests {
     fn unpaced_means_no_control_and_a_floor_holds() {
         let mut aimd = AimdRate::new(0.0);
         window(&mut aimd, 1.0);
-        assert_eq!(aimd.rate(), 0.0);
+        assert_rate(&aimd, 0.0, "");
         assert_eq!(aimd.report().backoffs, 0);
         let mut aimd = AimdRate::new(10.0);
         for _ in 0..20 {
             window(&mut aimd, 1.0);
         }
-        assert_eq!(aimd.rate(), 1.0, "never below the floor");
+        assert_rate(&aimd, 1.0, "never below the floor");
     }
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{
-    Behaviour, FakeOptions, Report, args, fake_dns, fake_dns_with, run_binary,
-};
+use crate::support::{Behaviour, FakeOptions, Report, args, fake_dns, fake_dns_with, run_binary};
 
 const LATE: Duration = Duration::from_millis(60);
 
@@ -294,7 +292,10 @@ async fn without_control_only_injection_is_claimed() {
     assert_eq!(verdict("bogon.test"), "dns_poisoning", "{bogon:#}");
     assert_eq!(methods(bogon), ["bogon"]);
     assert_eq!(bogon["blocking"], "dns");
-    assert_eq!(bogon["dns"]["forged_ips"], serde_json::json!(["10.10.34.34"]));
+    assert_eq!(
+        bogon["dns"]["forged_ips"],
+        serde_json::json!(["10.10.34.34"])
+    );
     assert_eq!(bogon["dns"]["benign_query"]["qname"], "example.com");
     assert_eq!(verdict("raced.test"), "dns_poisoning");
     // The forgery is a bogon outside the network's ranges too.
@@ -665,10 +666,17 @@ async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
         .filter(|t| t["blocking"] == "dns")
         .map(|t| t["domain"].as_str().unwrap())
         .collect();
-    assert_eq!(blocked, ["censored.test"], "only the dropped name is blocked");
+    assert_eq!(
+        blocked,
+        ["censored.test"],
+        "only the dropped name is blocked"
+    );
     let censored = report.target("censored.test");
     assert_eq!(censored["dns"]["verdict"], "timeout");
-    assert!(evidence_kinds(censored).contains(&"selective_silence"), "{censored:#}");
+    assert!(
+        evidence_kinds(censored).contains(&"selective_silence"),
+        "{censored:#}"
+    );
 
     let rate = &report.summary["dns_rate"];
     assert_eq!(rate["max_qps"], 1000.0);
@@ -686,7 +694,10 @@ async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
 async fn truncated_replies_are_retried_over_tcp() {
     let resolver = fake_dns_with(
         &[
-            ("big.test", Behaviour::Truncated(vec![[198, 18, 11, 1].into()])),
+            (
+                "big.test",
+                Behaviour::Truncated(vec![[198, 18, 11, 1].into()]),
+            ),
             ("notcp.test", Behaviour::TruncatedNoTcp),
         ],
         Behaviour::Nxdomain,
@@ -728,7 +739,12 @@ async fn truncated_replies_are_retried_over_tcp() {
     assert_eq!(big["dns"]["verdict"], "ok", "{big:#}");
     let query = &big["dns"]["queries"][0];
     assert_eq!(query["replies"][0]["flags"]["tc"], true);
-    assert!(query["replies"][0]["answers"].as_array().unwrap().is_empty());
+    assert!(
+        query["replies"][0]["answers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(query["tcp"]["reply"]["answers"][0]["data"], "198.18.11.1");
     assert!(evidence_kinds(big).contains(&"truncated_reply"));
 
@@ -747,8 +763,20 @@ async fn truncated_replies_are_retried_over_tcp() {
 async fn reply_floods_are_capped_recorded_and_starve_nothing() {
     let resolver = fake_dns(
         &[
-            ("dup.test", Behaviour::Flood { copies: 10_000, records: 1 }),
-            ("huge.test", Behaviour::Flood { copies: 400, records: 2_400 }),
+            (
+                "dup.test",
+                Behaviour::Flood {
+                    copies: 10_000,
+                    records: 1,
+                },
+            ),
+            (
+                "huge.test",
+                Behaviour::Flood {
+                    copies: 400,
+                    records: 2_400,
+                },
+            ),
             ("fine.test", Behaviour::a([198, 18, 12, 3])),
             ("quiet.test", Behaviour::Drop),
         ],
@@ -789,7 +817,11 @@ async fn reply_floods_are_capped_recorded_and_starve_nothing() {
     .await;
     assert!(run.status.success(), "{:?}", run.status);
     for line in run.stdout.lines() {
-        assert!(line.len() < 1_000_000, "a report line of {} bytes", line.len());
+        assert!(
+            line.len() < 1_000_000,
+            "a report line of {} bytes",
+            line.len()
+        );
     }
     let report = Report::parse(&run.stdout);
 
@@ -824,5 +856,8 @@ async fn reply_floods_are_capped_recorded_and_starve_nothing() {
     assert_eq!(quiet["dns"]["verdict"], "timeout", "{quiet:#}");
     // Correctness, not speed: the 500 ms timer fired when due, not after the flood.
     let listened = quiet["dns"]["queries"][0]["listened_ms"].as_f64().unwrap();
-    assert!(listened < 2_500.0, "a 500 ms timeout fired after {listened} ms");
+    assert!(
+        listened < 2_500.0,
+        "a 500 ms timeout fired after {listened} ms"
+    );
 }

@@ -128,7 +128,10 @@ pub enum Behaviour {
     /// Truncated over UDP, and the TCP connection is closed without a reply.
     TruncatedNoTcp,
     /// The same reply, `records` A records in it, sent `copies` times.
-    Flood { copies: usize, records: usize },
+    Flood {
+        copies: usize,
+        records: usize,
+    },
 }
 
 /// How a fake DNS server behaves as a whole.
@@ -176,12 +179,7 @@ async fn bind_fake(tcp: bool) -> (UdpSocket, Option<tokio::net::TcpListener>) {
     panic!("no port free for both UDP and TCP");
 }
 
-fn reply_bytes(
-    query: &Message,
-    code: ResponseCode,
-    ips: &[Ipv4Addr],
-    truncated: bool,
-) -> Vec<u8> {
+fn reply_bytes(query: &Message, code: ResponseCode, ips: &[Ipv4Addr], truncated: bool) -> Vec<u8> {
     let question = query.queries[0].clone();
     let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
     reply.metadata.recursion_desired = true;
