@@ -306,8 +306,9 @@ struct PendingQuery {
     /// outcome was reported to the rate control yet.
     samples: Vec<Option<u64>>,
     settled: Vec<bool>,
-    /// SHA-256 of the first reply kept, to count identical ones among the omitted.
-    first_digest: Option<[u8; 32]>,
+    /// Length and SHA-256 of the first reply kept, to count identical ones among the
+    /// omitted (only same-length ones are hashed).
+    first_digest: Option<(usize, [u8; 32])>,
     omitted: Option<(OmittedReplies, Sha256)>,
     attempts: u32,
     first_sent: Instant,
@@ -563,7 +564,7 @@ impl SocketWorker {
         let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
         if query.replies.len() < MAX_REPLIES_KEPT {
             if query.first_digest.is_none() {
-                query.first_digest = Some(Sha256::digest(bytes).into());
+                query.first_digest = Some((len, Sha256::digest(bytes).into()));
             }
             let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
             query.replies.push(reply);
@@ -583,7 +584,10 @@ impl SocketWorker {
             omitted.bytes += len;
             omitted.last_ms = at_ms;
             digest.update(bytes);
-            if query.first_digest == Some(Sha256::digest(bytes).into()) {
+            if let Some((first_len, first_digest)) = query.first_digest
+                && first_len == len
+                && first_digest == <[u8; 32]>::from(Sha256::digest(bytes))
+            {
                 omitted.identical_to_first += 1;
             }
         }
@@ -855,6 +859,58 @@ mod tests {
         );
         assert!(obs.replies.iter().all(|r| r.ip_ttl == Some(64)), "{obs:#?}");
         assert_eq!(obs.replies[0].id, obs.ids[0]);
+    }
+
+    #[tokio::test]
+    async fn replies_beyond_the_cap_are_counted_and_digested_not_kept() {
+        let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10)); 40]).await;
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(300),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.replies.len(), MAX_REPLIES_KEPT);
+        let omitted = obs.omitted_replies.as_ref().expect("the rest are counted");
+        assert_eq!(omitted.count, 40 - MAX_REPLIES_KEPT);
+        assert_eq!(
+            omitted.identical_to_first, omitted.count,
+            "same bytes every time"
+        );
+        assert_eq!(omitted.bytes, omitted.count * obs.replies[0].size);
+        assert_eq!(omitted.sha256.len(), 64);
+        assert_eq!(obs.reply_count(), 40);
+    }
+
+    #[test]
+    fn records_and_record_data_are_capped() {
+        let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let q = question(server);
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message.add_query(Query::query(q.qname.clone(), q.qtype));
+        for i in 0..100u32 {
+            message.add_answer(Record::from_rdata(
+                q.qname.clone(),
+                60,
+                RData::A(A(Ipv4Addr::from(0xC612_0000 | i))),
+            ));
+        }
+        // A TXT record of 1,000 characters (four strings of 250).
+        message.add_answer(Record::from_rdata(
+            q.qname.clone(),
+            60,
+            RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(250); 4])),
+        ));
+        let reply = parse_reply(&message.to_vec().unwrap(), &q, server, None, 1.0, 1);
+        assert_eq!(reply.answers.len(), MAX_RECORDS_KEPT);
+        assert_eq!(reply.records_omitted, 101 - MAX_RECORDS_KEPT);
+        let txt = record_of(message.answers.last().unwrap());
+        assert!(
+            txt.data.chars().count() < MAX_RECORD_DATA + 20,
+            "{}",
+            txt.data
+        );
     }
 
     #[tokio::test]
