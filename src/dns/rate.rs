@@ -14,7 +14,10 @@
 //! window waits for its outcomes are not sampled.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, so that pacing follows tokio's (pausable) time.
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +27,8 @@ const WINDOW: u32 = 50;
 const LOSS_MARGIN: f64 = 0.05;
 /// Rate changes kept in the report (the rest are counted).
 const CHANGES_KEPT: usize = 64;
+/// The runtime's timer resolution.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// One change of the send rate, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,12 +260,22 @@ impl RateGate {
                 return;
             }
             let now = Instant::now();
-            // After an idle spell, do not burst to catch up.
-            let slot = state.next_slot.max(now);
+            // After an idle spell, do not burst to catch up; a timer that woke a tick
+            // late keeps the schedule.
+            let slot = if state.next_slot + TIMER_TICK * 2 < now {
+                now
+            } else {
+                state.next_slot
+            };
             state.next_slot = slot + Duration::from_secs_f64(f64::from(units) / rate);
             slot
         };
-        tokio::time::sleep_until(slot.into()).await;
+        // Timers tick in milliseconds: a slot less than one tick away leaves now, so high
+        // rates are kept on average (bursts of at most a tick's worth) instead of being
+        // capped at one query per tick.
+        if slot > Instant::now() + TIMER_TICK {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 
     /// Counts a query that leaves without waiting (a retry): later queries wait for it.
@@ -390,6 +405,21 @@ mod tests {
         // Late outcomes of the old window are ignored by the new one.
         aimd.record(Some(0), false, Duration::ZERO);
         assert_eq!(aimd.on_send(), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_paces_at_the_current_rate_even_above_a_query_per_tick() {
+        let gate = RateGate::new(5_000.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5_000 {
+            gate.admit(1).await;
+        }
+        // 5,000 queries at 5,000 a second: about one second (virtual clock), not five.
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(990) && elapsed <= Duration::from_millis(1_010),
+            "{elapsed:?}"
+        );
     }
 
     #[test]
