@@ -65,8 +65,9 @@ pub struct DnsSection {
     /// control stood against them ("TLS as proof").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_proof: Vec<TlsObservation>,
-    /// A query for a benign name to the resolver, made when a question went unanswered:
-    /// it tells a resolver that drops this name's queries from one that is down.
+    /// Without a control, when an answer carried a bogon address: the resolver's reply
+    /// for the benign name, whose addresses tell which bogon ranges are normal on this
+    /// network. (Silent questions carry their own benign queries, in `rechecks`.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub benign_query: Option<DnsQueryObservation>,
 }

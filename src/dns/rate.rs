@@ -218,6 +218,10 @@ impl AimdRate {
 #[derive(Debug)]
 pub struct RateGate {
     started: Instant,
+    /// False when unpaced: then only the totals are kept, without the lock.
+    paced: bool,
+    answered: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
     state: Mutex<GateState>,
     /// Callers wait here in turn (tokio's mutex is fair), so only one sleeps at a time
     /// and a rate change applies to the very next query.
@@ -235,6 +239,9 @@ impl RateGate {
         let now = Instant::now();
         RateGate {
             started: now,
+            paced: max_qps.is_finite() && max_qps > 0.0,
+            answered: std::sync::atomic::AtomicU64::new(0),
+            lost: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(GateState {
                 aimd: AimdRate::new(max_qps),
                 next_slot: now,
@@ -252,6 +259,9 @@ impl RateGate {
 
     /// Waits until `units` queries may leave.
     pub async fn admit(&self, units: u32) {
+        if !self.paced {
+            return;
+        }
         let _turn = self.turn.lock().await;
         let slot = {
             let mut state = self.lock();
@@ -280,6 +290,9 @@ impl RateGate {
 
     /// Counts a query that leaves without waiting (a retry): later queries wait for it.
     pub fn charge(&self, units: u32) {
+        if !self.paced {
+            return;
+        }
         let mut state = self.lock();
         let rate = state.aimd.rate();
         if rate > 0.0 {
@@ -291,17 +304,28 @@ impl RateGate {
 
     /// An attempt leaves now: its sample stamp (see [`AimdRate::on_send`]).
     pub fn on_send(&self) -> Option<u64> {
+        if !self.paced {
+            return None;
+        }
         self.lock().aimd.on_send()
     }
 
     /// Records whether an attempt was answered.
     pub fn record(&self, sample: Option<u64>, answered: bool) {
+        if !self.paced {
+            let counter = if answered { &self.answered } else { &self.lost };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let at = self.started.elapsed();
         self.lock().aimd.record(sample, answered, at);
     }
 
     pub fn report(&self) -> DnsRateReport {
-        self.lock().aimd.report()
+        let mut report = self.lock().aimd.report();
+        report.attempts_answered += self.answered.load(std::sync::atomic::Ordering::Relaxed);
+        report.attempts_lost += self.lost.load(std::sync::atomic::Ordering::Relaxed);
+        report
     }
 }
 

@@ -621,6 +621,13 @@ async fn targets_from_stdin() {
 /// always drops is still found among the rate-limited ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
+    // The two cases: far above the limit, and three times it.
+    for rate in ["1000", "300"] {
+        scan_a_rate_limiting_resolver(rate).await;
+    }
+}
+
+async fn scan_a_rate_limiting_resolver(rate: &str) {
     let names: Vec<String> = (0..300).map(|i| format!("n{i}.limited.test")).collect();
     let resolver = fake_dns_with(
         &[("censored.test", Behaviour::Drop)],
@@ -650,7 +657,7 @@ async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
         "--retries",
         "1",
         "--rate",
-        "1000",
+        rate,
         "--seed",
         "3",
         "censored.test",
@@ -678,10 +685,14 @@ async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
         "{censored:#}"
     );
 
+    let max: f64 = rate.parse().unwrap();
     let rate = &report.summary["dns_rate"];
-    assert_eq!(rate["max_qps"], 1000.0);
+    assert!(
+        (rate["max_qps"].as_f64().unwrap() - max).abs() < 1e-9,
+        "{rate:#}"
+    );
     assert!(rate["backoffs"].as_u64().unwrap() >= 1, "{rate:#}");
-    assert!(rate["lowest_qps"].as_f64().unwrap() <= 250.0, "{rate:#}");
+    assert!(rate["lowest_qps"].as_f64().unwrap() <= 150.0, "{rate:#}");
     assert!(rate["attempts_lost"].as_u64().unwrap() > 0, "{rate:#}");
     assert!(!rate["changes"].as_array().unwrap().is_empty());
     assert!(run.stderr.contains("backed off"), "{}", run.stderr);
