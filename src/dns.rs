@@ -8,7 +8,8 @@
 //!
 //! Engine design (for tens of thousands of names a second on two cores): a small fixed
 //! pool of sockets, each owned by one task that keeps its outstanding queries in a map
-//! keyed by query id and its deadlines in a heap. No per-query thread, socket or lock;
+//! keyed by query id and its deadlines in a heap. No per-query thread or socket (the
+//! rate control, when paced, takes one short lock per attempt);
 //! submission goes through bounded channels, so a full engine applies back-pressure.
 //!
 //! Hostile networks: replies kept per query and records kept per reply are capped (the
