@@ -93,6 +93,7 @@ fn main() {
             wait_after_first: Duration::from_millis(wait_ms),
             sockets: 8,
             max_in_flight_per_socket: 32_768,
+            max_rate: 0.0,
         },
         control: ControlSpec::None,
         control_timeout: Duration::from_secs(1),

@@ -101,8 +101,10 @@ pub struct ScanArgs {
     /// Targets measured at once.
     #[arg(long, default_value_t = 500)]
     pub concurrency: usize,
-    /// DNS queries a second, spaced evenly (0: unpaced).
-    #[arg(long, default_value_t = 1000.0)]
+    /// Most DNS queries a second, spaced evenly; the probe backs off below it when the
+    /// resolver drops queries (0: unpaced, no back-off). The default is gentle enough
+    /// for public resolvers.
+    #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
     /// Seed of the shuffled order (random when absent; required with --shard).
     #[arg(long)]

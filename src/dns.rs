@@ -8,8 +8,17 @@
 //!
 //! Engine design (for tens of thousands of names a second on two cores): a small fixed
 //! pool of sockets, each owned by one task that keeps its outstanding queries in a map
-//! keyed by query id and its deadlines in a heap. No per-query thread, socket or lock;
+//! keyed by query id and its deadlines in a heap. No per-query thread or socket (the
+//! rate control, when paced, takes one short lock per attempt);
 //! submission goes through bounded channels, so a full engine applies back-pressure.
+//!
+//! Hostile networks: replies kept per query and records kept per reply are capped (the
+//! rest are counted and digested); a socket task reads a bounded batch of packets per
+//! wakeup, checks its deadlines against the clock and yields, so a flood cannot starve
+//! timers. Queries leave at the pace of a [`rate::RateGate`] that backs off when the
+//! resolver drops queries. A truncated reply (TC=1) is retried over TCP.
+
+pub mod rate;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -25,12 +34,27 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
+use sha2::{Digest, Sha256};
 use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::observation::{DnsFlags, DnsQueryObservation, DnsRecord, DnsReply, DnsServerRole};
+use crate::observation::{
+    DnsFlags, DnsQueryObservation, DnsRecord, DnsReply, DnsServerRole, DnsTcpExchange,
+    OmittedReplies,
+};
+use rate::{DnsRateReport, RateGate};
+
+/// Replies kept in full per query; the rest are counted, timed and digested.
+pub const MAX_REPLIES_KEPT: usize = 16;
+/// Records kept per section (answer, authority) of one reply.
+pub const MAX_RECORDS_KEPT: usize = 32;
+/// Characters of one record's data kept.
+const MAX_RECORD_DATA: usize = 256;
+/// Packets one socket task reads per wakeup before it checks deadlines and yields.
+const PACKETS_PER_WAKEUP: usize = 64;
 
 /// Timing and retry policy of the DNS probe.
 #[derive(Debug, Clone)]
@@ -45,6 +69,9 @@ pub struct DnsProbeConfig {
     pub sockets: usize,
     /// Outstanding queries per socket before submissions wait.
     pub max_in_flight_per_socket: usize,
+    /// Most queries a second (`--rate`); the engine backs off below it when the resolver
+    /// drops queries. 0: unpaced, no rate control.
+    pub max_rate: f64,
 }
 
 impl Default for DnsProbeConfig {
@@ -55,6 +82,7 @@ impl Default for DnsProbeConfig {
             wait_after_first: Duration::from_secs(1),
             sockets: 8,
             max_in_flight_per_socket: 16_384,
+            max_rate: 0.0,
         }
     }
 }
@@ -78,6 +106,8 @@ struct Job {
 pub struct DnsEngine {
     workers: Arc<Vec<mpsc::Sender<Job>>>,
     next: Arc<AtomicUsize>,
+    gate: Arc<RateGate>,
+    timeout: Duration,
 }
 
 impl DnsEngine {
@@ -85,45 +115,155 @@ impl DnsEngine {
     /// on the current tokio runtime.
     pub async fn start(config: DnsProbeConfig, family: IpAddr) -> Result<Self> {
         let config = Arc::new(config);
+        let gate = Arc::new(RateGate::new(config.max_rate));
         let mut workers = Vec::with_capacity(config.sockets.max(1));
         for _ in 0..config.sockets.max(1) {
             let socket = open_socket(family).await?;
             let (tx, rx) = mpsc::channel(1024);
-            let worker = SocketWorker::new(socket, Arc::clone(&config));
+            let worker = SocketWorker::new(socket, Arc::clone(&config), Arc::clone(&gate));
             tokio::spawn(worker.run(rx));
             workers.push(tx);
         }
         Ok(DnsEngine {
             workers: Arc::new(workers),
             next: Arc::new(AtomicUsize::new(0)),
+            gate,
+            timeout: config.timeout,
         })
     }
 
-    /// Sends one question and returns everything observed for it. Waits (back-pressure)
-    /// when the chosen socket already has its maximum of outstanding queries.
+    /// Sends one question and returns everything observed for it. Waits for the pacer,
+    /// and (back-pressure) when the chosen socket already has its maximum of
+    /// outstanding queries. A truncated reply is followed by a TCP retry.
     pub async fn query(&self, question: DnsQuestion) -> DnsQueryObservation {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        let (done, result) = oneshot::channel();
-        let fallback = DnsQueryObservation {
-            role: question.role,
-            server: question.server,
-            qname: name_text(&question.qname),
-            qtype: question.qtype.to_string(),
-            source_port: 0,
-            ids: Vec::new(),
-            attempts: 0,
-            replies: Vec::new(),
-            listened_ms: 0.0,
-            send_error: Some("DNS engine stopped".to_owned()),
-        };
-        if self.workers[index]
-            .send(Job { question, done })
+        self.query_together(vec![question])
             .await
-            .is_err()
-        {
-            return fallback;
+            .pop()
+            .expect("one observation per question")
+    }
+
+    /// Sends the questions back to back from one socket (in the order given, with no
+    /// pacing gap between them) and returns their observations in the same order.
+    pub async fn query_together(&self, questions: Vec<DnsQuestion>) -> Vec<DnsQueryObservation> {
+        self.gate
+            .admit(u32::try_from(questions.len()).unwrap_or(u32::MAX))
+            .await;
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let mut waiting = Vec::with_capacity(questions.len());
+        for question in questions {
+            let (done, result) = oneshot::channel();
+            let stopped = stopped_observation(&question);
+            let sent = self.workers[index]
+                .send(Job {
+                    question: question.clone(),
+                    done,
+                })
+                .await
+                .is_ok();
+            waiting.push((question, stopped, sent.then_some(result)));
         }
-        result.await.unwrap_or(fallback)
+        let observations = waiting
+            .into_iter()
+            .map(|(question, stopped, result)| async move {
+                let observation = match result {
+                    Some(result) => result.await.unwrap_or(stopped),
+                    None => stopped,
+                };
+                self.with_tcp_retry(&question, observation).await
+            });
+        futures::future::join_all(observations).await
+    }
+
+    /// What the rate control did so far.
+    pub fn rate_report(&self) -> DnsRateReport {
+        self.gate.report()
+    }
+
+    /// Resolvers retry over TCP when the reply they would use is truncated (TC=1, e.g.
+    /// a response-rate-limit "slip"): so does the probe, and keeps both exchanges.
+    async fn with_tcp_retry(
+        &self,
+        question: &DnsQuestion,
+        mut observation: DnsQueryObservation,
+    ) -> DnsQueryObservation {
+        let truncated = observation.role == DnsServerRole::Resolver
+            && observation
+                .valid_replies()
+                .next()
+                .is_some_and(|r| r.flags.tc);
+        if truncated {
+            observation.tcp = Some(tcp_exchange(question, self.timeout).await);
+        }
+        observation
+    }
+}
+
+fn stopped_observation(question: &DnsQuestion) -> DnsQueryObservation {
+    DnsQueryObservation {
+        role: question.role,
+        server: question.server,
+        qname: name_text(&question.qname),
+        qtype: question.qtype.to_string(),
+        source_port: 0,
+        ids: Vec::new(),
+        attempts: 0,
+        replies: Vec::new(),
+        listened_ms: 0.0,
+        send_error: Some("DNS engine stopped".to_owned()),
+        omitted_replies: None,
+        tcp: None,
+        rechecks: Vec::new(),
+    }
+}
+
+/// One query over TCP (two-byte length prefix), bounded by `timeout` as a whole.
+pub async fn tcp_exchange(question: &DnsQuestion, timeout: Duration) -> DnsTcpExchange {
+    let started = Instant::now();
+    let id: u16 = rand::random();
+    let exchange = async {
+        let bytes = encode_query(id, question)?;
+        let mut stream = tokio::net::TcpStream::connect(question.server)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let length = u16::try_from(bytes.len()).map_err(|_| "query too long".to_owned())?;
+        let mut framed = length.to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream
+            .write_all(&framed)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let length = stream
+            .read_u16()
+            .await
+            .map_err(|e| format!("read length: {e}"))?;
+        // At most 65,535 bytes: the frame bounds what is read.
+        let mut reply = vec![0; usize::from(length)];
+        stream
+            .read_exact(&mut reply)
+            .await
+            .map_err(|e| format!("read reply: {e}"))?;
+        Ok::<Vec<u8>, String>(reply)
+    };
+    let outcome = tokio::time::timeout(timeout, exchange).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (reply, error) = match outcome {
+        Err(_) => (
+            None,
+            Some(format!("no reply within {} ms", timeout.as_millis())),
+        ),
+        Ok(Err(e)) => (None, Some(e)),
+        Ok(Ok(bytes)) if bytes.len() < 2 => (None, Some("reply too short".to_owned())),
+        Ok(Ok(bytes)) => {
+            let reply = parse_reply(&bytes, question, question.server, None, elapsed_ms, 1);
+            let error =
+                (reply.id != id).then(|| format!("reply id {} differs from {id}", reply.id));
+            (Some(reply), error)
+        }
+    };
+    DnsTcpExchange {
+        elapsed_ms,
+        reply,
+        error,
     }
 }
 
@@ -163,6 +303,14 @@ struct PendingQuery {
     question: DnsQuestion,
     done: Option<oneshot::Sender<DnsQueryObservation>>,
     ids: Vec<u16>,
+    /// Per attempt (parallel to `ids`): its rate-control sample stamp, and whether its
+    /// outcome was reported to the rate control yet.
+    samples: Vec<Option<u64>>,
+    settled: Vec<bool>,
+    /// Length and SHA-256 of the first reply kept, to count identical ones among the
+    /// omitted (only same-length ones are hashed).
+    first_digest: Option<(usize, [u8; 32])>,
+    omitted: Option<(OmittedReplies, Sha256)>,
     attempts: u32,
     first_sent: Instant,
     last_sent: Instant,
@@ -176,6 +324,7 @@ struct PendingQuery {
 struct SocketWorker {
     socket: UdpSocket,
     config: Arc<DnsProbeConfig>,
+    gate: Arc<RateGate>,
     source_port: u16,
     /// Outstanding queries by key.
     pending: HashMap<u64, PendingQuery>,
@@ -193,11 +342,12 @@ struct SocketWorker {
 }
 
 impl SocketWorker {
-    fn new(socket: UdpSocket, config: Arc<DnsProbeConfig>) -> Self {
+    fn new(socket: UdpSocket, config: Arc<DnsProbeConfig>, gate: Arc<RateGate>) -> Self {
         let source_port = socket.local_addr().map_or(0, |a| a.port());
         SocketWorker {
             socket,
             config,
+            gate,
             source_port,
             pending: HashMap::new(),
             by_id: HashMap::new(),
@@ -216,6 +366,9 @@ impl SocketWorker {
             if !accepting && self.pending.is_empty() {
                 return;
             }
+            // Deadlines are judged by the clock at every turn, before any packet: a flood
+            // of replies must not make a timeout fire late.
+            self.expire(Instant::now()).await;
             let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
             // Keep ids in reserve for retries of queries already in flight.
             let can_take = accepting
@@ -223,13 +376,15 @@ impl SocketWorker {
                 && self.ids_in_use() < ID_BUDGET;
             tokio::select! {
                 biased;
-                ready = self.socket.readable() => {
-                    if ready.is_ok() {
-                        self.drain_socket();
-                    }
-                }
                 () = sleep_until_opt(next_deadline), if next_deadline.is_some() => {
                     self.expire(Instant::now()).await;
+                }
+                ready = self.socket.readable() => {
+                    if ready.is_ok() && self.drain_socket() {
+                        // A full batch: more may be queued. Let the runtime run other
+                        // tasks (timers, the control) before reading on.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 job = jobs.recv(), if can_take => {
                     match job {
@@ -276,6 +431,10 @@ impl SocketWorker {
             question: job.question,
             done: Some(job.done),
             ids: Vec::new(),
+            samples: Vec::new(),
+            settled: Vec::new(),
+            first_digest: None,
+            omitted: None,
             attempts: 0,
             first_sent: now,
             last_sent: now,
@@ -299,19 +458,55 @@ impl SocketWorker {
         };
         self.id_taken[usize::from(id)] = true;
         query.ids.push(id);
+        // The sink never answers: its queries say nothing about the resolver's loss.
+        let sample = if query.question.role == DnsServerRole::Resolver {
+            self.gate.on_send()
+        } else {
+            None
+        };
+        query.samples.push(sample);
+        query.settled.push(false);
         self.by_id.insert(id, key);
-        match encode_query(id, &query.question) {
-            Ok(bytes) => {
-                if let Err(e) = self.socket.send_to(&bytes, query.question.server).await {
+        let sent = match encode_query(id, &query.question) {
+            Ok(bytes) => match self.socket.send_to(&bytes, query.question.server).await {
+                Ok(_) => true,
+                Err(e) => {
                     query.send_error = Some(e.to_string());
+                    false
+                }
+            },
+            Err(e) => {
+                query.send_error = Some(e);
+                false
+            }
+        };
+        if !sent {
+            // Could not leave (e.g. the kernel's buffers are full): as good as lost.
+            if let Some(settled) = query.settled.last_mut() {
+                *settled = true;
+                if query.question.role == DnsServerRole::Resolver {
+                    self.gate.record(sample, false);
                 }
             }
-            Err(e) => query.send_error = Some(e),
         }
     }
 
-    fn drain_socket(&mut self) {
-        loop {
+    /// Reports every attempt of `query` without an outcome yet as lost.
+    fn settle_lost(&self, query: &mut PendingQuery) {
+        for (settled, sample) in query.settled.iter_mut().zip(&query.samples) {
+            if !*settled {
+                *settled = true;
+                if query.question.role == DnsServerRole::Resolver {
+                    self.gate.record(*sample, false);
+                }
+            }
+        }
+    }
+
+    /// Reads queued packets, at most [`PACKETS_PER_WAKEUP`]; true when the batch was
+    /// full (more may be waiting).
+    fn drain_socket(&mut self) -> bool {
+        for _ in 0..PACKETS_PER_WAKEUP {
             let fd = self.socket.as_raw_fd();
             let buffer = &mut self.buffer;
             let cmsg = &mut self.cmsg;
@@ -336,13 +531,14 @@ impl SocketWorker {
             });
             match received {
                 Ok((len, Some(from), ttl)) => self.on_packet(len, from, ttl, Instant::now()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 // ICMP errors (port unreachable) surface here on unconnected sockets on
                 // some kernels; they carry no reply, so keep reading. A packet without a
                 // source address cannot be matched to a query either.
                 Ok((_, None, _)) | Err(_) => {}
             }
         }
+        true
     }
 
     fn on_packet(&mut self, len: usize, from: SocketAddr, ttl: Option<u8>, now: Instant) {
@@ -357,10 +553,45 @@ impl SocketWorker {
         let Some(query) = self.pending.get_mut(&key) else {
             return;
         };
+        if let Some(index) = query.ids.iter().position(|i| *i == id)
+            && !query.settled[index]
+        {
+            query.settled[index] = true;
+            if query.question.role == DnsServerRole::Resolver {
+                self.gate.record(query.samples[index], true);
+            }
+        }
         let attempt = query.attempts;
         let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
-        let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
-        query.replies.push(reply);
+        if query.replies.len() < MAX_REPLIES_KEPT {
+            if query.first_digest.is_none() {
+                query.first_digest = Some((len, Sha256::digest(bytes).into()));
+            }
+            let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
+            query.replies.push(reply);
+        } else {
+            // Beyond the cap: no parsing, no storing; count, time and digest.
+            let at_ms = elapsed_ms as u64;
+            let (omitted, digest) = query.omitted.get_or_insert_with(|| {
+                (
+                    OmittedReplies {
+                        first_ms: at_ms,
+                        ..OmittedReplies::default()
+                    },
+                    Sha256::new(),
+                )
+            });
+            omitted.count += 1;
+            omitted.bytes += len;
+            omitted.last_ms = at_ms;
+            digest.update(bytes);
+            if let Some((first_len, first_digest)) = query.first_digest
+                && first_len == len
+                && first_digest == <[u8; 32]>::from(Sha256::digest(bytes))
+            {
+                omitted.identical_to_first += 1;
+            }
+        }
         if query.first_reply.is_none() {
             query.first_reply = Some(now);
             query.deadline = now + self.config.wait_after_first;
@@ -385,7 +616,10 @@ impl SocketWorker {
             let retry_allowed = query.question.role == DnsServerRole::Resolver
                 && query.first_reply.is_none()
                 && query.attempts <= self.config.retries;
+            self.settle_lost(&mut query);
             if retry_allowed {
+                // A retry leaves now; the pacer makes later queries wait for it.
+                self.gate.charge(1);
                 self.send_attempt(key, &mut query, now).await;
                 self.deadlines.push(Reverse((query.deadline, key)));
                 self.pending.insert(key, query);
@@ -414,6 +648,12 @@ impl SocketWorker {
             replies: std::mem::take(&mut query.replies),
             listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
             send_error: query.send_error.take(),
+            omitted_replies: query.omitted.take().map(|(mut omitted, digest)| {
+                omitted.sha256 = hex_of(&digest.finalize());
+                omitted
+            }),
+            tcp: None,
+            rechecks: Vec::new(),
         };
         if let Some(done) = query.done.take() {
             let _ = done.send(observation);
@@ -425,6 +665,14 @@ async fn sleep_until_opt(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at.into()).await;
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
 }
 
 fn sockaddr_to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
@@ -479,9 +727,21 @@ fn parse_reply(
                 },
                 rcode: format!("{:?}", meta.response_code),
                 question_matches,
-                answers: message.answers.iter().map(record_of).collect(),
-                authorities: message.authorities.iter().map(record_of).collect(),
+                answers: message
+                    .answers
+                    .iter()
+                    .take(MAX_RECORDS_KEPT)
+                    .map(record_of)
+                    .collect(),
+                authorities: message
+                    .authorities
+                    .iter()
+                    .take(MAX_RECORDS_KEPT)
+                    .map(record_of)
+                    .collect(),
                 malformed: None,
+                records_omitted: message.answers.len().saturating_sub(MAX_RECORDS_KEPT)
+                    + message.authorities.len().saturating_sub(MAX_RECORDS_KEPT),
             }
         }
         Err(e) => DnsReply {
@@ -497,6 +757,7 @@ fn parse_reply(
             answers: Vec::new(),
             authorities: Vec::new(),
             malformed: Some(e.to_string()),
+            records_omitted: 0,
         },
     }
 }
@@ -510,6 +771,11 @@ pub fn record_of(record: &Record) -> DnsRecord {
         RData::NS(n) => name_text(&n.0),
         RData::PTR(p) => name_text(&p.0),
         other => other.to_string(),
+    };
+    let data = match data.char_indices().nth(MAX_RECORD_DATA) {
+        // A huge record (TXT, unknown type) must not fill the report.
+        Some((cut, _)) => format!("{}… ({} bytes)", &data[..cut], data.len()),
+        None => data,
     };
     DnsRecord {
         name: name_text(&record.name),
@@ -594,6 +860,58 @@ mod tests {
         );
         assert!(obs.replies.iter().all(|r| r.ip_ttl == Some(64)), "{obs:#?}");
         assert_eq!(obs.replies[0].id, obs.ids[0]);
+    }
+
+    #[tokio::test]
+    async fn replies_beyond_the_cap_are_counted_and_digested_not_kept() {
+        let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10)); 40]).await;
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(300),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.replies.len(), MAX_REPLIES_KEPT);
+        let omitted = obs.omitted_replies.as_ref().expect("the rest are counted");
+        assert_eq!(omitted.count, 40 - MAX_REPLIES_KEPT);
+        assert_eq!(
+            omitted.identical_to_first, omitted.count,
+            "same bytes every time"
+        );
+        assert_eq!(omitted.bytes, omitted.count * obs.replies[0].size);
+        assert_eq!(omitted.sha256.len(), 64);
+        assert_eq!(obs.reply_count(), 40);
+    }
+
+    #[test]
+    fn records_and_record_data_are_capped() {
+        let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let q = question(server);
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message.add_query(Query::query(q.qname.clone(), q.qtype));
+        for i in 0..100u32 {
+            message.add_answer(Record::from_rdata(
+                q.qname.clone(),
+                60,
+                RData::A(A(Ipv4Addr::from(0xC612_0000 | i))),
+            ));
+        }
+        // A TXT record of 1,000 characters (four strings of 250).
+        message.add_answer(Record::from_rdata(
+            q.qname.clone(),
+            60,
+            RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(250); 4])),
+        ));
+        let reply = parse_reply(&message.to_vec().unwrap(), &q, server, None, 1.0, 1);
+        assert_eq!(reply.answers.len(), MAX_RECORDS_KEPT);
+        assert_eq!(reply.records_omitted, 101 - MAX_RECORDS_KEPT);
+        let txt = record_of(message.answers.last().unwrap());
+        assert!(
+            txt.data.chars().count() < MAX_RECORD_DATA + 20,
+            "{}",
+            txt.data
+        );
     }
 
     #[tokio::test]

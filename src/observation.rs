@@ -72,6 +72,52 @@ pub struct DnsReply {
     /// Why the packet could not be parsed as a DNS message, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
+    /// Records not kept (answer and authority sections are capped; the count is here).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records_omitted: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Replies to one query beyond those kept in full: counted, timed and digested, not
+/// stored (a flood must not fill the report or the memory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OmittedReplies {
+    pub count: usize,
+    /// Bytes of DNS message in them.
+    pub bytes: usize,
+    /// Arrival of the first and last of them, in milliseconds since the first send.
+    pub first_ms: u64,
+    pub last_ms: u64,
+    /// How many of them are byte-identical to the first reply kept.
+    pub identical_to_first: usize,
+    /// SHA-256 of their payloads in arrival order (hex), to tell floods apart.
+    pub sha256: String,
+}
+
+/// The TCP retry of a question whose UDP reply came truncated (TC=1), as resolvers do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsTcpExchange {
+    /// Milliseconds from the connect to the end of the exchange.
+    pub elapsed_ms: f64,
+    /// The reply read over TCP (its `ip_ttl` is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<DnsReply>,
+    /// Why there is no reply: connect, send or read error, or timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A silent question asked again with a benign query sent beside it, at the same time
+/// to the same resolver: tells a name's queries being dropped from a resolver that
+/// drops queries in general (rate limit, loss).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceRecheck {
+    pub query: DnsQueryObservation,
+    pub benign: DnsQueryObservation,
 }
 
 impl DnsReply {
@@ -111,11 +157,32 @@ pub struct DnsQueryObservation {
     /// A send error, if the query could not leave the machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_error: Option<String>,
+    /// Replies beyond those kept in `replies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted_replies: Option<OmittedReplies>,
+    /// The TCP retry, when the first valid reply was truncated (TC=1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<DnsTcpExchange>,
+    /// When the question went unanswered: the re-checks, each with a benign query beside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rechecks: Vec<SilenceRecheck>,
 }
 
 impl DnsQueryObservation {
     pub fn answered(&self) -> bool {
         !self.replies.is_empty()
+    }
+
+    /// Replies that came from the server asked, repeat the question and are responses.
+    pub fn valid_replies(&self) -> impl Iterator<Item = &DnsReply> + '_ {
+        self.replies
+            .iter()
+            .filter(|r| r.from == self.server && r.question_matches && r.flags.qr)
+    }
+
+    /// Every reply received, kept or omitted.
+    pub fn reply_count(&self) -> usize {
+        self.replies.len() + self.omitted_replies.as_ref().map_or(0, |o| o.count)
     }
 }
 

@@ -65,8 +65,9 @@ pub struct DnsSection {
     /// control stood against them ("TLS as proof").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_proof: Vec<TlsObservation>,
-    /// A query for a benign name to the resolver, made when a question went unanswered:
-    /// it tells a resolver that drops this name's queries from one that is down.
+    /// Without a control, when an answer carried a bogon address: the resolver's reply
+    /// for the benign name, whose addresses tell which bogon ranges are normal on this
+    /// network. (Silent questions carry their own benign queries, in `rechecks`.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub benign_query: Option<DnsQueryObservation>,
 }
@@ -136,6 +137,9 @@ pub struct SummaryRecord {
     pub blocking: BTreeMap<String, usize>,
     /// Domains blocked at some layer (`blocking` is a layer).
     pub censored: Vec<String>,
+    /// What the DNS rate control did (back-offs when the resolver dropped queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_rate: Option<crate::dns::rate::DnsRateReport>,
 }
 
 /// Accumulates the summary as records stream past.
@@ -273,6 +277,18 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
             .map(|(m, n)| format!("{m} {n}"))
             .collect();
         let _ = writeln!(text, "  poisoning methods: {}", methods.join(", "));
+    }
+    if let Some(rate) = summary.dns_rate.as_ref().filter(|r| r.backoffs > 0) {
+        let _ = writeln!(
+            text,
+            "  dns rate: the resolver dropped queries; backed off {} time(s) from {:.0} to {:.0} q/s (ended at {:.0}); {} of {} attempts lost",
+            rate.backoffs,
+            rate.max_qps,
+            rate.lowest_qps,
+            rate.final_qps,
+            rate.attempts_lost,
+            rate.attempts_lost + rate.attempts_answered
+        );
     }
     if !summary.censored.is_empty() {
         const SHOWN: usize = 20;

@@ -13,14 +13,14 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
 use crate::classify::blockpage::BlockpageSet;
-use crate::classify::dns::{DnsInputs, classify_dns};
+use crate::classify::dns::{DnsInputs, classify_dns, silence_recheck_wanted};
 use crate::classify::web::target_blocking;
 use crate::control::{ControlResolver, ControlSpec};
 use crate::dns::{DnsEngine, DnsProbeConfig, DnsQuestion};
 use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
 use crate::ipclass::is_bogon;
-use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
+use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole, SilenceRecheck};
 use crate::pathguard::{PathGuard, PathGuardConfig};
 use crate::report::{
     DnsSection, HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339,
@@ -88,20 +88,27 @@ struct ScanContext {
     forged_ips: ForgedIpList,
     stages: Stages,
     web: Option<WebStage>,
-    /// The benign question asked of the resolver when a target's question goes
-    /// unanswered, once per scan (see [`ScanContext::benign_query`]).
+    /// The benign question: asked beside every re-check of a silent question, and
+    /// (without a control) once for the network's normal address ranges.
     benign_question: DnsQuestion,
-    benign_query: tokio::sync::OnceCell<DnsQueryObservation>,
+    /// The resolver's answer for the benign name, kept once answered.
+    benign_answer: tokio::sync::Mutex<Option<DnsQueryObservation>>,
 }
 
 impl ScanContext {
-    /// The resolver's replies (or silence) to a benign name: asked the first time a
-    /// target's question goes unanswered, then reused. A resolver that is down leaves
-    /// every name unanswered; one that drops a name's queries still answers this one.
-    async fn benign_query(&self) -> &DnsQueryObservation {
-        self.benign_query
-            .get_or_init(|| self.engine.query(self.benign_question.clone()))
-            .await
+    /// The resolver's reply for the benign name, asked the first time a bogon answer
+    /// needs comparing without a control and kept once answered (an unanswered one is
+    /// asked again next time: one lost query must not decide every later target).
+    async fn benign_answer(&self) -> DnsQueryObservation {
+        let mut kept = self.benign_answer.lock().await;
+        if let Some(answer) = kept.as_ref() {
+            return answer.clone();
+        }
+        let answer = self.engine.query(self.benign_question.clone()).await;
+        if answer.valid_replies().next().is_some() {
+            *kept = Some(answer.clone());
+        }
+        answer
     }
 }
 
@@ -142,7 +149,9 @@ pub async fn run_scan_with(
     }
     // --- workflows: what a resumed report holds, and the passes still to run ---
     let prior = plan.load_prior(config.out.as_deref())?;
-    let engine = DnsEngine::start(config.dns.clone(), config.resolver.ip()).await?;
+    let mut dns_config = config.dns.clone();
+    dns_config.max_rate = config.rate;
+    let engine = DnsEngine::start(dns_config, config.resolver.ip()).await?;
     let web = if config.stages.web() {
         let blockpages = match &config.blockpages {
             Some(path) => BlockpageSet::from_file(path)?,
@@ -219,7 +228,7 @@ pub async fn run_scan_with(
             server: config.resolver,
             role: DnsServerRole::Resolver,
         },
-        benign_query: tokio::sync::OnceCell::new(),
+        benign_answer: tokio::sync::Mutex::new(None),
     });
     let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
     // The writer runs on its own thread: report I/O never blocks the probes, and it
@@ -283,7 +292,10 @@ pub async fn run_scan_with(
         path: config.out.clone().unwrap_or_else(|| PathBuf::from("-")),
         source: std::io::Error::other(e),
     })??;
-    let summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    let mut summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    if config.stages.dns {
+        summary.dns_rate = Some(context.engine.rate_report());
+    }
     writer.summary(&summary)?;
     Ok(summary)
 }
@@ -385,7 +397,7 @@ fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
 
 async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
     let qname = Name::from_str(&format!("{domain}.")).unwrap_or_else(|_| Name::root());
-    let mut questions = Vec::new();
+    let mut questions: Vec<DnsQuestion> = Vec::new();
     for qtype in &context.qtypes {
         questions.push(DnsQuestion {
             qname: qname.clone(),
@@ -402,30 +414,40 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
             });
         }
     }
-    let queries = futures::future::join_all(questions.into_iter().map(|q| context.engine.query(q)));
+    let queries =
+        futures::future::join_all(questions.iter().cloned().map(|q| context.engine.query(q)));
     let control = async {
         match &context.control {
             Some(control) => Some(control.resolve(domain, &context.qtypes).await),
             None => None,
         }
     };
-    let (queries, control) = tokio::join!(queries, control);
-    let mut inputs = DnsInputs {
+    let (mut queries, control) = tokio::join!(queries, control);
+    if classify_dns(&DnsInputs {
         queries: &queries,
         control: control.as_ref(),
         forged_ips: &context.forged_ips,
         tls_proven: &[],
         benign_query: None,
-    };
-    let mut assessment = classify_dns(&inputs);
-    let benign_query = if assessment.verdict == DnsVerdict::Timeout {
-        let benign = context.benign_query().await;
-        inputs.benign_query = Some(benign);
-        assessment = classify_dns(&inputs);
-        Some(benign.clone())
+    })
+    .verdict
+        == DnsVerdict::Timeout
+    {
+        recheck_silence(context, &questions, &mut queries).await;
+    }
+    let benign_query = if context.control.is_none() && any_bogon_answer(&queries) {
+        Some(context.benign_answer().await)
     } else {
         None
     };
+    let mut inputs = DnsInputs {
+        queries: &queries,
+        control: control.as_ref(),
+        forged_ips: &context.forged_ips,
+        tls_proven: &[],
+        benign_query: benign_query.as_ref(),
+    };
+    let mut assessment = classify_dns(&inputs);
     let mut tls_proof = Vec::new();
     if let Some(web) = context.web.as_ref().filter(|_| context.stages.tls)
         && wants_tls_proof(&assessment)
@@ -463,4 +485,53 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
         tls_proof,
         benign_query,
     }
+}
+
+/// Asks each silent resolver question again, with the benign question sent right after
+/// it from the same socket (no pacing gap): a resolver that refuses the name for its
+/// rate refuses the benign query too, one that drops only the name answers it. Rounds
+/// go on until the classifier has what it needs (`silence_recheck_wanted`).
+async fn recheck_silence(
+    context: &ScanContext,
+    questions: &[DnsQuestion],
+    queries: &mut [DnsQueryObservation],
+) {
+    loop {
+        let wanted: Vec<usize> = (0..queries.len())
+            .filter(|&i| silence_recheck_wanted(&queries[i]))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let rounds = futures::future::join_all(wanted.iter().map(|&i| {
+            let benign = DnsQuestion {
+                qtype: questions[i].qtype,
+                ..context.benign_question.clone()
+            };
+            context
+                .engine
+                .query_together(vec![questions[i].clone(), benign])
+        }))
+        .await;
+        for (i, mut pair) in wanted.into_iter().zip(rounds) {
+            let (Some(benign), Some(query)) = (pair.pop(), pair.pop()) else {
+                return;
+            };
+            queries[i].rechecks.push(SilenceRecheck { query, benign });
+        }
+    }
+}
+
+/// Whether a resolver reply (UDP or TCP) carries a bogon address.
+fn any_bogon_answer(queries: &[DnsQueryObservation]) -> bool {
+    queries
+        .iter()
+        .filter(|q| q.role == DnsServerRole::Resolver)
+        .flat_map(|q| {
+            q.replies
+                .iter()
+                .chain(q.tcp.iter().filter_map(|t| t.reply.as_ref()))
+                .chain(q.rechecks.iter().flat_map(|r| r.query.replies.iter()))
+        })
+        .any(|r| r.ips().any(is_bogon))
 }

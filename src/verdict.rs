@@ -138,6 +138,22 @@ pub enum EvidenceKind {
     TtlMismatch,
     /// The name is an address literal: nothing to resolve.
     AddressLiteral,
+    /// The resolver dropped queries in general: a benign query sent beside a silent
+    /// one went unanswered too in some re-checks (rate limit, loss), so the silence
+    /// proves nothing about the name.
+    ResolverDropsQueries,
+    /// The name's first queries went unanswered but a re-check was answered: the
+    /// queries were lost, not blocked. The verdict rests on the answer.
+    AnsweredOnRecheck,
+    /// The reply was truncated (TC=1) and the question was asked again over TCP.
+    TruncatedReply,
+    /// The TCP retry of a truncated reply failed: nothing to judge the name on.
+    TcpRetryFailed,
+    /// More replies to one query than attempts: duplicates (count and timing).
+    DuplicateReplies,
+    /// The resolver's answer for the benign name lies in the same bogon range: that
+    /// range is this network's normal address space (a lab, a fake-IP proxy).
+    BogonRangeInUse,
 }
 
 /// One fact a verdict rests on, with the observed values behind it.

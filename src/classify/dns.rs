@@ -6,13 +6,22 @@
 //!   - `injection`: the sink answered, or replies to one query disagree (rcode or addresses);
 //!   - `known_forged_ip`: an answer address is on the `--forged-ips` list;
 //!   - `bogon`: an answer address lies in a bogon range that none of the control's do;
+//!     without a control, that none of the resolver's addresses for the benign name do
+//!     (a network whose normal names resolve there, like a lab, is not poisoned); when
+//!     the benign name went unanswered too, the target is `inconclusive`, never `ok`;
 //!   - `forged_nxdomain`: NXDOMAIN or no data while the control resolves the name;
 //!   - `inconsistent`: the resolver's addresses share none with the control's.
 //! - `timeout`: a question never got a reply from the resolver while the control answered it.
-//!   When the resolver answers a benign query (`benign_query`) and the control resolves
-//!   the silent question, the evidence says `selective_silence`: the name's queries are
-//!   dropped, which is DNS blocking; when the benign query goes unanswered too, the
-//!   resolver is down (`resolver_unresponsive`) and the silence proves nothing.
+//!   A silent question is re-checked (`rechecks`): asked again with a benign query sent
+//!   right beside it. When a re-check is answered, the queries were lost and the verdict
+//!   rests on that answer. When, in at least [`SILENCE_ROUNDS_NEEDED`] re-checks, the
+//!   benign query was answered and the name was not, and the control resolves it, the
+//!   evidence says `selective_silence`: the name's queries are dropped, which is DNS
+//!   blocking. When the benign queries went unanswered too, the resolver is down
+//!   (`resolver_unresponsive`) or drops queries in general (`resolver_drops_queries`,
+//!   e.g. a rate limit) and the silence proves nothing.
+//! - A truncated reply (TC=1) is judged by the TCP retry's answer; when that failed, the
+//!   question proves nothing (`tcp_retry_failed`).
 //! - `error`: the resolver answered SERVFAIL, REFUSED or another error code.
 //! - `nxdomain`: the resolver says NXDOMAIN and the control agrees.
 //! - `ok`: answers consistent with the control (or no control configured, and nothing
@@ -28,8 +37,41 @@ use std::net::IpAddr;
 
 use crate::ipclass::{ForgedIpList, bogon_range};
 use crate::observation::{
-    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply, DnsServerRole,
+    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsReply,
+    DnsServerRole, SilenceRecheck,
 };
+
+/// Re-checks in which the benign query beside a silent question must be answered (and
+/// the question not) before the silence is called selective.
+pub const SILENCE_ROUNDS_NEEDED: usize = 2;
+/// Most re-checks of one silent question (re-checks where the benign query went
+/// unanswered too do not count towards [`SILENCE_ROUNDS_NEEDED`]).
+pub const SILENCE_ROUNDS_MAX: usize = 4;
+
+fn name_silent(recheck: &SilenceRecheck) -> bool {
+    recheck.query.valid_replies().next().is_none()
+}
+
+fn decisive(recheck: &SilenceRecheck) -> bool {
+    name_silent(recheck) && recheck.benign.valid_replies().next().is_some()
+}
+
+/// Whether a resolver question should be asked again beside a benign query: it got no
+/// valid reply, no re-check answered it, and the re-checks so far neither settle the
+/// matter nor exhaust [`SILENCE_ROUNDS_MAX`].
+pub fn silence_recheck_wanted(query: &DnsQueryObservation) -> bool {
+    if query.role != DnsServerRole::Resolver
+        || query.valid_replies().next().is_some()
+        || query.rechecks.iter().any(|r| !name_silent(r))
+    {
+        return false;
+    }
+    let done = query.rechecks.len();
+    let decisive = query.rechecks.iter().filter(|r| decisive(r)).count();
+    decisive < SILENCE_ROUNDS_NEEDED
+        && done < SILENCE_ROUNDS_MAX
+        && decisive + (SILENCE_ROUNDS_MAX - done) >= SILENCE_ROUNDS_NEEDED
+}
 use crate::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 
 /// Everything the DNS judgement may rest on.
@@ -43,8 +85,8 @@ pub struct DnsInputs<'a> {
     /// Resolver answer addresses that served a certificate valid for the name (TLS as
     /// proof): such an address is genuine even when the control never saw it.
     pub tls_proven: &'a [IpAddr],
-    /// A query for a benign name to the same resolver (the DNS analogue of the web
-    /// stage's benign control): whether the resolver is alive at all.
+    /// Without a control: the resolver's reply for the benign name. Its addresses tell
+    /// which bogon ranges are this network's normal address space.
     pub benign_query: Option<&'a DnsQueryObservation>,
 }
 
@@ -56,6 +98,16 @@ enum QuestionOutcome {
     Nxdomain,
     ErrorCode(String),
     Silent,
+    /// Truncated over UDP and no usable answer over TCP.
+    Truncated,
+}
+
+/// A resolver question's outcome, with what it is judged against.
+struct JudgedQuestion<'a> {
+    qtype: String,
+    outcome: QuestionOutcome,
+    control: Option<&'a ControlAnswer>,
+    query: &'a DnsQueryObservation,
 }
 
 struct Judgement {
@@ -63,6 +115,8 @@ struct Judgement {
     evidence: Vec<Evidence>,
     forged: BTreeSet<IpAddr>,
     genuine: BTreeSet<IpAddr>,
+    /// A bogon answer with no control and no benign answer to compare it with.
+    unresolved_bogon: bool,
 }
 
 impl Judgement {
@@ -78,6 +132,7 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
         evidence: Vec::new(),
         forged: BTreeSet::new(),
         genuine: BTreeSet::new(),
+        unresolved_bogon: false,
     };
     for query in inputs
         .queries
@@ -87,7 +142,7 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
         judge_sink(query, &mut j);
     }
 
-    let mut outcomes: Vec<(String, QuestionOutcome, Option<&ControlAnswer>)> = Vec::new();
+    let mut outcomes: Vec<JudgedQuestion<'_>> = Vec::new();
     for query in inputs
         .queries
         .iter()
@@ -95,7 +150,12 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
     {
         let control = inputs.control.and_then(|c| c.answer(&query.qtype));
         let outcome = judge_resolver_question(query, control, inputs, &mut j);
-        outcomes.push((query.qtype.clone(), outcome, control));
+        outcomes.push(JudgedQuestion {
+            qtype: query.qtype.clone(),
+            outcome,
+            control,
+            query,
+        });
     }
 
     if let Some(control) = inputs.control {
@@ -114,14 +174,19 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
     }
 
     let (verdict, rcode) = if j.methods.is_empty() {
-        overall_without_poisoning(&outcomes, inputs.control.is_some())
+        overall_without_poisoning(&outcomes, inputs.control.is_some(), j.unresolved_bogon)
     } else {
         (DnsVerdict::DnsPoisoning, None)
     };
-    if verdict == DnsVerdict::Timeout
-        && let Some(benign) = inputs.benign_query
-    {
-        j.evidence.push(judge_silence(&outcomes, benign));
+    if verdict == DnsVerdict::Timeout {
+        for outcome in outcomes
+            .iter()
+            .filter(|o| o.outcome == QuestionOutcome::Silent)
+        {
+            if let Some(evidence) = judge_silence(outcome) {
+                j.evidence.push(evidence);
+            }
+        }
     }
     let methods: Vec<PoisoningMethod> = j.methods.iter().copied().collect();
     for ip in &j.forged {
@@ -165,6 +230,20 @@ fn judge_resolver_question(
     j: &mut Judgement,
 ) -> QuestionOutcome {
     let qtype = query.qtype.as_str();
+    if query.valid_replies().next().is_none()
+        && let Some(answered) = query.rechecks.iter().find(|r| !name_silent(r))
+    {
+        j.evidence.push(Evidence::new(
+            EvidenceKind::AnsweredOnRecheck,
+            Some(qtype),
+            format!(
+                "no reply to the first {} attempt(s), but a re-check was answered: the queries \
+                 were lost, not blocked; the verdict rests on the re-check's answer",
+                query.attempts
+            ),
+        ));
+        return judge_resolver_question(&answered.query, control, inputs, j);
+    }
     let mut valid: Vec<&DnsReply> = Vec::new();
     for reply in &query.replies {
         if reply.from == query.server && reply.question_matches && reply.flags.qr {
@@ -179,6 +258,49 @@ fn judge_resolver_question(
                 ),
             ));
         }
+    }
+    judge_duplicates(query, j);
+    if valid.first().is_some_and(|r| r.flags.tc) {
+        let truncated = valid[0];
+        let tcp_reply = query.tcp.as_ref().and_then(|tcp| {
+            tcp.reply
+                .as_ref()
+                .filter(|r| tcp.error.is_none() && r.question_matches && r.flags.qr)
+        });
+        let Some(tcp_reply) = tcp_reply else {
+            let why = match &query.tcp {
+                Some(tcp) => tcp
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the reply does not answer the question".to_owned()),
+                None => "no TCP retry was made".to_owned(),
+            };
+            j.evidence.push(Evidence::new(
+                EvidenceKind::TcpRetryFailed,
+                Some(qtype),
+                format!(
+                    "the reply was truncated (TC=1, {}), and the TCP retry failed ({why}): \
+                     a truncated reply is no answer, so this proves nothing",
+                    describe_reply(truncated)
+                ),
+            ));
+            return QuestionOutcome::Truncated;
+        };
+        j.evidence.push(Evidence::new(
+            EvidenceKind::TruncatedReply,
+            Some(qtype),
+            format!(
+                "the reply was truncated (TC=1, {}); asked again over TCP: {}",
+                describe_reply(truncated),
+                describe_reply(tcp_reply)
+            ),
+        ));
+        valid = std::iter::once(tcp_reply)
+            .chain(valid.into_iter().filter(|r| !r.flags.tc))
+            .collect();
+    } else {
+        // A truncated reply after a complete one carries no answer to compare.
+        valid.retain(|r| !r.flags.tc);
     }
     let Some(first) = valid.first().copied() else {
         j.evidence.push(Evidence::new(
@@ -247,6 +369,8 @@ fn judge_resolver_question(
                 // The control answered and none of its addresses is in that range.
                 j.forged.extend(bogons.iter().copied());
                 j.found(PoisoningMethod::Bogon, evidence);
+            } else if inputs.control.is_none() {
+                judge_bogons_without_control(qtype, &bogons, evidence, inputs.benign_query, j);
             } else {
                 j.evidence.push(evidence);
             }
@@ -429,70 +553,183 @@ fn judge_disagreement(
     }
 }
 
-/// Whether the resolver's silence is selective: it answered the benign query, and the
-/// control resolves a question it never answered.
-fn judge_silence(
-    outcomes: &[(String, QuestionOutcome, Option<&ControlAnswer>)],
-    benign: &DnsQueryObservation,
-) -> Evidence {
-    let benign_reply = benign
-        .replies
-        .iter()
-        .find(|r| r.from == benign.server && r.question_matches && r.flags.qr);
-    let Some(reply) = benign_reply else {
-        return Evidence::new(
+/// Without a control, the resolver's own addresses for the benign name stand in for
+/// the control's: a bogon range they use is this network's normal address space.
+fn judge_bogons_without_control(
+    qtype: &str,
+    bogons: &[IpAddr],
+    evidence: Evidence,
+    benign: Option<&DnsQueryObservation>,
+    j: &mut Judgement,
+) {
+    let Some(benign_reply) = benign.and_then(|b| b.valid_replies().next()) else {
+        j.evidence.push(evidence);
+        j.unresolved_bogon = true;
+        j.evidence.push(Evidence::new(
+            EvidenceKind::NoControl,
+            Some(qtype),
+            "bogon answer, no control, and no answer for the benign name to tell whether \
+             this range is normal here: inconclusive, not ok",
+        ));
+        return;
+    };
+    let benign_ips: Vec<IpAddr> = benign_reply.ips().collect();
+    let (in_use, forged): (Vec<IpAddr>, Vec<IpAddr>) = bogons.iter().partition(|ip| {
+        bogon_range(**ip).is_some_and(|range| benign_ips.iter().any(|b| range.contains(b)))
+    });
+    if !forged.is_empty() {
+        j.forged.extend(forged.iter().copied());
+        let mut evidence = evidence.with_ips(forged.iter().copied());
+        let _ = write!(
+            evidence.detail,
+            "; no control, and the resolver's answer for the benign name ({}) lies in no such range",
+            join_ips(&benign_ips)
+        );
+        j.found(PoisoningMethod::Bogon, evidence);
+    }
+    if !in_use.is_empty() {
+        j.evidence.push(
+            Evidence::new(
+                EvidenceKind::BogonRangeInUse,
+                Some(qtype),
+                format!(
+                    "{} lie(s) in a bogon range the resolver's answer for the benign name ({}) \
+                     uses too: this network's normal address space, not a forgery",
+                    join_ips(&in_use),
+                    join_ips(&benign_ips)
+                ),
+            )
+            .with_ips(in_use),
+        );
+    }
+}
+
+/// More replies than attempts: record the duplicates (count, timing, what was omitted).
+fn judge_duplicates(query: &DnsQueryObservation, j: &mut Judgement) {
+    let total = query.reply_count();
+    let attempts = usize::try_from(query.attempts).unwrap_or(usize::MAX);
+    if total <= attempts.max(1) {
+        return;
+    }
+    let Some(first) = query.replies.first() else {
+        return;
+    };
+    let same = |r: &DnsReply| {
+        r.from == first.from
+            && r.id == first.id
+            && r.rcode == first.rcode
+            && r.flags == first.flags
+            && r.answers == first.answers
+    };
+    let identical_kept = query.replies.iter().skip(1).filter(|r| same(r)).count();
+    let mut last_ms = query.replies.last().map_or(0.0, |r| r.elapsed_ms);
+    let mut detail = format!(
+        "{total} replies to {} attempt(s), from {:.1} ms",
+        query.attempts, first.elapsed_ms
+    );
+    let mut identical = identical_kept;
+    if let Some(omitted) = &query.omitted_replies {
+        identical += omitted.identical_to_first;
+        last_ms = last_ms.max(omitted.last_ms as f64);
+    }
+    let _ = write!(
+        detail,
+        " to {last_ms:.1} ms; {identical} repeat(s) of the first; {} kept in full",
+        query.replies.len()
+    );
+    if let Some(omitted) = &query.omitted_replies {
+        let _ = write!(
+            detail,
+            ", {} more counted but not kept ({} bytes, SHA-256 {})",
+            omitted.count, omitted.bytes, omitted.sha256
+        );
+    }
+    j.evidence.push(Evidence::new(
+        EvidenceKind::DuplicateReplies,
+        Some(&query.qtype),
+        detail,
+    ));
+}
+
+/// Whether a silent question's silence is selective: in enough re-checks the benign
+/// query sent beside it was answered while it was not, and the control resolves it.
+fn judge_silence(outcome: &JudgedQuestion<'_>) -> Option<Evidence> {
+    let query = outcome.query;
+    let qtype = outcome.qtype.as_str();
+    if query.rechecks.is_empty() {
+        return None;
+    }
+    let control_ips = match outcome.control.map(|c| &c.outcome) {
+        Some(ControlOutcome::Resolved { ips, .. }) if !ips.is_empty() => ips.as_slice(),
+        _ => return None,
+    };
+    let rounds = query.rechecks.len();
+    let decisive: Vec<&SilenceRecheck> = query.rechecks.iter().filter(|r| decisive(r)).collect();
+    let benign = &query.rechecks[0].benign;
+    if decisive.len() >= SILENCE_ROUNDS_NEEDED {
+        let reply = decisive[0]
+            .benign
+            .valid_replies()
+            .next()
+            .map(describe_reply)
+            .unwrap_or_default();
+        return Some(
+            Evidence::new(
+                EvidenceKind::SelectiveSilence,
+                Some(qtype),
+                format!(
+                    "the resolver never answered this name's {qtype} query, in {} attempt(s) and \
+                     {rounds} re-check(s), while it answered the benign query sent beside it in \
+                     {} of them ({} {}: {reply}); the control resolves the name to {}: the name's \
+                     queries are dropped",
+                    query.attempts,
+                    decisive.len(),
+                    benign.qname,
+                    benign.qtype,
+                    join_ips(control_ips)
+                ),
+            )
+            .with_ips(control_ips.iter().copied()),
+        );
+    }
+    if decisive.is_empty() {
+        return Some(Evidence::new(
             EvidenceKind::ResolverUnresponsive,
-            None,
+            Some(qtype),
             format!(
-                "the resolver {} did not answer a benign query ({} {}, {} attempt(s)) either: \
-                 it is down or unreachable, so its silence says nothing about this name",
-                benign.server, benign.qname, benign.qtype, benign.attempts
+                "the resolver {} did not answer the benign query ({} {}) sent beside this \
+                 name's in any of {rounds} re-check(s) either: it is down, unreachable or \
+                 dropping queries, so its silence says nothing about this name",
+                query.server, benign.qname, benign.qtype
             ),
-        );
-    };
-    let resolved: Vec<(&str, &[IpAddr])> = outcomes
-        .iter()
-        .filter(|(_, outcome, _)| *outcome == QuestionOutcome::Silent)
-        .filter_map(|(qtype, _, control)| match control.map(|c| &c.outcome) {
-            Some(ControlOutcome::Resolved { ips, .. }) if !ips.is_empty() => {
-                Some((qtype.as_str(), ips.as_slice()))
-            }
-            _ => None,
-        })
-        .collect();
-    let Some((qtype, ips)) = resolved.first() else {
-        return Evidence::new(
-            EvidenceKind::ResolverSilent,
-            None,
-            "the resolver answers a benign query, but the control resolves none of the \
-             questions it left unanswered: nothing is kept from the user",
-        );
-    };
-    Evidence::new(
-        EvidenceKind::SelectiveSilence,
+        ));
+    }
+    Some(Evidence::new(
+        EvidenceKind::ResolverDropsQueries,
         Some(qtype),
         format!(
-            "the resolver answers a benign query ({} {}: {}), yet never answered this name's {qtype} \
-             query, which the control resolves to {}: the name's queries are dropped",
+            "in {rounds} re-check(s) the benign query ({} {}) sent beside this name's was \
+             answered only {} time(s): the resolver drops queries in general (rate limit or \
+             loss), so this name's silence is not shown to be selective",
             benign.qname,
             benign.qtype,
-            describe_reply(reply),
-            join_ips(ips)
+            decisive.len()
         ),
-    )
-    .with_ips(ips.iter().copied())
+    ))
 }
 
 fn overall_without_poisoning(
-    outcomes: &[(String, QuestionOutcome, Option<&ControlAnswer>)],
+    outcomes: &[JudgedQuestion<'_>],
     has_control: bool,
+    unresolved_bogon: bool,
 ) -> (DnsVerdict, Option<String>) {
     if outcomes.is_empty() {
         return (DnsVerdict::Inconclusive, None);
     }
-    if let Some((_, QuestionOutcome::ErrorCode(rcode), _)) = outcomes
+    if let Some(QuestionOutcome::ErrorCode(rcode)) = outcomes
         .iter()
-        .find(|(_, o, _)| matches!(o, QuestionOutcome::ErrorCode(_)))
+        .map(|o| &o.outcome)
+        .find(|o| matches!(o, QuestionOutcome::ErrorCode(_)))
     {
         return (DnsVerdict::Error, Some(rcode.clone()));
     }
@@ -501,37 +738,45 @@ fn overall_without_poisoning(
     };
     let silent: Vec<_> = outcomes
         .iter()
-        .filter(|(_, o, _)| *o == QuestionOutcome::Silent)
+        .filter(|o| o.outcome == QuestionOutcome::Silent)
         .collect();
     if !silent.is_empty() {
-        return if silent.iter().any(|(_, _, c)| control_answered(*c)) {
+        return if silent.iter().any(|o| control_answered(o.control)) {
             (DnsVerdict::Timeout, None)
         } else {
             (DnsVerdict::Inconclusive, None)
         };
     }
+    if outcomes
+        .iter()
+        .any(|o| o.outcome == QuestionOutcome::Truncated)
+    {
+        return (DnsVerdict::Inconclusive, None);
+    }
     if !has_control {
         let all_nx = outcomes
             .iter()
-            .all(|(_, o, _)| *o == QuestionOutcome::Nxdomain);
+            .all(|o| o.outcome == QuestionOutcome::Nxdomain);
         // A genuine NXDOMAIN needs the control's word; addresses with nothing suspicious
         // about them are accepted as they are when the user chose to run without a control.
-        return if all_nx {
+        // A bogon answer is suspicious: with nothing to compare it with, it stays open.
+        return if all_nx || unresolved_bogon {
             (DnsVerdict::Inconclusive, None)
         } else {
             (DnsVerdict::Ok, None)
         };
     }
-    if outcomes.iter().any(|(_, _, c)| !control_answered(*c)) {
+    if outcomes.iter().any(|o| !control_answered(o.control)) {
         return (DnsVerdict::Inconclusive, None);
     }
     if outcomes
         .iter()
-        .all(|(_, o, _)| *o == QuestionOutcome::Nxdomain)
+        .all(|o| o.outcome == QuestionOutcome::Nxdomain)
     {
-        let control_agrees = outcomes
-            .iter()
-            .all(|(_, _, c)| c.is_some_and(|c| matches!(c.outcome, ControlOutcome::Nxdomain)));
+        let control_agrees = outcomes.iter().all(|o| {
+            o.control
+                .is_some_and(|c| matches!(c.outcome, ControlOutcome::Nxdomain))
+        });
         return if control_agrees {
             (DnsVerdict::Nxdomain, None)
         } else {
@@ -635,6 +880,7 @@ mod tests {
                 .collect(),
             authorities: Vec::new(),
             malformed: None,
+            records_omitted: 0,
         }
     }
 
@@ -650,6 +896,9 @@ mod tests {
             replies,
             listened_ms: 1000.0,
             send_error: None,
+            omitted_replies: None,
+            tcp: None,
+            rechecks: Vec::new(),
         }
     }
 
@@ -761,54 +1010,236 @@ mod tests {
         );
     }
 
+    fn benign(replies: Vec<DnsReply>) -> DnsQueryObservation {
+        let mut q = query(replies);
+        q.qname = "control.test".into();
+        q
+    }
+
+    fn recheck(name_answer: Option<DnsReply>, benign_answered: bool) -> SilenceRecheck {
+        SilenceRecheck {
+            query: query(name_answer.into_iter().collect()),
+            benign: benign(if benign_answered {
+                vec![reply(RESOLVER, 3.0, "NXDomain", &[])]
+            } else {
+                Vec::new()
+            }),
+        }
+    }
+
+    fn silent_with(rechecks: Vec<SilenceRecheck>) -> DnsQueryObservation {
+        let mut silent = query(Vec::new());
+        silent.attempts = 2;
+        silent.rechecks = rechecks;
+        silent
+    }
+
     #[test]
-    fn silence_is_dns_blocking_only_when_the_resolver_answers_a_benign_name() {
+    fn silence_is_dns_blocking_only_when_benign_queries_beside_it_are_answered() {
         use crate::classify::web::{Blocking, BlockingLayer, target_blocking};
-        let silent = query(Vec::new());
         let c = control(resolved(&["198.18.1.1"]));
-        let mut alive = query(vec![reply(RESOLVER, 3.0, "NXDomain", &[])]);
-        alive.qname = "control.test".into();
-        let mut dead = query(Vec::new());
-        dead.attempts = 2;
-        let judge_with = |benign: &DnsQueryObservation| {
-            classify_dns(&DnsInputs {
-                queries: std::slice::from_ref(&silent),
-                control: Some(&c),
-                forged_ips: &ForgedIpList::default(),
-                tls_proven: &[],
-                benign_query: Some(benign),
-            })
+        let blocking = |q: &DnsQueryObservation| {
+            let a = judge(std::slice::from_ref(q), Some(&c), &[]);
+            (a.clone(), target_blocking(Some(&a), None, None).blocking)
         };
-        let dropped = judge_with(&alive);
-        assert_eq!(dropped.verdict, DnsVerdict::Timeout);
-        let selective = dropped
+
+        // Dropped every time while the benign query beside it is answered: blocking.
+        let dropped = silent_with(vec![recheck(None, true), recheck(None, true)]);
+        assert!(!silence_recheck_wanted(&dropped));
+        let (a, b) = blocking(&dropped);
+        assert_eq!(a.verdict, DnsVerdict::Timeout);
+        let selective = a
             .evidence
             .iter()
             .find(|e| e.kind == EvidenceKind::SelectiveSilence)
             .expect("selective silence");
         assert_eq!(selective.ips, vec!["198.18.1.1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(
-            target_blocking(Some(&dropped), None, None).blocking,
-            Blocking::At(BlockingLayer::Dns)
-        );
+        assert_eq!(b, Blocking::At(BlockingLayer::Dns));
 
-        let down = judge_with(&dead);
-        assert_eq!(down.verdict, DnsVerdict::Timeout);
+        // One decisive round is not enough: more are wanted, and meanwhile no claim.
+        let once = silent_with(vec![recheck(None, true)]);
+        assert!(silence_recheck_wanted(&once));
+        assert_eq!(blocking(&once).1, Blocking::Inconclusive);
+
+        // The benign query beside it went unanswered too, sometimes: a resolver that
+        // drops queries in general (a rate limit), not a blocked name.
+        let lossy = silent_with(vec![
+            recheck(None, false),
+            recheck(None, true),
+            recheck(None, false),
+            recheck(None, false),
+        ]);
+        assert!(!silence_recheck_wanted(&lossy), "rounds exhausted");
+        let (a, b) = blocking(&lossy);
         assert!(
-            down.evidence
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::ResolverDropsQueries)
+        );
+        assert_eq!(b, Blocking::Inconclusive);
+
+        // Never any benign answer: down.
+        let down = silent_with(vec![recheck(None, false); 3]);
+        assert!(
+            !silence_recheck_wanted(&down),
+            "two decisive rounds are out of reach"
+        );
+        let (a, b) = blocking(&down);
+        assert!(
+            a.evidence
                 .iter()
                 .any(|e| e.kind == EvidenceKind::ResolverUnresponsive)
         );
-        assert_eq!(
-            target_blocking(Some(&down), None, None).blocking,
-            Blocking::Inconclusive,
-            "a resolver that answers nothing says nothing about the name"
+        assert_eq!(b, Blocking::Inconclusive);
+
+        // A re-check that is answered: the queries were lost; judged on that answer.
+        let lost = silent_with(vec![recheck(
+            Some(reply(RESOLVER, 4.0, "NoError", &["198.18.1.1"])),
+            true,
+        )]);
+        assert!(!silence_recheck_wanted(&lost));
+        let (a, b) = blocking(&lost);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::AnsweredOnRecheck)
         );
-        // Without the benign query, silence stays unclear as before.
-        let unknown = judge(std::slice::from_ref(&silent), Some(&c), &[]);
-        assert_eq!(
-            target_blocking(Some(&unknown), None, None).blocking,
-            Blocking::Inconclusive
+        assert_eq!(b, Blocking::No);
+
+        // No re-check at all: silence stays unclear as before.
+        let (_, b) = blocking(&silent_with(Vec::new()));
+        assert_eq!(b, Blocking::Inconclusive);
+    }
+
+    #[test]
+    fn truncated_reply_is_judged_by_the_tcp_answer() {
+        use crate::observation::DnsTcpExchange;
+        let c = control(resolved(&["198.18.1.1"]));
+        let mut slip = reply(RESOLVER, 2.0, "NoError", &[]);
+        slip.flags.tc = true;
+        let mut q = query(vec![slip]);
+        q.tcp = Some(DnsTcpExchange {
+            elapsed_ms: 3.0,
+            reply: Some(reply(RESOLVER, 3.0, "NoError", &["198.18.1.1"])),
+            error: None,
+        });
+        let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::TruncatedReply)
+        );
+
+        // The TCP answer itself can be poisoned: judged like any answer.
+        q.tcp.as_mut().unwrap().reply = Some(reply(RESOLVER, 3.0, "NoError", &["10.10.34.34"]));
+        let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
+        assert_eq!(a.method, Some(PoisoningMethod::Bogon), "{a:#?}");
+
+        // TCP failed: not forged_nxdomain, nothing to judge on.
+        q.tcp = Some(DnsTcpExchange {
+            elapsed_ms: 1.0,
+            reply: None,
+            error: Some("connect: refused".into()),
+        });
+        let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Inconclusive, "{a:#?}");
+        assert!(a.methods.is_empty());
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::TcpRetryFailed)
+        );
+    }
+
+    #[test]
+    fn bogon_without_control_is_poisoning_unless_the_benign_name_uses_that_range() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["10.10.34.34"])]);
+        let judge_with = |benign: Option<&DnsQueryObservation>| {
+            classify_dns(&DnsInputs {
+                queries: std::slice::from_ref(&q),
+                control: None,
+                forged_ips: &ForgedIpList::default(),
+                tls_proven: &[],
+                benign_query: benign,
+            })
+        };
+        // The benign name resolves elsewhere (or not at all): the bogon is forged.
+        let public = benign(vec![reply(RESOLVER, 2.0, "NXDomain", &[])]);
+        let a = judge_with(Some(&public));
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning, "{a:#?}");
+        assert_eq!(a.method, Some(PoisoningMethod::Bogon));
+        assert_eq!(a.forged_ips, vec!["10.10.34.34".parse::<IpAddr>().unwrap()]);
+        // A network where names normally resolve into 10/8: not a forgery.
+        let private = benign(vec![reply(RESOLVER, 2.0, "NoError", &["10.0.0.7"])]);
+        let a = judge_with(Some(&private));
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(
+            a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::BogonRangeInUse)
+        );
+        // Nothing to compare with: never ok.
+        for unknown in [None, Some(&benign(Vec::new()))] {
+            let a = judge_with(unknown);
+            assert_eq!(a.verdict, DnsVerdict::Inconclusive, "{a:#?}");
+            assert!(
+                a.evidence
+                    .iter()
+                    .any(|e| e.kind == EvidenceKind::BogonAnswer)
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_replies_are_evidence_with_count_and_timing() {
+        use crate::observation::OmittedReplies;
+        let mut q = query(
+            (0..16)
+                .map(|i| reply(RESOLVER, 5.0 + f64::from(i), "NoError", &["198.18.1.1"]))
+                .collect(),
+        );
+        q.omitted_replies = Some(OmittedReplies {
+            count: 9984,
+            bytes: 9984 * 60,
+            first_ms: 21,
+            last_ms: 900,
+            identical_to_first: 9984,
+            sha256: "ab".into(),
+        });
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok);
+        let duplicates = a
+            .evidence
+            .iter()
+            .find(|e| e.kind == EvidenceKind::DuplicateReplies)
+            .expect("duplicates recorded");
+        assert!(
+            duplicates
+                .detail
+                .starts_with("10000 replies to 1 attempt(s)"),
+            "{}",
+            duplicates.detail
+        );
+        assert!(
+            duplicates.detail.contains("9999 repeat(s)"),
+            "{}",
+            duplicates.detail
+        );
+        assert!(
+            duplicates.detail.contains("900.0 ms"),
+            "{}",
+            duplicates.detail
+        );
+        // One reply per attempt is no duplicate.
+        let single = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"])]);
+        let a = judge(&[single], Some(&c), &[]);
+        assert!(
+            !a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::DuplicateReplies)
         );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Behaviour, Report, args, fake_dns, run_binary};
+use crate::support::{Behaviour, FakeOptions, Report, args, fake_dns, fake_dns_with, run_binary};
 
 const LATE: Duration = Duration::from_millis(60);
 
@@ -183,11 +183,18 @@ async fn every_dns_verdict_and_method() {
     assert_eq!(verdict("dropped.test"), "timeout");
     let dropped_query = &report.target("dropped.test")["dns"]["queries"][0];
     assert_eq!(dropped_query["attempts"], 2, "retried once");
-    // The resolver answers a benign name (NXDOMAIN here) but never this one, which the
-    // control resolves: its queries are dropped, which is DNS blocking.
+    // The resolver answers a benign name (NXDOMAIN here) sent beside this one in every
+    // re-check, but never this one, which the control resolves: its queries are dropped,
+    // which is DNS blocking.
     let dropped = report.target("dropped.test");
     assert!(evidence_kinds(dropped).contains(&"selective_silence"));
-    assert_eq!(dropped["dns"]["benign_query"]["qname"], "example.com");
+    let rechecks = dropped_query["rechecks"].as_array().unwrap();
+    assert_eq!(rechecks.len(), 2, "{dropped:#}");
+    for recheck in rechecks {
+        assert_eq!(recheck["benign"]["qname"], "example.com");
+        assert_eq!(recheck["benign"]["replies"].as_array().unwrap().len(), 1);
+        assert!(recheck["query"]["replies"].as_array().unwrap().is_empty());
+    }
     assert_eq!(dropped["blocking"], "dns");
 
     assert_eq!(verdict("gone.test"), "nxdomain");
@@ -238,6 +245,9 @@ async fn without_control_only_injection_is_claimed() {
             ),
             ("gone.test", Behaviour::Nxdomain),
             ("silent.test", Behaviour::Drop),
+            ("bogon.test", Behaviour::a([10, 10, 34, 34])),
+            // The benign name: this network's names resolve into 198.18.0.0/15 (a lab).
+            ("example.com", Behaviour::a([198, 18, 2, 9])),
         ],
         Behaviour::Nxdomain,
     )
@@ -262,6 +272,7 @@ async fn without_control_only_injection_is_claimed() {
         "raced.test",
         "gone.test",
         "silent.test",
+        "bogon.test",
     ]))
     .await;
     assert!(run.status.success(), "{run:#?}");
@@ -274,8 +285,21 @@ async fn without_control_only_injection_is_claimed() {
     };
     assert_eq!(verdict("plain.test"), "ok");
     assert!(evidence_kinds(report.target("plain.test")).contains(&"no_control"));
+    // 198.18.2.1 is a bogon, but the benign name resolves into the same range here.
+    assert!(evidence_kinds(report.target("plain.test")).contains(&"bogon_range_in_use"));
+    // A bogon outside the network's ranges, with no control: poisoning, never ok.
+    let bogon = report.target("bogon.test");
+    assert_eq!(verdict("bogon.test"), "dns_poisoning", "{bogon:#}");
+    assert_eq!(methods(bogon), ["bogon"]);
+    assert_eq!(bogon["blocking"], "dns");
+    assert_eq!(
+        bogon["dns"]["forged_ips"],
+        serde_json::json!(["10.10.34.34"])
+    );
+    assert_eq!(bogon["dns"]["benign_query"]["qname"], "example.com");
     assert_eq!(verdict("raced.test"), "dns_poisoning");
-    assert_eq!(methods(report.target("raced.test")), ["injection"]);
+    // The forgery is a bogon outside the network's ranges too.
+    assert_eq!(methods(report.target("raced.test")), ["injection", "bogon"]);
     assert_eq!(
         verdict("gone.test"),
         "inconclusive",
@@ -320,7 +344,9 @@ async fn a_resolver_that_answers_nothing_is_not_dns_blocking() {
     let site = report.target("site.test");
     assert_eq!(site["dns"]["verdict"], "timeout");
     assert!(evidence_kinds(site).contains(&"resolver_unresponsive"));
-    assert_eq!(site["dns"]["benign_query"]["attempts"], 1);
+    let rechecks = site["dns"]["queries"][0]["rechecks"].as_array().unwrap();
+    assert!(!rechecks.is_empty());
+    assert!(rechecks.iter().all(|r| r["benign"]["attempts"] == 1));
     assert!(site["blocking"].is_null(), "{site:#}");
 }
 
@@ -587,4 +613,262 @@ async fn targets_from_stdin() {
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0]["line"], 4);
     assert!(String::from_utf8_lossy(&output.stderr).contains("skipped -:4"));
+}
+
+/// A resolver that drops queries above 100 a second is not censoring: the scan backs off
+/// (and says so in the summary), and silence is called blocking only when a benign query
+/// sent beside the silent one was answered, in several re-checks. A name the resolver
+/// always drops is still found among the rate-limited ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limiting_resolver_is_not_reported_as_censoring() {
+    // The two cases: far above the limit, and three times it.
+    for rate in ["1000", "300"] {
+        scan_a_rate_limiting_resolver(rate).await;
+    }
+}
+
+async fn scan_a_rate_limiting_resolver(rate: &str) {
+    let names: Vec<String> = (0..300).map(|i| format!("n{i}.limited.test")).collect();
+    let resolver = fake_dns_with(
+        &[("censored.test", Behaviour::Drop)],
+        Behaviour::a([198, 18, 10, 1]),
+        FakeOptions {
+            limit_qps: Some(100.0),
+            burst: 10.0,
+            tcp: false,
+        },
+    )
+    .await;
+    let control = fake_dns(&[], Behaviour::a([198, 18, 10, 1])).await;
+    let mut argv = args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--qtype",
+        "A",
+        "--dns-timeout",
+        "300ms",
+        "--dns-wait",
+        "50ms",
+        "--retries",
+        "1",
+        "--rate",
+        rate,
+        "--seed",
+        "3",
+        "censored.test",
+    ]);
+    argv.extend(names.iter().cloned());
+    let run = run_binary(&argv).await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    assert_eq!(report.targets.len(), names.len() + 1);
+    let blocked: Vec<&str> = report
+        .targets
+        .iter()
+        .filter(|t| t["blocking"] == "dns")
+        .map(|t| t["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        blocked,
+        ["censored.test"],
+        "only the dropped name is blocked"
+    );
+    let censored = report.target("censored.test");
+    assert_eq!(censored["dns"]["verdict"], "timeout");
+    assert!(
+        evidence_kinds(censored).contains(&"selective_silence"),
+        "{censored:#}"
+    );
+
+    let max: f64 = rate.parse().unwrap();
+    let rate = &report.summary["dns_rate"];
+    assert!(
+        (rate["max_qps"].as_f64().unwrap() - max).abs() < 1e-9,
+        "{rate:#}"
+    );
+    assert!(rate["backoffs"].as_u64().unwrap() >= 1, "{rate:#}");
+    assert!(rate["lowest_qps"].as_f64().unwrap() <= 150.0, "{rate:#}");
+    assert!(rate["attempts_lost"].as_u64().unwrap() > 0, "{rate:#}");
+    assert!(!rate["changes"].as_array().unwrap().is_empty());
+    assert!(run.stderr.contains("backed off"), "{}", run.stderr);
+}
+
+/// TC=1 with no answer (truncation, a rate limiter's "slip") is retried over TCP; both
+/// exchanges are recorded and the verdict rests on the TCP answer. When TCP fails, it
+/// is not poisoning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_replies_are_retried_over_tcp() {
+    let resolver = fake_dns_with(
+        &[
+            (
+                "big.test",
+                Behaviour::Truncated(vec![[198, 18, 11, 1].into()]),
+            ),
+            ("notcp.test", Behaviour::TruncatedNoTcp),
+        ],
+        Behaviour::Nxdomain,
+        FakeOptions {
+            tcp: true,
+            ..FakeOptions::default()
+        },
+    )
+    .await;
+    let control = fake_dns(
+        &[
+            ("big.test", Behaviour::a([198, 18, 11, 1])),
+            ("notcp.test", Behaviour::a([198, 18, 11, 2])),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let run = run_binary(&args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--qtype",
+        "A",
+        "--dns-timeout",
+        "500ms",
+        "--dns-wait",
+        "50ms",
+        "big.test",
+        "notcp.test",
+    ]))
+    .await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    let big = report.target("big.test");
+    assert_eq!(big["dns"]["verdict"], "ok", "{big:#}");
+    let query = &big["dns"]["queries"][0];
+    assert_eq!(query["replies"][0]["flags"]["tc"], true);
+    assert!(
+        query["replies"][0]["answers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(query["tcp"]["reply"]["answers"][0]["data"], "198.18.11.1");
+    assert!(evidence_kinds(big).contains(&"truncated_reply"));
+
+    let notcp = report.target("notcp.test");
+    assert_eq!(notcp["dns"]["verdict"], "inconclusive", "{notcp:#}");
+    assert!(notcp["dns"]["method"].is_null());
+    assert!(notcp["blocking"].is_null());
+    assert!(notcp["dns"]["queries"][0]["tcp"]["error"].is_string());
+    assert!(evidence_kinds(notcp).contains(&"tcp_retry_failed"));
+}
+
+/// Floods: 10,000 identical replies are evidence (count, timing), not silently `ok`;
+/// hundreds of 60 KB replies are capped (replies per query, records per reply) so the
+/// report stays small; and the other names' timers and verdicts are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_floods_are_capped_recorded_and_starve_nothing() {
+    let resolver = fake_dns(
+        &[
+            (
+                "dup.test",
+                Behaviour::Flood {
+                    copies: 10_000,
+                    records: 1,
+                },
+            ),
+            (
+                "huge.test",
+                Behaviour::Flood {
+                    copies: 400,
+                    records: 2_400,
+                },
+            ),
+            ("fine.test", Behaviour::a([198, 18, 12, 3])),
+            ("quiet.test", Behaviour::Drop),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let control = fake_dns(
+        &[
+            ("dup.test", Behaviour::a([198, 18, 0, 0])),
+            ("huge.test", Behaviour::a([198, 18, 0, 0])),
+            ("fine.test", Behaviour::a([198, 18, 12, 3])),
+            ("quiet.test", Behaviour::a([198, 18, 12, 4])),
+        ],
+        Behaviour::Nxdomain,
+    )
+    .await;
+    let run = run_binary(&args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        &format!("udp:{control}"),
+        "--qtype",
+        "A",
+        "--dns-timeout",
+        "500ms",
+        "--dns-wait",
+        "1s",
+        "--retries",
+        "0",
+        "dup.test",
+        "huge.test",
+        "fine.test",
+        "quiet.test",
+    ]))
+    .await;
+    assert!(run.status.success(), "{:?}", run.status);
+    for line in run.stdout.lines() {
+        assert!(
+            line.len() < 1_000_000,
+            "a report line of {} bytes",
+            line.len()
+        );
+    }
+    let report = Report::parse(&run.stdout);
+
+    let dup = report.target("dup.test");
+    let query = &dup["dns"]["queries"][0];
+    let kept = query["replies"].as_array().unwrap().len();
+    assert_eq!(kept, 16, "replies kept in full are capped: {dup:#}");
+    let omitted = query["omitted_replies"]["count"].as_u64().unwrap();
+    assert!(omitted >= 1_000, "{omitted} counted");
+    assert_eq!(query["omitted_replies"]["identical_to_first"], omitted);
+    let duplicates = dup["dns"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "duplicate_replies")
+        .unwrap_or_else(|| panic!("duplicates are evidence: {dup:#}"));
+    let detail = duplicates["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("{} replies to 1 attempt(s)", omitted + 16)),
+        "{detail}"
+    );
+
+    let huge = report.target("huge.test");
+    let query = &huge["dns"]["queries"][0];
+    assert_eq!(query["replies"].as_array().unwrap().len(), 16, "{huge:#}");
+    assert!(query["omitted_replies"]["count"].as_u64().unwrap() >= 1);
+    assert_eq!(query["replies"][0]["answers"].as_array().unwrap().len(), 32);
+    assert_eq!(query["replies"][0]["records_omitted"], 2_400 - 32);
+
+    assert_eq!(report.target("fine.test")["dns"]["verdict"], "ok");
+    let quiet = report.target("quiet.test");
+    assert_eq!(quiet["dns"]["verdict"], "timeout", "{quiet:#}");
+    // Correctness, not speed: the 500 ms timer fired when due, not after the flood.
+    let listened = quiet["dns"]["queries"][0]["listened_ms"].as_f64().unwrap();
+    assert!(
+        listened < 2_500.0,
+        "a 500 ms timeout fired after {listened} ms"
+    );
 }

@@ -122,6 +122,27 @@ pub enum Behaviour {
     Drop,
     /// The n-th query for the name gets the n-th behaviour, round robin.
     Cycle(Vec<Behaviour>),
+    /// Over UDP a truncated reply (TC=1, no answer); over TCP (with `FakeOptions::tcp`)
+    /// these addresses.
+    Truncated(Vec<Ipv4Addr>),
+    /// Truncated over UDP, and the TCP connection is closed without a reply.
+    TruncatedNoTcp,
+    /// The same reply, `records` A records in it, sent `copies` times.
+    Flood {
+        copies: usize,
+        records: usize,
+    },
+}
+
+/// How a fake DNS server behaves as a whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FakeOptions {
+    /// Token bucket: queries above this rate (a second) are dropped, whatever the name.
+    pub limit_qps: Option<f64>,
+    /// Tokens the bucket holds (the burst allowed).
+    pub burst: f64,
+    /// Also serve DNS over TCP on the same port.
+    pub tcp: bool,
 }
 
 impl Behaviour {
@@ -141,19 +162,128 @@ impl Behaviour {
 /// A loopback DNS server answering by name; names it does not know get `default`.
 /// Runs until the test's runtime ends.
 pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> SocketAddr {
-    let rules: HashMap<String, Behaviour> = rules
-        .iter()
-        .map(|(n, b)| ((*n).to_owned(), b.clone()))
-        .collect();
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    fake_dns_with(rules, default, FakeOptions::default()).await
+}
+
+/// Binds UDP (and with `tcp`, TCP on the same port number).
+async fn bind_fake(tcp: bool) -> (UdpSocket, Option<tokio::net::TcpListener>) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if !tcp {
+            return (udp, None);
+        }
+        if let Ok(listener) = tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, Some(listener));
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+fn reply_bytes(query: &Message, code: ResponseCode, ips: &[Ipv4Addr], truncated: bool) -> Vec<u8> {
+    let question = query.queries[0].clone();
+    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    reply.metadata.recursion_desired = true;
+    reply.metadata.recursion_available = true;
+    reply.metadata.truncation = truncated;
+    reply.metadata.response_code = code;
+    reply.add_query(question.clone());
+    if question.query_type() == RecordType::A {
+        for ip in ips {
+            reply.add_answer(Record::from_rdata(
+                question.name().clone(),
+                300,
+                RData::A(A(*ip)),
+            ));
+        }
+    }
+    reply.to_vec().unwrap()
+}
+
+/// Answers DNS over TCP: `Truncated` names get their addresses, `Answers` the first
+/// set, `Nxdomain` NXDOMAIN; anything else gets the connection closed.
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    rules: Arc<HashMap<String, Behaviour>>,
+    default: Behaviour,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let rules = Arc::clone(&rules);
+        let default = default.clone();
+        tokio::spawn(async move {
+            let Ok(len) = stream.read_u16().await else {
+                return;
+            };
+            let mut buf = vec![0; usize::from(len)];
+            if stream.read_exact(&mut buf).await.is_err() {
+                return;
+            }
+            let Ok(query) = Message::from_vec(&buf) else {
+                return;
+            };
+            let Some(question) = query.queries.first() else {
+                return;
+            };
+            let name = question
+                .name()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let bytes = match rules.get(&name).unwrap_or(&default) {
+                Behaviour::Truncated(ips) => reply_bytes(&query, ResponseCode::NoError, ips, false),
+                Behaviour::Answers(list) if !list.is_empty() => {
+                    reply_bytes(&query, ResponseCode::NoError, &list[0].1, false)
+                }
+                Behaviour::Nxdomain => reply_bytes(&query, ResponseCode::NXDomain, &[], false),
+                _ => return,
+            };
+            let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = stream.write_all(&framed).await;
+        });
+    }
+}
+
+/// [`fake_dns`] with a rate limit and/or TCP.
+pub async fn fake_dns_with(
+    rules: &[(&str, Behaviour)],
+    default: Behaviour,
+    options: FakeOptions,
+) -> SocketAddr {
+    let rules: Arc<HashMap<String, Behaviour>> = Arc::new(
+        rules
+            .iter()
+            .map(|(n, b)| ((*n).to_owned(), b.clone()))
+            .collect(),
+    );
+    let (socket, listener) = bind_fake(options.tcp).await;
+    let socket = Arc::new(socket);
     let addr = socket.local_addr().unwrap();
+    if let Some(listener) = listener {
+        tokio::spawn(serve_tcp(listener, Arc::clone(&rules), default.clone()));
+    }
     tokio::spawn(async move {
         let mut buf = vec![0; 4096];
         let mut queries_seen: HashMap<String, usize> = HashMap::new();
+        let mut tokens = options.burst;
+        let mut refilled = std::time::Instant::now();
         loop {
             let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
                 return;
             };
+            if let Some(qps) = options.limit_qps {
+                let now = std::time::Instant::now();
+                tokens = (tokens + now.duration_since(refilled).as_secs_f64() * qps)
+                    .min(options.burst.max(1.0));
+                refilled = now;
+                if tokens < 1.0 {
+                    continue; // over the limit: dropped, as a rate-limiting resolver does
+                }
+                tokens -= 1.0;
+            }
             let Ok(query) = Message::from_vec(&buf[..len]) else {
                 continue;
             };
@@ -192,6 +322,22 @@ pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> Socket
             };
             match behaviour {
                 Behaviour::Drop | Behaviour::Cycle(_) => {}
+                Behaviour::Truncated(_) | Behaviour::TruncatedNoTcp => {
+                    let bytes = reply_bytes(&query, ResponseCode::NoError, &[], true);
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+                Behaviour::Flood { copies, records } => {
+                    let ips: Vec<Ipv4Addr> = (0..records)
+                        .map(|i| Ipv4Addr::from(0xC612_0000 | u32::try_from(i).unwrap()))
+                        .collect();
+                    let bytes = reply_bytes(&query, ResponseCode::NoError, &ips, false);
+                    let socket = Arc::clone(&socket);
+                    tokio::spawn(async move {
+                        for _ in 0..copies {
+                            let _ = socket.send_to(&bytes, peer).await;
+                        }
+                    });
+                }
                 Behaviour::Nxdomain => {
                     let _ = socket
                         .send_to(&respond(ResponseCode::NXDomain, &[]), peer)
