@@ -731,3 +731,117 @@ async fn many_names_share_a_clean_address_under_a_small_socket_budget() {
         "every socket went back to the budget"
     );
 }
+
+/// What a hostile HTTP server sends the test name, without end (the benign control
+/// gets a normal page).
+#[derive(Debug, Clone, Copy)]
+enum Endless {
+    /// A chunk-size line that never ends (an endless chunk extension).
+    ChunkSizeLine,
+    /// `100 Continue` after `100 Continue`.
+    Continue,
+    /// Header line after header line.
+    HeaderLines,
+    /// Tiny chunks whose framing costs more than the body it carries.
+    TinyChunks,
+}
+
+/// A loopback HTTP server that floods the test name with `endless` as fast as it can.
+async fn flooding_http_server(ip: IpAddr, endless: Endless) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if head.contains("\r\nhost: example.com\r\n") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    return;
+                }
+                let (prefix, filler): (&[u8], &[u8]) = match endless {
+                    Endless::ChunkSizeLine => (
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=",
+                        b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                    ),
+                    Endless::Continue => (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+                    Endless::HeaderLines => {
+                        (b"HTTP/1.1 200 OK\r\n", b"X-Filler: aaaaaaaaaaaaaaaa\r\n")
+                    }
+                    Endless::TinyChunks => (
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        b"1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n",
+                    ),
+                };
+                if stream.write_all(prefix).await.is_err() {
+                    return;
+                }
+                let filler = filler.repeat(64);
+                while stream.write_all(&filler).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+/// A server that sends data all the time but never a well-formed response is not a
+/// censor: `malformed_response` at `response` (no blocking claim), found as soon as a
+/// parse bound is crossed, with a bounded number of bytes read.
+#[tokio::test]
+async fn endless_responses_are_malformed_not_blocking() {
+    let pki = Pki::new();
+    for (last, endless) in [
+        (50, Endless::ChunkSizeLine),
+        (51, Endless::Continue),
+        (52, Endless::HeaderLines),
+        (53, Endless::TinyChunks),
+    ] {
+        let addr = flooding_http_server(lo(last), endless).await;
+        let mut config = WebStageConfig {
+            run_tls: false,
+            http_port: addr.port(),
+            ..WebStageConfig::default()
+        };
+        short_timeouts(&mut config);
+        // Long enough that a probe which never gives up on the flood ends at the deadline.
+        config.http.response_timeout = Duration::from_secs(3);
+        let web = stage(&pki, config, quick_guard());
+        let r = web.probe_target("flood.test", plan(&[addr.ip()])).await;
+        assert_eq!(
+            http_of(&r),
+            (HttpVerdict::MalformedResponse, Some(Stage::Response)),
+            "{endless:?}: {:#?}",
+            r.http.as_ref().unwrap().evidence
+        );
+        let http = r.http.as_ref().unwrap();
+        assert!(http.control.as_ref().unwrap().passed, "{endless:?}");
+        let test = &http.attempts[0].observations.test;
+        assert!(
+            test.bytes_received < 1024 * 1024,
+            "{endless:?}: {} bytes read from a flood",
+            test.bytes_received
+        );
+        assert!(
+            test.error.as_deref().is_some_and(|e| !e.is_empty()),
+            "{endless:?}: the bound that was crossed is recorded"
+        );
+        let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), None);
+        assert_ne!(
+            b.blocking,
+            Blocking::At(BlockingLayer::Http),
+            "{endless:?}: a flooding server is not a censor"
+        );
+    }
+}
