@@ -124,8 +124,13 @@ pub async fn run_scan_with(
     stop: impl Future<Output = ()>,
 ) -> Result<SummaryRecord> {
     let started = Instant::now();
-    let control =
+    // One socket budget for the web probes and the control's lookups.
+    let fd_budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
+    let mut control =
         ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
+    if let Some(control) = &mut control {
+        control.share_fd_budget(fd_budget.clone());
+    }
     if let Some(control) = &control {
         control.check_reachable().await?;
     }
@@ -155,7 +160,7 @@ pub async fn run_scan_with(
             web_config,
             Arc::new(crate::trust::root_store(&config.extra_roots)),
             PathGuard::new(config.residual.clone()),
-            ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE),
+            fd_budget.clone(),
             Arc::new(blockpages),
         )?)
     } else {

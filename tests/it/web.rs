@@ -845,3 +845,94 @@ async fn endless_responses_are_malformed_not_blocking() {
         );
     }
 }
+
+/// Under a low `RLIMIT_NOFILE` (64), many names against loopback servers: a shortage
+/// of file descriptors makes work wait, it never becomes a verdict. The control's
+/// sockets (plain UDP here: one socket per lookup) are inside the socket budget, so
+/// no lookup fails with `EMFILE`, and every name gets its true verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_fd_limit_is_back_pressure_never_a_verdict() {
+    use crate::support::{Behaviour, Report, args, fake_dns};
+    use censorprobe::servers::ca::LabCa;
+    let ip = lo(62);
+    let dns = fake_dns(&[], Behaviour::a([127, 0, 0, 62])).await;
+    let ca = LabCa::new("censorprobe fd-limit CA").unwrap();
+    let names: Vec<String> = (0..300).map(|i| format!("site{i}.test")).collect();
+    let mut sans: Vec<&str> = names.iter().map(String::as_str).collect();
+    sans.push("example.com");
+    let (chain, key) = ca.issue(&sans, &[]).unwrap();
+    let http = LabServer::spawn_http(SocketAddr::new(ip, 0), HttpLabConfig::default())
+        .await
+        .unwrap();
+    let tls = LabServer::spawn_tls(
+        SocketAddr::new(ip, 0),
+        TlsLabConfig::new(TlsIdentity { chain, key }),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_pem(&ca_file).unwrap();
+    let list = dir.path().join("targets.txt");
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let (resolver, control) = (dns.to_string(), format!("udp:{dns}"));
+    let (http_port, tls_port) = (
+        http.local_addr().port().to_string(),
+        tls.local_addr().port().to_string(),
+    );
+    let mut command = vec!["--nofile=64:64", crate::support::BIN];
+    command.extend([
+        "scan",
+        "--quiet",
+        "--targets",
+        list.to_str().unwrap(),
+        "--resolver",
+        &resolver,
+        "--control",
+        &control,
+        "--dns-wait",
+        "200ms",
+        "--ca",
+        ca_file.to_str().unwrap(),
+        "--http-port",
+        &http_port,
+        "--tls-port",
+        &tls_port,
+        "--web-timeout",
+        "5s",
+    ]);
+    let output = tokio::process::Command::new("prlimit")
+        .args(args(&command))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("prlimit (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = Report::parse(&stdout);
+    assert_eq!(report.targets.len(), names.len());
+    let mut wrong = Vec::new();
+    for record in &report.targets {
+        let verdicts = (
+            record["dns"]["verdict"].as_str(),
+            record["http"]["verdict"].as_str(),
+            record["tls"]["verdict"].as_str(),
+            &record["blocking"],
+        );
+        if verdicts != (Some("ok"), Some("ok"), Some("ok"), &serde_json::json!(false)) {
+            wrong.push(format!(
+                "{}: {verdicts:?} {}",
+                record["domain"],
+                record["dns"]["evidence"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} names wrong under RLIMIT_NOFILE 64, e.g. {:#?}",
+        wrong.len(),
+        names.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+}
