@@ -19,7 +19,6 @@ use crate::control::{ControlResolver, ControlSpec};
 use crate::dns::{DnsEngine, DnsProbeConfig, DnsQuestion};
 use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
-use crate::ipclass::is_bogon;
 use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
 use crate::pathguard::{PathGuard, PathGuardConfig};
 use crate::report::{
@@ -30,6 +29,7 @@ use crate::targets::{Target, TargetList};
 use crate::verdict::{DnsAssessment, DnsVerdict, PoisoningMethod};
 use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::web::observation::TlsObservation;
+use crate::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use crate::web::stage::{WebStage, WebStageConfig, plan_addresses};
 
 /// Which stages run (`--tests dns,http,tls`).
@@ -432,15 +432,15 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
         None
     };
     let mut tls_proof = Vec::new();
+    let mut proof_skipped = Vec::new();
     if let Some(web) = context.web.as_ref().filter(|_| context.stages.tls)
         && wants_tls_proof(&assessment)
     {
-        let candidates: Vec<std::net::IpAddr> = first_reply_ips(&queries)
-            .into_iter()
-            .filter(|ip| !is_bogon(*ip))
-            .collect();
+        // The answer's addresses are the censor's choice: a few public ones at most.
+        let plan = plan_tls_proof(&first_reply_ips(&queries), MAX_PROOF_ADDRESSES);
+        proof_skipped = plan.skipped_evidence(MAX_PROOF_ADDRESSES);
         let proofs = futures::future::join_all(
-            candidates
+            plan.probe
                 .iter()
                 .map(|ip| web.tls_prober().prove_address(domain, *ip)),
         )
@@ -459,6 +459,7 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
             assessment = classify_dns(&inputs);
         }
     }
+    assessment.evidence.extend(proof_skipped);
     DnsSection {
         assessment,
         resolver: context.resolver,

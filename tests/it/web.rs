@@ -936,3 +936,151 @@ async fn low_fd_limit_is_back_pressure_never_a_verdict() {
         &wrong[..wrong.len().min(3)]
     );
 }
+
+/// A network namespace of this test's own with only `lo` up, deleted on drop: nothing
+/// sent to a public address from inside it leaves the machine (`ENETUNREACH`).
+struct IsolatedNamespace(String);
+
+impl IsolatedNamespace {
+    fn new(tag: &str) -> Self {
+        use censorprobe::lab::netns;
+        assert!(
+            netns::is_root(),
+            "this test needs root: it runs the probe in a network namespace of its own"
+        );
+        let name = format!("cpweb-{tag}-{}", std::process::id());
+        netns::run("ip", &["netns", "add", &name], None).expect("ip netns add");
+        let ns = IsolatedNamespace(name);
+        netns::run("ip", &["-n", &ns.0, "link", "set", "lo", "up"], None).expect("lo up");
+        ns
+    }
+}
+
+impl Drop for IsolatedNamespace {
+    fn drop(&mut self) {
+        let _ = censorprobe::lab::netns::run("ip", &["netns", "del", &self.0], None);
+    }
+}
+
+/// "TLS as proof" of an answer of 2,000 addresses (a censor's, say): a handful of
+/// handshakes at most, never to a bogon (the lab's 198.18.0.0/15 included), and the
+/// addresses not tried are recorded as evidence, with the count and the reason. The
+/// probe runs in a namespace with no route out, so no handshake leaves the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_as_proof_is_capped_and_skips_bogons_with_evidence() {
+    use crate::support::{Behaviour, Report, args, fake_dns};
+    use censorprobe::ipclass::is_bogon;
+    let ns = IsolatedNamespace::new("proof");
+    // 1,990 public addresses (11.0.0.0/8, unreachable from the namespace) and ten in
+    // the lab's range, which the control's answer shares.
+    let mut answer: Vec<Ipv4Addr> = (0..1990u32)
+        .map(|i| Ipv4Addr::from(0x0B00_0000 + i))
+        .collect();
+    for i in 0..10u8 {
+        answer.insert(usize::from(i) * 7, Ipv4Addr::new(198, 18, 9, i));
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns_name = ns.0.clone();
+    let servers = std::thread::spawn(move || {
+        censorprobe::lab::netns::enter(&ns_name).expect("enter the namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let resolver = fake_dns(
+                &[(
+                    "cdn.test",
+                    Behaviour::Answers(vec![(Duration::ZERO, answer)]),
+                )],
+                Behaviour::Nxdomain,
+            )
+            .await;
+            let control = fake_dns(
+                &[("cdn.test", Behaviour::a([198, 18, 77, 1]))],
+                Behaviour::Nxdomain,
+            )
+            .await;
+            ready_tx.send((resolver, control)).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    let (resolver, control) = ready_rx.recv().unwrap();
+    let (resolver, control) = (resolver.to_string(), format!("udp:{control}"));
+    let output = tokio::process::Command::new("ip")
+        .args(args(&[
+            "netns",
+            "exec",
+            &ns.0,
+            crate::support::BIN,
+            "scan",
+            "--quiet",
+            "--tests",
+            "dns,tls",
+            "--resolver",
+            &resolver,
+            "--control",
+            &control,
+            "--qtype",
+            "A",
+            "--dns-wait",
+            "200ms",
+            "--connect-timeout",
+            "1s",
+            "--web-timeout",
+            "1s",
+            "cdn.test",
+        ]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("ip netns exec runs");
+    let _ = stop_tx.send(());
+    servers.join().unwrap();
+    drop(ns);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = Report::parse(&stdout);
+    let dns = &report.target("cdn.test")["dns"];
+    let tried: Vec<IpAddr> = dns["tls_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["ip"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        !tried.is_empty() && tried.len() <= 4,
+        "{} handshakes for one name",
+        tried.len()
+    );
+    assert!(
+        tried.iter().all(|ip| !is_bogon(*ip)),
+        "a bogon was contacted for proof: {tried:?}"
+    );
+    let skipped: Vec<&str> = dns["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tls_proof_skipped")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    let over_cap = 1990 - tried.len();
+    assert!(
+        skipped
+            .iter()
+            .any(|d| d.contains(&format!("{over_cap} address")) && d.contains("at most")),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|d| d.contains("10 address") && d.contains("bogon")),
+        "{skipped:#?}"
+    );
+    assert_eq!(dns["verdict"], "dns_poisoning", "{dns:#}");
+}
