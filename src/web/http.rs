@@ -24,8 +24,9 @@ const MAX_HEADERS: usize = 128;
 pub const MAX_INTERIM_RESPONSES: usize = 8;
 /// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
 pub const MAX_CHUNK_SIZE_LINE: usize = 4 * 1024;
-/// Bytes on the wire allowed beyond the head and the body cap for chunked framing
-/// (size lines and CRLFs): a server whose framing outweighs its body is malformed.
+/// Chunked framing (size lines and CRLFs) may exceed the body decoded so far by this
+/// many bytes: a server whose framing outweighs its body is malformed, however slowly
+/// it sends it.
 const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 /// Size of the read buffer per connection.
 const READ_BUFFER: usize = 16 * 1024;
@@ -47,6 +48,16 @@ pub enum MalformedResponse {
     ChunkSizeLineTooLong { limit: usize },
     #[error("chunk data not followed by CRLF")]
     ChunkDataNotTerminated,
+    #[error("more than {limit} header lines in a response head")]
+    TooManyHeaderLines { limit: usize },
+    #[error(
+        "chunked framing of {framing} bytes for a body of {body} bytes (framing may exceed the body by {allowance} bytes)"
+    )]
+    FramingOutweighsBody {
+        framing: u64,
+        body: u64,
+        allowance: u64,
+    },
     #[error(
         "{limit} bytes received without a complete response (framing outweighs the {body_cap}-byte body cap)"
     )]
@@ -301,8 +312,10 @@ impl BodySink {
 /// responses, the chunk-size lines and the bytes on the wire all have caps.
 struct ResponseReader {
     head: Vec<u8>,
-    /// Bytes of `head` already searched for the end of the head.
+    /// Bytes of `head` already searched for the end of the head, and the line ends
+    /// found in them.
     head_scanned: usize,
+    head_lines: usize,
     /// Bytes of earlier (interim) heads, counted against [`MAX_HEADER_BYTES`].
     interim_bytes: usize,
     interim_responses: usize,
@@ -310,6 +323,8 @@ struct ResponseReader {
     framing: Option<Framing>,
     /// Undecoded chunked-encoding bytes carried between reads.
     pending: Vec<u8>,
+    /// Chunked-encoding bytes that were framing, not body.
+    framing_bytes: u64,
     sink: BodySink,
     complete: bool,
     /// Bytes fed so far, and the most allowed before the response is complete.
@@ -326,11 +341,13 @@ impl ResponseReader {
         ResponseReader {
             head: Vec::new(),
             head_scanned: 0,
+            head_lines: 0,
             interim_bytes: 0,
             interim_responses: 0,
             response: None,
             framing: None,
             pending: Vec::new(),
+            framing_bytes: 0,
             sink: BodySink {
                 cap: body_cap,
                 keep: body_keep.min(body_cap),
@@ -382,8 +399,13 @@ impl ResponseReader {
     /// `Some(offset of the body)` once complete.
     fn parse_head(&mut self, mut fresh: usize) -> Result<Option<usize>, MalformedResponse> {
         loop {
-            let head_end = find_head_end(&self.head, self.head_scanned);
-            self.head_scanned = self.head.len();
+            let (head_end, lines) = scan_head(&self.head, self.head_scanned);
+            self.head_lines += lines;
+            self.head_scanned = head_end.unwrap_or(self.head.len());
+            // The status line, the headers and the blank line.
+            if self.head_lines > MAX_HEADERS + 2 {
+                return Err(MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS });
+            }
             let early = self.head.len() - fresh < EARLY_HEAD_CHECK;
             if head_end.is_none() && !early {
                 return self.incomplete_head();
@@ -413,6 +435,7 @@ impl ResponseReader {
                 self.head.drain(..head_len);
                 // What follows is a new head, none of it searched yet.
                 self.head_scanned = 0;
+                self.head_lines = 0;
                 fresh = self.head.len();
                 continue;
             }
@@ -484,7 +507,19 @@ impl ResponseReader {
             }
             Some(Framing::Chunked(state)) => {
                 self.pending.extend_from_slice(data);
-                decode_chunks(state, &mut self.pending, &mut self.sink)?
+                let before = self.pending.len() as u64 + self.sink.length as u64;
+                let finished = decode_chunks(state, &mut self.pending, &mut self.sink)?;
+                // What left `pending` without reaching the body was framing.
+                self.framing_bytes += before - self.pending.len() as u64 - self.sink.length as u64;
+                let body = self.sink.length as u64;
+                if !finished && self.framing_bytes > body + FRAMING_ALLOWANCE {
+                    return Err(MalformedResponse::FramingOutweighsBody {
+                        framing: self.framing_bytes,
+                        body,
+                        allowance: FRAMING_ALLOWANCE,
+                    });
+                }
+                finished
             }
         };
         self.complete = done || self.sink.full();
@@ -516,16 +551,20 @@ impl ResponseReader {
     }
 }
 
-/// The end of a response head in `head` (the offset just past its blank line, `\r\n\r\n`
-/// or a bare `\n\n` as httparse accepts), looking only at line ends from `from` on.
-fn find_head_end(head: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr_iter(b'\n', &head[from..])
-        .map(|i| from + i)
-        .find(|&i| {
-            (i >= 1 && head[i - 1] == b'\n')
-                || (i >= 2 && head[i - 1] == b'\r' && head[i - 2] == b'\n')
-        })
-        .map(|i| i + 1)
+/// Searches `head` for the end of a response head, looking only at line ends from
+/// `from` on: the offset just past its blank line (`\r\n\r\n`, or a bare `\n\n` as
+/// httparse accepts), and how many line ends were passed on the way (up to that end).
+fn scan_head(head: &[u8], from: usize) -> (Option<usize>, usize) {
+    let mut lines = 0;
+    for i in memchr::memchr_iter(b'\n', &head[from..]).map(|i| from + i) {
+        lines += 1;
+        if (i >= 1 && head[i - 1] == b'\n')
+            || (i >= 2 && head[i - 1] == b'\r' && head[i - 2] == b'\n')
+        {
+            return (Some(i + 1), lines);
+        }
+    }
+    (None, lines)
 }
 
 /// Decode as much chunked encoding from `pending` as possible; `Ok(true)` after the
@@ -899,11 +938,11 @@ mod tests {
 
     #[test]
     fn head_end_is_found_with_crlf_or_bare_lf() {
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody", 0), Some(19));
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\n\nbody", 0), Some(17));
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n", 0), None);
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\n\r\nbody", 0), (Some(19), 2));
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\n\nbody", 0), (Some(17), 2));
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\nA: b\r\n", 0), (None, 2));
         // A line end already searched is looked back from, not searched again.
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\n", 18), Some(19));
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\n\r\n", 18), (Some(19), 1));
     }
 
     #[test]
@@ -956,17 +995,33 @@ mod tests {
         );
         // Up to the bound, interim responses are skipped.
         let mut reader = ResponseReader::new(64 * 1024, 1024);
-        let mut fine = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n".repeat(MAX_INTERIM_RESPONSES);
+        let mut fine =
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n".repeat(MAX_INTERIM_RESPONSES);
         fine.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(feed_in_pieces(&mut reader, &fine, 5).0, Ok(true));
         assert_eq!(reader.into_response().unwrap().status, 204);
     }
 
     #[test]
-    fn endless_header_lines_are_malformed_at_the_head_bound() {
+    fn too_many_header_lines_are_malformed_before_the_head_ends() {
         let mut reader = ResponseReader::new(64 * 1024, 1024);
         let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
-        flood.extend(b"X-A: b\r\n".repeat(2 * MAX_HEADER_BYTES / 8));
+        flood.extend(b"X-A: b\r\n".repeat(1000));
+        let (result, fed) = feed_in_pieces(&mut reader, &flood, 10);
+        assert_eq!(
+            result,
+            Err(MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS })
+        );
+        assert!(fed <= 17 + 8 * (MAX_HEADERS + 2) + 10, "{fed}");
+    }
+
+    #[test]
+    fn endless_header_lines_are_malformed_at_the_head_bound() {
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        // Few lines, each long.
+        let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let line = format!("X-A: {}\r\n", "b".repeat(2000));
+        flood.extend(line.as_bytes().repeat(2 * MAX_HEADER_BYTES / line.len()));
         let (result, fed) = feed_in_pieces(&mut reader, &flood, 100);
         assert_eq!(
             result,
@@ -982,13 +1037,16 @@ mod tests {
         let body_cap = 4096;
         let mut reader = ResponseReader::new(body_cap, 1024);
         let mut flood = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        flood.extend(b"1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n".repeat(10_000));
+        flood.extend(
+            b"1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n"
+                .repeat(10_000),
+        );
         let (result, fed) = feed_in_pieces(&mut reader, &flood, 16 * 1024);
         assert!(
-            matches!(result, Err(MalformedResponse::TooManyBytes { .. })),
+            matches!(result, Err(MalformedResponse::FramingOutweighsBody { .. })),
             "{result:?}"
         );
-        assert!(fed as u64 <= reader.wire_limit + 16 * 1024);
+        assert!(fed as u64 <= FRAMING_ALLOWANCE + 2 * 16 * 1024, "{fed}");
         // Ordinary chunked framing within the cap is fine.
         let mut reader = ResponseReader::new(body_cap, 1024);
         let mut ordinary = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

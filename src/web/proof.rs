@@ -119,7 +119,12 @@ mod tests {
 
     #[test]
     fn only_public_unicast_is_contactable() {
-        for public in ["11.0.0.1", "93.184.216.34", "2606:4700::1111", "2a00:1450::1"] {
+        for public in [
+            "11.0.0.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
             assert!(contactable(ip(public)), "{public}");
         }
         for reserved in [
@@ -159,7 +164,12 @@ mod tests {
         let plan = plan_tls_proof(&answer, MAX_PROOF_ADDRESSES);
         assert_eq!(
             plan.probe,
-            [ip("11.0.0.0"), ip("11.0.0.1"), ip("11.0.0.2"), ip("11.0.0.3")]
+            [
+                ip("11.0.0.0"),
+                ip("11.0.0.1"),
+                ip("11.0.0.2"),
+                ip("11.0.0.3")
+            ]
         );
         assert_eq!(plan.not_public, [ip("127.0.0.1"), ip("198.18.0.7")]);
         assert_eq!(plan.over_cap.len(), 1996);

@@ -920,11 +920,17 @@ async fn low_fd_limit_is_back_pressure_never_a_verdict() {
             record["tls"]["verdict"].as_str(),
             &record["blocking"],
         );
-        if verdicts != (Some("ok"), Some("ok"), Some("ok"), &serde_json::json!(false)) {
+        if verdicts
+            != (
+                Some("ok"),
+                Some("ok"),
+                Some("ok"),
+                &serde_json::json!(false),
+            )
+        {
             wrong.push(format!(
                 "{}: {verdicts:?} {}",
-                record["domain"],
-                record["dns"]["evidence"]
+                record["domain"], record["dns"]["evidence"]
             ));
         }
     }
