@@ -1583,6 +1583,42 @@ mod tests {
     }
 
     #[test]
+    fn malformed_response_is_its_own_verdict_and_never_a_claim() {
+        let malformed = |h| {
+            let mut obs = http(
+                h,
+                ConnectStatus::Ok,
+                Some(HttpExchangeEnd::MalformedResponse),
+                None,
+            );
+            obs.failed_at = Some(Stage::Response);
+            obs.bytes_received = 4147;
+            obs.error = Some("chunk-size line exceeds 4096 bytes without ending".into());
+            obs
+        };
+        // Whether the control passed or got the same garbage.
+        for control in [ok_http("example.com"), malformed("example.com")] {
+            let r = judge_http(control, malformed("a.test"), None);
+            assert_eq!(
+                (r.verdict, r.stage),
+                (HttpVerdict::MalformedResponse, Some(Stage::Response))
+            );
+            assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+            assert_eq!(r.verdict.as_str(), "malformed_response");
+            let test_evidence = &r.evidence[1];
+            assert_eq!(test_evidence.kind, WebEvidenceKind::MalformedResponse);
+            assert!(test_evidence.detail.contains("chunk-size line"));
+        }
+        let control = malformed("example.com");
+        assert_eq!(http_outcome(&control), AttemptOutcome::MalformedResponse);
+        assert!(!http_control_passed(&control));
+        assert!(
+            !http_transport_failure(&control),
+            "no residual check after garbage"
+        );
+    }
+
+    #[test]
     fn both_refused_at_connect_is_refused_and_not_a_claim() {
         let refused = |h| http(h, ConnectStatus::Refused, None, None);
         let r = judge_http(refused("example.com"), refused("a.test"), None);
