@@ -34,6 +34,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::observation::{ControlAnswer, ControlObservation, ControlOutcome, DnsRecord};
+use crate::web::net::{ConnectionBudget, ConnectionPermit};
 
 /// The documented default control: Cloudflare's public `DoH` service, by address so that
 /// no bootstrap lookup through a possibly-censored resolver is needed.
@@ -198,6 +199,8 @@ pub struct ControlResolver {
     deadline: Duration,
     ready: OnceCell<std::result::Result<Ready, String>>,
     in_flight: Arc<Semaphore>,
+    /// The scan's socket budget, when shared (see [`Self::share_fd_budget`]).
+    fd_budget: Option<ConnectionBudget>,
 }
 
 impl fmt::Debug for ControlResolver {
@@ -311,7 +314,25 @@ impl ControlResolver {
             deadline: timeout * u32::try_from(RETRIES + 1).unwrap_or(2) + timeout / 2,
             ready: OnceCell::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            fd_budget: None,
         }))
+    }
+
+    /// Every lookup holds a permit of `budget` while it runs: a plain-UDP control opens
+    /// a socket per lookup, and outside the scan's socket budget those descriptors ran a
+    /// process under a low `RLIMIT_NOFILE` out of them (`EMFILE`), turning names into
+    /// "no connection to the control" verdicts. Inside it, a shortage makes lookups
+    /// wait. (`DoH`/`DoT` share a connection; a permit per lookup over-counts, harmlessly.)
+    pub fn share_fd_budget(&mut self, budget: ConnectionBudget) {
+        self.fd_budget = Some(budget);
+    }
+
+    /// A permit of the shared socket budget, if any, held for one lookup.
+    async fn fd_permit(&self) -> Option<ConnectionPermit> {
+        match &self.fd_budget {
+            Some(budget) => Some(budget.acquire().await),
+            None => None,
+        }
     }
 
     /// The control as configured (`doh:URL`, `dot:IP:PORT#NAME`, `udp:IP:PORT`).
@@ -337,6 +358,7 @@ impl ControlResolver {
         let mut failures = Vec::new();
         for &ip in &ready.ips {
             let _slot = self.in_flight.acquire().await;
+            let _fd = self.fd_permit().await;
             let attempt = tokio::time::timeout(self.deadline, self.ask_root(ip)).await;
             match attempt {
                 Ok(Ok(())) => return Ok(()),
@@ -403,6 +425,7 @@ impl ControlResolver {
             Err(message) => return answer(ControlOutcome::Error { message }, 0.0),
         };
         let _slot = self.in_flight.acquire().await;
+        let _fd = self.fd_permit().await;
         let start = Instant::now();
         let result = tokio::time::timeout(self.deadline, ready.resolver.lookup(qname, qtype)).await;
         let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;

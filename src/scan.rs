@@ -30,6 +30,7 @@ use crate::targets::{Target, TargetList};
 use crate::verdict::{DnsAssessment, DnsVerdict, PoisoningMethod};
 use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::web::observation::TlsObservation;
+use crate::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use crate::web::stage::{WebStage, WebStageConfig, plan_addresses};
 
 /// Which stages run (`--tests dns,http,tls`).
@@ -131,8 +132,13 @@ pub async fn run_scan_with(
     stop: impl Future<Output = ()>,
 ) -> Result<SummaryRecord> {
     let started = Instant::now();
-    let control =
+    // One socket budget for the web probes and the control's lookups.
+    let fd_budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
+    let mut control =
         ControlResolver::new(&config.control, &config.extra_roots, config.control_timeout)?;
+    if let Some(control) = &mut control {
+        control.share_fd_budget(fd_budget.clone());
+    }
     if let Some(control) = &control {
         control.check_reachable().await?;
     }
@@ -164,7 +170,7 @@ pub async fn run_scan_with(
             web_config,
             Arc::new(crate::trust::root_store(&config.extra_roots)),
             PathGuard::new(config.residual.clone()),
-            ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE),
+            fd_budget.clone(),
             Arc::new(blockpages),
         )?)
     } else {
@@ -449,15 +455,15 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
     };
     let mut assessment = classify_dns(&inputs);
     let mut tls_proof = Vec::new();
+    let mut proof_skipped = Vec::new();
     if let Some(web) = context.web.as_ref().filter(|_| context.stages.tls)
         && wants_tls_proof(&assessment)
     {
-        let candidates: Vec<std::net::IpAddr> = first_reply_ips(&queries)
-            .into_iter()
-            .filter(|ip| !is_bogon(*ip))
-            .collect();
+        // The answer's addresses are the censor's choice: a few public ones at most.
+        let plan = plan_tls_proof(&first_reply_ips(&queries), MAX_PROOF_ADDRESSES);
+        proof_skipped = plan.skipped_evidence(MAX_PROOF_ADDRESSES);
         let proofs = futures::future::join_all(
-            candidates
+            plan.probe
                 .iter()
                 .map(|ip| web.tls_prober().prove_address(domain, *ip)),
         )
@@ -476,6 +482,7 @@ async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
             assessment = classify_dns(&inputs);
         }
     }
+    assessment.evidence.extend(proof_skipped);
     DnsSection {
         assessment,
         resolver: context.resolver,

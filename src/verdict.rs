@@ -115,6 +115,9 @@ pub enum EvidenceKind {
     CommonAddress,
     /// No address in common with the control, but a certificate valid for the name.
     TlsProof,
+    /// Addresses of the answer not contacted for TLS as proof (not public, or beyond the
+    /// per-name cap): the count and the reason.
+    TlsProofSkipped,
     /// The resolver answered with an error rcode.
     ResolverError,
     /// The resolver did not answer any attempt.

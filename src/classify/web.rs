@@ -48,7 +48,11 @@ pub enum HttpVerdict {
     Eof,
     /// The response matches a block-page fingerprint.
     Blockpage,
-    /// Something else failed (unreachable network, malformed response...).
+    /// The server sent bytes that are no HTTP/1.x response, or crossed a parse bound
+    /// (head size, interim responses, chunk-size line, bytes on the wire) before one
+    /// was complete. A server answering is not a censor: no blocking claim.
+    MalformedResponse,
+    /// Something else failed (unreachable network, local error...).
     Error,
     /// The evidence supports no verdict (the control failed too).
     Inconclusive,
@@ -57,13 +61,14 @@ pub enum HttpVerdict {
 }
 
 impl HttpVerdict {
-    pub const ALL: [HttpVerdict; 9] = [
+    pub const ALL: [HttpVerdict; 10] = [
         HttpVerdict::Ok,
         HttpVerdict::RstInjection,
         HttpVerdict::Timeout,
         HttpVerdict::Refused,
         HttpVerdict::Eof,
         HttpVerdict::Blockpage,
+        HttpVerdict::MalformedResponse,
         HttpVerdict::Error,
         HttpVerdict::Inconclusive,
         HttpVerdict::Skipped,
@@ -77,6 +82,7 @@ impl HttpVerdict {
             HttpVerdict::Refused => "refused",
             HttpVerdict::Eof => "eof",
             HttpVerdict::Blockpage => "blockpage",
+            HttpVerdict::MalformedResponse => "malformed_response",
             HttpVerdict::Error => "error",
             HttpVerdict::Inconclusive => "inconclusive",
             HttpVerdict::Skipped => "skipped",
@@ -244,7 +250,9 @@ pub enum AttemptOutcome {
     Timeout,
     /// Closed by the other side before a complete answer.
     Eof,
-    /// Anything else (malformed response, protocol error, I/O error).
+    /// HTTP: bytes that are no HTTP/1.x response, or a parse bound crossed.
+    MalformedResponse,
+    /// Anything else (protocol error, I/O error).
     Error,
 }
 
@@ -260,6 +268,7 @@ impl AttemptOutcome {
             AttemptOutcome::Reset => "reset",
             AttemptOutcome::Timeout => "timeout",
             AttemptOutcome::Eof => "eof",
+            AttemptOutcome::MalformedResponse => "malformed_response",
             AttemptOutcome::Error => "error",
         }
     }
@@ -313,6 +322,7 @@ pub fn http_outcome(obs: &HttpObservation) -> AttemptOutcome {
         Some(HttpExchangeEnd::EofWithoutResponse | HttpExchangeEnd::EofDuringResponse) => {
             AttemptOutcome::Eof
         }
+        Some(HttpExchangeEnd::MalformedResponse) => AttemptOutcome::MalformedResponse,
         _ => AttemptOutcome::Error,
     }
 }
@@ -382,7 +392,9 @@ pub enum WebEvidenceKind {
     ConnectionClosed,
     /// An HTTP response arrived.
     ResponseReceived,
-    /// The bytes received are not an HTTP response, or another local error.
+    /// The bytes received are no HTTP/1.x response, or crossed a parse bound.
+    MalformedResponse,
+    /// A local or protocol error.
     ProbeError,
     /// The response matches a block-page fingerprint.
     BlockpageMatch,
@@ -657,6 +669,7 @@ fn outcome_kind(outcome: AttemptOutcome) -> WebEvidenceKind {
         AttemptOutcome::Reset => WebEvidenceKind::ConnectionReset,
         AttemptOutcome::Timeout => WebEvidenceKind::ConnectionTimeout,
         AttemptOutcome::Eof => WebEvidenceKind::ConnectionClosed,
+        AttemptOutcome::MalformedResponse => WebEvidenceKind::MalformedResponse,
         AttemptOutcome::Error => WebEvidenceKind::ProbeError,
     }
 }
@@ -866,6 +879,11 @@ pub fn classify_http_attempt(
         }
         AttemptOutcome::ConnectTimeout => (HttpVerdict::Timeout, Some(Stage::Connect)),
         AttemptOutcome::ConnectError => (HttpVerdict::Error, Some(Stage::Connect)),
+        // The server (or a box) answered, just not with a well-formed response within
+        // the bounds: whatever the control did, that is no evidence of blocking.
+        AttemptOutcome::MalformedResponse => {
+            (HttpVerdict::MalformedResponse, Some(Stage::Response))
+        }
         outcome => {
             let stage = test.failed_at.or(Some(Stage::Request));
             let verdict = match after_connect_verdict(outcome, judged.control.passed, injected) {
@@ -1561,6 +1579,42 @@ mod tests {
         assert_eq!(
             r.verdict.claim(r.stage),
             Claim::Blocked(BlockingLayer::Http)
+        );
+    }
+
+    #[test]
+    fn malformed_response_is_its_own_verdict_and_never_a_claim() {
+        let malformed = |h| {
+            let mut obs = http(
+                h,
+                ConnectStatus::Ok,
+                Some(HttpExchangeEnd::MalformedResponse),
+                None,
+            );
+            obs.failed_at = Some(Stage::Response);
+            obs.bytes_received = 4147;
+            obs.error = Some("chunk-size line exceeds 4096 bytes without ending".into());
+            obs
+        };
+        // Whether the control passed or got the same garbage.
+        for control in [ok_http("example.com"), malformed("example.com")] {
+            let r = judge_http(control, malformed("a.test"), None);
+            assert_eq!(
+                (r.verdict, r.stage),
+                (HttpVerdict::MalformedResponse, Some(Stage::Response))
+            );
+            assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+            assert_eq!(r.verdict.as_str(), "malformed_response");
+            let test_evidence = &r.evidence[1];
+            assert_eq!(test_evidence.kind, WebEvidenceKind::MalformedResponse);
+            assert!(test_evidence.detail.contains("chunk-size line"));
+        }
+        let control = malformed("example.com");
+        assert_eq!(http_outcome(&control), AttemptOutcome::MalformedResponse);
+        assert!(!http_control_passed(&control));
+        assert!(
+            !http_transport_failure(&control),
+            "no residual check after garbage"
         );
     }
 

@@ -15,12 +15,54 @@ use super::observation::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpRespo
 /// differently from the users whose experience it measures.
 pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
-/// Largest status line plus headers accepted before the response is called malformed.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest response head accepted (status lines plus headers, interim 1xx responses
+/// included) before the response is called malformed.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most headers parsed from one response.
 const MAX_HEADERS: usize = 128;
+/// Most interim (1xx) responses accepted before the final one.
+pub const MAX_INTERIM_RESPONSES: usize = 8;
+/// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
+pub const MAX_CHUNK_SIZE_LINE: usize = 4 * 1024;
+/// Chunked framing (size lines and CRLFs) may exceed the body decoded so far by this
+/// many bytes: a server whose framing outweighs its body is malformed, however slowly
+/// it sends it.
+const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 /// Size of the read buffer per connection.
 const READ_BUFFER: usize = 16 * 1024;
+
+/// Why a response was called malformed: its bytes are no HTTP/1.x response, or it
+/// crossed one of the bounds that keep a hostile server from costing the probe
+/// unbounded memory or time while it sends data all the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedResponse {
+    #[error("invalid HTTP response head: {0}")]
+    InvalidHead(httparse::Error),
+    #[error("response head exceeds {limit} bytes without ending (interim responses included)")]
+    HeadTooLarge { limit: usize },
+    #[error("more than {limit} interim (1xx) responses")]
+    TooManyInterimResponses { limit: usize },
+    #[error("invalid chunk-size line in chunked body")]
+    InvalidChunkSize,
+    #[error("chunk-size line exceeds {limit} bytes without ending")]
+    ChunkSizeLineTooLong { limit: usize },
+    #[error("chunk data not followed by CRLF")]
+    ChunkDataNotTerminated,
+    #[error("more than {limit} header lines in a response head")]
+    TooManyHeaderLines { limit: usize },
+    #[error(
+        "chunked framing of {framing} bytes for a body of {body} bytes (framing may exceed the body by {allowance} bytes)"
+    )]
+    FramingOutweighsBody {
+        framing: u64,
+        body: u64,
+        allowance: u64,
+    },
+    #[error(
+        "{limit} bytes received without a complete response (framing outweighs the {body_cap}-byte body cap)"
+    )]
+    TooManyBytes { limit: u64, body_cap: usize },
+}
 
 #[derive(Debug, Clone)]
 pub struct HttpProbeConfig {
@@ -165,8 +207,8 @@ impl HttpProber {
                     match reader.feed(&buf[..n]) {
                         Ok(true) => break HttpExchangeEnd::Complete,
                         Ok(false) => {}
-                        Err(reason) => {
-                            obs.error = Some(reason);
+                        Err(malformed) => {
+                            obs.error = Some(malformed.to_string());
                             break HttpExchangeEnd::MalformedResponse;
                         }
                     }
@@ -220,8 +262,9 @@ enum Framing {
 
 #[derive(Debug, Clone, Copy)]
 enum ChunkState {
-    /// Expecting a chunk-size line.
-    Size,
+    /// Expecting a chunk-size line; this many of its bytes were already searched for
+    /// the line end (so a slowly arriving line is scanned once, not on every read).
+    Size(usize),
     /// Inside a chunk's data; this many bytes remain.
     Data(u64),
     /// Expecting the CRLF that ends a chunk's data.
@@ -260,25 +303,51 @@ impl BodySink {
     }
 }
 
-/// Incremental HTTP/1.x response reader: header bytes go to httparse until the head is
+/// Incremental HTTP/1.x response reader: header bytes are buffered until the head is
 /// complete, then body bytes are decoded according to the framing.
+///
+/// Every step is bounded and linear in the bytes received: a head is handed to httparse
+/// only when its end has arrived (and a few times early on, to reject non-HTTP bytes at
+/// once), each byte is searched for a line end once, and the head, the interim
+/// responses, the chunk-size lines and the bytes on the wire all have caps.
 struct ResponseReader {
     head: Vec<u8>,
+    /// Bytes of `head` already searched for the end of the head, and the line ends
+    /// found in them.
+    head_scanned: usize,
+    head_lines: usize,
+    /// Bytes of earlier (interim) heads, counted against [`MAX_HEADER_BYTES`].
+    interim_bytes: usize,
+    interim_responses: usize,
     response: Option<HttpResponse>,
     framing: Option<Framing>,
     /// Undecoded chunked-encoding bytes carried between reads.
     pending: Vec<u8>,
+    /// Chunked-encoding bytes that were framing, not body.
+    framing_bytes: u64,
     sink: BodySink,
     complete: bool,
+    /// Bytes fed so far, and the most allowed before the response is complete.
+    wire_bytes: u64,
+    wire_limit: u64,
 }
+
+/// Below this many buffered head bytes, every read is checked by httparse at once, so
+/// that bytes which are no HTTP response are rejected without waiting for a line end.
+const EARLY_HEAD_CHECK: usize = 16;
 
 impl ResponseReader {
     fn new(body_cap: usize, body_keep: usize) -> Self {
         ResponseReader {
             head: Vec::new(),
+            head_scanned: 0,
+            head_lines: 0,
+            interim_bytes: 0,
+            interim_responses: 0,
             response: None,
             framing: None,
             pending: Vec::new(),
+            framing_bytes: 0,
             sink: BodySink {
                 cap: body_cap,
                 keep: body_keep.min(body_cap),
@@ -288,17 +357,31 @@ impl ResponseReader {
                 prefix: Vec::new(),
             },
             complete: false,
+            wire_bytes: 0,
+            wire_limit: MAX_HEADER_BYTES as u64 + 2 * body_cap as u64 + FRAMING_ALLOWANCE,
         }
     }
 
     /// Feed received bytes; `Ok(true)` once the response is complete.
-    fn feed(&mut self, data: &[u8]) -> Result<bool, String> {
+    fn feed(&mut self, data: &[u8]) -> Result<bool, MalformedResponse> {
         if self.complete {
             return Ok(true);
         }
+        self.wire_bytes += data.len() as u64;
+        let done = self.feed_unchecked(data)?;
+        if !done && self.wire_bytes > self.wire_limit {
+            return Err(MalformedResponse::TooManyBytes {
+                limit: self.wire_limit,
+                body_cap: self.sink.cap,
+            });
+        }
+        Ok(done)
+    }
+
+    fn feed_unchecked(&mut self, data: &[u8]) -> Result<bool, MalformedResponse> {
         if self.framing.is_none() {
             self.head.extend_from_slice(data);
-            let Some(body_start) = self.parse_head()? else {
+            let Some(body_start) = self.parse_head(data.len())? else {
                 return Ok(false);
             };
             let rest = self.head.split_off(body_start);
@@ -312,26 +395,48 @@ impl ResponseReader {
         self.feed_body(data)
     }
 
-    /// Parse the buffered head; `Some(offset of the body)` once complete.
-    fn parse_head(&mut self) -> Result<Option<usize>, String> {
+    /// Parse the buffered head, of which the last `fresh` bytes just arrived;
+    /// `Some(offset of the body)` once complete.
+    fn parse_head(&mut self, mut fresh: usize) -> Result<Option<usize>, MalformedResponse> {
         loop {
+            let (head_end, lines) = scan_head(&self.head, self.head_scanned);
+            self.head_lines += lines;
+            self.head_scanned = head_end.unwrap_or(self.head.len());
+            // The status line, the headers and the blank line.
+            if self.head_lines > MAX_HEADERS + 2 {
+                return Err(MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS });
+            }
+            let early = self.head.len() - fresh < EARLY_HEAD_CHECK;
+            if head_end.is_none() && !early {
+                return self.incomplete_head();
+            }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut headers);
             let status = parsed
                 .parse(&self.head)
-                .map_err(|e| format!("invalid HTTP response head: {e}"))?;
+                .map_err(MalformedResponse::InvalidHead)?;
             let httparse::Status::Complete(head_len) = status else {
-                if self.head.len() > MAX_HEADER_BYTES {
-                    return Err(format!(
-                        "response head exceeds {MAX_HEADER_BYTES} bytes without ending"
-                    ));
+                if head_end.is_some() {
+                    // httparse sees no end where the blank line is: not a response head.
+                    return Err(MalformedResponse::InvalidHead(httparse::Error::Status));
                 }
-                return Ok(None);
+                return self.incomplete_head();
             };
             let code = parsed.code.unwrap_or(0);
             if (100..200).contains(&code) && code != 101 {
                 // An interim response (100 Continue, 103 Early Hints): the real one follows.
+                self.interim_responses += 1;
+                self.interim_bytes += head_len;
+                if self.interim_responses > MAX_INTERIM_RESPONSES {
+                    return Err(MalformedResponse::TooManyInterimResponses {
+                        limit: MAX_INTERIM_RESPONSES,
+                    });
+                }
                 self.head.drain(..head_len);
+                // What follows is a new head, none of it searched yet.
+                self.head_scanned = 0;
+                self.head_lines = 0;
+                fresh = self.head.len();
                 continue;
             }
             let headers: Vec<HttpHeader> = parsed
@@ -353,7 +458,7 @@ impl ResponseReader {
             self.framing = if code == 204 || code == 304 {
                 None
             } else if chunked {
-                Some(Framing::Chunked(ChunkState::Size))
+                Some(Framing::Chunked(ChunkState::Size(0)))
             } else if let Some(len) = content_length {
                 Some(Framing::Length(len))
             } else {
@@ -377,7 +482,17 @@ impl ResponseReader {
         }
     }
 
-    fn feed_body(&mut self, data: &[u8]) -> Result<bool, String> {
+    /// The head has not ended yet: wait for more, unless it is already too large.
+    fn incomplete_head(&self) -> Result<Option<usize>, MalformedResponse> {
+        if self.interim_bytes + self.head.len() > MAX_HEADER_BYTES {
+            return Err(MalformedResponse::HeadTooLarge {
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+        Ok(None)
+    }
+
+    fn feed_body(&mut self, data: &[u8]) -> Result<bool, MalformedResponse> {
         let done = match self.framing.as_mut() {
             None => true,
             Some(Framing::Length(remaining)) => {
@@ -392,7 +507,19 @@ impl ResponseReader {
             }
             Some(Framing::Chunked(state)) => {
                 self.pending.extend_from_slice(data);
-                decode_chunks(state, &mut self.pending, &mut self.sink)?
+                let before = self.pending.len() as u64 + self.sink.length as u64;
+                let finished = decode_chunks(state, &mut self.pending, &mut self.sink)?;
+                // What left `pending` without reaching the body was framing.
+                self.framing_bytes += before - self.pending.len() as u64 - self.sink.length as u64;
+                let body = self.sink.length as u64;
+                if !finished && self.framing_bytes > body + FRAMING_ALLOWANCE {
+                    return Err(MalformedResponse::FramingOutweighsBody {
+                        framing: self.framing_bytes,
+                        body,
+                        allowance: FRAMING_ALLOWANCE,
+                    });
+                }
+                finished
             }
         };
         self.complete = done || self.sink.full();
@@ -424,30 +551,68 @@ impl ResponseReader {
     }
 }
 
+/// Searches `head` for the end of a response head, looking only at line ends from
+/// `from` on: the offset just past its blank line (`\r\n\r\n`, or a bare `\n\n` as
+/// httparse accepts), and how many line ends were passed on the way (up to that end).
+fn scan_head(head: &[u8], from: usize) -> (Option<usize>, usize) {
+    let mut lines = 0;
+    for i in memchr::memchr_iter(b'\n', &head[from..]).map(|i| from + i) {
+        lines += 1;
+        if (i >= 1 && head[i - 1] == b'\n')
+            || (i >= 2 && head[i - 1] == b'\r' && head[i - 2] == b'\n')
+        {
+            return (Some(i + 1), lines);
+        }
+    }
+    (None, lines)
+}
+
 /// Decode as much chunked encoding from `pending` as possible; `Ok(true)` after the
-/// last chunk. Chunk-size lines are parsed by httparse.
+/// last chunk. Chunk-size lines are parsed by httparse once their line end arrived.
+///
+/// The response is complete at the last chunk: trailers are never read, so they cost
+/// nothing (whatever follows is discarded while waiting for the server's close).
 fn decode_chunks(
     state: &mut ChunkState,
     pending: &mut Vec<u8>,
     sink: &mut BodySink,
-) -> Result<bool, String> {
+) -> Result<bool, MalformedResponse> {
     let mut pos = 0;
     let mut finished = false;
     while !sink.full() {
         match *state {
-            ChunkState::Size => match httparse::parse_chunk_size(&pending[pos..]) {
-                Ok(httparse::Status::Complete((used, 0))) => {
-                    pos += used;
-                    finished = true;
+            ChunkState::Size(scanned) => {
+                let line = &pending[pos..];
+                let Some(newline) = memchr::memchr(b'\n', &line[scanned..]) else {
+                    if line.len() > MAX_CHUNK_SIZE_LINE {
+                        return Err(MalformedResponse::ChunkSizeLineTooLong {
+                            limit: MAX_CHUNK_SIZE_LINE,
+                        });
+                    }
+                    *state = ChunkState::Size(line.len());
                     break;
+                };
+                let line_len = scanned + newline + 1;
+                if line_len > MAX_CHUNK_SIZE_LINE {
+                    return Err(MalformedResponse::ChunkSizeLineTooLong {
+                        limit: MAX_CHUNK_SIZE_LINE,
+                    });
                 }
-                Ok(httparse::Status::Complete((used, size))) => {
-                    pos += used;
-                    *state = ChunkState::Data(size);
+                match httparse::parse_chunk_size(&line[..line_len]) {
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        pos += used;
+                        finished = true;
+                        break;
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        pos += used;
+                        *state = ChunkState::Data(size);
+                    }
+                    Ok(httparse::Status::Partial) | Err(_) => {
+                        return Err(MalformedResponse::InvalidChunkSize);
+                    }
                 }
-                Ok(httparse::Status::Partial) => break,
-                Err(_) => return Err("invalid chunk-size line in chunked body".to_owned()),
-            },
+            }
             ChunkState::Data(remaining) => {
                 let available = (pending.len() - pos) as u64;
                 if available == 0 {
@@ -468,10 +633,10 @@ fn decode_chunks(
                     break;
                 }
                 if &pending[pos..pos + 2] != b"\r\n" {
-                    return Err("chunk data not followed by CRLF".to_owned());
+                    return Err(MalformedResponse::ChunkDataNotTerminated);
                 }
                 pos += 2;
-                *state = ChunkState::Size;
+                *state = ChunkState::Size(0);
             }
         }
     }
@@ -751,6 +916,144 @@ mod tests {
             .await;
         assert_eq!(obs.exchange, Some(HttpExchangeEnd::MalformedResponse));
         assert!(obs.error.is_some());
+    }
+
+    /// Feeds `bytes` in pieces of `piece` bytes; the result of the last feed and how
+    /// many bytes were fed until it.
+    fn feed_in_pieces(
+        reader: &mut ResponseReader,
+        bytes: &[u8],
+        piece: usize,
+    ) -> (Result<bool, MalformedResponse>, usize) {
+        let mut fed = 0;
+        for chunk in bytes.chunks(piece) {
+            fed += chunk.len();
+            match reader.feed(chunk) {
+                Ok(false) => {}
+                other => return (other, fed),
+            }
+        }
+        (Ok(false), fed)
+    }
+
+    #[test]
+    fn head_end_is_found_with_crlf_or_bare_lf() {
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\n\r\nbody", 0), (Some(19), 2));
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\n\nbody", 0), (Some(17), 2));
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\nA: b\r\n", 0), (None, 2));
+        // A line end already searched is looked back from, not searched again.
+        assert_eq!(scan_head(b"HTTP/1.1 200 OK\r\n\r\n", 18), (Some(19), 1));
+    }
+
+    #[test]
+    fn a_head_arriving_byte_by_byte_is_parsed_to_the_end() {
+        let response = b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 3\r\n\r\nabc";
+        let mut reader = ResponseReader::new(1024, 1024);
+        let (result, fed) = feed_in_pieces(&mut reader, response, 1);
+        assert_eq!(result, Ok(true));
+        assert_eq!(fed, response.len());
+        let response = reader.into_response().unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body_length, 3);
+    }
+
+    #[test]
+    fn non_http_bytes_are_rejected_at_once() {
+        let mut reader = ResponseReader::new(1024, 1024);
+        assert!(matches!(
+            reader.feed(b"\x15\x03\x01\x00\x02\x02\x28"),
+            Err(MalformedResponse::InvalidHead(_))
+        ));
+    }
+
+    #[test]
+    fn an_endless_chunk_size_line_is_malformed_at_its_bound() {
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        let mut flood = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=".to_vec();
+        let head_len = flood.len() - 4;
+        flood.resize(head_len + 2 * MAX_CHUNK_SIZE_LINE, b'a');
+        let (result, fed) = feed_in_pieces(&mut reader, &flood, 7);
+        assert_eq!(
+            result,
+            Err(MalformedResponse::ChunkSizeLineTooLong {
+                limit: MAX_CHUNK_SIZE_LINE
+            })
+        );
+        assert!(fed - head_len <= MAX_CHUNK_SIZE_LINE + 7, "{fed}");
+    }
+
+    #[test]
+    fn endless_interim_responses_are_malformed() {
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        let flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100);
+        let (result, _) = feed_in_pieces(&mut reader, &flood, 1000);
+        assert_eq!(
+            result,
+            Err(MalformedResponse::TooManyInterimResponses {
+                limit: MAX_INTERIM_RESPONSES
+            })
+        );
+        // Up to the bound, interim responses are skipped.
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        let mut fine =
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n".repeat(MAX_INTERIM_RESPONSES);
+        fine.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(feed_in_pieces(&mut reader, &fine, 5).0, Ok(true));
+        assert_eq!(reader.into_response().unwrap().status, 204);
+    }
+
+    #[test]
+    fn too_many_header_lines_are_malformed_before_the_head_ends() {
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
+        flood.extend(b"X-A: b\r\n".repeat(1000));
+        let (result, fed) = feed_in_pieces(&mut reader, &flood, 10);
+        assert_eq!(
+            result,
+            Err(MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS })
+        );
+        assert!(fed <= 17 + 8 * (MAX_HEADERS + 2) + 10, "{fed}");
+    }
+
+    #[test]
+    fn endless_header_lines_are_malformed_at_the_head_bound() {
+        let mut reader = ResponseReader::new(64 * 1024, 1024);
+        // Few lines, each long.
+        let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let line = format!("X-A: {}\r\n", "b".repeat(2000));
+        flood.extend(line.as_bytes().repeat(2 * MAX_HEADER_BYTES / line.len()));
+        let (result, fed) = feed_in_pieces(&mut reader, &flood, 100);
+        assert_eq!(
+            result,
+            Err(MalformedResponse::HeadTooLarge {
+                limit: MAX_HEADER_BYTES
+            })
+        );
+        assert!(fed <= MAX_HEADER_BYTES + 100);
+    }
+
+    #[test]
+    fn framing_that_outweighs_the_body_is_malformed() {
+        let body_cap = 4096;
+        let mut reader = ResponseReader::new(body_cap, 1024);
+        let mut flood = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        flood.extend(
+            b"1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n"
+                .repeat(10_000),
+        );
+        let (result, fed) = feed_in_pieces(&mut reader, &flood, 16 * 1024);
+        assert!(
+            matches!(result, Err(MalformedResponse::FramingOutweighsBody { .. })),
+            "{result:?}"
+        );
+        assert!(fed as u64 <= FRAMING_ALLOWANCE + 2 * 16 * 1024, "{fed}");
+        // Ordinary chunked framing within the cap is fine.
+        let mut reader = ResponseReader::new(body_cap, 1024);
+        let mut ordinary = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        ordinary.extend(b"10\r\n0123456789abcdef\r\n".repeat(100));
+        ordinary.extend(b"0\r\n\r\n");
+        assert_eq!(feed_in_pieces(&mut reader, &ordinary, 3).0, Ok(true));
+        assert_eq!(reader.into_response().unwrap().body_length, 1600);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod net;
 pub mod observation;
+pub mod proof;
 pub mod stage;
 pub mod tls;
 

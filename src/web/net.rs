@@ -13,12 +13,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::observation::{ConnectObservation, ConnectStatus};
 
 /// File descriptors kept out of the budget for everything else the process opens
-/// (DNS sockets, report files, capture handles, the runtime itself).
+/// (DNS sockets, report files, capture handles, the runtime itself), at most: under a
+/// low limit half of it is kept (see [`fd_budget_for`]).
 pub const DEFAULT_FD_RESERVE: usize = 1024;
 
 /// A global cap on open probe sockets. Every probe connection holds one permit from
-/// before its socket is created until it is closed, so the probe never runs out of
-/// file descriptors: excess work waits here instead.
+/// before its socket is created until it is closed, and so does every lookup through
+/// the control (its sockets are descriptors too, see
+/// [`crate::control::ControlResolver::share_fd_budget`]), so the probe never runs out
+/// of file descriptors: excess work waits here instead.
 #[derive(Debug, Clone)]
 pub struct ConnectionBudget {
     permits: Arc<Semaphore>,
@@ -41,11 +44,10 @@ impl ConnectionBudget {
         }
     }
 
-    /// A budget sized from the soft `RLIMIT_NOFILE`, minus `reserve` descriptors for the
-    /// rest of the process.
+    /// A budget sized from the soft `RLIMIT_NOFILE` by [`fd_budget_for`].
     pub fn from_fd_limit(reserve: usize) -> Self {
         let limit = fd_soft_limit().unwrap_or(1024);
-        Self::new(limit.saturating_sub(reserve).max(16))
+        Self::new(fd_budget_for(limit, reserve))
     }
 
     pub fn capacity(&self) -> usize {
@@ -65,6 +67,16 @@ impl ConnectionBudget {
             .expect("the budget's semaphore is never closed");
         ConnectionPermit { _permit: permit }
     }
+}
+
+/// Sockets the budget allows under a descriptor limit of `limit`: the limit minus a
+/// reserve for the rest of the process, which is `reserve` but never more than half the
+/// limit. (A fixed reserve larger than a low limit left a floor of 16 that, with the
+/// control's sockets outside the budget, ran the process out of descriptors.) The
+/// budget never exceeds the limit; it is at least 1.
+pub fn fd_budget_for(limit: usize, reserve: usize) -> usize {
+    let reserve = reserve.min(limit / 2);
+    limit.saturating_sub(reserve).max(1)
 }
 
 /// The soft limit on open file descriptors, if it can be read and is finite.
@@ -121,10 +133,11 @@ pub(crate) struct Connection {
     pub _permit: ConnectionPermit,
 }
 
-/// How often to retry creating a socket when the process is out of descriptors anyway
-/// (something outside the budget used them), and how long to wait between tries.
-const FD_EXHAUSTED_RETRIES: u32 = 50;
-const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(20);
+/// How long to wait before trying again to create a socket when the process is out
+/// of descriptors anyway (something outside the budget holds them); the pause doubles
+/// up to [`FD_EXHAUSTED_MAX_PAUSE`].
+const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(10);
+const FD_EXHAUSTED_MAX_PAUSE: Duration = Duration::from_millis(200);
 
 fn new_socket(ip: IpAddr) -> io::Result<TcpSocket> {
     match ip {
@@ -137,6 +150,30 @@ fn is_fd_exhaustion(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
 }
 
+/// Create a socket with `create`, waiting as long as the process is out of file
+/// descriptors: a shortage is back-pressure, never an outcome. Every descriptor held
+/// elsewhere (DNS, control lookups, other probes) is released within its own
+/// deadline, so the wait ends.
+async fn new_socket_when_available<S>(mut create: impl FnMut() -> io::Result<S>) -> io::Result<S> {
+    let mut pause = FD_EXHAUSTED_PAUSE;
+    let mut warned = false;
+    loop {
+        match create() {
+            Err(err) if is_fd_exhaustion(&err) => {
+                if !warned {
+                    tracing::warn!(
+                        "out of file descriptors outside the socket budget: waiting ({err})"
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(FD_EXHAUSTED_MAX_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Connect to (ip, port) within `timeout`, recording the outcome. The clock starts
 /// once a socket slot was obtained, so waiting for the budget is not counted.
 pub(crate) async fn connect(
@@ -146,17 +183,7 @@ pub(crate) async fn connect(
     budget: &ConnectionBudget,
 ) -> (ConnectObservation, Instant, Option<Connection>) {
     let permit = budget.acquire().await;
-    let mut tries = 0;
-    let socket = loop {
-        match new_socket(ip) {
-            Ok(socket) => break Ok(socket),
-            Err(err) if is_fd_exhaustion(&err) && tries < FD_EXHAUSTED_RETRIES => {
-                tries += 1;
-                tokio::time::sleep(FD_EXHAUSTED_PAUSE).await;
-            }
-            Err(err) => break Err(err),
-        }
-    };
+    let socket = new_socket_when_available(|| new_socket(ip)).await;
     let start = Instant::now();
     let socket = match socket {
         Ok(socket) => socket,
@@ -281,6 +308,41 @@ mod tests {
         drop(held);
         let granted = tokio::time::timeout(Duration::from_secs(5), budget.acquire()).await;
         assert!(granted.is_ok());
+    }
+
+    #[test]
+    fn budget_keeps_a_reserve_that_fits_the_limit() {
+        // A low limit: half is kept for the rest of the process, half is the budget.
+        assert_eq!(fd_budget_for(64, DEFAULT_FD_RESERVE), 32);
+        assert_eq!(fd_budget_for(1024, DEFAULT_FD_RESERVE), 512);
+        // A high limit: the whole reserve is kept.
+        assert_eq!(fd_budget_for(20_000, DEFAULT_FD_RESERVE), 20_000 - 1024);
+        for limit in [1, 2, 16, 64, 100, 1024, 4096] {
+            let budget = fd_budget_for(limit, DEFAULT_FD_RESERVE);
+            assert!(budget >= 1 && budget <= limit.max(1), "{limit}: {budget}");
+        }
+    }
+
+    #[tokio::test]
+    async fn fd_exhaustion_is_waited_out_not_returned() {
+        let mut failures_left = 3;
+        let created = new_socket_when_available(|| {
+            if failures_left > 0 {
+                failures_left -= 1;
+                Err(io::Error::from_raw_os_error(libc::EMFILE))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(created.unwrap(), 7);
+        assert_eq!(failures_left, 0);
+        // Other errors are returned as they are.
+        let other = new_socket_when_available(|| -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+        })
+        .await;
+        assert_eq!(other.unwrap_err().raw_os_error(), Some(libc::EAFNOSUPPORT));
     }
 
     #[test]

@@ -102,7 +102,9 @@ pub enum HttpExchangeEnd {
     EofDuringResponse,
     /// The deadline passed after part of the response had arrived.
     TimeoutDuringResponse,
-    /// The bytes received are not an HTTP/1.x response.
+    /// The bytes received are not an HTTP/1.x response, or crossed a parse bound (head
+    /// size, interim responses, chunk-size line, bytes on the wire) before one was
+    /// complete; `error` says which.
     MalformedResponse,
     /// The request could not be written for a reason other than a reset or a timeout.
     RequestFailed,

@@ -731,3 +731,362 @@ async fn many_names_share_a_clean_address_under_a_small_socket_budget() {
         "every socket went back to the budget"
     );
 }
+
+/// What a hostile HTTP server sends the test name, without end (the benign control
+/// gets a normal page).
+#[derive(Debug, Clone, Copy)]
+enum Endless {
+    /// A chunk-size line that never ends (an endless chunk extension).
+    ChunkSizeLine,
+    /// `100 Continue` after `100 Continue`.
+    Continue,
+    /// Header line after header line.
+    HeaderLines,
+    /// Tiny chunks whose framing costs more than the body it carries.
+    TinyChunks,
+}
+
+/// A loopback HTTP server that floods the test name with `endless` as fast as it can.
+async fn flooding_http_server(ip: IpAddr, endless: Endless) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if head.contains("\r\nhost: example.com\r\n") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    return;
+                }
+                let (prefix, filler): (&[u8], &[u8]) = match endless {
+                    Endless::ChunkSizeLine => (
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=",
+                        b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                    ),
+                    Endless::Continue => (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+                    Endless::HeaderLines => {
+                        (b"HTTP/1.1 200 OK\r\n", b"X-Filler: aaaaaaaaaaaaaaaa\r\n")
+                    }
+                    Endless::TinyChunks => (
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        b"1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n",
+                    ),
+                };
+                if stream.write_all(prefix).await.is_err() {
+                    return;
+                }
+                let filler = filler.repeat(64);
+                while stream.write_all(&filler).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+/// A server that sends data all the time but never a well-formed response is not a
+/// censor: `malformed_response` at `response` (no blocking claim), found as soon as a
+/// parse bound is crossed, with a bounded number of bytes read.
+#[tokio::test]
+async fn endless_responses_are_malformed_not_blocking() {
+    let pki = Pki::new();
+    for (last, endless) in [
+        (50, Endless::ChunkSizeLine),
+        (51, Endless::Continue),
+        (52, Endless::HeaderLines),
+        (53, Endless::TinyChunks),
+    ] {
+        let addr = flooding_http_server(lo(last), endless).await;
+        let mut config = WebStageConfig {
+            run_tls: false,
+            http_port: addr.port(),
+            ..WebStageConfig::default()
+        };
+        short_timeouts(&mut config);
+        // Long enough that a probe which never gives up on the flood ends at the deadline.
+        config.http.response_timeout = Duration::from_secs(3);
+        let web = stage(&pki, config, quick_guard());
+        let r = web.probe_target("flood.test", plan(&[addr.ip()])).await;
+        assert_eq!(
+            http_of(&r),
+            (HttpVerdict::MalformedResponse, Some(Stage::Response)),
+            "{endless:?}: {:#?}",
+            r.http.as_ref().unwrap().evidence
+        );
+        let http = r.http.as_ref().unwrap();
+        assert!(http.control.as_ref().unwrap().passed, "{endless:?}");
+        let test = &http.attempts[0].observations.test;
+        assert!(
+            test.bytes_received < 1024 * 1024,
+            "{endless:?}: {} bytes read from a flood",
+            test.bytes_received
+        );
+        assert!(
+            test.error.as_deref().is_some_and(|e| !e.is_empty()),
+            "{endless:?}: the bound that was crossed is recorded"
+        );
+        let b = target_blocking(Some(&dns_ok()), r.http.as_ref(), None);
+        assert_ne!(
+            b.blocking,
+            Blocking::At(BlockingLayer::Http),
+            "{endless:?}: a flooding server is not a censor"
+        );
+    }
+}
+
+/// Under a low `RLIMIT_NOFILE` (64), many names against loopback servers: a shortage
+/// of file descriptors makes work wait, it never becomes a verdict. The control's
+/// sockets (plain UDP here: one socket per lookup) are inside the socket budget, so
+/// no lookup fails with `EMFILE`, and every name gets its true verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_fd_limit_is_back_pressure_never_a_verdict() {
+    use crate::support::{Behaviour, Report, args, fake_dns};
+    use censorprobe::servers::ca::LabCa;
+    let ip = lo(62);
+    let dns = fake_dns(&[], Behaviour::a([127, 0, 0, 62])).await;
+    let ca = LabCa::new("censorprobe fd-limit CA").unwrap();
+    let names: Vec<String> = (0..300).map(|i| format!("site{i}.test")).collect();
+    let mut sans: Vec<&str> = names.iter().map(String::as_str).collect();
+    sans.push("example.com");
+    let (chain, key) = ca.issue(&sans, &[]).unwrap();
+    let http = LabServer::spawn_http(SocketAddr::new(ip, 0), HttpLabConfig::default())
+        .await
+        .unwrap();
+    let tls = LabServer::spawn_tls(
+        SocketAddr::new(ip, 0),
+        TlsLabConfig::new(TlsIdentity { chain, key }),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_pem(&ca_file).unwrap();
+    let list = dir.path().join("targets.txt");
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let (resolver, control) = (dns.to_string(), format!("udp:{dns}"));
+    let (http_port, tls_port) = (
+        http.local_addr().port().to_string(),
+        tls.local_addr().port().to_string(),
+    );
+    let mut command = vec!["--nofile=64:64", crate::support::BIN];
+    command.extend([
+        "scan",
+        "--quiet",
+        "--targets",
+        list.to_str().unwrap(),
+        "--resolver",
+        &resolver,
+        "--control",
+        &control,
+        "--dns-wait",
+        "200ms",
+        "--ca",
+        ca_file.to_str().unwrap(),
+        "--http-port",
+        &http_port,
+        "--tls-port",
+        &tls_port,
+        "--web-timeout",
+        "5s",
+    ]);
+    let output = tokio::process::Command::new("prlimit")
+        .args(args(&command))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("prlimit (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = Report::parse(&stdout);
+    assert_eq!(report.targets.len(), names.len());
+    let mut wrong = Vec::new();
+    for record in &report.targets {
+        let verdicts = (
+            record["dns"]["verdict"].as_str(),
+            record["http"]["verdict"].as_str(),
+            record["tls"]["verdict"].as_str(),
+            &record["blocking"],
+        );
+        if verdicts
+            != (
+                Some("ok"),
+                Some("ok"),
+                Some("ok"),
+                &serde_json::json!(false),
+            )
+        {
+            wrong.push(format!(
+                "{}: {verdicts:?} {}",
+                record["domain"], record["dns"]["evidence"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} names wrong under RLIMIT_NOFILE 64, e.g. {:#?}",
+        wrong.len(),
+        names.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+}
+
+/// A network namespace of this test's own with only `lo` up, deleted on drop: nothing
+/// sent to a public address from inside it leaves the machine (`ENETUNREACH`).
+struct IsolatedNamespace(String);
+
+impl IsolatedNamespace {
+    fn new(tag: &str) -> Self {
+        use censorprobe::lab::netns;
+        assert!(
+            netns::is_root(),
+            "this test needs root: it runs the probe in a network namespace of its own"
+        );
+        let name = format!("cpweb-{tag}-{}", std::process::id());
+        netns::run("ip", &["netns", "add", &name], None).expect("ip netns add");
+        let ns = IsolatedNamespace(name);
+        netns::run("ip", &["-n", &ns.0, "link", "set", "lo", "up"], None).expect("lo up");
+        ns
+    }
+}
+
+impl Drop for IsolatedNamespace {
+    fn drop(&mut self) {
+        let _ = censorprobe::lab::netns::run("ip", &["netns", "del", &self.0], None);
+    }
+}
+
+/// "TLS as proof" of an answer of 2,000 addresses (a censor's, say): a handful of
+/// handshakes at most, never to a bogon (the lab's 198.18.0.0/15 included), and the
+/// addresses not tried are recorded as evidence, with the count and the reason. The
+/// probe runs in a namespace with no route out, so no handshake leaves the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_as_proof_is_capped_and_skips_bogons_with_evidence() {
+    use crate::support::{Behaviour, Report, args, fake_dns};
+    use censorprobe::ipclass::is_bogon;
+    let ns = IsolatedNamespace::new("proof");
+    // 1,990 public addresses (11.0.0.0/8, unreachable from the namespace) and ten in
+    // the lab's range, which the control's answer shares.
+    let mut answer: Vec<Ipv4Addr> = (0..1990u32)
+        .map(|i| Ipv4Addr::from(0x0B00_0000 + i))
+        .collect();
+    for i in 0..10u8 {
+        answer.insert(usize::from(i) * 7, Ipv4Addr::new(198, 18, 9, i));
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns_name = ns.0.clone();
+    let servers = std::thread::spawn(move || {
+        censorprobe::lab::netns::enter(&ns_name).expect("enter the namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let resolver = fake_dns(
+                &[(
+                    "cdn.test",
+                    Behaviour::Answers(vec![(Duration::ZERO, answer)]),
+                )],
+                Behaviour::Nxdomain,
+            )
+            .await;
+            let control = fake_dns(
+                &[("cdn.test", Behaviour::a([198, 18, 77, 1]))],
+                Behaviour::Nxdomain,
+            )
+            .await;
+            ready_tx.send((resolver, control)).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    let (resolver, control) = ready_rx.recv().unwrap();
+    let (resolver, control) = (resolver.to_string(), format!("udp:{control}"));
+    let output = tokio::process::Command::new("ip")
+        .args(args(&[
+            "netns",
+            "exec",
+            &ns.0,
+            crate::support::BIN,
+            "scan",
+            "--quiet",
+            "--tests",
+            "dns,tls",
+            "--resolver",
+            &resolver,
+            "--control",
+            &control,
+            "--qtype",
+            "A",
+            "--dns-wait",
+            "200ms",
+            "--connect-timeout",
+            "1s",
+            "--web-timeout",
+            "1s",
+            "cdn.test",
+        ]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("ip netns exec runs");
+    let _ = stop_tx.send(());
+    servers.join().unwrap();
+    drop(ns);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = Report::parse(&stdout);
+    let dns = &report.target("cdn.test")["dns"];
+    let tried: Vec<IpAddr> = dns["tls_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["ip"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        !tried.is_empty() && tried.len() <= 4,
+        "{} handshakes for one name",
+        tried.len()
+    );
+    assert!(
+        tried.iter().all(|ip| !is_bogon(*ip)),
+        "a bogon was contacted for proof: {tried:?}"
+    );
+    let skipped: Vec<&str> = dns["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tls_proof_skipped")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    let over_cap = 1990 - tried.len();
+    assert!(
+        skipped
+            .iter()
+            .any(|d| d.contains(&format!("{over_cap} address")) && d.contains("at most")),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|d| d.contains("10 address") && d.contains("bogon")),
+        "{skipped:#?}"
+    );
+    assert_eq!(dns["verdict"], "dns_poisoning", "{dns:#}");
+}
