@@ -498,6 +498,53 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(haystack, needle)
 }
 
+/// What [`decode_response`] made of a sequence of reads.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct DecodedResponse {
+    /// How the exchange ended: complete, malformed, or closed by the server after the
+    /// last read.
+    pub end: HttpExchangeEnd,
+    pub error: Option<String>,
+    pub response: Option<HttpResponse>,
+    /// Most undecoded bytes (head and chunk framing) held between reads.
+    pub peak_buffered: usize,
+}
+
+/// The probe's response reading without a socket: `reads` are handed to the reader one
+/// by one, as [`HttpProber::probe`] does with what each `read` returns, and the server
+/// closes after the last one. Not a stable API: it exists for the fuzz targets and
+/// property tests, which feed it hostile bytes.
+#[doc(hidden)]
+pub fn decode_response(reads: &[&[u8]], body_cap: usize, body_keep: usize) -> DecodedResponse {
+    let mut reader = ResponseReader::new(body_cap, body_keep);
+    let mut received = 0u64;
+    let mut peak_buffered = 0;
+    let mut error = None;
+    let mut end = None;
+    for read in reads.iter().filter(|r| !r.is_empty()) {
+        received += read.len() as u64;
+        let fed = reader.feed(read);
+        peak_buffered = peak_buffered.max(reader.head.len() + reader.pending.len());
+        match fed {
+            Ok(true) => end = Some(HttpExchangeEnd::Complete),
+            Ok(false) => continue,
+            Err(reason) => {
+                error = Some(reason);
+                end = Some(HttpExchangeEnd::MalformedResponse);
+            }
+        }
+        break;
+    }
+    let end = end.unwrap_or_else(|| reader.end_at_eof(received));
+    DecodedResponse {
+        end,
+        error,
+        response: reader.into_response(),
+        peak_buffered,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
