@@ -9,7 +9,7 @@
 //! hostile_input`); `PROPTEST_CASES=N` runs N per property instead. The same parsers
 //! have cargo-fuzz targets in `fuzz/` (nightly).
 
-use std::fmt::Debug;
+use std::fmt::{Debug, Write as _};
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -721,7 +721,7 @@ enum Close {
 }
 
 fn run_tls_case(
-    bytes: Vec<u8>,
+    bytes: &[u8],
     cuts: &[u16],
     close: Close,
 ) -> censorprobe::web::observation::TlsObservation {
@@ -730,10 +730,7 @@ fn run_tls_case(
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pieces: Vec<Vec<u8>> = split(&bytes, cuts)
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
+        let pieces: Vec<Vec<u8>> = split(bytes, cuts).into_iter().map(<[u8]>::to_vec).collect();
         let server = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut hello = [0u8; 4096];
@@ -775,7 +772,7 @@ fn tls_handshake_with_hostile_server_bytes_ends_cleanly() {
             Flight::Records(records) => records.concat(),
         };
         let sent = bytes.len() as u64;
-        let obs = run_tls_case(bytes, &cuts, close);
+        let obs = run_tls_case(&bytes, &cuts, close);
         let end = obs
             .handshake
             .expect("a connected probe records how the handshake ended");
@@ -795,7 +792,7 @@ fn tls_handshake_with_hostile_server_bytes_ends_cleanly() {
 #[test]
 fn tls_alert_of_any_code_is_recorded() {
     check(64, any::<u8>(), |code| {
-        let obs = run_tls_case(vec![21, 3, 3, 0, 2, 2, code], &[], Close::Fin);
+        let obs = run_tls_case(&[21, 3, 3, 0, 2, 2, code], &[], Close::Fin);
         // close_notify (0) is not an error to rustls; every other code ends the handshake.
         if code != 0 {
             prop_assert_eq!(obs.handshake, Some(TlsHandshakeEnd::AlertReceived));
@@ -812,7 +809,7 @@ fn certificates_describe_without_panic_and_bounded() {
     check(400, (names, ips, mutation()), |(names, ips, mutation)| {
         let fixture = tls_fixture();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let ips: Vec<IpAddr> = ips.into_iter().map(|b| IpAddr::from(b)).collect();
+        let ips: Vec<IpAddr> = ips.into_iter().map(IpAddr::from).collect();
         let (chain, _) = fixture.ca.issue(&names, &ips).unwrap();
         let untouched = matches!(mutation, Mutation::None);
         let der = mutate(chain[0].to_vec(), &mutation);
@@ -1238,7 +1235,7 @@ fn normalize_host_accepts_any_text() {
 fn a_line_with_twenty_thousand_pins_is_bounded() {
     let mut line = "pins.example".to_owned();
     for i in 0..20_000u32 {
-        line.push_str(&format!(",{}", Ipv4Addr::from(0x0a00_0000 + i)));
+        write!(line, ",{}", Ipv4Addr::from(0x0a00_0000 + i)).unwrap();
     }
     let mut loader = TargetLoader::new(false);
     loader.add_reader("list", line.as_bytes()).unwrap();
