@@ -785,6 +785,19 @@ pub fn record_of(record: &Record) -> DnsRecord {
     }
 }
 
+/// What the probe records for one datagram that carries an outstanding query's id, as
+/// the socket task does on receipt; `None` for a datagram too short to carry an id (the
+/// task ignores those). Not a stable API: it exists for the fuzz targets and property
+/// tests, which feed it hostile bytes.
+#[doc(hidden)]
+pub fn reply_of_datagram(
+    bytes: &[u8],
+    question: &DnsQuestion,
+    from: SocketAddr,
+) -> Option<DnsReply> {
+    (bytes.len() >= 2).then(|| parse_reply(bytes, question, from, None, 0.0, 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

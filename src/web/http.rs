@@ -198,7 +198,13 @@ impl HttpProber {
                         HttpExchangeEnd::TimeoutDuringResponse
                     };
                 }
-                Ok(Ok(0)) => break reader.end_at_eof(obs.bytes_received),
+                Ok(Ok(0)) => match reader.end_at_eof(obs.bytes_received) {
+                    Ok(end) => break end,
+                    Err(malformed) => {
+                        obs.error = Some(malformed.to_string());
+                        break HttpExchangeEnd::MalformedResponse;
+                    }
+                },
                 Ok(Ok(n)) => {
                     if obs.first_byte_ms.is_none() {
                         obs.first_byte_ms = Some(ms_between(request_done, Instant::now()));
@@ -406,15 +412,16 @@ impl ResponseReader {
             if self.head_lines > MAX_HEADERS + 2 {
                 return Err(MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS });
             }
+            // httparse looks at the head when it may have something to say: while it is
+            // short, when a line has ended, and at its end. So an invalid line is refused
+            // as soon as it is whole, however the reads split it.
             let early = self.head.len() - fresh < EARLY_HEAD_CHECK;
-            if head_end.is_none() && !early {
+            if head_end.is_none() && !early && lines == 0 {
                 return self.incomplete_head();
             }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut headers);
-            let status = parsed
-                .parse(&self.head)
-                .map_err(MalformedResponse::InvalidHead)?;
+            let status = parsed.parse(&self.head).map_err(head_error)?;
             let httparse::Status::Complete(head_len) = status else {
                 if head_end.is_some() {
                     // httparse sees no end where the blank line is: not a response head.
@@ -422,6 +429,13 @@ impl ResponseReader {
                 }
                 return self.incomplete_head();
             };
+            // The same bound whether the head arrived in one read or in many: a limit
+            // that depended on how reads split would make the verdict depend on timing.
+            if self.interim_bytes + head_len > MAX_HEADER_BYTES {
+                return Err(MalformedResponse::HeadTooLarge {
+                    limit: MAX_HEADER_BYTES,
+                });
+            }
             let code = parsed.code.unwrap_or(0);
             if (100..200).contains(&code) && code != 101 {
                 // An interim response (100 Continue, 103 Early Hints): the real one follows.
@@ -527,17 +541,25 @@ impl ResponseReader {
     }
 
     /// What the server's close means at this point of the exchange.
-    fn end_at_eof(&mut self, bytes_received: u64) -> HttpExchangeEnd {
+    /// A head cut by the close is judged as httparse sees it, so that bytes which are
+    /// no HTTP response are `malformed` whether they came in one read or many.
+    fn end_at_eof(&mut self, bytes_received: u64) -> Result<HttpExchangeEnd, MalformedResponse> {
         if bytes_received == 0 {
-            return HttpExchangeEnd::EofWithoutResponse;
+            return Ok(HttpExchangeEnd::EofWithoutResponse);
         }
-        match self.framing {
+        if self.framing.is_none() && !self.head.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            httparse::Response::new(&mut headers)
+                .parse(&self.head)
+                .map_err(head_error)?;
+        }
+        Ok(match self.framing {
             Some(Framing::UntilClose) if self.response.is_some() => {
                 self.complete = true;
                 HttpExchangeEnd::Complete
             }
             _ => HttpExchangeEnd::EofDuringResponse,
-        }
+        })
     }
 
     fn into_response(self) -> Option<HttpResponse> {
@@ -548,6 +570,17 @@ impl ResponseReader {
         response.title = extract_title(&self.sink.prefix);
         response.body_prefix = self.sink.prefix;
         Some(response)
+    }
+}
+
+/// httparse's error as ours: more headers than it has room for is our header-line bound,
+/// whichever of the two notices first.
+fn head_error(error: httparse::Error) -> MalformedResponse {
+    match error {
+        httparse::Error::TooManyHeaders => {
+            MalformedResponse::TooManyHeaderLines { limit: MAX_HEADERS }
+        }
+        other => MalformedResponse::InvalidHead(other),
     }
 }
 
@@ -661,6 +694,59 @@ pub fn extract_title(body: &[u8]) -> Option<String> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(haystack, needle)
+}
+
+/// What [`decode_response`] made of a sequence of reads.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct DecodedResponse {
+    /// How the exchange ended: complete, malformed, or closed by the server after the
+    /// last read.
+    pub end: HttpExchangeEnd,
+    pub error: Option<String>,
+    pub response: Option<HttpResponse>,
+    /// Most undecoded bytes (head and chunk framing) held between reads.
+    pub peak_buffered: usize,
+}
+
+/// The probe's response reading without a socket: `reads` are handed to the reader one
+/// by one, as [`HttpProber::probe`] does with what each `read` returns, and the server
+/// closes after the last one. Not a stable API: it exists for the fuzz targets and
+/// property tests, which feed it hostile bytes.
+#[doc(hidden)]
+pub fn decode_response(reads: &[&[u8]], body_cap: usize, body_keep: usize) -> DecodedResponse {
+    let mut reader = ResponseReader::new(body_cap, body_keep);
+    let mut received = 0u64;
+    let mut peak_buffered = 0;
+    let mut error = None;
+    let mut end = None;
+    for read in reads.iter().filter(|r| !r.is_empty()) {
+        received += read.len() as u64;
+        let fed = reader.feed(read);
+        peak_buffered = peak_buffered.max(reader.head.len() + reader.pending.len());
+        match fed {
+            Ok(true) => end = Some(HttpExchangeEnd::Complete),
+            Ok(false) => continue,
+            Err(reason) => {
+                error = Some(reason.to_string());
+                end = Some(HttpExchangeEnd::MalformedResponse);
+            }
+        }
+        break;
+    }
+    let end = end.unwrap_or_else(|| match reader.end_at_eof(received) {
+        Ok(end) => end,
+        Err(reason) => {
+            error = Some(reason.to_string());
+            HttpExchangeEnd::MalformedResponse
+        }
+    });
+    DecodedResponse {
+        end,
+        error,
+        response: reader.into_response(),
+        peak_buffered,
+    }
 }
 
 #[cfg(test)]
