@@ -1644,3 +1644,135 @@ async fn live_ooni_format_maps_web_probes() {
     assert_eq!(reads.len(), 2, "{blocked:#}");
     assert!(reads.iter().all(|e| e["failure"] == "connection_reset"));
 }
+
+// ---------------------------------------------------------------------------------
+// Careless options and signals (issue 8: no panic, bounded everything).
+
+/// Asserts a run refused its arguments the way every usage error is refused: status 2,
+/// exactly one line on stderr, no panic, nothing on stdout.
+fn assert_one_line_usage_error(argv: &[&str], run: &Run, needle: &str) {
+    assert_eq!(run.status.code(), Some(2), "{argv:?}: {run:#?}");
+    assert!(!run.stderr.contains("panicked"), "{argv:?}: {run:#?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{argv:?}: {run:#?}");
+    assert!(run.stderr.contains(needle), "{argv:?}: {run:#?}");
+    assert!(run.stdout.is_empty(), "{argv:?}: {run:#?}");
+}
+
+#[tokio::test]
+async fn out_of_range_options_are_one_line_and_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rate", "1e-19"], "--rate"),
+        (&["--rate=-1"], "--rate"),
+        (&["--rate", "NaN"], "--rate"),
+        (&["--rate", "inf"], "--rate"),
+        (&["--concurrency", "18446744073709551615"], "--concurrency"),
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--max-ips", "0"], "--max-ips"),
+        (&["--http-port", "0"], "--http-port"),
+        (&["--tls-port", "0"], "--tls-port"),
+        (&["--retries", "4294967295"], "--retries"),
+        (&["--dns-wait", "1e16s"], "--dns-wait"),
+        (&["--dns-wait", "99999m"], "--dns-wait"),
+        (&["--dns-timeout", "1e16"], "--dns-timeout"),
+        (&["--dns-timeout", "0"], "--dns-timeout"),
+        (&["--control-timeout", "0s"], "--control-timeout"),
+        (&["--connect-timeout", "1e16s"], "--connect-timeout"),
+        (&["--web-timeout", "0ms"], "--web-timeout"),
+        (&["--residual-wait", "1e16s"], "--residual-wait"),
+        (&["--residual-recheck", "0"], "--residual-recheck"),
+        (&["--repeat-interval", "1e16s"], "--repeat-interval"),
+        (&["--progress-interval", "1e16s"], "--progress-interval"),
+        (&["--dns-wait=-1s"], "--dns-wait"),
+    ];
+    for (options, needle) in cases {
+        // Loopback resolver: should a value slip through, the scan stays on this host.
+        let mut argv = vec![
+            "scan",
+            "--control",
+            "none",
+            "--tests",
+            "dns",
+            "--resolver",
+            "127.0.0.1:9",
+        ];
+        argv.extend_from_slice(options);
+        argv.push("a.test");
+        let run = run_binary(&args(&argv)).await;
+        assert_one_line_usage_error(&argv, &run, needle);
+    }
+}
+
+#[tokio::test]
+async fn durations_take_exponents_and_the_limits_are_inclusive() {
+    // Each accepted value is paired with a refused `--max-ips 0`: the refusal naming
+    // `--max-ips` shows that the value before it parsed, and no scan starts.
+    let accepted: &[&[&str]] = &[
+        &["--dns-wait", "1e3ms"],
+        &["--dns-wait", "1m"],
+        &["--repeat-interval", "1e3s"],
+        &["--rate", "0"],
+        &["--concurrency", "100000"],
+    ];
+    for options in accepted {
+        // Loopback resolver: should a value slip through, the scan stays on this host.
+        let mut argv = vec![
+            "scan",
+            "--control",
+            "none",
+            "--tests",
+            "dns",
+            "--resolver",
+            "127.0.0.1:9",
+        ];
+        argv.extend_from_slice(options);
+        argv.extend_from_slice(&["--max-ips", "0", "a.test"]);
+        let run = run_binary(&args(&argv)).await;
+        assert_one_line_usage_error(&argv, &run, "--max-ips");
+    }
+}
+
+/// A scan against a resolver that never answers, with many targets: it is still
+/// running when the test sends `signal`.
+async fn signalled_scan(signal: nix::sys::signal::Signal) -> (Option<i32>, Report, String) {
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let mut argv = scan_args(resolver, &["--rate", "20", "--out", &path_arg(&out)]);
+    argv.extend((0..200).map(|i| format!("n{i}.slow.test")));
+    let child = tokio::process::Command::new(crate::support::BIN)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        if written.lines().count() > 3 {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
+    (
+        output.status.code(),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sighup_stop_a_scan_like_ctrl_c() {
+    use nix::sys::signal::Signal;
+    for (signal, status) in [(Signal::SIGTERM, 143), (Signal::SIGHUP, 129)] {
+        let (code, report, stderr) = signalled_scan(signal).await;
+        assert_eq!(code, Some(status), "{signal}: {stderr}");
+        assert_eq!(report.summary["interrupted"], true, "{signal}");
+        let measured = report.summary["targets_measured"].as_u64().unwrap();
+        assert_eq!(measured, report.targets.len() as u64, "{signal}");
+        assert!((3..200).contains(&measured), "{signal}: {measured}");
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+    }
+}
