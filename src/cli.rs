@@ -369,7 +369,10 @@ pub fn load_targets(args: &ScanArgs) -> anyhow::Result<TargetList> {
     }
     let list = loader.finish();
     if list.targets.is_empty() {
-        bail!("no targets: name domains or URLs, or give --targets FILE");
+        match list.rejection_summary() {
+            Some(why) => bail!("no targets: {why}"),
+            None => bail!("no targets: name domains or URLs, or give --targets FILE"),
+        }
     }
     Ok(list)
 }
@@ -397,6 +400,12 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         }
     }
     let control = ControlSpec::from_str(&args.control)?;
+    if let Err(reason) = crate::targets::validate_dns_name(&args.control_name) {
+        bail!(Error::BadOption {
+            option: "--control-name",
+            reason: format!("{:?}: {reason}", args.control_name),
+        });
+    }
     let mut extra_roots = Vec::new();
     for path in &args.ca {
         extra_roots.extend(crate::trust::load_ca_file(path)?);
@@ -594,17 +603,31 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Skipped input lines shown on stderr; the header of the report keeps more.
+const SKIPPED_SHOWN: usize = 20;
+
+fn print_skipped(list: &TargetList) {
+    for skipped in list.skipped.iter().take(SKIPPED_SHOWN) {
+        eprintln!(
+            "censorprobe: skipped {}:{}: {:?}: {}",
+            skipped.source, skipped.line, skipped.input, skipped.reason
+        );
+    }
+    let more = list.skipped_total().saturating_sub(SKIPPED_SHOWN);
+    if more > 0 {
+        eprintln!(
+            "censorprobe: skipped {more} more input line(s); the report header lists the first {}",
+            crate::targets::MAX_SKIPPED_KEPT
+        );
+    }
+}
+
 fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let plan = args.workflow.plan(args.quiet);
     plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;
-    for skipped in &list.skipped {
-        if !args.quiet {
-            eprintln!(
-                "censorprobe: skipped {}:{}: {:?}: {}",
-                skipped.source, skipped.line, skipped.input, skipped.reason
-            );
-        }
+    if !args.quiet {
+        print_skipped(&list);
     }
     let config = scan_config(args)?;
     let signal = StopSignal::default();

@@ -138,6 +138,8 @@ pub enum EvidenceKind {
     TtlMismatch,
     /// The name is an address literal: nothing to resolve.
     AddressLiteral,
+    /// The name cannot be encoded in a DNS query, so it was not queried.
+    InvalidName,
 }
 
 /// One fact a verdict rests on, with the observed values behind it.

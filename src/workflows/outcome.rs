@@ -461,6 +461,7 @@ mod tests {
             address: None,
             pinned_ips: Vec::new(),
             sources: Vec::new(),
+            sources_omitted: 0,
             categories: vec!["NEWS".into()],
             attempt: Some(2),
             started_at: "2024-05-01T10:00:00Z".into(),

@@ -73,6 +73,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
             input: domain.to_owned(),
             category_code: category.map(str::to_owned),
         }],
+        sources_omitted: 0,
         categories: category.into_iter().map(str::to_owned).collect(),
         attempt: None,
         started_at: "2024-05-01T10:00:00Z".to_owned(),
@@ -114,6 +115,7 @@ impl ReportText {
             targets_loaded: targets,
             targets_scheduled: targets,
             skipped_inputs: Vec::new(),
+            skipped_inputs_omitted: 0,
         });
         ReportText {
             lines: vec![serde_json::to_string(&header).unwrap()],
