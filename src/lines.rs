@@ -13,6 +13,8 @@ pub struct LineLength {
     pub total: u64,
     /// Whether the line was longer than the bound: only its start is in the buffer.
     pub truncated: bool,
+    /// Whether the line ended with a newline (only the last line of the input may not).
+    pub terminated: bool,
 }
 
 impl LineLength {
@@ -38,7 +40,11 @@ pub fn read_line_bounded(
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok(LineLength { total, truncated });
+            return Ok(LineLength {
+                total,
+                truncated,
+                terminated: false,
+            });
         }
         let (chunk, complete) = match memchr::memchr(b'\n', available) {
             Some(at) => (&available[..=at], true),
@@ -53,7 +59,11 @@ pub fn read_line_bounded(
         total += consumed as u64;
         reader.consume(consumed);
         if complete {
-            return Ok(LineLength { total, truncated });
+            return Ok(LineLength {
+                total,
+                truncated,
+                terminated: true,
+            });
         }
     }
 }
@@ -93,8 +103,19 @@ mod tests {
         let got = lines(b"ab\nabcdefghij\n\nxyz", 5);
         let texts: Vec<&[u8]> = got.iter().map(|(b, _)| b.as_slice()).collect();
         assert_eq!(texts, [&b"ab\n"[..], b"abcde", b"\n", b"xyz"]);
-        let lengths: Vec<(u64, bool)> = got.iter().map(|(_, l)| (l.total, l.truncated)).collect();
-        assert_eq!(lengths, [(3, false), (11, true), (1, false), (3, false)]);
+        let lengths: Vec<(u64, bool, bool)> = got
+            .iter()
+            .map(|(_, l)| (l.total, l.truncated, l.terminated))
+            .collect();
+        assert_eq!(
+            lengths,
+            [
+                (3, false, true),
+                (11, true, true),
+                (1, false, true),
+                (3, false, false)
+            ]
+        );
     }
 
     #[test]

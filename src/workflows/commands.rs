@@ -11,6 +11,7 @@ use super::diff::diff;
 use super::expect::Expectations;
 use super::output::OutputFormat;
 use super::reader::LoadedReport;
+use super::sanitize::sanitize_text;
 use super::summarize::{ReportSummary, SummaryFormat};
 use crate::cli::{ScanArgs, StopSignal, load_targets, runtime, scan_config};
 use crate::error::Error;
@@ -92,8 +93,9 @@ pub struct SummaryArgs {
 
 fn load_report(path: &Path, quiet: bool) -> anyhow::Result<LoadedReport> {
     let report = LoadedReport::load(path)?;
+    report.require_targets()?;
     if !quiet && let Some(warning) = report.warning() {
-        eprintln!("censorprobe: warning: {warning}");
+        eprintln!("censorprobe: warning: {}", sanitize_text(&warning));
     }
     Ok(report)
 }
@@ -191,7 +193,7 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = load_report(&report_path, quiet)?;
     let outcome = expectations.evaluate(&report);
     for line in outcome.failure_lines() {
-        println!("{line}");
+        println!("{}", sanitize_text(&line));
     }
     let title = format!("censorprobe check ({})", args.expect.display());
     if let Some(path) = &args.junit {
@@ -226,7 +228,7 @@ pub fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         text.push('\n');
         text
     } else {
-        result.text()
+        sanitize_text(&result.text()).into_owned()
     };
     write_output(None, &text)?;
     Ok(ExitCode::from(if result.changed {
