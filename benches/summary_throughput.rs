@@ -14,6 +14,8 @@ use censorprobe::workflows::reader::LoadedReport;
 use censorprobe::workflows::summarize::{ReportSummary, SummaryFormat};
 use serde_json::Value;
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -73,13 +75,13 @@ fn main() {
     let total = load + summarise + render;
     println!(
         "summary_throughput: {records} records, {:.0} MiB report",
-        bytes as f64 / (1 << 20) as f64
+        bytes as f64 / MIB
     );
     println!(
         "  load {:.2} s ({:.0} records/s, {:.0} MiB/s), summarise {:.3} s, render text+csv {:.3} s ({} + {} bytes)",
         load.as_secs_f64(),
         records as f64 / load.as_secs_f64(),
-        bytes as f64 / (1 << 20) as f64 / load.as_secs_f64(),
+        bytes as f64 / MIB / load.as_secs_f64(),
         summarise.as_secs_f64(),
         render.as_secs_f64(),
         text.len(),

@@ -267,7 +267,9 @@ pub fn parse_duration_in(text: &str, min: Duration, max: Duration) -> Result<Dur
         _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s or m)")),
     };
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?}: a duration is a finite number, 0 or more"));
+        return Err(format!(
+            "{text:?}: a duration is a finite number, 0 or more"
+        ));
     }
     if seconds > max.as_secs_f64() {
         return Err(format!(
@@ -287,9 +289,9 @@ pub fn parse_duration_in(text: &str, min: Duration, max: Duration) -> Result<Dur
 
 fn describe_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -659,7 +661,10 @@ mod tests {
         assert!(parse_duration("3h").is_err());
         assert_eq!(parse_duration("1e3s").unwrap(), Duration::from_secs(1000));
         assert_eq!(parse_duration("1e3").unwrap(), Duration::from_secs(1000));
-        assert_eq!(parse_duration("2.5e2ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("2.5e2ms").unwrap(),
+            Duration::from_millis(250)
+        );
         for refused in ["inf", "NaN", "-1s", "1e16s", "1e400", "", "s"] {
             assert!(parse_duration(refused).is_err(), "{refused:?}");
         }

@@ -166,11 +166,10 @@ pub async fn run_scan_with(
     let passes = plan.passes(&scheduled, &prior);
     let attempts_planned: usize = passes.iter().map(Vec::len).sum();
     // With --resume the summary covers the earlier records too.
-    let mut summary =
-        SummaryBuilder::new(
-            prior.target_records + attempts_planned,
-            list.skipped.len() + list.skipped_omitted,
-        );
+    let mut summary = SummaryBuilder::new(
+        prior.target_records + attempts_planned,
+        list.skipped.len() + list.skipped_omitted,
+    );
     prior.replay(&mut summary)?;
     let mut writer = ScanOutput::open(
         config.out.as_deref(),

@@ -379,7 +379,7 @@ impl TargetLoader {
         let position = self.cli_args;
         match parse_entry(arg.trim()).and_then(|entry| self.accept("cli", None, entry)) {
             Ok(()) => Ok(()),
-            Err(reason) => self.reject("cli", position, arg.trim().to_owned(), &reason),
+            Err(reason) => self.reject("cli", position, arg.trim(), &reason),
         }
     }
 
@@ -472,11 +472,11 @@ impl TargetLoader {
         start: &[u8],
         total: u64,
     ) -> Result<()> {
-        let input = String::from_utf8_lossy(start).trim().to_owned();
+        let input = String::from_utf8_lossy(start);
         self.reject(
             source,
             line_number,
-            input,
+            input.trim(),
             &InvalidTarget::LineTooLong(total),
         )
     }
@@ -485,7 +485,7 @@ impl TargetLoader {
     fn plain_line(&mut self, source: &str, line_number: usize, line: &[u8]) -> Result<()> {
         let Ok(text) = std::str::from_utf8(line) else {
             let input = String::from_utf8_lossy(line).trim().to_owned();
-            return self.reject(source, line_number, input, &InvalidTarget::NotUtf8);
+            return self.reject(source, line_number, &input, &InvalidTarget::NotUtf8);
         };
         let text = strip_comment(text).trim();
         if text.is_empty() {
@@ -493,7 +493,7 @@ impl TargetLoader {
         }
         match parse_entry(text).and_then(|entry| self.accept(source, Some(line_number), entry)) {
             Ok(()) => Ok(()),
-            Err(reason) => self.reject(source, line_number, text.to_owned(), &reason),
+            Err(reason) => self.reject(source, line_number, text, &reason),
         }
     }
 
@@ -527,12 +527,12 @@ impl TargetLoader {
             let (Ok(url), Ok(category)) = (std::str::from_utf8(url), std::str::from_utf8(category))
             else {
                 let input = String::from_utf8_lossy(url).into_owned();
-                self.reject(source, line_number, input, &InvalidTarget::NotUtf8)?;
+                self.reject(source, line_number, &input, &InvalidTarget::NotUtf8)?;
                 continue;
             };
             if url.is_empty() {
                 let input = String::from_utf8_lossy(record.as_slice()).into_owned();
-                self.reject(source, line_number, input, &InvalidTarget::MissingUrl)?;
+                self.reject(source, line_number, &input, &InvalidTarget::MissingUrl)?;
                 continue;
             }
             let category_code = if category.is_empty() {
@@ -549,10 +549,10 @@ impl TargetLoader {
                         category_code,
                     };
                     if let Err(reason) = self.accept(source, Some(line_number), entry) {
-                        self.reject(source, line_number, url.to_owned(), &reason)?;
+                        self.reject(source, line_number, url, &reason)?;
                     }
                 }
-                Err(reason) => self.reject(source, line_number, url.to_owned(), &reason)?,
+                Err(reason) => self.reject(source, line_number, url, &reason)?,
             }
         }
         Ok(())
@@ -621,13 +621,13 @@ impl TargetLoader {
         &mut self,
         source: &str,
         line: usize,
-        input: String,
+        input: &str,
         reason: &InvalidTarget,
     ) -> Result<()> {
         let skipped = SkippedInput {
             source: source.to_owned(),
             line,
-            input: shorten(&input, MAX_ECHO_BYTES),
+            input: shorten(input, MAX_ECHO_BYTES),
             reason: reason.to_string(),
         };
         let error = self.strict.then(|| Error::MalformedTarget {
@@ -740,7 +740,8 @@ fn parse_entry(text: &str) -> Result<Entry<'_>, InvalidTarget> {
 
 /// A category code of the Citizen Lab legend ([`CITIZENLAB_CATEGORIES`]), any case.
 fn parse_category(code: &str) -> Result<String, InvalidTarget> {
-    if !((1..=MAX_CATEGORY).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+    if !((1..=MAX_CATEGORY).contains(&code.len())
+        && code.bytes().all(|b| b.is_ascii_alphanumeric()))
     {
         return Err(InvalidTarget::BadCategory(code.to_owned()));
     }
@@ -1346,10 +1347,17 @@ mod tests {
         let line = format!("a.example,{}\n", many.join(","));
         let list = load(&line, false).unwrap();
         assert!(list.targets.is_empty());
-        assert!(list.skipped[0].reason.starts_with("line is "), "{:?}", list.skipped);
+        assert!(
+            list.skipped[0].reason.starts_with("line is "),
+            "{:?}",
+            list.skipped
+        );
         // Duplicates do not count against the bound.
         let repeated = format!("a.example,{}\n", vec!["198.18.0.1"; 500].join(","));
-        assert_eq!(load(&repeated, false).unwrap().targets[0].pinned_ips.len(), 1);
+        assert_eq!(
+            load(&repeated, false).unwrap().targets[0].pinned_ips.len(),
+            1
+        );
         // Over several lines: the line that would pass the bound is refused.
         let text = format!(
             "a.example,{}\na.example,{}\na.example,{}\n",
@@ -1387,7 +1395,9 @@ mod tests {
         for text in [
             format!("a.example\n{huge}\nb.example\n"),
             format!("{huge}\na.example\nb.example\n"),
-            format!("url,category_code\nhttp://a.example/,NEWS\nhttp://{huge}/,NEWS\nhttp://b.example/,NEWS\n"),
+            format!(
+                "url,category_code\nhttp://a.example/,NEWS\nhttp://{huge}/,NEWS\nhttp://b.example/,NEWS\n"
+            ),
         ] {
             let list = load(&text, false).unwrap();
             let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
@@ -1395,12 +1405,17 @@ mod tests {
             assert_eq!(list.skipped.len(), 1);
             let skipped = &list.skipped[0];
             assert!(
-                skipped.reason.starts_with("line is 1048") && skipped.reason.contains("at most 16384"),
+                skipped.reason.starts_with("line is 1048")
+                    && skipped.reason.contains("at most 16384"),
                 "{}",
                 skipped.reason
             );
             assert!(skipped.input.len() < 300, "{}", skipped.input.len());
-            assert!(skipped.input.ends_with("bytes in all)"), "{}", skipped.input);
+            assert!(
+                skipped.input.ends_with("bytes in all)"),
+                "{}",
+                skipped.input
+            );
         }
         // A long but acceptable line (within the bound) is parsed as usual.
         let long_comment = format!("c.example # {}\n", "y".repeat(10_000));
@@ -1418,11 +1433,7 @@ mod tests {
 
     #[test]
     fn an_all_invalid_list_says_why() {
-        let list = load(
-            "not a name\nbad*.example\n-a.example\nalso bad\n",
-            false,
-        )
-        .unwrap();
+        let list = load("not a name\nbad*.example\n-a.example\nalso bad\n", false).unwrap();
         let why = list.rejection_summary().unwrap();
         assert!(why.starts_with("4 input line(s) rejected"), "{why}");
         assert!(why.contains("2 whitespace inside a target"), "{why}");

@@ -195,13 +195,15 @@ pub struct TargetHead {
     #[serde(default, deserialize_with = "blocking_field")]
     blocking: Option<Blocking>,
     #[serde(default, deserialize_with = "accessible_field")]
-    accessible: Option<Option<bool>>,
+    accessible: Option<Value>,
 }
 
 /// A present `blocking` field: `false`, a layer (`dns`, `tcp_ip`, `http`, `tls`) or null.
 /// Anything else (`"false"`, `true`, `"yes"`) makes the record unreadable, so that it
 /// is reported as such rather than counted as censored.
-fn blocking_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Blocking>, D::Error> {
+fn blocking_field<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Blocking>, D::Error> {
     use crate::classify::web::Blocking as Written;
     Ok(Some(match Written::deserialize(deserializer)? {
         Written::No => Blocking::NotBlocked,
@@ -211,10 +213,8 @@ fn blocking_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<B
 }
 
 /// A present `accessible` field: a boolean or null (a string is an error, not unknown).
-fn accessible_field<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<bool>>, D::Error> {
-    Option::<bool>::deserialize(deserializer).map(Some)
+fn accessible_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Option::<bool>::deserialize(deserializer).map(|a| Some(a.map_or(Value::Null, Value::Bool)))
 }
 
 /// What one target's measurement (or the consensus of its attempts) says.
@@ -344,8 +344,8 @@ impl From<TargetHead> for TargetOutcome {
             Some(blocking) => (blocking, false),
             None => (derive_blocking(&stages), true),
         };
-        let accessible = match head.accessible {
-            Some(accessible) => accessible,
+        let accessible = match &head.accessible {
+            Some(value) => value.as_bool(),
             None => derive_accessible(&stages, &blocking),
         };
         TargetOutcome {

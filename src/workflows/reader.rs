@@ -187,9 +187,7 @@ fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<Report
     Ok(Some(match kind.as_ref() {
         "header" => ReportLine::Header(serde_json::from_slice(line).map_err(|e| e.to_string())?),
         "target" => ReportLine::Target(TargetLine(line)),
-        "summary" => {
-            ReportLine::Summary(serde_json::from_slice(line).map_err(|e| e.to_string())?)
-        }
+        "summary" => ReportLine::Summary(serde_json::from_slice(line).map_err(|e| e.to_string())?),
         "consensus" => ReportLine::Consensus(Box::new(
             serde_json::from_slice(line).map_err(|e| format!("consensus record: {e}"))?,
         )),
@@ -234,9 +232,7 @@ impl LoadedReport {
                 ReportLine::Header(header) => report.headers.push(header),
                 ReportLine::Summary(summary) => report.summary = Some(summary),
                 ReportLine::Target(line) => {
-                    let outcome = line
-                        .outcome()
-                        .map_err(|e| format!("target record: {e}"))?;
+                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
                     report.target_records += 1;
                     let consensus = has_consensus.get(&outcome.domain).copied();
                     report.merge(outcome, consensus != Some(true));

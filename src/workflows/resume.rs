@@ -11,7 +11,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-
 use super::outcome::TargetOutcome;
 use super::reader::{ReadStats, ReportLine, read_lines};
 use crate::error::{Error, Result};
@@ -44,9 +43,7 @@ impl PriorRun {
         let stats = read_lines(path, |_, line| {
             match line {
                 ReportLine::Target(line) => {
-                    let outcome = line
-                        .outcome()
-                        .map_err(|e| format!("target record: {e}"))?;
+                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
                     prior.target_records += 1;
                     *prior.attempts.entry(outcome.domain.clone()).or_default() += 1;
                     if repeat > 1 && !prior.consensus.contains(&outcome.domain) {

@@ -229,7 +229,10 @@ async fn an_all_invalid_list_says_why_no_target_loaded() {
         .collect();
     assert_eq!(error.len(), 1, "{run:#?}");
     let error = error[0];
-    assert!(error.contains("no targets: 3 input line(s) rejected"), "{error}");
+    assert!(
+        error.contains("no targets: 3 input line(s) rejected"),
+        "{error}"
+    );
     assert!(error.contains("starts with a hyphen"), "{error}");
     assert!(error.contains("whitespace inside a target"), "{error}");
     assert!(error.contains("not in the Citizen Lab legend"), "{error}");
@@ -241,7 +244,11 @@ async fn a_huge_line_is_skipped_and_echoed_short() {
     let huge = "y".repeat(10 << 20);
     let run = scan_list(&format!("{huge}\n-b.example\n")).await;
     assert_eq!(run.status.code(), Some(2), "{run:#?}");
-    assert!(run.stderr.len() < 4000, "{} bytes of stderr", run.stderr.len());
+    assert!(
+        run.stderr.len() < 4000,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
     assert!(run.stderr.contains("bytes in all)"), "{}", run.stderr);
     assert!(run.stderr.contains("at most 16384"), "{}", run.stderr);
 }
@@ -298,7 +305,11 @@ async fn an_unencodable_name_is_never_queried_as_the_root() {
     let record = report.target("-a.example");
     let dns = &record["dns"];
     assert_eq!(dns["verdict"], "inconclusive", "{record:#}");
-    assert_eq!(dns["queries"].as_array().map(Vec::len), Some(0), "{record:#}");
+    assert_eq!(
+        dns["queries"].as_array().map(Vec::len),
+        Some(0),
+        "{record:#}"
+    );
     assert_eq!(dns["evidence"][0]["kind"], "invalid_name", "{record:#}");
     assert_ne!(record["blocking"], false, "{record:#}");
 }

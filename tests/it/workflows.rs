@@ -1829,14 +1829,20 @@ async fn a_blocking_value_that_is_not_a_layer_is_never_censored() {
     assert_eq!(json["censored"], json!([]), "{json:#}");
     assert_eq!(json["all"]["domains"], 1, "{json:#}");
     assert_eq!(json["unparsed_lines"], 2, "{json:#}");
-    assert!(run.stderr.contains("2 lines could not be parsed"), "{run:#?}");
+    assert!(
+        run.stderr.contains("2 lines could not be parsed"),
+        "{run:#?}"
+    );
     assert!(run.stderr.contains("\"false\""), "{run:#?}");
 }
 
 #[tokio::test]
 async fn an_overlong_line_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let huge = format!("{{\"record\":\"target\",\"pad\":\"{}\"}}", "z".repeat(20 << 20));
+    let huge = format!(
+        "{{\"record\":\"target\",\"pad\":\"{}\"}}",
+        "z".repeat(20 << 20)
+    );
     let text = ReportText::new(2)
         .target(target("before.test", None, ok()))
         .raw(&huge)
@@ -1888,7 +1894,11 @@ async fn resume_refuses_a_file_that_is_not_a_censorprobe_report() {
         run.stderr.contains("not a censorprobe JSONL report"),
         "{run:#?}"
     );
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), ooni, "left as it was");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        ooni,
+        "left as it was"
+    );
 }
 
 #[tokio::test]
@@ -1906,7 +1916,8 @@ async fn summary_output_is_safe_for_terminals_and_spreadsheets() {
         let out = summary(&report, format).await;
         // Tabs separate blocklist columns; no other control character gets through.
         assert!(
-            !out.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
             "{format}: {out:?}"
         );
         // The CSV has counts per category only, no domains.
