@@ -178,11 +178,28 @@ pub fn read_lines(
     Ok(stats)
 }
 
+/// The record type of a line as censorprobe writes it (`{"record":"target",...`), found
+/// without a JSON pass; anything else goes through the parser. The record itself is
+/// parsed in full afterwards, so a line that only looks right is still refused.
+fn written_kind(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(br#"{"record":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let kind = &rest[..end];
+    if kind.contains(&b'\\') || rest.get(end + 1) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(kind).ok()
+}
+
 fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<ReportLine<'a>>, String> {
-    let kind: RecordKind<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let kind = kind
-        .record
-        .ok_or("not a report record (no \"record\" field)")?;
+    let kind = match written_kind(line) {
+        Some(kind) => Cow::Borrowed(kind),
+        None => {
+            let kind: RecordKind<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            kind.record
+                .ok_or("not a report record (no \"record\" field)")?
+        }
+    };
     stats.records += 1;
     Ok(Some(match kind.as_ref() {
         "header" => ReportLine::Header(serde_json::from_slice(line).map_err(|e| e.to_string())?),
@@ -416,6 +433,49 @@ mod tests {
             "the latest record"
         );
         assert!(report.stats.unparsed.is_empty());
+    }
+
+    #[test]
+    fn the_written_record_type_is_found_without_parsing_and_checked_after() {
+        assert_eq!(
+            written_kind(br#"{"record":"target","domain":"a"}"#),
+            Some("target")
+        );
+        assert_eq!(written_kind(br#"{"domain":"a","record":"target"}"#), None);
+        assert_eq!(written_kind(br#"{"record":"tar\"get","x":1}"#), None);
+        assert_eq!(written_kind(br#"{"record":"target"}"#), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            format!(
+                "{HEADER}\n{{\"record\":\"target\",garbage\n{{\"domain\":\"b.test\",\"record\":\"target\"}}\n"
+            ),
+        )
+        .unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.target_records, 1);
+        assert_eq!(report.outcomes[0].domain, "b.test");
+        assert_eq!(report.stats.unparsed.len(), 1);
+        assert_eq!(report.stats.unparsed[0].line, 2);
+    }
+
+    #[test]
+    fn a_report_without_target_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, format!("{HEADER}\nnot json\n")).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        let err = report.require_targets().unwrap_err().to_string();
+        assert!(
+            err.contains("no target record (2 non-empty line(s), 1 could not be parsed)"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{HEADER}\n{}\n", target("a.test", "ok"))).unwrap();
+        LoadedReport::load(&path)
+            .unwrap()
+            .require_targets()
+            .unwrap();
     }
 
     #[test]
