@@ -192,13 +192,12 @@ fn written_kind(line: &[u8]) -> Option<&str> {
 }
 
 fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<ReportLine<'a>>, String> {
-    let kind = match written_kind(line) {
-        Some(kind) => Cow::Borrowed(kind),
-        None => {
-            let kind: RecordKind<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-            kind.record
-                .ok_or("not a report record (no \"record\" field)")?
-        }
+    let kind = if let Some(kind) = written_kind(line) {
+        Cow::Borrowed(kind)
+    } else {
+        let kind: RecordKind<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        kind.record
+            .ok_or("not a report record (no \"record\" field)")?
     };
     stats.records += 1;
     Ok(Some(match kind.as_ref() {
