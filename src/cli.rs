@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::{Arc, OnceLock};
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hickory_proto::rr::RecordType;
+use tokio::signal::unix::SignalKind;
 
 use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::dns::DnsProbeConfig;
@@ -27,8 +30,58 @@ use crate::workflows::commands::{
 };
 use crate::workflows::plan::WorkflowArgs;
 
-/// Exit status of a run that Ctrl-C interrupted (128 + SIGINT).
+/// Exit status of a run that Ctrl-C interrupted (128 + SIGINT). A run stopped by
+/// SIGTERM or SIGHUP exits with 128 + that signal ([`exit_status_for_signal`]).
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The signals that stop a scan the way Ctrl-C does: records kept, summary written.
+/// SIGTERM is what `timeout`, systemd and CI cancellation send; SIGHUP a closed terminal.
+const STOP_SIGNALS: [(SignalKind, i32); 3] = [
+    (SignalKind::interrupt(), libc::SIGINT),
+    (SignalKind::terminate(), libc::SIGTERM),
+    (SignalKind::hangup(), libc::SIGHUP),
+];
+
+/// The conventional exit status of a run ended by `signal`: 128 + its number.
+pub fn exit_status_for_signal(signal: i32) -> u8 {
+    u8::try_from(128 + signal).unwrap_or(EXIT_INTERRUPTED)
+}
+
+/// Which stop signal arrived (if any), shared between the stop future and the caller.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<OnceLock<i32>>);
+
+impl StopSignal {
+    /// Installs handlers for SIGINT, SIGTERM and SIGHUP (must run inside the runtime) and
+    /// returns the future that resolves when the first arrives. The handlers are installed
+    /// before this returns, so a signal sent from then on is never the default (fatal) one.
+    pub fn install(&self) -> anyhow::Result<impl Future<Output = ()> + use<>> {
+        let mut streams = Vec::new();
+        for (kind, number) in STOP_SIGNALS {
+            let stream = tokio::signal::unix::signal(kind)
+                .with_context(|| format!("cannot install the handler of signal {number}"))?;
+            streams.push((stream, number));
+        }
+        let received = Arc::clone(&self.0);
+        Ok(async move {
+            let waits = streams.into_iter().map(|(mut stream, number)| {
+                Box::pin(async move {
+                    stream.recv().await;
+                    number
+                })
+            });
+            let (number, _, _) = futures::future::select_all(waits).await;
+            let _ = received.set(number);
+        })
+    }
+
+    /// The exit status of an interrupted run: 128 + the signal that stopped it.
+    pub fn exit_status(&self) -> u8 {
+        self.0
+            .get()
+            .map_or(EXIT_INTERRUPTED, |&signal| exit_status_for_signal(signal))
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,13 +128,13 @@ pub struct ScanArgs {
     #[arg(long, value_delimiter = ',', default_value = "A,AAAA")]
     pub qtype: Vec<String>,
     /// How long to keep listening after the first reply, for late (genuine) replies.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = |t: &str| parse_duration_in(t, Duration::ZERO, MAX_DNS_WAIT))]
     pub dns_wait: Duration,
     /// How long to wait for a first reply to one attempt.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
     pub dns_timeout: Duration,
     /// Attempts after the first when an attempt gets no reply.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES))]
     pub retries: u32,
     /// Also query this address, which runs no DNS service: any reply from it is injected.
     #[arg(long, value_name = "IP[:PORT]")]
@@ -90,7 +143,7 @@ pub struct ScanArgs {
     #[arg(long, default_value = DEFAULT_CONTROL)]
     pub control: String,
     /// Timeout of one control lookup.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub control_timeout: Duration,
     /// Extra trust anchors (PEM) for DoT/DoH controls and TLS probes, e.g. a lab CA.
     #[arg(long, value_name = "FILE")]
@@ -99,12 +152,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub forged_ips: Option<PathBuf>,
     /// Targets measured at once.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = |t: &str| parse_count(t, 1, MAX_CONCURRENCY))]
     pub concurrency: usize,
     /// Most DNS queries a second, spaced evenly; the probe backs off below it when the
     /// resolver drops queries (0: unpaced, no back-off). The default is gentle enough
     /// for public resolvers.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
     pub rate: f64,
     /// Seed of the shuffled order (random when absent; required with --shard).
     #[arg(long)]
@@ -122,17 +175,17 @@ pub struct ScanArgs {
     #[arg(long, value_delimiter = ',', default_value = "dns,http,tls")]
     pub tests: Vec<String>,
     /// Addresses probed per target by the HTTP and TLS stages.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = |t: &str| parse_count(t, 1, MAX_IPS_PER_TARGET))]
     pub max_ips: usize,
     /// Harmless Host/SNI for the benign control connections.
     #[arg(long, default_value = crate::web::stage::DEFAULT_CONTROL_NAME)]
     pub control_name: String,
     /// Longest wait for a penalised (server IP, port) to work again (residual censorship).
-    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    #[arg(long, default_value = "180s", value_parser = |t: &str| parse_duration_in(t, Duration::ZERO, MAX_RESIDUAL_WAIT))]
     pub residual_wait: Duration,
     /// First re-check of a penalised (server IP, port); later ones back off, doubling up
     /// to 30 s. Shorten it when residual blocking is known to be short (a lab).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = |t: &str| parse_duration_in(t, MIN_TIMEOUT, MAX_RESIDUAL_WAIT))]
     pub residual_recheck: Duration,
     /// Send every HTTP and TLS probe to this server, with each target's Host/SNI.
     #[arg(long, value_name = "IP")]
@@ -141,21 +194,21 @@ pub struct ScanArgs {
     /// (server IP, port) inside the residual window.
     #[arg(long, value_name = "A-B", requires = "via")]
     pub via_ports: Option<String>,
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
     pub http_port: u16,
-    #[arg(long, default_value_t = 443)]
+    #[arg(long, default_value_t = 443, value_parser = clap::value_parser!(u16).range(1..))]
     pub tls_port: u16,
     /// TCP connect timeout of the HTTP and TLS probes.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
     /// Deadline for an HTTP response or a TLS handshake after the connect.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub web_timeout: Duration,
     /// Block-page fingerprints (TOML; default: the built-in set, targets/blockpages.toml).
     #[arg(long, value_name = "FILE")]
     pub blockpages: Option<PathBuf>,
     /// Sockets in the DNS probe's pool.
-    #[arg(long, default_value_t = 8, hide = true)]
+    #[arg(long, default_value_t = 8, hide = true, value_parser = |t: &str| parse_count(t, 1, MAX_DNS_SOCKETS))]
     pub dns_sockets: usize,
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
@@ -165,13 +218,47 @@ pub struct ScanArgs {
     pub workflow: WorkflowArgs,
 }
 
-/// Parses `1s`, `500ms`, `2.5s`, `3m` or a bare number of seconds.
+// Bounds of the options: values past them are typing mistakes, and some would overflow
+// a deadline (`Instant + Duration`) or a pacing interval deep inside a scan.
+/// The longest duration any option takes (a week: `--repeat-interval` over days).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest timeout of one connection, handshake or lookup.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// The shortest timeout: below a millisecond nothing can answer.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest `--dns-wait` (lingering after the first reply, per target).
+pub const MAX_DNS_WAIT: Duration = Duration::from_secs(60);
+/// The longest `--residual-wait` / `--residual-recheck`.
+pub const MAX_RESIDUAL_WAIT: Duration = Duration::from_secs(3600);
+pub const MAX_CONCURRENCY: usize = 100_000;
+pub const MAX_IPS_PER_TARGET: usize = 64;
+pub const MAX_DNS_SOCKETS: usize = 1024;
+pub const MAX_RETRIES: i64 = 10;
+/// Highest `--rate` (DNS queries a second); the lowest non-zero one is [`MIN_RATE`].
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Lowest non-zero `--rate`: one query a day would already be a mistake.
+pub const MIN_RATE: f64 = 0.001;
+
+/// Parses `1s`, `500ms`, `2.5s`, `3m`, `1e3s` or a bare number of seconds, up to
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::ZERO, MAX_DURATION)
+}
+
+/// A timeout: [`parse_duration`] between [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`].
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, MIN_TIMEOUT, MAX_TIMEOUT)
+}
+
+/// [`parse_duration`] with bounds: `min..=max`.
+pub fn parse_duration_in(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
+    // The unit is the trailing run of letters, so that `1e3s` is 1000 seconds.
+    let number_end = text
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .len();
+    let (number, unit) = text.split_at(number_end);
+    let unit = if unit.is_empty() { "s" } else { unit };
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 1s, 2m)"))?;
@@ -181,7 +268,63 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s or m)")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!(
+            "{text:?}: a duration is a finite number, 0 or more"
+        ));
+    }
+    if seconds > max.as_secs_f64() {
+        return Err(format!(
+            "{text:?} is too long: at most {}",
+            describe_duration(max)
+        ));
+    }
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
+    if duration < min {
+        return Err(format!(
+            "{text:?} is too short: at least {}",
+            describe_duration(min)
+        ));
+    }
+    Ok(duration)
+}
+
+fn describe_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A count option between `min` and `max`.
+pub fn parse_count(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    let value: u128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    usize::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| format!("{value} is out of range: {min} to {max}"))
+}
+
+/// `--rate`: 0 (unpaced), or between [`MIN_RATE`] and [`MAX_RATE`] queries a second.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{text:?} is out of range: 0 (unpaced) or {MIN_RATE} to {MAX_RATE} queries a second"
+        ))
+    }
 }
 
 /// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`.
@@ -230,7 +373,10 @@ pub fn load_targets(args: &ScanArgs) -> anyhow::Result<TargetList> {
     }
     let list = loader.finish();
     if list.targets.is_empty() {
-        bail!("no targets: name domains or URLs, or give --targets FILE");
+        match list.rejection_summary() {
+            Some(why) => bail!("no targets: {why}"),
+            None => bail!("no targets: name domains or URLs, or give --targets FILE"),
+        }
     }
     Ok(list)
 }
@@ -258,6 +404,12 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         }
     }
     let control = ControlSpec::from_str(&args.control)?;
+    if let Err(reason) = crate::targets::validate_dns_name(&args.control_name) {
+        bail!(Error::BadOption {
+            option: "--control-name",
+            reason: format!("{:?}: {reason}", args.control_name),
+        });
+    }
     let mut extra_roots = Vec::new();
     for path in &args.ca {
         extra_roots.extend(crate::trust::load_ca_file(path)?);
@@ -380,21 +532,66 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
     })
 }
 
-fn init_tracing() {
+/// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
+/// otherwise; colours only on a terminal, so that logs and CI files stay plain text.
+fn init_tracing(quiet: bool) {
+    use std::io::IsTerminal;
+    let default_level = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: lab daemons and scripts log to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+impl Command {
+    /// Whether the command was asked to print nothing on stderr but errors.
+    fn quiet(&self) -> bool {
+        match self {
+            Command::Scan(args) => args.quiet,
+            Command::Check(args) => args.scan.quiet,
+            Command::Diff(args) => args.quiet,
+            Command::Summary(args) => args.quiet,
+            Command::Lab(_) => false,
+        }
+    }
+}
+
+/// Parses the command line. A value out of range is one line and status 2 (the usual
+/// clap usage text follows other mistakes; `--help` and `--version` print as usual).
+fn parse_command_line() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::ValueValidation | ErrorKind::InvalidValue
+            ) =>
+        {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("censorprobe: error: {first}");
+            Err(ExitCode::from(2))
+        }
+        Err(error) => {
+            let _ = error.print();
+            Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2)))
+        }
+    }
 }
 
 /// Runs the command line; the binary's `main` only reports what this returns.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    init_tracing();
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(status) => return Ok(status),
+    };
+    init_tracing(cli.command.quiet());
     match cli.command {
         Command::Scan(args) => run_scan_command(&args),
         Command::Lab(command) => crate::lab::run_lab(command),
@@ -411,30 +608,43 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Skipped input lines shown on stderr; the header of the report keeps more.
+const SKIPPED_SHOWN: usize = 20;
+
+fn print_skipped(list: &TargetList) {
+    for skipped in list.skipped.iter().take(SKIPPED_SHOWN) {
+        eprintln!(
+            "censorprobe: skipped {}:{}: {:?}: {}",
+            skipped.source, skipped.line, skipped.input, skipped.reason
+        );
+    }
+    let more = list.skipped_total().saturating_sub(SKIPPED_SHOWN);
+    if more > 0 {
+        eprintln!(
+            "censorprobe: skipped {more} more input line(s); the report header lists the first {}",
+            crate::targets::MAX_SKIPPED_KEPT
+        );
+    }
+}
+
 fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let plan = args.workflow.plan(args.quiet);
     plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;
-    for skipped in &list.skipped {
-        if !args.quiet {
-            eprintln!(
-                "censorprobe: skipped {}:{}: {:?}: {}",
-                skipped.source, skipped.line, skipped.input, skipped.reason
-            );
-        }
+    if !args.quiet {
+        print_skipped(&list);
     }
     let config = scan_config(args)?;
+    let signal = StopSignal::default();
     let summary = runtime()?.block_on(async {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        run_scan_with(config, list, &plan, stop).await
+        let stop = signal.install()?;
+        anyhow::Ok(run_scan_with(config, list, &plan, stop).await?)
     })?;
     if !args.quiet {
         eprint!("{}", human_summary(&summary));
     }
     Ok(if summary.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
+        ExitCode::from(signal.exit_status())
     } else {
         ExitCode::SUCCESS
     })
@@ -452,6 +662,40 @@ mod tests {
         assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("1e3s").unwrap(), Duration::from_secs(1000));
+        assert_eq!(parse_duration("1e3").unwrap(), Duration::from_secs(1000));
+        assert_eq!(
+            parse_duration("2.5e2ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        for refused in ["inf", "NaN", "-1s", "1e16s", "1e400", "", "s"] {
+            assert!(parse_duration(refused).is_err(), "{refused:?}");
+        }
+        assert_eq!(parse_duration("10080m").unwrap(), MAX_DURATION);
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("601s").is_err());
+        assert_eq!(parse_timeout("1ms").unwrap(), MIN_TIMEOUT);
+    }
+
+    #[test]
+    fn counts_and_rates() {
+        assert_eq!(parse_count("500", 1, MAX_CONCURRENCY), Ok(500));
+        assert!(parse_count("0", 1, MAX_CONCURRENCY).is_err());
+        assert!(parse_count("18446744073709551616", 1, MAX_CONCURRENCY).is_err());
+        assert!(parse_count("-1", 1, MAX_CONCURRENCY).is_err());
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        for refused in ["1e-19", "-5", "NaN", "inf", "1e7"] {
+            assert!(parse_rate(refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn signal_exit_statuses() {
+        assert_eq!(exit_status_for_signal(libc::SIGINT), EXIT_INTERRUPTED);
+        assert_eq!(exit_status_for_signal(libc::SIGTERM), 143);
+        assert_eq!(exit_status_for_signal(libc::SIGHUP), 129);
+        assert_eq!(StopSignal::default().exit_status(), EXIT_INTERRUPTED);
     }
 
     #[test]

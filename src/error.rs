@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Errors a user of censorprobe can hit.
+/// Errors a user of censorprobe can hit. An error with a `#[source]` does not repeat
+/// it in its message: print the chain with `{:#}` (anyhow) to see it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot read targets file {path}: {source}")]
+    #[error("cannot read targets file {path}")]
     TargetsUnreadable {
         path: PathBuf,
         #[source]
@@ -29,7 +30,7 @@ pub enum Error {
     },
     #[error("cannot find a resolver in {path}: {reason}")]
     NoSystemResolver { path: PathBuf, reason: String },
-    #[error("cannot open UDP socket for DNS probes: {0}")]
+    #[error("cannot open UDP socket for DNS probes")]
     Socket(#[source] std::io::Error),
     #[error("control resolver {control} is unreachable at start-up: {reason}")]
     ControlUnreachable { control: String, reason: String },
@@ -37,7 +38,7 @@ pub enum Error {
     BadCaFile { path: PathBuf, reason: String },
     #[error("cannot read forged-IP list {path}: {reason}")]
     BadForgedIpList { path: PathBuf, reason: String },
-    #[error("cannot write report to {path}: {source}")]
+    #[error("cannot write report to {path}")]
     ReportWrite {
         path: PathBuf,
         #[source]
@@ -47,14 +48,14 @@ pub enum Error {
     DnsEncode { server: SocketAddr, reason: String },
     #[error("cannot create certificate {subject:?}: {reason}")]
     Certificate { subject: String, reason: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     FileWrite {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     // Researcher and CI workflows (src/workflows).
-    #[error("cannot read report {path}: {source}")]
+    #[error("cannot read report {path}")]
     ReportUnreadable {
         path: PathBuf,
         #[source]
@@ -78,11 +79,19 @@ pub enum Error {
     BadExpectations { path: PathBuf, reason: String },
     #[error("cannot resume {path}: {reason}")]
     BadResume { path: PathBuf, reason: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     OutputWrite {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{path}: no target record ({lines} non-empty line(s), {unparsed} could not be parsed): not a censorprobe report, or a scan that measured nothing"
+    )]
+    NoTargetRecords {
+        path: PathBuf,
+        lines: usize,
+        unparsed: usize,
     },
 }
 

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod error;
 pub mod ipclass;
 pub mod lab;
+pub mod lines;
 pub mod observation;
 pub mod pathguard;
 pub mod progress;

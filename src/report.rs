@@ -46,8 +46,12 @@ pub struct HeaderRecord {
     /// Targets loaded (after de-duplication), and how many this run (shard) measures.
     pub targets_loaded: usize,
     pub targets_scheduled: usize,
-    /// Input lines that were not targets, with file, line and reason.
+    /// Input lines that were not targets, with file, line and reason (the first
+    /// [`crate::targets::MAX_SKIPPED_KEPT`]).
     pub skipped_inputs: Vec<SkippedInput>,
+    /// Further input lines that were not targets, counted only.
+    #[serde(default, skip_serializing_if = "crate::targets::is_zero")]
+    pub skipped_inputs_omitted: usize,
 }
 
 /// The DNS stage of one target: verdict and evidence, plus every observation behind it.
@@ -82,6 +86,9 @@ pub struct TargetRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pinned_ips: Vec<IpAddr>,
     pub sources: Vec<TargetSource>,
+    /// Further input lines that named the target (see [`crate::targets::Target`]).
+    #[serde(default, skip_serializing_if = "crate::targets::is_zero")]
+    pub sources_omitted: usize,
     /// Distinct Citizen Lab category codes from the sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use crate::report::{
 };
 use crate::scheduler::{Shard, dispatch, order};
 use crate::targets::{Target, TargetList};
-use crate::verdict::{DnsAssessment, DnsVerdict, PoisoningMethod};
+use crate::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::web::observation::TlsObservation;
 use crate::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
@@ -182,8 +181,10 @@ pub async fn run_scan_with(
     let passes = plan.passes(&scheduled, &prior);
     let attempts_planned: usize = passes.iter().map(Vec::len).sum();
     // With --resume the summary covers the earlier records too.
-    let mut summary =
-        SummaryBuilder::new(prior.target_records + attempts_planned, list.skipped.len());
+    let mut summary = SummaryBuilder::new(
+        prior.target_records + attempts_planned,
+        list.skipped.len() + list.skipped_omitted,
+    );
     prior.replay(&mut summary)?;
     let mut writer = ScanOutput::open(
         config.out.as_deref(),
@@ -215,6 +216,7 @@ pub async fn run_scan_with(
         targets_loaded,
         targets_scheduled: scheduled.len(),
         skipped_inputs: list.skipped.clone(),
+        skipped_inputs_omitted: list.skipped_omitted,
     })?;
     writer.settle_prior(&prior, plan.repeat)?;
 
@@ -228,8 +230,12 @@ pub async fn run_scan_with(
         stages: config.stages,
         web,
         benign_question: DnsQuestion {
-            qname: Name::from_str(&format!("{}.", config.web.control_name))
-                .unwrap_or_else(|_| Name::root()),
+            qname: Name::from_ascii(format!("{}.", config.web.control_name)).map_err(|e| {
+                Error::BadOption {
+                    option: "--control-name",
+                    reason: format!("{:?} is not a DNS name: {e}", config.web.control_name),
+                }
+            })?,
             qtype: config.qtypes.first().copied().unwrap_or(RecordType::A),
             server: config.resolver,
             role: DnsServerRole::Resolver,
@@ -361,6 +367,7 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
         address: target.address,
         pinned_ips: target.pinned_ips,
         sources: target.sources,
+        sources_omitted: target.sources_omitted,
         categories,
         attempt: None,
         started_at,
@@ -401,8 +408,38 @@ fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
     assessment.methods == [PoisoningMethod::Inconsistent]
 }
 
+/// The DNS section of a target whose name cannot be put in a query: an inconclusive
+/// verdict that says why, and no query (never another name, such as the root, instead).
+fn unencodable_name(context: &ScanContext, domain: &str, reason: &str) -> DnsSection {
+    DnsSection {
+        assessment: DnsAssessment {
+            verdict: DnsVerdict::Inconclusive,
+            method: None,
+            methods: Vec::new(),
+            rcode: None,
+            forged_ips: Vec::new(),
+            genuine_ips: Vec::new(),
+            evidence: vec![Evidence::new(
+                EvidenceKind::InvalidName,
+                None,
+                format!("{domain:?} cannot be encoded as a DNS name ({reason}); not queried"),
+            )],
+        },
+        resolver: context.resolver,
+        sink: context.sink,
+        queries: Vec::new(),
+        control: None,
+        tls_proof: Vec::new(),
+        benign_query: None,
+    }
+}
+
 async fn probe_dns(context: &ScanContext, domain: &str) -> DnsSection {
-    let qname = Name::from_str(&format!("{domain}.")).unwrap_or_else(|_| Name::root());
+    // Exactly the loaded name: `from_ascii` neither maps nor drops anything.
+    let qname = match Name::from_ascii(format!("{domain}.")) {
+        Ok(name) => name,
+        Err(e) => return unencodable_name(context, domain, &e.to_string()),
+    };
     let mut questions: Vec<DnsQuestion> = Vec::new();
     for qtype in &context.qtypes {
         questions.push(DnsQuestion {

@@ -22,8 +22,8 @@
 //!   A `#` starts a comment when it begins the line or follows whitespace, so URL fragments
 //!   (`https://host/#/page`) are not comments. Blank and comment-only lines are not entries.
 //!   The first comma-separated field is the target; each further field is an IP address to
-//!   pin (IPv6 bare or bracketed) or `category=CODE` (1–16 ASCII letters or digits, stored in
-//!   upper case; at most one per line). A comma always ends the target field, so a URL whose
+//!   pin (IPv6 bare or bracketed) or `category=CODE` (a code of the Citizen Lab legend,
+//!   [`CITIZENLAB_CATEGORIES`], any case, stored in upper case; at most one per line). A comma always ends the target field, so a URL whose
 //!   path contains a comma must write it as `%2C`. Command-line arguments use the same entry
 //!   syntax, without comments.
 //!
@@ -37,10 +37,13 @@
 //! name: at least two labels, each 1–63 octets, at most 253 octets in all, made of ASCII
 //! letters, digits, `-` and `_`.
 //!
-//! **Underscores are allowed** (and leading/trailing hyphens are not rejected): DNS carries any
-//! octet, resolvers answer for such names, censors match on them, and real test lists contain
-//! them (e.g. blog sub-domains). Strict LDH would drop real targets; everything else
-//! (spaces, `*`, `!`, `=`, ...) is rejected.
+//! **Underscores and trailing hyphens are allowed**: DNS carries any octet, resolvers answer
+//! for such names, censors match on them, and real test lists contain them (e.g. blog
+//! sub-domains). Strict LDH would drop real targets. A label that *starts* with a hyphen
+//! is rejected: the DNS library refuses to put it in a query, and the probe must never
+//! query another name in its place. Every name is also checked against that library at
+//! load time, so a name the probe cannot query is a skipped line with its reason, never a
+//! record. Everything else (spaces, `*`, `!`, `=`, ...) is rejected.
 //!
 //! IPv4 literals (dotted quad only; the URL standard's `0x7f.1` style is rejected as
 //! ambiguous) and IPv6 literals (bare, or bracketed in URLs) become targets whose
@@ -55,6 +58,16 @@
 //! (for command-line arguments the "line" is the argument's 1-based position among the
 //! targets given there). In strict mode the first such line is an
 //! [`Error::MalformedTarget`] instead. Nothing is dropped silently.
+//!
+//! # Bounds
+//!
+//! Hostile or careless lists cost bounded time and memory: a line over
+//! [`MAX_LINE_BYTES`] is skipped without being held in memory; a target has at most
+//! [`MAX_PINS_PER_TARGET`] pinned addresses (a line that would pass it is skipped);
+//! a target keeps [`MAX_SOURCES_PER_TARGET`] sources (plus one per new category code) and
+//! counts further lines in [`Target::sources_omitted`]; the first [`MAX_SKIPPED_KEPT`]
+//! skipped inputs are kept and later ones counted; inputs echoed in skips are cut to
+//! [`MAX_ECHO_BYTES`] with a marker.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -65,6 +78,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lines::{read_line_bounded, shorten};
 
 /// Where one input line for a target came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +106,17 @@ pub struct Target {
     /// Addresses pinned by the list (`domain,ip[,ip]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pinned_ips: Vec<IpAddr>,
-    /// Every input line that named this target.
+    /// The input lines that named this target, up to [`MAX_SOURCES_PER_TARGET`] (and
+    /// any further line that brings a category code not seen yet).
     pub sources: Vec<TargetSource>,
+    /// Further lines that named this target but are not kept in `sources`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sources_omitted: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+pub(crate) fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Target {
@@ -130,7 +153,65 @@ pub struct SkippedInput {
 #[derive(Debug, Clone, Default)]
 pub struct TargetList {
     pub targets: Vec<Target>,
+    /// The first [`MAX_SKIPPED_KEPT`] skipped inputs.
     pub skipped: Vec<SkippedInput>,
+    /// Skipped inputs past the first [`MAX_SKIPPED_KEPT`], counted only.
+    pub skipped_omitted: usize,
+}
+
+impl TargetList {
+    /// Every skipped input, kept or only counted.
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.len() + self.skipped_omitted
+    }
+
+    /// Why no target was loaded: the count of rejected inputs and the first reasons,
+    /// e.g. `3 input line(s) rejected: list.txt:1: whitespace inside a target; ...`.
+    pub fn rejection_summary(&self) -> Option<String> {
+        const SHOWN: usize = 3;
+        let total = self.skipped_total();
+        if total == 0 {
+            return None;
+        }
+        let first: Vec<String> = self
+            .skipped
+            .iter()
+            .take(SHOWN)
+            .map(|s| format!("{}:{}: {:?}: {}", s.source, s.line, s.input, s.reason))
+            .collect();
+        let mut reasons: Vec<(&str, usize)> = Vec::new();
+        for skipped in &self.skipped {
+            let kind = skipped.reason_kind();
+            match reasons.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((kind, 1)),
+            }
+        }
+        let counts: Vec<String> = reasons.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        Some(format!(
+            "{total} input line(s) rejected ({}{}): {}{}",
+            counts.join(", "),
+            if self.skipped_omitted > 0 {
+                format!(", {} more not classified", self.skipped_omitted)
+            } else {
+                String::new()
+            },
+            first.join("; "),
+            if total > SHOWN { "; ..." } else { "" }
+        ))
+    }
+}
+
+impl SkippedInput {
+    /// The reason without the quoted input it names, to count alike reasons together
+    /// (`character '*' is not allowed...` and `character '!' ...` stay apart, which is
+    /// what a user fixing a list wants to see).
+    fn reason_kind(&self) -> &str {
+        self.reason
+            .split_once(" \"")
+            .map_or(self.reason.as_str(), |(kind, _)| kind)
+            .trim_end_matches(':')
+    }
 }
 
 /// Accumulates targets from several sources; see the module documentation for the formats.
@@ -203,6 +284,27 @@ pub enum InvalidTarget {
     NotUtf8,
     #[error("CSV row has an empty or missing url field")]
     MissingUrl,
+    #[error("label {0:?} starts with a hyphen (a DNS query cannot carry it)")]
+    LeadingHyphen(String),
+    #[error("cannot be put in a DNS query: {0}")]
+    NotEncodable(String),
+    #[error("{0} pinned addresses on one line; at most {MAX_PINS_PER_TARGET} are allowed")]
+    TooManyPins(usize),
+    #[error("the target would have more than {MAX_PINS_PER_TARGET} pinned addresses")]
+    TargetPinsFull,
+    #[error("line is {0} bytes long; at most {MAX_LINE_BYTES} are allowed")]
+    LineTooLong(u64),
+    #[error("category code {0:?} is not in the Citizen Lab legend{hint}", hint = replaced_by(.0))]
+    UnknownCategory(String),
+}
+
+fn replaced_by(code: &str) -> String {
+    OLD_CATEGORY_CODES
+        .iter()
+        .find(|(old, _)| *old == code)
+        .map_or_else(String::new, |(_, new)| {
+            format!(" (an old code: the legend replaces it with {new})")
+        })
 }
 
 /// One parsed entry: a plain-list line, a CSV row or a command-line argument.
@@ -219,6 +321,48 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const MAX_LABEL: usize = 63;
 const MAX_NAME: usize = 253;
 const MAX_CATEGORY: usize = 16;
+/// Longest input line: a name, [`MAX_PINS_PER_TARGET`] addresses and a category fit
+/// many times over; a longer line is skipped unread.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Pinned addresses a target may have (over all its lines).
+pub const MAX_PINS_PER_TARGET: usize = 64;
+/// Sources kept per target; further lines naming it are counted in
+/// [`Target::sources_omitted`].
+pub const MAX_SOURCES_PER_TARGET: usize = 100;
+/// Skipped inputs kept with their reason; further ones are counted.
+pub const MAX_SKIPPED_KEPT: usize = 1000;
+/// Longest input echoed in a skip (on stderr, in the report header).
+pub const MAX_ECHO_BYTES: usize = 200;
+
+/// The category codes of the Citizen Lab legend (`00-LEGEND-new_category_codes.csv`).
+pub const CITIZENLAB_CATEGORIES: [&str; 31] = [
+    "ALDR", "REL", "PORN", "PROV", "POLR", "HUMR", "ENV", "MILX", "HATE", "NEWS", "XED", "PUBH",
+    "GMB", "ANON", "DATE", "GRP", "LGBT", "FILE", "HACK", "COMT", "MMED", "HOST", "SRCH", "GAME",
+    "CULTR", "ECON", "GOVT", "COMM", "CTRL", "IGO", "MISC",
+];
+
+/// Old codes the legend replaces, with their replacement (for the rejection message).
+const OLD_CATEGORY_CODES: [(&str, &str); 19] = [
+    ("POLT", "POLR"),
+    ("MINR", "HUMR"),
+    ("WOMR", "HUMR"),
+    ("MINF", "HUMR"),
+    ("FEXP", "NEWS"),
+    ("SELFHARM", "PUBH"),
+    ("GAYL", "LGBT"),
+    ("P2P", "FILE"),
+    ("SFTWR", "FILE"),
+    ("WRZ", "FILE"),
+    ("VOIP", "COMT"),
+    ("EMAIL", "COMT"),
+    ("TRNS", "COMT"),
+    ("MSG", "COMT"),
+    ("BLGSERV", "HOST"),
+    ("CLOUD", "HOST"),
+    ("HAL", "CULTR"),
+    ("DEV", "ECON"),
+    ("CACH", "CTRL"),
+];
 
 impl TargetLoader {
     /// A loader; with `strict` the first malformed input is an error instead of a skip.
@@ -233,12 +377,9 @@ impl TargetLoader {
     pub fn add_cli(&mut self, arg: &str) -> Result<()> {
         self.cli_args += 1;
         let position = self.cli_args;
-        match parse_entry(arg.trim()) {
-            Ok(entry) => {
-                self.accept("cli", None, entry);
-                Ok(())
-            }
-            Err(reason) => self.reject("cli", position, arg.trim().to_owned(), &reason),
+        match parse_entry(arg.trim()).and_then(|entry| self.accept("cli", None, entry)) {
+            Ok(()) => Ok(()),
+            Err(reason) => self.reject("cli", position, arg.trim(), &reason),
         }
     }
 
@@ -268,8 +409,12 @@ impl TargetLoader {
 
     fn read_source(&mut self, source: &str, path: &Path, mut reader: impl BufRead) -> Result<()> {
         let mut first_line = Vec::new();
-        let result = match reader.read_until(b'\n', &mut first_line) {
+        let result = match read_line_bounded(&mut reader, &mut first_line, MAX_LINE_BYTES) {
             Err(e) => Err(ReadError::Io(e)),
+            Ok(length) if length.truncated => self
+                .reject_long_line(source, 1, &first_line, length.total)
+                .map_err(ReadError::from)
+                .and_then(|()| self.read_plain_from(source, 2, reader)),
             Ok(_) if is_citizenlab_header(&first_line) => {
                 self.read_csv(source, io::Cursor::new(first_line).chain(reader))
             }
@@ -288,38 +433,67 @@ impl TargetLoader {
         &mut self,
         source: &str,
         first_line: &[u8],
-        mut reader: impl BufRead,
+        reader: impl BufRead,
     ) -> Result<(), ReadError> {
         let first_line = first_line.strip_prefix(UTF8_BOM).unwrap_or(first_line);
         self.plain_line(source, 1, first_line)?;
+        self.read_plain_from(source, 2, reader)
+    }
+
+    /// Plain-list lines from `first_number` on; a line over [`MAX_LINE_BYTES`] is
+    /// skipped without being held in memory.
+    fn read_plain_from(
+        &mut self,
+        source: &str,
+        first_number: usize,
+        mut reader: impl BufRead,
+    ) -> Result<(), ReadError> {
         let mut line = Vec::new();
-        let mut line_number = 1;
+        let mut line_number = first_number;
         loop {
             line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+            let length = read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)?;
+            if length.at_end() {
                 return Ok(());
             }
+            if length.truncated {
+                self.reject_long_line(source, line_number, &line, length.total)?;
+            } else {
+                self.plain_line(source, line_number, &line)?;
+            }
             line_number += 1;
-            self.plain_line(source, line_number, &line)?;
         }
+    }
+
+    fn reject_long_line(
+        &mut self,
+        source: &str,
+        line_number: usize,
+        start: &[u8],
+        total: u64,
+    ) -> Result<()> {
+        let input = String::from_utf8_lossy(start);
+        self.reject(
+            source,
+            line_number,
+            input.trim(),
+            &InvalidTarget::LineTooLong(total),
+        )
     }
 
     /// One plain-list line, line ending included; blank and comment lines are no entry.
     fn plain_line(&mut self, source: &str, line_number: usize, line: &[u8]) -> Result<()> {
         let Ok(text) = std::str::from_utf8(line) else {
             let input = String::from_utf8_lossy(line).trim().to_owned();
-            return self.reject(source, line_number, input, &InvalidTarget::NotUtf8);
+            return self.reject(source, line_number, &input, &InvalidTarget::NotUtf8);
         };
         let text = strip_comment(text).trim();
         if text.is_empty() {
             return Ok(());
         }
-        match parse_entry(text) {
-            Ok(entry) => {
-                self.accept(source, Some(line_number), entry);
-                Ok(())
-            }
-            Err(reason) => self.reject(source, line_number, text.to_owned(), &reason),
+        match parse_entry(text).and_then(|entry| self.accept(source, Some(line_number), entry)) {
+            Ok(()) => Ok(()),
+            Err(reason) => self.reject(source, line_number, text, &reason),
         }
     }
 
@@ -342,52 +516,91 @@ impl TargetLoader {
             let line_number = record
                 .position()
                 .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+            if record.as_slice().len() > MAX_LINE_BYTES {
+                let length = record.as_slice().len() as u64;
+                let start = &record.as_slice()[..MAX_LINE_BYTES.min(MAX_ECHO_BYTES * 2)];
+                self.reject_long_line(source, line_number, start, length)?;
+                continue;
+            }
             let field = |i: usize| record.get(i).map(<[u8]>::trim_ascii).unwrap_or_default();
             let (url, category) = (field(url_column), field(category_column));
             let (Ok(url), Ok(category)) = (std::str::from_utf8(url), std::str::from_utf8(category))
             else {
                 let input = String::from_utf8_lossy(url).into_owned();
-                self.reject(source, line_number, input, &InvalidTarget::NotUtf8)?;
+                self.reject(source, line_number, &input, &InvalidTarget::NotUtf8)?;
                 continue;
             };
             if url.is_empty() {
                 let input = String::from_utf8_lossy(record.as_slice()).into_owned();
-                self.reject(source, line_number, input, &InvalidTarget::MissingUrl)?;
+                self.reject(source, line_number, &input, &InvalidTarget::MissingUrl)?;
                 continue;
             }
-            match normalize_host(url) {
-                Ok(host) => {
+            let category_code = if category.is_empty() {
+                Ok(None)
+            } else {
+                parse_category(category).map(Some)
+            };
+            match normalize_host(url).and_then(|host| Ok((host, category_code?))) {
+                Ok((host, category_code)) => {
                     let entry = Entry {
                         input: url,
                         host,
                         pinned_ips: Vec::new(),
-                        category_code: (!category.is_empty()).then(|| category.to_owned()),
+                        category_code,
                     };
-                    self.accept(source, Some(line_number), entry);
+                    if let Err(reason) = self.accept(source, Some(line_number), entry) {
+                        self.reject(source, line_number, url, &reason)?;
+                    }
                 }
-                Err(reason) => self.reject(source, line_number, url.to_owned(), &reason)?,
+                Err(reason) => self.reject(source, line_number, url, &reason)?,
             }
         }
         Ok(())
     }
 
-    fn accept(&mut self, source: &str, line: Option<usize>, entry: Entry<'_>) {
-        let target_source = TargetSource {
-            source: source.to_owned(),
-            line,
-            input: entry.input.to_owned(),
-            category_code: entry.category_code,
-        };
+    /// Adds an entry to its target; refused when it would take the target past
+    /// [`MAX_PINS_PER_TARGET`] pinned addresses.
+    fn accept(
+        &mut self,
+        source: &str,
+        line: Option<usize>,
+        entry: Entry<'_>,
+    ) -> Result<(), InvalidTarget> {
         let domain = entry.host.name();
         if let Some(&i) = self.index.get(&domain) {
             let target = &mut self.list.targets[i];
-            for ip in entry.pinned_ips {
-                if !target.pinned_ips.contains(&ip) {
-                    target.pinned_ips.push(ip);
-                }
+            let new_pins: Vec<IpAddr> = entry
+                .pinned_ips
+                .into_iter()
+                .filter(|ip| !target.pinned_ips.contains(ip))
+                .collect();
+            if target.pinned_ips.len() + new_pins.len() > MAX_PINS_PER_TARGET {
+                return Err(InvalidTarget::TargetPinsFull);
             }
-            target.sources.push(target_source);
+            target.pinned_ips.extend(new_pins);
+            // Past the cap a line is only counted, unless it brings a new category (at
+            // most one per legend code, so still bounded).
+            let new_category = entry
+                .category_code
+                .as_deref()
+                .is_some_and(|code| !target.category_codes().contains(&code));
+            if target.sources.len() < MAX_SOURCES_PER_TARGET || new_category {
+                target.sources.push(TargetSource {
+                    source: source.to_owned(),
+                    line,
+                    input: shorten(entry.input, MAX_ECHO_BYTES),
+                    category_code: entry.category_code,
+                });
+            } else {
+                target.sources_omitted += 1;
+            }
         } else {
+            let target_source = TargetSource {
+                source: source.to_owned(),
+                line,
+                input: shorten(entry.input, MAX_ECHO_BYTES),
+                category_code: entry.category_code,
+            };
             self.index.insert(domain.clone(), self.list.targets.len());
             self.list.targets.push(Target {
                 domain,
@@ -397,8 +610,10 @@ impl TargetLoader {
                 },
                 pinned_ips: entry.pinned_ips,
                 sources: vec![target_source],
+                sources_omitted: 0,
             });
         }
+        Ok(())
     }
 
     /// Record a malformed input; in strict mode it is also the returned error.
@@ -406,27 +621,27 @@ impl TargetLoader {
         &mut self,
         source: &str,
         line: usize,
-        input: String,
+        input: &str,
         reason: &InvalidTarget,
     ) -> Result<()> {
         let skipped = SkippedInput {
             source: source.to_owned(),
             line,
-            input,
+            input: shorten(input, MAX_ECHO_BYTES),
             reason: reason.to_string(),
         };
-        if self.strict {
-            let error = Error::MalformedTarget {
-                source_name: skipped.source.clone(),
-                line,
-                input: skipped.input.clone(),
-                reason: skipped.reason.clone(),
-            };
+        let error = self.strict.then(|| Error::MalformedTarget {
+            source_name: skipped.source.clone(),
+            line,
+            input: skipped.input.clone(),
+            reason: skipped.reason.clone(),
+        });
+        if self.list.skipped.len() < MAX_SKIPPED_KEPT {
             self.list.skipped.push(skipped);
-            return Err(error);
+        } else {
+            self.list.skipped_omitted += 1;
         }
-        self.list.skipped.push(skipped);
-        Ok(())
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -504,6 +719,10 @@ fn parse_entry(text: &str) -> Result<Entry<'_>, InvalidTarget> {
             let ip =
                 parse_ip_literal(field).ok_or_else(|| InvalidTarget::BadField(field.into()))?;
             if !pinned_ips.contains(&ip) {
+                if pinned_ips.len() == MAX_PINS_PER_TARGET {
+                    // Stop before the line makes the de-duplication quadratic.
+                    return Err(InvalidTarget::TooManyPins(text.split(',').count() - 1));
+                }
                 pinned_ips.push(ip);
             }
         }
@@ -519,11 +738,18 @@ fn parse_entry(text: &str) -> Result<Entry<'_>, InvalidTarget> {
     })
 }
 
+/// A category code of the Citizen Lab legend ([`CITIZENLAB_CATEGORIES`]), any case.
 fn parse_category(code: &str) -> Result<String, InvalidTarget> {
-    if (1..=MAX_CATEGORY).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(code.to_ascii_uppercase())
+    if !((1..=MAX_CATEGORY).contains(&code.len())
+        && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(InvalidTarget::BadCategory(code.to_owned()));
+    }
+    let code = code.to_ascii_uppercase();
+    if CITIZENLAB_CATEGORIES.contains(&code.as_str()) {
+        Ok(code)
     } else {
-        Err(InvalidTarget::BadCategory(code.to_owned()))
+        Err(InvalidTarget::UnknownCategory(code))
     }
 }
 
@@ -617,6 +843,9 @@ fn validate_domain(name: &str) -> Result<String, InvalidTarget> {
         if label.len() > MAX_LABEL {
             return Err(InvalidTarget::LabelTooLong(label.to_owned()));
         }
+        if label.starts_with('-') {
+            return Err(InvalidTarget::LeadingHyphen(label.to_owned()));
+        }
         if let Some(bad) = label
             .chars()
             .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
@@ -627,7 +856,21 @@ fn validate_domain(name: &str) -> Result<String, InvalidTarget> {
     if labels < 2 {
         return Err(InvalidTarget::SingleLabel(name.to_owned()));
     }
+    // The probe puts exactly this name in its queries: refuse here, with the line, any
+    // name the DNS library would refuse there.
+    hickory_proto::rr::Name::from_ascii(format!("{name}."))
+        .map_err(|e| InvalidTarget::NotEncodable(e.to_string()))?;
     Ok(name.to_owned())
+}
+
+/// Checks a DNS name given as an option (e.g. `--control-name`) by the rules of targets.
+pub fn validate_dns_name(name: &str) -> Result<String, InvalidTarget> {
+    match normalize_host(name)? {
+        Host::Domain(name) => Ok(name),
+        Host::Address(ip) => Err(InvalidTarget::Unparsable(format!(
+            "{ip} is an address, not a name"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -840,7 +1083,7 @@ mod tests {
                     example.org,not-an-ip\n\
                     example.net,\n\
                     example.info,category=NE-WS\n\
-                    example.biz,category=A,category=B\n\
+                    example.biz,category=NEWS,category=POLR\n\
                     192.0.2.1,192.0.2.2\n\
                     localhost\n\
                     \u{ff}\u{fe}\n\
@@ -1038,6 +1281,170 @@ mod tests {
             list.targets[0].sources[0].source,
             file.display().to_string()
         );
+    }
+
+    #[test]
+    fn labels_starting_with_a_hyphen_are_refused_at_load() {
+        for name in ["-a.example", "a.-b.example", "https://-x.example/"] {
+            assert!(
+                matches!(normalize_host(name), Err(InvalidTarget::LeadingHyphen(_))),
+                "{name}: {:?}",
+                normalize_host(name)
+            );
+        }
+        let list = load("-a.example\nok.example\n", false).unwrap();
+        assert_eq!(list.targets.len(), 1);
+        assert_eq!(list.skipped[0].line, 1);
+        assert_eq!(
+            list.skipped[0].reason,
+            "label \"-a\" starts with a hyphen (a DNS query cannot carry it)"
+        );
+        // Still accepted: what real lists hold and DNS carries.
+        assert_eq!(domain("trailing-.blogspot.com"), "trailing-.blogspot.com");
+        assert_eq!(domain("_dmarc.example.com"), "_dmarc.example.com");
+        assert_eq!(domain("a-b.example"), "a-b.example");
+        assert!(validate_dns_name("-x.example").is_err());
+        assert!(validate_dns_name("192.0.2.1").is_err());
+        assert_eq!(validate_dns_name("Example.COM").unwrap(), "example.com");
+    }
+
+    #[test]
+    fn category_codes_come_from_the_legend() {
+        let list = load(
+            "a.example,category=news\nb.example,category=XYZ\nc.example,category=POLT\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(list.targets.len(), 1);
+        assert_eq!(list.targets[0].category_codes(), ["NEWS"]);
+        let reasons: Vec<&str> = list.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "category code \"XYZ\" is not in the Citizen Lab legend",
+                "category code \"POLT\" is not in the Citizen Lab legend (an old code: the legend replaces it with POLR)",
+            ]
+        );
+        let csv = "url,category_code\nhttp://a.example/,NEWS\nhttp://b.example/,BOGUS\n";
+        let list = load(csv, false).unwrap();
+        assert_eq!(list.targets.len(), 1);
+        assert_eq!(list.skipped[0].line, 3);
+    }
+
+    #[test]
+    fn pins_are_bounded_per_line_and_per_target() {
+        let many: Vec<String> = (0..200_000u32)
+            .map(|i| std::net::Ipv4Addr::from(0xC612_0000 + i).to_string())
+            .collect();
+        let line = format!("a.example,{}\n", many[..100].join(","));
+        let list = load(&line, false).unwrap();
+        assert!(list.targets.is_empty());
+        assert_eq!(
+            list.skipped[0].reason,
+            "100 pinned addresses on one line; at most 64 are allowed"
+        );
+        // The 200,000-address line of the issue is past the line bound: skipped unparsed.
+        let line = format!("a.example,{}\n", many.join(","));
+        let list = load(&line, false).unwrap();
+        assert!(list.targets.is_empty());
+        assert!(
+            list.skipped[0].reason.starts_with("line is "),
+            "{:?}",
+            list.skipped
+        );
+        // Duplicates do not count against the bound.
+        let repeated = format!("a.example,{}\n", vec!["198.18.0.1"; 500].join(","));
+        assert_eq!(
+            load(&repeated, false).unwrap().targets[0].pinned_ips.len(),
+            1
+        );
+        // Over several lines: the line that would pass the bound is refused.
+        let text = format!(
+            "a.example,{}\na.example,{}\na.example,{}\n",
+            many[..40].join(","),
+            many[..40].join(","),
+            many[40..70].join(",")
+        );
+        let list = load(&text, false).unwrap();
+        assert_eq!(list.targets[0].pinned_ips.len(), 40);
+        assert_eq!(list.targets[0].sources.len(), 2);
+        assert_eq!(list.skipped[0].line, 3);
+        assert_eq!(
+            list.skipped[0].reason,
+            "the target would have more than 64 pinned addresses"
+        );
+    }
+
+    #[test]
+    fn duplicate_lines_keep_a_bounded_number_of_sources() {
+        let mut text = "dup.example\n".repeat(100_000);
+        text.push_str("dup.example,category=NEWS\n");
+        let list = load(&text, false).unwrap();
+        let target = &list.targets[0];
+        assert_eq!(target.sources.len(), MAX_SOURCES_PER_TARGET + 1);
+        assert_eq!(target.sources_omitted, 100_000 - MAX_SOURCES_PER_TARGET);
+        assert_eq!(target.category_codes(), ["NEWS"], "a new category is kept");
+        let json = serde_json::to_string(target).unwrap();
+        assert!(json.len() < 20_000, "{}", json.len());
+        assert!(json.contains("\"sources_omitted\":99900"), "{json}");
+    }
+
+    #[test]
+    fn huge_lines_are_skipped_and_echoed_short() {
+        let huge = "x".repeat(10 << 20);
+        for text in [
+            format!("a.example\n{huge}\nb.example\n"),
+            format!("{huge}\na.example\nb.example\n"),
+            format!(
+                "url,category_code\nhttp://a.example/,NEWS\nhttp://{huge}/,NEWS\nhttp://b.example/,NEWS\n"
+            ),
+        ] {
+            let list = load(&text, false).unwrap();
+            let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+            assert_eq!(domains, ["a.example", "b.example"]);
+            assert_eq!(list.skipped.len(), 1);
+            let skipped = &list.skipped[0];
+            assert!(
+                skipped.reason.starts_with("line is 1048")
+                    && skipped.reason.contains("at most 16384"),
+                "{}",
+                skipped.reason
+            );
+            assert!(skipped.input.len() < 300, "{}", skipped.input.len());
+            assert!(
+                skipped.input.ends_with("bytes in all)"),
+                "{}",
+                skipped.input
+            );
+        }
+        // A long but acceptable line (within the bound) is parsed as usual.
+        let long_comment = format!("c.example # {}\n", "y".repeat(10_000));
+        assert_eq!(load(&long_comment, false).unwrap().targets.len(), 1);
+    }
+
+    #[test]
+    fn skipped_inputs_are_kept_up_to_a_bound_and_counted_beyond() {
+        let text = "not a name\n".repeat(MAX_SKIPPED_KEPT + 5);
+        let list = load(&text, false).unwrap();
+        assert_eq!(list.skipped.len(), MAX_SKIPPED_KEPT);
+        assert_eq!(list.skipped_omitted, 5);
+        assert_eq!(list.skipped_total(), MAX_SKIPPED_KEPT + 5);
+    }
+
+    #[test]
+    fn an_all_invalid_list_says_why() {
+        let list = load("not a name\nbad*.example\n-a.example\nalso bad\n", false).unwrap();
+        let why = list.rejection_summary().unwrap();
+        assert!(why.starts_with("4 input line(s) rejected"), "{why}");
+        assert!(why.contains("2 whitespace inside a target"), "{why}");
+        assert!(
+            why.contains("list.txt:1: \"not a name\": whitespace inside a target"),
+            "{why}"
+        );
+        assert!(why.contains("list.txt:3:"), "{why}");
+        assert!(!why.contains("list.txt:4:"), "only the first three: {why}");
+        assert!(why.ends_with("; ..."), "{why}");
+        assert!(load("", false).unwrap().rejection_summary().is_none());
     }
 
     #[test]

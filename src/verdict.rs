@@ -157,6 +157,8 @@ pub enum EvidenceKind {
     /// The resolver's answer for the benign name lies in the same bogon range: that
     /// range is this network's normal address space (a lab, a fake-IP proxy).
     BogonRangeInUse,
+    /// The name cannot be encoded in a DNS query, so it was not queried.
+    InvalidName,
 }
 
 /// One fact a verdict rests on, with the observed values behind it.

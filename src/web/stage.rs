@@ -608,6 +608,7 @@ mod tests {
                 input: domain.into(),
                 category_code: None,
             }],
+            sources_omitted: 0,
         }
     }
 

@@ -11,8 +11,9 @@ use super::diff::diff;
 use super::expect::Expectations;
 use super::output::OutputFormat;
 use super::reader::LoadedReport;
+use super::sanitize::sanitize_text;
 use super::summarize::{ReportSummary, SummaryFormat};
-use crate::cli::{EXIT_INTERRUPTED, ScanArgs, load_targets, runtime, scan_config};
+use crate::cli::{ScanArgs, StopSignal, load_targets, runtime, scan_config};
 use crate::error::Error;
 use crate::scan::run_scan_with;
 
@@ -25,7 +26,8 @@ pub const EXIT_ERROR: u8 = 2;
 
 const CHECK_HELP: &str = "\
 Exit status: 0 every expectation holds, 1 at least one does not, 2 usage or input error \
-(unreadable or invalid expectations, unreadable report, scan start-up error), 130 interrupted.";
+(unreadable or invalid expectations, unreadable report, scan start-up error), 128 + the \
+signal when interrupted (130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP).";
 
 const DIFF_HELP: &str = "\
 Exit status: 0 nothing changed, 1 some domain measured in both reports changed \
@@ -91,8 +93,9 @@ pub struct SummaryArgs {
 
 fn load_report(path: &Path, quiet: bool) -> anyhow::Result<LoadedReport> {
     let report = LoadedReport::load(path)?;
+    report.require_targets()?;
     if !quiet && let Some(warning) = report.warning() {
-        eprintln!("censorprobe: warning: {warning}");
+        eprintln!("censorprobe: warning: {}", sanitize_text(&warning));
     }
     Ok(report)
 }
@@ -174,24 +177,23 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         let list = load_targets(&scan)?;
         let config = scan_config(&scan)?;
+        let signal = StopSignal::default();
         let summary = runtime()?.block_on(async {
-            let stop = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            run_scan_with(config, list, &plan, stop).await
+            let stop = signal.install()?;
+            anyhow::Ok(run_scan_with(config, list, &plan, stop).await?)
         })?;
         if summary.interrupted {
             if !quiet {
                 eprintln!("censorprobe: check interrupted; expectations not evaluated");
             }
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            return Ok(ExitCode::from(signal.exit_status()));
         }
         path
     };
     let report = load_report(&report_path, quiet)?;
     let outcome = expectations.evaluate(&report);
     for line in outcome.failure_lines() {
-        println!("{line}");
+        println!("{}", sanitize_text(&line));
     }
     let title = format!("censorprobe check ({})", args.expect.display());
     if let Some(path) = &args.junit {
@@ -226,7 +228,7 @@ pub fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         text.push('\n');
         text
     } else {
-        result.text()
+        sanitize_text(&result.text()).into_owned()
     };
     write_output(None, &text)?;
     Ok(ExitCode::from(if result.changed {

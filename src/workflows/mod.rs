@@ -19,4 +19,5 @@ pub mod project;
 pub mod reader;
 pub mod repeat;
 pub mod resume;
+pub mod sanitize;
 pub mod summarize;

@@ -194,6 +194,7 @@ mod tests {
                 input: domain.to_owned(),
                 category_code: None,
             }],
+            sources_omitted: 0,
         }
     }
 

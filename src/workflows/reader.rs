@@ -4,18 +4,30 @@
 //! disk that filled up, an editor's stray change) is counted and reported with its
 //! number, never fatal. A report without a summary record (a scan killed mid-way) reads
 //! like any other. Records of a type this version does not know are counted apart.
+//!
+//! Memory is bounded: a line longer than [`MAX_RECORD_BYTES`] is skipped (and counted)
+//! without being held in memory. Target records are not built as JSON trees: a reader
+//! parses only the fields it needs ([`TargetLine`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::outcome::TargetOutcome;
 use super::repeat::ConsensusRecord;
 use crate::error::{Error, Result};
+use crate::lines::read_line_bounded;
+use crate::report::TargetRecord;
+
+/// Longest line read as a record. Real target records are kilobytes (every DNS reply and
+/// connection observation included); a longer line is damage, skipped and counted.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +42,8 @@ pub struct UnparsedLine {
 pub struct ReadStats {
     /// Non-empty lines read.
     pub lines: usize,
+    /// Lines that are censorprobe records (of a known or unknown type).
+    pub records: usize,
     pub unparsed: Vec<UnparsedLine>,
     /// Records of a type this version does not know, per type.
     pub unknown_records: BTreeMap<String, usize>,
@@ -69,12 +83,38 @@ impl ReadStats {
 
 /// One parsed line of a report.
 #[derive(Debug)]
-pub enum ReportLine {
+pub enum ReportLine<'a> {
     Header(Value),
     /// A target record (one attempt, with `--repeat`).
-    Target(Value),
+    Target(TargetLine<'a>),
     Consensus(Box<ConsensusRecord>),
     Summary(Value),
+}
+
+/// A target record's line, parsed as far as its reader asks: the few fields of an
+/// outcome, the typed record, or the whole JSON tree.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetLine<'a>(&'a [u8]);
+
+impl TargetLine<'_> {
+    pub fn outcome(&self) -> serde_json::Result<TargetOutcome> {
+        TargetOutcome::from_slice(self.0)
+    }
+
+    pub fn record(&self) -> serde_json::Result<TargetRecord> {
+        serde_json::from_slice(self.0)
+    }
+
+    pub fn value(&self) -> serde_json::Result<Value> {
+        serde_json::from_slice(self.0)
+    }
+}
+
+/// The `record` field of a line, found without building the rest.
+#[derive(Deserialize)]
+struct RecordKind<'a> {
+    #[serde(borrow, default)]
+    record: Option<Cow<'a, str>>,
 }
 
 /// Reads every line of a report, calling `visit` with its 1-based number and record.
@@ -82,7 +122,7 @@ pub enum ReportLine {
 /// then counted as unparsed with that reason.
 pub fn read_lines(
     path: &Path,
-    mut visit: impl FnMut(usize, ReportLine) -> Result<(), String>,
+    mut visit: impl FnMut(usize, ReportLine<'_>) -> Result<(), String>,
 ) -> Result<ReadStats> {
     let unreadable = |source| Error::ReportUnreadable {
         path: path.to_owned(),
@@ -95,31 +135,39 @@ pub fn read_lines(
     let mut number = 0;
     loop {
         buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(unreadable)?;
-        if read == 0 {
+        let length =
+            read_line_bounded(&mut reader, &mut buf, MAX_RECORD_BYTES).map_err(unreadable)?;
+        if length.at_end() {
             break;
         }
         number += 1;
-        let terminated = buf.last() == Some(&b'\n');
-        if terminated {
-            stats.complete_len += read as u64;
+        if length.terminated {
+            stats.complete_len += length.total;
         }
-        let line = trim_ascii(&buf);
-        if line.is_empty() {
+        let line = buf.trim_ascii();
+        if line.is_empty() && !length.truncated {
             continue;
         }
         stats.lines += 1;
-        let parsed = parse_line(line, &mut stats.unknown_records).and_then(|record| match record {
-            Some(record) => visit(number, record),
-            None => Ok(()),
-        });
-        if !terminated {
+        let parsed = if length.truncated {
+            Err(format!(
+                "line is {} bytes long, more than the {} MiB a record may have: skipped",
+                length.total,
+                MAX_RECORD_BYTES >> 20
+            ))
+        } else {
+            parse_line(line, &mut stats).and_then(|record| match record {
+                Some(record) => visit(number, record),
+                None => Ok(()),
+            })
+        };
+        if !length.terminated {
             stats.unterminated_tail = Some(parsed.is_ok());
         }
         if let Err(reason) = parsed {
             stats.unparsed.push(UnparsedLine {
                 line: number,
-                reason: if terminated {
+                reason: if length.terminated {
                     reason
                 } else {
                     format!("incomplete last line ({reason})")
@@ -130,28 +178,37 @@ pub fn read_lines(
     Ok(stats)
 }
 
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
+/// The record type of a line as censorprobe writes it (`{"record":"target",...`), found
+/// without a JSON pass; anything else goes through the parser. The record itself is
+/// parsed in full afterwards, so a line that only looks right is still refused.
+fn written_kind(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(br#"{"record":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let kind = &rest[..end];
+    if kind.contains(&b'\\') || rest.get(end + 1) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(kind).ok()
 }
 
-fn parse_line(
-    line: &[u8],
-    unknown: &mut BTreeMap<String, usize>,
-) -> Result<Option<ReportLine>, String> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let kind = value
-        .get("record")
-        .and_then(Value::as_str)
-        .ok_or("not a report record (no \"record\" field)")?;
-    Ok(Some(match kind {
-        "header" => ReportLine::Header(value),
-        "target" => ReportLine::Target(value),
-        "summary" => ReportLine::Summary(value),
+fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<ReportLine<'a>>, String> {
+    let kind = if let Some(kind) = written_kind(line) {
+        Cow::Borrowed(kind)
+    } else {
+        let kind: RecordKind<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        kind.record
+            .ok_or("not a report record (no \"record\" field)")?
+    };
+    stats.records += 1;
+    Ok(Some(match kind.as_ref() {
+        "header" => ReportLine::Header(serde_json::from_slice(line).map_err(|e| e.to_string())?),
+        "target" => ReportLine::Target(TargetLine(line)),
+        "summary" => ReportLine::Summary(serde_json::from_slice(line).map_err(|e| e.to_string())?),
         "consensus" => ReportLine::Consensus(Box::new(
-            serde_json::from_value(value).map_err(|e| format!("consensus record: {e}"))?,
+            serde_json::from_slice(line).map_err(|e| format!("consensus record: {e}"))?,
         )),
         other => {
-            *unknown.entry(other.to_owned()).or_default() += 1;
+            *stats.unknown_records.entry(other.to_owned()).or_default() += 1;
             return Ok(None);
         }
     }))
@@ -190,9 +247,8 @@ impl LoadedReport {
             match line {
                 ReportLine::Header(header) => report.headers.push(header),
                 ReportLine::Summary(summary) => report.summary = Some(summary),
-                ReportLine::Target(value) => {
-                    let outcome = TargetOutcome::from_value(&value)
-                        .map_err(|e| format!("target record: {e}"))?;
+                ReportLine::Target(line) => {
+                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
                     report.target_records += 1;
                     let consensus = has_consensus.get(&outcome.domain).copied();
                     report.merge(outcome, consensus != Some(true));
@@ -242,6 +298,20 @@ impl LoadedReport {
             .and_then(|s| s.get("interrupted"))
             .and_then(Value::as_bool)
             == Some(false)
+    }
+
+    /// Refuses a report with no target record: not a censorprobe report (binary, empty,
+    /// another format), or a scan that measured nothing, where a summary or a diff would
+    /// say "nothing" as if it were a finding.
+    pub fn require_targets(&self) -> Result<()> {
+        if self.target_records + self.consensus_records > 0 {
+            return Ok(());
+        }
+        Err(Error::NoTargetRecords {
+            path: self.path.clone(),
+            lines: self.stats.lines,
+            unparsed: self.stats.unparsed.len(),
+        })
     }
 
     /// The line for stderr when something could not be read, or the scan was cut short.
@@ -362,6 +432,49 @@ mod tests {
             "the latest record"
         );
         assert!(report.stats.unparsed.is_empty());
+    }
+
+    #[test]
+    fn the_written_record_type_is_found_without_parsing_and_checked_after() {
+        assert_eq!(
+            written_kind(br#"{"record":"target","domain":"a"}"#),
+            Some("target")
+        );
+        assert_eq!(written_kind(br#"{"domain":"a","record":"target"}"#), None);
+        assert_eq!(written_kind(br#"{"record":"tar\"get","x":1}"#), None);
+        assert_eq!(written_kind(br#"{"record":"target"}"#), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            format!(
+                "{HEADER}\n{{\"record\":\"target\",garbage\n{{\"domain\":\"b.test\",\"record\":\"target\"}}\n"
+            ),
+        )
+        .unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.target_records, 1);
+        assert_eq!(report.outcomes[0].domain, "b.test");
+        assert_eq!(report.stats.unparsed.len(), 1);
+        assert_eq!(report.stats.unparsed[0].line, 2);
+    }
+
+    #[test]
+    fn a_report_without_target_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, format!("{HEADER}\nnot json\n")).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        let err = report.require_targets().unwrap_err().to_string();
+        assert!(
+            err.contains("no target record (2 non-empty line(s), 1 could not be parsed)"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{HEADER}\n{}\n", target("a.test", "ok"))).unwrap();
+        LoadedReport::load(&path)
+            .unwrap()
+            .require_targets()
+            .unwrap();
     }
 
     #[test]

@@ -11,12 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::outcome::TargetOutcome;
 use super::reader::{ReadStats, ReportLine, read_lines};
 use crate::error::{Error, Result};
-use crate::report::{SummaryBuilder, TargetRecord};
+use crate::report::SummaryBuilder;
 
 /// What an earlier run of the report recorded. Empty when not resuming.
 #[derive(Debug, Default)]
@@ -44,9 +42,8 @@ impl PriorRun {
         }
         let stats = read_lines(path, |_, line| {
             match line {
-                ReportLine::Target(value) => {
-                    let outcome = TargetOutcome::from_value(&value)
-                        .map_err(|e| format!("target record: {e}"))?;
+                ReportLine::Target(line) => {
+                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
                     prior.target_records += 1;
                     *prior.attempts.entry(outcome.domain.clone()).or_default() += 1;
                     if repeat > 1 && !prior.consensus.contains(&outcome.domain) {
@@ -65,6 +62,17 @@ impl PriorRun {
             }
             Ok(())
         })?;
+        if stats.lines > 0 && stats.records == 0 {
+            // Appending JSONL to another format (an OONI-style report, a binary file)
+            // would spoil it and measure everything again.
+            return Err(Error::BadResume {
+                path: path.to_owned(),
+                reason: format!(
+                    "not a censorprobe JSONL report: none of its {} line(s) is a censorprobe record (an OONI-format report cannot be resumed)",
+                    stats.lines
+                ),
+            });
+        }
         if let Some(warning) = stats.warning() {
             tracing::warn!("resuming {}: {warning}", path.display());
         }
@@ -92,8 +100,8 @@ impl PriorRun {
         }
         let mut unusable = 0;
         read_lines(path, |_, line| {
-            if let ReportLine::Target(value) = line {
-                match TargetRecord::deserialize(&value) {
+            if let ReportLine::Target(line) = line {
+                match line.record() {
                     Ok(record) => summary.add(&record),
                     Err(_) => unusable += 1,
                 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::outcome::{STAGES, TargetOutcome};
 use super::reader::LoadedReport;
+use super::sanitize::{sanitize_csv_cell, sanitize_field, sanitize_text};
 
 /// `--format` of `summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -163,8 +164,8 @@ impl ReportSummary {
 
     pub fn render(&self, format: SummaryFormat) -> String {
         match format {
-            SummaryFormat::Text => self.text(),
-            SummaryFormat::Markdown => self.markdown(),
+            SummaryFormat::Text => sanitize_text(&self.text()).into_owned(),
+            SummaryFormat::Markdown => sanitize_text(&self.markdown()).into_owned(),
             SummaryFormat::Csv => self.csv(),
             SummaryFormat::Json => {
                 let mut text = serde_json::to_string_pretty(self).expect("plain data");
@@ -333,7 +334,13 @@ impl ReportSummary {
             .expect("writing to memory");
         let mut row = |category: &str, stage: &str, field: &str, value: &str, n: usize| {
             writer
-                .write_record([category, stage, field, value, &n.to_string()])
+                .write_record([
+                    sanitize_csv_cell(category).as_ref(),
+                    &sanitize_csv_cell(stage),
+                    field,
+                    &sanitize_csv_cell(value),
+                    &n.to_string(),
+                ])
                 .expect("writing to memory");
         };
         let scopes = std::iter::once(("*", &self.all)).chain(
@@ -369,7 +376,7 @@ impl ReportSummary {
         let _ = writeln!(
             out,
             "# censorprobe blocklist from {}: {} censored domain(s), {} forged address(es)",
-            self.report,
+            sanitize_field(&self.report),
             self.censored.len(),
             self.forged_ips.len()
         );
@@ -378,12 +385,15 @@ impl ReportSummary {
             let _ = writeln!(
                 out,
                 "{}\t{}\t{}\t{}",
-                c.domain, c.stage, c.verdict, c.method
+                sanitize_field(&c.domain),
+                sanitize_field(&c.stage),
+                sanitize_field(&c.verdict),
+                sanitize_field(&c.method)
             );
         }
         let _ = writeln!(out, "# forged address\tdomains");
         for (ip, n) in self.forged_by_count() {
-            let _ = writeln!(out, "{ip}\t{n}");
+            let _ = writeln!(out, "{}\t{n}", sanitize_field(ip));
         }
         out
     }

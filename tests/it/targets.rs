@@ -179,3 +179,137 @@ fn controls_list_loads_cleanly() {
         assert!(!watched.contains(&target.domain), "{}", target.domain);
     }
 }
+
+#[test]
+fn embedded_category_codes_are_the_legend() {
+    let path = citizenlab_dir().join("00-LEGEND-new_category_codes.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = headers.iter().position(|h| h == "New Code").unwrap();
+    let mut legend: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[column].trim().to_owned())
+        .collect();
+    legend.sort();
+    let mut embedded: Vec<&str> = censorprobe::targets::CITIZENLAB_CATEGORIES.to_vec();
+    embedded.sort_unstable();
+    assert_eq!(legend, embedded);
+}
+
+/// Runs `censorprobe scan --targets FILE` on `text`; a loopback resolver keeps any scan
+/// that does start on this host.
+async fn scan_list(text: &str) -> crate::support::Run {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, text).unwrap();
+    crate::support::run_binary(&crate::support::args(&[
+        "scan",
+        "--control",
+        "none",
+        "--tests",
+        "dns",
+        "--resolver",
+        "127.0.0.1:9",
+        "--dns-timeout",
+        "10ms",
+        "--targets",
+        list.to_str().unwrap(),
+    ]))
+    .await
+}
+
+#[tokio::test]
+async fn an_all_invalid_list_says_why_no_target_loaded() {
+    let run = scan_list("-a.example\nnot a name\nx.example,category=BOGUS\n").await;
+    assert_eq!(run.status.code(), Some(2), "{run:#?}");
+    let error: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("censorprobe: error:"))
+        .collect();
+    assert_eq!(error.len(), 1, "{run:#?}");
+    let error = error[0];
+    assert!(
+        error.contains("no targets: 3 input line(s) rejected"),
+        "{error}"
+    );
+    assert!(error.contains("starts with a hyphen"), "{error}");
+    assert!(error.contains("whitespace inside a target"), "{error}");
+    assert!(error.contains("not in the Citizen Lab legend"), "{error}");
+    assert!(run.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_huge_line_is_skipped_and_echoed_short() {
+    let huge = "y".repeat(10 << 20);
+    let run = scan_list(&format!("{huge}\n-b.example\n")).await;
+    assert_eq!(run.status.code(), Some(2), "{run:#?}");
+    assert!(
+        run.stderr.len() < 4000,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+    assert!(run.stderr.contains("bytes in all)"), "{}", run.stderr);
+    assert!(run.stderr.contains("at most 16384"), "{}", run.stderr);
+}
+
+/// A name the loader would refuse, handed to the scan directly: the probe must not
+/// query another name (hickory's root) in its place and report that as the name's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unencodable_name_is_never_queried_as_the_root() {
+    use censorprobe::cli::{Cli, Command, scan_config};
+    use censorprobe::targets::{Target, TargetList, TargetSource};
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let cli = Cli::try_parse_from([
+        "censorprobe",
+        "scan",
+        "--control",
+        "none",
+        "--tests",
+        "dns",
+        "--resolver",
+        "127.0.0.1:9",
+        "--dns-timeout",
+        "50ms",
+        "--retries",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let Command::Scan(args) = cli.command else {
+        panic!("a scan")
+    };
+    let config = scan_config(&args).unwrap();
+    let list = TargetList {
+        targets: vec![Target {
+            domain: "-a.example".to_owned(),
+            address: None,
+            pinned_ips: Vec::new(),
+            sources: vec![TargetSource {
+                source: "test".to_owned(),
+                line: None,
+                input: "-a.example".to_owned(),
+                category_code: None,
+            }],
+            sources_omitted: 0,
+        }],
+        ..TargetList::default()
+    };
+    censorprobe::scan::run_scan(config, list, std::future::pending())
+        .await
+        .unwrap();
+    let report = crate::support::Report::parse(&std::fs::read_to_string(&out).unwrap());
+    let record = report.target("-a.example");
+    let dns = &record["dns"];
+    assert_eq!(dns["verdict"], "inconclusive", "{record:#}");
+    assert_eq!(
+        dns["queries"].as_array().map(Vec::len),
+        Some(0),
+        "{record:#}"
+    );
+    assert_eq!(dns["evidence"][0]["kind"], "invalid_name", "{record:#}");
+    assert_ne!(record["blocking"], false, "{record:#}");
+}

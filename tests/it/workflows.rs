@@ -73,6 +73,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
             input: domain.to_owned(),
             category_code: category.map(str::to_owned),
         }],
+        sources_omitted: 0,
         categories: category.into_iter().map(str::to_owned).collect(),
         attempt: None,
         started_at: "2024-05-01T10:00:00Z".to_owned(),
@@ -114,6 +115,7 @@ impl ReportText {
             targets_loaded: targets,
             targets_scheduled: targets,
             skipped_inputs: Vec::new(),
+            skipped_inputs_omitted: 0,
         });
         ReportText {
             lines: vec![serde_json::to_string(&header).unwrap()],
@@ -1643,4 +1645,367 @@ async fn live_ooni_format_maps_web_probes() {
         .collect();
     assert_eq!(reads.len(), 2, "{blocked:#}");
     assert!(reads.iter().all(|e| e["failure"] == "connection_reset"));
+}
+
+// ---------------------------------------------------------------------------------
+// Careless options and signals (issue 8: no panic, bounded everything).
+
+/// Asserts a run refused its arguments the way every usage error is refused: status 2,
+/// exactly one line on stderr, no panic, nothing on stdout.
+fn assert_one_line_usage_error(argv: &[&str], run: &Run, needle: &str) {
+    assert_eq!(run.status.code(), Some(2), "{argv:?}: {run:#?}");
+    assert!(!run.stderr.contains("panicked"), "{argv:?}: {run:#?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{argv:?}: {run:#?}");
+    assert!(run.stderr.contains(needle), "{argv:?}: {run:#?}");
+    assert!(run.stdout.is_empty(), "{argv:?}: {run:#?}");
+}
+
+#[tokio::test]
+async fn out_of_range_options_are_one_line_and_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rate", "1e-19"], "--rate"),
+        (&["--rate=-1"], "--rate"),
+        (&["--rate", "NaN"], "--rate"),
+        (&["--rate", "inf"], "--rate"),
+        (&["--concurrency", "18446744073709551615"], "--concurrency"),
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--max-ips", "0"], "--max-ips"),
+        (&["--http-port", "0"], "--http-port"),
+        (&["--tls-port", "0"], "--tls-port"),
+        (&["--retries", "4294967295"], "--retries"),
+        (&["--dns-wait", "1e16s"], "--dns-wait"),
+        (&["--dns-wait", "99999m"], "--dns-wait"),
+        (&["--dns-timeout", "1e16"], "--dns-timeout"),
+        (&["--dns-timeout", "0"], "--dns-timeout"),
+        (&["--control-timeout", "0s"], "--control-timeout"),
+        (&["--connect-timeout", "1e16s"], "--connect-timeout"),
+        (&["--web-timeout", "0ms"], "--web-timeout"),
+        (&["--residual-wait", "1e16s"], "--residual-wait"),
+        (&["--residual-recheck", "0"], "--residual-recheck"),
+        (&["--repeat-interval", "1e16s"], "--repeat-interval"),
+        (&["--progress-interval", "1e16s"], "--progress-interval"),
+        (&["--dns-wait=-1s"], "--dns-wait"),
+    ];
+    for (options, needle) in cases {
+        // Loopback resolver: should a value slip through, the scan stays on this host.
+        let mut argv = vec![
+            "scan",
+            "--control",
+            "none",
+            "--tests",
+            "dns",
+            "--resolver",
+            "127.0.0.1:9",
+        ];
+        argv.extend_from_slice(options);
+        argv.push("a.test");
+        let run = run_binary(&args(&argv)).await;
+        assert_one_line_usage_error(&argv, &run, needle);
+    }
+}
+
+#[tokio::test]
+async fn durations_take_exponents_and_the_limits_are_inclusive() {
+    // Each accepted value is paired with a refused `--max-ips 0`: the refusal naming
+    // `--max-ips` shows that the value before it parsed, and no scan starts.
+    let accepted: &[&[&str]] = &[
+        &["--dns-wait", "1e3ms"],
+        &["--dns-wait", "1m"],
+        &["--repeat-interval", "1e3s"],
+        &["--rate", "0"],
+        &["--concurrency", "100000"],
+    ];
+    for options in accepted {
+        // Loopback resolver: should a value slip through, the scan stays on this host.
+        let mut argv = vec![
+            "scan",
+            "--control",
+            "none",
+            "--tests",
+            "dns",
+            "--resolver",
+            "127.0.0.1:9",
+        ];
+        argv.extend_from_slice(options);
+        argv.extend_from_slice(&["--max-ips", "0", "a.test"]);
+        let run = run_binary(&args(&argv)).await;
+        assert_one_line_usage_error(&argv, &run, "--max-ips");
+    }
+}
+
+/// A scan against a resolver that never answers, with many targets: it is still
+/// running when the test sends `signal`.
+async fn signalled_scan(signal: nix::sys::signal::Signal) -> (Option<i32>, Report, String) {
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let mut argv = scan_args(resolver, &["--rate", "20", "--out", &path_arg(&out)]);
+    argv.extend((0..200).map(|i| format!("n{i}.slow.test")));
+    let child = tokio::process::Command::new(crate::support::BIN)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        if written.lines().count() > 3 {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
+    (
+        output.status.code(),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sighup_stop_a_scan_like_ctrl_c() {
+    use nix::sys::signal::Signal;
+    for (signal, status) in [(Signal::SIGTERM, 143), (Signal::SIGHUP, 129)] {
+        let (code, report, stderr) = signalled_scan(signal).await;
+        assert_eq!(code, Some(status), "{signal}: {stderr}");
+        assert_eq!(report.summary["interrupted"], true, "{signal}");
+        let measured = report.summary["targets_measured"].as_u64().unwrap();
+        assert_eq!(measured, report.targets.len() as u64, "{signal}");
+        assert!((3..200).contains(&measured), "{signal}: {measured}");
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Readers of hostile or mistaken input (issue 8).
+
+#[tokio::test]
+async fn a_file_that_is_not_a_report_is_an_error_not_an_empty_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.jsonl", &lab_report());
+    let binary = dir.path().join("binary.jsonl");
+    std::fs::write(&binary, (0..=255u8).cycle().take(5000).collect::<Vec<u8>>()).unwrap();
+    let empty = write(dir.path(), "empty.jsonl", "");
+    let header_only = write(
+        dir.path(),
+        "header.jsonl",
+        &ReportText::new(0).lines.join("\n"),
+    );
+    let json_not_report = write(dir.path(), "other.jsonl", "{\"a\":1}\n[1,2]\n");
+    for bad in [&binary, &empty, &header_only, &json_not_report] {
+        let run = run_binary(&args(&["diff", &path_arg(&good), &path_arg(bad)])).await;
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {run:#?}");
+        assert_eq!(lines(&run.stderr).len(), 1, "{bad:?}: {run:#?}");
+        assert!(run.stderr.contains("no target record"), "{run:#?}");
+        assert!(run.stderr.contains(&path_arg(bad)), "{run:#?}");
+        let run = run_binary(&args(&["diff", &path_arg(bad), &path_arg(&good)])).await;
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {run:#?}");
+        let run = run_binary(&args(&["summary", &path_arg(bad)])).await;
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {run:#?}");
+        assert!(run.stdout.is_empty(), "{run:#?}");
+        assert!(run.stderr.contains("no target record"), "{run:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_blocking_value_that_is_not_a_layer_is_never_censored() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = target("stringly.test", None, ok());
+    let text = ReportText::new(3)
+        .target(target("fine.test", None, ok()))
+        .target_with(&record, &json!({"blocking": "false"}))
+        .target_with(
+            &target("yes.test", None, ok()),
+            &json!({"blocking": true, "accessible": "true"}),
+        )
+        .finished();
+    let report = write(dir.path(), "strings.jsonl", &text);
+    let run = run_binary(&args(&["summary", &path_arg(&report), "--format", "json"])).await;
+    assert_eq!(run.status.code(), Some(0), "{run:#?}");
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["censored"], json!([]), "{json:#}");
+    assert_eq!(json["all"]["domains"], 1, "{json:#}");
+    assert_eq!(json["unparsed_lines"], 2, "{json:#}");
+    assert!(
+        run.stderr.contains("2 lines could not be parsed"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("\"false\""), "{run:#?}");
+}
+
+#[tokio::test]
+async fn an_overlong_line_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = format!(
+        "{{\"record\":\"target\",\"pad\":\"{}\"}}",
+        "z".repeat(20 << 20)
+    );
+    let text = ReportText::new(2)
+        .target(target("before.test", None, ok()))
+        .raw(&huge)
+        .target(target(
+            "after.test",
+            None,
+            poisoned(PoisoningMethod::Injection, &[FORGED]),
+        ))
+        .finished();
+    let report = write(dir.path(), "huge.jsonl", &text);
+    let run = run_binary(&args(&["summary", &path_arg(&report), "--format", "json"])).await;
+    assert_eq!(run.status.code(), Some(0), "{run:#?}");
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["all"]["domains"], 2, "{json:#}");
+    assert_eq!(json["unparsed_lines"], 1, "{json:#}");
+    assert!(
+        run.stderr.contains("line 3: line is 20971") && run.stderr.contains("skipped"),
+        "{run:#?}"
+    );
+}
+
+#[tokio::test]
+async fn resume_refuses_a_file_that_is_not_a_censorprobe_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ooni = concat!(
+        r#"{"annotations":{},"input":"a.test","measurement_start_time":"2024-05-01 10:00:00","test_name":"dnscheck","test_keys":{}}"#,
+        "\n",
+        r#"{"annotations":{},"input":"b.test","measurement_start_time":"2024-05-01 10:00:01","test_name":"dnscheck","test_keys":{}}"#,
+        "\n"
+    );
+    let path = write(dir.path(), "ooni.jsonl", ooni);
+    let argv = [
+        "scan",
+        "--control",
+        "none",
+        "--tests",
+        "dns",
+        "--resolver",
+        "127.0.0.1:9",
+        "--dns-timeout",
+        "10ms",
+        "--resume",
+        &path_arg(&path),
+        "a.test",
+    ];
+    let run = run_binary(&args(&argv)).await;
+    assert_eq!(run.status.code(), Some(2), "{run:#?}");
+    assert!(
+        run.stderr.contains("not a censorprobe JSONL report"),
+        "{run:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        ooni,
+        "left as it was"
+    );
+}
+
+#[tokio::test]
+async fn summary_output_is_safe_for_terminals_and_spreadsheets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hostile = target(
+        "evil\u{1b}[2J\u{1b}]8;;http://x\u{7}.test",
+        Some("=HYPERLINK(\"http://x\",\"y\")"),
+        poisoned(PoisoningMethod::Injection, &[FORGED]),
+    );
+    hostile.categories = vec!["=HYPERLINK(\"http://x\",\"y\")".to_owned()];
+    let text = ReportText::new(1).target(hostile).finished();
+    let report = write(dir.path(), "hostile.jsonl", &text);
+    for format in ["text", "markdown", "blocklist", "csv"] {
+        let out = summary(&report, format).await;
+        // Tabs separate blocklist columns; no other control character gets through.
+        assert!(
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{format}: {out:?}"
+        );
+        // The CSV has counts per category only, no domains.
+        assert!(format == "csv" || out.contains("evil"), "{format}: {out:?}");
+    }
+    let csv = summary(&report, "csv").await;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(csv.as_bytes());
+    for record in reader.records() {
+        for cell in &record.unwrap() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "formula cell {cell:?} in {csv}"
+            );
+        }
+    }
+    assert!(csv.contains("'=HYPERLINK"), "{csv}");
+    let run = run_binary(&args(&["diff", &path_arg(&report), &path_arg(&report)])).await;
+    assert!(!run.stdout.contains('\u{1b}'), "{run:#?}");
+}
+
+#[tokio::test]
+async fn an_io_error_names_the_os_error_once() {
+    let run = run_binary(&args(&["summary", "/nonexistent/r.jsonl"])).await;
+    assert_eq!(run.status.code(), Some(2), "{run:#?}");
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "{run:#?}"
+    );
+    let run = run_binary(&args(&[
+        "scan",
+        "--control",
+        "none",
+        "--targets",
+        "/nonexistent/list.txt",
+    ]))
+    .await;
+    assert_eq!(run.status.code(), Some(2), "{run:#?}");
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "{run:#?}"
+    );
+}
+
+#[tokio::test]
+async fn warnings_are_plain_text_and_quiet_silences_them() {
+    // Resuming a report with a garbled line logs a warning through `tracing`.
+    let dir = tempfile::tempdir().unwrap();
+    let text = ReportText::new(1)
+        .target(target("a.test", None, ok()))
+        .raw("garbled line")
+        .finished();
+    let report = write(dir.path(), "garbled.jsonl", &text);
+    let scan = |quiet: bool| {
+        let mut argv = vec![
+            "scan".to_owned(),
+            "--control".into(),
+            "none".into(),
+            "--tests".into(),
+            "dns".into(),
+            "--resolver".into(),
+            "127.0.0.1:9".into(),
+            "--resume".into(),
+            path_arg(&report),
+            "a.test".into(),
+        ];
+        if quiet {
+            argv.push("-q".into());
+        }
+        async move {
+            let output = tokio::process::Command::new(crate::support::BIN)
+                .args(&argv)
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        }
+    };
+    let loud = scan(false).await;
+    assert!(loud.contains("could not be parsed"), "{loud}");
+    assert!(!loud.contains('\u{1b}'), "ANSI codes on a pipe: {loud:?}");
+    let quiet = scan(true).await;
+    assert!(!quiet.contains("WARN"), "{quiet}");
+    assert!(!quiet.contains('\u{1b}'), "{quiet:?}");
 }
