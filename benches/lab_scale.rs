@@ -123,9 +123,9 @@ fn path_figures(report: &str) {
             continue;
         };
         if record["record"] == "summary" {
-            if let Some(paths) = record.get("paths") {
+            if let Some(paths) = record.get("residual_paths") {
                 println!(
-                    "  paths learnt:   {}",
+                    "  residual paths: {}",
                     serde_json::to_string(paths).unwrap_or_default()
                 );
             }

@@ -283,7 +283,10 @@ pub async fn run_scan_with(
         path: config.out.clone().unwrap_or_else(|| PathBuf::from("-")),
         source: std::io::Error::other(e),
     })??;
-    let summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    let mut summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    if let Some(web) = &context.web {
+        summary.residual_paths = web.guard().residual_report();
+    }
     writer.summary(&summary)?;
     Ok(summary)
 }

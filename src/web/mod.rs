@@ -8,6 +8,7 @@ pub mod http;
 pub mod net;
 pub mod observation;
 pub mod stage;
+pub mod tcpinfo;
 pub mod tls;
 
 pub use net::ConnectionBudget;

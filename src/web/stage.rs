@@ -29,7 +29,9 @@ use crate::classify::web::{
 };
 use crate::error::Result;
 use crate::observation::{ControlObservation, ControlOutcome};
-use crate::pathguard::{AccessMode, Attribution, PathGuard, PathKey, PortRotation};
+use crate::pathguard::{
+    AccessMode, Attribution, AttributionRule, PathGuard, PathKey, PortRotation,
+};
 use crate::targets::Target;
 use crate::verdict::DnsAssessment;
 
@@ -485,8 +487,9 @@ impl WebStage {
         .await
     }
 
-    /// Control → test → (residual control) on one path, re-run alone when a failure
-    /// cannot be attributed to this target.
+    /// Control → test → (residual control) on one path. A failed test is attributed
+    /// from the controls around it (see [`crate::pathguard`]); it is re-run alone only
+    /// when that evidence is ambiguous.
     async fn run_path<O, P, Fut>(
         &self,
         key: PathKey,
@@ -508,16 +511,19 @@ impl WebStage {
             };
             let mut ticket = self.guard.acquire(key, mode, recheck).await;
             waited += ticket.waited();
-            let facts = |requeues: u32, waited: Duration, outlived: bool| PathFacts {
+            let outlived = ticket.penalty_outlived();
+            let facts = |requeues: u32, attribution: Option<AttributionRule>| PathFacts {
                 mode,
                 requeues,
                 waited_ms: waited.as_secs_f64() * 1000.0,
                 penalty_outlived: outlived,
+                attribution,
             };
-            let outlived = ticket.penalty_outlived();
             let may_requeue = requeues < self.config.max_requeues;
+            let window_start = Instant::now();
             let control = probe(ProbeRole::Control).await;
             if !passed(&control) {
+                ticket.note_control_failure(window_start);
                 if ticket.seen_working() && !outlived && may_requeue {
                     // The path worked moments ago and a harmless name fails on it now:
                     // residual blocking from an earlier test. Close the path until a
@@ -525,16 +531,12 @@ impl WebStage {
                     ticket.penalise();
                     drop(ticket);
                     requeues += 1;
-                    mode = AccessMode::Exclusive;
                     continue;
                 }
+                // The path or server is broken for the control too: the classifier
+                // claims no keyword blocking; nothing to attribute.
                 let test = probe(ProbeRole::Test).await;
-                let attribution = ticket.settle().await;
-                if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
-                    requeues += 1;
-                    mode = AccessMode::Exclusive;
-                    continue;
-                }
+                drop(ticket);
                 return PathRun {
                     observations: AttemptObservations {
                         control,
@@ -542,7 +544,7 @@ impl WebStage {
                         residual: None,
                         residual_after_ms: None,
                     },
-                    path: facts(requeues, waited, outlived),
+                    path: facts(requeues, Some(AttributionRule::ControlFailed)),
                 };
             }
             ticket.mark_working();
@@ -557,25 +559,38 @@ impl WebStage {
                         residual: None,
                         residual_after_ms: None,
                     },
-                    path: facts(requeues, waited, outlived),
+                    path: facts(requeues, None),
                 };
             }
-            // Reset or dropped after a passing control: possibly a trigger. Hold new
-            // work on this path while the residual control runs.
+            // Reset or dropped after a passing control: possibly a trigger. The control
+            // started at once after the test says whether residual blocking is active.
             ticket.note_disturbance();
             let residual_start = Instant::now();
             let residual = probe(ProbeRole::Control).await;
-            if passed(&residual) {
+            let rule = if passed(&residual) {
                 ticket.mark_working();
+                let rule = ticket.attribute_between_passing_controls(window_start);
+                drop(ticket);
+                rule
             } else {
+                ticket.note_control_failure(residual_start);
                 ticket.penalise();
-            }
-            let attribution = ticket.settle().await;
-            if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
-                requeues += 1;
-                mode = AccessMode::Exclusive;
-                continue;
-            }
+                let alone = ticket.alone();
+                match ticket.settle().await {
+                    Attribution::Sole if alone => Some(AttributionRule::AloneOnPath),
+                    Attribution::Sole => Some(AttributionRule::SoleTrigger),
+                    Attribution::Overlapped { .. } => None,
+                }
+            };
+            let rule = match rule {
+                Some(rule) => rule,
+                None if may_requeue => {
+                    requeues += 1;
+                    mode = AccessMode::Exclusive;
+                    continue;
+                }
+                None => AttributionRule::Ambiguous,
+            };
             return PathRun {
                 observations: AttemptObservations {
                     control,
@@ -583,7 +598,7 @@ impl WebStage {
                     residual: Some(residual),
                     residual_after_ms: Some(ms_between(test_end, residual_start)),
                 },
-                path: facts(requeues, waited, outlived),
+                path: facts(requeues, Some(rule)),
             };
         }
     }
