@@ -328,7 +328,8 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
             control.as_ref(),
             dns.as_ref().map(|d| &d.assessment),
             &resolver_ips,
-            web.config().max_ips,
+            // All of them: the stage probes `max_ips`, preferring clean paths.
+            usize::MAX,
         );
         web_result = Some(web.probe_target(&target.domain, plan).await);
     }

@@ -179,6 +179,14 @@ pub fn plan_addresses(
     }
 }
 
+/// Order addresses by how many of their paths are penalised (fewest first), keeping
+/// the planned order (IPv4 first) among equals.
+fn prefer_clean_paths(ips: &mut [IpAddr], penalised_paths: impl Fn(IpAddr) -> usize) {
+    if ips.len() > 1 {
+        ips.sort_by_cached_key(|ip| penalised_paths(*ip));
+    }
+}
+
 /// One address's probes for one protocol, before judgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathRun<O> {
@@ -319,6 +327,13 @@ impl WebStage {
                 ips: vec![via.ip],
             }),
             None => plan.map(|mut p| {
+                // Of a name's addresses, probe first those whose paths are not waiting
+                // out residual blocking.
+                let (http_port, tls_port) = (self.config.http_port, self.config.tls_port);
+                prefer_clean_paths(&mut p.ips, |ip| {
+                    usize::from(self.guard.is_penalised(PathKey::new(ip, http_port)))
+                        + usize::from(self.guard.is_penalised(PathKey::new(ip, tls_port)))
+                });
                 p.ips.truncate(self.config.max_ips.max(1));
                 p
             }),
@@ -716,6 +731,50 @@ mod tests {
         }]);
         let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(3)], 2).unwrap();
         assert_eq!(plan.source, AddressSource::Resolver);
+    }
+
+    #[test]
+    fn addresses_on_penalised_paths_go_last() {
+        let mut ips = vec![ip(1), ip(2), ip(3), ip(4)];
+        prefer_clean_paths(&mut ips, |a| match a {
+            a if a == ip(1) => 2,
+            a if a == ip(3) => 1,
+            _ => 0,
+        });
+        assert_eq!(ips, [ip(2), ip(4), ip(3), ip(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_moves_to_a_clean_path() {
+        let guard = PathGuard::default();
+        let penalised = guard
+            .acquire(PathKey::new(ip(1), 80), AccessMode::Shared, || async { true })
+            .await;
+        penalised.penalise();
+        drop(penalised);
+        let stage = WebStage::new(
+            WebStageConfig {
+                max_ips: 1,
+                ..WebStageConfig::default()
+            },
+            Arc::new(RootCertStore::empty()),
+            guard,
+            ConnectionBudget::new(4),
+            Arc::new(BlockpageSet::builtin()),
+        )
+        .unwrap();
+        // The name's invalid Host makes the stage skip before any connection, after
+        // choosing its addresses.
+        let observed = stage
+            .observe_target(
+                "bad host",
+                Ok(AddressPlan {
+                    source: AddressSource::Control,
+                    ips: vec![ip(1), ip(2)],
+                }),
+            )
+            .await;
+        assert_eq!(observed.addresses.unwrap().ips, [ip(2)]);
     }
 
     #[test]
