@@ -32,9 +32,10 @@ pub struct StallPolicy {
 impl Default for StallPolicy {
     fn default() -> Self {
         StallPolicy {
-            // Linux's RTO starts at 200 ms or more and doubles: three timeouts take at
-            // least 1.4 s, several round trips of any path that ACKed the handshake.
-            min_retransmits: 3,
+            // Linux's RTO is 200 ms or more and doubles: two timeouts take at least
+            // 0.6 s, many round trips of any path that ACKed the handshake; the floor
+            // makes it 1 s at least.
+            min_retransmits: 2,
             floor: Duration::from_secs(1),
             poll: Duration::from_millis(50),
         }
@@ -192,11 +193,11 @@ mod tests {
     #[test]
     fn unacked_retransmitted_data_is_a_drop_only_after_the_floor() {
         let policy = StallPolicy::default();
-        let stall = judge(&info(1, 3, 1500), 199, Duration::from_millis(1450), &policy)
+        let stall = judge(&info(1, 2, 1500), 199, Duration::from_millis(1450), &policy)
             .expect("dropped");
-        assert_eq!((stall.unacked_bytes, stall.retransmits), (199, 3));
+        assert_eq!((stall.unacked_bytes, stall.retransmits), (199, 2));
         assert!(stall.to_string().contains("199 byte(s)"), "{stall}");
-        assert!(judge(&info(1, 2, 1500), 199, Duration::from_millis(1450), &policy).is_none());
+        assert!(judge(&info(1, 1, 1500), 199, Duration::from_millis(1450), &policy).is_none());
         let eager = StallPolicy {
             min_retransmits: 1,
             ..policy

@@ -744,9 +744,9 @@ fn no_residual_failures_are_attributed_from_controls_and_blackholes_from_round_t
             let error = test["error"].as_str().unwrap_or_default();
             assert!(error.contains("dropped in the path"), "{target:#}");
             assert!(error.contains("never acknowledged"), "{error}");
-            // Decided after a few retransmission timeouts, not the lab's 3 s timeout.
-            let total = test["total_ms"].as_f64().unwrap();
-            assert!(total < 2900.0, "{domain}: {total} ms");
+            // Decided from the round trips (only the TCP_INFO watch writes this), not
+            // by the lab's 3 s timeout.
+            assert!(error.contains("consecutive timeouts"), "{error}");
         }
     }
     assert!(attributed > 30, "{attributed}");
