@@ -214,8 +214,17 @@ fn main() {
     let wall = scan_started.elapsed().as_secs_f64();
     // The largest child waited for so far: the scan (`ip netns exec` execs it); the
     // lab's own roles are threads of this process.
-    let peak_rss_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map_or(0, |u| u.max_rss());
+    let children = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+    let peak_rss_kib = children.as_ref().map_or(0, |u| u.max_rss());
+    let cpu = |u: &nix::sys::resource::Usage| {
+        let t = u.user_time() + u.system_time();
+        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+    };
+    let scan_cpu = children.as_ref().map_or(0.0, cpu);
+    // The lab's censor and servers are threads of this process.
+    let lab_cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .as_ref()
+        .map_or(0.0, cpu);
     let stats = lab.stop();
     let status = status.expect("run the scan");
     println!(
@@ -246,13 +255,26 @@ fn main() {
         comparison.failures().count(),
         comparison.missing.len()
     );
-    for check in comparison.failures().take(10) {
+    let mut wrong_by_field: BTreeMap<&str, usize> = BTreeMap::new();
+    for check in comparison.failures() {
+        *wrong_by_field.entry(check.field).or_default() += 1;
+    }
+    if !wrong_by_field.is_empty() {
+        println!("  wrong cells by field: {wrong_by_field:?}");
+    }
+    for check in comparison.failures().take(6) {
         println!(
             "    {} {}: expected {:?}, got {:?}",
             check.name, check.field, check.expected, check.actual
         );
     }
     println!("  scan peak RSS:  {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "  CPU:            scan {scan_cpu:.1} s ({:.2} ms/name), lab (censor, servers) {lab_cpu:.1} s; \
+         the machine has {} CPUs",
+        1000.0 * scan_cpu / n as f64,
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
     if setup.options.residual_secs > 0 {
         println!("  lower bound:    {bound:.1} s ({bound_detail})");
         if bound > 0.0 {

@@ -716,8 +716,12 @@ impl PathTicket {
             let history = st.residual.get_or_insert_with(ResidualHistory::default);
             if st.penalty.is_none() {
                 history.triggers += 1;
-                // Look again once the shortest episode measured so far is over.
-                let first = history.shortest().unwrap_or(config.recheck_initial);
+                // Look again just before the shortest episode measured so far ends
+                // (then closely, see `RecheckInProgress::finish`): the measurement
+                // converges on the real duration instead of on the re-check interval.
+                let first = history
+                    .shortest()
+                    .map_or(config.recheck_initial, |d| d.mul_f64(0.9));
                 st.penalty = Some(Penalty {
                     since: now,
                     next_check: now + first,
