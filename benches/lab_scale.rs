@@ -175,8 +175,10 @@ fn main() {
         std::process::exit(1);
     }
     let setup = parse_args();
-    let exe = std::env::var_os("CENSORPROBE_BENCH_EXE")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_censorprobe")), PathBuf::from);
+    let exe = std::env::var_os("CENSORPROBE_BENCH_EXE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_censorprobe")),
+        PathBuf::from,
+    );
     let scenario = generate_with(&setup.options);
     let dir = tempfile::tempdir().expect("temporary directory");
     let scenario_path = dir.path().join("scenario.toml");
@@ -194,12 +196,13 @@ fn main() {
     );
     println!(
         "  load average before: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 
     let up_started = Instant::now();
-    let lab = Lab::start(scenario.clone(), &scenario_path, &LabOptions::default())
-        .expect("lab up");
+    let lab = Lab::start(scenario.clone(), &scenario_path, &LabOptions::default()).expect("lab up");
     let lab_up = up_started.elapsed();
     let info = lab.info().clone();
     let mut args = scan_args(&info, &timing, &report_path);
@@ -215,26 +218,30 @@ fn main() {
     // The largest child waited for so far: the scan (`ip netns exec` execs it); the
     // lab's own roles are threads of this process.
     let children = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
-    let peak_rss_kib = children.as_ref().map_or(0, |u| u.max_rss());
-    let cpu = |u: &nix::sys::resource::Usage| {
+    let peak_rss_kib = children
+        .as_ref()
+        .map_or(0, nix::sys::resource::Usage::max_rss);
+    let cpu_secs = |u: &nix::sys::resource::Usage| {
         let t = u.user_time() + u.system_time();
         t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
     };
-    let scan_cpu = children.as_ref().map_or(0.0, cpu);
+    let scan_cpu = children.as_ref().map_or(0.0, cpu_secs);
     // The lab's censor and servers are threads of this process.
-    let lab_cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+    let roles_cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
         .as_ref()
-        .map_or(0.0, cpu);
-    let stats = lab.stop();
+        .map_or(0.0, cpu_secs);
+    let teardown = lab.stop();
     let status = status.expect("run the scan");
     println!(
         "  load average after:  {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     if !status.success() {
         println!("  the scan failed: {status}");
     }
-    if let Err(e) = stats {
+    if let Err(e) = teardown {
         println!("  lab teardown: {e}");
     }
     let report = std::fs::read_to_string(&report_path).unwrap_or_default();
@@ -270,7 +277,7 @@ fn main() {
     }
     println!("  scan peak RSS:  {:.1} MiB", peak_rss_kib as f64 / 1024.0);
     println!(
-        "  CPU:            scan {scan_cpu:.1} s ({:.2} ms/name), lab (censor, servers) {lab_cpu:.1} s; \
+        "  CPU:            scan {scan_cpu:.1} s ({:.2} ms/name), lab (censor, servers) {roles_cpu:.1} s; \
          the machine has {} CPUs",
         1000.0 * scan_cpu / n as f64,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)

@@ -594,9 +594,7 @@ impl RecheckInProgress<'_> {
                 penalty.backoff = match st.residual.as_ref().and_then(ResidualHistory::shortest) {
                     // The residual usually ends by now: look again soon, so that the
                     // wait ends close to its real end.
-                    Some(shortest) => (shortest / 20)
-                        .max(MIN_RECHECK)
-                        .min(config.recheck_initial),
+                    Some(shortest) => (shortest / 20).max(MIN_RECHECK).min(config.recheck_initial),
                     None => (penalty.backoff * 2).min(config.recheck_max),
                 };
                 penalty.next_check = now + penalty.backoff;
@@ -687,7 +685,8 @@ impl PathTicket {
     /// A benign control that started at `started` failed on this path.
     pub fn note_control_failure(&self, started: Instant) {
         self.inner.with_path(self.key, |st, _| {
-            st.last_control_failure = Some(st.last_control_failure.map_or(started, |t| t.max(started)));
+            st.last_control_failure =
+                Some(st.last_control_failure.map_or(started, |t| t.max(started)));
         });
     }
 
@@ -1085,8 +1084,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failure_between_passing_controls_is_the_tests_own_unless_a_control_failed_inside()
-    {
+    async fn failure_between_passing_controls_is_the_tests_own_unless_a_control_failed_inside() {
         let guard = quick_guard();
         let path = key(11, 80);
         let neighbour = guard.acquire(path, AccessMode::Shared, never_called).await;
@@ -1094,7 +1092,7 @@ mod tests {
         let window_start = Instant::now();
         failing.note_disturbance();
         // A control failure before the window says nothing about this test.
-        neighbour.note_control_failure(window_start - Duration::from_millis(1));
+        neighbour.note_control_failure(window_start.checked_sub(Duration::from_millis(1)).unwrap());
         assert_eq!(
             failing.attribute_between_passing_controls(window_start),
             Some(AttributionRule::ControlsPassed)
@@ -1102,7 +1100,10 @@ mod tests {
         assert!(!failing.alone(), "two tickets run at once on a clean path");
         // One inside the window makes it ambiguous.
         neighbour.note_control_failure(Instant::now());
-        assert_eq!(failing.attribute_between_passing_controls(window_start), None);
+        assert_eq!(
+            failing.attribute_between_passing_controls(window_start),
+            None
+        );
         drop((neighbour, failing));
         assert!(guard.residual_report().is_empty(), "no residual seen");
     }
@@ -1122,7 +1123,10 @@ mod tests {
                 began.elapsed() >= Duration::from_millis(120)
             })
             .await;
-        assert!(first.alone(), "a path that showed residual runs one test at a time");
+        assert!(
+            first.alone(),
+            "a path that showed residual runs one test at a time"
+        );
         let second = tokio::time::timeout(
             Duration::from_millis(50),
             guard.acquire(path, AccessMode::Shared, never_called),

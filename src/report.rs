@@ -135,7 +135,8 @@ pub struct SummaryRecord {
     #[serde(default)]
     pub blocking: BTreeMap<String, usize>,
     /// Domains blocked at some layer (`blocking` is a layer).
-    pub censored: Vec<String>,    /// What the path guard learnt: every (server IP, port) that showed residual
+    pub censored: Vec<String>,
+    /// What the path guard learnt: every (server IP, port) that showed residual
     /// blocking, with its number of triggers and measured residual durations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residual_paths: Vec<crate::pathguard::PathResidual>,

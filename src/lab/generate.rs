@@ -561,8 +561,11 @@ mod tests {
         );
         assert_eq!(find(Kind::Slow).server.as_deref(), Some("slow"));
         // Names spread over the two shared servers only (plus the slow one).
-        let used: std::collections::BTreeSet<_> =
-            scenario.names.iter().filter_map(|n| n.server.clone()).collect();
+        let used: std::collections::BTreeSet<_> = scenario
+            .names
+            .iter()
+            .filter_map(|n| n.server.clone())
+            .collect();
         assert_eq!(
             used.into_iter().collect::<Vec<_>>(),
             ["shared1", "shared2", "slow"]

@@ -102,9 +102,9 @@ pub enum LabCommand {
         /// Number of web servers (addresses) the names share.
         #[arg(long, default_value_t = generate::DEFAULT_SHARED_SERVERS)]
         servers: u8,
-        /// Kinds of names and their weights, KIND=WEIGHT,... (open, dns_injected,
-        /// dns_hijack, http_reset, tls_reset, http_blackhole, tls_blackhole,
-        /// http_tls_reset, dns_injected_http_reset, slow, nxdomain).
+        /// Kinds of names and their weights, `KIND=WEIGHT,...` (`open`, `dns_injected`,
+        /// `dns_hijack`, `http_reset`, `tls_reset`, `http_blackhole`, `tls_blackhole`,
+        /// `http_tls_reset`, `dns_injected_http_reset`, `slow`, `nxdomain`).
         #[arg(long, default_value_t = generate::Mix::default())]
         mix: generate::Mix,
         /// Output file (default stdout).

@@ -391,7 +391,8 @@ pub struct PathFacts {
     pub waited_ms: f64,
     /// The path stayed penalised for the whole `residual_wait`: what was observed
     /// may still be residual blocking.
-    pub penalty_outlived: bool,    /// The rule that attributed the test's failure to this name (absent when the test
+    pub penalty_outlived: bool,
+    /// The rule that attributed the test's failure to this name (absent when the test
     /// passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<crate::pathguard::AttributionRule>,

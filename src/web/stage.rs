@@ -748,7 +748,9 @@ mod tests {
     async fn a_name_with_several_addresses_moves_to_a_clean_path() {
         let guard = PathGuard::default();
         let penalised = guard
-            .acquire(PathKey::new(ip(1), 80), AccessMode::Shared, || async { true })
+            .acquire(PathKey::new(ip(1), 80), AccessMode::Shared, || async {
+                true
+            })
             .await;
         penalised.penalise();
         drop(penalised);

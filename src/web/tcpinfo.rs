@@ -1,9 +1,9 @@
-//! Blackholes seen in round trips: after a probe has written its request or ClientHello,
+//! Blackholes seen in round trips: after a probe has written its request or `ClientHello`,
 //! the kernel's `TCP_INFO` for the socket says whether the server acknowledged the bytes.
 //!
-//! - Bytes the server ACKed and no answer yet: a slow server. Keep waiting (up to the
+//! - Bytes the server acknowledged and no answer yet: a slow server. Keep waiting (up to the
 //!   probe's own deadline).
-//! - Bytes never ACKed while the kernel retransmits them: the path drops the flow (a
+//! - Bytes never acknowledged while the kernel retransmits them: the path drops the flow (a
 //!   censor blackholing it after seeing the Host or SNI). The probe calls it a timeout
 //!   after a few retransmission timeouts ([`StallPolicy`]) instead of the full
 //!   `--web-timeout`, and the evidence says how many retransmissions and how many bytes.
@@ -193,8 +193,8 @@ mod tests {
     #[test]
     fn unacked_retransmitted_data_is_a_drop_only_after_the_floor() {
         let policy = StallPolicy::default();
-        let stall = judge(&info(1, 2, 1500), 199, Duration::from_millis(1450), &policy)
-            .expect("dropped");
+        let stall =
+            judge(&info(1, 2, 1500), 199, Duration::from_millis(1450), &policy).expect("dropped");
         assert_eq!((stall.unacked_bytes, stall.retransmits), (199, 2));
         assert!(stall.to_string().contains("199 byte(s)"), "{stall}");
         assert!(judge(&info(1, 1, 1500), 199, Duration::from_millis(1450), &policy).is_none());

@@ -25,11 +25,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
-use super::tcpinfo::{self, StallPolicy};
 use super::observation::{
     CertProblem, CertValidity, CertificateInfo, Stage, TlsAlert, TlsHandshakeEnd, TlsObservation,
     TlsProgress,
 };
+use super::tcpinfo::{self, StallPolicy};
 use crate::error::{Error, Result};
 
 /// ALPN offered by default, as a browser would.
