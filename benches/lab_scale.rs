@@ -11,7 +11,8 @@
 //! `cargo bench --bench lab_scale -- b [NAMES]`: NAMES (default 500) on 8 addresses, the
 //! default mix, a 10 s residual window after every trigger.
 //! `cargo bench --bench lab_scale -- custom NAMES SERVERS RESIDUAL_SECS [MIX]`.
-//! Set `CENSORPROBE_BENCH_EXE` to measure another build of the binary.
+//! Set `CENSORPROBE_BENCH_EXE` to measure another build of the binary, and
+//! `CENSORPROBE_BENCH_KEEP=FILE` to keep the report.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -245,6 +246,9 @@ fn main() {
         println!("  lab teardown: {e}");
     }
     let report = std::fs::read_to_string(&report_path).unwrap_or_default();
+    if let Some(keep) = std::env::var_os("CENSORPROBE_BENCH_KEEP") {
+        let _ = std::fs::copy(&report_path, &keep);
+    }
     let comparison = censorprobe::lab::expect::compare(&scenario, &report);
     let mut failed_names: std::collections::BTreeSet<&str> =
         comparison.failures().map(|c| c.name.as_str()).collect();

@@ -710,8 +710,15 @@ impl PathTicket {
     /// is known to show residual blocking from now on; nobody uses it until a re-check
     /// passes.
     pub fn penalise(&self) {
+        self.penalise_from(Instant::now());
+    }
+
+    /// [`PathTicket::penalise`], the residual blocking having been seen first by a
+    /// control that started at `first_failure` (the measured duration starts there).
+    pub fn penalise_from(&self, first_failure: Instant) {
         let config = &self.inner.config;
         self.inner.with_path(self.key, |st, now| {
+            let now = first_failure.min(now);
             let history = st.residual.get_or_insert_with(ResidualHistory::default);
             if st.penalty.is_none() {
                 history.triggers += 1;

@@ -541,9 +541,13 @@ impl WebStage {
                 ticket.note_control_failure(window_start);
                 if ticket.seen_working() && !outlived && may_requeue {
                     // The path worked moments ago and a harmless name fails on it now:
-                    // residual blocking from an earlier test. Close the path until a
-                    // benign control passes, then run this target again.
-                    ticket.penalise();
+                    // residual blocking from an earlier test, if it persists (a second
+                    // control at once tells it from a passing glitch of an overloaded
+                    // path). Then close the path until a benign control passes. Run
+                    // this target again either way.
+                    if !passed(&probe(ProbeRole::Control).await) {
+                        ticket.penalise_from(window_start);
+                    }
                     drop(ticket);
                     requeues += 1;
                     continue;
@@ -587,9 +591,15 @@ impl WebStage {
                 let rule = ticket.attribute_between_passing_controls(window_start);
                 drop(ticket);
                 rule
+            } else if passed(&probe(ProbeRole::Control).await) {
+                // The failing control was a glitch, not residual blocking (which lasts
+                // seconds): it says nothing either way, so the evidence is ambiguous.
+                ticket.note_control_failure(residual_start);
+                drop(ticket);
+                None
             } else {
                 ticket.note_control_failure(residual_start);
-                ticket.penalise();
+                ticket.penalise_from(residual_start);
                 let alone = ticket.alone();
                 match ticket.settle().await {
                     Attribution::Sole if alone => Some(AttributionRule::AloneOnPath),
