@@ -7,17 +7,27 @@
 //! makes the next domain on the same address look censored too. The guard keeps
 //! every path honest, adaptively:
 //!
-//! - Work on a clean path runs concurrently ([`AccessMode::Shared`]); nothing waits on
-//!   a fixed delay.
-//! - When a test on a path fails after a passing control, its ticket
-//!   [notes a disturbance](PathTicket::note_disturbance): new work on that path waits
-//!   until the post-test control has run and the failure has been
-//!   [settled](PathTicket::settle). If the post-test control failed, the path is
-//!   [penalised](PathTicket::penalise): nobody uses it until a benign control passes
-//!   again, re-checked with exponential backoff for at most `residual_wait`.
-//! - A failure whose window overlapped another ticket's disturbance cannot be
-//!   attributed (the other test may have caused it): the caller re-runs it alone, in
-//!   [`AccessMode::Exclusive`], where its result is its own.
+//! - Work on a path runs concurrently ([`AccessMode::Shared`]); nothing waits on a
+//!   fixed delay, and a failure does not hold up the path.
+//! - **Attribution from evidence.** Residual blocking shows itself: a benign control on
+//!   the path fails. A failed test is its own when the benign controls around it (the
+//!   one just before it and the one started at once after it) passed and no control on
+//!   the path failed inside its window ([`AttributionRule::ControlsPassed`]). When the
+//!   control after it failed, the path shows residual blocking: the path is
+//!   [penalised](PathTicket::penalise), and the failure is the test's own only if no
+//!   other test on the path failed inside its window ([`AttributionRule::SoleTrigger`]).
+//!   Otherwise the evidence is ambiguous and the caller re-runs the test alone, in
+//!   [`AccessMode::Exclusive`] ([`AttributionRule::AloneOnPath`]).
+//! - **Learning.** Each path remembers whether it ever showed residual blocking. Paths
+//!   that show none stay at full concurrency. A path that shows it is probed one test
+//!   at a time from then on (a trigger then never hides behind another test's
+//!   residual), and every episode's duration is measured, from the first failing
+//!   control to the first passing one ([`PathGuard::residual_report`]).
+//! - **Penalties.** Nobody uses a penalised path until a benign control passes again.
+//!   The first re-check comes after the shortest residual duration measured on the
+//!   path (or `recheck_initial` before one is known), then every `recheck_initial`
+//!   while the path is known to show residual blocking, else with exponential backoff;
+//!   at most `residual_wait` in all.
 //! - Other paths are unaffected: the table is sharded, one short mutex hold per event.
 //!
 //! [`PortRotation`] spreads `--via` tests over a port range so that no two tests share
@@ -90,7 +100,8 @@ pub enum AccessMode {
     Exclusive,
 }
 
-/// Whether a failure observed under a ticket is the ticket's own.
+/// Whether a failure observed under a ticket is the ticket's own (from
+/// [`PathTicket::settle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attribution {
     /// No other test on the path was disturbed during the ticket's window.
@@ -98,6 +109,93 @@ pub enum Attribution {
     /// Other tests on the path were disturbed meanwhile; one of them may have caused
     /// this failure.
     Overlapped { other_disturbances: u64 },
+}
+
+/// The rule that attributed a failed test to its target (recorded in the evidence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionRule {
+    /// The benign controls just before and just after the test passed, and no control
+    /// on the path failed inside the test's window: no residual blocking was active.
+    ControlsPassed,
+    /// The test ran alone on the path (a re-run, or a path known to show residual
+    /// blocking, probed one test at a time).
+    AloneOnPath,
+    /// The control after the test failed (residual blocking), and no other test on
+    /// the path failed inside this test's window: the trigger was this test.
+    SoleTrigger,
+    /// The evidence stayed ambiguous and no re-run was left.
+    Ambiguous,
+    /// The control before the test failed: no keyword claim is made.
+    ControlFailed,
+}
+
+impl AttributionRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributionRule::ControlsPassed => "controls_passed",
+            AttributionRule::AloneOnPath => "alone_on_path",
+            AttributionRule::SoleTrigger => "sole_trigger",
+            AttributionRule::Ambiguous => "ambiguous",
+            AttributionRule::ControlFailed => "control_failed",
+        }
+    }
+
+    /// One sentence for the evidence.
+    pub fn explain(self) -> &'static str {
+        match self {
+            AttributionRule::ControlsPassed => {
+                "attributed to this name: the benign controls just before and just after the test passed, \
+                 and no control on the path failed in between (no residual blocking was active)"
+            }
+            AttributionRule::AloneOnPath => {
+                "attributed to this name: the test ran alone on the path"
+            }
+            AttributionRule::SoleTrigger => {
+                "attributed to this name: the path showed residual blocking after the test, and no other \
+                 test on the path failed during this one"
+            }
+            AttributionRule::Ambiguous => {
+                "not attributable: another test's residual blocking may have caused this failure, and no \
+                 re-run was left"
+            }
+            AttributionRule::ControlFailed => {
+                "the benign control before the test failed too: no keyword claim"
+            }
+        }
+    }
+}
+
+/// What the guard learnt about one path's residual blocking during the scan (paths
+/// that showed none are not listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathResidual {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Episodes of residual blocking (a benign control failing on a path that worked).
+    pub triggers: u64,
+    /// Episodes measured to their end (first failing control to first passing one).
+    pub measured: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_min_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_median_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_max_ms: Option<f64>,
+}
+
+/// A path's residual behaviour so far.
+#[derive(Debug, Clone, Default)]
+struct ResidualHistory {
+    triggers: u64,
+    /// Measured episode durations.
+    durations: Vec<Duration>,
+}
+
+impl ResidualHistory {
+    fn shortest(&self) -> Option<Duration> {
+        self.durations.iter().min().copied()
+    }
 }
 
 #[derive(Debug)]
@@ -124,6 +222,10 @@ struct PathState {
     penalty: Option<Penalty>,
     /// Last time a benign probe (or any passing probe) went through.
     last_ok: Option<Instant>,
+    /// Start of the latest benign control that failed on this path.
+    last_control_failure: Option<Instant>,
+    /// Residual blocking seen on this path (None: none seen so far).
+    residual: Option<ResidualHistory>,
     last_touch: Instant,
     notify: Arc<Notify>,
 }
@@ -139,6 +241,8 @@ impl PathState {
             exclusive_waiting: 0,
             penalty: None,
             last_ok: None,
+            last_control_failure: None,
+            residual: None,
             last_touch: now,
             notify: Arc::new(Notify::new()),
         }
@@ -151,11 +255,14 @@ impl PathState {
             && !self.exclusive
             && self.exclusive_waiting == 0
             && self.penalty.is_none()
+            && self.residual.is_none()
             && Arc::strong_count(&self.notify) == 1
     }
 }
 
 const SHARDS: usize = 64;
+/// The shortest interval between re-checks of a penalised path.
+const MIN_RECHECK: Duration = Duration::from_millis(100);
 /// A shard sweeps its stale idle entries after as many operations as it has entries
 /// (amortised constant work per operation), but not more often than this.
 const SWEEP_MIN: usize = 64;
@@ -249,6 +356,41 @@ impl PathGuard {
     /// cleared by a passing control).
     pub fn is_penalised(&self, key: PathKey) -> bool {
         self.inner.with_path(key, |st, _| st.penalty.is_some())
+    }
+
+    /// What was learnt about every path that showed residual blocking, by path.
+    pub fn residual_report(&self) -> Vec<PathResidual> {
+        let mut report = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = shard.lock().expect("path table lock");
+            for (key, st) in &shard.paths {
+                let Some(history) = &st.residual else {
+                    continue;
+                };
+                let mut ms: Vec<f64> = history
+                    .durations
+                    .iter()
+                    .map(|d| d.as_secs_f64() * 1000.0)
+                    .collect();
+                ms.sort_by(f64::total_cmp);
+                report.push(PathResidual {
+                    ip: key.ip,
+                    port: key.port,
+                    triggers: history.triggers,
+                    measured: ms.len() as u64,
+                    residual_min_ms: ms.first().copied(),
+                    residual_median_ms: ms.get(ms.len() / 2).copied(),
+                    residual_max_ms: ms.last().copied(),
+                });
+            }
+        }
+        report.sort_by_key(|p| (p.ip, p.port));
+        report
+    }
+
+    /// Whether the path showed residual blocking during this scan.
+    pub fn shows_residual(&self, key: PathKey) -> bool {
+        self.inner.with_path(key, |st, _| st.residual.is_some())
     }
 
     /// Number of paths with state in the table (for tests and diagnostics).
@@ -375,6 +517,11 @@ impl Acquire<'_> {
         }
         match self.mode {
             AccessMode::Shared if st.exclusive_waiting > 0 => return Decision::Wait(None),
+            // A path that showed residual blocking is probed one test at a time: a
+            // trigger then never hides behind another test's residual window.
+            AccessMode::Shared if st.residual.is_some() && st.in_flight > 0 => {
+                return Decision::Wait(None);
+            }
             AccessMode::Exclusive if st.in_flight > 0 => {
                 if !self.exclusive_registered {
                     self.exclusive_registered = true;
@@ -388,6 +535,7 @@ impl Acquire<'_> {
             self.exclusive_registered = false;
             st.exclusive_waiting -= 1;
         }
+        let alone = self.mode == AccessMode::Exclusive || st.residual.is_some();
         st.in_flight += 1;
         st.active += 1;
         if self.mode == AccessMode::Exclusive {
@@ -407,6 +555,7 @@ impl Acquire<'_> {
             waited: Duration::ZERO,
             penalty_outlived: false,
             seen_working,
+            alone,
         }))
     }
 }
@@ -436,11 +585,18 @@ impl RecheckInProgress<'_> {
         let config = &self.inner.config;
         self.inner.with_path(self.key, |st, now| {
             if passed {
-                st.penalty = None;
+                if let (Some(penalty), Some(history)) = (st.penalty.take(), st.residual.as_mut()) {
+                    history.durations.push(now.duration_since(penalty.since));
+                }
                 st.last_ok = Some(now);
             } else if let Some(penalty) = st.penalty.as_mut() {
                 penalty.checking = false;
-                penalty.backoff = (penalty.backoff * 2).min(config.recheck_max);
+                penalty.backoff = match st.residual.as_ref().and_then(ResidualHistory::shortest) {
+                    // The residual usually ends by now: look again soon, so that the
+                    // wait ends close to its real end.
+                    Some(shortest) => (shortest / 20).max(MIN_RECHECK).min(config.recheck_initial),
+                    None => (penalty.backoff * 2).min(config.recheck_max),
+                };
                 penalty.next_check = now + penalty.backoff;
             }
             st.notify.notify_waiters();
@@ -476,6 +632,8 @@ pub struct PathTicket {
     waited: Duration,
     penalty_outlived: bool,
     seen_working: bool,
+    /// No other ticket can be admitted to the path while this one is held.
+    alone: bool,
 }
 
 impl PathTicket {
@@ -510,39 +668,72 @@ impl PathTicket {
             .with_path(self.key, |st, now| st.last_ok = Some(now));
     }
 
+    /// Whether this ticket is alone on its path (exclusive, or a path probed one test
+    /// at a time): whatever it observes is its own.
+    pub fn alone(&self) -> bool {
+        self.alone
+    }
+
     /// The test failed after a passing control: it may have triggered residual
-    /// blocking. Shuts admissions to the path until this ticket settles.
+    /// blocking. Counted against other tickets' windows (see [`PathTicket::settle`]);
+    /// the path stays open.
     pub fn note_disturbance(&mut self) {
-        let take_gate = !self.holds_gate;
-        self.holds_gate = true;
         self.own_disturbances += 1;
+        self.inner.with_path(self.key, |st, _| st.disturbances += 1);
+    }
+
+    /// A benign control that started at `started` failed on this path.
+    pub fn note_control_failure(&self, started: Instant) {
         self.inner.with_path(self.key, |st, _| {
-            st.disturbances += 1;
-            if take_gate {
-                st.settling += 1;
-            }
+            st.last_control_failure =
+                Some(st.last_control_failure.map_or(started, |t| t.max(started)));
         });
     }
 
-    /// A benign control failed on a path that should work: residual blocking.
-    /// Nobody uses the path until a re-check passes.
+    /// The failed test's controls (the one before it started at `window_start`, and
+    /// the one at once after it) both passed: the failure is the test's own unless a
+    /// control on the path failed inside that window. `None`: ambiguous.
+    pub fn attribute_between_passing_controls(
+        &self,
+        window_start: Instant,
+    ) -> Option<AttributionRule> {
+        if self.alone {
+            return Some(AttributionRule::AloneOnPath);
+        }
+        let failed_inside = self.inner.with_path(self.key, |st, _| {
+            st.last_control_failure.is_some_and(|t| t >= window_start)
+        });
+        (!failed_inside).then_some(AttributionRule::ControlsPassed)
+    }
+
+    /// A benign control failed on a path that should work: residual blocking. The path
+    /// is known to show residual blocking from now on; nobody uses it until a re-check
+    /// passes.
     pub fn penalise(&self) {
-        let initial = self.inner.config.recheck_initial;
+        self.penalise_from(Instant::now());
+    }
+
+    /// [`PathTicket::penalise`], the residual blocking having been seen first by a
+    /// control that started at `first_failure` (the measured duration starts there).
+    pub fn penalise_from(&self, first_failure: Instant) {
+        let config = &self.inner.config;
         self.inner.with_path(self.key, |st, now| {
-            match st.penalty.as_mut() {
-                Some(penalty) => {
-                    penalty.since = now;
-                    penalty.backoff = initial;
-                    penalty.next_check = now + initial;
-                }
-                None => {
-                    st.penalty = Some(Penalty {
-                        since: now,
-                        next_check: now + initial,
-                        backoff: initial,
-                        checking: false,
-                    });
-                }
+            let now = first_failure.min(now);
+            let history = st.residual.get_or_insert_with(ResidualHistory::default);
+            if st.penalty.is_none() {
+                history.triggers += 1;
+                // Look again just before the shortest episode measured so far ends
+                // (then closely, see `RecheckInProgress::finish`): the measurement
+                // converges on the real duration instead of on the re-check interval.
+                let first = history
+                    .shortest()
+                    .map_or(config.recheck_initial, |d| d.mul_f64(0.9));
+                st.penalty = Some(Penalty {
+                    since: now,
+                    next_check: now + first,
+                    backoff: config.recheck_initial,
+                    checking: false,
+                });
             }
             st.notify.notify_waiters();
         });
@@ -564,7 +755,7 @@ impl PathTicket {
             }
             st.notify.notify_waiters();
         });
-        if self.mode == AccessMode::Exclusive {
+        if self.alone {
             return Attribution::Sole;
         }
         loop {
@@ -855,6 +1046,19 @@ mod tests {
         let mut a = guard.acquire(path, AccessMode::Shared, never_called).await;
         let mut b = guard.acquire(path, AccessMode::Shared, never_called).await;
         a.note_disturbance();
+        // A failure alone does not hold up the path.
+        drop(
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                guard.acquire(path, AccessMode::Shared, never_called),
+            )
+            .await
+            .expect("the path stays open after a failure"),
+        );
+        let a_settles = tokio::spawn(async move { a.settle().await });
+        // `a` waits for `b` to finish probing before judging.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!a_settles.is_finished());
         // Admissions are shut while a failure is being settled.
         let blocked = tokio::time::timeout(
             Duration::from_millis(50),
@@ -862,10 +1066,6 @@ mod tests {
         )
         .await;
         assert!(blocked.is_err());
-        let a_settles = tokio::spawn(async move { a.settle().await });
-        // `a` waits for `b` to finish probing before judging.
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!a_settles.is_finished());
         b.note_disturbance();
         let b_attr = b.settle().await;
         let a_attr = a_settles.await.unwrap();
@@ -888,6 +1088,101 @@ mod tests {
         )
         .await;
         assert!(again.is_ok());
+    }
+
+    #[tokio::test]
+    async fn failure_between_passing_controls_is_the_tests_own_unless_a_control_failed_inside() {
+        let guard = quick_guard();
+        let path = key(11, 80);
+        let neighbour = guard.acquire(path, AccessMode::Shared, never_called).await;
+        let mut failing = guard.acquire(path, AccessMode::Shared, never_called).await;
+        let window_start = Instant::now();
+        failing.note_disturbance();
+        // A control failure before the window says nothing about this test.
+        neighbour.note_control_failure(window_start.checked_sub(Duration::from_millis(1)).unwrap());
+        assert_eq!(
+            failing.attribute_between_passing_controls(window_start),
+            Some(AttributionRule::ControlsPassed)
+        );
+        assert!(!failing.alone(), "two tickets run at once on a clean path");
+        // One inside the window makes it ambiguous.
+        neighbour.note_control_failure(Instant::now());
+        assert_eq!(
+            failing.attribute_between_passing_controls(window_start),
+            None
+        );
+        drop((neighbour, failing));
+        assert!(guard.residual_report().is_empty(), "no residual seen");
+    }
+
+    #[tokio::test]
+    async fn a_path_with_residual_is_probed_one_at_a_time_and_learns_the_duration() {
+        let guard = quick_guard();
+        let path = key(12, 80);
+        let t = guard.acquire(path, AccessMode::Shared, never_called).await;
+        t.mark_working();
+        t.penalise();
+        drop(t);
+        let began = Instant::now();
+        // Residual blocking that ends 120 ms after the penalty began.
+        let first = guard
+            .acquire(path, AccessMode::Shared, move || async move {
+                began.elapsed() >= Duration::from_millis(120)
+            })
+            .await;
+        assert!(
+            first.alone(),
+            "a path that showed residual runs one test at a time"
+        );
+        let second = tokio::time::timeout(
+            Duration::from_millis(50),
+            guard.acquire(path, AccessMode::Shared, never_called),
+        )
+        .await;
+        assert!(second.is_err(), "the second test waits for the first");
+        drop(first);
+        let report = guard.residual_report();
+        assert_eq!(report.len(), 1);
+        assert_eq!((report[0].triggers, report[0].measured), (1, 1));
+        let measured = report[0].residual_min_ms.unwrap();
+        assert!((120.0..400.0).contains(&measured), "{measured}");
+        assert!(guard.shows_residual(path));
+    }
+
+    #[tokio::test]
+    async fn a_learnt_residual_is_waited_out_then_rechecked_closely() {
+        let guard = PathGuard::new(PathGuardConfig {
+            residual_wait: Duration::from_secs(5),
+            recheck_initial: Duration::from_millis(300),
+            recheck_max: Duration::from_secs(1),
+        });
+        let path = key(13, 80);
+        let residual = Duration::from_millis(300);
+        for episode in 0..2 {
+            let t = guard.acquire(path, AccessMode::Shared, never_called).await;
+            t.mark_working();
+            let began = Instant::now();
+            t.penalise();
+            drop(t);
+            let checks = Arc::new(AtomicU32::new(0));
+            let counter = Arc::clone(&checks);
+            let _ticket = guard
+                .acquire(path, AccessMode::Shared, move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move { began.elapsed() >= residual }
+                })
+                .await;
+            let waited = began.elapsed();
+            assert!(waited >= residual);
+            if episode == 1 {
+                // The first re-check comes once the learnt duration is over, and the
+                // wait ends well within one re-check interval of the residual's end.
+                assert!(checks.load(Ordering::SeqCst) <= 2, "{checks:?}");
+                assert!(waited < residual + Duration::from_millis(200), "{waited:?}");
+            }
+        }
+        let report = guard.residual_report();
+        assert_eq!((report[0].triggers, report[0].measured), (2, 2));
     }
 
     #[tokio::test]

@@ -147,6 +147,10 @@ pub struct SummaryRecord {
     /// What the DNS rate control did (back-offs when the resolver dropped queries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_rate: Option<crate::dns::rate::DnsRateReport>,
+    /// What the path guard learnt: every (server IP, port) that showed residual
+    /// blocking, with its number of triggers and measured residual durations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residual_paths: Vec<crate::pathguard::PathResidual>,
 }
 
 /// Accumulates the summary as records stream past.

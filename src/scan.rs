@@ -308,6 +308,9 @@ pub async fn run_scan_with(
     if config.stages.dns {
         summary.dns_rate = Some(context.engine.rate_report());
     }
+    if let Some(web) = &context.web {
+        summary.residual_paths = web.guard().residual_report();
+    }
     writer.summary(&summary)?;
     Ok(summary)
 }
@@ -349,7 +352,8 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
             control.as_ref(),
             dns.as_ref().map(|d| &d.assessment),
             &resolver_ips,
-            web.config().max_ips,
+            // All of them: the stage probes `max_ips`, preferring clean paths.
+            usize::MAX,
         );
         web_result = Some(web.probe_target(&target.domain, plan).await);
     }

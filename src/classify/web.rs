@@ -418,6 +418,8 @@ pub enum WebEvidenceKind {
     PenaltyOutlived,
     /// The probes were re-run alone on the path (result not attributable before).
     Requeued,
+    /// Which rule attributed the test's failure to this name (see the path guard).
+    Attribution,
     /// Outcomes at the target's other addresses.
     OtherAddresses,
     /// Why the stage was skipped.
@@ -762,6 +764,13 @@ fn common_evidence(
                  (another test on the path was disturbed meanwhile, or the path was penalised)",
                 path.requeues
             ),
+        ));
+    }
+    if let Some(rule) = path.attribution {
+        evidence.push(WebEvidence::new(
+            WebEvidenceKind::Attribution,
+            None,
+            format!("{} ({})", rule.explain(), rule.as_str()),
         ));
     }
     if path.penalty_outlived {
@@ -1467,6 +1476,7 @@ mod tests {
             requeues: 0,
             waited_ms: 0.0,
             penalty_outlived: false,
+            attribution: None,
         }
     }
 

@@ -101,12 +101,18 @@ pub enum LabCommand {
         /// Seed of the mix.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// How long residual censorship lasts after each HTTP/TLS match (GFW: 90-180 s).
+        /// How long residual censorship lasts after each HTTP/TLS match (GFW: 90-180 s);
+        /// 0: none.
         #[arg(long, default_value_t = 90)]
         residual_secs: u32,
         /// Number of web servers (addresses) the names share.
         #[arg(long, default_value_t = generate::DEFAULT_SHARED_SERVERS)]
         servers: u8,
+        /// Kinds of names and their weights, `KIND=WEIGHT,...` (`open`, `dns_injected`,
+        /// `dns_hijack`, `http_reset`, `tls_reset`, `http_blackhole`, `tls_blackhole`,
+        /// `http_tls_reset`, `dns_injected_http_reset`, `slow`, `nxdomain`).
+        #[arg(long, default_value_t = generate::Mix::default())]
+        mix: generate::Mix,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -270,9 +276,17 @@ pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             seed,
             residual_secs,
             servers,
+            mix,
             out,
         } => {
-            let text = generate::generate(n, seed, residual_secs, servers).to_toml();
+            let text = generate::generate_with(&generate::GenOptions {
+                n,
+                seed,
+                residual_secs,
+                shared_servers: servers,
+                mix,
+            })
+            .to_toml();
             match out {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?,

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::observation::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse, Stage};
+use super::tcpinfo::{self, StallPolicy};
 
 /// A common browser User-Agent: a probe that announces itself may be treated
 /// differently from the users whose experience it measures.
@@ -189,8 +190,24 @@ impl HttpProber {
 
         let mut reader = ResponseReader::new(self.config.body_cap, self.config.body_keep);
         let mut buf = vec![0u8; READ_BUFFER];
+        let (mut receiver, sender) = stream.split();
+        // Before any answer: the request never ACKed while retransmitted is a drop.
+        let mut dropped = Box::pin(tcpinfo::dropped_in_path(
+            sender.as_ref(),
+            obs.request_bytes_sent as u64,
+            request_done,
+            StallPolicy::default(),
+        ));
         let end = loop {
-            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            let read = tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, receiver.read(&mut buf)) => read,
+                stall = &mut dropped, if obs.bytes_received == 0 => {
+                    obs.error = Some(stall.to_string());
+                    break HttpExchangeEnd::TimeoutAfterRequest;
+                }
+            };
+            match read {
                 Err(_elapsed) => {
                     break if obs.bytes_received == 0 {
                         HttpExchangeEnd::TimeoutAfterRequest
@@ -237,6 +254,7 @@ impl HttpProber {
                 }
             }
         };
+        drop(dropped);
         obs.exchange = Some(end);
         if end != HttpExchangeEnd::Complete {
             obs.failed_at = Some(if obs.bytes_received == 0 {

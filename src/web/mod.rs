@@ -9,6 +9,7 @@ pub mod net;
 pub mod observation;
 pub mod proof;
 pub mod stage;
+pub mod tcpinfo;
 pub mod tls;
 
 pub use net::ConnectionBudget;

@@ -394,6 +394,10 @@ pub struct PathFacts {
     /// The path stayed penalised for the whole `residual_wait`: what was observed
     /// may still be residual blocking.
     pub penalty_outlived: bool,
+    /// The rule that attributed the test's failure to this name (absent when the test
+    /// passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<crate::pathguard::AttributionRule>,
 }
 
 /// The probes on one (ip, port) for one name: the benign control first, then the

@@ -29,7 +29,9 @@ use crate::classify::web::{
 };
 use crate::error::Result;
 use crate::observation::{ControlObservation, ControlOutcome};
-use crate::pathguard::{AccessMode, Attribution, PathGuard, PathKey, PortRotation};
+use crate::pathguard::{
+    AccessMode, Attribution, AttributionRule, PathGuard, PathKey, PortRotation,
+};
 use crate::targets::Target;
 use crate::verdict::DnsAssessment;
 
@@ -177,6 +179,14 @@ pub fn plan_addresses(
     }
 }
 
+/// Order addresses by how many of their paths are penalised (fewest first), keeping
+/// the planned order (IPv4 first) among equals.
+fn prefer_clean_paths(ips: &mut [IpAddr], penalised_paths: impl Fn(IpAddr) -> usize) {
+    if ips.len() > 1 {
+        ips.sort_by_cached_key(|ip| penalised_paths(*ip));
+    }
+}
+
 /// One address's probes for one protocol, before judgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathRun<O> {
@@ -317,6 +327,13 @@ impl WebStage {
                 ips: vec![via.ip],
             }),
             None => plan.map(|mut p| {
+                // Of a name's addresses, probe first those whose paths are not waiting
+                // out residual blocking.
+                let (http_port, tls_port) = (self.config.http_port, self.config.tls_port);
+                prefer_clean_paths(&mut p.ips, |ip| {
+                    usize::from(self.guard.is_penalised(PathKey::new(ip, http_port)))
+                        + usize::from(self.guard.is_penalised(PathKey::new(ip, tls_port)))
+                });
                 p.ips.truncate(self.config.max_ips.max(1));
                 p
             }),
@@ -485,8 +502,9 @@ impl WebStage {
         .await
     }
 
-    /// Control → test → (residual control) on one path, re-run alone when a failure
-    /// cannot be attributed to this target.
+    /// Control → test → (residual control) on one path. A failed test is attributed
+    /// from the controls around it (see [`crate::pathguard`]); it is re-run alone only
+    /// when that evidence is ambiguous.
     async fn run_path<O, P, Fut>(
         &self,
         key: PathKey,
@@ -508,33 +526,36 @@ impl WebStage {
             };
             let mut ticket = self.guard.acquire(key, mode, recheck).await;
             waited += ticket.waited();
-            let facts = |requeues: u32, waited: Duration, outlived: bool| PathFacts {
+            let outlived = ticket.penalty_outlived();
+            let facts = |requeues: u32, attribution: Option<AttributionRule>| PathFacts {
                 mode,
                 requeues,
                 waited_ms: waited.as_secs_f64() * 1000.0,
                 penalty_outlived: outlived,
+                attribution,
             };
-            let outlived = ticket.penalty_outlived();
             let may_requeue = requeues < self.config.max_requeues;
+            let window_start = Instant::now();
             let control = probe(ProbeRole::Control).await;
             if !passed(&control) {
+                ticket.note_control_failure(window_start);
                 if ticket.seen_working() && !outlived && may_requeue {
                     // The path worked moments ago and a harmless name fails on it now:
-                    // residual blocking from an earlier test. Close the path until a
-                    // benign control passes, then run this target again.
-                    ticket.penalise();
+                    // residual blocking from an earlier test, if it persists (a second
+                    // control at once tells it from a passing glitch of an overloaded
+                    // path). Then close the path until a benign control passes. Run
+                    // this target again either way.
+                    if !passed(&probe(ProbeRole::Control).await) {
+                        ticket.penalise_from(window_start);
+                    }
                     drop(ticket);
                     requeues += 1;
-                    mode = AccessMode::Exclusive;
                     continue;
                 }
+                // The path or server is broken for the control too: the classifier
+                // claims no keyword blocking; nothing to attribute.
                 let test = probe(ProbeRole::Test).await;
-                let attribution = ticket.settle().await;
-                if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
-                    requeues += 1;
-                    mode = AccessMode::Exclusive;
-                    continue;
-                }
+                drop(ticket);
                 return PathRun {
                     observations: AttemptObservations {
                         control,
@@ -542,7 +563,7 @@ impl WebStage {
                         residual: None,
                         residual_after_ms: None,
                     },
-                    path: facts(requeues, waited, outlived),
+                    path: facts(requeues, Some(AttributionRule::ControlFailed)),
                 };
             }
             ticket.mark_working();
@@ -557,25 +578,44 @@ impl WebStage {
                         residual: None,
                         residual_after_ms: None,
                     },
-                    path: facts(requeues, waited, outlived),
+                    path: facts(requeues, None),
                 };
             }
-            // Reset or dropped after a passing control: possibly a trigger. Hold new
-            // work on this path while the residual control runs.
+            // Reset or dropped after a passing control: possibly a trigger. The control
+            // started at once after the test says whether residual blocking is active.
             ticket.note_disturbance();
             let residual_start = Instant::now();
             let residual = probe(ProbeRole::Control).await;
-            if passed(&residual) {
+            let rule = if passed(&residual) {
                 ticket.mark_working();
+                let rule = ticket.attribute_between_passing_controls(window_start);
+                drop(ticket);
+                rule
+            } else if passed(&probe(ProbeRole::Control).await) {
+                // The failing control was a glitch, not residual blocking (which lasts
+                // seconds): it says nothing either way, so the evidence is ambiguous.
+                ticket.note_control_failure(residual_start);
+                drop(ticket);
+                None
             } else {
-                ticket.penalise();
-            }
-            let attribution = ticket.settle().await;
-            if attribution != Attribution::Sole && mode == AccessMode::Shared && may_requeue {
-                requeues += 1;
-                mode = AccessMode::Exclusive;
-                continue;
-            }
+                ticket.note_control_failure(residual_start);
+                ticket.penalise_from(residual_start);
+                let alone = ticket.alone();
+                match ticket.settle().await {
+                    Attribution::Sole if alone => Some(AttributionRule::AloneOnPath),
+                    Attribution::Sole => Some(AttributionRule::SoleTrigger),
+                    Attribution::Overlapped { .. } => None,
+                }
+            };
+            let rule = match rule {
+                Some(rule) => rule,
+                None if may_requeue => {
+                    requeues += 1;
+                    mode = AccessMode::Exclusive;
+                    continue;
+                }
+                None => AttributionRule::Ambiguous,
+            };
             return PathRun {
                 observations: AttemptObservations {
                     control,
@@ -583,7 +623,7 @@ impl WebStage {
                     residual: Some(residual),
                     residual_after_ms: Some(ms_between(test_end, residual_start)),
                 },
-                path: facts(requeues, waited, outlived),
+                path: facts(requeues, Some(rule)),
             };
         }
     }
@@ -702,6 +742,52 @@ mod tests {
         }]);
         let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(3)], 2).unwrap();
         assert_eq!(plan.source, AddressSource::Resolver);
+    }
+
+    #[test]
+    fn addresses_on_penalised_paths_go_last() {
+        let mut ips = vec![ip(1), ip(2), ip(3), ip(4)];
+        prefer_clean_paths(&mut ips, |a| match a {
+            a if a == ip(1) => 2,
+            a if a == ip(3) => 1,
+            _ => 0,
+        });
+        assert_eq!(ips, [ip(2), ip(4), ip(3), ip(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_moves_to_a_clean_path() {
+        let guard = PathGuard::default();
+        let penalised = guard
+            .acquire(PathKey::new(ip(1), 80), AccessMode::Shared, || async {
+                true
+            })
+            .await;
+        penalised.penalise();
+        drop(penalised);
+        let stage = WebStage::new(
+            WebStageConfig {
+                max_ips: 1,
+                ..WebStageConfig::default()
+            },
+            Arc::new(RootCertStore::empty()),
+            guard,
+            ConnectionBudget::new(4),
+            Arc::new(BlockpageSet::builtin()),
+        )
+        .unwrap();
+        // The name's invalid Host makes the stage skip before any connection, after
+        // choosing its addresses.
+        let observed = stage
+            .observe_target(
+                "bad host",
+                Ok(AddressPlan {
+                    source: AddressSource::Control,
+                    ips: vec![ip(1), ip(2)],
+                }),
+            )
+            .await;
+        assert_eq!(observed.addresses.unwrap().ips, [ip(2)]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::observation::{
     CertProblem, CertValidity, CertificateInfo, Stage, TlsAlert, TlsHandshakeEnd, TlsObservation,
     TlsProgress,
 };
+use super::tcpinfo::{self, StallPolicy};
 use crate::error::{Error, Result};
 
 /// ALPN offered by default, as a browser would.
@@ -299,7 +300,23 @@ impl TlsProber {
                 obs.handshake_ms = Some(ms_between(hs_start, Instant::now()));
                 return TlsHandshakeEnd::Complete;
             }
-            let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            let read = {
+                // Before any answer: the ClientHello never ACKed while retransmitted
+                // is a drop.
+                let (mut receiver, sender) = stream.split();
+                let sent_at = first_flight_done.unwrap_or(hs_start);
+                tokio::select! {
+                    biased;
+                    read = tokio::time::timeout_at(deadline, receiver.read(&mut buf)) => read,
+                    stall = tcpinfo::dropped_in_path(
+                        sender.as_ref(), obs.bytes_sent, sent_at, StallPolicy::default()
+                    ), if obs.bytes_received == 0 => {
+                        obs.error = Some(stall.to_string());
+                        return TlsHandshakeEnd::Timeout;
+                    }
+                }
+            };
+            let n = match read {
                 Err(_elapsed) => return TlsHandshakeEnd::Timeout,
                 Ok(Ok(0)) => return TlsHandshakeEnd::Eof,
                 Ok(Ok(n)) => n,

@@ -825,6 +825,80 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
         kept_honest > 0,
         "no benign name ever waited for a penalised path"
     );
+    // What the guard learnt is in the summary: paths with residual blocking, their
+    // triggers, and the measured residual duration (1 s here; measured from the first
+    // failing control to the first passing one, so never less).
+    let learnt = report.summary["residual_paths"]
+        .as_array()
+        .expect("residual paths in the summary");
+    assert!(!learnt.is_empty());
+    for path in learnt {
+        assert!(path["triggers"].as_u64().unwrap() >= 1, "{path}");
+        if let Some(ms) = path["residual_min_ms"].as_f64() {
+            assert!((900.0..5000.0).contains(&ms), "{path}");
+        }
+    }
+    assert!(learnt.iter().any(|p| p["measured"].as_u64() > Some(0)));
+}
+
+/// Dense censorship with no residual blocking: every verdict right, failures attributed
+/// from the controls around them (never re-run alone, no path ever waited for), and
+/// blackholes decided in round trips rather than after the whole web timeout.
+#[test]
+fn no_residual_failures_are_attributed_from_controls_and_blackholes_from_round_trips() {
+    require_lab();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("generated.toml");
+    let generated = lab_command(&[
+        "gen",
+        "160",
+        "--seed",
+        "5",
+        "--residual-secs",
+        "0",
+        "--servers",
+        "2",
+        "--mix",
+        "open=40,dns_hijack=10,http_reset=15,tls_reset=10,http_blackhole=8,tls_blackhole=8,http_tls_reset=5,slow=4",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(generated.status.success(), "{}", lossy(&generated.stderr));
+    let (report, _, _) = demo_through_the_binary(&path, dir.path(), &lab_id("itnores"), None, None);
+    let mut attributed = 0;
+    for target in &report.targets {
+        for stage in ["http", "tls"] {
+            for attempt in target[stage]["attempts"].as_array().into_iter().flatten() {
+                let facts = &attempt["path"];
+                assert_eq!(facts["mode"], "shared", "{target:#}");
+                assert_eq!(facts["requeues"], 0, "{target:#}");
+                if attempt["verdict"] != "ok" {
+                    assert_eq!(facts["attribution"], "controls_passed", "{target:#}");
+                    assert!(evidence_kinds_of(target, stage).contains(&"attribution"));
+                    attributed += 1;
+                }
+            }
+        }
+        let domain = target["domain"].as_str().unwrap();
+        let blackholed = [("http-blackholed", "http"), ("tls-blackholed", "tls")]
+            .into_iter()
+            .find(|(zone, _)| domain.contains(zone));
+        if let Some((_, stage)) = blackholed {
+            let test = &target[stage]["attempts"][0]["observations"]["test"];
+            let error = test["error"].as_str().unwrap_or_default();
+            assert!(error.contains("dropped in the path"), "{target:#}");
+            assert!(error.contains("never acknowledged"), "{error}");
+            // Decided from the round trips (only the TCP_INFO watch writes this), not
+            // by the lab's 3 s timeout.
+            assert!(error.contains("consecutive timeouts"), "{error}");
+        }
+    }
+    assert!(attributed > 30, "{attributed}");
+    assert!(
+        report.summary.get("residual_paths").is_none(),
+        "no residual blocking to learn: {}",
+        report.summary
+    );
 }
 
 /// Stops a daemonised lab if a test fails half-way.
