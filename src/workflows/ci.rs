@@ -7,6 +7,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::expect::CheckOutcome;
+use super::sanitize::markdown_cell;
 
 /// `JUnit` XML: one `<testsuite>`, one `<testcase>` per expectation; a failing case
 /// carries a `<failure>` whose message is its first failure and whose text lists all.
@@ -74,12 +75,6 @@ pub fn junit_xml(outcome: &CheckOutcome, suite: &str, time_s: f64) -> std::io::R
 }
 
 /// A Markdown cell: pipes escaped, line breaks flattened.
-fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
-}
-
 /// A Markdown summary: a heading with the totals, then one row per expectation and
 /// domain (✅ holds, ❌ does not).
 pub fn markdown(outcome: &CheckOutcome, title: &str) -> String {
@@ -108,10 +103,10 @@ pub fn markdown(outcome: &CheckOutcome, title: &str) -> String {
                 out,
                 "| {} | {} | {} | {} | {} |",
                 if case.passed() { "✅" } else { "❌" },
-                cell(&result.name),
-                cell(case.domain.as_deref().unwrap_or("—")),
-                cell(&result.expected),
-                cell(&observed),
+                markdown_cell(&result.name),
+                markdown_cell(case.domain.as_deref().unwrap_or("—")),
+                markdown_cell(&result.expected),
+                markdown_cell(&observed),
             );
         }
     }

@@ -50,6 +50,18 @@ pub fn sanitize_csv_cell(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// A Markdown table cell: one line, a `|` that cannot end the cell, and control
+/// characters escaped as in [`sanitize_text`].
+pub fn markdown_cell(text: &str) -> String {
+    sanitize_field(
+        &text
+            .replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace('\r', " "),
+    )
+    .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +84,13 @@ mod tests {
         assert_eq!(sanitize_csv_cell("-2+3"), "'-2+3");
         assert_eq!(sanitize_csv_cell("NEWS"), "NEWS");
         assert_eq!(sanitize_csv_cell("dns_poisoning"), "dns_poisoning");
+    }
+
+    #[test]
+    fn markdown_cells_stay_one_cell() {
+        assert_eq!(markdown_cell("a|b"), "a\\|b");
+        assert_eq!(markdown_cell("two\nlines"), "two\\nlines");
+        assert_eq!(markdown_cell("back\\slash"), "back\\\\slash");
+        assert_eq!(markdown_cell("x\u{1b}[2J"), "x\\u{1b}[2J");
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::outcome::{STAGES, TargetOutcome};
 use super::reader::LoadedReport;
-use super::sanitize::{sanitize_csv_cell, sanitize_field, sanitize_text};
+use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize_text};
 
 /// `--format` of `summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -304,7 +304,8 @@ impl ReportSummary {
             for (category, counts) in &self.categories {
                 let _ = writeln!(
                     out,
-                    "| {category} | {} | {} | {} |",
+                    "| {} | {} | {} | {} |",
+                    markdown_cell(category),
                     counts.domains,
                     counts.blocked(),
                     counts.accessible.get("true").copied().unwrap_or(0)
@@ -318,7 +319,10 @@ impl ReportSummary {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} |",
-                    c.domain, c.stage, c.verdict, c.method
+                    markdown_cell(&c.domain),
+                    markdown_cell(&c.stage),
+                    markdown_cell(&c.verdict),
+                    markdown_cell(&c.method)
                 );
             }
         }

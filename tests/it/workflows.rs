@@ -1905,7 +1905,7 @@ async fn resume_refuses_a_file_that_is_not_a_censorprobe_report() {
 async fn summary_output_is_safe_for_terminals_and_spreadsheets() {
     let dir = tempfile::tempdir().unwrap();
     let mut hostile = target(
-        "evil\u{1b}[2J\u{1b}]8;;http://x\u{7}.test",
+        "evil\u{1b}[2J\u{1b}]8;;http://x\u{7}|pipe.test",
         Some("=HYPERLINK(\"http://x\",\"y\")"),
         poisoned(PoisoningMethod::Injection, &[FORGED]),
     );
@@ -1937,6 +1937,15 @@ async fn summary_output_is_safe_for_terminals_and_spreadsheets() {
         }
     }
     assert!(csv.contains("'=HYPERLINK"), "{csv}");
+    // A `|` in a hand-made report cannot open a new Markdown column: every row of the
+    // censored-domain table keeps its four cells.
+    let markdown = summary(&report, "markdown").await;
+    let row = markdown
+        .lines()
+        .find(|l| l.contains("evil"))
+        .expect("the censored domain is listed");
+    assert!(row.contains("\\|pipe.test"), "{row}");
+    assert_eq!(row.replace("\\|", "").matches('|').count(), 5, "{row}");
     let run = run_binary(&args(&["diff", &path_arg(&report), &path_arg(&report)])).await;
     assert!(!run.stdout.contains('\u{1b}'), "{run:#?}");
 }
