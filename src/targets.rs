@@ -69,11 +69,13 @@
 //! skipped inputs are kept and later ones counted; inputs echoed in skips are cut to
 //! [`MAX_ECHO_BYTES`] with a marker.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -498,10 +500,14 @@ impl TargetLoader {
     }
 
     fn read_csv(&mut self, source: &str, reader: impl Read) -> Result<(), ReadError> {
+        // The csv crate holds a whole record in memory: cut overlong physical lines
+        // before it sees them, and reject the record that held one.
+        let cuts = Rc::new(LineCuts::default());
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(reader);
+            .from_reader(LineCap::new(reader, MAX_LINE_BYTES, Rc::clone(&cuts)));
+        let mut cuts_seen = 0;
         let headers = csv.byte_headers()?.clone();
         let column = |name: &str| {
             headers
@@ -516,9 +522,19 @@ impl TargetLoader {
             let line_number = record
                 .position()
                 .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
-            if record.as_slice().len() > MAX_LINE_BYTES {
-                let length = record.as_slice().len() as u64;
-                let start = &record.as_slice()[..MAX_LINE_BYTES.min(MAX_ECHO_BYTES * 2)];
+            // A cut can only have happened inside this record: csv reads ahead by less
+            // than a line's bound, so it cannot reach the cut point of a later line.
+            cuts.since_record.set(0);
+            let cut = cuts.count.get() != cuts_seen;
+            if cut || record.as_slice().len() > MAX_LINE_BYTES {
+                cuts_seen = cuts.count.get();
+                let length = if cut {
+                    cuts.last_length.get()
+                } else {
+                    record.as_slice().len() as u64
+                };
+                let kept = record.as_slice();
+                let start = &kept[..kept.len().min(MAX_LINE_BYTES.min(MAX_ECHO_BYTES * 2))];
                 self.reject_long_line(source, line_number, start, length)?;
                 continue;
             }
@@ -660,6 +676,90 @@ impl From<io::Error> for ReadError {
 impl From<Error> for ReadError {
     fn from(e: Error) -> Self {
         ReadError::Malformed(e)
+    }
+}
+
+/// What [`LineCap`] cut: how many lines, and the full length of the last one.
+#[derive(Debug, Default)]
+struct LineCuts {
+    count: Cell<u64>,
+    last_length: Cell<u64>,
+    /// Bytes passed on since the parser last finished a record (it resets this).
+    since_record: Cell<u64>,
+}
+
+/// A CSV record (quoted fields may span lines) longer than this is no list entry but a
+/// quote left open: the rest of the file cannot be split into records.
+const MAX_CSV_RECORD_BYTES: u64 = 4 * MAX_LINE_BYTES as u64;
+
+/// A reader that passes every physical line through up to `limit` bytes and drops the
+/// rest of a longer one (its line end is kept), counting what it cut: memory for one
+/// line stays bounded whatever the parser above it does with a line.
+struct LineCap<R> {
+    inner: R,
+    limit: usize,
+    /// Bytes of the current line so far (all of them, the dropped ones included).
+    in_line: u64,
+    cuts: Rc<LineCuts>,
+}
+
+impl<R> LineCap<R> {
+    fn new(inner: R, limit: usize, cuts: Rc<LineCuts>) -> Self {
+        LineCap {
+            inner,
+            limit,
+            in_line: 0,
+            cuts,
+        }
+    }
+}
+
+impl<R: Read> Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                if self.in_line > self.limit as u64 {
+                    self.cuts.last_length.set(self.in_line);
+                }
+                return Ok(0);
+            }
+            let mut kept = 0;
+            for i in 0..n {
+                let byte = buf[i];
+                if byte == b'\n' {
+                    if self.in_line > self.limit as u64 {
+                        self.cuts.last_length.set(self.in_line);
+                    }
+                    self.in_line = 0;
+                } else {
+                    self.in_line += 1;
+                    if self.in_line == self.limit as u64 + 1 {
+                        self.cuts.count.set(self.cuts.count.get() + 1);
+                        // Known at once, corrected when the line ends.
+                        self.cuts.last_length.set(self.in_line);
+                    }
+                    if self.in_line > self.limit as u64 {
+                        continue;
+                    }
+                }
+                buf[kept] = byte;
+                kept += 1;
+            }
+            if kept > 0 {
+                let since = self.cuts.since_record.get() + kept as u64;
+                self.cuts.since_record.set(since);
+                if since > MAX_CSV_RECORD_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a CSV record runs past {MAX_CSV_RECORD_BYTES} bytes (a quote left open?)"
+                        ),
+                    ));
+                }
+                return Ok(kept);
+            }
+        }
     }
 }
 
@@ -1387,6 +1487,44 @@ mod tests {
         let json = serde_json::to_string(target).unwrap();
         assert!(json.len() < 20_000, "{}", json.len());
         assert!(json.contains("\"sources_omitted\":99900"), "{json}");
+    }
+
+    #[test]
+    fn csv_lines_are_cut_before_the_parser_holds_them() {
+        let huge = "z".repeat(100_000);
+        let text = format!("a,b\n{huge},x\nc,d\n{huge}");
+        let cuts = Rc::new(LineCuts::default());
+        let mut capped = LineCap::new(text.as_bytes(), 1000, Rc::clone(&cuts));
+        let mut out = Vec::new();
+        // Small reads, as a buffered parser makes them.
+        let mut buf = [0u8; 64];
+        loop {
+            let n = capped.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let lines: Vec<&[u8]> = out.split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], b"a,b");
+        assert_eq!(lines[1].len(), 1000);
+        assert_eq!(lines[2], b"c,d");
+        assert_eq!(lines[3].len(), 1000);
+        assert_eq!(cuts.count.get(), 2);
+        assert_eq!(cuts.last_length.get(), 100_000);
+    }
+
+    #[test]
+    fn an_open_quote_cannot_make_one_endless_csv_record() {
+        let lines = "x,y\n".repeat(100_000);
+        let text = format!("url,category_code\nhttp://a.example/,NEWS\n\"{lines}");
+        let error = load(&text, false).unwrap_err();
+        let chain = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
+        assert!(chain.contains("a quote left open"), "{chain}");
     }
 
     #[test]
