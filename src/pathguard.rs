@@ -13,9 +13,12 @@
 //!   the path fails. A failed test is its own when the benign controls around it (the
 //!   one just before it and the one started at once after it) passed and no control on
 //!   the path failed inside its window ([`AttributionRule::ControlsPassed`]). When the
-//!   control after it failed, the path shows residual blocking: the path is
-//!   [penalised](PathTicket::penalise), and the failure is the test's own only if no
-//!   other test on the path failed inside its window ([`AttributionRule::SoleTrigger`]).
+//!   control after it failed, the path was blocked after the test (if a second control
+//!   at once fails too, the path shows residual blocking and is
+//!   [penalised](PathTicket::penalise)), and the failure is the test's own only if no
+//!   other test on the path failed inside its window ([`AttributionRule::SoleTrigger`]):
+//!   blocking that starts after a test is no ambiguity by itself
+//!   ([`PathTicket::attribute_after_failed_control`]).
 //!   Otherwise the evidence is ambiguous and the caller re-runs the test alone, in
 //!   [`AccessMode::Exclusive`] ([`AttributionRule::AloneOnPath`]).
 //! - **Learning.** Each path remembers whether it ever showed residual blocking. Paths

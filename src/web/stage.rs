@@ -29,9 +29,7 @@ use crate::classify::web::{
 };
 use crate::error::Result;
 use crate::observation::{ControlObservation, ControlOutcome};
-use crate::pathguard::{
-    AccessMode, AttributionRule, PathGuard, PathKey, PortRotation,
-};
+use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
 use crate::targets::Target;
 use crate::verdict::DnsAssessment;
 
