@@ -13,9 +13,12 @@
 //!   the path fails. A failed test is its own when the benign controls around it (the
 //!   one just before it and the one started at once after it) passed and no control on
 //!   the path failed inside its window ([`AttributionRule::ControlsPassed`]). When the
-//!   control after it failed, the path shows residual blocking: the path is
-//!   [penalised](PathTicket::penalise), and the failure is the test's own only if no
-//!   other test on the path failed inside its window ([`AttributionRule::SoleTrigger`]).
+//!   control after it failed, the path was blocked after the test (if a second control
+//!   at once fails too, the path shows residual blocking and is
+//!   [penalised](PathTicket::penalise)), and the failure is the test's own only if no
+//!   other test on the path failed inside its window ([`AttributionRule::SoleTrigger`]):
+//!   blocking that starts after a test is no ambiguity by itself
+//!   ([`PathTicket::attribute_after_failed_control`]).
 //!   Otherwise the evidence is ambiguous and the caller re-runs the test alone, in
 //!   [`AccessMode::Exclusive`] ([`AttributionRule::AloneOnPath`]).
 //! - **Learning.** Each path remembers whether it ever showed residual blocking. Paths
@@ -739,6 +742,34 @@ impl PathTicket {
         });
     }
 
+    /// The test failed after a passing control, and the control started at once after
+    /// it (at `residual_start`) failed: the path was blocked after the test. A second
+    /// control right after says whether that blocking `persists` (residual blocking:
+    /// the path is penalised) or had already ended (a passing glitch, or the test's own
+    /// residual window over by then: a blackholed test's wait plus a control whose SYN
+    /// goes unanswered can outlast a short window). Either way the blocking started
+    /// after the test, so it says nothing against the test: as for a persisting
+    /// residual, the failure is the test's own when it ran alone
+    /// ([`AttributionRule::AloneOnPath`]) or no other test on the path failed inside
+    /// its window ([`AttributionRule::SoleTrigger`]). `None`: ambiguous (re-run alone).
+    /// Releases the ticket.
+    pub async fn attribute_after_failed_control(
+        self,
+        residual_start: Instant,
+        persists: bool,
+    ) -> Option<AttributionRule> {
+        self.note_control_failure(residual_start);
+        if persists {
+            self.penalise_from(residual_start);
+        }
+        let alone = self.alone;
+        match self.settle().await {
+            Attribution::Sole if alone => Some(AttributionRule::AloneOnPath),
+            Attribution::Sole => Some(AttributionRule::SoleTrigger),
+            Attribution::Overlapped { .. } => None,
+        }
+    }
+
     /// Finish a ticket whose probes failed: wait until every other ticket on the path
     /// has finished probing (admissions stay shut meanwhile), then say whether another
     /// test was disturbed during this ticket's window. Releases the ticket.
@@ -1113,6 +1144,65 @@ mod tests {
         );
         drop((neighbour, failing));
         assert!(guard.residual_report().is_empty(), "no residual seen");
+    }
+
+    /// A blackholed test's own short residual: the control before it passed, the control
+    /// at once after it failed (its SYN unanswered for the connect timeout), and by the
+    /// second control the window was over. Nothing else failed on the path: the failure
+    /// is the test's own, not ambiguous (no re-run, which would re-trigger the residual).
+    #[tokio::test]
+    async fn a_tests_own_residual_that_ended_before_the_second_control_is_no_ambiguity() {
+        let guard = quick_guard();
+        let path = key(14, 80);
+        // Shared, on a path that never showed residual blocking.
+        let mut blackholed = guard.acquire(path, AccessMode::Shared, never_called).await;
+        assert!(!blackholed.alone());
+        blackholed.mark_working();
+        blackholed.note_disturbance();
+        let residual_start = Instant::now();
+        assert_eq!(
+            blackholed
+                .attribute_after_failed_control(residual_start, false)
+                .await,
+            Some(AttributionRule::SoleTrigger)
+        );
+        assert!(
+            !guard.is_penalised(path),
+            "blocking already over does not close the path"
+        );
+        // Alone on the path (a re-run): its own, whatever the second control saw.
+        let mut alone = guard
+            .acquire(path, AccessMode::Exclusive, never_called)
+            .await;
+        alone.note_disturbance();
+        assert_eq!(
+            alone
+                .attribute_after_failed_control(Instant::now(), false)
+                .await,
+            Some(AttributionRule::AloneOnPath)
+        );
+        // Another test failing inside the window is what makes it ambiguous.
+        let mut a = guard.acquire(path, AccessMode::Shared, never_called).await;
+        let mut b = guard.acquire(path, AccessMode::Shared, never_called).await;
+        a.note_disturbance();
+        b.note_disturbance();
+        drop(b);
+        assert_eq!(
+            a.attribute_after_failed_control(Instant::now(), false)
+                .await,
+            None
+        );
+        // Blocking that persists penalises the path; the attribution rule is the same.
+        let mut trigger = guard.acquire(path, AccessMode::Shared, never_called).await;
+        trigger.mark_working();
+        trigger.note_disturbance();
+        assert_eq!(
+            trigger
+                .attribute_after_failed_control(Instant::now(), true)
+                .await,
+            Some(AttributionRule::SoleTrigger)
+        );
+        assert!(guard.is_penalised(path));
     }
 
     #[tokio::test]

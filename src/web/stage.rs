@@ -29,9 +29,7 @@ use crate::classify::web::{
 };
 use crate::error::Result;
 use crate::observation::{ControlObservation, ControlOutcome};
-use crate::pathguard::{
-    AccessMode, Attribution, AttributionRule, PathGuard, PathKey, PortRotation,
-};
+use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
 use crate::targets::Target;
 use crate::verdict::DnsAssessment;
 
@@ -591,21 +589,14 @@ impl WebStage {
                 let rule = ticket.attribute_between_passing_controls(window_start);
                 drop(ticket);
                 rule
-            } else if passed(&probe(ProbeRole::Control).await) {
-                // The failing control was a glitch, not residual blocking (which lasts
-                // seconds): it says nothing either way, so the evidence is ambiguous.
-                ticket.note_control_failure(residual_start);
-                drop(ticket);
-                None
             } else {
-                ticket.note_control_failure(residual_start);
-                ticket.penalise_from(residual_start);
-                let alone = ticket.alone();
-                match ticket.settle().await {
-                    Attribution::Sole if alone => Some(AttributionRule::AloneOnPath),
-                    Attribution::Sole => Some(AttributionRule::SoleTrigger),
-                    Attribution::Overlapped { .. } => None,
-                }
+                // Blocked after the test. A second control at once tells residual
+                // blocking (it persists: the path is penalised) from blocking already
+                // over; the attribution is the same (see the guard).
+                let persists = !passed(&probe(ProbeRole::Control).await);
+                ticket
+                    .attribute_after_failed_control(residual_start, persists)
+                    .await
             };
             let rule = match rule {
                 Some(rule) => rule,
