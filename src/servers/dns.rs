@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -125,6 +125,22 @@ impl ZoneSpec {
     /// refuse), without serving it.
     pub fn check(&self) -> Result<()> {
         self.build().map(drop)
+    }
+
+    /// Every owner name of the zone with the type of each of its records (the apex's SOA
+    /// and NS included), for [`super::indexed_zone::IndexedZone`].
+    fn owner_names(&self) -> Result<Vec<(Name, RecordType)>> {
+        let origin = parse_name(&self.origin)?;
+        let mut owners = vec![(origin.clone(), RecordType::SOA), (origin, RecordType::NS)];
+        for spec_record in &self.records {
+            let record_type = match spec_record.data {
+                ZoneData::A(_) => RecordType::A,
+                ZoneData::Aaaa(_) => RecordType::AAAA,
+                ZoneData::Cname(_) => RecordType::CNAME,
+            };
+            owners.push((parse_name(&spec_record.name)?, record_type));
+        }
+        Ok(owners)
     }
 
     fn build(&self) -> Result<(LowerName, InMemoryZoneHandler<TokioRuntimeProvider>)> {
@@ -343,6 +359,7 @@ impl AuthoritativeDns {
 
         let (origin, handler) = self.zone.build()?;
         let mut catalog = Catalog::new();
+        let handler = super::indexed_zone::IndexedZone::new(handler, self.zone.owner_names()?);
         catalog.upsert(origin, vec![Arc::new(handler) as Arc<dyn ZoneHandler>]);
         let mut server = Server::new(catalog);
         let mut running = RunningDns {
