@@ -712,4 +712,76 @@ mod tests {
             AuthoritativeDns::start(lab_zone(), "127.0.0.1:0".parse().unwrap(), None).unwrap_err();
         assert!(err.to_string().contains("Tokio runtime"), "{err}");
     }
+
+    fn outcome(
+        flow: hickory_server::zone_handler::LookupControlFlow<
+            hickory_server::zone_handler::AuthLookup,
+        >,
+    ) -> String {
+        use hickory_server::zone_handler::LookupControlFlow;
+        let result = |r: std::result::Result<_, hickory_server::zone_handler::LookupError>| match r
+        {
+            Ok(lookup) => format!(
+                "{:?}",
+                hickory_server::zone_handler::AuthLookup::iter(&lookup)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+            Err(e) => format!("{e:?}"),
+        };
+        match flow {
+            LookupControlFlow::Continue(r) => format!("continue {}", result(r)),
+            LookupControlFlow::Break(r) => format!("break {}", result(r)),
+            LookupControlFlow::Skip => "skip".to_owned(),
+        }
+    }
+
+    /// The index that answers negative lookups gives hickory's own answer for every kind
+    /// of name (owner, empty non-terminal, CNAME, NXDOMAIN, apex, any case) and type.
+    #[tokio::test]
+    async fn indexed_zone_answers_as_hickorys_zone() {
+        use hickory_server::zone_handler::LookupOptions;
+        for zone in [lab_zone(), {
+            let mut root = lab_zone();
+            root.origin = ".".to_owned();
+            root
+        }] {
+            let (_, plain) = zone.build().unwrap();
+            let (_, inner) = zone.build().unwrap();
+            let indexed =
+                super::super::indexed_zone::IndexedZone::new(inner, zone.owner_names().unwrap());
+            for name in [
+                "www.lab.example.",
+                "WWW.Lab.Example.",
+                "v6.lab.example.",
+                "alias.lab.example.",
+                "gone.lab.example.",
+                "lab.example.",
+                "example.",
+                ".",
+                "x.www.lab.example.",
+                "other.example.",
+            ] {
+                let name = LowerName::from(Name::from_ascii(name).unwrap());
+                for rtype in [
+                    RecordType::A,
+                    RecordType::AAAA,
+                    RecordType::CNAME,
+                    RecordType::MX,
+                    RecordType::NS,
+                    RecordType::SOA,
+                    RecordType::TXT,
+                    RecordType::ANY,
+                ] {
+                    let options = LookupOptions::default();
+                    assert_eq!(
+                        outcome(indexed.lookup(&name, rtype, None, options).await),
+                        outcome(plain.lookup(&name, rtype, None, options).await),
+                        "{} {name} {rtype}",
+                        zone.origin
+                    );
+                }
+            }
+        }
+    }
 }
