@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -125,6 +125,22 @@ impl ZoneSpec {
     /// refuse), without serving it.
     pub fn check(&self) -> Result<()> {
         self.build().map(drop)
+    }
+
+    /// Every owner name of the zone with the type of each of its records (the apex's SOA
+    /// and NS included), for [`super::indexed_zone::IndexedZone`].
+    fn owner_names(&self) -> Result<Vec<(Name, RecordType)>> {
+        let origin = parse_name(&self.origin)?;
+        let mut owners = vec![(origin.clone(), RecordType::SOA), (origin, RecordType::NS)];
+        for spec_record in &self.records {
+            let record_type = match spec_record.data {
+                ZoneData::A(_) => RecordType::A,
+                ZoneData::Aaaa(_) => RecordType::AAAA,
+                ZoneData::Cname(_) => RecordType::CNAME,
+            };
+            owners.push((parse_name(&spec_record.name)?, record_type));
+        }
+        Ok(owners)
     }
 
     fn build(&self) -> Result<(LowerName, InMemoryZoneHandler<TokioRuntimeProvider>)> {
@@ -343,6 +359,7 @@ impl AuthoritativeDns {
 
         let (origin, handler) = self.zone.build()?;
         let mut catalog = Catalog::new();
+        let handler = super::indexed_zone::IndexedZone::new(handler, self.zone.owner_names()?);
         catalog.upsert(origin, vec![Arc::new(handler) as Arc<dyn ZoneHandler>]);
         let mut server = Server::new(catalog);
         let mut running = RunningDns {
@@ -694,5 +711,77 @@ mod tests {
         let err =
             AuthoritativeDns::start(lab_zone(), "127.0.0.1:0".parse().unwrap(), None).unwrap_err();
         assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    fn outcome(
+        flow: hickory_server::zone_handler::LookupControlFlow<
+            hickory_server::zone_handler::AuthLookup,
+        >,
+    ) -> String {
+        use hickory_server::zone_handler::LookupControlFlow;
+        let result = |r: std::result::Result<_, hickory_server::zone_handler::LookupError>| match r
+        {
+            Ok(lookup) => format!(
+                "{:?}",
+                hickory_server::zone_handler::AuthLookup::iter(&lookup)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+            Err(e) => format!("{e:?}"),
+        };
+        match flow {
+            LookupControlFlow::Continue(r) => format!("continue {}", result(r)),
+            LookupControlFlow::Break(r) => format!("break {}", result(r)),
+            LookupControlFlow::Skip => "skip".to_owned(),
+        }
+    }
+
+    /// The index that answers negative lookups gives hickory's own answer for every kind
+    /// of name (owner, empty non-terminal, CNAME, NXDOMAIN, apex, any case) and type.
+    #[tokio::test]
+    async fn indexed_zone_answers_as_hickorys_zone() {
+        use hickory_server::zone_handler::LookupOptions;
+        for zone in [lab_zone(), {
+            let mut root = lab_zone();
+            root.origin = ".".to_owned();
+            root
+        }] {
+            let (_, plain) = zone.build().unwrap();
+            let (_, inner) = zone.build().unwrap();
+            let indexed =
+                super::super::indexed_zone::IndexedZone::new(inner, zone.owner_names().unwrap());
+            for name in [
+                "www.lab.example.",
+                "WWW.Lab.Example.",
+                "v6.lab.example.",
+                "alias.lab.example.",
+                "gone.lab.example.",
+                "lab.example.",
+                "example.",
+                ".",
+                "x.www.lab.example.",
+                "other.example.",
+            ] {
+                let name = LowerName::from(Name::from_ascii(name).unwrap());
+                for rtype in [
+                    RecordType::A,
+                    RecordType::AAAA,
+                    RecordType::CNAME,
+                    RecordType::MX,
+                    RecordType::NS,
+                    RecordType::SOA,
+                    RecordType::TXT,
+                    RecordType::ANY,
+                ] {
+                    let options = LookupOptions::default();
+                    assert_eq!(
+                        outcome(indexed.lookup(&name, rtype, None, options).await),
+                        outcome(plain.lookup(&name, rtype, None, options).await),
+                        "{} {name} {rtype}",
+                        zone.origin
+                    );
+                }
+            }
+        }
     }
 }

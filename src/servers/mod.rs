@@ -8,6 +8,7 @@
 
 pub mod ca;
 pub mod dns;
+mod indexed_zone;
 pub mod web;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use super::packet::{self, Emit, Fingerprint, Link, Segment};
+use super::rules::RuleIndex;
 use crate::lab::plan;
 use crate::lab::scenario::{
     CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IpIdMode, KeywordRule,
@@ -100,9 +101,9 @@ enum Sniffed {
 pub struct Engine {
     defaults: CensorDefaults,
     pools: HashMap<String, Vec<IpAddr>>,
-    dns_rules: Vec<DnsRule>,
-    http_rules: Vec<KeywordRule>,
-    tls_rules: Vec<KeywordRule>,
+    dns_rules: RuleIndex<DnsRule>,
+    http_rules: RuleIndex<KeywordRule>,
+    tls_rules: RuleIndex<KeywordRule>,
     flows: HashMap<FlowKey, Flow>,
     residual: HashMap<(Ipv4Addr, Ipv4Addr, u16), Penalty>,
     last_sweep: Instant,
@@ -118,9 +119,9 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            dns_rules: scenario.dns_rules.clone(),
-            http_rules: scenario.http_rules.clone(),
-            tls_rules: scenario.tls_rules.clone(),
+            dns_rules: RuleIndex::new(scenario.dns_rules.clone()),
+            http_rules: RuleIndex::new(scenario.http_rules.clone()),
+            tls_rules: RuleIndex::new(scenario.tls_rules.clone()),
             flows: HashMap::new(),
             residual: HashMap::new(),
             last_sweep: Instant::now(),
@@ -222,7 +223,7 @@ impl Engine {
             return vec![forward];
         }
         let qname = question.name().to_ascii();
-        let Some(rule) = self.dns_rules.iter().find(|r| r.matches(&qname)).cloned() else {
+        let Some(rule) = self.dns_rules.first_match(&qname).cloned() else {
             return vec![forward];
         };
         let client = (ip.get_source(), client_port);
@@ -357,7 +358,7 @@ impl Engine {
         } else {
             &self.tls_rules
         };
-        let Some(rule) = rules.iter().find(|r| r.matches(&name)).cloned() else {
+        let Some(rule) = rules.first_match(&name).cloned() else {
             flow.verdict = FlowVerdict::Pass;
             return vec![forward()];
         };

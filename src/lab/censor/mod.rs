@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod packet;
+pub mod rules;
 
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
