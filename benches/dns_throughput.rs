@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench dns_throughput -- [NAMES] [DNS_WAIT_MS] [CONCURRENCY]`
 
+mod common;
+use common::peak_rss_kib;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -50,17 +53,6 @@ fn responder(threads: usize) -> SocketAddr {
         });
     }
     addr
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

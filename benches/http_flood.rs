@@ -8,6 +8,9 @@
 //! `cargo bench --bench http_flood -- [DEADLINE_SECS]` (default 10: the probe's
 //! response deadline, which an unbounded parser runs into).
 
+mod common;
+use common::peak_rss_kib;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -80,17 +83,6 @@ fn thread_cpu_seconds() -> f64 {
             + system.tv_sec() as f64
             + system.tv_usec() as f64 / 1e6
     })
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -10,6 +10,9 @@
 //!
 //! `cargo bench --bench web_throughput -- [HTTP_TARGETS] [TLS_TARGETS] [CONCURRENCY] [ADDRESSES] [PAGE_BYTES]`
 
+mod common;
+use common::peak_rss_kib;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -32,17 +35,6 @@ use tokio::task::JoinSet;
 
 /// Descriptors kept for everything but probe sockets and the servers' accepted ones.
 const FD_RESERVE: usize = 512;
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// CPU seconds (user + system) used so far by this process's threads, by thread name
 /// (`probe`, `lab-server`, ...): the machine is shared, so CPU per target says more
