@@ -7,10 +7,12 @@
 //! change of a string here is a format change (a new `schema_version`), not a cleanup.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use censorprobe::classify::web::{
     AttemptOutcome, Blocking, BlockingLayer, HttpVerdict, ProbeRole, TlsVerdict,
 };
+use censorprobe::lab::scenario::Scenario;
 use censorprobe::report::{ReportRecord, SummaryBuilder, TargetRecord};
 use censorprobe::verdict::{DnsVerdict, PoisoningMethod};
 use censorprobe::web::observation::Stage;
@@ -366,6 +368,15 @@ fn null_blocking_key_is_null_in_the_consensus() {
     assert_eq!(json["stages"]["http"]["verdict"], "no_majority");
     assert_eq!(keys(&json["stages"]["http"]["verdicts"]), ["ok", "refused"]);
 
+    // A stage that did not run in an attempt counts as `none`.
+    let mut without_tls = clean.clone();
+    without_tls.tls = None;
+    let consensus = ConsensusRecord::of(&[outcome(clean), outcome(&without_tls)]);
+    let json = serde_json::to_value(&consensus).unwrap();
+    assert_eq!(keys(&json["stages"]["tls"]["verdicts"]), ["none", "ok"]);
+    assert_eq!(keys(&json["blocking"]["counts"]), ["false"]);
+    assert_eq!(json["blocking"]["majority"], false);
+
     let consensus = ConsensusRecord::of(&[outcome(inconclusive), outcome(inconclusive)]);
     let json = serde_json::to_value(&consensus).unwrap();
     assert_eq!(keys(&json["blocking"]["counts"]), ["null"]);
@@ -392,4 +403,38 @@ async fn null_blocking_key_is_null_in_the_summary_workflow() {
     );
     assert_eq!(keys(&summary["all"]["accessible"]), ["false", "true"]);
     assert_eq!(keys(&summary["all"]["stages"]), ["dns", "http", "tls"]);
+}
+
+/// A lab scenario's expected `blocking`: TOML has no null, so the report's null is the
+/// word `"null"`; `true` names no layer and is refused.
+#[test]
+fn lab_scenario_blocking_words() {
+    let scenario = |blocking: &str| {
+        Scenario::parse(
+            &format!(
+                "[[names]]\nname = \"a.example\"\na = [\"198.19.1.1\"]\nexpect = {{ blocking = {blocking} }}\n"
+            ),
+            Path::new("x.toml"),
+        )
+    };
+    for word in [
+        "false",
+        "\"dns\"",
+        "\"tcp_ip\"",
+        "\"http\"",
+        "\"tls\"",
+        "\"null\"",
+    ] {
+        let parsed = scenario(word).unwrap_or_else(|e| panic!("blocking = {word}: {e}"));
+        let written = parsed.to_toml();
+        assert!(
+            written.contains(&format!("blocking = {word}")),
+            "blocking = {word} is written back: {written}"
+        );
+    }
+    let err = scenario("true").unwrap_err().to_string();
+    assert!(err.contains("ambiguous"), "{err}");
+    for bad in ["\"false\"", "\"inconclusive\"", "\"unknown\"", "\"tcp\""] {
+        assert!(scenario(bad).is_err(), "blocking = {bad} must be refused");
+    }
 }
