@@ -2,8 +2,10 @@
 
 mod control;
 mod dns;
+mod golden;
 mod lab;
 mod support;
 mod targets;
 mod web;
+mod wire;
 mod workflows;
