@@ -244,6 +244,44 @@ fn judge_resolver_question(
         ));
         return judge_resolver_question(&answered.query, control, inputs, j);
     }
+    let valid = match usable_replies(query, qtype, j) {
+        Ok(valid) => valid,
+        Err(outcome) => return outcome,
+    };
+    let first = valid[0];
+    let control_ips: Vec<IpAddr> = match control.map(|c| &c.outcome) {
+        Some(ControlOutcome::Resolved { ips, .. }) => ips.clone(),
+        _ => Vec::new(),
+    };
+
+    judge_disagreement(qtype, &valid, &control_ips, inputs.tls_proven, j);
+
+    judge_listed_and_bogon_addresses(qtype, &valid, control, &control_ips, inputs, j);
+    let first_ips: Vec<IpAddr> = first.ips().collect();
+    if let Some(outcome) = judge_answer_without_addresses(qtype, first, control, &control_ips, j) {
+        return outcome;
+    }
+    if let Some(control) = control {
+        judge_against_control(
+            qtype,
+            &first_ips,
+            control,
+            &control_ips,
+            inputs.tls_proven,
+            j,
+        );
+    }
+    QuestionOutcome::Addresses(first_ips)
+}
+
+/// The replies that answer the question from the server asked (mismatched ones become
+/// evidence), with a truncated reply replaced by its TCP retry. `Err` when nothing usable
+/// arrived: a truncated reply without a working retry, or silence.
+fn usable_replies<'q>(
+    query: &'q DnsQueryObservation,
+    qtype: &str,
+    j: &mut Judgement,
+) -> Result<Vec<&'q DnsReply>, QuestionOutcome> {
     let mut valid: Vec<&DnsReply> = Vec::new();
     for reply in &query.replies {
         if reply.from == query.server && reply.question_matches && reply.flags.qr {
@@ -284,7 +322,7 @@ fn judge_resolver_question(
                     describe_reply(truncated)
                 ),
             ));
-            return QuestionOutcome::Truncated;
+            return Err(QuestionOutcome::Truncated);
         };
         j.evidence.push(Evidence::new(
             EvidenceKind::TruncatedReply,
@@ -302,7 +340,7 @@ fn judge_resolver_question(
         // A truncated reply after a complete one carries no answer to compare.
         valid.retain(|r| !r.flags.tc);
     }
-    let Some(first) = valid.first().copied() else {
+    if valid.is_empty() {
         j.evidence.push(Evidence::new(
             EvidenceKind::ResolverSilent,
             Some(qtype),
@@ -317,19 +355,21 @@ fn judge_resolver_question(
                     .unwrap_or_default()
             ),
         ));
-        return QuestionOutcome::Silent;
-    };
+        return Err(QuestionOutcome::Silent);
+    }
+    Ok(valid)
+}
 
-    let control_ips: Vec<IpAddr> = match control.map(|c| &c.outcome) {
-        Some(ControlOutcome::Resolved { ips, .. }) => ips.clone(),
-        _ => Vec::new(),
-    };
-    let control_resolves = !control_ips.is_empty();
-
-    judge_disagreement(qtype, &valid, &control_ips, inputs.tls_proven, j);
-
-    // Known-forged and bogon addresses count in any reply, not just the first.
-    for reply in &valid {
+/// Known-forged and bogon addresses count in any reply, not just the first.
+fn judge_listed_and_bogon_addresses(
+    qtype: &str,
+    valid: &[&DnsReply],
+    control: Option<&ControlAnswer>,
+    control_ips: &[IpAddr],
+    inputs: &DnsInputs<'_>,
+    j: &mut Judgement,
+) {
+    for reply in valid {
         let known: Vec<IpAddr> = reply
             .ips()
             .filter(|ip| inputs.forged_ips.contains(*ip))
@@ -376,7 +416,18 @@ fn judge_resolver_question(
             }
         }
     }
+}
 
+/// NXDOMAIN, an empty NOERROR or an error code from the resolver: the question's outcome,
+/// with a forged NXDOMAIN claimed when the control says the name exists. `None` when the
+/// first reply carries addresses.
+fn judge_answer_without_addresses(
+    qtype: &str,
+    first: &DnsReply,
+    control: Option<&ControlAnswer>,
+    control_ips: &[IpAddr],
+    j: &mut Judgement,
+) -> Option<QuestionOutcome> {
     let first_ips: Vec<IpAddr> = first.ips().collect();
     if first.is_nxdomain() || (first.is_noerror() && first_ips.is_empty()) {
         let (kind, label) = if first.is_nxdomain() {
@@ -389,7 +440,7 @@ fn judge_resolver_question(
             Some(qtype),
             format!("the resolver answered {label}: {}", describe_reply(first)),
         ));
-        let control_says_exists = control_resolves
+        let control_says_exists = !control_ips.is_empty()
             || (first.is_nxdomain()
                 && control.is_some_and(|c| matches!(c.outcome, ControlOutcome::NoData)));
         if control_says_exists {
@@ -403,11 +454,11 @@ fn judge_resolver_question(
                 .with_ips(control_ips.iter().copied()),
             );
         }
-        return if first.is_nxdomain() {
+        return Some(if first.is_nxdomain() {
             QuestionOutcome::Nxdomain
         } else {
             QuestionOutcome::NoData
-        };
+        });
     }
     if !first.is_noerror() {
         j.evidence.push(Evidence::new(
@@ -419,74 +470,82 @@ fn judge_resolver_question(
                 describe_reply(first)
             ),
         ));
-        return QuestionOutcome::ErrorCode(first.rcode.clone());
+        return Some(QuestionOutcome::ErrorCode(first.rcode.clone()));
     }
+    None
+}
 
-    // Addresses in the stub view: compare with the control.
-    if let Some(control) = control {
-        match &control.outcome {
-            ControlOutcome::Error { .. } => {}
-            ControlOutcome::Resolved { .. } | ControlOutcome::NoData | ControlOutcome::Nxdomain => {
-                let common: Vec<IpAddr> = first_ips
-                    .iter()
-                    .copied()
-                    .filter(|ip| control_ips.contains(ip))
-                    .collect();
-                let proven: Vec<IpAddr> = first_ips
-                    .iter()
-                    .copied()
-                    .filter(|ip| inputs.tls_proven.contains(ip))
-                    .collect();
-                if !common.is_empty() {
-                    j.genuine.extend(first_ips.iter().copied());
-                    j.evidence.push(
-                        Evidence::new(
-                            EvidenceKind::CommonAddress,
-                            Some(qtype),
-                            format!(
-                                "the resolver's addresses share {} with the control's",
-                                join_ips(&common)
-                            ),
-                        )
-                        .with_ips(common),
-                    );
-                } else if !proven.is_empty() {
-                    j.genuine.extend(proven.iter().copied());
-                    j.evidence.push(
-                        Evidence::new(
-                            EvidenceKind::TlsProof,
-                            Some(qtype),
-                            format!(
-                                "no address in common with the control, but {} served a certificate valid for the name: consistent (CDN or geo-DNS)",
-                                join_ips(&proven)
-                            ),
-                        )
-                        .with_ips(proven),
-                    );
-                } else {
-                    j.forged.extend(first_ips.iter().copied());
-                    j.found(
-                        PoisoningMethod::Inconsistent,
-                        Evidence::new(
-                            EvidenceKind::NoCommonAddress,
-                            Some(qtype),
-                            format!(
-                                "the resolver's addresses {} share none with the control's ({})",
-                                join_ips(&first_ips),
-                                if control_ips.is_empty() {
-                                    "none".to_owned()
-                                } else {
-                                    join_ips(&control_ips)
-                                }
-                            ),
-                        )
-                        .with_ips(first_ips.iter().copied()),
-                    );
-                }
+/// Addresses in the stub view, compared with the control's: a common address or a TLS
+/// proof makes them genuine; otherwise they are inconsistent.
+fn judge_against_control(
+    qtype: &str,
+    first_ips: &[IpAddr],
+    control: &ControlAnswer,
+    control_ips: &[IpAddr],
+    tls_proven: &[IpAddr],
+    j: &mut Judgement,
+) {
+    match &control.outcome {
+        ControlOutcome::Error { .. } => {}
+        ControlOutcome::Resolved { .. } | ControlOutcome::NoData | ControlOutcome::Nxdomain => {
+            let common: Vec<IpAddr> = first_ips
+                .iter()
+                .copied()
+                .filter(|ip| control_ips.contains(ip))
+                .collect();
+            let proven: Vec<IpAddr> = first_ips
+                .iter()
+                .copied()
+                .filter(|ip| tls_proven.contains(ip))
+                .collect();
+            if !common.is_empty() {
+                j.genuine.extend(first_ips.iter().copied());
+                j.evidence.push(
+                    Evidence::new(
+                        EvidenceKind::CommonAddress,
+                        Some(qtype),
+                        format!(
+                            "the resolver's addresses share {} with the control's",
+                            join_ips(&common)
+                        ),
+                    )
+                    .with_ips(common),
+                );
+            } else if !proven.is_empty() {
+                j.genuine.extend(proven.iter().copied());
+                j.evidence.push(
+                    Evidence::new(
+                        EvidenceKind::TlsProof,
+                        Some(qtype),
+                        format!(
+                            "no address in common with the control, but {} served a certificate valid for the name: consistent (CDN or geo-DNS)",
+                            join_ips(&proven)
+                        ),
+                    )
+                    .with_ips(proven),
+                );
+            } else {
+                j.forged.extend(first_ips.iter().copied());
+                j.found(
+                    PoisoningMethod::Inconsistent,
+                    Evidence::new(
+                        EvidenceKind::NoCommonAddress,
+                        Some(qtype),
+                        format!(
+                            "the resolver's addresses {} share none with the control's ({})",
+                            join_ips(first_ips),
+                            if control_ips.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                join_ips(control_ips)
+                            }
+                        ),
+                    )
+                    .with_ips(first_ips.iter().copied()),
+                );
             }
         }
     }
-    QuestionOutcome::Addresses(first_ips)
 }
 
 /// Several valid replies to one question that disagree: the on-path injection signature.

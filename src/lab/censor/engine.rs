@@ -293,33 +293,8 @@ impl Engine {
         };
         if flags & TcpFlags::SYN != 0 && flags & TcpFlags::ACK == 0 {
             self.flows.remove(&key);
-            let penalty_key = (key.client.0, key.server.0, key.server.1);
-            if let Some(penalty) = self.residual.get(&penalty_key).copied() {
-                if penalty.until > now {
-                    self.events.push(Event::ResidualHit {
-                        client: key.client.0,
-                        server: key.server,
-                        action: penalty.action,
-                    });
-                    return match penalty.action {
-                        ResidualAction::Drop => Vec::new(),
-                        ResidualAction::Reset => {
-                            let reset = Segment {
-                                source: key.server,
-                                destination: key.client,
-                                seq: 0,
-                                ack: segment.get_sequence().wrapping_add(1),
-                                flags: TcpFlags::RST | TcpFlags::ACK,
-                                window: 0,
-                            };
-                            vec![Emit {
-                                link: Link::Client,
-                                frame: packet::tcp_frame(Link::Client, &reset, penalty.fingerprint),
-                            }]
-                        }
-                    };
-                }
-                self.residual.remove(&penalty_key);
+            if let Some(out) = self.residual_on_syn(&key, segment, now) {
+                return out;
             }
         }
         let flow = self.flows.entry(key).or_insert_with(|| Flow {
@@ -362,6 +337,64 @@ impl Engine {
             flow.verdict = FlowVerdict::Pass;
             return vec![forward()];
         };
+        self.inject(ip, &key, &rule, (protocol, name), segment, now)
+    }
+
+    /// A SYN on a (client, server IP, server port) still under a residual penalty: the
+    /// censor answers it instead of the server (`Some`), or the penalty has expired.
+    fn residual_on_syn(
+        &mut self,
+        key: &FlowKey,
+        segment: &TcpPacket<'_>,
+        now: Instant,
+    ) -> Option<Vec<Emit>> {
+        let penalty_key = (key.client.0, key.server.0, key.server.1);
+        if let Some(penalty) = self.residual.get(&penalty_key).copied() {
+            if penalty.until > now {
+                self.events.push(Event::ResidualHit {
+                    client: key.client.0,
+                    server: key.server,
+                    action: penalty.action,
+                });
+                return Some(match penalty.action {
+                    ResidualAction::Drop => Vec::new(),
+                    ResidualAction::Reset => {
+                        let reset = Segment {
+                            source: key.server,
+                            destination: key.client,
+                            seq: 0,
+                            ack: segment.get_sequence().wrapping_add(1),
+                            flags: TcpFlags::RST | TcpFlags::ACK,
+                            window: 0,
+                        };
+                        vec![Emit {
+                            link: Link::Client,
+                            frame: packet::tcp_frame(Link::Client, &reset, penalty.fingerprint),
+                        }]
+                    }
+                });
+            }
+            self.residual.remove(&penalty_key);
+        }
+        None
+    }
+
+    /// A keyword rule matched the flow's first bytes: record the event, arm the residual
+    /// penalty and emit the rule's resets (the request itself still reaches the server).
+    fn inject(
+        &mut self,
+        ip: &Ipv4Packet<'_>,
+        key: &FlowKey,
+        rule: &KeywordRule,
+        (protocol, name): (&'static str, String),
+        segment: &TcpPacket<'_>,
+        now: Instant,
+    ) -> Vec<Emit> {
+        let payload = segment.payload();
+        let forward = || Emit {
+            link: Link::Server,
+            frame: packet::forward(ip, Link::Server),
+        };
         let fingerprint = self.fingerprint(rule.ip_ttl, rule.ip_id);
         self.events.push(Event::Keyword {
             protocol,
@@ -380,7 +413,7 @@ impl Engine {
                 },
             );
         }
-        let flow = self.flows.get_mut(&key).expect("flow inserted above");
+        let flow = self.flows.get_mut(key).expect("flow inserted above");
         if rule.action == FlowAction::Drop {
             flow.verdict = FlowVerdict::Dropped;
             return Vec::new();
