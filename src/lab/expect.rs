@@ -14,6 +14,7 @@ use std::fmt::{self, Write as _};
 use serde_json::Value;
 
 use super::scenario::{Expectation, Scenario};
+use crate::vocab::{HttpVerdict, TlsVerdict};
 
 /// One field of one name: what the scenario expects and what the report says (`None`:
 /// absent).
@@ -309,16 +310,30 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
         );
     }
     for (verdict_field, stage_field, verdict, stage) in [
-        ("http", "http_stage", &expect.http, &expect.http_stage),
-        ("tls", "tls_stage", &expect.tls, &expect.tls_stage),
+        (
+            "http",
+            "http_stage",
+            expect.http.map(HttpVerdict::as_str),
+            expect.http_stage,
+        ),
+        (
+            "tls",
+            "tls_stage",
+            expect.tls.map(TlsVerdict::as_str),
+            expect.tls_stage,
+        ),
     ] {
         if let Some(verdict) = verdict {
             push(
                 verdict_field,
-                Some(verdict.clone()),
+                Some(verdict.to_owned()),
                 get(verdict_field, "verdict"),
             );
-            push(stage_field, stage.clone(), get(verdict_field, "stage"));
+            push(
+                stage_field,
+                stage.map(|s| s.as_str().to_owned()),
+                get(verdict_field, "stage"),
+            );
         }
     }
     if let Some(blocking) = expect.blocking {
