@@ -711,7 +711,7 @@ mod tests {
             assert_eq!(Blocking::from(summary_key), blocking);
             match blocking {
                 Blocking::No => {
-                    assert_eq!((key.as_str(), summary_key.as_str()), ("false", "false"))
+                    assert_eq!((key.as_str(), summary_key.as_str()), ("false", "false"));
                 }
                 Blocking::At(layer) => {
                     assert_eq!(key.as_str(), layer.as_str());
