@@ -24,6 +24,7 @@ pub mod servers;
 pub mod targets;
 pub mod trust;
 pub mod verdict;
+pub mod vocab;
 pub mod web;
 pub mod workflows;
 

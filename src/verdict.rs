@@ -1,98 +1,10 @@
 //! Verdicts and the evidence they rest on. Produced only by [`crate::classify`].
 
-use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The DNS stage's verdict for one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DnsVerdict {
-    /// The resolver answered, consistently with the control.
-    Ok,
-    /// The answer was forged or tampered with; `method` says how we know.
-    DnsPoisoning,
-    /// The resolver never answered while the control did.
-    Timeout,
-    /// Genuine NXDOMAIN: the resolver and the control agree the name does not exist.
-    Nxdomain,
-    /// The resolver answered SERVFAIL, REFUSED or another error code.
-    Error,
-    /// The evidence does not support any verdict (e.g. the control failed too).
-    Inconclusive,
-}
-
-impl DnsVerdict {
-    pub const ALL: [DnsVerdict; 6] = [
-        DnsVerdict::Ok,
-        DnsVerdict::DnsPoisoning,
-        DnsVerdict::Timeout,
-        DnsVerdict::Nxdomain,
-        DnsVerdict::Error,
-        DnsVerdict::Inconclusive,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DnsVerdict::Ok => "ok",
-            DnsVerdict::DnsPoisoning => "dns_poisoning",
-            DnsVerdict::Timeout => "timeout",
-            DnsVerdict::Nxdomain => "nxdomain",
-            DnsVerdict::Error => "error",
-            DnsVerdict::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-impl fmt::Display for DnsVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a `dns_poisoning` verdict was established. Declared strongest first:
-/// the derived `Ord` ranks methods, and the strongest one found becomes `method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PoisoningMethod {
-    /// Replies that disagree for one query, or any reply from the sink.
-    Injection,
-    /// An answer address is in the `--forged-ips` list.
-    KnownForgedIp,
-    /// Bogon answers while the control's are not.
-    Bogon,
-    /// NXDOMAIN or no data while the control resolves the name.
-    ForgedNxdomain,
-    /// No answer address in common with the control.
-    Inconsistent,
-}
-
-impl PoisoningMethod {
-    pub const ALL: [PoisoningMethod; 5] = [
-        PoisoningMethod::Injection,
-        PoisoningMethod::KnownForgedIp,
-        PoisoningMethod::Bogon,
-        PoisoningMethod::ForgedNxdomain,
-        PoisoningMethod::Inconsistent,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PoisoningMethod::Injection => "injection",
-            PoisoningMethod::KnownForgedIp => "known_forged_ip",
-            PoisoningMethod::Bogon => "bogon",
-            PoisoningMethod::ForgedNxdomain => "forged_nxdomain",
-            PoisoningMethod::Inconsistent => "inconsistent",
-        }
-    }
-}
-
-impl fmt::Display for PoisoningMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::vocab::{DnsVerdict, PoisoningMethod};
 
 /// What kind of fact an evidence item states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

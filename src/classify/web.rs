@@ -22,205 +22,16 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::blockpage::BlockpageSet;
-use crate::verdict::{DnsAssessment, DnsVerdict, EvidenceKind};
+use crate::verdict::{DnsAssessment, EvidenceKind};
+pub use crate::vocab::{Blocking, BlockingLayer, Claim, HttpVerdict, TlsVerdict};
+use crate::vocab::{DnsVerdict, Stage};
 use crate::web::observation::{
     AttemptObservations, CertProblem, ConnectStatus, HttpExchangeEnd, HttpObservation, PathFacts,
-    Stage, TlsHandshakeEnd, TlsObservation, TlsProgress,
+    TlsHandshakeEnd, TlsObservation, TlsProgress,
 };
-
-/// The HTTP stage's verdict for one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpVerdict {
-    /// A response arrived and matches no block-page fingerprint.
-    Ok,
-    /// The connection was reset after our request while the control passed (or a
-    /// capture proved the RST injected).
-    RstInjection,
-    /// No answer before the deadline (at `connect`: the SYN went unanswered).
-    Timeout,
-    /// An RST answered our SYN.
-    Refused,
-    /// The connection was closed without a (complete) response while the control passed.
-    Eof,
-    /// The response matches a block-page fingerprint.
-    Blockpage,
-    /// The server sent bytes that are no HTTP/1.x response, or crossed a parse bound
-    /// (head size, interim responses, chunk-size line, bytes on the wire) before one
-    /// was complete. A server answering is not a censor: no blocking claim.
-    MalformedResponse,
-    /// Something else failed (unreachable network, local error...).
-    Error,
-    /// The evidence supports no verdict (the control failed too).
-    Inconclusive,
-    /// Not probed; `reason` says why.
-    Skipped,
-}
-
-impl HttpVerdict {
-    pub const ALL: [HttpVerdict; 10] = [
-        HttpVerdict::Ok,
-        HttpVerdict::RstInjection,
-        HttpVerdict::Timeout,
-        HttpVerdict::Refused,
-        HttpVerdict::Eof,
-        HttpVerdict::Blockpage,
-        HttpVerdict::MalformedResponse,
-        HttpVerdict::Error,
-        HttpVerdict::Inconclusive,
-        HttpVerdict::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HttpVerdict::Ok => "ok",
-            HttpVerdict::RstInjection => "rst_injection",
-            HttpVerdict::Timeout => "timeout",
-            HttpVerdict::Refused => "refused",
-            HttpVerdict::Eof => "eof",
-            HttpVerdict::Blockpage => "blockpage",
-            HttpVerdict::MalformedResponse => "malformed_response",
-            HttpVerdict::Error => "error",
-            HttpVerdict::Inconclusive => "inconclusive",
-            HttpVerdict::Skipped => "skipped",
-        }
-    }
-
-    /// What this verdict at this stage says about blocking.
-    pub fn claim(self, stage: Option<Stage>) -> Claim {
-        match (self, stage) {
-            (HttpVerdict::Ok, _) => Claim::Clean,
-            (HttpVerdict::RstInjection, Some(Stage::Connect)) => {
-                Claim::Blocked(BlockingLayer::TcpIp)
-            }
-            (HttpVerdict::RstInjection | HttpVerdict::Blockpage, _)
-            | (HttpVerdict::Timeout | HttpVerdict::Eof, Some(Stage::Request | Stage::Response)) => {
-                Claim::Blocked(BlockingLayer::Http)
-            }
-            (HttpVerdict::Skipped, _) => Claim::NotRun,
-            _ => Claim::Unclear,
-        }
-    }
-}
-
-impl fmt::Display for HttpVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The TLS stage's verdict for one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsVerdict {
-    /// The handshake completed with a chain valid for the name.
-    Ok,
-    /// The handshake was reset while the control passed (or a capture proved the RST
-    /// injected).
-    RstInjection,
-    /// No answer before the deadline (at `connect`: the SYN went unanswered).
-    Timeout,
-    /// An RST answered our SYN.
-    Refused,
-    /// The connection was closed during the handshake while the control passed.
-    Eof,
-    /// The handshake completed; the chain is not valid for the name (`evidence` says why).
-    CertInvalid,
-    /// The handshake ended with a fatal alert from the other side.
-    TlsAlert,
-    /// Something else failed (unreachable network, protocol error...).
-    Error,
-    /// The evidence supports no verdict (the control failed too).
-    Inconclusive,
-    /// Not probed; `reason` says why.
-    Skipped,
-}
-
-impl TlsVerdict {
-    pub const ALL: [TlsVerdict; 10] = [
-        TlsVerdict::Ok,
-        TlsVerdict::RstInjection,
-        TlsVerdict::Timeout,
-        TlsVerdict::Refused,
-        TlsVerdict::Eof,
-        TlsVerdict::CertInvalid,
-        TlsVerdict::TlsAlert,
-        TlsVerdict::Error,
-        TlsVerdict::Inconclusive,
-        TlsVerdict::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsVerdict::Ok => "ok",
-            TlsVerdict::RstInjection => "rst_injection",
-            TlsVerdict::Timeout => "timeout",
-            TlsVerdict::Refused => "refused",
-            TlsVerdict::Eof => "eof",
-            TlsVerdict::CertInvalid => "cert_invalid",
-            TlsVerdict::TlsAlert => "tls_alert",
-            TlsVerdict::Error => "error",
-            TlsVerdict::Inconclusive => "inconclusive",
-            TlsVerdict::Skipped => "skipped",
-        }
-    }
-
-    /// What this verdict at this stage says about blocking.
-    pub fn claim(self, stage: Option<Stage>) -> Claim {
-        match (self, stage) {
-            (TlsVerdict::Ok | TlsVerdict::CertInvalid, _) => Claim::Clean,
-            (TlsVerdict::RstInjection, Some(Stage::Connect)) => {
-                Claim::Blocked(BlockingLayer::TcpIp)
-            }
-            (TlsVerdict::RstInjection, _)
-            | (TlsVerdict::Timeout | TlsVerdict::Eof, Some(Stage::Handshake)) => {
-                Claim::Blocked(BlockingLayer::Tls)
-            }
-            (TlsVerdict::Skipped, _) => Claim::NotRun,
-            _ => Claim::Unclear,
-        }
-    }
-}
-
-impl fmt::Display for TlsVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The layer at which a target is blocked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BlockingLayer {
-    Dns,
-    TcpIp,
-    Http,
-    Tls,
-}
-
-impl BlockingLayer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlockingLayer::Dns => "dns",
-            BlockingLayer::TcpIp => "tcp_ip",
-            BlockingLayer::Http => "http",
-            BlockingLayer::Tls => "tls",
-        }
-    }
-}
-
-/// What one verdict says about blocking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The stage worked, or failed for an honest non-censorship reason.
-    Clean,
-    Blocked(BlockingLayer),
-    /// The evidence does not say (dead host or IP-level block, broken server...).
-    Unclear,
-    NotRun,
-}
 
 /// Which probe of the control → test → residual sequence a fact is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -1209,53 +1020,6 @@ impl TlsAssessment {
     }
 }
 
-/// The target-level `blocking` field: `false`, a layer, or `null` (inconclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Blocking {
-    /// Every stage that ran is clean.
-    No,
-    At(BlockingLayer),
-    /// Some stage's evidence does not say.
-    Inconclusive,
-}
-
-impl Serialize for Blocking {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Blocking::No => serializer.serialize_bool(false),
-            Blocking::At(layer) => serializer.serialize_str(layer.as_str()),
-            Blocking::Inconclusive => serializer.serialize_none(),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Blocking {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Flag(bool),
-            Layer(String),
-        }
-        match Option::<Repr>::deserialize(deserializer)? {
-            None => Ok(Blocking::Inconclusive),
-            Some(Repr::Flag(false)) => Ok(Blocking::No),
-            Some(Repr::Flag(true)) => Err(serde::de::Error::custom(
-                "blocking is false, a layer name or null, never true",
-            )),
-            Some(Repr::Layer(name)) => match name.as_str() {
-                "dns" => Ok(Blocking::At(BlockingLayer::Dns)),
-                "tcp_ip" => Ok(Blocking::At(BlockingLayer::TcpIp)),
-                "http" => Ok(Blocking::At(BlockingLayer::Http)),
-                "tls" => Ok(Blocking::At(BlockingLayer::Tls)),
-                other => Err(serde::de::Error::custom(format!(
-                    "unknown blocking layer {other:?}"
-                ))),
-            },
-        }
-    }
-}
-
 /// The target-level summary written into each target record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetBlocking {
@@ -1266,21 +1030,13 @@ pub struct TargetBlocking {
     pub accessible: Option<bool>,
 }
 
+/// What the DNS stage says about blocking.
 fn dns_claim(dns: &DnsAssessment) -> Claim {
-    match dns.verdict {
-        DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
-        DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
-        // Silence is blocking only when the resolver demonstrably answers other names.
-        DnsVerdict::Timeout
-            if dns
-                .evidence
-                .iter()
-                .any(|e| e.kind == EvidenceKind::SelectiveSilence) =>
-        {
-            Claim::Blocked(BlockingLayer::Dns)
-        }
-        DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
-    }
+    let selective_silence = dns
+        .evidence
+        .iter()
+        .any(|e| e.kind == EvidenceKind::SelectiveSilence);
+    dns.verdict.claim(selective_silence)
 }
 
 /// `blocking` and `accessible` for a target from its stage verdicts (absent stages
@@ -1300,23 +1056,13 @@ pub fn target_blocking(
     .into_iter()
     .flatten()
     .collect();
-    let blocked = claims
-        .iter()
-        .filter_map(|c| match c {
-            Claim::Blocked(layer) => Some(*layer),
-            _ => None,
-        })
-        .min();
-    let blocking = match blocked {
-        Some(layer) => Blocking::At(layer),
-        None if claims.contains(&Claim::Unclear) => Blocking::Inconclusive,
-        None => Blocking::No,
-    };
+    let blocking = Blocking::from_claims(&claims);
     let web_ok = http.is_some_and(|h| h.verdict == HttpVerdict::Ok)
         || tls.is_some_and(|t| matches!(t.verdict, TlsVerdict::Ok | TlsVerdict::CertInvalid));
     let web_ran = http.is_some_and(|h| h.verdict != HttpVerdict::Skipped)
         || tls.is_some_and(|t| t.verdict != TlsVerdict::Skipped);
-    let accessible = if blocked.is_some() || dns.is_some_and(|d| d.verdict == DnsVerdict::Nxdomain)
+    let accessible = if matches!(blocking, Blocking::At(_))
+        || dns.is_some_and(|d| d.verdict == DnsVerdict::Nxdomain)
     {
         Some(false)
     } else if web_ok {

@@ -11,23 +11,26 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::scenario::{Expectation, Scenario};
 
 /// One field of one name: what the scenario expects and what the report says (`None`:
-/// absent).
+/// absent), in words for display. Whether they agree is decided on the typed values
+/// (`passed`), never on the words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub name: String,
     pub field: &'static str,
     pub expected: Option<String>,
     pub actual: Option<String>,
+    passed: bool,
 }
 
 impl Check {
     pub fn passed(&self) -> bool {
-        self.expected == self.actual
+        self.passed
     }
 }
 
@@ -271,28 +274,50 @@ fn lookup(record: &Value, outer: &str, inner: &str) -> Option<String> {
     text(record.get(outer).and_then(|o| o.get(inner)))
 }
 
+/// Whether the report's value is the expected one, read as `T`. An absent value (and
+/// JSON null, unless `null_is_value`) agrees only with no expectation; a value that is
+/// no `T` (an unknown word) agrees with nothing.
+fn agrees<T>(expected: Option<&T>, value: Option<&Value>, null_is_value: bool) -> bool
+where
+    T: PartialEq + DeserializeOwned,
+{
+    match (expected, value.filter(|v| null_is_value || !v.is_null())) {
+        (None, None) => true,
+        (Some(expected), Some(value)) => {
+            T::deserialize(value).is_ok_and(|actual| actual == *expected)
+        }
+        _ => false,
+    }
+}
+
 /// The checks for one name's expectation against its record (`None`: no record).
 fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let mut push = |field: &'static str, expected: Option<String>, actual: Option<String>| {
-        checks.push(Check {
-            name: name.to_owned(),
-            field,
-            expected,
-            actual,
-        });
-    };
+    let mut push =
+        |field: &'static str, expected: Option<String>, actual: Option<String>, passed: bool| {
+            checks.push(Check {
+                name: name.to_owned(),
+                field,
+                expected,
+                actual,
+                passed,
+            });
+        };
     let get = |outer: &str, inner: &str| record.and_then(|r| lookup(r, outer, inner));
+    let at =
+        |outer: &str, inner: &str| record.and_then(|r| r.get(outer)).and_then(|o| o.get(inner));
     if let Some(verdict) = expect.dns {
         push(
             "dns",
             Some(verdict.as_str().to_owned()),
             get("dns", "verdict"),
+            agrees(Some(&verdict), at("dns", "verdict"), false),
         );
         push(
             "dns_method",
             expect.dns_method.map(|m| m.as_str().to_owned()),
             get("dns", "method"),
+            agrees(expect.dns_method.as_ref(), at("dns", "method"), false),
         );
     }
     if let Some(methods) = &expect.dns_methods {
@@ -306,26 +331,48 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
                     .join(","),
             ),
             record.and_then(methods_text),
+            agrees(Some(methods), at("dns", "methods"), false),
         );
     }
-    for (verdict_field, stage_field, verdict, stage) in [
-        ("http", "http_stage", &expect.http, &expect.http_stage),
-        ("tls", "tls_stage", &expect.tls, &expect.tls_stage),
-    ] {
-        if let Some(verdict) = verdict {
-            push(
-                verdict_field,
-                Some(verdict.clone()),
-                get(verdict_field, "verdict"),
-            );
-            push(stage_field, stage.clone(), get(verdict_field, "stage"));
-        }
+    if let Some(verdict) = expect.http {
+        push(
+            "http",
+            Some(verdict.as_str().to_owned()),
+            get("http", "verdict"),
+            agrees(Some(&verdict), at("http", "verdict"), false),
+        );
+        push(
+            "http_stage",
+            expect.http_stage.map(|s| s.as_str().to_owned()),
+            get("http", "stage"),
+            agrees(expect.http_stage.as_ref(), at("http", "stage"), false),
+        );
+    }
+    if let Some(verdict) = expect.tls {
+        push(
+            "tls",
+            Some(verdict.as_str().to_owned()),
+            get("tls", "verdict"),
+            agrees(Some(&verdict), at("tls", "verdict"), false),
+        );
+        push(
+            "tls_stage",
+            expect.tls_stage.map(|s| s.as_str().to_owned()),
+            get("tls", "stage"),
+            agrees(expect.tls_stage.as_ref(), at("tls", "stage"), false),
+        );
     }
     if let Some(blocking) = expect.blocking {
+        // The report's null is a value here (inconclusive), not an absence.
         push(
             "blocking",
             Some(blocking.to_string()),
             record.and_then(blocking_text),
+            agrees(
+                Some(&blocking.0),
+                record.and_then(|r| r.get("blocking")),
+                true,
+            ),
         );
     }
     if let Some(accessible) = expect.accessible {
@@ -333,6 +380,11 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
             "accessible",
             Some(accessible.to_string()),
             record.and_then(|r| text(r.get("accessible"))),
+            agrees(
+                Some(&accessible),
+                record.and_then(|r| r.get("accessible")),
+                false,
+            ),
         );
     }
     checks
@@ -428,5 +480,51 @@ expect = { dns = "ok" }
         assert!(text.contains("ok/bogon (expected ok)"), "{text}");
         assert!(text.contains("d.example: no record"), "{text}");
         assert!(text.contains("1/4 names as expected"), "{text}");
+    }
+
+    #[test]
+    fn values_are_compared_typed_not_as_words() {
+        let scenario = Scenario::parse(SCENARIO, Path::new("t.toml")).unwrap();
+        // Words that read like the expected ones but are not the report's values: the
+        // string "null" is not null, the string "false" is not false, and "rst" is no
+        // verdict. Each fails, and is shown as the report wrote it. (a.example has no
+        // record: its checks are covered above.)
+        let report = [
+            r#"{"domain":"b.example","http":{"verdict":"rst","stage":"request"},"blocking":"false","accessible":"false"}"#,
+            r#"{"domain":"c.example","dns":{"verdict":"ok"},"blocking":"null"}"#,
+            r#"{"domain":"d.example","dns":{"verdict":"ok"}}"#,
+        ]
+        .join("\n");
+        let comparison = compare(&scenario, &report);
+        let failures: Vec<(&str, &str, Option<&str>)> = comparison
+            .failures()
+            .filter(|c| c.name != "a.example")
+            .map(|c| (c.name.as_str(), c.field, c.actual.as_deref()))
+            .collect();
+        assert_eq!(
+            failures,
+            vec![
+                ("b.example", "http", Some("rst")),
+                ("b.example", "blocking", Some("false")),
+                ("b.example", "accessible", Some("false")),
+                ("c.example", "blocking", Some("null")),
+            ]
+        );
+        let passed: Vec<(&str, &str)> = comparison
+            .checks
+            .iter()
+            .filter(|c| c.passed() && c.name != "a.example")
+            .map(|c| (c.name.as_str(), c.field))
+            .collect();
+        assert_eq!(
+            passed,
+            vec![
+                ("b.example", "http_stage"),
+                ("c.example", "dns"),
+                ("c.example", "dns_method"),
+                ("d.example", "dns"),
+                ("d.example", "dns_method"),
+            ]
+        );
     }
 }

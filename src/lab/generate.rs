@@ -14,10 +14,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::scenario::{
-    Behaviour, Blocking, CensorDefaults, Direction, DnsAction, DnsRule, Expectation, FlowAction,
-    KeywordRule, LabSettings, MatchKind, NameEntry, Residual, ResidualAction, Scenario, Server,
+    Behaviour, CensorDefaults, Direction, DnsAction, DnsRule, Expectation, ExpectedBlocking,
+    FlowAction, KeywordRule, LabSettings, MatchKind, NameEntry, Residual, ResidualAction, Scenario,
+    Server,
 };
-use crate::verdict::{DnsVerdict, PoisoningMethod};
+use crate::vocab::{
+    Blocking, BlockingLayer, DnsVerdict, HttpVerdict, PoisoningMethod, Stage, TlsVerdict,
+};
 
 /// Number of web servers the names share, unless told otherwise.
 pub const DEFAULT_SHARED_SERVERS: u8 = 4;
@@ -163,9 +166,9 @@ impl Kind {
         if self == Kind::Nxdomain {
             return Expectation {
                 dns: Some(DnsVerdict::Nxdomain),
-                http: Some("skipped".to_owned()),
-                tls: Some("skipped".to_owned()),
-                blocking: Some(Blocking::None),
+                http: Some(HttpVerdict::Skipped),
+                tls: Some(TlsVerdict::Skipped),
+                blocking: Some(ExpectedBlocking(Blocking::No)),
                 accessible: Some(false),
                 ..Expectation::default()
             };
@@ -173,8 +176,8 @@ impl Kind {
         let effects = self.effects();
         let mut expect = Expectation {
             dns: Some(DnsVerdict::Ok),
-            http: Some("ok".to_owned()),
-            tls: Some("ok".to_owned()),
+            http: Some(HttpVerdict::Ok),
+            tls: Some(TlsVerdict::Ok),
             ..Expectation::default()
         };
         let mut blocked = Vec::new();
@@ -194,29 +197,42 @@ impl Kind {
             } else {
                 vec![PoisoningMethod::Injection, PoisoningMethod::Inconsistent]
             });
-            blocked.push(Blocking::Dns);
+            blocked.push(BlockingLayer::Dns);
         }
         if let Some(action) = effects.http {
-            expect.http = Some(flow_verdict(action).to_owned());
-            expect.http_stage = Some("request".to_owned());
-            blocked.push(Blocking::Http);
+            expect.http = Some(flow_http_verdict(action));
+            expect.http_stage = Some(Stage::Request);
+            blocked.push(BlockingLayer::Http);
         }
         if let Some(action) = effects.tls {
-            expect.tls = Some(flow_verdict(action).to_owned());
-            expect.tls_stage = Some("handshake".to_owned());
-            blocked.push(Blocking::Tls);
+            expect.tls = Some(flow_tls_verdict(action));
+            expect.tls_stage = Some(Stage::Handshake);
+            blocked.push(BlockingLayer::Tls);
         }
         // The report names the first blocked layer, in the order dns, tcp_ip, http, tls.
-        expect.blocking = Some(blocked.first().copied().unwrap_or(Blocking::None));
+        expect.blocking = Some(ExpectedBlocking(
+            blocked
+                .first()
+                .map_or(Blocking::No, |&layer| Blocking::At(layer)),
+        ));
         expect.accessible = Some(blocked.is_empty());
         expect
     }
 }
 
-fn flow_verdict(action: FlowAction) -> &'static str {
+/// The HTTP verdict a keyword rule's action leads to.
+fn flow_http_verdict(action: FlowAction) -> HttpVerdict {
     match action {
-        FlowAction::Rst | FlowAction::RstAck => "rst_injection",
-        FlowAction::Drop => "timeout",
+        FlowAction::Rst | FlowAction::RstAck => HttpVerdict::RstInjection,
+        FlowAction::Drop => HttpVerdict::Timeout,
+    }
+}
+
+/// The TLS verdict a keyword rule's action leads to.
+fn flow_tls_verdict(action: FlowAction) -> TlsVerdict {
+    match action {
+        FlowAction::Rst | FlowAction::RstAck => TlsVerdict::RstInjection,
+        FlowAction::Drop => TlsVerdict::Timeout,
     }
 }
 
@@ -498,17 +514,30 @@ mod tests {
                 "{}",
                 entry.name
             );
-            for (rules, verdict) in [
-                (&scenario.http_rules, &entry.expect.http),
-                (&scenario.tls_rules, &entry.expect.tls),
-            ] {
-                let hit = rules.iter().find(|r| r.matches(&entry.name));
-                let expected = hit.map(|r| flow_verdict(r.action));
-                let blocked = verdict.as_deref().filter(|v| *v != "ok" && *v != "skipped");
-                assert_eq!(blocked, expected, "{}", entry.name);
-                if let Some(rule) = hit {
-                    assert_eq!(rule.residual.map(|r| r.secs), Some(90));
-                }
+            let http_hit = scenario.http_rules.iter().find(|r| r.matches(&entry.name));
+            let http_blocked = entry
+                .expect
+                .http
+                .filter(|v| !matches!(v, HttpVerdict::Ok | HttpVerdict::Skipped));
+            assert_eq!(
+                http_blocked,
+                http_hit.map(|r| flow_http_verdict(r.action)),
+                "{}",
+                entry.name
+            );
+            let tls_hit = scenario.tls_rules.iter().find(|r| r.matches(&entry.name));
+            let tls_blocked = entry
+                .expect
+                .tls
+                .filter(|v| !matches!(v, TlsVerdict::Ok | TlsVerdict::Skipped));
+            assert_eq!(
+                tls_blocked,
+                tls_hit.map(|r| flow_tls_verdict(r.action)),
+                "{}",
+                entry.name
+            );
+            for rule in http_hit.into_iter().chain(tls_hit) {
+                assert_eq!(rule.residual.map(|r| r.secs), Some(90));
             }
         }
     }
@@ -540,24 +569,28 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {kind:?} name"))
         };
         let blackhole = find(Kind::HttpBlackhole);
-        assert_eq!(blackhole.expect.http.as_deref(), Some("timeout"));
-        assert_eq!(blackhole.expect.http_stage.as_deref(), Some("request"));
+        assert_eq!(blackhole.expect.http, Some(HttpVerdict::Timeout));
+        assert_eq!(blackhole.expect.http_stage, Some(Stage::Request));
         assert_eq!(
-            find(Kind::TlsBlackhole).expect.tls.as_deref(),
-            Some("timeout")
+            find(Kind::TlsBlackhole).expect.tls,
+            Some(TlsVerdict::Timeout)
         );
+        let at = |layer| Some(ExpectedBlocking(Blocking::At(layer)));
         let hijack = find(Kind::DnsHijack);
-        assert_eq!(hijack.expect.blocking, Some(Blocking::Dns));
+        assert_eq!(hijack.expect.blocking, at(BlockingLayer::Dns));
         assert!(scenario.pools.contains_key("decoy"));
         let both = find(Kind::HttpTlsReset);
         assert_eq!(
-            (both.expect.http.as_deref(), both.expect.tls.as_deref()),
-            (Some("rst_injection"), Some("rst_injection"))
+            (both.expect.http, both.expect.tls),
+            (
+                Some(HttpVerdict::RstInjection),
+                Some(TlsVerdict::RstInjection)
+            )
         );
-        assert_eq!(both.expect.blocking, Some(Blocking::Http));
+        assert_eq!(both.expect.blocking, at(BlockingLayer::Http));
         assert_eq!(
             find(Kind::DnsInjectedHttpReset).expect.blocking,
-            Some(Blocking::Dns)
+            at(BlockingLayer::Dns)
         );
         assert_eq!(find(Kind::Slow).server.as_deref(), Some("slow"));
         // Names spread over the two shared servers only (plus the slow one).

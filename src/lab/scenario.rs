@@ -4,7 +4,6 @@
 //!
 //! The format is documented by `targets/lab/demo.toml`, which uses every field.
 
-use crate::classify::web::{HttpVerdict, TlsVerdict};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,10 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{LabError, LabResult};
 use super::plan;
-use crate::verdict::{DnsVerdict, PoisoningMethod};
-
-pub const HTTP_STAGES: &[&str] = &["connect", "request", "response"];
-pub const TLS_STAGES: &[&str] = &["connect", "handshake"];
+use crate::vocab::{
+    Blocking, BlockingKey, DnsVerdict, HttpVerdict, PoisoningMethod, Stage, TlsVerdict,
+};
 
 /// A whole scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,85 +254,72 @@ pub struct Expectation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_methods: Option<Vec<PoisoningMethod>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<String>,
+    pub http: Option<HttpVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_stage: Option<String>,
+    pub http_stage: Option<Stage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<String>,
+    pub tls: Option<TlsVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_stage: Option<String>,
+    pub tls_stage: Option<Stage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocking: Option<Blocking>,
+    pub blocking: Option<ExpectedBlocking>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accessible: Option<bool>,
 }
 
-/// The target-level `blocking` field: `false`, the layer that blocks, or `"null"` (the
-/// report's null: the evidence neither shows blocking nor rules it out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Blocking {
-    None,
-    Dns,
-    TcpIp,
-    Http,
-    Tls,
-    Null,
-}
+/// The target-level `blocking` a name is expected to get: `false`, the layer that
+/// blocks, or `"null"` (the report's null: the evidence neither shows blocking nor rules
+/// it out). TOML has no null, so the scenario writes the word; `true` is refused as
+/// ambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ExpectedBlockingToml", into = "ExpectedBlockingToml")]
+pub struct ExpectedBlocking(pub Blocking);
 
-impl Blocking {
-    pub fn as_json(self) -> serde_json::Value {
-        match self {
-            Blocking::None => serde_json::Value::Bool(false),
-            Blocking::Null => serde_json::Value::Null,
-            other => other.to_string().into(),
-        }
+impl From<Blocking> for ExpectedBlocking {
+    fn from(blocking: Blocking) -> Self {
+        ExpectedBlocking(blocking)
     }
 }
 
-impl fmt::Display for Blocking {
+/// `false` | `"null"` | a layer, as in the report's `null`-keyed counts.
+impl fmt::Display for ExpectedBlocking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Blocking::None => f.write_str("false"),
-            Blocking::Dns => f.write_str("dns"),
-            Blocking::TcpIp => f.write_str("tcp_ip"),
-            Blocking::Http => f.write_str("http"),
-            Blocking::Tls => f.write_str("tls"),
-            Blocking::Null => f.write_str("null"),
+        BlockingKey::from(self.0).fmt(f)
+    }
+}
+
+/// How `blocking` is written in a scenario file.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ExpectedBlockingToml {
+    Flag(bool),
+    Word(String),
+}
+
+impl From<ExpectedBlocking> for ExpectedBlockingToml {
+    fn from(expected: ExpectedBlocking) -> Self {
+        match expected.0 {
+            Blocking::No => ExpectedBlockingToml::Flag(false),
+            other => ExpectedBlockingToml::Word(BlockingKey::from(other).as_str().to_owned()),
         }
     }
 }
 
-impl Serialize for Blocking {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Blocking::None => s.serialize_bool(false),
-            other => s.serialize_str(&other.to_string()),
-        }
-    }
-}
+impl TryFrom<ExpectedBlockingToml> for ExpectedBlocking {
+    type Error = String;
 
-impl<'de> Deserialize<'de> for Blocking {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Flag(bool),
-            Layer(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Flag(false) => Ok(Blocking::None),
-            Raw::Flag(true) => Err(serde::de::Error::custom(
-                "blocking = true is ambiguous: name the layer (\"dns\", \"tcp_ip\", \"http\", \"tls\")",
-            )),
-            Raw::Layer(l) => match l.as_str() {
-                "dns" => Ok(Blocking::Dns),
-                "tcp_ip" => Ok(Blocking::TcpIp),
-                "http" => Ok(Blocking::Http),
-                "tls" => Ok(Blocking::Tls),
-                "null" => Ok(Blocking::Null),
-                _ => Err(serde::de::Error::custom(format!(
-                    "blocking must be false, \"dns\", \"tcp_ip\", \"http\", \"tls\" or \"null\", not {l:?}"
-                ))),
+    fn try_from(toml: ExpectedBlockingToml) -> Result<Self, Self::Error> {
+        match toml {
+            ExpectedBlockingToml::Flag(false) => Ok(ExpectedBlocking(Blocking::No)),
+            ExpectedBlockingToml::Flag(true) => Err(
+                "blocking = true is ambiguous: name the layer (\"dns\", \"tcp_ip\", \"http\", \"tls\")"
+                    .to_owned(),
+            ),
+            ExpectedBlockingToml::Word(word) => match word.parse::<BlockingKey>() {
+                Ok(key) if key != BlockingKey::No => Ok(ExpectedBlocking(key.into())),
+                _ => Err(format!(
+                    "blocking must be false, \"dns\", \"tcp_ip\", \"http\", \"tls\" or \"null\", not {word:?}"
+                )),
             },
         }
     }
@@ -690,20 +675,17 @@ fn entry_matches_any(name: &str, scenario: &Scenario) -> bool {
 }
 
 fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>) {
-    let http_verdicts: Vec<&str> = HttpVerdict::ALL.iter().map(|v| v.as_str()).collect();
-    let tls_verdicts: Vec<&str> = TlsVerdict::ALL.iter().map(|v| v.as_str()).collect();
-    let checks: [(&str, &Option<String>, &[&str]); 4] = [
-        ("http", &expect.http, &http_verdicts),
-        ("http_stage", &expect.http_stage, HTTP_STAGES),
-        ("tls", &expect.tls, &tls_verdicts),
-        ("tls_stage", &expect.tls_stage, TLS_STAGES),
-    ];
-    for (field, value, allowed) in checks {
-        if let Some(value) = value
-            && !allowed.contains(&value.as_str())
+    for (field, stage, allowed) in [
+        ("http_stage", expect.http_stage, Stage::HTTP),
+        ("tls_stage", expect.tls_stage, Stage::TLS),
+    ] {
+        if let Some(stage) = stage
+            && !allowed.contains(&stage)
         {
+            let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
             errors.push(format!(
-                "name {name:?}: expect.{field} = {value:?} is not one of {}",
+                "name {name:?}: expect.{field} = {:?} is not one of {}",
+                stage.as_str(),
                 allowed.join(", ")
             ));
         }
@@ -722,11 +704,11 @@ fn check_expectation(name: &str, expect: &Expectation, errors: &mut Vec<String>)
             "name {name:?}: expect.dns_method must be the first (strongest) of expect.dns_methods"
         ));
     }
-    for (field, stage, verdict) in [
-        ("http_stage", &expect.http_stage, &expect.http),
-        ("tls_stage", &expect.tls_stage, &expect.tls),
+    for (field, stage, has_verdict) in [
+        ("http_stage", expect.http_stage, expect.http.is_some()),
+        ("tls_stage", expect.tls_stage, expect.tls.is_some()),
     ] {
-        if stage.is_some() && verdict.is_none() {
+        if stage.is_some() && !has_verdict {
             errors.push(format!(
                 "name {name:?}: expect.{field} needs the stage's verdict too"
             ));
@@ -742,6 +724,7 @@ pub fn scenario_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::BlockingLayer;
 
     #[test]
     fn match_kinds_follow_gfwatch_rule_shapes() {
@@ -790,7 +773,7 @@ behaviour = "slow"
 [[names]]
 name = "Upper.example"
 server = "nope"
-expect = { http = "rst", dns_method = "injection" }
+expect = { http = "rst_injection", http_stage = "handshake", dns_method = "injection" }
 
 [[dns_rules]]
 pattern = "x.example"
@@ -804,7 +787,7 @@ pool = "missing"
             "needs delay_ms",
             "lowercase",
             "no server \"nope\"",
-            "expect.http = \"rst\"",
+            "expect.http_stage = \"handshake\" is not one of connect, request, response",
             "dns_method(s) needs",
             "no pool \"missing\"",
         ] {
@@ -812,6 +795,28 @@ pool = "missing"
                 message.contains(needle),
                 "{needle:?} missing from {message}"
             );
+        }
+    }
+
+    #[test]
+    fn expected_blocking_reads_and_writes_false_a_layer_or_the_word_null() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Holder {
+            blocking: ExpectedBlocking,
+        }
+        for (toml_value, blocking, shown) in [
+            ("false", Blocking::No, "false"),
+            ("\"null\"", Blocking::Inconclusive, "null"),
+            ("\"dns\"", Blocking::At(BlockingLayer::Dns), "dns"),
+            ("\"tcp_ip\"", Blocking::At(BlockingLayer::TcpIp), "tcp_ip"),
+            ("\"http\"", Blocking::At(BlockingLayer::Http), "http"),
+            ("\"tls\"", Blocking::At(BlockingLayer::Tls), "tls"),
+        ] {
+            let text = format!("blocking = {toml_value}\n");
+            let holder: Holder = toml::from_str(&text).unwrap();
+            assert_eq!(holder.blocking, ExpectedBlocking(blocking));
+            assert_eq!(holder.blocking.to_string(), shown);
+            assert_eq!(toml::to_string(&holder).unwrap(), text);
         }
     }
 
@@ -825,6 +830,21 @@ pool = "missing"
         )
         .unwrap_err();
         assert!(err.to_string().contains("ambiguous"), "{err}");
+        // A word that is no verdict (or no blocking value) is refused when read, naming it.
+        let err = Scenario::parse(
+            "[[names]]\nname = \"a.example\"\na = [\"198.19.1.1\"]\nexpect = { http = \"rst\" }\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, LabError::ScenarioSyntax { .. }), "{err}");
+        assert!(err.to_string().contains("http = \"rst\""), "{err}");
+        assert!(err.to_string().contains("rst_injection"), "{err}");
+        let err = Scenario::parse(
+            "[[names]]\nname = \"a.example\"\na = [\"198.19.1.1\"]\nexpect = { blocking = \"false\" }\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not \"false\""), "{err}");
         let err =
             Scenario::parse("[censor]\nip_id = \"sometimes\"\n", Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("random"), "{err}");

@@ -8,30 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-/// Where in a connection's life something happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// The TCP handshake (our SYN) did not complete.
-    Connect,
-    /// HTTP: after our request went out, before any byte of a response.
-    Request,
-    /// HTTP: after the first byte of a response arrived.
-    Response,
-    /// TLS: after the TCP handshake, before the TLS handshake completed.
-    Handshake,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Request => "request",
-            Stage::Response => "response",
-            Stage::Handshake => "handshake",
-        }
-    }
-}
+pub use crate::vocab::Stage;
 
 /// How the TCP connect ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
