@@ -81,7 +81,7 @@ fn poisoning_methods() {
     let keys: Vec<&str> = PoisoningMethod::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(keys, words);
     // Declared strongest first: the derived order picks `method`.
-    let mut sorted = PoisoningMethod::ALL;
+    let mut sorted = PoisoningMethod::ALL.to_vec();
     sorted.sort();
     assert_eq!(sorted, PoisoningMethod::ALL);
 }
