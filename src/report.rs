@@ -355,3 +355,27 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_blocking_keys_are_the_schema_names() {
+        let keys: Vec<&str> = [
+            Blocking::No,
+            Blocking::At(BlockingLayer::Dns),
+            Blocking::At(BlockingLayer::TcpIp),
+            Blocking::At(BlockingLayer::Http),
+            Blocking::At(BlockingLayer::Tls),
+            Blocking::Inconclusive,
+        ]
+        .into_iter()
+        .map(|b| SummaryBlockingKey::from(b).as_str())
+        .collect();
+        assert_eq!(
+            keys,
+            ["false", "dns", "tcp_ip", "http", "tls", "inconclusive"]
+        );
+    }
+}
