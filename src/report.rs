@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::web::{Blocking, HttpAssessment, TlsAssessment};
+use crate::classify::web::{Blocking, BlockingLayer, HttpAssessment, TlsAssessment};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::targets::{SkippedInput, TargetSource};
 use crate::verdict::{DnsAssessment, DnsVerdict};
@@ -153,6 +153,44 @@ pub struct SummaryRecord {
     pub residual_paths: Vec<crate::pathguard::PathResidual>,
 }
 
+/// The key of a `blocking` value in the report's summary record: `false`, the layer,
+/// or `inconclusive` (the schema's `summary.blocking.propertyNames`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SummaryBlockingKey {
+    False,
+    Dns,
+    TcpIp,
+    Http,
+    Tls,
+    Inconclusive,
+}
+
+impl SummaryBlockingKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SummaryBlockingKey::False => "false",
+            SummaryBlockingKey::Dns => "dns",
+            SummaryBlockingKey::TcpIp => "tcp_ip",
+            SummaryBlockingKey::Http => "http",
+            SummaryBlockingKey::Tls => "tls",
+            SummaryBlockingKey::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl From<Blocking> for SummaryBlockingKey {
+    fn from(blocking: Blocking) -> SummaryBlockingKey {
+        match blocking {
+            Blocking::No => SummaryBlockingKey::False,
+            Blocking::At(BlockingLayer::Dns) => SummaryBlockingKey::Dns,
+            Blocking::At(BlockingLayer::TcpIp) => SummaryBlockingKey::TcpIp,
+            Blocking::At(BlockingLayer::Http) => SummaryBlockingKey::Http,
+            Blocking::At(BlockingLayer::Tls) => SummaryBlockingKey::Tls,
+            Blocking::Inconclusive => SummaryBlockingKey::Inconclusive,
+        }
+    }
+}
+
 /// Accumulates the summary as records stream past.
 #[derive(Debug, Clone)]
 pub struct SummaryBuilder {
@@ -205,14 +243,10 @@ impl SummaryBuilder {
                 .entry(tls.verdict.as_str().to_owned())
                 .or_default() += 1;
         }
-        let blocking = match record.blocking {
-            Blocking::No => "false",
-            Blocking::At(layer) => {
-                self.summary.censored.push(record.domain.clone());
-                layer.as_str()
-            }
-            Blocking::Inconclusive => "inconclusive",
-        };
+        if matches!(record.blocking, Blocking::At(_)) {
+            self.summary.censored.push(record.domain.clone());
+        }
+        let blocking = SummaryBlockingKey::from(record.blocking).as_str();
         *self
             .summary
             .blocking
@@ -320,4 +354,28 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_blocking_keys_are_the_schema_names() {
+        let keys: Vec<&str> = [
+            Blocking::No,
+            Blocking::At(BlockingLayer::Dns),
+            Blocking::At(BlockingLayer::TcpIp),
+            Blocking::At(BlockingLayer::Http),
+            Blocking::At(BlockingLayer::Tls),
+            Blocking::Inconclusive,
+        ]
+        .into_iter()
+        .map(|b| SummaryBlockingKey::from(b).as_str())
+        .collect();
+        assert_eq!(
+            keys,
+            ["false", "dns", "tcp_ip", "http", "tls", "inconclusive"]
+        );
+    }
 }

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::outcome::{Blocking, STAGES, StageOutcome, TargetOutcome};
+use super::outcome::{AnyStage, Blocking, BlockingKey, StageName, TargetOutcome, accessible_key};
 use super::reader::LoadedReport;
 
 /// One difference of one aspect.
@@ -44,12 +44,8 @@ pub struct ReportDiff {
     pub unchanged: usize,
 }
 
-fn stage_text(stage: Option<&StageOutcome>) -> String {
-    stage.map_or_else(|| "not measured".to_owned(), ToString::to_string)
-}
-
-fn accessible_text(accessible: Option<bool>) -> String {
-    accessible.map_or_else(|| "null".to_owned(), |a| a.to_string())
+fn stage_text(stage: Option<AnyStage<'_>>) -> String {
+    stage.map_or_else(|| "not measured".to_owned(), |s| s.to_string())
 }
 
 /// What differs between two outcomes of one domain.
@@ -58,18 +54,18 @@ pub fn changes(old: &TargetOutcome, new: &TargetOutcome) -> Vec<Change> {
     if old.blocking != new.blocking {
         changes.push(Change {
             field: "blocking".to_owned(),
-            old: old.blocking.key(),
-            new: new.blocking.key(),
+            old: BlockingKey::from(old.blocking).to_string(),
+            new: BlockingKey::from(new.blocking).to_string(),
         });
     }
     if old.accessible != new.accessible {
         changes.push(Change {
             field: "accessible".to_owned(),
-            old: accessible_text(old.accessible),
-            new: accessible_text(new.accessible),
+            old: accessible_key(old.accessible).to_owned(),
+            new: accessible_key(new.accessible).to_owned(),
         });
     }
-    for stage in STAGES {
+    for stage in StageName::ALL {
         let (before, after) = (old.stage(stage), new.stage(stage));
         // A stage one report did not run at all is a difference of coverage, not of
         // outcome: the DNS-only report of last month against today's full one.
@@ -78,7 +74,7 @@ pub fn changes(old: &TargetOutcome, new: &TargetOutcome) -> Vec<Change> {
         }
         if before != after {
             changes.push(Change {
-                field: stage.to_owned(),
+                field: stage.to_string(),
                 old: stage_text(before),
                 new: stage_text(after),
             });
@@ -117,10 +113,10 @@ pub fn diff(old: &LoadedReport, new: &LoadedReport) -> ReportDiff {
             changes,
         };
         match (&before.blocking, &after.blocking) {
-            (Blocking::NotBlocked | Blocking::Unknown, Blocking::Blocked(_)) => {
+            (Blocking::No | Blocking::Inconclusive, Blocking::At(_)) => {
                 result.newly_blocked.push(entry);
             }
-            (Blocking::Blocked(_), Blocking::NotBlocked) => result.newly_unblocked.push(entry),
+            (Blocking::At(_), Blocking::No) => result.newly_unblocked.push(entry),
             _ => result.changed_verdict.push(entry),
         }
     }

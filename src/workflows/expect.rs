@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::outcome::{
-    BLOCKING_STAGES, Blocking, TargetOutcome, stage_methods, stage_verdicts, stage_wheres,
+    AnyStage, BLOCKING_LAYERS, Blocking, BlockingKey, DnsVerdict, HTTP_PLACES, HttpVerdict,
+    PoisoningMethod, Stage, StageName, StageVerdict, TLS_PLACES, TargetOutcome, TlsVerdict,
+    blocking_text,
 };
 use super::reader::LoadedReport;
 use crate::error::{Error, Result};
@@ -96,115 +98,145 @@ impl Selector {
     }
 }
 
-/// What a stage field of an outcome is checked on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StageField {
-    Verdict,
-    Method,
-    Where,
-}
-
 /// One condition on an outcome.
 #[derive(Debug, Clone)]
 pub enum Condition {
     Blocked(bool),
     Blocking(Vec<Blocking>),
     Accessible(bool),
-    Stage {
-        stage: &'static str,
-        field: StageField,
-        any_of: Vec<String>,
-    },
+    DnsVerdict(Vec<DnsVerdict>),
+    HttpVerdict(Vec<HttpVerdict>),
+    TlsVerdict(Vec<TlsVerdict>),
+    /// `dns_method`: the poisoning method.
+    DnsMethod(Vec<PoisoningMethod>),
+    /// `http_method`, `tls_method`: accepted for symmetry; the web stages record no
+    /// method, so it never holds.
+    WebMethod(StageName, Vec<String>),
+    /// `<stage>_stage`: where in the connection the stage's outcome happened.
+    Where(StageName, Vec<Stage>),
     MinConsistency(f64),
 }
 
-fn list(values: &[String]) -> String {
+fn list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let values: Vec<&str> = values.into_iter().collect();
     if values.len() == 1 {
-        values[0].clone()
+        values[0].to_owned()
     } else {
         format!("one of [{}]", values.join(", "))
     }
 }
 
+fn verdicts<V: StageVerdict>(values: &[V]) -> String {
+    list(values.iter().map(|v| v.name()))
+}
+
+/// The stage's verdict is one of `any_of`.
+fn verdict_in<V: StageVerdict>(
+    stage: Option<&super::outcome::StageOutcome<V>>,
+    any_of: &[V],
+) -> bool {
+    stage
+        .and_then(|s| s.verdict.verdict())
+        .is_some_and(|v| any_of.contains(&v))
+}
+
 impl Condition {
+    /// The stage and field (`verdict`, `method`, `stage`) a stage condition is about.
+    fn stage_field(&self) -> Option<(StageName, &'static str)> {
+        Some(match self {
+            Condition::DnsVerdict(_) => (StageName::Dns, "verdict"),
+            Condition::HttpVerdict(_) => (StageName::Http, "verdict"),
+            Condition::TlsVerdict(_) => (StageName::Tls, "verdict"),
+            Condition::DnsMethod(_) => (StageName::Dns, "method"),
+            Condition::WebMethod(stage, _) => (*stage, "method"),
+            Condition::Where(stage, _) => (*stage, "stage"),
+            _ => return None,
+        })
+    }
+
     /// What is expected, e.g. `dns verdict dns_poisoning`.
     pub fn expected(&self) -> String {
-        match self {
-            Condition::Blocked(true) => "blocked".to_owned(),
-            Condition::Blocked(false) => "not blocked".to_owned(),
-            Condition::Blocking(values) => format!(
-                "blocking {}",
-                list(&values.iter().map(Blocking::key).collect::<Vec<_>>())
-            ),
-            Condition::Accessible(true) => "accessible".to_owned(),
-            Condition::Accessible(false) => "not accessible".to_owned(),
-            Condition::Stage {
-                stage,
-                field,
-                any_of,
-            } => {
-                let field = match field {
-                    StageField::Verdict => "verdict",
-                    StageField::Method => "method",
-                    StageField::Where => "stage",
-                };
-                format!("{stage} {field} {}", list(any_of))
+        let stage_values = match self {
+            Condition::Blocked(true) => return "blocked".to_owned(),
+            Condition::Blocked(false) => return "not blocked".to_owned(),
+            Condition::Blocking(values) => {
+                return format!(
+                    "blocking {}",
+                    list(values.iter().map(|b| BlockingKey::from(*b).as_str()))
+                );
             }
-            Condition::MinConsistency(min) => format!("consistency >= {min}"),
-        }
+            Condition::Accessible(true) => return "accessible".to_owned(),
+            Condition::Accessible(false) => return "not accessible".to_owned(),
+            Condition::MinConsistency(min) => return format!("consistency >= {min}"),
+            Condition::DnsVerdict(values) => verdicts(values),
+            Condition::HttpVerdict(values) => verdicts(values),
+            Condition::TlsVerdict(values) => verdicts(values),
+            Condition::DnsMethod(values) => list(values.iter().map(|m| m.as_str())),
+            Condition::WebMethod(_, values) => list(values.iter().map(String::as_str)),
+            Condition::Where(_, values) => list(values.iter().map(|w| w.as_str())),
+        };
+        let (stage, field) = self.stage_field().expect("a stage condition");
+        format!("{stage} {field} {stage_values}")
     }
 
     /// What was observed, for the same aspect.
     pub fn observed(&self, outcome: &TargetOutcome) -> String {
-        let null = || "null".to_owned();
         match self {
-            Condition::Blocked(_) => outcome.blocking.to_string(),
-            Condition::Blocking(_) => format!("blocking {}", outcome.blocking.key()),
+            Condition::Blocked(_) => blocking_text(outcome.blocking),
+            Condition::Blocking(_) => {
+                format!("blocking {}", BlockingKey::from(outcome.blocking))
+            }
             Condition::Accessible(_) => match outcome.accessible {
                 Some(true) => "accessible".to_owned(),
                 Some(false) => "not accessible".to_owned(),
                 None => "accessible null".to_owned(),
             },
-            Condition::Stage { stage, field, .. } => match outcome.stage(stage) {
-                None => format!("{stage} not measured"),
-                Some(s) => {
-                    let (name, value) = match field {
-                        StageField::Verdict => ("verdict", Some(s.verdict.clone())),
-                        StageField::Method => ("method", s.method.clone()),
-                        StageField::Where => ("stage", s.stage.clone()),
-                    };
-                    format!("{stage} {name} {} [{s}]", value.unwrap_or_else(null))
-                }
-            },
             Condition::MinConsistency(_) => format!(
                 "consistency {} over {} attempt(s)",
                 outcome.consistency, outcome.attempts
             ),
+            _ => {
+                let (stage, field) = self.stage_field().expect("a stage condition");
+                match outcome.stage(stage) {
+                    None => format!("{stage} not measured"),
+                    Some(s) => {
+                        let value = match self {
+                            Condition::DnsMethod(_) | Condition::WebMethod(..) => {
+                                s.method().map(PoisoningMethod::as_str)
+                            }
+                            Condition::Where(..) => s.place().map(Stage::as_str),
+                            _ => Some(s.verdict_name()),
+                        };
+                        format!("{stage} {field} {} [{s}]", value.unwrap_or("null"))
+                    }
+                }
+            }
         }
     }
 
     pub fn holds(&self, outcome: &TargetOutcome) -> bool {
+        let stages = &outcome.stages;
         match self {
             Condition::Blocked(blocked) => match outcome.blocking {
-                Blocking::Blocked(_) => *blocked,
-                Blocking::NotBlocked => !*blocked,
+                Blocking::At(_) => *blocked,
+                Blocking::No => !*blocked,
                 // An inconclusive measurement proves neither.
-                Blocking::Unknown => false,
+                Blocking::Inconclusive => false,
             },
             Condition::Blocking(values) => values.contains(&outcome.blocking),
             Condition::Accessible(accessible) => outcome.accessible == Some(*accessible),
-            Condition::Stage {
-                stage,
-                field,
-                any_of,
-            } => outcome.stage(stage).is_some_and(|s| {
-                let value = match field {
-                    StageField::Verdict => Some(&s.verdict),
-                    StageField::Method => s.method.as_ref(),
-                    StageField::Where => s.stage.as_ref(),
-                };
-                value.is_some_and(|v| any_of.contains(v))
-            }),
+            Condition::DnsVerdict(any_of) => verdict_in(stages.dns.as_ref(), any_of),
+            Condition::HttpVerdict(any_of) => verdict_in(stages.http.as_ref(), any_of),
+            Condition::TlsVerdict(any_of) => verdict_in(stages.tls.as_ref(), any_of),
+            Condition::DnsMethod(any_of) => stages
+                .dns
+                .and_then(|s| s.method)
+                .is_some_and(|m| any_of.contains(&m)),
+            Condition::WebMethod(..) => false,
+            Condition::Where(stage, any_of) => outcome
+                .stage(*stage)
+                .and_then(AnyStage::place)
+                .is_some_and(|w| any_of.contains(&w)),
             Condition::MinConsistency(min) => outcome.consistency + 1e-9 >= *min,
         }
     }
@@ -370,21 +402,139 @@ fn normalise_domain(input: &str) -> Result<String, String> {
         .map_err(|e| format!("domain {input:?}: {e}"))
 }
 
-fn check_values(key: &str, values: &[String], allowed: Option<&[&str]>) -> Result<(), String> {
+/// Parses each value against the closed vocabulary `all`; the error names the key,
+/// the value and what is allowed, on one line.
+fn parse_values<T: Copy>(
+    key: &str,
+    values: &[String],
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
     if values.is_empty() {
         return Err(format!("{key}: empty list"));
     }
-    if let Some(allowed) = allowed {
-        for value in values {
-            if !allowed.contains(&value.as_str()) {
+    values
+        .iter()
+        .map(|value| {
+            all.iter()
+                .copied()
+                .find(|v| name(*v) == value)
+                .ok_or_else(|| {
+                    let allowed: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+                    format!(
+                        "{key}: unknown value {value:?} (expected one of {})",
+                        allowed.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_verdicts<V: StageVerdict>(key: &str, values: OneOrMany) -> Result<Vec<V>, String> {
+    parse_values(key, &values.into_vec(), V::ALL, V::name)
+}
+
+fn parse_blocking(value: toml::Value) -> Result<Vec<Blocking>, String> {
+    let items = match value {
+        toml::Value::Array(items) => items,
+        one => vec![one],
+    };
+    let mut values = Vec::new();
+    for item in items {
+        let layer = match &item {
+            toml::Value::String(s) => BLOCKING_LAYERS.into_iter().find(|l| l.as_str() == s),
+            _ => None,
+        };
+        values.push(match (item, layer) {
+            (toml::Value::Boolean(false), _) => Blocking::No,
+            (_, Some(layer)) => Blocking::At(layer),
+            (other, None) => {
+                let layers: Vec<&str> = BLOCKING_LAYERS.iter().map(|l| l.as_str()).collect();
                 return Err(format!(
-                    "{key}: unknown value {value:?} (expected one of {})",
-                    allowed.join(", ")
+                    "blocking: {other} is not false or one of {}",
+                    layers.join(", ")
                 ));
             }
+        });
+    }
+    if values.is_empty() {
+        return Err("blocking: empty list".to_owned());
+    }
+    Ok(values)
+}
+
+/// The per-stage conditions, in the order of the keys: each stage's verdict, method
+/// and place.
+fn stage_conditions(spec: StageSpecs) -> Result<Vec<Condition>, String> {
+    let mut conditions = Vec::new();
+    if let Some(values) = spec.dns {
+        conditions.push(Condition::DnsVerdict(parse_verdicts("dns", values)?));
+    }
+    if let Some(values) = spec.dns_method {
+        let methods = parse_values(
+            "dns_method",
+            &values.into_vec(),
+            &PoisoningMethod::ALL,
+            PoisoningMethod::as_str,
+        )?;
+        conditions.push(Condition::DnsMethod(methods));
+    }
+    if let Some(values) = spec.http {
+        conditions.push(Condition::HttpVerdict(parse_verdicts("http", values)?));
+    }
+    web_conditions(
+        StageName::Http,
+        spec.http_method,
+        spec.http_stage,
+        &HTTP_PLACES,
+        &mut conditions,
+    )?;
+    if let Some(values) = spec.tls {
+        conditions.push(Condition::TlsVerdict(parse_verdicts("tls", values)?));
+    }
+    web_conditions(
+        StageName::Tls,
+        spec.tls_method,
+        spec.tls_stage,
+        &TLS_PLACES,
+        &mut conditions,
+    )?;
+    Ok(conditions)
+}
+
+/// A web stage's `<stage>_method` and `<stage>_stage` conditions.
+fn web_conditions(
+    stage: StageName,
+    method: Option<OneOrMany>,
+    place: Option<OneOrMany>,
+    places: &[Stage],
+    conditions: &mut Vec<Condition>,
+) -> Result<(), String> {
+    if let Some(values) = method {
+        let values = values.into_vec();
+        if values.is_empty() {
+            return Err(format!("{stage}_method: empty list"));
         }
+        conditions.push(Condition::WebMethod(stage, values));
+    }
+    if let Some(values) = place {
+        let key = format!("{stage}_stage");
+        let places = parse_values(&key, &values.into_vec(), places, Stage::as_str)?;
+        conditions.push(Condition::Where(stage, places));
     }
     Ok(())
+}
+
+/// The stage keys of an `[[expect]]` table.
+struct StageSpecs {
+    dns: Option<OneOrMany>,
+    dns_method: Option<OneOrMany>,
+    http: Option<OneOrMany>,
+    http_method: Option<OneOrMany>,
+    http_stage: Option<OneOrMany>,
+    tls: Option<OneOrMany>,
+    tls_method: Option<OneOrMany>,
+    tls_stage: Option<OneOrMany>,
 }
 
 fn expectation(spec: ExpectSpec) -> Result<Expectation, String> {
@@ -407,58 +557,21 @@ fn expectation(spec: ExpectSpec) -> Result<Expectation, String> {
         conditions.push(Condition::Blocked(blocked));
     }
     if let Some(blocking) = spec.blocking {
-        let items = match blocking {
-            toml::Value::Array(items) => items,
-            one => vec![one],
-        };
-        let mut values = Vec::new();
-        for item in items {
-            values.push(match item {
-                toml::Value::Boolean(false) => Blocking::NotBlocked,
-                toml::Value::String(s) if BLOCKING_STAGES.contains(&s.as_str()) => {
-                    Blocking::Blocked(s)
-                }
-                other => {
-                    return Err(format!(
-                        "blocking: {other} is not false or one of {}",
-                        BLOCKING_STAGES.join(", ")
-                    ));
-                }
-            });
-        }
-        if values.is_empty() {
-            return Err("blocking: empty list".to_owned());
-        }
-        conditions.push(Condition::Blocking(values));
+        conditions.push(Condition::Blocking(parse_blocking(blocking)?));
     }
     if let Some(accessible) = spec.accessible {
         conditions.push(Condition::Accessible(accessible));
     }
-    let stage_keys: [(&'static str, StageField, Option<OneOrMany>); 8] = [
-        ("dns", StageField::Verdict, spec.dns),
-        ("dns", StageField::Method, spec.dns_method),
-        ("http", StageField::Verdict, spec.http),
-        ("http", StageField::Method, spec.http_method),
-        ("http", StageField::Where, spec.http_stage),
-        ("tls", StageField::Verdict, spec.tls),
-        ("tls", StageField::Method, spec.tls_method),
-        ("tls", StageField::Where, spec.tls_stage),
-    ];
-    for (stage, field, values) in stage_keys {
-        let Some(values) = values else { continue };
-        let values = values.into_vec();
-        let (key, allowed) = match field {
-            StageField::Verdict => (stage.to_owned(), Some(stage_verdicts(stage))),
-            StageField::Method => (format!("{stage}_method"), stage_methods(stage)),
-            StageField::Where => (format!("{stage}_stage"), stage_wheres(stage)),
-        };
-        check_values(&key, &values, allowed.as_deref())?;
-        conditions.push(Condition::Stage {
-            stage,
-            field,
-            any_of: values,
-        });
-    }
+    conditions.extend(stage_conditions(StageSpecs {
+        dns: spec.dns,
+        dns_method: spec.dns_method,
+        http: spec.http,
+        http_method: spec.http_method,
+        http_stage: spec.http_stage,
+        tls: spec.tls,
+        tls_method: spec.tls_method,
+        tls_stage: spec.tls_stage,
+    })?);
     if let Some(min) = spec.min_consistency {
         if !(0.0..=1.0).contains(&min) {
             return Err(format!("min_consistency {min} is not between 0 and 1"));
@@ -680,22 +793,17 @@ mod tests {
             !Condition::Blocked(false).holds(&unknown),
             "unknown proves neither"
         );
-        let method = Condition::Stage {
-            stage: "dns",
-            field: StageField::Method,
-            any_of: vec!["bogon".into(), "injection".into()],
-        };
+        let method = Condition::DnsMethod(vec![PoisoningMethod::Bogon, PoisoningMethod::Injection]);
         assert!(method.holds(&poisoned));
         assert!(!method.holds(&unknown));
         assert_eq!(method.observed(&unknown), "dns method null [timeout]");
-        let http = Condition::Stage {
-            stage: "http",
-            field: StageField::Verdict,
-            any_of: vec!["ok".into()],
-        };
+        let http = Condition::HttpVerdict(vec![HttpVerdict::Ok]);
         assert!(!http.holds(&poisoned));
         assert_eq!(http.observed(&poisoned), "http not measured");
-        assert!(Condition::Blocking(vec![Blocking::Blocked("dns".into())]).holds(&poisoned));
+        assert!(
+            Condition::Blocking(vec![Blocking::At(crate::classify::web::BlockingLayer::Dns)])
+                .holds(&poisoned)
+        );
         assert!(Condition::Accessible(false).holds(&poisoned));
         assert!(!Condition::Accessible(true).holds(&unknown));
         assert!(Condition::MinConsistency(1.0).holds(&poisoned));

@@ -15,7 +15,6 @@ pub mod ooni;
 pub mod outcome;
 pub mod output;
 pub mod plan;
-pub mod project;
 pub mod reader;
 pub mod repeat;
 pub mod resume;

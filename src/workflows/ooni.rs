@@ -327,9 +327,9 @@ pub fn measurement(record: &Value, context: &OoniContext) -> Value {
     keys.insert("tls_handshakes".to_owned(), web.tls_handshakes.into());
     keys.insert("requests".to_owned(), web.requests.into());
 
-    let blocking = outcome
-        .as_ref()
-        .map_or(Value::Null, |o| o.blocking.to_json());
+    let blocking = outcome.as_ref().map_or(Value::Null, |o| {
+        serde_json::to_value(o.blocking).unwrap_or_default()
+    });
     let http_verdict = record.get("http").and_then(|h| str_at(h, "verdict"));
     let control_failure = if control.is_empty() && context.control != "none" {
         Value::from("unknown_failure control unavailable")

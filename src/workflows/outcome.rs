@@ -1,220 +1,451 @@
 //! A generic view of one target's measurement: each stage's verdict, the target's
 //! blocking and accessibility.
 //!
-//! It is read from the JSON of a target record, not from the typed record, so that
-//! stages and fields other modules add (`http`, `tls`, `blocking`, `accessible`) are
-//! picked up when present and the workflows still work on reports without them. Every
-//! stage object is read the same way: `verdict`, optional `method`, optional `stage`.
+//! The writer builds it from the typed record (`From<&TargetRecord>`); the workflows
+//! that read reports back build it from a record's JSON ([`TargetOutcome::from_slice`]),
+//! tolerating records that lack the web stages or the target-level fields. Every
+//! stage is read the same way: `verdict`, optional `method`, optional `stage`, each
+//! typed.
 
-use crate::classify::web::{HttpVerdict, TlsVerdict};
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::project::{Keep, Projector};
+pub use crate::classify::web::Blocking;
+use crate::classify::web::{BlockingLayer, Claim};
+// The vocabulary the other workflows use, imported here once.
+pub(super) use crate::classify::web::{HttpVerdict, TlsVerdict};
 use crate::report::TargetRecord;
-use crate::verdict::{DnsVerdict, PoisoningMethod};
+pub(super) use crate::verdict::{DnsVerdict, PoisoningMethod};
+pub(super) use crate::web::observation::Stage;
 
-/// The stages a target record may carry, in the order they run.
+/// The stages a target record may carry, by their wire names, in the order they run
+/// (the OONI mapping looks them up in a record's JSON).
 pub const STAGES: [&str; 3] = ["dns", "http", "tls"];
 
-/// Values of the target-level `blocking` field that name a stage.
-pub const BLOCKING_STAGES: [&str; 4] = ["dns", "tcp_ip", "http", "tls"];
+/// A stage of a target record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StageName {
+    Dns,
+    Http,
+    Tls,
+}
 
-/// Verdicts that by themselves say a stage was interfered with (used only to derive
-/// `blocking` for records that do not carry it).
-const CENSORSHIP_VERDICTS: [(&str, &str); 4] = [
-    ("dns", "dns_poisoning"),
-    ("http", "rst_injection"),
-    ("http", "blockpage"),
-    ("tls", "rst_injection"),
+impl StageName {
+    /// In the order the stages run.
+    pub const ALL: [StageName; 3] = [StageName::Dns, StageName::Http, StageName::Tls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Dns => "dns",
+            StageName::Http => "http",
+            StageName::Tls => "tls",
+        }
+    }
+}
+
+impl fmt::Display for StageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every blocking layer, in the order a user meets them.
+pub const BLOCKING_LAYERS: [BlockingLayer; 4] = [
+    BlockingLayer::Dns,
+    BlockingLayer::TcpIp,
+    BlockingLayer::Http,
+    BlockingLayer::Tls,
 ];
 
-/// Where in a connection the HTTP stage's outcome happened.
-pub const HTTP_WHERE: [&str; 3] = ["connect", "request", "response"];
-/// Where in a connection the TLS stage's outcome happened.
-pub const TLS_WHERE: [&str; 2] = ["connect", "handshake"];
+/// Where in a connection the HTTP stage's outcome can happen.
+pub const HTTP_PLACES: [Stage; 3] = [Stage::Connect, Stage::Request, Stage::Response];
+/// Where in a connection the TLS stage's outcome can happen.
+pub const TLS_PLACES: [Stage; 2] = [Stage::Connect, Stage::Handshake];
 
-/// The verdict a consensus gives a stage whose attempts have no majority.
-pub const NO_MAJORITY: &str = "no_majority";
-
-/// The verdicts a stage can have, for validating user input.
-pub fn stage_verdicts(stage: &str) -> Vec<&'static str> {
-    match stage {
-        "dns" => DnsVerdict::ALL.iter().map(|v| v.as_str()).collect(),
-        "http" => HttpVerdict::ALL.iter().map(|v| v.as_str()).collect(),
-        "tls" => TlsVerdict::ALL.iter().map(|v| v.as_str()).collect(),
-        _ => Vec::new(),
+/// The verdict vocabulary of one stage.
+pub trait StageVerdict:
+    Copy + Eq + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    const ALL: &'static [Self];
+    /// The wire name.
+    fn name(self) -> &'static str;
+    /// What the verdict (at this place, for web stages) says about blocking, without
+    /// the evidence the record carries.
+    fn blocking_claim(self, place: Option<Stage>) -> Claim;
+    /// The stage worked.
+    fn is_ok(self) -> bool;
+    /// The name does not exist (DNS only).
+    fn is_nxdomain(self) -> bool {
+        false
     }
 }
 
-/// The methods a stage's verdict can name, when the vocabulary is closed (DNS).
-pub fn stage_methods(stage: &str) -> Option<Vec<&'static str>> {
-    match stage {
-        "dns" => Some(PoisoningMethod::ALL.iter().map(|m| m.as_str()).collect()),
-        _ => None,
+impl StageVerdict for DnsVerdict {
+    const ALL: &'static [Self] = &DnsVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// Without the evidence a selective silence is only a timeout: unclear.
+    fn blocking_claim(self, _: Option<Stage>) -> Claim {
+        match self {
+            DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
+            DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
+            DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
+        }
+    }
+
+    fn is_ok(self) -> bool {
+        self == DnsVerdict::Ok
+    }
+
+    fn is_nxdomain(self) -> bool {
+        self == DnsVerdict::Nxdomain
     }
 }
 
-/// The values of a stage's `stage` field (where it happened), when it has one.
-pub fn stage_wheres(stage: &str) -> Option<Vec<&'static str>> {
-    match stage {
-        "http" => Some(HTTP_WHERE.to_vec()),
-        "tls" => Some(TLS_WHERE.to_vec()),
-        _ => None,
+impl StageVerdict for HttpVerdict {
+    const ALL: &'static [Self] = &HttpVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn blocking_claim(self, place: Option<Stage>) -> Claim {
+        self.claim(place)
+    }
+
+    fn is_ok(self) -> bool {
+        self == HttpVerdict::Ok
+    }
+}
+
+impl StageVerdict for TlsVerdict {
+    const ALL: &'static [Self] = &TlsVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn blocking_claim(self, place: Option<Stage>) -> Claim {
+        self.claim(place)
+    }
+
+    fn is_ok(self) -> bool {
+        self == TlsVerdict::Ok
+    }
+}
+
+/// A stage's verdict in an outcome: one measurement's, or the consensus of several
+/// attempts, which may have no majority or a majority of attempts without the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Majority<V> {
+    /// No verdict has more than half of the attempts.
+    #[serde(rename = "no_majority")]
+    NoMajority,
+    /// Most attempts did not run the stage (the `none` count of a consensus).
+    #[serde(rename = "none")]
+    NotRun,
+    #[serde(untagged)]
+    Of(V),
+}
+
+impl<V: StageVerdict> Majority<V> {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Majority::NoMajority => "no_majority",
+            Majority::NotRun => "none",
+            Majority::Of(verdict) => verdict.name(),
+        }
+    }
+
+    pub fn verdict(self) -> Option<V> {
+        match self {
+            Majority::Of(verdict) => Some(verdict),
+            Majority::NoMajority | Majority::NotRun => None,
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        self.verdict().is_some_and(V::is_ok)
+    }
+}
+
+impl<V: StageVerdict> fmt::Display for Majority<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// One stage's verdict as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageOutcome {
-    pub verdict: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// Where in the connection it happened (`connect`, `request`, `handshake`...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StageOutcome<V> {
+    pub verdict: Majority<V>,
+    /// The poisoning method (DNS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<PoisoningMethod>,
+    /// Where in the connection it happened (HTTP, TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
 }
 
-impl fmt::Display for StageOutcome {
+impl<V: StageVerdict> StageOutcome<V> {
+    fn claim(&self) -> Claim {
+        match self.verdict {
+            Majority::Of(verdict) => verdict.blocking_claim(self.stage),
+            Majority::NoMajority => Claim::Unclear,
+            Majority::NotRun => Claim::NotRun,
+        }
+    }
+}
+
+impl<V: StageVerdict> fmt::Display for StageOutcome<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.verdict)?;
-        match (&self.method, &self.stage) {
-            (Some(method), Some(at)) => write!(f, " ({method}, at {at})"),
-            (Some(method), None) => write!(f, " ({method})"),
-            (None, Some(at)) => write!(f, " (at {at})"),
+        f.write_str(self.verdict.as_str())?;
+        match (self.method, self.stage) {
+            (Some(method), Some(at)) => write!(f, " ({}, at {})", method.as_str(), at.as_str()),
+            (Some(method), None) => write!(f, " ({})", method.as_str()),
+            (None, Some(at)) => write!(f, " (at {})", at.as_str()),
             (None, None) => Ok(()),
         }
     }
 }
 
-/// The target-level blocking verdict: `false`, the blocked stage, or null (unknown).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Blocking {
-    NotBlocked,
-    Blocked(String),
-    Unknown,
+/// One stage of an outcome, whichever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyStage<'a> {
+    Dns(&'a StageOutcome<DnsVerdict>),
+    Http(&'a StageOutcome<HttpVerdict>),
+    Tls(&'a StageOutcome<TlsVerdict>),
 }
 
-impl Blocking {
-    /// Reads the JSON value of a `blocking` field; anything but `false` or a layer
-    /// name ([`BLOCKING_STAGES`]) is unknown, never blocked.
-    pub fn from_json(value: &Value) -> Blocking {
-        match value {
-            Value::Bool(false) => Blocking::NotBlocked,
-            Value::String(stage) if BLOCKING_STAGES.contains(&stage.as_str()) => {
-                Blocking::Blocked(stage.clone())
-            }
-            _ => Blocking::Unknown,
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
+impl AnyStage<'_> {
+    pub fn name(self) -> StageName {
         match self {
-            Blocking::NotBlocked => Value::Bool(false),
-            Blocking::Blocked(stage) => Value::String(stage.clone()),
-            Blocking::Unknown => Value::Null,
+            AnyStage::Dns(_) => StageName::Dns,
+            AnyStage::Http(_) => StageName::Http,
+            AnyStage::Tls(_) => StageName::Tls,
         }
     }
 
-    /// A map key / table cell: `false`, the stage, or `null`.
-    pub fn key(&self) -> String {
+    /// The verdict's wire name (`no_majority` for a consensus without one).
+    pub fn verdict_name(self) -> &'static str {
         match self {
-            Blocking::NotBlocked => "false".to_owned(),
-            Blocking::Blocked(stage) => stage.clone(),
-            Blocking::Unknown => "null".to_owned(),
+            AnyStage::Dns(s) => s.verdict.as_str(),
+            AnyStage::Http(s) => s.verdict.as_str(),
+            AnyStage::Tls(s) => s.verdict.as_str(),
         }
     }
 
-    /// Parses a [`Blocking::key`].
-    pub fn from_key(key: &str) -> Blocking {
-        match key {
-            "false" => Blocking::NotBlocked,
-            "null" => Blocking::Unknown,
-            stage => Blocking::Blocked(stage.to_owned()),
+    pub fn method(self) -> Option<PoisoningMethod> {
+        match self {
+            AnyStage::Dns(s) => s.method,
+            AnyStage::Http(s) => s.method,
+            AnyStage::Tls(s) => s.method,
         }
     }
 
-    pub fn is_blocked(&self) -> bool {
-        matches!(self, Blocking::Blocked(_))
+    /// Where in the connection it happened.
+    pub fn place(self) -> Option<Stage> {
+        match self {
+            AnyStage::Dns(s) => s.stage,
+            AnyStage::Http(s) => s.stage,
+            AnyStage::Tls(s) => s.stage,
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        match self {
+            AnyStage::Dns(s) => s.verdict.is_ok(),
+            AnyStage::Http(s) => s.verdict.is_ok(),
+            AnyStage::Tls(s) => s.verdict.is_ok(),
+        }
+    }
+
+    fn is_nxdomain(self) -> bool {
+        match self {
+            AnyStage::Dns(s) => s.verdict.verdict().is_some_and(StageVerdict::is_nxdomain),
+            AnyStage::Http(_) | AnyStage::Tls(_) => false,
+        }
+    }
+
+    fn claim(self) -> Claim {
+        match self {
+            AnyStage::Dns(s) => s.claim(),
+            AnyStage::Http(s) => s.claim(),
+            AnyStage::Tls(s) => s.claim(),
+        }
     }
 }
 
-impl fmt::Display for Blocking {
+impl fmt::Display for AnyStage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Blocking::NotBlocked => f.write_str("not blocked"),
-            Blocking::Blocked(stage) => write!(f, "blocked ({stage})"),
-            Blocking::Unknown => f.write_str("unknown"),
+            AnyStage::Dns(s) => s.fmt(f),
+            AnyStage::Http(s) => s.fmt(f),
+            AnyStage::Tls(s) => s.fmt(f),
         }
     }
 }
 
-impl Serialize for Blocking {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(serializer)
+/// The stages that ran (written as a map from stage name; absent ones are left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StageOutcomes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<StageOutcome<DnsVerdict>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<StageOutcome<HttpVerdict>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StageOutcome<TlsVerdict>>,
+}
+
+impl StageOutcomes {
+    pub fn get(&self, name: StageName) -> Option<AnyStage<'_>> {
+        match name {
+            StageName::Dns => self.dns.as_ref().map(AnyStage::Dns),
+            StageName::Http => self.http.as_ref().map(AnyStage::Http),
+            StageName::Tls => self.tls.as_ref().map(AnyStage::Tls),
+        }
+    }
+
+    /// The stages that ran, in the order they run.
+    pub fn iter(&self) -> impl Iterator<Item = AnyStage<'_>> {
+        StageName::ALL.into_iter().filter_map(|name| self.get(name))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
     }
 }
 
-impl<'de> Deserialize<'de> for Blocking {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Blocking::from_json(&Value::deserialize(deserializer)?))
+/// A `blocking` value as a map key or table cell: `false`, the layer, or `null`
+/// (consensus counts, summary/diff/check output, lab expectations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockingKey {
+    False,
+    Dns,
+    TcpIp,
+    Http,
+    Tls,
+    Null,
+}
+
+impl BlockingKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockingKey::False => "false",
+            BlockingKey::Dns => "dns",
+            BlockingKey::TcpIp => "tcp_ip",
+            BlockingKey::Http => "http",
+            BlockingKey::Tls => "tls",
+            BlockingKey::Null => "null",
+        }
+    }
+}
+
+impl From<Blocking> for BlockingKey {
+    fn from(blocking: Blocking) -> BlockingKey {
+        match blocking {
+            Blocking::No => BlockingKey::False,
+            Blocking::At(BlockingLayer::Dns) => BlockingKey::Dns,
+            Blocking::At(BlockingLayer::TcpIp) => BlockingKey::TcpIp,
+            Blocking::At(BlockingLayer::Http) => BlockingKey::Http,
+            Blocking::At(BlockingLayer::Tls) => BlockingKey::Tls,
+            Blocking::Inconclusive => BlockingKey::Null,
+        }
+    }
+}
+
+impl fmt::Display for BlockingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `accessible` value as a map key: `true`, `false` or `null`.
+pub fn accessible_key(accessible: Option<bool>) -> &'static str {
+    match accessible {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "null",
+    }
+}
+
+/// `blocking` in words: `not blocked`, `blocked (<layer>)` or `unknown`.
+pub fn blocking_text(blocking: Blocking) -> String {
+    match blocking {
+        Blocking::No => "not blocked".to_owned(),
+        Blocking::At(layer) => format!("blocked ({})", layer.as_str()),
+        Blocking::Inconclusive => "unknown".to_owned(),
     }
 }
 
 /// The parts of a stage object the workflows read.
-#[derive(Debug, Clone, Default, Deserialize)]
-struct StageHead {
+#[derive(Debug, Clone, Deserialize)]
+#[serde(bound = "V: StageVerdict")]
+struct StageHead<V> {
     #[serde(default)]
-    verdict: Option<String>,
+    verdict: Option<Majority<V>>,
     #[serde(default)]
-    method: Option<String>,
+    method: Option<PoisoningMethod>,
     #[serde(default)]
-    stage: Option<String>,
+    stage: Option<Stage>,
     #[serde(default)]
     forged_ips: Vec<String>,
 }
 
+impl<V: StageVerdict> StageHead<V> {
+    /// The stage's outcome (none without a verdict); its forged addresses go to `forged_ips`.
+    fn outcome(self, forged_ips: &mut Vec<String>) -> Option<StageOutcome<V>> {
+        forged_ips.extend(self.forged_ips);
+        Some(StageOutcome {
+            verdict: self.verdict?,
+            method: self.method,
+            stage: self.stage,
+        })
+    }
+}
+
 /// The parts of a target record the workflows read; serde skips everything else
-/// without building it, so this is cheap enough for the writer's hot path.
+/// without building it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TargetHead {
+struct TargetHead {
     domain: String,
     #[serde(default)]
     categories: Vec<String>,
     #[serde(default)]
     attempt: Option<u32>,
     #[serde(default)]
-    dns: Option<StageHead>,
+    dns: Option<StageHead<DnsVerdict>>,
     #[serde(default)]
-    http: Option<StageHead>,
+    http: Option<StageHead<HttpVerdict>>,
     #[serde(default)]
-    tls: Option<StageHead>,
-    #[serde(default, deserialize_with = "blocking_field")]
-    blocking: Option<Blocking>,
-    #[serde(default, deserialize_with = "accessible_field")]
-    accessible: Option<Value>,
+    tls: Option<StageHead<TlsVerdict>>,
+    #[serde(default)]
+    blocking: Field<Blocking>,
+    #[serde(default)]
+    accessible: Field<Option<bool>>,
 }
 
-/// A present `blocking` field: `false`, a layer (`dns`, `tcp_ip`, `http`, `tls`) or null.
-/// Anything else (`"false"`, `true`, `"yes"`) makes the record unreadable, so that it
-/// is reported as such rather than counted as censored.
-fn blocking_field<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Blocking>, D::Error> {
-    use crate::classify::web::Blocking as Written;
-    Ok(Some(match Written::deserialize(deserializer)? {
-        Written::No => Blocking::NotBlocked,
-        Written::At(layer) => Blocking::Blocked(layer.as_str().to_owned()),
-        Written::Inconclusive => Blocking::Unknown,
-    }))
+/// A field that may be absent from a record, or present (null included): `blocking` is
+/// `false`, a layer or null (anything else, `"false"`, `true`, `"yes"`, makes the record
+/// unreadable, so that it is reported as such rather than counted as censored);
+/// `accessible` a boolean or null.
+#[derive(Debug, Clone, Copy, Default)]
+enum Field<T> {
+    #[default]
+    Absent,
+    Present(T),
 }
 
-/// A present `accessible` field: a boolean or null (a string is an error, not unknown).
-fn accessible_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Option::<bool>::deserialize(deserializer).map(|a| Some(a.map_or(Value::Null, Value::Bool)))
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Field::Present)
+    }
 }
 
 /// What one target's measurement (or the consensus of its attempts) says.
@@ -222,8 +453,8 @@ fn accessible_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option
 pub struct TargetOutcome {
     pub domain: String,
     pub categories: Vec<String>,
-    /// Stages that ran (null or absent stages are left out), by name.
-    pub stages: BTreeMap<String, StageOutcome>,
+    /// Stages that ran (null or absent stages are left out).
+    pub stages: StageOutcomes,
     pub blocking: Blocking,
     /// True when the record had no `blocking` field and it was derived from the stages.
     pub blocking_derived: bool,
@@ -239,30 +470,45 @@ pub struct TargetOutcome {
     pub consistency: f64,
 }
 
-impl TargetOutcome {
-    /// Reads a typed target record through a projection of the same JSON fields, without
-    /// serializing its observations (cheap enough for the report writer).
-    pub fn from_record(record: &TargetRecord) -> serde_json::Result<TargetOutcome> {
-        const STAGE: &[(&str, Keep)] = &[
-            ("verdict", Keep::Whole),
-            ("method", Keep::Whole),
-            ("stage", Keep::Whole),
-            ("forged_ips", Keep::Whole),
-        ];
-        const RECORD: &[(&str, Keep)] = &[
-            ("domain", Keep::Whole),
-            ("categories", Keep::Whole),
-            ("attempt", Keep::Whole),
-            ("dns", Keep::Fields(STAGE)),
-            ("http", Keep::Fields(STAGE)),
-            ("tls", Keep::Fields(STAGE)),
-            ("blocking", Keep::Whole),
-            ("accessible", Keep::Whole),
-        ];
-        let projected = record.serialize(Projector { fields: RECORD })?;
-        serde_json::from_value::<TargetHead>(projected).map(TargetOutcome::from)
+/// A typed record's outcome: a copy of its verdicts, no serialization (the report
+/// writer judges every record with it when progress or `--repeat` is on).
+impl From<&TargetRecord> for TargetOutcome {
+    fn from(record: &TargetRecord) -> TargetOutcome {
+        let dns = record.dns.as_ref().map(|dns| &dns.assessment);
+        TargetOutcome {
+            domain: record.domain.clone(),
+            categories: record.categories.clone(),
+            stages: StageOutcomes {
+                dns: dns.map(|dns| StageOutcome {
+                    verdict: Majority::Of(dns.verdict),
+                    method: dns.method,
+                    stage: None,
+                }),
+                http: record.http.as_ref().map(|http| StageOutcome {
+                    verdict: Majority::Of(http.verdict),
+                    method: None,
+                    stage: http.stage,
+                }),
+                tls: record.tls.as_ref().map(|tls| StageOutcome {
+                    verdict: Majority::Of(tls.verdict),
+                    method: None,
+                    stage: tls.stage,
+                }),
+            },
+            blocking: record.blocking,
+            blocking_derived: false,
+            accessible: record.accessible,
+            forged_ips: dns.map_or_else(Vec::new, |dns| {
+                dns.forged_ips.iter().map(ToString::to_string).collect()
+            }),
+            attempt: record.attempt,
+            attempts: 1,
+            consistency: 1.0,
+        }
     }
+}
 
+impl TargetOutcome {
     /// Reads a target record from its JSON value.
     pub fn from_value(value: &Value) -> serde_json::Result<TargetOutcome> {
         TargetHead::deserialize(value).map(TargetOutcome::from)
@@ -274,34 +520,32 @@ impl TargetOutcome {
         serde_json::from_slice::<TargetHead>(json).map(TargetOutcome::from)
     }
 
-    pub fn stage(&self, name: &str) -> Option<&StageOutcome> {
+    pub fn stage(&self, name: StageName) -> Option<AnyStage<'_>> {
         self.stages.get(name)
     }
 
     /// The stage that `blocking` names, with its outcome (for `tcp_ip`, the first stage
     /// that did not end `ok`).
-    pub fn blocking_stage(&self) -> Option<(&str, &StageOutcome)> {
-        let Blocking::Blocked(stage) = &self.blocking else {
+    pub fn blocking_stage(&self) -> Option<AnyStage<'_>> {
+        let Blocking::At(layer) = self.blocking else {
             return None;
         };
-        if let Some((name, outcome)) = self.stages.get_key_value(stage.as_str()) {
-            return Some((name.as_str(), outcome));
-        }
-        STAGES.iter().find_map(|name| {
-            self.stages
-                .get_key_value(*name)
-                .filter(|(_, outcome)| outcome.verdict != "ok")
-                .map(|(name, outcome)| (name.as_str(), outcome))
-        })
+        let named = match layer {
+            BlockingLayer::Dns => Some(StageName::Dns),
+            BlockingLayer::Http => Some(StageName::Http),
+            BlockingLayer::Tls => Some(StageName::Tls),
+            BlockingLayer::TcpIp => None,
+        };
+        named
+            .and_then(|name| self.stage(name))
+            .or_else(|| self.stages.iter().find(|stage| !stage.is_ok()))
     }
 
     /// A one-line description: blocking, then each stage's verdict.
     pub fn describe(&self) -> String {
-        let mut parts = vec![self.blocking.to_string()];
-        for name in STAGES {
-            if let Some(stage) = self.stages.get(name) {
-                parts.push(format!("{name}: {stage}"));
-            }
+        let mut parts = vec![blocking_text(self.blocking)];
+        for stage in self.stages.iter() {
+            parts.push(format!("{}: {stage}", stage.name()));
         }
         if self.attempts > 1 {
             parts.push(format!(
@@ -312,41 +556,31 @@ impl TargetOutcome {
         parts.join("; ")
     }
 
-    /// A short class for progress counts: `not blocked`, `blocked:<stage>` or `unknown`.
+    /// A short class for progress counts: `not blocked`, `blocked:<layer>` or `unknown`.
     pub fn progress_class(&self) -> String {
-        match &self.blocking {
-            Blocking::NotBlocked => "not blocked".to_owned(),
-            Blocking::Blocked(stage) => format!("blocked:{stage}"),
-            Blocking::Unknown => "unknown".to_owned(),
+        match self.blocking {
+            Blocking::No => "not blocked".to_owned(),
+            Blocking::At(layer) => format!("blocked:{}", layer.as_str()),
+            Blocking::Inconclusive => "unknown".to_owned(),
         }
     }
 }
 
 impl From<TargetHead> for TargetOutcome {
     fn from(head: TargetHead) -> TargetOutcome {
-        let mut stages = BTreeMap::new();
         let mut forged_ips = Vec::new();
-        for (name, stage) in [("dns", head.dns), ("http", head.http), ("tls", head.tls)] {
-            let Some(stage) = stage else { continue };
-            forged_ips.extend(stage.forged_ips);
-            if let Some(verdict) = stage.verdict {
-                stages.insert(
-                    name.to_owned(),
-                    StageOutcome {
-                        verdict,
-                        method: stage.method,
-                        stage: stage.stage,
-                    },
-                );
-            }
-        }
-        let (blocking, blocking_derived) = match head.blocking {
-            Some(blocking) => (blocking, false),
-            None => (derive_blocking(&stages), true),
+        let stages = StageOutcomes {
+            dns: head.dns.and_then(|s| s.outcome(&mut forged_ips)),
+            http: head.http.and_then(|s| s.outcome(&mut forged_ips)),
+            tls: head.tls.and_then(|s| s.outcome(&mut forged_ips)),
         };
-        let accessible = match &head.accessible {
-            Some(value) => value.as_bool(),
-            None => derive_accessible(&stages, &blocking),
+        let (blocking, blocking_derived) = match head.blocking {
+            Field::Present(blocking) => (blocking, false),
+            Field::Absent => (legacy_blocking(&stages), true),
+        };
+        let accessible = match head.accessible {
+            Field::Present(accessible) => accessible,
+            Field::Absent => legacy_accessible(&stages, blocking),
         };
         TargetOutcome {
             domain: head.domain,
@@ -363,37 +597,48 @@ impl From<TargetHead> for TargetOutcome {
     }
 }
 
-/// `blocking` for records written before the web stages existed: a stage whose verdict
-/// is itself a censorship finding blocks; every stage `ok` (or a genuine NXDOMAIN)
-/// does not; anything else is unknown.
-fn derive_blocking(stages: &BTreeMap<String, StageOutcome>) -> Blocking {
-    for name in STAGES {
-        if let Some(stage) = stages.get(name)
-            && CENSORSHIP_VERDICTS.contains(&(name, stage.verdict.as_str()))
-        {
-            return Blocking::Blocked(name.to_owned());
+/// The rule of [`crate::classify::web::target_blocking`] over stage claims: the first
+/// layer with a censorship claim; else null when some stage is unclear; else `false`.
+fn blocking_from_claims(claims: impl IntoIterator<Item = Claim>) -> Blocking {
+    let mut blocked: Option<BlockingLayer> = None;
+    let mut unclear = false;
+    for claim in claims {
+        match claim {
+            Claim::Blocked(layer) => blocked = Some(blocked.map_or(layer, |b| b.min(layer))),
+            Claim::Unclear => unclear = true,
+            Claim::Clean | Claim::NotRun => {}
         }
     }
-    let settled = |s: &StageOutcome| matches!(s.verdict.as_str(), "ok" | "nxdomain" | "skipped");
-    if !stages.is_empty() && stages.values().all(settled) {
-        Blocking::NotBlocked
-    } else {
-        Blocking::Unknown
+    match blocked {
+        Some(layer) => Blocking::At(layer),
+        None if unclear => Blocking::Inconclusive,
+        None => Blocking::No,
     }
 }
 
-/// `accessible` for records without it: every stage `ok` → true; blocked, or a name
-/// that does not exist → false; otherwise unknown.
-fn derive_accessible(stages: &BTreeMap<String, StageOutcome>, blocking: &Blocking) -> Option<bool> {
-    if blocking.is_blocked() {
+/// `blocking` for records that do not carry it (written before the web stages
+/// existed): the stages' claims, as the scan judges them; a record without any stage
+/// is inconclusive.
+fn legacy_blocking(stages: &StageOutcomes) -> Blocking {
+    if stages.is_empty() {
+        return Blocking::Inconclusive;
+    }
+    blocking_from_claims(stages.iter().map(AnyStage::claim))
+}
+
+/// `accessible` for records without it: blocked, or a name that does not exist →
+/// false; every stage `ok` → true; otherwise unknown. (It differs from the scan's rule:
+/// a DNS-only `ok` is accessible here, unknown there.)
+fn legacy_accessible(stages: &StageOutcomes, blocking: Blocking) -> Option<bool> {
+    if matches!(blocking, Blocking::At(_)) {
         return Some(false);
     }
     if stages.is_empty() {
         return None;
     }
-    if stages.values().all(|s| s.verdict == "ok") {
+    if stages.iter().all(AnyStage::is_ok) {
         Some(true)
-    } else if stages.values().any(|s| s.verdict == "nxdomain") {
+    } else if stages.iter().any(AnyStage::is_nxdomain) {
         Some(false)
     } else {
         None
@@ -415,30 +660,83 @@ mod tests {
             "domain": "a.test",
             "dns": {"verdict": "dns_poisoning", "method": "injection", "forged_ips": ["10.10.34.34"], "queries": []}
         }));
-        assert_eq!(poisoned.blocking, Blocking::Blocked("dns".into()));
+        assert_eq!(poisoned.blocking, Blocking::At(BlockingLayer::Dns));
         assert!(poisoned.blocking_derived);
         assert_eq!(poisoned.accessible, Some(false));
         assert_eq!(poisoned.forged_ips, ["10.10.34.34"]);
         assert_eq!(
-            poisoned.stage("dns").unwrap().method.as_deref(),
-            Some("injection")
+            poisoned.stages.dns.unwrap().method,
+            Some(PoisoningMethod::Injection)
         );
 
         let fine = outcome(&json!({"domain": "b.test", "dns": {"verdict": "ok"}}));
-        assert_eq!(fine.blocking, Blocking::NotBlocked);
+        assert_eq!(fine.blocking, Blocking::No);
         assert_eq!(fine.accessible, Some(true));
 
         let gone = outcome(&json!({"domain": "c.test", "dns": {"verdict": "nxdomain"}}));
-        assert_eq!(gone.blocking, Blocking::NotBlocked);
+        assert_eq!(gone.blocking, Blocking::No);
         assert_eq!(gone.accessible, Some(false));
 
         let unsure = outcome(&json!({"domain": "d.test", "dns": {"verdict": "timeout"}}));
-        assert_eq!(unsure.blocking, Blocking::Unknown);
+        assert_eq!(unsure.blocking, Blocking::Inconclusive);
         assert_eq!(unsure.accessible, None);
 
         let literal = outcome(&json!({"domain": "198.18.0.1", "dns": null}));
         assert!(literal.stages.is_empty());
-        assert_eq!(literal.blocking, Blocking::Unknown);
+        assert_eq!(literal.blocking, Blocking::Inconclusive);
+    }
+
+    #[test]
+    fn records_without_blocking_derive_it_as_the_scan_does() {
+        // An RST answering the SYN is TCP/IP blocking (before the typed outcome: http).
+        let connect_rst = outcome(&json!({
+            "domain": "a.test",
+            "dns": {"verdict": "ok"},
+            "http": {"verdict": "rst_injection", "stage": "connect"}
+        }));
+        assert_eq!(connect_rst.blocking, Blocking::At(BlockingLayer::TcpIp));
+        assert!(connect_rst.blocking_derived);
+        assert_eq!(connect_rst.accessible, Some(false));
+        // The first layer a user meets wins.
+        let both = outcome(&json!({
+            "domain": "b.test",
+            "dns": {"verdict": "ok"},
+            "http": {"verdict": "blockpage", "stage": "response"},
+            "tls": {"verdict": "rst_injection", "stage": "connect"}
+        }));
+        assert_eq!(both.blocking, Blocking::At(BlockingLayer::TcpIp));
+        let keyword = outcome(&json!({
+            "domain": "c.test",
+            "http": {"verdict": "timeout", "stage": "request"},
+            "tls": {"verdict": "ok"}
+        }));
+        assert_eq!(keyword.blocking, Blocking::At(BlockingLayer::Http));
+        let unclear = outcome(&json!({
+            "domain": "d.test",
+            "dns": {"verdict": "ok"},
+            "tls": {"verdict": "timeout", "stage": "connect"}
+        }));
+        assert_eq!(unclear.blocking, Blocking::Inconclusive);
+        let skipped = outcome(&json!({
+            "domain": "e.test",
+            "dns": {"verdict": "ok"},
+            "http": {"verdict": "skipped"}
+        }));
+        assert_eq!(skipped.blocking, Blocking::No);
+        assert_eq!(skipped.accessible, None, "skipped is not ok");
+    }
+
+    #[test]
+    fn unknown_verdicts_and_blocking_values_make_a_record_unreadable() {
+        for bad in [
+            json!({"domain": "a.test", "dns": {"verdict": "poisoned"}}),
+            json!({"domain": "a.test", "http": {"verdict": "ok", "stage": "dns"}}),
+            json!({"domain": "a.test", "blocking": true}),
+            json!({"domain": "a.test", "blocking": "false"}),
+            json!({"domain": "a.test", "accessible": "yes"}),
+        ] {
+            assert!(TargetOutcome::from_value(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -452,17 +750,21 @@ mod tests {
             "accessible": false,
             "some_future_field": {"x": 1}
         }));
-        assert_eq!(record.blocking, Blocking::Blocked("http".into()));
+        assert_eq!(record.blocking, Blocking::At(BlockingLayer::Http));
         assert!(!record.blocking_derived);
         assert_eq!(record.accessible, Some(false));
-        let (stage, http) = record.blocking_stage().unwrap();
-        assert_eq!(stage, "http");
-        assert_eq!(http.stage.as_deref(), Some("request"));
+        let http = record.blocking_stage().unwrap();
+        assert_eq!(http.name(), StageName::Http);
+        assert_eq!(http.place(), Some(Stage::Request));
 
         let null = outcome(
             &json!({"domain": "f.test", "dns": {"verdict": "ok"}, "blocking": null, "accessible": null}),
         );
-        assert_eq!(null.blocking, Blocking::Unknown, "a recorded null is kept");
+        assert_eq!(
+            null.blocking,
+            Blocking::Inconclusive,
+            "a recorded null is kept"
+        );
         assert_eq!(null.accessible, None);
 
         let tcp = outcome(&json!({
@@ -471,11 +773,12 @@ mod tests {
             "http": {"verdict": "timeout", "stage": "connect"},
             "blocking": "tcp_ip"
         }));
-        assert_eq!(tcp.blocking_stage().unwrap().0, "http");
+        assert_eq!(tcp.blocking_stage().unwrap().name(), StageName::Http);
     }
 
     #[test]
     fn a_typed_record_reads_as_its_json() {
+        use crate::classify::web::skipped_tls;
         use crate::report::DnsSection;
         use crate::verdict::{DnsAssessment, Evidence, EvidenceKind};
         let mut record = TargetRecord {
@@ -508,34 +811,75 @@ mod tests {
             addresses: None,
             http: None,
             tls: None,
-            blocking: crate::classify::web::Blocking::At(crate::classify::web::BlockingLayer::Dns),
+            blocking: Blocking::At(BlockingLayer::Dns),
             accessible: Some(false),
         };
         let via_json = |r: &TargetRecord| {
             TargetOutcome::from_value(&serde_json::to_value(r).unwrap()).unwrap()
         };
-        let projected = TargetOutcome::from_record(&record).unwrap();
-        assert_eq!(projected, via_json(&record));
-        assert_eq!(projected.attempt, Some(2));
-        assert_eq!(projected.forged_ips, ["10.10.34.34"]);
-        assert_eq!(projected.blocking, Blocking::Blocked("dns".into()));
+        let typed = TargetOutcome::from(&record);
+        assert_eq!(typed, via_json(&record));
+        assert_eq!(typed.attempt, Some(2));
+        assert_eq!(typed.forged_ips, ["10.10.34.34"]);
+        assert_eq!(typed.blocking, Blocking::At(BlockingLayer::Dns));
+        let mut tls = skipped_tls("a.test", "no trusted address");
+        tls.verdict = TlsVerdict::RstInjection;
+        tls.stage = Some(Stage::Handshake);
+        record.tls = Some(tls);
+        record.blocking = Blocking::At(BlockingLayer::Tls);
+        let typed = TargetOutcome::from(&record);
+        assert_eq!(typed, via_json(&record));
+        assert_eq!(typed.stages.tls.unwrap().stage, Some(Stage::Handshake));
         record.dns = None;
-        assert_eq!(
-            TargetOutcome::from_record(&record).unwrap(),
-            via_json(&record)
-        );
+        record.blocking = Blocking::Inconclusive;
+        record.accessible = None;
+        assert_eq!(TargetOutcome::from(&record), via_json(&record));
     }
 
     #[test]
-    fn blocking_keys_round_trip() {
-        for blocking in [
-            Blocking::NotBlocked,
-            Blocking::Unknown,
-            Blocking::Blocked("tls".into()),
+    fn outcomes_serialize_with_their_wire_strings() {
+        let record = outcome(&json!({
+            "domain": "a.test",
+            "dns": {"verdict": "dns_poisoning", "method": "bogon"},
+            "http": {"verdict": "rst_injection", "stage": "connect"},
+            "blocking": "tcp_ip",
+            "accessible": false
+        }));
+        assert_eq!(
+            serde_json::to_string(&record.stages).unwrap(),
+            r#"{"dns":{"verdict":"dns_poisoning","method":"bogon"},"http":{"verdict":"rst_injection","stage":"connect"}}"#
+        );
+        assert_eq!(
+            record.describe(),
+            "blocked (tcp_ip); dns: dns_poisoning (bogon); http: rst_injection (at connect)"
+        );
+        assert_eq!(record.progress_class(), "blocked:tcp_ip");
+        for (majority, wire) in [
+            (Majority::NoMajority, "\"no_majority\""),
+            (Majority::NotRun, "\"none\""),
+            (Majority::Of(TlsVerdict::CertInvalid), "\"cert_invalid\""),
         ] {
-            assert_eq!(Blocking::from_key(&blocking.key()), blocking);
-            let json = serde_json::to_value(&blocking).unwrap();
-            assert_eq!(serde_json::from_value::<Blocking>(json).unwrap(), blocking);
+            assert_eq!(serde_json::to_string(&majority).unwrap(), wire);
+            assert_eq!(
+                serde_json::from_str::<Majority<TlsVerdict>>(wire).unwrap(),
+                majority
+            );
+        }
+    }
+
+    #[test]
+    fn blocking_keys_name_every_value() {
+        let keys: Vec<&str> = [Blocking::No, Blocking::Inconclusive]
+            .into_iter()
+            .chain(BLOCKING_LAYERS.map(Blocking::At))
+            .map(|b| BlockingKey::from(b).as_str())
+            .collect();
+        assert_eq!(keys, ["false", "null", "dns", "tcp_ip", "http", "tls"]);
+        for layer in BLOCKING_LAYERS {
+            assert_eq!(
+                BlockingKey::from(Blocking::At(layer)).as_str(),
+                layer.as_str()
+            );
         }
     }
 }

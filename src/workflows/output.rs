@@ -145,7 +145,7 @@ impl ScanOutput {
     pub fn target(&mut self, record: TargetRecord) -> Result<()> {
         // Judged the way check, diff and summary judge the written record.
         let outcome = if self.progress.is_some() || self.repeat.is_some() {
-            TargetOutcome::from_record(&record).ok()
+            Some(TargetOutcome::from(&record))
         } else {
             None
         };

@@ -423,12 +423,15 @@ mod tests {
         assert_eq!(report.consensus_records, 1);
         let a = report.outcome("a.test").unwrap();
         assert_eq!(a.attempts, 2);
-        assert_eq!(a.blocking, Blocking::Blocked("dns".into()));
+        assert_eq!(
+            a.blocking,
+            Blocking::At(crate::classify::web::BlockingLayer::Dns)
+        );
         assert_eq!(a.forged_ips, ["10.10.34.34", "10.10.34.35"]);
         let b = report.outcome("b.test").unwrap();
         assert_eq!(
-            b.stage("dns").unwrap().verdict,
-            "timeout",
+            b.stages.dns.unwrap().verdict.verdict(),
+            Some(crate::verdict::DnsVerdict::Timeout),
             "the latest record"
         );
         assert!(report.stats.unparsed.is_empty());

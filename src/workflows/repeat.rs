@@ -9,41 +9,59 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::outcome::{Blocking, NO_MAJORITY, STAGES, StageOutcome, TargetOutcome};
+use super::outcome::{
+    Blocking, BlockingKey, DnsVerdict, HttpVerdict, Majority, PoisoningMethod, Stage, StageOutcome,
+    StageOutcomes, StageVerdict, TargetOutcome, TlsVerdict, accessible_key,
+};
 
 /// Counts of values among attempts.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    counts: BTreeMap<String, u32>,
+#[derive(Debug, Clone)]
+pub struct Tally<K> {
+    counts: Vec<(K, u32)>,
     total: u32,
 }
 
-impl Tally {
-    pub fn add(&mut self, key: impl Into<String>) {
-        *self.counts.entry(key.into()).or_default() += 1;
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Tally {
+            counts: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<K: Copy + PartialEq> Tally<K> {
+    pub fn add(&mut self, key: K) {
+        match self.counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((key, 1)),
+        }
         self.total += 1;
     }
 
     /// The value more than half of the entries have.
-    pub fn majority(&self) -> Option<&str> {
+    pub fn majority(&self) -> Option<K> {
         self.counts
             .iter()
-            .find(|(_, n)| **n * 2 > self.total)
-            .map(|(k, _)| k.as_str())
+            .find(|(_, n)| *n * 2 > self.total)
+            .map(|(k, _)| *k)
     }
 
     /// Share of entries agreeing with the most common value (0 with no entries).
     pub fn consistency(&self) -> f64 {
-        match self.counts.values().max() {
-            Some(max) if self.total > 0 => round3(f64::from(*max) / f64::from(self.total)),
+        match self.counts.iter().map(|(_, n)| *n).max() {
+            Some(max) if self.total > 0 => round3(f64::from(max) / f64::from(self.total)),
             _ => 0.0,
         }
     }
 
-    pub fn counts(&self) -> &BTreeMap<String, u32> {
-        &self.counts
+    /// The counts by wire name (a map written in the report, so in the names' order).
+    pub fn counts(&self, name: impl Fn(K) -> &'static str) -> BTreeMap<String, u32> {
+        self.counts
+            .iter()
+            .map(|(k, n)| (name(*k).to_owned(), *n))
+            .collect()
     }
 
     pub fn total(&self) -> u32 {
@@ -57,15 +75,17 @@ fn round3(x: f64) -> f64 {
 
 /// The consensus of one stage over a target's attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageConsensus {
-    /// The majority verdict, or `no_majority`.
-    pub verdict: String,
+#[serde(bound(serialize = "V: StageVerdict", deserialize = "V: StageVerdict"))]
+pub struct StageConsensus<V> {
+    /// The majority verdict, `no_majority`, or `none` when most attempts did not run
+    /// the stage.
+    pub verdict: Majority<V>,
     /// The majority method among the attempts with the majority verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<PoisoningMethod>,
     /// The majority `stage` (where) among the attempts with the majority verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     /// Share of attempts with the most common verdict.
     pub consistency: f64,
     /// Attempts per verdict (`none` where the stage did not run).
@@ -75,14 +95,81 @@ pub struct StageConsensus {
     pub methods: BTreeMap<String, u32>,
 }
 
-/// The consensus of a target-level value (`blocking`, `accessible`).
+impl<V: StageVerdict> StageConsensus<V> {
+    /// The consensus of the stage `pick` selects (at least one attempt ran it).
+    fn of(
+        attempts: &[TargetOutcome],
+        pick: impl Fn(&TargetOutcome) -> Option<&StageOutcome<V>>,
+    ) -> Option<StageConsensus<V>> {
+        attempts.iter().find_map(&pick)?;
+        let mut verdicts = Tally::default();
+        let mut methods = Tally::default();
+        for attempt in attempts {
+            let stage = pick(attempt);
+            verdicts.add(stage.map_or(Majority::NotRun, |s| s.verdict));
+            if let Some(method) = stage.and_then(|s| s.method) {
+                methods.add(method);
+            }
+        }
+        let verdict = verdicts.majority().unwrap_or(Majority::NoMajority);
+        // Method and place are those of the attempts that had the majority verdict.
+        let mut majority_methods = Tally::default();
+        let mut majority_places = Tally::default();
+        for stage in attempts.iter().filter_map(&pick) {
+            if stage.verdict == verdict {
+                majority_methods.add(stage.method);
+                majority_places.add(stage.stage);
+            }
+        }
+        Some(StageConsensus {
+            verdict,
+            method: majority_methods.majority().flatten(),
+            stage: majority_places.majority().flatten(),
+            consistency: verdicts.consistency(),
+            verdicts: verdicts.counts(Majority::as_str),
+            methods: methods.counts(PoisoningMethod::as_str),
+        })
+    }
+
+    fn outcome(&self) -> StageOutcome<V> {
+        StageOutcome {
+            verdict: self.verdict,
+            method: self.method,
+            stage: self.stage,
+        }
+    }
+}
+
+/// The consensus of each stage some attempt ran (written as a map from stage name).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsensusStages {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<StageConsensus<DnsVerdict>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<StageConsensus<HttpVerdict>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StageConsensus<TlsVerdict>>,
+}
+
+/// The consensus of a target-level value: `blocking` ([`Blocking`], inconclusive
+/// without a majority) or `accessible` (`Option<bool>`, null without one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ValueConsensus {
+pub struct ValueConsensus<T> {
     /// The majority value, or null when there is none.
-    pub majority: Value,
+    pub majority: T,
     pub consistency: f64,
-    /// Attempts per value (`false`, `true`, a stage name, `null`).
+    /// Attempts per value (`false`, `true`, a layer, `null`).
     pub counts: BTreeMap<String, u32>,
+}
+
+impl<T: Copy + PartialEq> ValueConsensus<T> {
+    fn of(tally: &Tally<T>, none: T, name: impl Fn(T) -> &'static str) -> ValueConsensus<T> {
+        ValueConsensus {
+            majority: tally.majority().unwrap_or(none),
+            consistency: tally.consistency(),
+            counts: tally.counts(name),
+        }
+    }
 }
 
 /// The `consensus` record written after a target's last attempt with `--repeat`.
@@ -95,9 +182,9 @@ pub struct ConsensusRecord {
     pub attempts: u32,
     /// Share of attempts agreeing with the most common blocking value.
     pub consistency: f64,
-    pub blocking: ValueConsensus,
-    pub accessible: ValueConsensus,
-    pub stages: BTreeMap<String, StageConsensus>,
+    pub blocking: ValueConsensus<Blocking>,
+    pub accessible: ValueConsensus<Option<bool>>,
+    pub stages: ConsensusStages,
     /// Every address the DNS stage judged forged, over all attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forged_ips: Vec<String>,
@@ -111,49 +198,28 @@ impl ConsensusRecord {
         let mut accessible = Tally::default();
         let mut forged_ips: Vec<String> = Vec::new();
         for attempt in attempts {
-            blocking.add(attempt.blocking.key());
-            accessible.add(match attempt.accessible {
-                Some(true) => "true",
-                Some(false) => "false",
-                None => "null",
-            });
+            blocking.add(attempt.blocking);
+            accessible.add(attempt.accessible);
             for ip in &attempt.forged_ips {
                 if !forged_ips.contains(ip) {
                     forged_ips.push(ip.clone());
                 }
             }
         }
-        let mut stages = BTreeMap::new();
-        for name in STAGES {
-            if attempts.iter().all(|a| a.stage(name).is_none()) {
-                continue;
-            }
-            stages.insert(name.to_owned(), stage_consensus(name, attempts));
-        }
-        let blocking_majority = blocking
-            .majority()
-            .map_or(Value::Null, |k| Blocking::from_key(k).to_json());
-        let accessible_majority = match accessible.majority() {
-            Some("true") => Value::Bool(true),
-            Some("false") => Value::Bool(false),
-            _ => Value::Null,
-        };
         ConsensusRecord {
             domain: first.domain.clone(),
             categories: first.categories.clone(),
             attempts: blocking.total(),
             consistency: blocking.consistency(),
-            blocking: ValueConsensus {
-                majority: blocking_majority,
-                consistency: blocking.consistency(),
-                counts: blocking.counts().clone(),
+            blocking: ValueConsensus::of(&blocking, Blocking::Inconclusive, |b| {
+                BlockingKey::from(b).as_str()
+            }),
+            accessible: ValueConsensus::of(&accessible, None, accessible_key),
+            stages: ConsensusStages {
+                dns: StageConsensus::of(attempts, |a| a.stages.dns.as_ref()),
+                http: StageConsensus::of(attempts, |a| a.stages.http.as_ref()),
+                tls: StageConsensus::of(attempts, |a| a.stages.tls.as_ref()),
             },
-            accessible: ValueConsensus {
-                majority: accessible_majority,
-                consistency: accessible.consistency(),
-                counts: accessible.counts().clone(),
-            },
-            stages,
             forged_ips,
         }
     }
@@ -163,59 +229,19 @@ impl ConsensusRecord {
         TargetOutcome {
             domain: self.domain.clone(),
             categories: self.categories.clone(),
-            stages: self
-                .stages
-                .iter()
-                .map(|(name, stage)| {
-                    (
-                        name.clone(),
-                        StageOutcome {
-                            verdict: stage.verdict.clone(),
-                            method: stage.method.clone(),
-                            stage: stage.stage.clone(),
-                        },
-                    )
-                })
-                .collect(),
-            blocking: Blocking::from_json(&self.blocking.majority),
+            stages: StageOutcomes {
+                dns: self.stages.dns.as_ref().map(StageConsensus::outcome),
+                http: self.stages.http.as_ref().map(StageConsensus::outcome),
+                tls: self.stages.tls.as_ref().map(StageConsensus::outcome),
+            },
+            blocking: self.blocking.majority,
             blocking_derived: false,
-            accessible: self.accessible.majority.as_bool(),
+            accessible: self.accessible.majority,
             forged_ips: self.forged_ips.clone(),
             attempt: None,
             attempts: self.attempts,
             consistency: self.consistency,
         }
-    }
-}
-
-fn stage_consensus(name: &str, attempts: &[TargetOutcome]) -> StageConsensus {
-    let mut verdicts = Tally::default();
-    let mut methods = Tally::default();
-    for attempt in attempts {
-        let stage = attempt.stage(name);
-        verdicts.add(stage.map_or("none", |s| s.verdict.as_str()));
-        if let Some(method) = stage.and_then(|s| s.method.as_deref()) {
-            methods.add(method);
-        }
-    }
-    let verdict = verdicts.majority().unwrap_or(NO_MAJORITY).to_owned();
-    // Method and place are those of the attempts that had the majority verdict.
-    let mut majority_methods = Tally::default();
-    let mut majority_wheres = Tally::default();
-    for stage in attempts.iter().filter_map(|a| a.stage(name)) {
-        if stage.verdict == verdict {
-            majority_methods.add(stage.method.clone().unwrap_or_default());
-            majority_wheres.add(stage.stage.clone().unwrap_or_default());
-        }
-    }
-    let non_empty = |t: &Tally| t.majority().filter(|m| !m.is_empty()).map(str::to_owned);
-    StageConsensus {
-        method: non_empty(&majority_methods),
-        stage: non_empty(&majority_wheres),
-        verdict,
-        consistency: verdicts.consistency(),
-        verdicts: verdicts.counts().clone(),
-        methods: methods.counts().clone(),
     }
 }
 
@@ -262,7 +288,8 @@ impl RepeatTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::classify::web::BlockingLayer;
+    use serde_json::{Value, json};
 
     fn attempt(value: &Value) -> TargetOutcome {
         TargetOutcome::from_value(value).unwrap()
@@ -298,8 +325,8 @@ mod tests {
             "a plurality of 2/5 is not a majority"
         );
         assert!((spread.consistency() - 0.4).abs() < 1e-9);
-        assert_eq!(Tally::default().majority(), None);
-        assert!(Tally::default().consistency().abs() < 1e-9);
+        assert_eq!(Tally::<&str>::default().majority(), None);
+        assert!(Tally::<&str>::default().consistency().abs() < 1e-9);
     }
 
     #[test]
@@ -307,31 +334,37 @@ mod tests {
         let consensus =
             ConsensusRecord::of(&[poisoned("injection"), clean(), poisoned("injection")]);
         assert_eq!(consensus.attempts, 3);
-        assert_eq!(consensus.blocking.majority, json!("dns"));
+        assert_eq!(
+            consensus.blocking.majority,
+            Blocking::At(BlockingLayer::Dns)
+        );
         assert!((consensus.consistency - 0.667).abs() < 1e-9);
-        let dns = &consensus.stages["dns"];
-        assert_eq!(dns.verdict, "dns_poisoning");
-        assert_eq!(dns.method.as_deref(), Some("injection"));
+        let dns = consensus.stages.dns.as_ref().unwrap();
+        assert_eq!(dns.verdict, Majority::Of(DnsVerdict::DnsPoisoning));
+        assert_eq!(dns.method, Some(PoisoningMethod::Injection));
         assert_eq!(dns.verdicts["dns_poisoning"], 2);
         assert_eq!(dns.verdicts["ok"], 1);
-        assert_eq!(consensus.accessible.majority, json!(false));
+        assert_eq!(consensus.accessible.majority, Some(false));
         assert_eq!(consensus.forged_ips, ["10.10.34.34"]);
         let outcome = consensus.outcome();
-        assert_eq!(outcome.blocking, Blocking::Blocked("dns".into()));
+        assert_eq!(outcome.blocking, Blocking::At(BlockingLayer::Dns));
         assert_eq!(outcome.attempts, 3);
     }
 
     #[test]
     fn one_reset_is_not_a_finding() {
         let consensus = ConsensusRecord::of(&[poisoned("injection"), clean()]);
-        assert_eq!(consensus.blocking.majority, Value::Null);
-        assert_eq!(consensus.stages["dns"].verdict, NO_MAJORITY);
-        assert_eq!(consensus.stages["dns"].method, None);
+        assert_eq!(consensus.blocking.majority, Blocking::Inconclusive);
+        assert_eq!(
+            consensus.stages.dns.as_ref().unwrap().verdict,
+            Majority::NoMajority
+        );
+        assert_eq!(consensus.stages.dns.as_ref().unwrap().method, None);
         assert!((consensus.consistency - 0.5).abs() < 1e-9);
-        assert_eq!(consensus.outcome().blocking, Blocking::Unknown);
+        assert_eq!(consensus.outcome().blocking, Blocking::Inconclusive);
 
         let unanimous = ConsensusRecord::of(&[clean(), clean(), clean()]);
-        assert_eq!(unanimous.blocking.majority, json!(false));
+        assert_eq!(unanimous.blocking.majority, Blocking::No);
         assert!((unanimous.consistency - 1.0).abs() < 1e-9);
     }
 
@@ -343,14 +376,21 @@ mod tests {
             poisoned("injection"),
             clean(),
         ]);
-        let dns = &consensus.stages["dns"];
-        assert_eq!(dns.verdict, "dns_poisoning");
-        assert_eq!(dns.method.as_deref(), Some("injection"));
+        let dns = consensus.stages.dns.as_ref().unwrap();
+        assert_eq!(dns.verdict, Majority::Of(DnsVerdict::DnsPoisoning));
+        assert_eq!(dns.method, Some(PoisoningMethod::Injection));
         assert_eq!(dns.methods["inconsistent"], 1);
 
         let split = ConsensusRecord::of(&[poisoned("injection"), poisoned("bogon")]);
-        assert_eq!(split.stages["dns"].verdict, "dns_poisoning");
-        assert_eq!(split.stages["dns"].method, None, "methods split evenly");
+        assert_eq!(
+            split.stages.dns.as_ref().unwrap().verdict,
+            Majority::Of(DnsVerdict::DnsPoisoning)
+        );
+        assert_eq!(
+            split.stages.dns.as_ref().unwrap().method,
+            None,
+            "methods split evenly"
+        );
     }
 
     #[test]
@@ -369,6 +409,27 @@ mod tests {
         let text = serde_json::to_string(&consensus).unwrap();
         let back: ConsensusRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back, consensus);
-        assert_eq!(back.outcome().blocking, Blocking::NotBlocked);
+        assert_eq!(back.outcome().blocking, Blocking::No);
+    }
+
+    #[test]
+    fn a_stage_most_attempts_did_not_run_has_the_verdict_none() {
+        let with_http = attempt(
+            &json!({"domain": "x.test", "dns": {"verdict": "ok"}, "http": {"verdict": "rst_injection", "stage": "request"}}),
+        );
+        let consensus = ConsensusRecord::of(&[with_http, clean(), clean()]);
+        let http = consensus.stages.http.as_ref().unwrap();
+        assert_eq!(http.verdict, Majority::NotRun);
+        assert_eq!(http.stage, None);
+        assert_eq!(http.verdicts["none"], 2);
+        assert_eq!(http.verdicts["rst_injection"], 1);
+        let text = serde_json::to_value(&consensus).unwrap();
+        assert_eq!(text["stages"]["http"]["verdict"], "none");
+        assert_eq!(text["blocking"]["counts"], json!({"false": 2, "http": 1}));
+        assert_eq!(text["accessible"]["counts"], json!({"false": 1, "true": 2}));
+        assert_eq!(text["accessible"]["majority"], json!(true));
+        assert!(consensus.stages.tls.is_none());
+        let outcome = consensus.outcome();
+        assert_eq!(outcome.stages.http.unwrap().verdict, Majority::NotRun);
     }
 }

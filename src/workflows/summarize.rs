@@ -11,9 +11,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::outcome::{STAGES, TargetOutcome};
+use super::outcome::{
+    BlockingKey, PoisoningMethod, Stage, StageName, TargetOutcome, accessible_key,
+};
 use super::reader::LoadedReport;
 use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize_text};
+use crate::classify::web::Blocking;
 
 /// `--format` of `summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -45,31 +48,38 @@ pub struct Counts {
     /// Per accessibility (`true`, `false`, `null`).
     pub accessible: BTreeMap<String, usize>,
     pub stages: BTreeMap<String, StageCounts>,
+    /// Domains blocked at some layer.
+    #[serde(skip)]
+    blocked: usize,
 }
 
 impl Counts {
     fn add(&mut self, outcome: &TargetOutcome) {
         self.domains += 1;
-        *self.blocking.entry(outcome.blocking.key()).or_default() += 1;
-        let accessible = outcome
-            .accessible
-            .map_or_else(|| "null".to_owned(), |a| a.to_string());
-        *self.accessible.entry(accessible).or_default() += 1;
-        for (name, stage) in &outcome.stages {
-            let counts = self.stages.entry(name.clone()).or_default();
-            *counts.verdicts.entry(stage.verdict.clone()).or_default() += 1;
-            if let Some(method) = &stage.method {
-                *counts.methods.entry(method.clone()).or_default() += 1;
+        let blocking = BlockingKey::from(outcome.blocking).as_str();
+        *self.blocking.entry(blocking.to_owned()).or_default() += 1;
+        if matches!(outcome.blocking, Blocking::At(_)) {
+            self.blocked += 1;
+        }
+        let accessible = accessible_key(outcome.accessible);
+        *self.accessible.entry(accessible.to_owned()).or_default() += 1;
+        for stage in outcome.stages.iter() {
+            let counts = self.stages.entry(stage.name().to_string()).or_default();
+            *counts
+                .verdicts
+                .entry(stage.verdict_name().to_owned())
+                .or_default() += 1;
+            if let Some(method) = stage.method() {
+                *counts
+                    .methods
+                    .entry(method.as_str().to_owned())
+                    .or_default() += 1;
             }
         }
     }
 
     pub fn blocked(&self) -> usize {
-        self.blocking
-            .iter()
-            .filter(|(k, _)| *k != "false" && *k != "null")
-            .map(|(_, n)| n)
-            .sum()
+        self.blocked
     }
 }
 
@@ -118,15 +128,16 @@ impl ReportSummary {
             for category in &outcome.categories {
                 categories.entry(category.clone()).or_default().add(outcome);
             }
-            if outcome.blocking.is_blocked() {
-                let stage = outcome.blocking.key();
+            if let Blocking::At(layer) = outcome.blocking {
+                let stage = layer.as_str().to_owned();
                 let (verdict, method) = match outcome.blocking_stage() {
-                    Some((_, s)) => (
-                        s.verdict.clone(),
-                        s.method
-                            .clone()
-                            .or_else(|| s.stage.clone())
-                            .unwrap_or_else(|| "-".to_owned()),
+                    Some(s) => (
+                        s.verdict_name().to_owned(),
+                        s.method()
+                            .map(PoisoningMethod::as_str)
+                            .or_else(|| s.place().map(Stage::as_str))
+                            .unwrap_or("-")
+                            .to_owned(),
                     ),
                     None => ("-".to_owned(), "-".to_owned()),
                 };
@@ -218,7 +229,7 @@ impl ReportSummary {
             "  accessible: {}",
             Self::counts_line(&self.all.accessible)
         );
-        for stage in STAGES {
+        for stage in StageName::ALL.map(StageName::as_str) {
             if let Some(counts) = self.all.stages.get(stage) {
                 let _ = writeln!(out, "  {stage}: {}", Self::counts_line(&counts.verdicts));
                 if !counts.methods.is_empty() {
@@ -288,7 +299,7 @@ impl ReportSummary {
         for (value, n) in &self.all.blocking {
             let _ = writeln!(out, "| blocking | {value} | | {n} |");
         }
-        for stage in STAGES {
+        for stage in StageName::ALL.map(StageName::as_str) {
             if let Some(counts) = self.all.stages.get(stage) {
                 for (verdict, n) in &counts.verdicts {
                     let _ = writeln!(out, "| {stage} | {verdict} | | {n} |");
