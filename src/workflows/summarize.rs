@@ -16,7 +16,7 @@ use super::reader::LoadedReport;
 use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize_text};
 
 /// `--format` of `summary`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SummaryFormat {
     #[default]
     Text,
