@@ -1,6 +1,6 @@
 //! `censorprobe scan`: the scan options, and the glue from them to a scan.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use hickory_proto::rr::RecordType;
+use rustls_pki_types::CertificateDer;
 
 use super::parse::{
     MAX_CONCURRENCY, MAX_DNS_SOCKETS, MAX_DNS_WAIT, MAX_IPS_PER_TARGET, MAX_RESIDUAL_WAIT,
@@ -17,18 +17,12 @@ use super::parse::{
 };
 use super::{StopSignal, runtime};
 use crate::control::{ControlSpec, DEFAULT_CONTROL};
-use crate::dns::DnsProbeConfig;
-use crate::error::Error;
 use crate::ipclass::ForgedIpList;
-use crate::pathguard::{PathGuardConfig, PortRotation};
 use crate::progress::ProgressMode;
-use crate::report::human_summary;
-use crate::scan::{ScanConfig, Stages, run_scan_with};
+use crate::report::{ScanOptions, human_summary};
+use crate::scan::{ScanConfig, ScanInputs, check_control_name, parse_qtypes, run_scan_with};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
-use crate::web::http::HttpProbeConfig;
-use crate::web::stage::{ViaConfig, WebStageConfig};
-use crate::web::tls::TlsProbeConfig;
 use crate::workflows::output::OutputFormat;
 use crate::workflows::plan::ScanPlan;
 
@@ -220,7 +214,32 @@ pub fn load_targets(args: &ScanArgs) -> anyhow::Result<TargetList> {
 }
 
 /// Turns the arguments into a scan configuration (everything that can fail at start-up).
+/// The steps run in the order the checks always ran, so that of several mistakes the
+/// same one is reported first.
 pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
+    let (resolver, sink) = resolve_servers(args)?;
+    parse_qtypes(&args.qtype)?;
+    let control = ControlSpec::from_str(&args.control)?;
+    check_control_name(&args.control_name)?;
+    let extra_roots = load_trust(&args.ca)?;
+    let forged_ips = match &args.forged_ips {
+        Some(path) => ForgedIpList::load(path)?,
+        None => ForgedIpList::default(),
+    };
+    let inputs = ScanInputs {
+        resolver,
+        sink,
+        control,
+        extra_roots,
+        forged_ips,
+        vantage: args.vantage.clone(),
+        out: args.out.clone(),
+    };
+    Ok(ScanConfig::from_options(options_from_args(args), inputs)?)
+}
+
+/// The resolver under test (`--resolver`, else the system's) and the `--dns-sink`.
+fn resolve_servers(args: &ScanArgs) -> anyhow::Result<(SocketAddr, Option<SocketAddr>)> {
     let resolver = match &args.resolver {
         Some(text) => parse_server(text, 53)?,
         None => system_resolver(Path::new("/etc/resolv.conf"))?,
@@ -230,144 +249,53 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
         .as_deref()
         .map(|s| parse_server(s, 53))
         .transpose()?;
-    let mut qtypes = Vec::new();
-    for text in &args.qtype {
-        let qtype =
-            RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| Error::BadOption {
-                option: "--qtype",
-                reason: format!("unknown query type {text:?}"),
-            })?;
-        if !qtypes.contains(&qtype) {
-            qtypes.push(qtype);
-        }
-    }
-    let control = ControlSpec::from_str(&args.control)?;
-    if let Err(reason) = crate::targets::validate_dns_name(&args.control_name) {
-        bail!(Error::BadOption {
-            option: "--control-name",
-            reason: format!("{:?}: {reason}", args.control_name),
-        });
-    }
+    Ok((resolver, sink))
+}
+
+/// The trust anchors of the `--ca` files.
+fn load_trust(files: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let mut extra_roots = Vec::new();
-    for path in &args.ca {
+    for path in files {
         extra_roots.extend(crate::trust::load_ca_file(path)?);
     }
-    let forged_ips = match &args.forged_ips {
-        Some(path) => ForgedIpList::load(path)?,
-        None => ForgedIpList::default(),
-    };
-    if args.rate < 0.0 || !args.rate.is_finite() {
-        bail!(Error::BadOption {
-            option: "--rate",
-            reason: "must be 0 (unpaced) or more".to_owned()
-        });
-    }
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let mut stages = Stages {
-        dns: false,
-        http: false,
-        tls: false,
-    };
-    for stage in &args.tests {
-        match stage.trim().to_ascii_lowercase().as_str() {
-            "dns" => stages.dns = true,
-            "http" => stages.http = true,
-            "tls" => stages.tls = true,
-            other => bail!(Error::BadOption {
-                option: "--tests",
-                reason: format!("unknown stage {other:?} (dns, http, tls)")
-            }),
-        }
-    }
-    let via = match args.via {
-        Some(ip) => Some(ViaConfig {
-            ip,
-            ports: args
-                .via_ports
-                .as_deref()
-                .map(PortRotation::parse_range)
-                .transpose()?,
-            window: args.residual_wait,
-        }),
-        None => None,
-    };
-    let web = WebStageConfig {
-        run_http: stages.http,
-        run_tls: stages.tls,
-        http_port: args.http_port,
-        tls_port: args.tls_port,
-        control_name: args.control_name.clone(),
-        max_ips: args.max_ips.max(1),
-        via,
-        http: HttpProbeConfig {
-            connect_timeout: args.connect_timeout,
-            response_timeout: args.web_timeout,
-            ..HttpProbeConfig::default()
-        },
-        tls: TlsProbeConfig {
-            connect_timeout: args.connect_timeout,
-            handshake_timeout: args.web_timeout,
-            ..TlsProbeConfig::default()
-        },
-        ..WebStageConfig::default()
-    };
-    let options_record = serde_json::json!({
-        "qtypes": qtypes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "dns_wait_ms": args.dns_wait.as_millis(),
-        "dns_timeout_ms": args.dns_timeout.as_millis(),
-        "retries": args.retries,
-        "control_timeout_ms": args.control_timeout.as_millis(),
-        "forged_ips": forged_ips.len(),
-        "concurrency": args.concurrency,
-        "rate": args.rate,
-        "seed": seed,
-        "shard": args.shard.map(|s| s.to_string()),
-        "strict": args.strict,
-        "ca_files": args.ca,
-        "tests": args.tests,
-        "max_ips": args.max_ips,
-        "control_name": args.control_name,
-        "residual_wait_ms": args.residual_wait.as_millis(),
-        "residual_recheck_ms": args.residual_recheck.as_millis(),
-        "via": args.via,
-        "via_ports": args.via_ports,
-        "http_port": args.http_port,
-        "tls_port": args.tls_port,
-        "connect_timeout_ms": args.connect_timeout.as_millis(),
-        "web_timeout_ms": args.web_timeout.as_millis(),
-        "blockpages": args.blockpages,
-    });
-    Ok(ScanConfig {
-        resolver,
-        sink,
-        qtypes,
-        dns: DnsProbeConfig {
-            timeout: args.dns_timeout,
-            retries: args.retries,
-            wait_after_first: args.dns_wait,
-            sockets: args.dns_sockets.max(1),
-            ..DnsProbeConfig::default()
-        },
-        control,
-        control_timeout: args.control_timeout,
-        extra_roots,
-        forged_ips,
-        concurrency: args.concurrency.max(1),
-        rate: args.rate,
-        seed,
-        shard: args.shard,
-        vantage: args.vantage.clone(),
-        out: args.out.clone(),
-        options_record,
-        stages,
-        web,
-        residual: PathGuardConfig {
-            residual_wait: args.residual_wait,
-            recheck_initial: args.residual_recheck,
-            ..PathGuardConfig::default()
-        },
+    Ok(extra_roots)
+}
+
+/// The options as given (a random seed when none is); [`ScanConfig::from_options`]
+/// normalises them to the effective values the header records.
+fn options_from_args(args: &ScanArgs) -> ScanOptions {
+    ScanOptions {
         blockpages: args.blockpages.clone(),
-    })
+        ca_files: args.ca.clone(),
+        concurrency: args.concurrency,
+        connect_timeout: args.connect_timeout,
+        control_name: args.control_name.clone(),
+        control_timeout: args.control_timeout,
+        dns_sockets: Some(args.dns_sockets),
+        dns_timeout: args.dns_timeout,
+        dns_wait: args.dns_wait,
+        // Set from the loaded list by `from_options`.
+        forged_ips: 0,
+        http_port: args.http_port,
+        max_ips: args.max_ips,
+        qtypes: args.qtype.clone(),
+        rate: args.rate,
+        // Set by the scan from its plan.
+        repeat: None,
+        repeat_interval_ms: None,
+        residual_recheck: args.residual_recheck,
+        residual_wait: args.residual_wait,
+        resume: None,
+        retries: args.retries,
+        seed: args.seed.unwrap_or_else(rand::random),
+        shard: args.shard.map(|s| s.to_string()),
+        strict: args.strict,
+        tests: args.tests.clone(),
+        tls_port: args.tls_port,
+        via: args.via,
+        via_ports: args.via_ports.clone(),
+        web_timeout: args.web_timeout,
+    }
 }
 
 /// Skipped input lines shown on stderr; the header of the report keeps more.

@@ -3,6 +3,7 @@
 mod control;
 mod dns;
 mod lab;
+mod options;
 mod support;
 mod targets;
 mod web;
