@@ -228,3 +228,16 @@ pub(crate) fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_exit_statuses() {
+        assert_eq!(exit_status_for_signal(libc::SIGINT), EXIT_INTERRUPTED);
+        assert_eq!(exit_status_for_signal(libc::SIGTERM), 143);
+        assert_eq!(exit_status_for_signal(libc::SIGHUP), 129);
+        assert_eq!(StopSignal::default().exit_status(), EXIT_INTERRUPTED);
+    }
+}

@@ -89,3 +89,23 @@ async fn the_header_records_the_configuration() {
     assert_eq!(report.header["options"]["seed"], 7);
     assert!(report.header["options"].get("repeat").is_none());
 }
+
+/// The options are written with sorted keys, as headers always were, the optional ones
+/// included.
+#[test]
+fn option_keys_are_written_in_sorted_order() {
+    let options = ScanOptions {
+        dns_sockets: Some(8),
+        repeat: Some(3),
+        repeat_interval_ms: Some(1000),
+        resume: Some(censorprobe::report::ResumeInfo::default()),
+        ..ScanOptions::default()
+    };
+    let text = serde_json::to_string(&options).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+    // serde_json's map is sorted: writing it back gives the same text only if the
+    // struct wrote its keys in sorted order too.
+    assert_eq!(serde_json::to_string(&value).unwrap(), text);
+    assert_eq!(keys.len(), 28, "{keys:?}");
+}
