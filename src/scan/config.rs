@@ -123,8 +123,11 @@ impl ScanInputs {
     }
 }
 
-/// Everything a scan needs, built by [`ScanConfig::from_options`] (or its builder).
+/// Everything a scan needs, built by [`ScanConfig::from_options`] (or its builder):
+/// outside this crate there is no other way (`non_exhaustive`), so the header always
+/// records the options the scan ran with.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ScanConfig {
     pub resolver: SocketAddr,
     pub sink: Option<SocketAddr>,
