@@ -10,13 +10,8 @@ use common::peak_rss_kib;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use censorprobe::control::ControlSpec;
-use censorprobe::dns::DnsProbeConfig;
-use censorprobe::ipclass::ForgedIpList;
-use censorprobe::pathguard::PathGuardConfig;
-use censorprobe::scan::{ScanConfig, Stages, run_scan};
+use censorprobe::scan::{ScanConfig, run_scan};
 use censorprobe::targets::TargetLoader;
-use censorprobe::web::stage::WebStageConfig;
 use hickory_proto::op::{Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -75,38 +70,22 @@ fn main() {
     let list = loader.finish();
     let rss_list = peak_rss_kib();
     let out = std::env::temp_dir().join(format!("censorprobe-bench-{}.jsonl", std::process::id()));
-    let config = ScanConfig {
-        resolver,
-        sink: None,
-        qtypes: vec![RecordType::A],
-        dns: DnsProbeConfig {
-            timeout: Duration::from_secs(2),
-            retries: 1,
-            wait_after_first: Duration::from_millis(wait_ms),
-            sockets: 8,
-            max_in_flight_per_socket: 32_768,
-            max_rate: 0.0,
-        },
-        control: ControlSpec::None,
-        control_timeout: Duration::from_secs(1),
-        extra_roots: Vec::new(),
-        forged_ips: ForgedIpList::default(),
-        concurrency,
-        rate: 0.0,
-        seed: 1,
-        shard: None,
-        vantage: None,
-        out: Some(out.clone()),
-        options_record: serde_json::json!({}),
-        stages: Stages {
-            dns: true,
-            http: false,
-            tls: false,
-        },
-        web: WebStageConfig::default(),
-        residual: PathGuardConfig::default(),
-        blockpages: None,
-    };
+    let mut config = ScanConfig::builder(resolver)
+        .qtypes(&[RecordType::A])
+        .tests(&["dns"])
+        .concurrency(concurrency)
+        .rate(0.0)
+        .seed(1)
+        .out(out.clone())
+        .options(|options| {
+            options.dns_timeout = Duration::from_secs(2);
+            options.retries = 1;
+            options.dns_wait = Duration::from_millis(wait_ms);
+            options.control_timeout = Duration::from_secs(1);
+        })
+        .build()
+        .unwrap();
+    config.dns.max_in_flight_per_socket = 32_768;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

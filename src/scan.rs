@@ -4,79 +4,42 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::FutureExt;
 use hickory_proto::rr::{Name, RecordType};
-use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
 use crate::classify::blockpage::BlockpageSet;
 use crate::classify::dns::{DnsInputs, classify_dns, silence_recheck_wanted};
 use crate::classify::web::target_blocking;
-use crate::control::{ControlResolver, ControlSpec};
-use crate::dns::{DnsEngine, DnsProbeConfig, DnsQuestion};
+use crate::control::ControlResolver;
+use crate::dns::{DnsEngine, DnsQuestion};
 use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
 use crate::ipclass::is_bogon;
 use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole, SilenceRecheck};
-use crate::pathguard::{PathGuard, PathGuardConfig};
+use crate::pathguard::PathGuard;
 use crate::report::{
     DnsSection, HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339,
 };
-use crate::scheduler::{Shard, dispatch, order};
+use crate::scheduler::{dispatch, order};
 use crate::targets::{Target, TargetList};
 use crate::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 use crate::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::web::observation::TlsObservation;
 use crate::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
-use crate::web::stage::{WebStage, WebStageConfig, plan_addresses};
+use crate::web::stage::{WebStage, plan_addresses};
 
-/// Which stages run (`--tests dns,http,tls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stages {
-    pub dns: bool,
-    pub http: bool,
-    pub tls: bool,
-}
+mod config;
 
-impl Stages {
-    pub fn web(self) -> bool {
-        self.http || self.tls
-    }
-}
+pub use config::{
+    DEFAULT_DNS_SOCKETS, ScanConfig, ScanConfigBuilder, ScanInputs, Stages, check_control_name,
+    parse_qtypes,
+};
 
 use crate::workflows::output::ScanOutput;
 use crate::workflows::plan::{Attempt, ScanPlan};
-
-/// Everything a scan needs, resolved from the command line.
-#[derive(Debug, Clone)]
-pub struct ScanConfig {
-    pub resolver: SocketAddr,
-    pub sink: Option<SocketAddr>,
-    pub qtypes: Vec<RecordType>,
-    pub dns: DnsProbeConfig,
-    pub control: ControlSpec,
-    pub control_timeout: Duration,
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    pub forged_ips: ForgedIpList,
-    pub concurrency: usize,
-    /// DNS queries a second (0: unpaced).
-    pub rate: f64,
-    pub seed: u64,
-    pub shard: Option<Shard>,
-    pub vantage: Option<String>,
-    /// `None` or `-`: stdout.
-    pub out: Option<PathBuf>,
-    /// The options as recorded in the header.
-    pub options_record: serde_json::Value,
-    pub stages: Stages,
-    /// HTTP and TLS stage settings (`run_http`/`run_tls` follow `stages`).
-    pub web: WebStageConfig,
-    pub residual: PathGuardConfig,
-    /// Block-page fingerprints (`None`: the built-in set).
-    pub blockpages: Option<PathBuf>,
-}
 
 /// What the probes of one target share.
 struct ScanContext {
@@ -194,13 +157,13 @@ pub async fn run_scan_with(
         plan.progress,
         attempts_planned as u64,
     )?;
-    let mut options = config.options_record.clone();
+    let mut options = Box::new(config.options.clone());
     if plan.repeat > 1 {
-        options["repeat"] = plan.repeat.into();
-        options["repeat_interval_ms"] = (plan.repeat_interval.as_millis() as u64).into();
+        options.repeat = Some(plan.repeat);
+        options.repeat_interval_ms = Some(plan.repeat_interval.as_millis() as u64);
     }
     if prior.is_resuming() {
-        options["resume"] = prior.header_info();
+        options.resume = Some(prior.header_info());
     }
     // --- end workflows ---
     writer.header(HeaderRecord {

@@ -23,7 +23,7 @@ use super::state::{self, LabInfo, Liveness, ProcessStamp, RolePid, SCENARIO_FILE
 use super::topology;
 
 /// The two processes of a daemonised lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// The Internet side: resolver, `DoT`, web servers.
     Internet,

@@ -8,7 +8,6 @@
 //! them (derived from the stages when it does not).
 
 pub mod ci;
-pub mod commands;
 pub mod diff;
 pub mod expect;
 pub mod ooni;

@@ -16,7 +16,7 @@ use crate::progress::{Progress, ProgressMode};
 use crate::report::{HeaderRecord, ReportRecord, SummaryRecord, TargetRecord};
 
 /// `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
     /// censorprobe's JSONL report (header, targets, summary).
     #[default]

@@ -11,55 +11,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
-
 use super::output::OutputFormat;
 use super::resume::PriorRun;
-use crate::cli::parse_duration;
 use crate::error::{Error, Result};
 use crate::progress::ProgressMode;
 use crate::scheduler::DispatchOutcome;
 use crate::targets::Target;
-
-/// Scan options of the workflows (flattened into the scan options).
-#[derive(Debug, Clone, Args)]
-pub struct WorkflowArgs {
-    /// Continue an interrupted scan: targets already in REPORT are not measured again,
-    /// new records are appended to it, and the summary covers both runs.
-    #[arg(long, value_name = "REPORT.jsonl")]
-    pub resume: Option<PathBuf>,
-    /// Measure every target N times, in N passes over the list, and report each attempt
-    /// plus a consensus record (majority verdict and consistency ratio).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub repeat: u32,
-    /// Least time between the starts of two passes of --repeat.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub repeat_interval: Duration,
-    /// Report format: censorprobe's JSONL, or one OONI-style measurement per target.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
-    pub format: OutputFormat,
-    /// Least time between two plain progress lines (when stderr is not a terminal).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub progress_interval: Duration,
-}
-
-impl WorkflowArgs {
-    pub fn plan(&self, quiet: bool) -> ScanPlan {
-        ScanPlan {
-            resume: self.resume.clone(),
-            repeat: self.repeat.max(1),
-            repeat_interval: self.repeat_interval,
-            format: self.format,
-            progress: if quiet {
-                ProgressMode::Off
-            } else {
-                ProgressMode::Auto {
-                    every: self.progress_interval,
-                }
-            },
-        }
-    }
-}
 
 /// The workflow side of a scan.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::outcome::TargetOutcome;
 use super::reader::{ReadStats, ReportLine, read_lines};
 use crate::error::{Error, Result};
-use crate::report::SummaryBuilder;
+use crate::report::{ResumeInfo, SummaryBuilder};
 
 /// What an earlier run of the report recorded. Empty when not resuming.
 #[derive(Debug, Default)]
@@ -147,14 +147,14 @@ impl PriorRun {
     }
 
     /// The `resume` entry of the new header's options.
-    pub fn header_info(&self) -> serde_json::Value {
-        serde_json::json!({
-            "report": self.path,
-            "targets_already_measured": self.attempts.len(),
-            "target_records": self.target_records,
-            "unparsed_lines": self.stats.unparsed.len(),
-            "cut_incomplete_last_line": self.stats.unterminated_tail == Some(false),
-        })
+    pub fn header_info(&self) -> ResumeInfo {
+        ResumeInfo {
+            cut_incomplete_last_line: self.stats.unterminated_tail == Some(false),
+            report: self.path.clone(),
+            target_records: self.target_records,
+            targets_already_measured: self.attempts.len(),
+            unparsed_lines: self.stats.unparsed.len(),
+        }
     }
 }
 

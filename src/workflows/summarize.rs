@@ -19,7 +19,7 @@ use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize
 use crate::classify::web::Blocking;
 
 /// `--format` of `summary`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SummaryFormat {
     #[default]
     Text,

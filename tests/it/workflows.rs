@@ -111,7 +111,7 @@ impl ReportText {
             resolver: "198.18.0.53:53".parse().unwrap(),
             control: "none".to_owned(),
             sink: None,
-            options: json!({}),
+            options: Box::default(),
             targets_loaded: targets,
             targets_scheduled: targets,
             skipped_inputs: Vec::new(),

@@ -1,4 +1,4 @@
-//! The `check`, `diff` and `summary` commands: arguments and glue.
+//! `censorprobe check`: evaluate expectations against a scan or a report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,33 +6,21 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::ci::{junit_xml, markdown};
-use super::diff::diff;
-use super::expect::Expectations;
-use super::output::OutputFormat;
-use super::reader::LoadedReport;
-use super::sanitize::sanitize_text;
-use super::summarize::{ReportSummary, SummaryFormat};
-use crate::cli::{ScanArgs, StopSignal, load_targets, runtime, scan_config};
+use super::scan::FormatArg;
+use super::{
+    EXIT_FAILED, EXIT_OK, ScanArgs, StopSignal, load_report, load_targets, runtime, scan_config,
+    write_file,
+};
 use crate::error::Error;
 use crate::scan::run_scan_with;
-
-/// Exit status: everything holds / nothing changed.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: an expectation does not hold / something changed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit status: usage or input error (also what `main` returns for any error).
-pub const EXIT_ERROR: u8 = 2;
+use crate::workflows::ci::{junit_xml, markdown};
+use crate::workflows::expect::Expectations;
+use crate::workflows::sanitize::sanitize_text;
 
 const CHECK_HELP: &str = "\
 Exit status: 0 every expectation holds, 1 at least one does not, 2 usage or input error \
 (unreadable or invalid expectations, unreadable report, scan start-up error), 128 + the \
 signal when interrupted (130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP).";
-
-const DIFF_HELP: &str = "\
-Exit status: 0 nothing changed, 1 some domain measured in both reports changed \
-(newly blocked, newly unblocked, or a changed verdict or method), 2 error. Domains \
-measured in only one report are listed but are not changes.";
 
 /// `censorprobe check`.
 #[derive(Debug, Clone, Args)]
@@ -55,75 +43,6 @@ pub struct CheckArgs {
     pub scan: ScanArgs,
 }
 
-/// `censorprobe diff`.
-#[derive(Debug, Clone, Args)]
-#[command(after_help = DIFF_HELP)]
-pub struct DiffArgs {
-    /// The earlier report.
-    #[arg(value_name = "OLD.jsonl")]
-    pub old: PathBuf,
-    /// The later report.
-    #[arg(value_name = "NEW.jsonl")]
-    pub new: PathBuf,
-    /// Write the differences as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Print nothing on stderr but errors.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-/// `censorprobe summary`.
-#[derive(Debug, Clone, Args)]
-pub struct SummaryArgs {
-    /// The report to summarise.
-    #[arg(value_name = "REPORT.jsonl")]
-    pub report: PathBuf,
-    /// Output: text, markdown, csv (long format), json, or blocklist (censored domains
-    /// and forged addresses, tab-separated).
-    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
-    pub format: SummaryFormat,
-    /// Write here instead of stdout.
-    #[arg(long, short, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Print nothing on stderr but errors.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-fn load_report(path: &Path, quiet: bool) -> anyhow::Result<LoadedReport> {
-    let report = LoadedReport::load(path)?;
-    report.require_targets()?;
-    if !quiet && let Some(warning) = report.warning() {
-        eprintln!("censorprobe: warning: {}", sanitize_text(&warning));
-    }
-    Ok(report)
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).map_err(|source| {
-        Error::OutputWrite {
-            path: path.to_owned(),
-            source,
-        }
-        .into()
-    })
-}
-
-fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
-    match out {
-        Some(path) if path != Path::new("-") => write_file(path, text.as_bytes()),
-        _ => {
-            use std::io::Write;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("cannot write to stdout")
-        }
-    }
-}
-
 /// Runs `check`: scan (or read `--report`), evaluate, print failures, write the CI files.
 pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
@@ -140,7 +59,7 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         report.clone()
     } else {
-        if scan.workflow.format != OutputFormat::Jsonl {
+        if scan.workflow.format != FormatArg::Jsonl {
             bail!(Error::BadOption {
                 option: "--format",
                 reason: "check reads the JSONL report; --format ooni is for scan".to_owned(),
@@ -216,32 +135,4 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         EXIT_FAILED
     }))
-}
-
-/// Runs `diff`.
-pub fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let old = load_report(&args.old, args.quiet)?;
-    let new = load_report(&args.new, args.quiet)?;
-    let result = diff(&old, &new);
-    let text = if args.json {
-        let mut text = serde_json::to_string_pretty(&result).context("cannot encode the diff")?;
-        text.push('\n');
-        text
-    } else {
-        sanitize_text(&result.text()).into_owned()
-    };
-    write_output(None, &text)?;
-    Ok(ExitCode::from(if result.changed {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }))
-}
-
-/// Runs `summary`.
-pub fn run_summary(args: &SummaryArgs) -> anyhow::Result<ExitCode> {
-    let report = load_report(&args.report, args.quiet)?;
-    let summary = ReportSummary::of(&report);
-    write_output(args.out.as_deref(), &summary.render(args.format))?;
-    Ok(ExitCode::from(EXIT_OK))
 }
