@@ -21,6 +21,9 @@ use crate::web::observation::TlsObservation;
 
 mod web;
 
+#[cfg(test)]
+mod golden;
+
 /// What every measurement of one run shares.
 #[derive(Debug, Clone)]
 pub struct OoniContext {
