@@ -48,8 +48,7 @@ fn ooni_lines(report: &str) -> String {
 }
 
 fn measurement_line(record: &TargetRecord, context: &OoniContext) -> String {
-    let value = serde_json::to_value(record).unwrap();
-    serde_json::to_string(&measurement(&value, context)).unwrap()
+    serde_json::to_string(&measurement(record, context)).unwrap()
 }
 
 #[test]
