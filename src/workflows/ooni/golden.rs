@@ -102,3 +102,125 @@ fn report_ids_are_masked_and_nothing_else_varies_between_runs() {
     let line: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     assert_eq!(line["report_id"], MASKED_REPORT_ID);
 }
+
+// ---- Variants: lab-demo records edited to reach what lab-demo does not show (a URL
+// input, categories, a block page, TLS as proof, control failures, odd rcodes and
+// answers, missing stages, a run without control or vantage). The snapshot
+// `tests/golden/lab-demo-variants.ooni.jsonl` was written by the `Value`-based
+// mapping, before the measurement was typed.
+
+const VARIANTS_SNAPSHOT: &str = "tests/golden/lab-demo-variants.ooni.jsonl";
+
+fn lab_demo_target(report: &str, domain: &str) -> serde_json::Value {
+    report
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|record| record["domain"] == domain)
+        .unwrap_or_else(|| panic!("{REPORT} has {domain}"))
+}
+
+fn variant_records(report: &str) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut variants = Vec::new();
+
+    let mut url = lab_demo_target(report, "open.example");
+    url["sources"][0]["input"] = "https://open.example/path?q=1".into();
+    url["categories"] = json!(["NEWS", "POLR"]);
+    url["attempt"] = 2.into();
+    variants.push(url);
+
+    let mut blockpage = lab_demo_target(report, "www.video.example");
+    blockpage["http"]["verdict"] = "blockpage".into();
+    blockpage["http"]["attempts"][0]["verdict"] = "blockpage".into();
+    variants.push(blockpage);
+
+    let mut proof = lab_demo_target(report, "open.example");
+    let handshake =
+        lab_demo_target(report, "wrong-cert.example")["tls"]["attempts"][0]["observations"]["test"]
+            .clone();
+    let mut alerted = handshake.clone();
+    alerted["handshake"] = "alert_received".into();
+    alerted["alert"] = json!({"description": "handshake_failure", "code": 40});
+    proof["dns"]["tls_proof"] = json!([handshake, alerted]);
+    proof["dns"].as_object_mut().unwrap().remove("control");
+    variants.push(proof);
+
+    let mut odd_dns = lab_demo_target(report, "open.example");
+    let reply = odd_dns["dns"]["queries"][0]["replies"][0].clone();
+    let mut servfail = reply.clone();
+    servfail["rcode"] = "ServFail".into();
+    servfail["answers"] = json!([]);
+    let mut unknown = reply.clone();
+    unknown["rcode"] = "BADCOOKIE".into();
+    unknown["ip_ttl"] = serde_json::Value::Null;
+    unknown["elapsed_ms"] = 0.1.into();
+    unknown["answers"] = json!([
+        {"name": "open.example.", "type": "CNAME", "ttl": 60, "data": "alias.example."},
+        {"name": "open.example.", "type": "TXT", "ttl": 60, "data": "\"hello\""},
+        {"name": "open.example.", "type": "AAAA", "ttl": 60, "data": "2001:db8::1"}
+    ]);
+    odd_dns["dns"]["queries"][0]["replies"] = json!([servfail, unknown]);
+    odd_dns["dns"]["control"]["answers"] = json!([
+        {"qtype": "A", "status": "error", "message": "timed out", "elapsed_ms": 5000.0},
+        {"qtype": "AAAA", "status": "nxdomain", "elapsed_ms": 2.0}
+    ]);
+    odd_dns["blocking"] = serde_json::Value::Null;
+    odd_dns["accessible"] = serde_json::Value::Null;
+    odd_dns["started_at"] = "not a time".into();
+    variants.push(odd_dns);
+
+    let mut no_stages = lab_demo_target(report, "open.example");
+    no_stages["dns"] = serde_json::Value::Null;
+    no_stages["http"] = serde_json::Value::Null;
+    no_stages["tls"] = serde_json::Value::Null;
+    variants.push(no_stages);
+
+    variants
+}
+
+fn variant_lines(report: &str) -> String {
+    let header = report.lines().next().unwrap();
+    let ReportRecord::Header(header) = serde_json::from_str(header).unwrap() else {
+        panic!("{REPORT} starts with its header");
+    };
+    let mut with_control = OoniContext::from_header(&header);
+    with_control.report_id = MASKED_REPORT_ID.to_owned();
+    let without_control = OoniContext {
+        control: "none".to_owned(),
+        vantage: None,
+        ..with_control.clone()
+    };
+    let mut out = String::new();
+    for record in variant_records(report) {
+        let record: TargetRecord = serde_json::from_value(record).unwrap();
+        for context in [&with_control, &without_control] {
+            out.push_str(&measurement_line(&record, context));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn edited_lab_demo_records_match_their_snapshot_byte_for_byte() {
+    let report = std::fs::read_to_string(repo_path(REPORT)).unwrap();
+    let produced = variant_lines(&report);
+    let snapshot_path = repo_path(VARIANTS_SNAPSHOT);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&snapshot_path, &produced).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&snapshot_path)
+        .unwrap_or_else(|e| panic!("{VARIANTS_SNAPSHOT}: {e} (UPDATE_GOLDEN=1 writes it)"));
+    for (number, (produced, stored)) in produced.lines().zip(snapshot.lines()).enumerate() {
+        assert_eq!(
+            produced,
+            stored,
+            "{VARIANTS_SNAPSHOT}:{}: the measurement differs from the snapshot",
+            number + 1
+        );
+    }
+    assert_eq!(
+        produced, snapshot,
+        "{VARIANTS_SNAPSHOT}: line count or line ends differ"
+    );
+}
