@@ -261,6 +261,7 @@ pub struct HttpRequest {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+#[allow(clippy::struct_field_names)] // the field names are OONI's keys
 pub struct Tor {
     pub exit_ip: Option<String>,
     pub exit_name: Option<String>,
@@ -282,6 +283,7 @@ pub struct HttpResponseKeys {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[allow(clippy::struct_field_names)] // the field names are the output's keys
 pub struct RecordedResponse {
     pub x_body_length: u64,
     pub x_body_sha256: String,
