@@ -8,18 +8,30 @@
 //! kept under `x_` keys (permitted anywhere by the spec), and censorprobe's own verdicts
 //! under `test_keys.x_censorprobe`. `reports/ooni-mapping.md` documents every key.
 //!
-//! The record is read as JSON. The `http` and `tls` objects (and the DNS stage's
-//! `tls_proof` handshakes) are read back into the web stage's own types
-//! ([`HttpAssessment`], [`TlsAssessment`], [`TlsObservation`]), so the mapping follows
-//! the record's real shape; [`web`] maps each address's test connection.
+//! The mapping reads the typed [`TargetRecord`] and builds the typed [`Measurement`]
+//! ([`types`]; its structs declare their fields alphabetically, the order OONI output
+//! has always had). [`web`] maps each address's test connection.
 
-use serde_json::{Map, Value, json};
+use crate::classify::web::{Blocking, BlockingLayer, HttpVerdict};
+use crate::observation::{
+    ControlObservation, ControlOutcome, DnsQueryObservation, DnsRecord, DnsServerRole,
+};
+use crate::report::{DnsSection, HeaderRecord, TargetRecord};
+use crate::verdict::DnsVerdict;
 
-use crate::classify::web::{HttpAssessment, TlsAssessment};
-use crate::report::HeaderRecord;
-use crate::web::observation::TlsObservation;
-
+mod types;
 mod web;
+
+pub use types::{
+    Annotations, AttemptKeys, ControlDns, ControlKeys, DnsAnswer, DnsQuery, DnsVerdictKeys,
+    Extensions, HttpTransaction, Measurement, NetworkEvent, SortedKeys, StageAttempts,
+    StageEvidence, StageVerdicts, TcpConnect, TestHelpers, TestKeys, TlsHandshake, WcBlocking,
+    WebVerdictKeys, XCensorprobe,
+};
+use web::WebLists;
+
+#[cfg(test)]
+mod golden;
 
 /// What every measurement of one run shares.
 #[derive(Debug, Clone)]
@@ -80,366 +92,350 @@ pub fn ooni_time(rfc3339: &str) -> Option<String> {
         .ok()
 }
 
-fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
-}
-
-fn ms_to_s(value: Option<&Value>) -> f64 {
-    value.and_then(Value::as_f64).unwrap_or(0.0) / 1000.0
-}
-
 /// OONI failure string of a DNS reply's rcode.
-fn dns_failure(rcode: &str, has_answer: bool) -> Value {
+fn dns_failure(rcode: &str, has_answer: bool) -> Option<&'static str> {
     match rcode {
-        "NoError" if has_answer => Value::Null,
-        "NoError" => "dns_no_answer".into(),
-        "NXDomain" => "dns_nxdomain_error".into(),
-        "ServFail" => "dns_servfail_error".into(),
-        "Refused" => "dns_refused_error".into(),
-        _ => "dns_server_misbehaving".into(),
+        "NoError" if has_answer => None,
+        "NoError" => Some("dns_no_answer"),
+        "NXDomain" => Some("dns_nxdomain_error"),
+        "ServFail" => Some("dns_servfail_error"),
+        "Refused" => Some("dns_refused_error"),
+        _ => Some("dns_server_misbehaving"),
     }
 }
 
-fn rcode_number(rcode: &str) -> Value {
+fn rcode_number(rcode: &str) -> Option<u8> {
     match rcode {
-        "NoError" => 0.into(),
-        "FormErr" => 1.into(),
-        "ServFail" => 2.into(),
-        "NXDomain" => 3.into(),
-        "NotImp" => 4.into(),
-        "Refused" => 5.into(),
-        _ => Value::Null,
+        "NoError" => Some(0),
+        "FormErr" => Some(1),
+        "ServFail" => Some(2),
+        "NXDomain" => Some(3),
+        "NotImp" => Some(4),
+        "Refused" => Some(5),
+        _ => None,
     }
 }
 
-fn answer(record: &Value) -> Value {
-    let rtype = str_at(record, "type").unwrap_or_default();
-    let data = str_at(record, "data").unwrap_or_default();
-    let mut answer =
-        json!({ "answer_type": rtype, "ttl": record.get("ttl").cloned().unwrap_or(Value::Null) });
-    match rtype {
-        "A" => answer["ipv4"] = data.into(),
-        "AAAA" => answer["ipv6"] = data.into(),
-        "CNAME" | "PTR" | "NS" => answer["hostname"] = data.trim_end_matches('.').into(),
-        _ => answer["x_data"] = data.into(),
+fn answer(record: &DnsRecord) -> DnsAnswer {
+    let data = || Some(record.data.clone());
+    let mut answer = DnsAnswer {
+        answer_type: record.rtype.clone(),
+        hostname: None,
+        ipv4: None,
+        ipv6: None,
+        ttl: record.ttl,
+        x_data: None,
+    };
+    match record.rtype.as_str() {
+        "A" => answer.ipv4 = data(),
+        "AAAA" => answer.ipv6 = data(),
+        "CNAME" | "PTR" | "NS" => {
+            answer.hostname = Some(record.data.trim_end_matches('.').to_owned());
+        }
+        _ => answer.x_data = data(),
     }
     answer
 }
 
-/// `queries` and their `network_events` from the DNS stage.
-fn dns_queries(dns: &Value, queries: &mut Vec<Value>, events: &mut Vec<Value>) {
-    let Some(list) = dns.get("queries").and_then(Value::as_array) else {
-        return;
-    };
-    for (index, query) in list.iter().enumerate() {
-        let transaction_id = index + 1;
-        let server = str_at(query, "server").unwrap_or_default();
-        let qtype = str_at(query, "qtype").unwrap_or_default();
-        let hostname = str_at(query, "qname")
-            .unwrap_or_default()
-            .trim_end_matches('.');
-        let attempts = query.get("attempts").and_then(Value::as_u64).unwrap_or(0);
-        for _ in 0..attempts {
-            events.push(json!({
-                "address": server, "failure": null, "operation": "write",
-                "proto": "udp", "t": 0.0, "transaction_id": transaction_id,
-            }));
-        }
-        let base = json!({
-            "engine": "udp",
-            "hostname": hostname,
-            "query_type": qtype,
-            "resolver_address": server,
-            "resolver_hostname": null,
-            "resolver_port": null,
-            "t0": 0.0,
-            "transaction_id": transaction_id,
-            "x_role": query.get("role").cloned().unwrap_or(Value::Null),
+/// The `queries` entries (and their `network_events`) of one DNS query: one per
+/// reply, or one timeout when nothing answered.
+fn dns_query(
+    query: &DnsQueryObservation,
+    transaction_id: usize,
+    queries: &mut Vec<DnsQuery>,
+    events: &mut Vec<NetworkEvent>,
+) {
+    let server = query.server.to_string();
+    for _ in 0..query.attempts {
+        events.push(NetworkEvent {
+            address: Some(server.clone()),
+            failure: None,
+            num_bytes: None,
+            operation: "write",
+            proto: "udp",
+            t: 0.0,
+            t0: None,
+            tags: None,
+            transaction_id,
         });
-        let replies = query
-            .get("replies")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if replies.is_empty() {
-            let mut entry = base.clone();
-            entry["answers"] = json!([]);
-            entry["failure"] = "generic_timeout_error".into();
-            entry["t"] = ms_to_s(query.get("listened_ms")).into();
-            queries.push(entry);
-        }
-        for reply in replies {
-            let answers: Vec<Value> = reply
-                .get("answers")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().map(answer).collect())
-                .unwrap_or_default();
-            let rcode = str_at(reply, "rcode").unwrap_or_default();
-            let t = ms_to_s(reply.get("elapsed_ms"));
-            let mut entry = base.clone();
-            entry["failure"] = dns_failure(rcode, !answers.is_empty());
-            entry["answers"] = answers.into();
-            entry["rcode"] = rcode_number(rcode);
-            entry["t"] = t.into();
-            for (from, to) in [
-                ("from", "x_reply_from"),
-                ("ip_ttl", "x_ip_ttl"),
-                ("id", "x_dns_id"),
-                ("question_matches", "x_question_matches"),
-            ] {
-                entry[to] = reply.get(from).cloned().unwrap_or(Value::Null);
-            }
-            queries.push(entry);
-            events.push(json!({
-                "address": reply.get("from").cloned().unwrap_or(Value::Null),
-                "failure": null, "num_bytes": reply.get("size").cloned().unwrap_or(Value::Null),
-                "operation": "read", "proto": "udp", "t": t, "transaction_id": transaction_id,
-            }));
-        }
+    }
+    let base = DnsQuery {
+        answers: Vec::new(),
+        engine: "udp",
+        failure: None,
+        hostname: query.qname.trim_end_matches('.').to_owned(),
+        query_type: query.qtype.clone(),
+        rcode: None,
+        resolver_address: server,
+        resolver_hostname: None,
+        resolver_port: None,
+        t: 0.0,
+        t0: 0.0,
+        transaction_id,
+        x_dns_id: None,
+        x_ip_ttl: None,
+        x_question_matches: None,
+        x_reply_from: None,
+        x_role: query.role,
+    };
+    if query.replies.is_empty() {
+        queries.push(DnsQuery {
+            failure: Some("generic_timeout_error"),
+            t: query.listened_ms / 1000.0,
+            ..base.clone()
+        });
+    }
+    for reply in &query.replies {
+        let answers: Vec<DnsAnswer> = reply.answers.iter().map(answer).collect();
+        let t = reply.elapsed_ms / 1000.0;
+        let from = reply.from.to_string();
+        queries.push(DnsQuery {
+            failure: dns_failure(&reply.rcode, !answers.is_empty()),
+            answers,
+            rcode: Some(rcode_number(&reply.rcode)),
+            t,
+            x_reply_from: Some(from.clone()),
+            x_ip_ttl: Some(reply.ip_ttl),
+            x_dns_id: Some(reply.id),
+            x_question_matches: Some(reply.question_matches),
+            ..base.clone()
+        });
+        events.push(NetworkEvent {
+            address: Some(from),
+            failure: None,
+            num_bytes: Some(reply.size as u64),
+            operation: "read",
+            proto: "udp",
+            t,
+            t0: None,
+            tags: None,
+            transaction_id,
+        });
     }
 }
 
 /// WC's `control.dns` from the control resolution.
-fn control_dns(dns: &Value) -> Option<Value> {
-    let answers = dns.get("control")?.get("answers")?.as_array()?;
+fn control_dns(control: &ControlObservation) -> ControlDns {
     let mut addrs = Vec::new();
-    let mut failure = Value::Null;
-    for answer in answers {
-        match str_at(answer, "status") {
-            Some("resolved") => {
-                if let Some(ips) = answer.get("ips").and_then(Value::as_array) {
-                    addrs.extend(ips.iter().cloned());
-                }
+    let mut failure = None;
+    for answer in &control.answers {
+        match &answer.outcome {
+            ControlOutcome::Resolved { ips, .. } => addrs.extend(ips.iter().copied()),
+            ControlOutcome::Nxdomain => failure = Some("dns_nxdomain_error".to_owned()),
+            ControlOutcome::Error { message } if addrs.is_empty() => {
+                failure = Some(format!("unknown_failure {message}"));
             }
-            Some("nxdomain") => failure = "dns_nxdomain_error".into(),
-            Some("error") if addrs.is_empty() => {
-                failure = str_at(answer, "message")
-                    .map_or("unknown_failure".into(), |m| format!("unknown_failure {m}"))
-                    .into();
-            }
-            _ => {}
+            ControlOutcome::Error { .. } | ControlOutcome::NoData => {}
         }
     }
     if !addrs.is_empty() {
-        failure = Value::Null;
+        failure = None;
     }
-    Some(json!({ "addrs": addrs, "failure": failure }))
+    ControlDns { addrs, failure }
 }
 
 /// WC's `blocking` from censorprobe's: `http` is `http-diff` for a block page and
 /// `http-failure` otherwise; WC 0.4 has no TLS value, so `tls` is `http-failure` too.
-fn wc_blocking(blocking: &Value, http_verdict: Option<&str>) -> Value {
-    match blocking.as_str() {
-        Some("http") if http_verdict == Some("blockpage") => "http-diff".into(),
-        Some("http" | "tls") => "http-failure".into(),
-        Some(other) => other.into(),
-        None => blocking.clone(),
+fn wc_blocking(blocking: Blocking, http_verdict: Option<HttpVerdict>) -> WcBlocking {
+    match blocking {
+        Blocking::No => WcBlocking::No,
+        Blocking::At(BlockingLayer::Http) if http_verdict == Some(HttpVerdict::Blockpage) => {
+            WcBlocking::HttpDiff
+        }
+        Blocking::At(BlockingLayer::Http | BlockingLayer::Tls) => WcBlocking::HttpFailure,
+        Blocking::At(layer) => WcBlocking::Layer(layer),
+        Blocking::Inconclusive => WcBlocking::Inconclusive,
     }
 }
 
-/// One OONI measurement from one target record (as JSON).
-pub fn measurement(record: &Value, context: &OoniContext) -> Value {
-    let domain = str_at(record, "domain").unwrap_or_default();
-    let input = record
-        .get("sources")
-        .and_then(Value::as_array)
-        .and_then(|s| s.iter().find_map(|s| str_at(s, "input")))
-        .filter(|i| i.contains("://"))
-        .map_or_else(|| format!("http://{domain}/"), str::to_owned);
-    let outcome = super::outcome::TargetOutcome::from_value(record).ok();
+/// The DNS stage's keys: `queries`, their `network_events` (in time order: they share
+/// one clock, the target's start), `dns_experiment_failure`, `dns_consistency` and
+/// WC's `control`.
+#[derive(Debug, Default)]
+struct DnsKeys {
+    queries: Vec<DnsQuery>,
+    events: Vec<NetworkEvent>,
+    experiment_failure: Option<String>,
+    consistency: Option<&'static str>,
+    control: ControlKeys,
+}
 
-    let mut keys = Map::new();
-    for list in [
-        "queries",
-        "tcp_connect",
-        "tls_handshakes",
-        "requests",
-        "network_events",
-    ] {
-        keys.insert(list.to_owned(), Value::Array(Vec::new()));
-    }
-    let mut events = Vec::new();
-    let dns = record.get("dns").filter(|d| d.is_object());
-    let mut dns_failure_value = Value::Null;
-    let mut dns_consistency = Value::Null;
-    let mut control = Map::new();
-    if let Some(dns) = dns {
-        let mut queries = Vec::new();
-        dns_queries(dns, &mut queries, &mut events);
-        dns_failure_value = queries
-            .iter()
-            .find(|q| q["x_role"] == "resolver")
-            .map_or(Value::Null, |q| q["failure"].clone());
-        keys.insert("queries".to_owned(), queries.into());
-        dns_consistency = match str_at(dns, "verdict") {
-            Some("ok" | "nxdomain") => "consistent".into(),
-            Some("dns_poisoning") => "inconsistent".into(),
-            _ => Value::Null,
-        };
-        if let Some(control_dns) = control_dns(dns) {
-            control.insert("dns".to_owned(), control_dns);
-        }
-    }
-    // DNS events share one clock (the target's start): in time order. Web events
-    // follow, connection by connection (each timed from its own start).
-    events.sort_by(|a, b| {
-        a["t"]
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&b["t"].as_f64().unwrap_or(0.0))
-    });
-    let dns_transactions = dns
-        .and_then(|d| d.get("queries"))
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let mut web = web::WebLists::new(dns_transactions + 1);
-    let mut unmapped = Vec::new();
-    if let Some(proof) = dns.and_then(|d| d.get("tls_proof")) {
-        match serde_json::from_value::<Vec<TlsObservation>>(proof.clone()) {
-            Ok(handshakes) => web.tls_proof(&handshakes),
-            Err(e) => unmapped.push(format!("dns.tls_proof: {e}")),
-        }
-    }
-    let mut attempts = Map::new();
-    let mut http_failure = Value::Null;
-    if let Some(section) = record.get("http").filter(|s| s.is_object()) {
-        match serde_json::from_value::<HttpAssessment>(section.clone()) {
-            Ok(assessment) => {
-                let mapping = web.http(&assessment);
-                http_failure = mapping.headline_failure.map_or(Value::Null, Value::from);
-                attempts.insert("http".to_owned(), mapping.attempts.into());
-            }
-            Err(e) => unmapped.push(format!("http: {e}")),
-        }
-    }
-    if let Some(section) = record.get("tls").filter(|s| s.is_object()) {
-        match serde_json::from_value::<TlsAssessment>(section.clone()) {
-            Ok(assessment) => {
-                let mapping = web.tls(&assessment);
-                attempts.insert("tls".to_owned(), mapping.attempts.into());
-            }
-            Err(e) => unmapped.push(format!("tls: {e}")),
-        }
-    }
-    events.append(&mut web.network_events);
-    keys.insert("network_events".to_owned(), events.into());
-    keys.insert("tcp_connect".to_owned(), web.tcp_connect.into());
-    keys.insert("tls_handshakes".to_owned(), web.tls_handshakes.into());
-    keys.insert("requests".to_owned(), web.requests.into());
-
-    let blocking = outcome.as_ref().map_or(Value::Null, |o| {
-        serde_json::to_value(o.blocking).unwrap_or_default()
-    });
-    let http_verdict = record.get("http").and_then(|h| str_at(h, "verdict"));
-    let control_failure = if control.is_empty() && context.control != "none" {
-        Value::from("unknown_failure control unavailable")
-    } else {
-        Value::Null
+fn dns_keys(dns: Option<&DnsSection>) -> DnsKeys {
+    let Some(dns) = dns else {
+        return DnsKeys::default();
     };
-    let mut verdicts = Map::new();
-    let mut evidence = Map::new();
-    for stage in super::outcome::STAGES {
-        if let Some(section) = record.get(stage).filter(|s| s.is_object()) {
-            let mut v = Map::new();
-            for key in [
-                "verdict",
-                "method",
-                "methods",
-                "stage",
-                "residual",
-                "forged_ips",
-            ] {
-                if let Some(value) = section.get(key) {
-                    v.insert(key.to_owned(), value.clone());
-                }
-            }
-            verdicts.insert(stage.to_owned(), v.into());
-            if let Some(items) = section.get("evidence") {
-                evidence.insert(stage.to_owned(), items.clone());
-            }
-        }
+    let mut keys = DnsKeys::default();
+    for (index, query) in dns.queries.iter().enumerate() {
+        dns_query(query, index + 1, &mut keys.queries, &mut keys.events);
     }
-    keys.extend([
-        ("agent".to_owned(), "agent".into()),
-        (
-            "client_resolver".to_owned(),
-            context.resolver_ip.clone().into(),
-        ),
-        ("retries".to_owned(), Value::Null),
-        ("socksproxy".to_owned(), Value::Null),
-        ("dns_experiment_failure".to_owned(), dns_failure_value),
-        ("dns_consistency".to_owned(), dns_consistency),
-        ("control_failure".to_owned(), control_failure),
-        ("control".to_owned(), control.into()),
-        ("http_experiment_failure".to_owned(), http_failure),
-        ("blocking".to_owned(), wc_blocking(&blocking, http_verdict)),
-        (
-            "accessible".to_owned(),
-            outcome
-                .as_ref()
-                .and_then(|o| o.accessible)
-                .map_or(Value::Null, Value::from),
-        ),
-        (
-            "x_censorprobe".to_owned(),
-            json!({
-                "blocking": blocking,
-                "verdicts": verdicts,
-                "evidence": evidence,
-                "attempts": attempts,
-                "attempt": record.get("attempt").cloned().unwrap_or(Value::Null),
-                "categories": record.get("categories").cloned().unwrap_or_else(|| json!([])),
-                "unmapped": unmapped,
-            }),
-        ),
-    ]);
+    keys.events.sort_by(|a, b| a.t.total_cmp(&b.t));
+    keys.experiment_failure = keys
+        .queries
+        .iter()
+        .find(|q| q.x_role == DnsServerRole::Resolver)
+        .and_then(|q| q.failure.map(str::to_owned));
+    keys.consistency = match dns.assessment.verdict {
+        DnsVerdict::Ok | DnsVerdict::Nxdomain => Some("consistent"),
+        DnsVerdict::DnsPoisoning => Some("inconsistent"),
+        DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => None,
+    };
+    keys.control.dns = dns.control.as_ref().map(control_dns);
+    keys
+}
 
-    let mut annotations = json!({
-        "engine_name": "censorprobe",
-        "engine_version": context.software_version,
-    });
-    if let Some(vantage) = &context.vantage {
-        annotations["vantage"] = vantage.clone().into();
+/// The web stages' keys: each test connection as OONI transactions, numbered after
+/// the DNS queries' (the "TLS as proof" handshakes first).
+#[derive(Debug)]
+struct WebKeys<'a> {
+    lists: WebLists<'a>,
+    attempts: StageAttempts<'a>,
+    http_experiment_failure: Option<String>,
+}
+
+fn web_keys(record: &TargetRecord) -> WebKeys<'_> {
+    let dns_transactions = record.dns.as_ref().map_or(0, |d| d.queries.len());
+    let mut lists = WebLists::new(dns_transactions + 1);
+    if let Some(dns) = &record.dns {
+        lists.tls_proof(&dns.tls_proof);
     }
-    if let Some(category) = record
-        .get("categories")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .and_then(Value::as_str)
-    {
-        annotations["category_code"] = category.into();
+    let mut attempts = StageAttempts::default();
+    let mut http_experiment_failure = None;
+    if let Some(http) = &record.http {
+        let mapping = lists.http(http);
+        http_experiment_failure = mapping.headline_failure;
+        attempts.http = Some(mapping.attempts);
     }
-    let measurement_start_time = str_at(record, "started_at")
-        .and_then(ooni_time)
-        .unwrap_or_else(|| context.test_start_time.clone());
-    json!({
-        "annotations": annotations,
-        "data_format_version": "0.2.0",
-        "extensions": { "dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0 },
-        "input": input,
-        "measurement_start_time": measurement_start_time,
-        "probe_asn": "AS0",
-        "probe_cc": "ZZ",
-        "probe_ip": "127.0.0.1",
-        "probe_network_name": "",
-        "report_id": context.report_id,
-        "resolver_asn": "AS0",
-        "resolver_ip": context.resolver_ip,
-        "resolver_network_name": "",
-        "software_name": "censorprobe",
-        "software_version": context.software_version,
-        "test_helpers": if context.control == "none" { json!({}) } else { json!({ "control": context.control }) },
-        "test_keys": keys,
-        "test_name": "web_connectivity",
-        "test_runtime": ms_to_s(record.get("duration_ms")),
-        "test_start_time": context.test_start_time,
-        "test_version": TEST_VERSION,
-    })
+    if let Some(tls) = &record.tls {
+        attempts.tls = Some(lists.tls(tls).attempts);
+    }
+    WebKeys {
+        lists,
+        attempts,
+        http_experiment_failure,
+    }
+}
+
+/// `x_censorprobe.verdicts` and `.evidence`: each stage's headline verdict and its
+/// evidence, as recorded.
+fn verdict_keys(record: &TargetRecord) -> (StageVerdicts, StageEvidence<'_>) {
+    let mut verdicts = StageVerdicts::default();
+    let mut evidence = StageEvidence::default();
+    if let Some(dns) = &record.dns {
+        let assessment = &dns.assessment;
+        verdicts.dns = Some(DnsVerdictKeys {
+            forged_ips: assessment.forged_ips.clone(),
+            method: assessment.method,
+            methods: assessment.methods.clone(),
+            verdict: assessment.verdict,
+        });
+        evidence.dns = Some(SortedKeys(&assessment.evidence));
+    }
+    if let Some(http) = &record.http {
+        verdicts.http = Some(WebVerdictKeys {
+            residual: http.residual,
+            stage: http.stage,
+            verdict: http.verdict,
+        });
+        evidence.http = Some(SortedKeys(&http.evidence));
+    }
+    if let Some(tls) = &record.tls {
+        verdicts.tls = Some(WebVerdictKeys {
+            residual: tls.residual,
+            stage: tls.stage,
+            verdict: tls.verdict,
+        });
+        evidence.tls = Some(SortedKeys(&tls.evidence));
+    }
+    (verdicts, evidence)
+}
+
+fn annotations<'a>(record: &'a TargetRecord, context: &'a OoniContext) -> Annotations<'a> {
+    Annotations {
+        category_code: record.categories.first().map(String::as_str),
+        engine_name: "censorprobe",
+        engine_version: &context.software_version,
+        vantage: context.vantage.as_deref(),
+    }
+}
+
+/// The measurement's `input`: the target's URL when it was given as one.
+fn input(record: &TargetRecord) -> String {
+    record
+        .sources
+        .first()
+        .map(|s| s.input.as_str())
+        .filter(|i| i.contains("://"))
+        .map_or_else(|| format!("http://{}/", record.domain), str::to_owned)
+}
+
+/// One OONI measurement from one target record.
+pub fn measurement<'a>(record: &'a TargetRecord, context: &'a OoniContext) -> Measurement<'a> {
+    let dns = dns_keys(record.dns.as_ref());
+    let web = web_keys(record);
+    let (verdicts, evidence) = verdict_keys(record);
+    let control_failure = (dns.control.dns.is_none() && context.control != "none")
+        .then_some("unknown_failure control unavailable");
+    let mut network_events = dns.events;
+    network_events.extend(web.lists.network_events);
+    let test_keys = TestKeys {
+        accessible: record.accessible,
+        agent: "agent",
+        blocking: wc_blocking(record.blocking, record.http.as_ref().map(|h| h.verdict)),
+        client_resolver: &context.resolver_ip,
+        control: dns.control,
+        control_failure,
+        dns_consistency: dns.consistency,
+        dns_experiment_failure: dns.experiment_failure,
+        http_experiment_failure: web.http_experiment_failure,
+        network_events,
+        queries: dns.queries,
+        requests: web.lists.requests,
+        retries: None,
+        socksproxy: None,
+        tcp_connect: web.lists.tcp_connect,
+        tls_handshakes: web.lists.tls_handshakes,
+        x_censorprobe: XCensorprobe {
+            attempt: record.attempt,
+            attempts: web.attempts,
+            blocking: record.blocking,
+            categories: &record.categories,
+            evidence,
+            unmapped: Vec::new(),
+            verdicts,
+        },
+    };
+    Measurement {
+        annotations: annotations(record, context),
+        data_format_version: "0.2.0",
+        extensions: Extensions::default(),
+        input: input(record),
+        measurement_start_time: ooni_time(&record.started_at)
+            .unwrap_or_else(|| context.test_start_time.clone()),
+        probe_asn: "AS0",
+        probe_cc: "ZZ",
+        probe_ip: "127.0.0.1",
+        probe_network_name: "",
+        report_id: &context.report_id,
+        resolver_asn: "AS0",
+        resolver_ip: &context.resolver_ip,
+        resolver_network_name: "",
+        software_name: "censorprobe",
+        software_version: &context.software_version,
+        test_helpers: TestHelpers {
+            control: (context.control != "none").then_some(context.control.as_str()),
+        },
+        test_keys,
+        test_name: "web_connectivity",
+        test_runtime: record.duration_ms / 1000.0,
+        test_start_time: &context.test_start_time,
+        test_version: TEST_VERSION,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::Arc;
     use std::time::Duration;
@@ -468,11 +464,18 @@ mod tests {
         }
     }
 
+    /// The measurement of a record written as JSON, as JSON.
+    fn measure(record: &Value) -> Value {
+        let record: TargetRecord = serde_json::from_value(record.clone()).unwrap();
+        serde_json::to_value(measurement(&record, &context())).unwrap()
+    }
+
     fn reply(elapsed_ms: f64, ip_ttl: u8, ttl: u32, data: &str) -> Value {
         json!({
             "from": "198.18.0.53:53", "elapsed_ms": elapsed_ms, "attempt": 1, "ip_ttl": ip_ttl,
-            "size": 50, "id": 7, "flags": {}, "rcode": "NoError", "question_matches": true,
+            "size": 50, "id": 7, "rcode": "NoError", "question_matches": true,
             "answers": [{"name": "blocked.test.", "type": "A", "ttl": ttl, "data": data}],
+            "flags": {"qr": true, "aa": false, "tc": false, "rd": true, "ra": true, "ad": false, "cd": false},
         })
     }
 
@@ -505,12 +508,14 @@ mod tests {
             "started_at": "2024-05-01T10:15:02.5Z",
             "duration_ms": 1250.0,
             "dns": dns,
+            "blocking": "dns",
+            "accessible": false,
         })
     }
 
     #[test]
     fn dns_stage_maps_to_queries_and_network_events() {
-        let m = measurement(&injected_record(), &context());
+        let m = measure(&injected_record());
         assert_eq!(m["test_name"], "web_connectivity");
         assert_eq!(m["input"], "http://blocked.test/");
         assert_eq!(m["measurement_start_time"], "2024-05-01 10:15:02");
@@ -649,7 +654,7 @@ mod tests {
             record["tls"] = serde_json::to_value(&result.tls).unwrap();
             record["blocking"] = serde_json::to_value(blocking.blocking).unwrap();
             record["accessible"] = serde_json::to_value(blocking.accessible).unwrap();
-            measurement(&record, &context())
+            measure(&record)
         }
     }
 
@@ -894,23 +899,16 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_web_sections_are_reported_not_guessed() {
+    fn unreadable_web_sections_are_refused_by_the_record_type_not_guessed() {
+        // The mapping reads the typed record, so a web section that is not the web
+        // stage's assessment never reaches it: the record itself does not parse.
         let mut record = injected_record();
         record["http"] = json!({"verdict": "rst_injection", "ip": "198.18.1.2", "port": 80});
-        let m = measurement(&record, &context());
-        assert_eq!(m["test_keys"]["requests"], json!([]));
-        let unmapped = m["test_keys"]["x_censorprobe"]["unmapped"]
-            .as_array()
-            .unwrap();
-        assert_eq!(unmapped.len(), 1);
-        assert!(
-            unmapped[0].as_str().unwrap().starts_with("http: "),
-            "{unmapped:?}"
-        );
-        assert_eq!(
-            m["test_keys"]["x_censorprobe"]["verdicts"]["http"]["verdict"], "rst_injection",
-            "the verdict itself is still carried"
-        );
+        let error = serde_json::from_value::<TargetRecord>(record).unwrap_err();
+        assert!(error.to_string().contains("missing field"), "{error}");
+        // A readable record leaves nothing unmapped.
+        let m = measure(&injected_record());
+        assert_eq!(m["test_keys"]["x_censorprobe"]["unmapped"], json!([]));
     }
 
     #[test]

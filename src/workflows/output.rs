@@ -156,11 +156,10 @@ impl ScanOutput {
                     .map_err(|e| self.io_error(e.into()))?;
             }
             OutputFormat::Ooni => {
-                let value = serde_json::to_value(&record).map_err(|e| self.io_error(e.into()))?;
                 let context = self.ooni.as_ref().expect("the header comes first");
-                let ooni = measurement(&value, context);
                 self.buf.clear();
-                serde_json::to_writer(&mut self.buf, &ooni).map_err(|e| self.io_error(e.into()))?;
+                serde_json::to_writer(&mut self.buf, &measurement(&record, context))
+                    .map_err(|e| self.io_error(e.into()))?;
                 self.write_buf()?;
                 if let (Some(progress), Some(outcome)) = (&mut self.progress, outcome) {
                     progress.record(&outcome.progress_class());

@@ -330,21 +330,10 @@ fn lab_demo_verdicts_are_rejudged_identically() {
     }
     let header = header.expect("a header");
     let options = &header.options;
-    assert_eq!(
-        options["forged_ips"], 0,
-        "re-judged without a forged-IP list"
-    );
-    assert_eq!(
-        options["blockpages"],
-        Value::Null,
-        "the built-in fingerprints"
-    );
-    let control_name = options["control_name"].as_str().unwrap();
-    let tls_runs = options["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t == "tls");
+    assert_eq!(options.forged_ips, 0, "re-judged without a forged-IP list");
+    assert_eq!(options.blockpages, None, "the built-in fingerprints");
+    let control_name = options.control_name.as_str();
+    let tls_runs = options.tests.iter().any(|t| t == "tls");
     let blockpages = BlockpageSet::builtin();
     assert_eq!(targets.len(), 24);
     let mut failures = Vec::new();

@@ -14,14 +14,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
-use serde_json::{Map, Value, json};
-
-use crate::classify::web::{Claim, HttpAssessment, IpResult, TlsAssessment};
+use super::types::{
+    AttemptKeys, HeaderList, HeaderMap, HttpRequest, HttpResponseKeys, HttpTransaction,
+    NetworkEvent, RecordedResponse, SortedKeys, TcpConnect, TcpConnectStatus, TlsHandshake, Tor,
+};
+use crate::classify::web::{
+    Claim, HttpAssessment, HttpVerdict, IpResult, TlsAssessment, TlsVerdict,
+};
 use crate::web::http::{DEFAULT_USER_AGENT, build_request};
 use crate::web::observation::{
-    CertProblem, CertificateInfo, ConnectObservation, ConnectStatus, HttpExchangeEnd, HttpHeader,
-    HttpObservation, HttpResponse, Stage, TlsHandshakeEnd, TlsObservation,
+    CertProblem, ConnectObservation, ConnectStatus, HttpExchangeEnd, HttpHeader, HttpObservation,
+    HttpResponse, TlsHandshakeEnd, TlsObservation,
 };
 
 /// The df-007 failure string of an OS error number (`unknown_failure TEXT` for the
@@ -159,15 +162,17 @@ fn seconds(ms: f64) -> f64 {
 }
 
 /// `headers_list` (every header, in order) and `headers` (the first value of each name).
-fn headers_json<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Value, Value) {
+fn headers_keys<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> (HeaderList, HeaderMap) {
     let mut list = Vec::new();
-    let mut map = Map::new();
+    let mut map = HeaderMap::new();
     for (name, value) in headers {
-        list.push(json!([name, value]));
+        list.push([name.to_owned(), value.to_owned()]);
         map.entry(name.to_owned())
-            .or_insert_with(|| Value::from(value));
+            .or_insert_with(|| value.to_owned());
     }
-    (list.into(), map.into())
+    (list, map)
 }
 
 /// The request headers as the HTTP probe writes them, parsed back from the probe's own
@@ -196,41 +201,37 @@ fn request_headers(host: &str, request_length: usize) -> Vec<(String, String)> {
     }
 }
 
-fn response_json(response: Option<&HttpResponse>) -> Value {
+fn response_keys(response: Option<&HttpResponse>) -> HttpResponseKeys {
     let Some(response) = response else {
-        return json!({
-            "body": null, "body_is_truncated": false, "code": 0,
-            "headers_list": [], "headers": {},
-        });
+        return HttpResponseKeys {
+            body: None,
+            body_is_truncated: false,
+            code: 0,
+            headers: HeaderMap::new(),
+            headers_list: HeaderList::new(),
+            recorded: None,
+        };
     };
-    let (headers_list, headers) = headers_json(
+    let (headers_list, headers) = headers_keys(
         response
             .headers
             .iter()
             .map(|HttpHeader { name, value }| (name.as_str(), value.as_str())),
     );
-    json!({
-        "body": null,
-        "body_is_truncated": response.body_capped,
-        "code": response.status,
-        "headers_list": headers_list,
-        "headers": headers,
-        "x_version": response.version,
-        "x_reason": response.reason,
-        "x_body_length": response.body_length,
-        "x_body_sha256": response.body_sha256,
-        "x_title": response.title,
-    })
-}
-
-/// An OONI `peer_certificates` item cannot be made from the record (it keeps no DER),
-/// so the chain as recorded goes to `x_peer_certificates`.
-fn certificates_json(chain: &[CertificateInfo]) -> Value {
-    serde_json::to_value(chain).unwrap_or_else(|_| json!([]))
-}
-
-fn to_json(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+    HttpResponseKeys {
+        body: None,
+        body_is_truncated: response.body_capped,
+        code: response.status,
+        headers,
+        headers_list,
+        recorded: Some(RecordedResponse {
+            x_body_length: response.body_length,
+            x_body_sha256: response.body_sha256.clone(),
+            x_reason: response.reason.clone(),
+            x_title: response.title.clone(),
+            x_version: response.version.clone(),
+        }),
+    }
 }
 
 /// Whether the test connect itself failed and the verdict calls that blocking.
@@ -238,26 +239,30 @@ fn connect_blocked(connect: &ConnectObservation, claim: Claim) -> bool {
     !connect.is_ok() && matches!(claim, Claim::Blocked(_))
 }
 
+const HTTP_TAGS: &[&str] = &["http"];
+const TLS_TAGS: &[&str] = &["tls"];
+const TLS_PROOF_TAGS: &[&str] = &["tls_proof"];
+
 /// The web part of one measurement, built transaction by transaction.
 #[derive(Debug, Default)]
-pub struct WebLists {
-    pub tcp_connect: Vec<Value>,
-    pub tls_handshakes: Vec<Value>,
-    pub requests: Vec<Value>,
-    pub network_events: Vec<Value>,
+pub struct WebLists<'a> {
+    pub tcp_connect: Vec<TcpConnect>,
+    pub tls_handshakes: Vec<TlsHandshake<'a>>,
+    pub requests: Vec<HttpTransaction>,
+    pub network_events: Vec<NetworkEvent>,
     next_transaction: usize,
 }
 
 /// What the mapping of one stage gives the measurement's own keys.
-#[derive(Debug, Default)]
-pub struct StageMapping {
+#[derive(Debug)]
+pub struct StageMapping<'a, V> {
     /// The headline address's test failure (`http_experiment_failure` for HTTP).
     pub headline_failure: Option<String>,
     /// `x_censorprobe.attempts.<stage>`.
-    pub attempts: Vec<Value>,
+    pub attempts: Vec<AttemptKeys<'a, V>>,
 }
 
-impl WebLists {
+impl<'a> WebLists<'a> {
     /// Transactions are numbered from `first_transaction` (after the DNS queries').
     pub fn new(first_transaction: usize) -> Self {
         WebLists {
@@ -273,64 +278,66 @@ impl WebLists {
         port: u16,
         connect: &ConnectObservation,
         blocked: bool,
-        tags: &[&str],
+        tags: &'static [&'static str],
     ) -> usize {
         let transaction_id = self.next_transaction;
         self.next_transaction += 1;
         let failure = connect_failure(connect);
         let t = seconds(connect.connect_ms);
-        self.tcp_connect.push(json!({
-            "ip": ip.to_string(),
-            "port": port,
-            "status": {
-                "failure": failure,
-                "success": failure.is_none(),
-                "blocked": blocked,
+        self.tcp_connect.push(TcpConnect {
+            ip,
+            port,
+            status: TcpConnectStatus {
+                blocked,
+                failure: failure.clone(),
+                success: failure.is_none(),
             },
-            "t0": 0.0,
-            "t": t,
-            "tags": tags,
-            "transaction_id": transaction_id,
-        }));
-        self.network_events.push(json!({
-            "address": address(ip, port),
-            "failure": failure,
-            "operation": "connect",
-            "proto": "tcp",
-            "t0": 0.0,
-            "t": t,
-            "tags": tags,
-            "transaction_id": transaction_id,
-        }));
+            t,
+            t0: 0.0,
+            tags,
+            transaction_id,
+        });
+        self.network_events.push(NetworkEvent {
+            address: Some(address(ip, port)),
+            failure,
+            num_bytes: None,
+            operation: "connect",
+            proto: "tcp",
+            t,
+            t0: Some(0.0),
+            tags: Some(tags),
+            transaction_id,
+        });
         transaction_id
     }
 
     fn io_event(
         &mut self,
-        operation: &str,
+        operation: &'static str,
         num_bytes: u64,
         failure: Option<&str>,
         (t0, t): (f64, f64),
         transaction_id: usize,
-        tags: &[&str],
+        tags: &'static [&'static str],
     ) {
-        self.network_events.push(json!({
-            "failure": failure,
-            "num_bytes": num_bytes,
-            "operation": operation,
-            "proto": "tcp",
-            "t0": t0,
-            "t": t,
-            "tags": tags,
-            "transaction_id": transaction_id,
-        }));
+        self.network_events.push(NetworkEvent {
+            address: None,
+            failure: failure.map(str::to_owned),
+            num_bytes: Some(num_bytes),
+            operation,
+            proto: "tcp",
+            t,
+            t0: Some(t0),
+            tags: Some(tags),
+            transaction_id,
+        });
     }
 
     /// One HTTP test connection: `tcp_connect`, `requests`, `network_events`.
     /// Returns the request's failure.
     fn http_test(&mut self, obs: &HttpObservation, blocked: bool) -> Option<String> {
-        let tags = ["http"];
-        let transaction_id = self.connect(obs.ip, obs.port, &obs.connect, blocked, &tags);
+        let tags = HTTP_TAGS;
+        let transaction_id = self.connect(obs.ip, obs.port, &obs.connect, blocked, tags);
         let failure = http_failure(obs);
         let connected = obs.connect.is_ok();
         let connect_t = seconds(obs.connect.connect_ms);
@@ -349,7 +356,7 @@ impl WebLists {
                 write_failure.as_deref(),
                 (connect_t, if write_failed { total_t } else { connect_t }),
                 transaction_id,
-                &tags,
+                tags,
             );
             if !write_failed {
                 self.io_event(
@@ -358,40 +365,40 @@ impl WebLists {
                     failure.as_deref(),
                     (connect_t, total_t),
                     transaction_id,
-                    &tags,
+                    tags,
                 );
             }
         }
         let headers = request_headers(&obs.host, obs.request_length);
         let (headers_list, headers_map) =
-            headers_json(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            headers_keys(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let url = if obs.port == 80 {
             format!("http://{}/", obs.host)
         } else {
             format!("http://{}:{}/", obs.host, obs.port)
         };
-        self.requests.push(json!({
-            "network": "tcp",
-            "address": address(obs.ip, obs.port),
-            "alpn": "",
-            "failure": failure,
-            "request": {
-                "body": "",
-                "body_is_truncated": false,
-                "headers_list": headers_list,
-                "headers": headers_map,
-                "method": "GET",
-                "tor": { "exit_ip": null, "exit_name": null, "is_tor": false },
-                "x_transport": "tcp",
-                "url": url,
+        self.requests.push(HttpTransaction {
+            address: address(obs.ip, obs.port),
+            alpn: "",
+            failure: failure.clone(),
+            network: "tcp",
+            request: HttpRequest {
+                body: "",
+                body_is_truncated: false,
+                headers: headers_map,
+                headers_list,
+                method: "GET",
+                tor: Tor::default(),
+                url,
+                x_transport: "tcp",
             },
-            "response": response_json(obs.response.as_ref()),
-            "t0": 0.0,
-            "t": total_t,
-            "tags": tags,
-            "transaction_id": transaction_id,
-            "x_failed_at": obs.failed_at.map(Stage::as_str),
-        }));
+            response: response_keys(obs.response.as_ref()),
+            t: total_t,
+            t0: 0.0,
+            tags,
+            transaction_id,
+            x_failed_at: obs.failed_at,
+        });
         failure
     }
 
@@ -399,9 +406,9 @@ impl WebLists {
     /// succeeded), `network_events`. Returns the handshake's failure.
     fn tls_connection(
         &mut self,
-        obs: &TlsObservation,
+        obs: &'a TlsObservation,
         blocked: bool,
-        tags: &[&str],
+        tags: &'static [&'static str],
     ) -> Option<String> {
         let transaction_id = self.connect(obs.ip, obs.port, &obs.connect, blocked, tags);
         let failure = tls_failure(obs);
@@ -428,34 +435,44 @@ impl WebLists {
             transaction_id,
             tags,
         );
-        let name = obs.sni.clone().unwrap_or_else(|| obs.name.clone());
-        self.tls_handshakes.push(json!({
-            "network": "tcp",
-            "address": address(obs.ip, obs.port),
-            "server_name": name,
-            "failure": failure,
-            "no_tls_verify": false,
-            "tls_version": obs.version.as_deref().map(ooni_tls_version).unwrap_or_default(),
-            "cipher_suite": obs.cipher.as_deref().map(ooni_cipher_suite).unwrap_or_default(),
-            "negotiated_protocol": obs.alpn.clone().unwrap_or_default(),
-            "peer_certificates": [],
-            "t0": t0,
-            "t": t,
-            "tags": tags,
-            "transaction_id": transaction_id,
-            "x_sni_sent": obs.sni.is_some(),
-            "x_progress": to_json(&obs.progress),
-            "x_alert": to_json(&obs.alert),
-            "x_error": obs.error,
-            "x_validity": to_json(&obs.validity),
-            "x_peer_certificates": certificates_json(&obs.chain),
-        }));
+        self.tls_handshakes.push(TlsHandshake {
+            address: address(obs.ip, obs.port),
+            cipher_suite: obs
+                .cipher
+                .as_deref()
+                .map(ooni_cipher_suite)
+                .unwrap_or_default(),
+            failure: failure.clone(),
+            negotiated_protocol: obs.alpn.clone().unwrap_or_default(),
+            network: "tcp",
+            no_tls_verify: false,
+            peer_certificates: [],
+            server_name: obs.sni.clone().unwrap_or_else(|| obs.name.clone()),
+            t,
+            t0,
+            tags,
+            tls_version: obs
+                .version
+                .as_deref()
+                .map(ooni_tls_version)
+                .unwrap_or_default(),
+            transaction_id,
+            x_alert: obs.alert.as_ref().map(SortedKeys),
+            x_error: obs.error.as_deref(),
+            x_peer_certificates: SortedKeys(&obs.chain),
+            x_progress: obs.progress,
+            x_sni_sent: obs.sni.is_some(),
+            x_validity: obs.validity.as_ref().map(SortedKeys),
+        });
         failure
     }
 
     /// Every address's test connection of the HTTP stage.
-    pub fn http(&mut self, assessment: &HttpAssessment) -> StageMapping {
-        let mut mapping = StageMapping::default();
+    pub fn http(&mut self, assessment: &'a HttpAssessment) -> StageMapping<'a, HttpVerdict> {
+        let mut mapping = StageMapping {
+            headline_failure: None,
+            attempts: Vec::new(),
+        };
         for attempt in &assessment.attempts {
             let test = &attempt.observations.test;
             let claim = attempt.verdict.claim(attempt.stage);
@@ -467,34 +484,37 @@ impl WebLists {
             }
             mapping
                 .attempts
-                .push(attempt_json(attempt, transaction_id, failure.as_deref()));
+                .push(attempt_keys(attempt, transaction_id, failure));
         }
         mapping
     }
 
     /// Every address's test connection of the TLS stage.
-    pub fn tls(&mut self, assessment: &TlsAssessment) -> StageMapping {
-        let mut mapping = StageMapping::default();
+    pub fn tls(&mut self, assessment: &'a TlsAssessment) -> StageMapping<'a, TlsVerdict> {
+        let mut mapping = StageMapping {
+            headline_failure: None,
+            attempts: Vec::new(),
+        };
         for attempt in &assessment.attempts {
             let test = &attempt.observations.test;
             let claim = attempt.verdict.claim(attempt.stage);
             let blocked = connect_blocked(&test.connect, claim);
             let transaction_id = self.next_transaction;
-            let failure = self.tls_connection(test, blocked, &["tls"]);
+            let failure = self.tls_connection(test, blocked, TLS_TAGS);
             if headline(assessment.ip, assessment.port, attempt.ip, attempt.port) {
                 mapping.headline_failure.clone_from(&failure);
             }
             mapping
                 .attempts
-                .push(attempt_json(attempt, transaction_id, failure.as_deref()));
+                .push(attempt_keys(attempt, transaction_id, failure));
         }
         mapping
     }
 
     /// The DNS stage's "TLS as proof" handshakes.
-    pub fn tls_proof(&mut self, handshakes: &[TlsObservation]) {
+    pub fn tls_proof(&mut self, handshakes: &'a [TlsObservation]) {
         for obs in handshakes {
-            self.tls_connection(obs, false, &["tls_proof"]);
+            self.tls_connection(obs, false, TLS_PROOF_TAGS);
         }
     }
 }
@@ -504,22 +524,22 @@ fn headline(ip: Option<IpAddr>, port: Option<u16>, attempt_ip: IpAddr, attempt_p
 }
 
 /// censorprobe's judgement of one address, linked to its OONI transaction.
-fn attempt_json<V: Serialize, O>(
+fn attempt_keys<V: Copy, O>(
     attempt: &IpResult<V, O>,
     transaction_id: usize,
-    failure: Option<&str>,
-) -> Value {
-    json!({
-        "transaction_id": transaction_id,
-        "ip": attempt.ip.to_string(),
-        "port": attempt.port,
-        "verdict": to_json(&attempt.verdict),
-        "stage": to_json(&attempt.stage),
-        "failure": failure,
-        "control": to_json(&attempt.control),
-        "residual": attempt.residual,
-        "path": to_json(&attempt.path),
-    })
+    failure: Option<String>,
+) -> AttemptKeys<'_, V> {
+    AttemptKeys {
+        control: SortedKeys(&attempt.control),
+        failure,
+        ip: attempt.ip,
+        path: SortedKeys(&attempt.path),
+        port: attempt.port,
+        residual: attempt.residual,
+        stage: attempt.stage,
+        transaction_id,
+        verdict: attempt.verdict,
+    }
 }
 
 #[cfg(test)]
