@@ -6,11 +6,13 @@
 
 pub mod http;
 pub mod net;
-pub mod observation;
 pub mod proof;
 pub mod stage;
 pub mod tcpinfo;
 pub mod tls;
+
+// Old path of `observation::web` (shim until the callers move).
+pub use crate::observation::web as observation;
 
 pub use net::ConnectionBudget;
 pub use stage::{WebStage, WebStageConfig, WebStageResult};

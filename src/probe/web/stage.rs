@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{HttpProbeConfig, HttpProber, valid_host_header};
 use super::net::{ConnectionBudget, ms_between};
-use super::observation::{AttemptObservations, HttpObservation, PathFacts, TlsObservation};
 use super::tls::{TlsProbeConfig, TlsProber, server_name};
 use crate::classify::blockpage::BlockpageSet;
 use crate::classify::web::{
@@ -28,6 +27,7 @@ use crate::classify::web::{
     classify_http_attempt, classify_tls_attempt, skipped_http, skipped_tls,
 };
 use crate::error::Result;
+use crate::observation::web::{AttemptObservations, HttpObservation, PathFacts, TlsObservation};
 use crate::observation::{ControlObservation, ControlOutcome};
 use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
 use crate::targets::Target;

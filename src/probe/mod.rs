@@ -1,0 +1,6 @@
+//! The probes: they send queries and connections and record what they saw
+//! ([`crate::observation`]), without judging it.
+
+pub mod control;
+pub mod dns;
+pub mod web;
