@@ -3,4 +3,5 @@
 
 pub mod control;
 pub mod dns;
+pub mod dns_stage;
 pub mod web;

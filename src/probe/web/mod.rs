@@ -1,8 +1,9 @@
 //! The web stage: HTTP (Host header) and TLS (SNI) probes with paired benign controls.
 //!
-//! [`http`] and [`tls`] observe one connection each ([`observation`]); [`stage`] runs
-//! control → test → residual control per address under the [`crate::pathguard`], and
-//! hands the observations to [`crate::classify::web`] for verdicts.
+//! [`http`] and [`tls`] observe one connection each ([`crate::observation::web`]);
+//! [`stage`] runs control → test → residual control per address under the
+//! [`crate::pathguard`]. The stage only observes: the scan hands its observations to
+//! the web judge for verdicts.
 
 pub mod http;
 pub mod net;
@@ -15,4 +16,4 @@ pub mod tls;
 pub use crate::observation::web as observation;
 
 pub use net::ConnectionBudget;
-pub use stage::{WebStage, WebStageConfig, WebStageResult};
+pub use stage::{WebStage, WebStageConfig};
