@@ -159,7 +159,8 @@ impl WebStage {
         &self.guard
     }
 
-    /// Run the probes for one target without judging them.
+    /// Run the probes for one target without judging them. `plan` comes from the
+    /// scan's address planning (ignored with `--via`).
     pub async fn observe_target(
         &self,
         name: &str,
