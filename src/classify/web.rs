@@ -1618,6 +1618,40 @@ mod tests {
     }
 
     #[test]
+    fn judge_web_matches_block_pages_then_drops_the_kept_bodies() {
+        let raw = String::from_utf8(crate::servers::web::lab_blockpage()).unwrap();
+        let body = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let test = http(
+            "a.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::Complete),
+            Some((403, &body)),
+        );
+        let observations = WebObservations {
+            name: "a.test".into(),
+            addresses: None,
+            http: Some(StageRun::Probed(vec![crate::observation::web::PathRun {
+                observations: AttemptObservations {
+                    control: ok_http("example.com"),
+                    test,
+                    residual: None,
+                    residual_after_ms: None,
+                },
+                path: path(),
+            }])),
+            tls: Some(StageRun::Skipped("no address".into())),
+        };
+        let result = judge_web(observations, "example.com", &BlockpageSet::builtin());
+        let http = result.http.unwrap();
+        assert_eq!(http.verdict, HttpVerdict::Blockpage);
+        let kept = &http.attempts[0].observations;
+        for o in [&kept.control, &kept.test] {
+            assert!(o.response.as_ref().unwrap().body_prefix.is_empty());
+        }
+        assert_eq!(result.tls.unwrap().verdict, TlsVerdict::Skipped);
+    }
+
+    #[test]
     fn tls_verdicts() {
         let done = |n, valid| {
             tls(
