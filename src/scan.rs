@@ -29,6 +29,7 @@ mod address;
 mod dns;
 
 pub use address::plan_addresses;
+pub use dns::proof_skipped_evidence;
 
 /// Which stages run (`--tests dns,http,tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -131,7 +131,7 @@ fn unencodable_name(stage: &DnsStage, domain: &str, reason: &str) -> DnsSection 
 
 /// One `tls_proof_skipped` evidence item per reason that left addresses of the answer
 /// out of TLS as proof.
-pub(crate) fn proof_skipped_evidence(plan: &ProofPlan, cap: usize) -> Vec<Evidence> {
+pub fn proof_skipped_evidence(plan: &ProofPlan, cap: usize) -> Vec<Evidence> {
     let mut evidence = Vec::new();
     if !plan.not_public.is_empty() {
         evidence.push(skipped_item(
