@@ -220,14 +220,14 @@ async fn run(
             Arc::clone(roots),
             PathGuard::new(PathGuardConfig::default()),
             budget.clone(),
-            Arc::new(BlockpageSet::builtin()),
         )
         .unwrap(),
     );
+    let blockpages = Arc::new(BlockpageSet::builtin());
     let in_flight = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut tally = Tally::default();
-    let tally_result = |tally: &mut Tally, result: censorprobe::web::WebStageResult| {
+    let tally_result = |tally: &mut Tally, result: censorprobe::classify::web::WebStageResult| {
         if let Some(http) = &result.http {
             tally.add(http, |o| &o.connect, |o| o.total_ms);
         }
@@ -239,13 +239,22 @@ async fn run(
     for i in 0..targets {
         let permit = Arc::clone(&in_flight).acquire_owned().await.unwrap();
         let stage = Arc::clone(&stage);
+        let blockpages = Arc::clone(&blockpages);
         let ip = servers.ips[i % servers.ips.len()];
         tasks.spawn(async move {
             let plan = Ok(AddressPlan {
                 source: AddressSource::Pinned,
                 ips: vec![ip],
             });
-            let result = stage.probe_target(&format!("t{i}.bench.test"), plan).await;
+            // What a scan does per target: observe, then judge.
+            let observations = stage
+                .observe_target(&format!("t{i}.bench.test"), plan)
+                .await;
+            let result = censorprobe::classify::web::judge_web(
+                observations,
+                &stage.config().control_name,
+                &blockpages,
+            );
             drop(permit);
             result
         });

@@ -8,14 +8,17 @@
 
 pub mod classify;
 pub mod cli;
-pub mod control;
-pub mod dns;
+// Old path of `probe::control` (shim until the callers move).
+pub use probe::control;
+// Old path of `probe::dns` (shim until the callers move).
+pub use probe::dns;
 pub mod error;
 pub mod ipclass;
 pub mod lab;
 pub mod lines;
 pub mod observation;
 pub mod pathguard;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod scan;
@@ -25,7 +28,8 @@ pub mod targets;
 pub mod trust;
 pub mod verdict;
 pub mod vocab;
-pub mod web;
+// Old path of `probe::web` (shim until the callers move).
+pub use probe::web;
 pub mod workflows;
 
 pub use error::Error;

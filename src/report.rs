@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::web::{Blocking, BlockingLayer, HttpAssessment, TlsAssessment};
+use crate::classify::web::{HttpAssessment, TlsAssessment};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::targets::{SkippedInput, TargetSource};
 use crate::verdict::{DnsAssessment, DnsVerdict};
+use crate::vocab::{Blocking, SummaryBlockingKey};
 use crate::web::observation::TlsObservation;
 use crate::web::stage::AddressPlan;
 
@@ -301,44 +302,6 @@ pub struct SummaryRecord {
     pub residual_paths: Vec<crate::pathguard::PathResidual>,
 }
 
-/// The key of a `blocking` value in the report's summary record: `false`, the layer,
-/// or `inconclusive` (the schema's `summary.blocking.propertyNames`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SummaryBlockingKey {
-    False,
-    Dns,
-    TcpIp,
-    Http,
-    Tls,
-    Inconclusive,
-}
-
-impl SummaryBlockingKey {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SummaryBlockingKey::False => "false",
-            SummaryBlockingKey::Dns => "dns",
-            SummaryBlockingKey::TcpIp => "tcp_ip",
-            SummaryBlockingKey::Http => "http",
-            SummaryBlockingKey::Tls => "tls",
-            SummaryBlockingKey::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-impl From<Blocking> for SummaryBlockingKey {
-    fn from(blocking: Blocking) -> SummaryBlockingKey {
-        match blocking {
-            Blocking::No => SummaryBlockingKey::False,
-            Blocking::At(BlockingLayer::Dns) => SummaryBlockingKey::Dns,
-            Blocking::At(BlockingLayer::TcpIp) => SummaryBlockingKey::TcpIp,
-            Blocking::At(BlockingLayer::Http) => SummaryBlockingKey::Http,
-            Blocking::At(BlockingLayer::Tls) => SummaryBlockingKey::Tls,
-            Blocking::Inconclusive => SummaryBlockingKey::Inconclusive,
-        }
-    }
-}
-
 /// Accumulates the summary as records stream past.
 #[derive(Debug, Clone)]
 pub struct SummaryBuilder {
@@ -507,6 +470,7 @@ pub fn human_summary(summary: &SummaryRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::BlockingLayer;
 
     #[test]
     fn summary_blocking_keys_are_the_schema_names() {

@@ -33,145 +33,72 @@ use crate::web::observation::{
     TlsHandshakeEnd, TlsObservation, TlsProgress,
 };
 
-/// Which probe of the control → test → residual sequence a fact is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProbeRole {
-    Control,
-    Test,
-    Residual,
+// The probes' outcome facts live with the observations; kept here at their old path.
+use crate::observation::web::{AddressPlan, StageRun, WebObservations};
+pub use crate::observation::web::{AttemptOutcome, ProbeRole};
+
+/// The web stage's judgement of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebStageResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAssessment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAssessment>,
 }
 
-/// What one probe connection did, in a word (no judgement about censorship).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptOutcome {
-    /// HTTP: a complete response; TLS: a completed handshake.
-    Ok,
-    /// TLS: the handshake ended with an alert from the other side.
-    Alert,
-    /// An RST answered the SYN.
-    Refused,
-    ConnectTimeout,
-    ConnectReset,
-    ConnectError,
-    /// Reset after the connect.
-    Reset,
-    /// No (complete) answer before the deadline after the connect.
-    Timeout,
-    /// Closed by the other side before a complete answer.
-    Eof,
-    /// HTTP: bytes that are no HTTP/1.x response, or a parse bound crossed.
-    MalformedResponse,
-    /// Anything else (protocol error, I/O error).
-    Error,
-}
-
-impl AttemptOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Ok => "ok",
-            AttemptOutcome::Alert => "alert",
-            AttemptOutcome::Refused => "refused",
-            AttemptOutcome::ConnectTimeout => "connect_timeout",
-            AttemptOutcome::ConnectReset => "connect_reset",
-            AttemptOutcome::ConnectError => "connect_error",
-            AttemptOutcome::Reset => "reset",
-            AttemptOutcome::Timeout => "timeout",
-            AttemptOutcome::Eof => "eof",
-            AttemptOutcome::MalformedResponse => "malformed_response",
-            AttemptOutcome::Error => "error",
+/// Judge what the web stage observed for one target (`control_name`: the benign
+/// Host/SNI its controls used). Response bodies kept for block-page matching are
+/// dropped afterwards: the record keeps only their digest and length.
+pub fn judge_web(
+    observations: WebObservations,
+    control_name: &str,
+    blockpages: &BlockpageSet,
+) -> WebStageResult {
+    let name = observations.name;
+    let http = observations.http.map(|run| match run {
+        StageRun::Skipped(reason) => skipped_http(&name, &reason),
+        StageRun::Probed(runs) => {
+            let results = runs
+                .into_iter()
+                .map(|run| {
+                    let mut result =
+                        classify_http_attempt(run.observations, run.path, control_name, blockpages);
+                    let obs = &mut result.observations;
+                    for o in [
+                        Some(&mut obs.control),
+                        Some(&mut obs.test),
+                        obs.residual.as_mut(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        if let Some(r) = o.response.as_mut() {
+                            r.body_prefix = Vec::new();
+                        }
+                    }
+                    result
+                })
+                .collect();
+            assess_http(&name, results)
         }
-    }
-
-    fn at_connect(self) -> bool {
-        matches!(
-            self,
-            AttemptOutcome::Refused
-                | AttemptOutcome::ConnectTimeout
-                | AttemptOutcome::ConnectReset
-                | AttemptOutcome::ConnectError
-        )
-    }
-
-    /// Reset, dropped or refused: what residual blocking looks like.
-    fn transport_failure(self) -> bool {
-        matches!(
-            self,
-            AttemptOutcome::Refused
-                | AttemptOutcome::ConnectTimeout
-                | AttemptOutcome::ConnectReset
-                | AttemptOutcome::Reset
-                | AttemptOutcome::Timeout
-                | AttemptOutcome::Eof
-        )
-    }
-}
-
-fn connect_outcome(status: ConnectStatus) -> Option<AttemptOutcome> {
-    match status {
-        ConnectStatus::Ok => None,
-        ConnectStatus::Refused => Some(AttemptOutcome::Refused),
-        ConnectStatus::Timeout => Some(AttemptOutcome::ConnectTimeout),
-        ConnectStatus::Reset => Some(AttemptOutcome::ConnectReset),
-        ConnectStatus::Error => Some(AttemptOutcome::ConnectError),
-    }
-}
-
-pub fn http_outcome(obs: &HttpObservation) -> AttemptOutcome {
-    if let Some(outcome) = connect_outcome(obs.connect.status) {
-        return outcome;
-    }
-    match obs.exchange {
-        Some(HttpExchangeEnd::Complete) if obs.response.is_some() => AttemptOutcome::Ok,
-        Some(HttpExchangeEnd::ResetAfterRequest | HttpExchangeEnd::ResetDuringResponse) => {
-            AttemptOutcome::Reset
+    });
+    let tls = observations.tls.map(|run| match run {
+        StageRun::Skipped(reason) => skipped_tls(&name, &reason),
+        StageRun::Probed(runs) => {
+            let results = runs
+                .into_iter()
+                .map(|run| classify_tls_attempt(run.observations, run.path, control_name))
+                .collect();
+            assess_tls(&name, results)
         }
-        Some(HttpExchangeEnd::TimeoutAfterRequest | HttpExchangeEnd::TimeoutDuringResponse) => {
-            AttemptOutcome::Timeout
-        }
-        Some(HttpExchangeEnd::EofWithoutResponse | HttpExchangeEnd::EofDuringResponse) => {
-            AttemptOutcome::Eof
-        }
-        Some(HttpExchangeEnd::MalformedResponse) => AttemptOutcome::MalformedResponse,
-        _ => AttemptOutcome::Error,
+    });
+    WebStageResult {
+        addresses: observations.addresses,
+        http,
+        tls,
     }
-}
-
-pub fn tls_outcome(obs: &TlsObservation) -> AttemptOutcome {
-    if let Some(outcome) = connect_outcome(obs.connect.status) {
-        return outcome;
-    }
-    match obs.handshake {
-        Some(TlsHandshakeEnd::Complete) => AttemptOutcome::Ok,
-        Some(TlsHandshakeEnd::AlertReceived) => AttemptOutcome::Alert,
-        Some(TlsHandshakeEnd::Reset) => AttemptOutcome::Reset,
-        Some(TlsHandshakeEnd::Timeout) => AttemptOutcome::Timeout,
-        Some(TlsHandshakeEnd::Eof) => AttemptOutcome::Eof,
-        _ => AttemptOutcome::Error,
-    }
-}
-
-/// A benign HTTP control passes when any complete response arrives (any status: the
-/// server answering is what proves the path).
-pub fn http_control_passed(obs: &HttpObservation) -> bool {
-    http_outcome(obs) == AttemptOutcome::Ok
-}
-
-/// A benign TLS control passes when the server speaks TLS back: a completed handshake
-/// or an alert from it (many servers refuse an unknown SNI with an alert).
-pub fn tls_control_passed(obs: &TlsObservation) -> bool {
-    matches!(tls_outcome(obs), AttemptOutcome::Ok | AttemptOutcome::Alert)
-}
-
-/// The HTTP test was reset, dropped or refused: run the residual control.
-pub fn http_transport_failure(obs: &HttpObservation) -> bool {
-    http_outcome(obs).transport_failure()
-}
-
-/// The TLS test was reset, dropped or refused: run the residual control.
-pub fn tls_transport_failure(obs: &TlsObservation) -> bool {
-    tls_outcome(obs).transport_failure()
 }
 
 /// The benign control of one attempt, summarised.
@@ -634,13 +561,13 @@ pub fn classify_http_attempt(
     blockpages: &BlockpageSet,
 ) -> HttpIpResult {
     let test = &observations.test;
-    let control_outcome = http_outcome(&observations.control);
+    let control_outcome = observations.control.outcome();
     let control = ControlSummary {
         name: control_name.to_owned(),
         outcome: control_outcome,
         passed: control_outcome == AttemptOutcome::Ok,
     };
-    let test_outcome = http_outcome(test);
+    let test_outcome = test.outcome();
     let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
     let mut judged = common_evidence(
         control,
@@ -649,7 +576,7 @@ pub fn classify_http_attempt(
         observations
             .residual
             .as_ref()
-            .map(|r| (http_control_passed(r), describe_http(r))),
+            .map(|r| (r.control_passed(), describe_http(r))),
         observations.residual_after_ms,
         test.capture.as_ref(),
         &path,
@@ -752,13 +679,13 @@ pub fn classify_tls_attempt(
     control_name: &str,
 ) -> TlsIpResult {
     let test = &observations.test;
-    let control_outcome = tls_outcome(&observations.control);
+    let control_outcome = observations.control.outcome();
     let control = ControlSummary {
         name: control_name.to_owned(),
         outcome: control_outcome,
-        passed: tls_control_passed(&observations.control),
+        passed: observations.control.control_passed(),
     };
-    let test_outcome = tls_outcome(test);
+    let test_outcome = test.outcome();
     let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
     let mut judged = common_evidence(
         control,
@@ -767,7 +694,7 @@ pub fn classify_tls_attempt(
         observations
             .residual
             .as_ref()
-            .map(|r| (tls_control_passed(r), describe_tls(r))),
+            .map(|r| (r.control_passed(), describe_tls(r))),
         observations.residual_after_ms,
         test.capture.as_ref(),
         &path,
@@ -1366,10 +1293,10 @@ mod tests {
             assert!(test_evidence.detail.contains("chunk-size line"));
         }
         let control = malformed("example.com");
-        assert_eq!(http_outcome(&control), AttemptOutcome::MalformedResponse);
-        assert!(!http_control_passed(&control));
+        assert_eq!(control.outcome(), AttemptOutcome::MalformedResponse);
+        assert!(!control.control_passed());
         assert!(
-            !http_transport_failure(&control),
+            !control.transport_failure(),
             "no residual check after garbage"
         );
     }
@@ -1434,6 +1361,40 @@ mod tests {
         assert!(kinds(&r).contains(&WebEvidenceKind::BlockpageMatch));
         let r = judge_http(ok_http("example.com"), ok_http("a.test"), None);
         assert_eq!((r.verdict, r.stage), (HttpVerdict::Ok, None));
+    }
+
+    #[test]
+    fn judge_web_matches_block_pages_then_drops_the_kept_bodies() {
+        let raw = String::from_utf8(crate::servers::web::lab_blockpage()).unwrap();
+        let body = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let test = http(
+            "a.test",
+            ConnectStatus::Ok,
+            Some(HttpExchangeEnd::Complete),
+            Some((403, &body)),
+        );
+        let observations = WebObservations {
+            name: "a.test".into(),
+            addresses: None,
+            http: Some(StageRun::Probed(vec![crate::observation::web::PathRun {
+                observations: AttemptObservations {
+                    control: ok_http("example.com"),
+                    test,
+                    residual: None,
+                    residual_after_ms: None,
+                },
+                path: path(),
+            }])),
+            tls: Some(StageRun::Skipped("no address".into())),
+        };
+        let result = judge_web(observations, "example.com", &BlockpageSet::builtin());
+        let http = result.http.unwrap();
+        assert_eq!(http.verdict, HttpVerdict::Blockpage);
+        let kept = &http.attempts[0].observations;
+        for o in [&kept.control, &kept.test] {
+            assert!(o.response.as_ref().unwrap().body_prefix.is_empty());
+        }
+        assert_eq!(result.tls.unwrap().verdict, TlsVerdict::Skipped);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn changes(old: &TargetOutcome, new: &TargetOutcome) -> Vec<Change> {
             new: accessible_key(new.accessible).to_owned(),
         });
     }
-    for stage in StageName::ALL {
+    for &stage in StageName::ALL {
         let (before, after) = (old.stage(stage), new.stage(stage));
         // A stage one report did not run at all is a difference of coverage, not of
         // outcome: the DNS-only report of last month against today's full one.

@@ -28,13 +28,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::outcome::{
-    AnyStage, BLOCKING_LAYERS, Blocking, BlockingKey, DnsVerdict, HTTP_PLACES, HttpVerdict,
-    PoisoningMethod, Stage, StageName, StageVerdict, TLS_PLACES, TargetOutcome, TlsVerdict,
-    blocking_text,
+    AnyStage, Blocking, BlockingKey, DnsVerdict, HttpVerdict, PoisoningMethod, Stage, StageName,
+    StageVerdict, TargetOutcome, TlsVerdict, blocking_text,
 };
 use super::reader::LoadedReport;
 use crate::error::{Error, Result};
 use crate::targets::normalize_host;
+use crate::vocab::BlockingLayer;
 
 /// A TOML value that may be one string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
@@ -442,14 +442,14 @@ fn parse_blocking(value: toml::Value) -> Result<Vec<Blocking>, String> {
     let mut values = Vec::new();
     for item in items {
         let layer = match &item {
-            toml::Value::String(s) => BLOCKING_LAYERS.into_iter().find(|l| l.as_str() == s),
+            toml::Value::String(s) => BlockingLayer::ALL.iter().copied().find(|l| l.as_str() == s),
             _ => None,
         };
         values.push(match (item, layer) {
             (toml::Value::Boolean(false), _) => Blocking::No,
             (_, Some(layer)) => Blocking::At(layer),
             (other, None) => {
-                let layers: Vec<&str> = BLOCKING_LAYERS.iter().map(|l| l.as_str()).collect();
+                let layers: Vec<&str> = BlockingLayer::ALL.iter().map(|l| l.as_str()).collect();
                 return Err(format!(
                     "blocking: {other} is not false or one of {}",
                     layers.join(", ")
@@ -474,7 +474,7 @@ fn stage_conditions(spec: StageSpecs) -> Result<Vec<Condition>, String> {
         let methods = parse_values(
             "dns_method",
             &values.into_vec(),
-            &PoisoningMethod::ALL,
+            PoisoningMethod::ALL,
             PoisoningMethod::as_str,
         )?;
         conditions.push(Condition::DnsMethod(methods));
@@ -486,7 +486,7 @@ fn stage_conditions(spec: StageSpecs) -> Result<Vec<Condition>, String> {
         StageName::Http,
         spec.http_method,
         spec.http_stage,
-        &HTTP_PLACES,
+        Stage::HTTP,
         &mut conditions,
     )?;
     if let Some(values) = spec.tls {
@@ -496,7 +496,7 @@ fn stage_conditions(spec: StageSpecs) -> Result<Vec<Condition>, String> {
         StageName::Tls,
         spec.tls_method,
         spec.tls_stage,
-        &TLS_PLACES,
+        Stage::TLS,
         &mut conditions,
     )?;
     Ok(conditions)

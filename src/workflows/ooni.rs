@@ -620,7 +620,6 @@ mod tests {
                     recheck_max: Duration::from_millis(200),
                 }),
                 ConnectionBudget::new(64),
-                Arc::new(BlockpageSet::builtin()),
             )
             .unwrap()
         }
@@ -636,7 +635,11 @@ mod tests {
                 source: AddressSource::Pinned,
                 ips: vec![self.ip],
             });
-            let result = web.probe_target(domain, plan).await;
+            let result = crate::classify::web::judge_web(
+                web.observe_target(domain, plan).await,
+                &web.config().control_name,
+                &BlockpageSet::builtin(),
+            );
             let dns_assessment: Option<DnsAssessment> = dns
                 .as_ref()
                 .map(|d| serde_json::from_value(d.clone()).unwrap());

@@ -19,51 +19,11 @@ use crate::classify::web::{BlockingLayer, Claim};
 pub(super) use crate::classify::web::{HttpVerdict, TlsVerdict};
 use crate::report::TargetRecord;
 pub(super) use crate::verdict::{DnsVerdict, PoisoningMethod};
-pub(super) use crate::web::observation::Stage;
+pub(super) use crate::vocab::{BlockingKey, Stage, StageName};
 
 /// The stages a target record may carry, by their wire names, in the order they run
 /// (the OONI mapping looks them up in a record's JSON).
 pub const STAGES: [&str; 3] = ["dns", "http", "tls"];
-
-/// A stage of a target record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StageName {
-    Dns,
-    Http,
-    Tls,
-}
-
-impl StageName {
-    /// In the order the stages run.
-    pub const ALL: [StageName; 3] = [StageName::Dns, StageName::Http, StageName::Tls];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageName::Dns => "dns",
-            StageName::Http => "http",
-            StageName::Tls => "tls",
-        }
-    }
-}
-
-impl fmt::Display for StageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Every blocking layer, in the order a user meets them.
-pub const BLOCKING_LAYERS: [BlockingLayer; 4] = [
-    BlockingLayer::Dns,
-    BlockingLayer::TcpIp,
-    BlockingLayer::Http,
-    BlockingLayer::Tls,
-];
-
-/// Where in a connection the HTTP stage's outcome can happen.
-pub const HTTP_PLACES: [Stage; 3] = [Stage::Connect, Stage::Request, Stage::Response];
-/// Where in a connection the TLS stage's outcome can happen.
-pub const TLS_PLACES: [Stage; 2] = [Stage::Connect, Stage::Handshake];
 
 /// The verdict vocabulary of one stage.
 pub trait StageVerdict:
@@ -84,7 +44,7 @@ pub trait StageVerdict:
 }
 
 impl StageVerdict for DnsVerdict {
-    const ALL: &'static [Self] = &DnsVerdict::ALL;
+    const ALL: &'static [Self] = DnsVerdict::ALL;
 
     fn name(self) -> &'static str {
         self.as_str()
@@ -109,7 +69,7 @@ impl StageVerdict for DnsVerdict {
 }
 
 impl StageVerdict for HttpVerdict {
-    const ALL: &'static [Self] = &HttpVerdict::ALL;
+    const ALL: &'static [Self] = HttpVerdict::ALL;
 
     fn name(self) -> &'static str {
         self.as_str()
@@ -125,7 +85,7 @@ impl StageVerdict for HttpVerdict {
 }
 
 impl StageVerdict for TlsVerdict {
-    const ALL: &'static [Self] = &TlsVerdict::ALL;
+    const ALL: &'static [Self] = TlsVerdict::ALL;
 
     fn name(self) -> &'static str {
         self.as_str()
@@ -314,55 +274,14 @@ impl StageOutcomes {
 
     /// The stages that ran, in the order they run.
     pub fn iter(&self) -> impl Iterator<Item = AnyStage<'_>> {
-        StageName::ALL.into_iter().filter_map(|name| self.get(name))
+        StageName::ALL
+            .iter()
+            .copied()
+            .filter_map(|name| self.get(name))
     }
 
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
-    }
-}
-
-/// A `blocking` value as a map key or table cell: `false`, the layer, or `null`
-/// (consensus counts, summary/diff/check output, lab expectations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BlockingKey {
-    False,
-    Dns,
-    TcpIp,
-    Http,
-    Tls,
-    Null,
-}
-
-impl BlockingKey {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlockingKey::False => "false",
-            BlockingKey::Dns => "dns",
-            BlockingKey::TcpIp => "tcp_ip",
-            BlockingKey::Http => "http",
-            BlockingKey::Tls => "tls",
-            BlockingKey::Null => "null",
-        }
-    }
-}
-
-impl From<Blocking> for BlockingKey {
-    fn from(blocking: Blocking) -> BlockingKey {
-        match blocking {
-            Blocking::No => BlockingKey::False,
-            Blocking::At(BlockingLayer::Dns) => BlockingKey::Dns,
-            Blocking::At(BlockingLayer::TcpIp) => BlockingKey::TcpIp,
-            Blocking::At(BlockingLayer::Http) => BlockingKey::Http,
-            Blocking::At(BlockingLayer::Tls) => BlockingKey::Tls,
-            Blocking::Inconclusive => BlockingKey::Null,
-        }
-    }
-}
-
-impl fmt::Display for BlockingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -871,11 +790,11 @@ mod tests {
     fn blocking_keys_name_every_value() {
         let keys: Vec<&str> = [Blocking::No, Blocking::Inconclusive]
             .into_iter()
-            .chain(BLOCKING_LAYERS.map(Blocking::At))
+            .chain(BlockingLayer::ALL.iter().copied().map(Blocking::At))
             .map(|b| BlockingKey::from(b).as_str())
             .collect();
         assert_eq!(keys, ["false", "null", "dns", "tcp_ip", "http", "tls"]);
-        for layer in BLOCKING_LAYERS {
+        for &layer in BlockingLayer::ALL {
             assert_eq!(
                 BlockingKey::from(Blocking::At(layer)).as_str(),
                 layer.as_str()

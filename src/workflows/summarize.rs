@@ -229,7 +229,7 @@ impl ReportSummary {
             "  accessible: {}",
             Self::counts_line(&self.all.accessible)
         );
-        for stage in StageName::ALL.map(StageName::as_str) {
+        for stage in StageName::ALL.iter().map(|s| s.as_str()) {
             if let Some(counts) = self.all.stages.get(stage) {
                 let _ = writeln!(out, "  {stage}: {}", Self::counts_line(&counts.verdicts));
                 if !counts.methods.is_empty() {
@@ -299,7 +299,7 @@ impl ReportSummary {
         for (value, n) in &self.all.blocking {
             let _ = writeln!(out, "| blocking | {value} | | {n} |");
         }
-        for stage in StageName::ALL.map(StageName::as_str) {
+        for stage in StageName::ALL.iter().map(|s| s.as_str()) {
             if let Some(counts) = self.all.stages.get(stage) {
                 for (verdict, n) in &counts.verdicts {
                     let _ = writeln!(out, "| {stage} | {verdict} | | {n} |");

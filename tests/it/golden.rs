@@ -182,7 +182,7 @@ fn rejudge_dns(stored: &DnsStored<'_>, forged_ips: &ForgedIpList, tls_runs: bool
     let mut proof_skipped = Vec::new();
     if tls_runs && assessment.methods == [PoisoningMethod::Inconsistent] {
         let plan = plan_tls_proof(&first_reply_ips(stored.queries), MAX_PROOF_ADDRESSES);
-        proof_skipped = plan.skipped_evidence(MAX_PROOF_ADDRESSES);
+        proof_skipped = censorprobe::scan::proof_skipped_evidence(&plan, MAX_PROOF_ADDRESSES);
         if !proven.is_empty() {
             inputs.tls_proven = &proven;
             assessment = classify_dns(&inputs);

@@ -11,6 +11,7 @@ use censorprobe::classify::blockpage::BlockpageSet;
 use censorprobe::classify::web::{
     Blocking, BlockingLayer, HttpVerdict, TlsVerdict, WebEvidenceKind, target_blocking,
 };
+use censorprobe::classify::web::{WebStageResult, judge_web};
 use censorprobe::pathguard::{PathGuard, PathGuardConfig, PathKey};
 use censorprobe::servers::web::{
     HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
@@ -19,7 +20,7 @@ use censorprobe::servers::web::{
 use censorprobe::verdict::{DnsAssessment, DnsVerdict};
 use censorprobe::web::observation::{CertProblem, Stage};
 use censorprobe::web::stage::{AddressPlan, AddressSource, ViaConfig};
-use censorprobe::web::{ConnectionBudget, WebStage, WebStageConfig, WebStageResult};
+use censorprobe::web::{ConnectionBudget, WebStage, WebStageConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::RootCertStore;
 use rustls::pki_types::PrivateKeyDer;
@@ -133,14 +134,24 @@ fn short_timeouts(config: &mut WebStageConfig) {
 }
 
 fn stage(pki: &Pki, config: WebStageConfig, guard: PathGuard) -> WebStage {
-    WebStage::new(
-        config,
-        pki.roots(),
-        guard,
-        ConnectionBudget::new(256),
-        Arc::new(BlockpageSet::builtin()),
-    )
-    .unwrap()
+    WebStage::new(config, pki.roots(), guard, ConnectionBudget::new(256)).unwrap()
+}
+
+/// The scan's two steps for one target: the stage observes, the judge (with the
+/// built-in block pages) decides.
+trait ObserveThenJudge {
+    async fn probe_target(&self, name: &str, plan: Result<AddressPlan, String>) -> WebStageResult;
+}
+
+impl ObserveThenJudge for WebStage {
+    async fn probe_target(&self, name: &str, plan: Result<AddressPlan, String>) -> WebStageResult {
+        let observations = self.observe_target(name, plan).await;
+        judge_web(
+            observations,
+            &self.config().control_name,
+            &BlockpageSet::builtin(),
+        )
+    }
 }
 
 /// Pinned addresses, in the form `probe_target` takes from `plan_addresses`.
@@ -708,14 +719,7 @@ async fn many_names_share_a_clean_address_under_a_small_socket_budget() {
     let pki = Pki::new();
     let s = site(&pki, lo(42), HttpLabConfig::default(), |c| c).await;
     let budget = ConnectionBudget::new(8);
-    let web = WebStage::new(
-        config_for(&s),
-        pki.roots(),
-        quick_guard(),
-        budget.clone(),
-        Arc::new(BlockpageSet::builtin()),
-    )
-    .unwrap();
+    let web = WebStage::new(config_for(&s), pki.roots(), quick_guard(), budget.clone()).unwrap();
     let names: Vec<String> = (0..150).map(|i| format!("site{i}.test")).collect();
     let results =
         futures::future::join_all(names.iter().map(|n| web.probe_target(n, plan(&[s.ip])))).await;

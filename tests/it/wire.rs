@@ -62,7 +62,7 @@ fn dns_verdicts() {
         "error",
         "inconclusive",
     ];
-    assert_wire(&DnsVerdict::ALL, &words);
+    assert_wire(DnsVerdict::ALL, &words);
     // `as_str` keys the summary counts: it must say what serde says.
     let keys: Vec<&str> = DnsVerdict::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(keys, words);
@@ -77,7 +77,7 @@ fn poisoning_methods() {
         "forged_nxdomain",
         "inconsistent",
     ];
-    assert_wire(&PoisoningMethod::ALL, &words);
+    assert_wire(PoisoningMethod::ALL, &words);
     let keys: Vec<&str> = PoisoningMethod::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(keys, words);
     // Declared strongest first: the derived order picks `method`.
@@ -102,7 +102,7 @@ fn http_verdicts() {
         "inconclusive",
         "skipped",
     ];
-    assert_wire(&HttpVerdict::ALL, &words);
+    assert_wire(HttpVerdict::ALL, &words);
     let keys: Vec<&str> = HttpVerdict::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(keys, words);
 }
@@ -121,7 +121,7 @@ fn tls_verdicts() {
         "inconclusive",
         "skipped",
     ];
-    assert_wire(&TlsVerdict::ALL, &words);
+    assert_wire(TlsVerdict::ALL, &words);
     let keys: Vec<&str> = TlsVerdict::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(keys, words);
 }

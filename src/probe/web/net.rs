@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::observation::{ConnectObservation, ConnectStatus};
+use crate::observation::web::{ConnectObservation, ConnectStatus};
 
 /// File descriptors kept out of the budget for everything else the process opens
 /// (DNS sockets, report files, capture handles, the runtime itself), at most: under a
@@ -20,7 +20,7 @@ pub const DEFAULT_FD_RESERVE: usize = 1024;
 /// A global cap on open probe sockets. Every probe connection holds one permit from
 /// before its socket is created until it is closed, and so does every lookup through
 /// the control (its sockets are descriptors too, see
-/// [`crate::control::ControlResolver::share_fd_budget`]), so the probe never runs out
+/// [`crate::probe::control::ControlResolver::share_fd_budget`]), so the probe never runs out
 /// of file descriptors: excess work waits here instead.
 #[derive(Debug, Clone)]
 pub struct ConnectionBudget {

@@ -1,5 +1,7 @@
 //! What the probes saw, without judgement. Only [`crate::classify`] turns these into verdicts.
 
+pub mod web;
+
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};

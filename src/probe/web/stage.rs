@@ -1,7 +1,7 @@
 //! The per-target web stage: for each chosen address, HTTP and TLS each run the benign
 //! control, then the test, then (after a test that was reset or dropped) the residual
-//! control, under the [`PathGuard`]; the classifier turns the observations into the
-//! target's `http` and `tls` assessments.
+//! control, under the [`PathGuard`]. It observes only: the scan has the web judge turn
+//! the observations into the target's `http` and `tls` assessments.
 //!
 //! Work on one target runs concurrently across addresses and protocols; probes on one
 //! path wait only when the guard says the path is penalised or a failure on it is
@@ -16,22 +16,16 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
-use serde::{Deserialize, Serialize};
 
 use super::http::{HttpProbeConfig, HttpProber, valid_host_header};
 use super::net::{ConnectionBudget, ms_between};
-use super::observation::{AttemptObservations, HttpObservation, PathFacts, TlsObservation};
 use super::tls::{TlsProbeConfig, TlsProber, server_name};
-use crate::classify::blockpage::BlockpageSet;
-use crate::classify::web::{
-    self as judge, HttpAssessment, ProbeRole, TlsAssessment, assess_http, assess_tls,
-    classify_http_attempt, classify_tls_attempt, skipped_http, skipped_tls,
-};
 use crate::error::Result;
-use crate::observation::{ControlObservation, ControlOutcome};
+pub use crate::observation::web::{AddressPlan, AddressSource, PathRun, StageRun, WebObservations};
+use crate::observation::web::{
+    AttemptObservations, HttpObservation, PathFacts, ProbeRole, TlsObservation,
+};
 use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
-use crate::targets::Target;
-use crate::verdict::DnsAssessment;
 
 /// The default benign name for controls: reserved by IANA for documentation, served
 /// by many hosts' default virtual host, blocked nowhere.
@@ -82,146 +76,12 @@ impl Default for WebStageConfig {
     }
 }
 
-/// Where a target's probe addresses came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AddressSource {
-    /// `--via`: one fixed server for every target.
-    Via,
-    /// The target is an address literal.
-    Literal,
-    /// Pinned in the target list (`domain,ip[,ip]`).
-    Pinned,
-    /// The control resolution (so a poisoned answer cannot hide what the wire does).
-    Control,
-    /// The resolver under test (no control answer), without addresses judged forged.
-    Resolver,
-}
-
-/// The addresses a target's web probes go to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressPlan {
-    pub source: AddressSource,
-    pub ips: Vec<IpAddr>,
-}
-
-/// Choose the addresses to probe: an address literal, pinned addresses, the control's
-/// answers, else the resolver's answers minus those judged forged; IPv4 first, at most
-/// `max_ips`. `Err` carries the reason when no address can be trusted.
-pub fn plan_addresses(
-    target: &Target,
-    control: Option<&ControlObservation>,
-    dns: Option<&DnsAssessment>,
-    resolver_ips: &[IpAddr],
-    max_ips: usize,
-) -> std::result::Result<AddressPlan, String> {
-    let finish = |source, mut ips: Vec<IpAddr>| {
-        let mut seen = std::collections::HashSet::new();
-        ips.retain(|ip| seen.insert(*ip));
-        ips.sort_by_key(IpAddr::is_ipv6);
-        ips.truncate(max_ips.max(1));
-        AddressPlan { source, ips }
-    };
-    if let Some(ip) = target.address {
-        return Ok(finish(AddressSource::Literal, vec![ip]));
-    }
-    if !target.pinned_ips.is_empty() {
-        return Ok(finish(AddressSource::Pinned, target.pinned_ips.clone()));
-    }
-    let control_ips: Vec<IpAddr> = control
-        .into_iter()
-        .flat_map(|c| &c.answers)
-        .filter_map(|a| match &a.outcome {
-            ControlOutcome::Resolved { ips, .. } => Some(ips.iter().copied()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    if !control_ips.is_empty() {
-        return Ok(finish(AddressSource::Control, control_ips));
-    }
-    let control_says_nxdomain = control.is_some_and(|c| {
-        !c.answers.is_empty()
-            && c.answers
-                .iter()
-                .all(|a| matches!(a.outcome, ControlOutcome::Nxdomain | ControlOutcome::NoData))
-    });
-    if control_says_nxdomain {
-        return Err(format!(
-            "the control resolution ({}) says the name has no address, and none is pinned",
-            control.map_or("", |c| c.control.as_str())
-        ));
-    }
-    let forged: &[IpAddr] = dns.map_or(&[], |d| d.forged_ips.as_slice());
-    let candidates: Vec<IpAddr> = match dns {
-        Some(d) if !d.genuine_ips.is_empty() => d.genuine_ips.clone(),
-        _ => resolver_ips
-            .iter()
-            .copied()
-            .filter(|ip| !forged.contains(ip))
-            .collect(),
-    };
-    if !candidates.is_empty() {
-        return Ok(finish(AddressSource::Resolver, candidates));
-    }
-    if resolver_ips.is_empty() {
-        Err(
-            "no address: neither the control nor the resolver gave one, and none is pinned"
-                .to_owned(),
-        )
-    } else {
-        Err(
-            "every address the resolver gave is judged forged, and the control gave none"
-                .to_owned(),
-        )
-    }
-}
-
 /// Order addresses by how many of their paths are penalised (fewest first), keeping
 /// the planned order (IPv4 first) among equals.
 fn prefer_clean_paths(ips: &mut [IpAddr], penalised_paths: impl Fn(IpAddr) -> usize) {
     if ips.len() > 1 {
         ips.sort_by_cached_key(|ip| penalised_paths(*ip));
     }
-}
-
-/// One address's probes for one protocol, before judgement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PathRun<O> {
-    pub observations: AttemptObservations<O>,
-    pub path: PathFacts,
-}
-
-/// One protocol's observations for a target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageRun<O> {
-    Skipped(String),
-    Probed(Vec<PathRun<O>>),
-}
-
-/// Everything the web stage observed for one target, before judgement. Packet-capture
-/// facts can be added to the observations (`capture`) before [`WebStage::classify`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebObservations {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<AddressPlan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<StageRun<HttpObservation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<StageRun<TlsObservation>>,
-}
-
-/// The web stage's judgement of one target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebStageResult {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<AddressPlan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpAssessment>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsAssessment>,
 }
 
 /// Runs the web stage for targets; share one per scan (`Arc`), it is `Sync`.
@@ -231,7 +91,6 @@ pub struct WebStage {
     http: HttpProber,
     tls: TlsProber,
     guard: PathGuard,
-    blockpages: Arc<BlockpageSet>,
     via_ports: Option<PortRotation>,
     control_host: String,
     control_server_name: ServerName<'static>,
@@ -253,7 +112,6 @@ impl WebStage {
         roots: Arc<RootCertStore>,
         guard: PathGuard,
         budget: ConnectionBudget,
-        blockpages: Arc<BlockpageSet>,
     ) -> Result<Self> {
         let control_host = host_header(&config.control_name);
         if !valid_host_header(&control_host) {
@@ -282,7 +140,6 @@ impl WebStage {
             http,
             tls,
             guard,
-            blockpages,
             via_ports,
             control_host,
             control_server_name,
@@ -302,18 +159,8 @@ impl WebStage {
         &self.guard
     }
 
-    /// Observe and judge one target. `plan` comes from [`plan_addresses`] (ignored
-    /// with `--via`).
-    pub async fn probe_target(
-        &self,
-        name: &str,
-        plan: std::result::Result<AddressPlan, String>,
-    ) -> WebStageResult {
-        let observations = self.observe_target(name, plan).await;
-        self.classify(observations)
-    }
-
-    /// Run the probes for one target without judging them.
+    /// Run the probes for one target without judging them. `plan` comes from the
+    /// scan's address planning (ignored with `--via`).
     pub async fn observe_target(
         &self,
         name: &str,
@@ -392,59 +239,6 @@ impl WebStage {
         }
     }
 
-    /// Judge observations from [`WebStage::observe_target`]. Response bodies kept for
-    /// block-page matching are dropped afterwards.
-    pub fn classify(&self, observations: WebObservations) -> WebStageResult {
-        let name = observations.name;
-        let control = self.config.control_name.as_str();
-        let http = observations.http.map(|run| match run {
-            StageRun::Skipped(reason) => skipped_http(&name, &reason),
-            StageRun::Probed(runs) => {
-                let results = runs
-                    .into_iter()
-                    .map(|run| {
-                        let mut result = classify_http_attempt(
-                            run.observations,
-                            run.path,
-                            control,
-                            &self.blockpages,
-                        );
-                        let obs = &mut result.observations;
-                        for o in [
-                            Some(&mut obs.control),
-                            Some(&mut obs.test),
-                            obs.residual.as_mut(),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        {
-                            if let Some(r) = o.response.as_mut() {
-                                r.body_prefix = Vec::new();
-                            }
-                        }
-                        result
-                    })
-                    .collect();
-                assess_http(&name, results)
-            }
-        });
-        let tls = observations.tls.map(|run| match run {
-            StageRun::Skipped(reason) => skipped_tls(&name, &reason),
-            StageRun::Probed(runs) => {
-                let results = runs
-                    .into_iter()
-                    .map(|run| classify_tls_attempt(run.observations, run.path, control))
-                    .collect();
-                assess_tls(&name, results)
-            }
-        });
-        WebStageResult {
-            addresses: observations.addresses,
-            http,
-            tls,
-        }
-    }
-
     async fn port_for(&self, default: u16) -> u16 {
         match &self.via_ports {
             Some(rotation) => rotation.next_port().await,
@@ -466,8 +260,8 @@ impl WebStage {
         self.run_path(
             PathKey::new(ip, port),
             probe,
-            judge::http_control_passed,
-            judge::http_transport_failure,
+            HttpObservation::control_passed,
+            HttpObservation::transport_failure,
         )
         .await
     }
@@ -494,8 +288,8 @@ impl WebStage {
         self.run_path(
             PathKey::new(ip, port),
             probe,
-            judge::tls_control_passed,
-            judge::tls_transport_failure,
+            TlsObservation::control_passed,
+            TlsObservation::transport_failure,
         )
         .await
     }
@@ -623,116 +417,10 @@ impl WebStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observation::ControlAnswer;
-    use crate::targets::TargetSource;
-    use crate::verdict::DnsVerdict;
     use std::net::Ipv4Addr;
-
-    fn target(domain: &str) -> Target {
-        Target {
-            domain: domain.to_owned(),
-            address: None,
-            pinned_ips: Vec::new(),
-            sources: vec![TargetSource {
-                source: "cli".into(),
-                line: None,
-                input: domain.into(),
-                category_code: None,
-            }],
-            sources_omitted: 0,
-        }
-    }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
-    }
-
-    fn control(outcomes: Vec<ControlOutcome>) -> ControlObservation {
-        ControlObservation {
-            control: "doh:https://lab/dns-query".into(),
-            answers: outcomes
-                .into_iter()
-                .enumerate()
-                .map(|(i, outcome)| ControlAnswer {
-                    qtype: if i == 0 { "A".into() } else { "AAAA".into() },
-                    outcome,
-                    elapsed_ms: 1.0,
-                })
-                .collect(),
-        }
-    }
-
-    fn dns(verdict: DnsVerdict, forged: Vec<IpAddr>, genuine: Vec<IpAddr>) -> DnsAssessment {
-        DnsAssessment {
-            verdict,
-            method: None,
-            methods: Vec::new(),
-            rcode: None,
-            forged_ips: forged,
-            genuine_ips: genuine,
-            evidence: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn control_addresses_come_first_ipv4_first_capped() {
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let c = control(vec![
-            ControlOutcome::Resolved {
-                ips: vec![ip(1), ip(2), ip(3)],
-                records: Vec::new(),
-            },
-            ControlOutcome::Resolved {
-                ips: vec![v6],
-                records: Vec::new(),
-            },
-        ]);
-        let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(9)], 2).unwrap();
-        assert_eq!(plan.source, AddressSource::Control);
-        assert_eq!(plan.ips, [ip(1), ip(2)]);
-    }
-
-    #[test]
-    fn pinned_and_literal_addresses_win() {
-        let mut t = target("a.test");
-        t.pinned_ips = vec![ip(7)];
-        let plan = plan_addresses(&t, None, None, &[ip(9)], 2).unwrap();
-        assert_eq!(
-            (plan.source, plan.ips),
-            (AddressSource::Pinned, vec![ip(7)])
-        );
-        let mut t = target("198.18.0.5");
-        t.address = Some(ip(5));
-        let plan = plan_addresses(&t, None, None, &[], 2).unwrap();
-        assert_eq!(
-            (plan.source, plan.ips),
-            (AddressSource::Literal, vec![ip(5)])
-        );
-    }
-
-    #[test]
-    fn resolver_addresses_without_forged_ones() {
-        let d = dns(DnsVerdict::DnsPoisoning, vec![ip(66)], Vec::new());
-        let plan = plan_addresses(&target("a.test"), None, Some(&d), &[ip(66), ip(4)], 2).unwrap();
-        assert_eq!(
-            (plan.source, plan.ips),
-            (AddressSource::Resolver, vec![ip(4)])
-        );
-        let reason = plan_addresses(&target("a.test"), None, Some(&d), &[ip(66)], 2).unwrap_err();
-        assert!(reason.contains("forged"), "{reason}");
-    }
-
-    #[test]
-    fn control_nxdomain_means_skip_with_reason() {
-        let c = control(vec![ControlOutcome::Nxdomain, ControlOutcome::Nxdomain]);
-        let reason = plan_addresses(&target("gone.test"), Some(&c), None, &[], 2).unwrap_err();
-        assert!(reason.contains("no address"), "{reason}");
-        // A failing control falls back to the resolver.
-        let c = control(vec![ControlOutcome::Error {
-            message: "timeout".into(),
-        }]);
-        let plan = plan_addresses(&target("a.test"), Some(&c), None, &[ip(3)], 2).unwrap();
-        assert_eq!(plan.source, AddressSource::Resolver);
     }
 
     #[test]
@@ -764,7 +452,6 @@ mod tests {
             Arc::new(RootCertStore::empty()),
             guard,
             ConnectionBudget::new(4),
-            Arc::new(BlockpageSet::builtin()),
         )
         .unwrap();
         // The name's invalid Host makes the stage skip before any connection, after

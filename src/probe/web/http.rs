@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
-use super::observation::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse, Stage};
 use super::tcpinfo::{self, StallPolicy};
+use crate::observation::web::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse, Stage};
 
 /// A common browser User-Agent: a probe that announces itself may be treated
 /// differently from the users whose experience it measures.
@@ -770,7 +770,7 @@ pub fn decode_response(reads: &[&[u8]], body_cap: usize, body_keep: usize) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::observation::ConnectStatus;
+    use crate::observation::web::ConnectStatus;
     use std::net::{Ipv4Addr, SocketAddr};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

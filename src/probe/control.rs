@@ -34,7 +34,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::observation::{ControlAnswer, ControlObservation, ControlOutcome, DnsRecord};
-use crate::web::net::{ConnectionBudget, ConnectionPermit};
+use crate::probe::web::net::{ConnectionBudget, ConnectionPermit};
 
 /// The documented default control: Cloudflare's public `DoH` service, by address so that
 /// no bootstrap lookup through a possibly-censored resolver is needed.
@@ -431,8 +431,11 @@ impl ControlResolver {
         let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         let outcome = match result {
             Ok(Ok(lookup)) => {
-                let records: Vec<DnsRecord> =
-                    lookup.answers().iter().map(crate::dns::record_of).collect();
+                let records: Vec<DnsRecord> = lookup
+                    .answers()
+                    .iter()
+                    .map(crate::probe::dns::record_of)
+                    .collect();
                 if records.is_empty() {
                     ControlOutcome::NoData
                 } else {

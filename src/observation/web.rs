@@ -389,3 +389,203 @@ pub struct AttemptObservations<O> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual_after_ms: Option<f64>,
 }
+
+/// Which probe of the control → test → residual sequence a fact is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeRole {
+    Control,
+    Test,
+    Residual,
+}
+
+/// What one probe connection did, in a word (no judgement about censorship).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// HTTP: a complete response; TLS: a completed handshake.
+    Ok,
+    /// TLS: the handshake ended with an alert from the other side.
+    Alert,
+    /// An RST answered the SYN.
+    Refused,
+    ConnectTimeout,
+    ConnectReset,
+    ConnectError,
+    /// Reset after the connect.
+    Reset,
+    /// No (complete) answer before the deadline after the connect.
+    Timeout,
+    /// Closed by the other side before a complete answer.
+    Eof,
+    /// HTTP: bytes that are no HTTP/1.x response, or a parse bound crossed.
+    MalformedResponse,
+    /// Anything else (protocol error, I/O error).
+    Error,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Alert => "alert",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::ConnectTimeout => "connect_timeout",
+            AttemptOutcome::ConnectReset => "connect_reset",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Reset => "reset",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Eof => "eof",
+            AttemptOutcome::MalformedResponse => "malformed_response",
+            AttemptOutcome::Error => "error",
+        }
+    }
+
+    /// The connection never got past the TCP connect.
+    pub fn at_connect(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Refused
+                | AttemptOutcome::ConnectTimeout
+                | AttemptOutcome::ConnectReset
+                | AttemptOutcome::ConnectError
+        )
+    }
+
+    /// Reset, dropped or refused: what residual blocking looks like.
+    pub fn transport_failure(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Refused
+                | AttemptOutcome::ConnectTimeout
+                | AttemptOutcome::ConnectReset
+                | AttemptOutcome::Reset
+                | AttemptOutcome::Timeout
+                | AttemptOutcome::Eof
+        )
+    }
+
+    fn of_connect(status: ConnectStatus) -> Option<AttemptOutcome> {
+        match status {
+            ConnectStatus::Ok => None,
+            ConnectStatus::Refused => Some(AttemptOutcome::Refused),
+            ConnectStatus::Timeout => Some(AttemptOutcome::ConnectTimeout),
+            ConnectStatus::Reset => Some(AttemptOutcome::ConnectReset),
+            ConnectStatus::Error => Some(AttemptOutcome::ConnectError),
+        }
+    }
+}
+
+impl HttpObservation {
+    /// What this connection did, in a word.
+    pub fn outcome(&self) -> AttemptOutcome {
+        if let Some(outcome) = AttemptOutcome::of_connect(self.connect.status) {
+            return outcome;
+        }
+        match self.exchange {
+            Some(HttpExchangeEnd::Complete) if self.response.is_some() => AttemptOutcome::Ok,
+            Some(HttpExchangeEnd::ResetAfterRequest | HttpExchangeEnd::ResetDuringResponse) => {
+                AttemptOutcome::Reset
+            }
+            Some(HttpExchangeEnd::TimeoutAfterRequest | HttpExchangeEnd::TimeoutDuringResponse) => {
+                AttemptOutcome::Timeout
+            }
+            Some(HttpExchangeEnd::EofWithoutResponse | HttpExchangeEnd::EofDuringResponse) => {
+                AttemptOutcome::Eof
+            }
+            Some(HttpExchangeEnd::MalformedResponse) => AttemptOutcome::MalformedResponse,
+            _ => AttemptOutcome::Error,
+        }
+    }
+
+    /// As a benign control, this probe passed: a complete response arrived (any status:
+    /// the server answering is what proves the path).
+    pub fn control_passed(&self) -> bool {
+        self.outcome() == AttemptOutcome::Ok
+    }
+
+    /// Reset, dropped or refused (after a test: run the residual control).
+    pub fn transport_failure(&self) -> bool {
+        self.outcome().transport_failure()
+    }
+}
+
+impl TlsObservation {
+    /// What this connection did, in a word.
+    pub fn outcome(&self) -> AttemptOutcome {
+        if let Some(outcome) = AttemptOutcome::of_connect(self.connect.status) {
+            return outcome;
+        }
+        match self.handshake {
+            Some(TlsHandshakeEnd::Complete) => AttemptOutcome::Ok,
+            Some(TlsHandshakeEnd::AlertReceived) => AttemptOutcome::Alert,
+            Some(TlsHandshakeEnd::Reset) => AttemptOutcome::Reset,
+            Some(TlsHandshakeEnd::Timeout) => AttemptOutcome::Timeout,
+            Some(TlsHandshakeEnd::Eof) => AttemptOutcome::Eof,
+            _ => AttemptOutcome::Error,
+        }
+    }
+
+    /// As a benign control, this probe passed: the server spoke TLS back, with a
+    /// completed handshake or an alert (many servers refuse an unknown SNI with one).
+    pub fn control_passed(&self) -> bool {
+        matches!(self.outcome(), AttemptOutcome::Ok | AttemptOutcome::Alert)
+    }
+
+    /// Reset, dropped or refused (after a test: run the residual control).
+    pub fn transport_failure(&self) -> bool {
+        self.outcome().transport_failure()
+    }
+}
+
+/// Where a target's probe addresses came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressSource {
+    /// `--via`: one fixed server for every target.
+    Via,
+    /// The target is an address literal.
+    Literal,
+    /// Pinned in the target list (`domain,ip[,ip]`).
+    Pinned,
+    /// The control resolution (so a poisoned answer cannot hide what the wire does).
+    Control,
+    /// The resolver under test (no control answer), without addresses judged forged.
+    Resolver,
+}
+
+/// The addresses a target's web probes go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPlan {
+    pub source: AddressSource,
+    pub ips: Vec<IpAddr>,
+}
+
+/// One address's probes for one protocol, before judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathRun<O> {
+    pub observations: AttemptObservations<O>,
+    pub path: PathFacts,
+}
+
+/// One protocol's observations for a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageRun<O> {
+    Skipped(String),
+    Probed(Vec<PathRun<O>>),
+}
+
+/// Everything the web stage observed for one target, before judgement. Packet-capture
+/// facts can be added to the observations (`capture`) before
+/// `classify::web::judge_web`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebObservations {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<StageRun<HttpObservation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StageRun<TlsObservation>>,
+}

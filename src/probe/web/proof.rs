@@ -12,13 +12,9 @@
 use std::net::IpAddr;
 
 use crate::ipclass::is_bogon;
-use crate::verdict::{Evidence, EvidenceKind};
 
 /// Most addresses of one name's answer that get a TLS handshake as proof.
 pub const MAX_PROOF_ADDRESSES: usize = 4;
-
-/// Most addresses listed in one `tls_proof_skipped` evidence item (the count is exact).
-const LISTED_SKIPPED: usize = 16;
 
 /// The addresses to prove, and those left out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,45 +64,6 @@ pub fn plan_tls_proof(answer: &[IpAddr], cap: usize) -> ProofPlan {
         }
     }
     plan
-}
-
-impl ProofPlan {
-    /// One `tls_proof_skipped` evidence item per reason that left addresses out.
-    pub fn skipped_evidence(&self, cap: usize) -> Vec<Evidence> {
-        let mut evidence = Vec::new();
-        if !self.not_public.is_empty() {
-            evidence.push(skipped_item(
-                &self.not_public,
-                format!(
-                    "{} address(es) of the answer not contacted for TLS as proof: bogon, \
-                     private, loopback or reserved (198.18.0.0/15, the lab's range, included)",
-                    self.not_public.len()
-                ),
-            ));
-        }
-        if !self.over_cap.is_empty() {
-            evidence.push(skipped_item(
-                &self.over_cap,
-                format!(
-                    "{} address(es) of the answer not contacted for TLS as proof: at most {cap} \
-                     per name are, so that an answer cannot make this machine contact \
-                     addresses of its choosing",
-                    self.over_cap.len()
-                ),
-            ));
-        }
-        evidence
-    }
-}
-
-fn skipped_item(ips: &[IpAddr], detail: String) -> Evidence {
-    let listed = &ips[..ips.len().min(LISTED_SKIPPED)];
-    let detail = if listed.len() < ips.len() {
-        format!("{detail}; the first {} are listed", listed.len())
-    } else {
-        detail
-    };
-    Evidence::new(EvidenceKind::TlsProofSkipped, None, detail).with_ips(listed.iter().copied())
 }
 
 #[cfg(test)]
@@ -173,26 +130,5 @@ mod tests {
         );
         assert_eq!(plan.not_public, [ip("127.0.0.1"), ip("198.18.0.7")]);
         assert_eq!(plan.over_cap.len(), 1996);
-
-        let evidence = plan.skipped_evidence(MAX_PROOF_ADDRESSES);
-        assert_eq!(evidence.len(), 2);
-        assert!(
-            evidence
-                .iter()
-                .all(|e| e.kind == EvidenceKind::TlsProofSkipped)
-        );
-        assert!(evidence[0].detail.starts_with("2 address(es)"));
-        assert!(evidence[0].detail.contains("bogon"));
-        assert_eq!(evidence[0].ips, plan.not_public);
-        assert!(evidence[1].detail.starts_with("1996 address(es)"));
-        assert!(evidence[1].detail.contains("at most 4"));
-        assert_eq!(evidence[1].ips.len(), LISTED_SKIPPED);
-    }
-
-    #[test]
-    fn nothing_skipped_means_no_evidence() {
-        let plan = plan_tls_proof(&[ip("11.0.0.1"), ip("11.0.0.2")], MAX_PROOF_ADDRESSES);
-        assert_eq!(plan.probe.len(), 2);
-        assert!(plan.skipped_evidence(MAX_PROOF_ADDRESSES).is_empty());
     }
 }

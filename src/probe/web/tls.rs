@@ -25,12 +25,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
-use super::observation::{
+use super::tcpinfo::{self, StallPolicy};
+use crate::error::{Error, Result};
+use crate::observation::web::{
     CertProblem, CertValidity, CertificateInfo, Stage, TlsAlert, TlsHandshakeEnd, TlsObservation,
     TlsProgress,
 };
-use super::tcpinfo::{self, StallPolicy};
-use crate::error::{Error, Result};
 
 /// ALPN offered by default, as a browser would.
 pub const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
@@ -564,9 +564,9 @@ pub fn describe_certificate(der: &CertificateDer<'_>) -> CertificateInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observation::web::ConnectStatus;
     use crate::servers::web::test_pki::TestPki;
     use crate::servers::web::{LabServer, TlsBehaviour, TlsLabConfig};
-    use crate::web::observation::ConnectStatus;
     use std::net::{Ipv4Addr, SocketAddr};
 
     fn prober(pki: &TestPki, handshake_timeout: Duration) -> TlsProber {

@@ -1,0 +1,7 @@
+//! The probes: they send queries and connections and record what they saw
+//! ([`crate::observation`]), without judging it.
+
+pub mod control;
+pub mod dns;
+pub mod dns_stage;
+pub mod web;
