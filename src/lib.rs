@@ -20,7 +20,9 @@ pub mod observation;
 pub mod pathguard;
 pub mod probe;
 pub mod progress;
-pub mod report;
+pub mod record;
+// Old path of `record` (shim until the callers move).
+pub use record as report;
 pub mod scan;
 pub mod scheduler;
 pub mod servers;

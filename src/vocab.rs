@@ -9,6 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use strum::{EnumString, IntoStaticStr, VariantArray};
 
@@ -528,6 +529,122 @@ impl From<SummaryBlockingKey> for Blocking {
             SummaryBlockingKey::Tls => Blocking::At(BlockingLayer::Tls),
             SummaryBlockingKey::Inconclusive => Blocking::Inconclusive,
         }
+    }
+}
+
+/// The verdict vocabulary of one stage.
+pub trait StageVerdict:
+    Copy + Eq + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    const ALL: &'static [Self];
+    /// The wire name.
+    fn name(self) -> &'static str;
+    /// What the verdict (at this place, for web stages) says about blocking, without
+    /// the evidence the record carries.
+    fn blocking_claim(self, place: Option<Stage>) -> Claim;
+    /// The stage worked.
+    fn is_ok(self) -> bool;
+    /// The name does not exist (DNS only).
+    fn is_nxdomain(self) -> bool {
+        false
+    }
+}
+
+impl StageVerdict for DnsVerdict {
+    const ALL: &'static [Self] = DnsVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// Without the evidence a selective silence is only a timeout: unclear.
+    fn blocking_claim(self, _: Option<Stage>) -> Claim {
+        match self {
+            DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
+            DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
+            DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
+        }
+    }
+
+    fn is_ok(self) -> bool {
+        self == DnsVerdict::Ok
+    }
+
+    fn is_nxdomain(self) -> bool {
+        self == DnsVerdict::Nxdomain
+    }
+}
+
+impl StageVerdict for HttpVerdict {
+    const ALL: &'static [Self] = HttpVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn blocking_claim(self, place: Option<Stage>) -> Claim {
+        self.claim(place)
+    }
+
+    fn is_ok(self) -> bool {
+        self == HttpVerdict::Ok
+    }
+}
+
+impl StageVerdict for TlsVerdict {
+    const ALL: &'static [Self] = TlsVerdict::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn blocking_claim(self, place: Option<Stage>) -> Claim {
+        self.claim(place)
+    }
+
+    fn is_ok(self) -> bool {
+        self == TlsVerdict::Ok
+    }
+}
+
+/// A stage's verdict in an outcome: one measurement's, or the consensus of several
+/// attempts, which may have no majority or a majority of attempts without the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Majority<V> {
+    /// No verdict has more than half of the attempts.
+    #[serde(rename = "no_majority")]
+    NoMajority,
+    /// Most attempts did not run the stage (the `none` count of a consensus).
+    #[serde(rename = "none")]
+    NotRun,
+    #[serde(untagged)]
+    Of(V),
+}
+
+impl<V: StageVerdict> Majority<V> {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Majority::NoMajority => "no_majority",
+            Majority::NotRun => "none",
+            Majority::Of(verdict) => verdict.name(),
+        }
+    }
+
+    pub fn verdict(self) -> Option<V> {
+        match self {
+            Majority::Of(verdict) => Some(verdict),
+            Majority::NoMajority | Majority::NotRun => None,
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        self.verdict().is_some_and(V::is_ok)
+    }
+}
+
+impl<V: StageVerdict> fmt::Display for Majority<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -20,9 +20,6 @@
 //!   was blocked after the test), `false` when it passed, absent when not run.
 
 use std::fmt;
-use std::net::IpAddr;
-
-use serde::{Deserialize, Serialize};
 
 use super::blockpage::BlockpageSet;
 use crate::verdict::{DnsAssessment, EvidenceKind};
@@ -34,19 +31,12 @@ use crate::web::observation::{
 };
 
 // The probes' outcome facts live with the observations; kept here at their old path.
-use crate::observation::web::{AddressPlan, StageRun, WebObservations};
 pub use crate::observation::web::{AttemptOutcome, ProbeRole};
-
-/// The web stage's judgement of one target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebStageResult {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<AddressPlan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpAssessment>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsAssessment>,
-}
+use crate::observation::web::{StageRun, WebObservations};
+pub use crate::record::assessment::{
+    ControlSummary, HttpAssessment, HttpIpResult, IpResult, TargetBlocking, Timings, TlsAssessment,
+    TlsIpResult, WebAssessment, WebEvidence, WebEvidenceKind, WebStageResult,
+};
 
 /// Judge what the web stage observed for one target (`control_name`: the benign
 /// Host/SNI its controls used). Response bodies kept for block-page matching are
@@ -100,151 +90,6 @@ pub fn judge_web(
         tls,
     }
 }
-
-/// The benign control of one attempt, summarised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControlSummary {
-    /// The control Host / SNI.
-    pub name: String,
-    pub outcome: AttemptOutcome,
-    pub passed: bool,
-}
-
-/// What kind of fact a web evidence item states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebEvidenceKind {
-    /// The benign control worked on this (ip, port).
-    ControlPassed,
-    /// The benign control failed on this (ip, port).
-    ControlFailed,
-    /// A probe's TCP connect failed.
-    ConnectFailed,
-    /// Control and test both failed at connect: IP-level blocking or a dead host.
-    BothFailedAtConnect,
-    /// A connection was reset after the connect.
-    ConnectionReset,
-    /// No (complete) answer before the deadline after the connect.
-    ConnectionTimeout,
-    /// Closed by the other side without a complete answer.
-    ConnectionClosed,
-    /// An HTTP response arrived.
-    ResponseReceived,
-    /// The bytes received are no HTTP/1.x response, or crossed a parse bound.
-    MalformedResponse,
-    /// A local or protocol error.
-    ProbeError,
-    /// The response matches a block-page fingerprint.
-    BlockpageMatch,
-    /// The TLS handshake completed.
-    HandshakeCompleted,
-    CertificateValid,
-    CertificateInvalid,
-    /// A TLS alert arrived.
-    AlertReceived,
-    /// The post-test control failed: the path was blocked after the test.
-    ResidualBlocking,
-    /// The post-test control passed.
-    NoResidualBlocking,
-    /// Packet capture judged an RST on this connection injected.
-    CaptureInjectedRst,
-    /// Packet capture saw this connection and found no injection.
-    CaptureNoInjection,
-    /// The probes waited for the path (a residual penalty or another test settling).
-    PathWaited,
-    /// The path stayed penalised for the whole residual wait.
-    PenaltyOutlived,
-    /// The probes were re-run alone on the path (result not attributable before).
-    Requeued,
-    /// Which rule attributed the test's failure to this name (see the path guard).
-    Attribution,
-    /// Outcomes at the target's other addresses.
-    OtherAddresses,
-    /// Why the stage was skipped.
-    NoTrustedAddress,
-}
-
-/// One fact a web verdict rests on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebEvidence {
-    pub kind: WebEvidenceKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<ProbeRole>,
-    /// Human-readable statement of the fact, with the values.
-    pub detail: String,
-}
-
-impl WebEvidence {
-    pub fn new(kind: WebEvidenceKind, role: Option<ProbeRole>, detail: impl Into<String>) -> Self {
-        WebEvidence {
-            kind,
-            role,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// The verdict for one (ip, port) and the observations behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpResult<V, O> {
-    pub ip: IpAddr,
-    pub port: u16,
-    pub verdict: V,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<Stage>,
-    pub control: ControlSummary,
-    /// The post-test control failed (`true`) or passed (`false`); absent when not run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub residual: Option<bool>,
-    pub evidence: Vec<WebEvidence>,
-    pub path: PathFacts,
-    pub observations: AttemptObservations<O>,
-}
-
-pub type HttpIpResult = IpResult<HttpVerdict, HttpObservation>;
-pub type TlsIpResult = IpResult<TlsVerdict, TlsObservation>;
-
-/// Timings of the reported test connection, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
-    pub connect_ms: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_byte_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handshake_ms: Option<f64>,
-    pub total_ms: f64,
-}
-
-/// A stage's judgement of one target: the headline verdict (from the most telling
-/// address) and every address's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebAssessment<V, O> {
-    pub verdict: V,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<Stage>,
-    /// The address the headline verdict is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// The Host header / SNI tested.
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub control: Option<ControlSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub residual: Option<bool>,
-    /// Why the stage was skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub evidence: Vec<WebEvidence>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timings: Option<Timings>,
-    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<IpResult<V, O>>,
-}
-
-pub type HttpAssessment = WebAssessment<HttpVerdict, HttpObservation>;
-pub type TlsAssessment = WebAssessment<TlsVerdict, TlsObservation>;
 
 fn ms(v: f64) -> String {
     format!("{v:.1} ms")
@@ -935,28 +780,6 @@ pub fn skipped_tls(name: &str, reason: &str) -> TlsAssessment {
     skipped(name, TlsVerdict::Skipped, reason)
 }
 
-impl HttpAssessment {
-    pub fn claim(&self) -> Claim {
-        self.verdict.claim(self.stage)
-    }
-}
-
-impl TlsAssessment {
-    pub fn claim(&self) -> Claim {
-        self.verdict.claim(self.stage)
-    }
-}
-
-/// The target-level summary written into each target record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TargetBlocking {
-    pub blocking: Blocking,
-    /// Whether the site is reachable from this vantage: `false` when blocked, when the
-    /// name does not exist or when no web probe reached it; `null` when no web stage
-    /// ran and nothing says otherwise.
-    pub accessible: Option<bool>,
-}
-
 /// What the DNS stage says about blocking.
 fn dns_claim(dns: &DnsAssessment) -> Claim {
     let selective_silence = dns
@@ -1029,6 +852,7 @@ mod tests {
     use crate::web::observation::{
         CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
     };
+    use std::net::IpAddr;
     use std::net::Ipv4Addr;
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod diff;
+mod human;
 pub mod lab;
 pub mod parse;
 pub mod scan;

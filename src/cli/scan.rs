@@ -10,6 +10,7 @@ use anyhow::bail;
 use clap::Args;
 use rustls_pki_types::CertificateDer;
 
+use super::human::human_summary;
 use super::parse::{
     MAX_CONCURRENCY, MAX_DNS_SOCKETS, MAX_DNS_WAIT, MAX_IPS_PER_TARGET, MAX_RESIDUAL_WAIT,
     MAX_RETRIES, MIN_TIMEOUT, parse_count, parse_duration, parse_duration_in, parse_rate,
@@ -19,7 +20,7 @@ use super::{StopSignal, runtime};
 use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::ipclass::ForgedIpList;
 use crate::progress::ProgressMode;
-use crate::report::{ScanOptions, human_summary};
+use crate::report::ScanOptions;
 use crate::scan::{ScanConfig, ScanInputs, check_control_name, parse_qtypes, run_scan_with};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
