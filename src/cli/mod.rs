@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod diff;
+mod error;
 pub mod lab;
 pub mod parse;
 pub mod scan;
@@ -29,6 +30,7 @@ use crate::workflows::sanitize::sanitize_text;
 
 pub use check::CheckArgs;
 pub use diff::DiffArgs;
+pub use error::ConfigError;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
