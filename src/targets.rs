@@ -1407,6 +1407,30 @@ mod tests {
     }
 
     #[test]
+    fn load_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.txt");
+        let err = TargetLoader::new(false).add_file(&missing).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+        assert!(
+            !err.to_string().contains(&io.to_string()),
+            "not repeated: {err}"
+        );
+
+        let err = load("bad_*.example\n", true).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the reason is kept");
+        let reason = source
+            .downcast_ref::<InvalidTarget>()
+            .expect("an InvalidTarget");
+        assert!(
+            !err.to_string().contains(&reason.to_string()),
+            "not repeated: {err}"
+        );
+    }
+
+    #[test]
     fn labels_starting_with_a_hyphen_are_refused_at_load() {
         for name in ["-a.example", "a.-b.example", "https://-x.example/"] {
             assert!(

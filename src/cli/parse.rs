@@ -224,6 +224,12 @@ mod tests {
             "[fe80::1]:53".parse().unwrap()
         );
         std::fs::write(&path, "search lan\n").unwrap();
-        assert!(system_resolver(&path).is_err());
+        assert!(matches!(
+            system_resolver(&path),
+            Err(ConfigError::NoNameserver { .. })
+        ));
+        let err = system_resolver(&dir.path().join("missing.conf")).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
     }
 }

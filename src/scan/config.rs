@@ -416,6 +416,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_control_name_keeps_the_reason() {
+        let err = check_control_name("a..b").unwrap_err();
+        let source = std::error::Error::source(&err).expect("the reason is kept");
+        assert!(source.is::<InvalidTarget>(), "{source:?}");
+        let err = ScanConfig::builder(resolver())
+            .options(|o| o.shard = Some("3/2".to_owned()))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ScanConfigError::Shard(_)), "{err:?}");
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         let refused = |change: fn(&mut ScanOptions), option: &str| {
             let error = ScanConfig::builder(resolver())

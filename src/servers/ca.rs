@@ -301,6 +301,31 @@ fn cert_error(subject: &str, source: rcgen::Error) -> ServerError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bad_ca_keeps_the_cause() {
+        let ca = super::LabCa::new("cause test CA").unwrap();
+        let err = super::LabCa::from_pem(&ca.cert_pem(), "not a key").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                super::ServerError::BadLabCa {
+                    what: "CA key PEM",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).expect("the rcgen error is kept");
+        assert!(source.is::<rcgen::Error>(), "{source:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let err = ca
+            .write_pem(&dir.path().join("no/such/dir/ca.pem"))
+            .unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+    }
+
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 

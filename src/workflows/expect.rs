@@ -726,6 +726,21 @@ mod tests {
     }
 
     #[test]
+    fn load_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Expectations::load(&dir.path().join("missing.toml")).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+        let err = parse("[[expect]\n").unwrap_err();
+        let source = std::error::Error::source(&err).expect("the TOML error is kept");
+        let toml = source
+            .downcast_ref::<OneLineToml>()
+            .expect("the TOML error");
+        assert!(!toml.to_string().contains('\n'), "{toml}");
+        assert!(!toml.0.message().is_empty());
+    }
+
+    #[test]
     fn parses_every_key() {
         let e = parse(
             r#"

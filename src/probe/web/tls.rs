@@ -737,6 +737,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_server_name_keeps_the_cause() {
+        let err = server_name("a b.test").unwrap_err();
+        assert!(matches!(err, ProbeError::BadServerName { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the rustls error is kept");
+        assert!(
+            source.is::<rustls_pki_types::InvalidDnsNameError>(),
+            "{source:?}"
+        );
+    }
+
+    #[test]
     fn empty_root_store_judges_nothing_valid() {
         let pki = TestPki::new();
         let id = pki.identity(&["good.test"]);
