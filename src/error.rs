@@ -37,12 +37,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The scan's probes (until the scan has its own error).
+    /// An error of a lower area on its way out of the scan (`ProbeError`,
+    /// `BlockpageError`; their `From` impls box them here), until the scan has its own
+    /// error type. Kept whole: downcast it to get the area's error back.
     #[error(transparent)]
-    Probe(#[from] crate::probe::ProbeError),
-    /// The scan's `--blockpages` file (until the scan has its own error).
-    #[error(transparent)]
-    Blockpage(#[from] crate::classify::blockpage::BlockpageError),
+    Area(Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "{path}: no target record ({lines} non-empty line(s), {unparsed} could not be parsed): not a censorprobe report, or a scan that measured nothing"
     )]
