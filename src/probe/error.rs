@@ -1,5 +1,5 @@
 //! What can stop a probe from starting. An error with a `#[source]` does not repeat it in
-//! its message: print the chain (`{:#}` in anyhow) to see it once.
+//! its message: the binary prints the chain (`{:#}`) to show it once.
 
 use crate::pathguard::PortRangeError;
 

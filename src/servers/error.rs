@@ -1,5 +1,5 @@
 //! Errors of the lab and test servers. An error with a `#[source]` does not repeat it in
-//! its message: print the chain (`{:#}` in anyhow) to see it once.
+//! its message: the binary prints the chain (`{:#}`) to show it once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
