@@ -1,12 +1,38 @@
 //! Address classes: bogon ranges and the `--forged-ips` list.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use ipnet::IpNet;
 
-use crate::error::{Error, Result};
+/// Why a `--forged-ips` file gives no list. The cause is the
+/// [`source`](std::error::Error::source), not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForgedIpListError {
+    #[error("cannot read forged-IP list {path}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read forged-IP list {path}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: BadForgedIpLine,
+    },
+}
+
+/// A line of a forged-IP list that is neither an address nor a CIDR prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {text:?} is neither an address nor a CIDR prefix")]
+pub struct BadForgedIpLine {
+    /// 1-based.
+    pub line: usize,
+    pub text: String,
+}
 
 /// Special-purpose and unroutable ranges (RFC 6890 and the usual bogon lists) that a
 /// public name has no business resolving to.
@@ -63,18 +89,19 @@ pub struct ForgedIpList {
 }
 
 impl ForgedIpList {
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BadForgedIpList {
+    pub fn load(path: &Path) -> Result<Self, ForgedIpListError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ForgedIpListError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(&text).map_err(|source| ForgedIpListError::Invalid {
             path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Self::parse(&text).map_err(|reason| Error::BadForgedIpList {
-            path: path.to_owned(),
-            reason,
+            source,
         })
     }
 
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadForgedIpLine> {
         let mut nets = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -86,10 +113,10 @@ impl ForgedIpList {
                 Err(_) => match line.parse::<IpAddr>() {
                     Ok(ip) => IpNet::from(ip),
                     Err(_) => {
-                        return Err(format!(
-                            "line {}: {line:?} is neither an address nor a CIDR prefix",
-                            index + 1
-                        ));
+                        return Err(BadForgedIpLine {
+                            line: index + 1,
+                            text: line.to_owned(),
+                        });
                     }
                 },
             };
@@ -134,6 +161,30 @@ mod tests {
         assert!(list.contains("31.13.70.1".parse().unwrap()));
         assert!(!list.contains("31.13.128.1".parse().unwrap()));
         let err = ForgedIpList::parse("1.2.3.4\nnot-an-ip\n").unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn loading_keeps_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.txt");
+        let err = ForgedIpList::load(&missing).unwrap_err();
+        assert!(
+            matches!(err, ForgedIpListError::Unreadable { .. }),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+
+        let bad = dir.path().join("bad.txt");
+        std::fs::write(&bad, "1.2.3.4\nnot-an-ip\n").unwrap();
+        let err = ForgedIpList::load(&bad).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the bad line is kept");
+        let line = source
+            .downcast_ref::<BadForgedIpLine>()
+            .expect("a BadForgedIpLine");
+        assert_eq!(line.line, 2);
+        assert!(!err.to_string().contains("line 2"), "not repeated: {err}");
     }
 }

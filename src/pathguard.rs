@@ -47,7 +47,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::error::{Error, Result};
+/// A `--via-ports` range that names no usable destination port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortRangeError {
+    #[error("invalid port range {input:?}: {reason}")]
+    BadPortRange { input: String, reason: &'static str },
+}
 
 /// One (server IP, server port) path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -850,17 +856,17 @@ pub struct PortRotation {
 }
 
 impl PortRotation {
-    pub fn new(range: RangeInclusive<u16>, window: Duration) -> Result<Self> {
+    pub fn new(range: RangeInclusive<u16>, window: Duration) -> Result<Self, PortRangeError> {
         if range.is_empty() {
-            return Err(Error::BadPortRange {
+            return Err(PortRangeError::BadPortRange {
                 input: format!("{}-{}", range.start(), range.end()),
-                reason: "the range is empty".to_owned(),
+                reason: "the range is empty",
             });
         }
         if *range.start() == 0 {
-            return Err(Error::BadPortRange {
+            return Err(PortRangeError::BadPortRange {
                 input: format!("{}-{}", range.start(), range.end()),
-                reason: "port 0 cannot be a destination".to_owned(),
+                reason: "port 0 cannot be a destination",
             });
         }
         Ok(PortRotation {
@@ -870,10 +876,10 @@ impl PortRotation {
     }
 
     /// Parse `A-B` (or a single port).
-    pub fn parse_range(input: &str) -> Result<RangeInclusive<u16>> {
-        let bad = |reason: &str| Error::BadPortRange {
+    pub fn parse_range(input: &str) -> Result<RangeInclusive<u16>, PortRangeError> {
+        let bad = |reason: &'static str| PortRangeError::BadPortRange {
             input: input.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         let (a, b) = input.split_once('-').unwrap_or((input, input));
         let a: u16 = a

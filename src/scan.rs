@@ -31,8 +31,8 @@ pub use dns::proof_skipped_evidence;
 mod config;
 
 pub use config::{
-    DEFAULT_DNS_SOCKETS, ScanConfig, ScanConfigBuilder, ScanInputs, Stages, check_control_name,
-    parse_qtypes,
+    DEFAULT_DNS_SOCKETS, ScanConfig, ScanConfigBuilder, ScanConfigError, ScanInputs, Stages,
+    check_control_name, parse_qtypes,
 };
 
 use crate::workflows::output::ScanOutput;

@@ -17,7 +17,13 @@ use rand::seq::SliceRandom;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::error::Error;
+/// A `--shard` that names no part of the work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    #[error("invalid option --shard: {input:?}: {reason}")]
+    BadShard { input: String, reason: &'static str },
+}
 
 /// `--shard I/N`: the I-th (0-based) of N disjoint parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +33,11 @@ pub struct Shard {
 }
 
 impl FromStr for Shard {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::BadOption {
-            option: "--shard",
-            reason: format!("{s:?}: {reason}"),
+    type Err = ShardError;
+    fn from_str(s: &str) -> Result<Self, ShardError> {
+        let bad = |reason: &'static str| ShardError::BadShard {
+            input: s.to_owned(),
+            reason,
         };
         let (i, n) = s
             .split_once('/')

@@ -57,7 +57,7 @@
 //! not a target is recorded as a [`SkippedInput`] with its source, line number and reason
 //! (for command-line arguments the "line" is the argument's 1-based position among the
 //! targets given there). In strict mode the first such line is an
-//! [`Error::MalformedTarget`] instead. Nothing is dropped silently.
+//! [`TargetsError::MalformedTarget`] instead. Nothing is dropped silently.
 //!
 //! # Bounds
 //!
@@ -79,8 +79,31 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::lines::{read_line_bounded, shorten};
+
+type Result<T, E = TargetsError> = std::result::Result<T, E>;
+
+/// Why targets could not be loaded. The cause is the [`source`](std::error::Error::source),
+/// not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetsError {
+    #[error("cannot read targets file {path}")]
+    TargetsUnreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A line that is not a target, in strict mode.
+    #[error("{source_name}:{line}: malformed target {input:?}")]
+    MalformedTarget {
+        source_name: String,
+        line: usize,
+        input: String,
+        #[source]
+        reason: InvalidTarget,
+    },
+}
 
 /// Where one input line for a target came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,13 +409,13 @@ impl TargetLoader {
     }
 
     /// Add a targets file; `-` reads stdin. An unopenable or unreadable file is
-    /// [`Error::TargetsUnreadable`].
+    /// [`TargetsError::TargetsUnreadable`].
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
         if path == Path::new("-") {
             let stdin = io::stdin();
             return self.read_source("-", path, stdin.lock());
         }
-        let file = File::open(path).map_err(|source| Error::TargetsUnreadable {
+        let file = File::open(path).map_err(|source| TargetsError::TargetsUnreadable {
             path: path.to_path_buf(),
             source,
         })?;
@@ -423,7 +446,7 @@ impl TargetLoader {
             Ok(_) => self.read_plain(source, &first_line, reader),
         };
         result.map_err(|e| match e {
-            ReadError::Io(source) => Error::TargetsUnreadable {
+            ReadError::Io(source) => TargetsError::TargetsUnreadable {
                 path: path.to_path_buf(),
                 source,
             },
@@ -646,11 +669,11 @@ impl TargetLoader {
             input: shorten(input, MAX_ECHO_BYTES),
             reason: reason.to_string(),
         };
-        let error = self.strict.then(|| Error::MalformedTarget {
+        let error = self.strict.then(|| TargetsError::MalformedTarget {
             source_name: skipped.source.clone(),
             line,
             input: skipped.input.clone(),
-            reason: skipped.reason.clone(),
+            reason: reason.clone(),
         });
         if self.list.skipped.len() < MAX_SKIPPED_KEPT {
             self.list.skipped.push(skipped);
@@ -664,7 +687,7 @@ impl TargetLoader {
 /// Failures while reading one source: I/O (reported with the path) or a strict-mode reject.
 enum ReadError {
     Io(io::Error),
-    Malformed(Error),
+    Malformed(TargetsError),
 }
 
 impl From<io::Error> for ReadError {
@@ -673,8 +696,8 @@ impl From<io::Error> for ReadError {
     }
 }
 
-impl From<Error> for ReadError {
-    fn from(e: Error) -> Self {
+impl From<TargetsError> for ReadError {
+    fn from(e: TargetsError) -> Self {
         ReadError::Malformed(e)
     }
 }
@@ -1323,7 +1346,7 @@ mod tests {
     fn strict_mode_fails_on_the_first_malformed_line() {
         let err = load("example.com\nbad_*.example\nworse line\n", true).unwrap_err();
         match err {
-            Error::MalformedTarget {
+            TargetsError::MalformedTarget {
                 source_name,
                 line,
                 input,
@@ -1332,7 +1355,7 @@ mod tests {
                 assert_eq!(source_name, "list.txt");
                 assert_eq!(line, 2);
                 assert_eq!(input, "bad_*.example");
-                assert!(reason.contains("'*'"), "{reason}");
+                assert!(reason.to_string().contains("'*'"), "{reason}");
             }
             other => panic!("unexpected error {other:?}"),
         }
@@ -1342,7 +1365,7 @@ mod tests {
         loader.add_cli("example.com").unwrap();
         let err = loader.add_cli("no spaces allowed.example").unwrap_err();
         assert!(
-            matches!(err, Error::MalformedTarget { ref source_name, line: 2, .. } if source_name == "cli"),
+            matches!(err, TargetsError::MalformedTarget { ref source_name, line: 2, .. } if source_name == "cli"),
             "{err:?}"
         );
     }
@@ -1365,12 +1388,12 @@ mod tests {
         let missing = dir.path().join("missing.txt");
         let mut loader = TargetLoader::new(false);
         match loader.add_file(&missing) {
-            Err(Error::TargetsUnreadable { path, .. }) => assert_eq!(path, missing),
+            Err(TargetsError::TargetsUnreadable { path, .. }) => assert_eq!(path, missing),
             other => panic!("unexpected {other:?}"),
         }
         // A directory opens but cannot be read.
         match loader.add_file(dir.path()) {
-            Err(Error::TargetsUnreadable { path, .. }) => assert_eq!(path, dir.path()),
+            Err(TargetsError::TargetsUnreadable { path, .. }) => assert_eq!(path, dir.path()),
             other => panic!("unexpected {other:?}"),
         }
         let file = dir.path().join("list.txt");
@@ -1380,6 +1403,30 @@ mod tests {
         assert_eq!(
             list.targets[0].sources[0].source,
             file.display().to_string()
+        );
+    }
+
+    #[test]
+    fn load_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.txt");
+        let err = TargetLoader::new(false).add_file(&missing).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+        assert!(
+            !err.to_string().contains(&io.to_string()),
+            "not repeated: {err}"
+        );
+
+        let err = load("bad_*.example\n", true).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the reason is kept");
+        let reason = source
+            .downcast_ref::<InvalidTarget>()
+            .expect("an InvalidTarget");
+        assert!(
+            !err.to_string().contains(&reason.to_string()),
+            "not repeated: {err}"
         );
     }
 

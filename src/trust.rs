@@ -2,30 +2,53 @@
 //! the Mozilla roots shipped by `webpki-roots`, plus certificates a user adds with `--ca FILE`
 //! (a private lab's CA).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::error::{Error, Result};
+/// Why a `--ca` file gives no trust anchor. The cause is the
+/// [`source`](std::error::Error::source), not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    #[error("cannot read CA file {path}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read CA file {path}: invalid PEM")]
+    InvalidPem {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("cannot read CA file {path}: no PEM CERTIFICATE block found")]
+    NoCertificate { path: PathBuf },
+}
 
 /// Reads every PEM `CERTIFICATE` block of `path`.
 ///
 /// Other PEM sections (keys, CRLs) are skipped. A file that cannot be read, is not valid
-/// PEM, or holds no certificate at all is an [`Error::BadCaFile`]: a `--ca` that silently
-/// adds nothing would turn every lab certificate into a "bad certificate" finding.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bad = |reason: String| Error::BadCaFile {
+/// PEM, or holds no certificate at all is a [`CaError`]: a `--ca` that silently adds
+/// nothing would turn every lab certificate into a "bad certificate" finding.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    let pem = std::fs::read(path).map_err(|source| CaError::Unreadable {
         path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        source,
+    })?;
     let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("invalid PEM: {e}")))?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CaError::InvalidPem {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(bad("no PEM CERTIFICATE block found".to_owned()));
+        return Err(CaError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -56,7 +79,27 @@ mod tests {
     #[test]
     fn missing_file_is_bad_ca_file() {
         let err = load_ca_file(Path::new("/nonexistent/censorprobe-ca.pem")).unwrap_err();
-        assert!(matches!(err, Error::BadCaFile { .. }), "{err}");
+        assert!(matches!(err, CaError::Unreadable { .. }), "{err}");
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            !err.to_string().contains(&io.to_string()),
+            "not repeated: {err}"
+        );
+    }
+
+    #[test]
+    fn invalid_pem_keeps_the_pem_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.pem");
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        let err = load_ca_file(&path).unwrap_err();
+        assert!(matches!(err, CaError::InvalidPem { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the PEM error is kept");
+        assert!(source.is::<rustls_pki_types::pem::Error>(), "{source:?}");
     }
 
     #[test]

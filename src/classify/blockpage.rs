@@ -5,8 +5,34 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
 use crate::web::observation::HttpResponse;
+
+/// Why a block-page fingerprint file cannot be used. The cause is the
+/// [`source`](std::error::Error::source) where there is one, not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockpageError {
+    #[error("cannot load block-page fingerprints from {source_name}")]
+    Unreadable {
+        source_name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load block-page fingerprints from {source_name}")]
+    Syntax {
+        source_name: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("cannot load block-page fingerprints from {source_name}: {reason}")]
+    Invalid { source_name: String, reason: String },
+}
+/// Through the crate-wide error, for the scan (until it has its own error type).
+impl From<BlockpageError> for crate::error::Error {
+    fn from(error: BlockpageError) -> Self {
+        crate::error::Error::Area(Box::new(error))
+    }
+}
 
 /// The fingerprint file shipped with censorprobe.
 pub const BUILTIN_FINGERPRINTS: &str = include_str!("../../targets/blockpages.toml");
@@ -176,20 +202,24 @@ impl BlockpageSet {
             .expect("the built-in fingerprint file is valid (tested)")
     }
 
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BlockpageFile {
+    pub fn from_file(path: &Path) -> Result<Self, BlockpageError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BlockpageError::Unreadable {
             source_name: path.display().to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         Self::from_toml(&path.display().to_string(), &text)
     }
 
-    pub fn from_toml(source_name: &str, text: &str) -> Result<Self> {
-        let bad = |reason: String| Error::BlockpageFile {
+    pub fn from_toml(source_name: &str, text: &str) -> Result<Self, BlockpageError> {
+        let bad = |reason: String| BlockpageError::Invalid {
             source_name: source_name.to_owned(),
             reason,
         };
-        let file: FingerprintFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let file: FingerprintFile =
+            toml::from_str(text).map_err(|source| BlockpageError::Syntax {
+                source_name: source_name.to_owned(),
+                source,
+            })?;
         let mut seen = std::collections::HashSet::new();
         for fp in &file.fingerprint {
             fp.validate().map_err(bad)?;
@@ -311,5 +341,27 @@ mod tests {
                    [[fingerprint]]\nname='x'\ndescription='d'\nsource='s'\nstatus=2\n";
         let err = BlockpageSet::from_toml("t", dup).unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn load_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let err = BlockpageSet::from_file(&missing).unwrap_err();
+        assert!(matches!(err, BlockpageError::Unreadable { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+
+        let garbled = dir.path().join("garbled.toml");
+        std::fs::write(&garbled, "[[fingerprint]\nname = \n").unwrap();
+        let err = BlockpageSet::from_file(&garbled).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the TOML error is kept");
+        let toml_error = source
+            .downcast_ref::<toml::de::Error>()
+            .expect("a toml::de::Error");
+        assert!(
+            !err.to_string().contains(toml_error.message()),
+            "not repeated: {err}"
+        );
     }
 }

@@ -3,3 +3,5 @@
 pub mod blockpage;
 pub mod dns;
 pub mod web;
+
+pub use blockpage::BlockpageError;

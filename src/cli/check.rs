@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::ConfigError;
 use super::scan::FormatArg;
 use super::{
     EXIT_FAILED, EXIT_OK, ScanArgs, StopSignal, load_report, load_targets, runtime, scan_config,
     write_file,
 };
-use crate::error::Error;
 use crate::scan::run_scan_with;
 use crate::workflows::ci::{junit_xml, markdown};
 use crate::workflows::expect::Expectations;
@@ -52,7 +52,7 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut _temporary = None;
     let report_path = if let Some(report) = &args.report {
         if !scan.targets.is_empty() || !scan.target_files.is_empty() {
-            bail!(Error::BadOption {
+            bail!(ConfigError::BadOption {
                 option: "--report",
                 reason: "checks an existing report: name no targets to scan".to_owned(),
             });
@@ -60,7 +60,7 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         report.clone()
     } else {
         if scan.workflow.format != FormatArg::Jsonl {
-            bail!(Error::BadOption {
+            bail!(ConfigError::BadOption {
                 option: "--format",
                 reason: "check reads the JSONL report; --format ooni is for scan".to_owned(),
             });

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod diff;
+mod error;
 mod human;
 pub mod lab;
 pub mod parse;
@@ -30,6 +31,7 @@ use crate::workflows::sanitize::sanitize_text;
 
 pub use check::CheckArgs;
 pub use diff::DiffArgs;
+pub use error::ConfigError;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};

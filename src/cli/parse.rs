@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::error::Error;
+use super::ConfigError;
 
 // Bounds of the options: values past them are typing mistakes, and some would overflow
 // a deadline (`Instant + Duration`) or a pacing interval deep inside a scan.
@@ -117,24 +117,23 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`.
-pub fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, Error> {
+pub fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = SocketAddr::from_str(text) {
         return Ok(addr);
     }
     let bare = text.trim_start_matches('[').trim_end_matches(']');
     IpAddr::from_str(bare)
         .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| Error::BadAddress {
+        .map_err(|_| ConfigError::BadAddress {
             input: text.to_owned(),
-            reason: "expected IP, IP:PORT or [IPv6]:PORT".to_owned(),
         })
 }
 
 /// The first `nameserver` of a resolv.conf.
-pub fn system_resolver(path: &Path) -> Result<SocketAddr, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::NoSystemResolver {
+pub fn system_resolver(path: &Path) -> Result<SocketAddr, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::NoSystemResolver {
         path: path.to_owned(),
-        reason: e.to_string(),
+        source,
     })?;
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
@@ -145,9 +144,8 @@ pub fn system_resolver(path: &Path) -> Result<SocketAddr, Error> {
                 .and_then(|ip| IpAddr::from_str(ip).ok())
         })
         .map(|ip| SocketAddr::new(ip, 53))
-        .ok_or_else(|| Error::NoSystemResolver {
+        .ok_or_else(|| ConfigError::NoNameserver {
             path: path.to_owned(),
-            reason: "no nameserver line".to_owned(),
         })
 }
 
@@ -226,6 +224,12 @@ mod tests {
             "[fe80::1]:53".parse().unwrap()
         );
         std::fs::write(&path, "search lan\n").unwrap();
-        assert!(system_resolver(&path).is_err());
+        assert!(matches!(
+            system_resolver(&path),
+            Err(ConfigError::NoNameserver { .. })
+        ));
+        let err = system_resolver(&dir.path().join("missing.conf")).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
     }
 }

@@ -16,7 +16,7 @@ use super::parse::{
     MAX_RETRIES, MIN_TIMEOUT, parse_count, parse_duration, parse_duration_in, parse_rate,
     parse_server, parse_timeout, system_resolver,
 };
-use super::{StopSignal, runtime};
+use super::{ConfigError, StopSignal, runtime};
 use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::ipclass::ForgedIpList;
 use crate::progress::ProgressMode;
@@ -217,7 +217,7 @@ pub fn load_targets(args: &ScanArgs) -> anyhow::Result<TargetList> {
 /// Turns the arguments into a scan configuration (everything that can fail at start-up).
 /// The steps run in the order the checks always ran, so that of several mistakes the
 /// same one is reported first.
-pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
+pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
     let (resolver, sink) = resolve_servers(args)?;
     parse_qtypes(&args.qtype)?;
     let control = ControlSpec::from_str(&args.control)?;
@@ -240,7 +240,7 @@ pub fn scan_config(args: &ScanArgs) -> anyhow::Result<ScanConfig> {
 }
 
 /// The resolver under test (`--resolver`, else the system's) and the `--dns-sink`.
-fn resolve_servers(args: &ScanArgs) -> anyhow::Result<(SocketAddr, Option<SocketAddr>)> {
+fn resolve_servers(args: &ScanArgs) -> Result<(SocketAddr, Option<SocketAddr>), ConfigError> {
     let resolver = match &args.resolver {
         Some(text) => parse_server(text, 53)?,
         None => system_resolver(Path::new("/etc/resolv.conf"))?,
@@ -254,7 +254,7 @@ fn resolve_servers(args: &ScanArgs) -> anyhow::Result<(SocketAddr, Option<Socket
 }
 
 /// The trust anchors of the `--ca` files.
-fn load_trust(files: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn load_trust(files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let mut extra_roots = Vec::new();
     for path in files {
         extra_roots.extend(crate::trust::load_ca_file(path)?);

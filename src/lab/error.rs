@@ -59,4 +59,13 @@ impl LabError {
     }
 }
 
+/// `error` and its sources joined by ": " (what the binary prints with `{:#}`), for the
+/// lab's messages that travel as text.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 pub type LabResult<T> = std::result::Result<T, LabError>;

@@ -168,8 +168,8 @@ pub fn load_ca(state_dir: &Path) -> LabResult<LabCa> {
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as map_err(|e| ca_error(&e))
-fn ca_error(e: &crate::error::Error) -> LabError {
-    LabError::Ca(e.to_string())
+fn ca_error(e: &crate::servers::ServerError) -> LabError {
+    LabError::Ca(super::error::error_chain(e))
 }
 
 /// Run the Internet-side servers on the current thread (already in the Internet

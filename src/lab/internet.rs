@@ -48,8 +48,9 @@ pub struct InternetServers {
     web: Vec<LabServer>,
 }
 
-fn servers_error(e: impl std::fmt::Display) -> LabError {
-    LabError::Servers(e.to_string())
+#[allow(clippy::needless_pass_by_value)] // used as map_err(servers_error)
+fn servers_error(e: crate::servers::ServerError) -> LabError {
+    LabError::Servers(super::error::error_chain(&e))
 }
 
 impl InternetServers {
@@ -58,7 +59,7 @@ impl InternetServers {
     pub async fn start(scenario: &Scenario, ca: Arc<LabCa>) -> LabResult<InternetServers> {
         let resolver_cert = || {
             ca.issue(&[plan::DOT_NAME], &[IpAddr::V4(plan::RESOLVER_IP)])
-                .map_err(|e| LabError::Ca(e.to_string()))
+                .map_err(|e| LabError::Ca(super::error::error_chain(&e)))
         };
         let dns = AuthoritativeDns::new(zone(scenario))
             .udp_tcp(SocketAddr::from((plan::RESOLVER_IP, 53)))
@@ -78,7 +79,7 @@ impl InternetServers {
         let per_name = Arc::new(IssueOnDemand::new(Arc::clone(&ca), NO_SNI_NAME));
         let (chain, key) = ca
             .issue(&[NO_SNI_NAME], &[])
-            .map_err(|e| LabError::Ca(e.to_string()))?;
+            .map_err(|e| LabError::Ca(super::error::error_chain(&e)))?;
         let fallback = TlsIdentity { chain, key };
         let mut web = Vec::new();
         for server in &scenario.servers {
@@ -130,7 +131,7 @@ fn configs(
         let name = server.certificate_name();
         let (chain, key) = ca
             .issue(&[&name], &[])
-            .map_err(|e| LabError::Ca(e.to_string()))?;
+            .map_err(|e| LabError::Ca(super::error::error_chain(&e)))?;
         Ok(TlsLabConfig::new(TlsIdentity { chain, key }))
     };
     let http = HttpLabConfig::default();

@@ -32,7 +32,9 @@ use hickory_resolver::{ConnectionProvider, PoolContext, Resolver, TlsConfig};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::error::{Error, Result};
+use super::ProbeError;
+
+type Result<T, E = ProbeError> = std::result::Result<T, E>;
 use crate::observation::{ControlAnswer, ControlObservation, ControlOutcome, DnsRecord};
 use crate::probe::web::net::{ConnectionBudget, ConnectionPermit};
 
@@ -77,13 +79,13 @@ pub enum ControlSpec {
 }
 
 impl FromStr for ControlSpec {
-    type Err = Error;
+    type Err = ProbeError;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("none") {
             return Ok(Self::None);
         }
-        let bad = |reason: String| Error::BadAddress {
+        let bad = |reason: String| ProbeError::BadAddress {
             input: s.to_owned(),
             reason,
         };
@@ -110,8 +112,8 @@ impl FromStr for ControlSpec {
     }
 }
 
-fn bad_option(input: &str) -> Error {
-    Error::BadOption {
+fn bad_option(input: &str) -> ProbeError {
+    ProbeError::BadOption {
         option: "--control",
         reason: format!(
             "{input:?} is not one of doh:URL, dot:IP[:PORT]#NAME, udp:IP[:PORT] or none"
@@ -250,11 +252,14 @@ impl ControlResolver {
                 (Upstream::Addresses(vec![addr.ip()]), vec![tls])
             }
             ControlSpec::Doh { url } => {
-                let bad = |reason: String| Error::BadAddress {
+                let bad = |reason: String| ProbeError::BadAddress {
                     input: url.clone(),
                     reason,
                 };
-                let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+                let parsed = url::Url::parse(url).map_err(|source| ProbeError::BadUrl {
+                    input: url.clone(),
+                    source,
+                })?;
                 let port = parsed.port_or_known_default().unwrap_or(443);
                 let (upstream, server_name) = match parsed.host() {
                     Some(url::Host::Ipv4(ip)) => {
@@ -285,10 +290,7 @@ impl ControlResolver {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::BadOption {
-            option: "--control",
-            reason: format!("TLS set-up failed: {e}"),
-        })?
+        .map_err(ProbeError::ControlTlsSetup)?
         .with_root_certificates(crate::trust::root_store(extra_roots))
         .with_no_client_auth();
 
@@ -345,12 +347,12 @@ impl ControlResolver {
     ///
     /// Any DNS response counts, whatever its code (NOERROR, NXDOMAIN, REFUSED, SERVFAIL...):
     /// the question is whether the path to the control works, not what it thinks of the
-    /// root. Fails with [`Error::ControlUnreachable`] on timeouts, refused connections, TLS
+    /// root. Fails with [`ProbeError::ControlUnreachable`] on timeouts, refused connections, TLS
     /// failures (e.g. an untrusted certificate), HTTP errors and bootstrap failures, with
     /// the cause. (The direct exchange keeps that cause: hickory's pool reports
     /// connection failures only as "no connections available".)
     pub async fn check_reachable(&self) -> Result<()> {
-        let unreachable = |reason: String| Error::ControlUnreachable {
+        let unreachable = |reason: String| ProbeError::ControlUnreachable {
             control: self.label.clone(),
             reason,
         };
@@ -708,7 +710,7 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(reason), "{input}: {text}");
             match err {
-                Error::BadAddress { .. } | Error::BadOption { .. } => {}
+                ProbeError::BadAddress { .. } | ProbeError::BadOption { .. } => {}
                 other => panic!("{input}: unexpected error kind {other:?}"),
             }
         }

@@ -40,7 +40,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{Error, Result};
+use super::ProbeError;
+
+type Result<T, E = ProbeError> = std::result::Result<T, E>;
 use crate::observation::{
     DnsFlags, DnsQueryObservation, DnsRecord, DnsReply, DnsServerRole, DnsTcpExchange,
     OmittedReplies,
@@ -273,12 +275,12 @@ async fn open_socket(family: IpAddr) -> Result<UdpSocket> {
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     // Port 0: the kernel picks a random ephemeral source port for each socket.
-    let socket = UdpSocket::bind(bind).await.map_err(Error::Socket)?;
+    let socket = UdpSocket::bind(bind).await.map_err(ProbeError::Socket)?;
     let ttl_option = match family {
         IpAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true),
         IpAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true),
     };
-    ttl_option.map_err(|e| Error::Socket(e.into()))?;
+    ttl_option.map_err(|e| ProbeError::Socket(e.into()))?;
     // A large receive buffer keeps bursts of replies from being dropped by the kernel.
     let sock_ref = socket2::SockRef::from(&socket);
     let _ = sock_ref.set_recv_buffer_size(8 << 20);

@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::sync::Mutex;
 
+use super::ProbeError;
 use super::control::ControlResolver;
 use super::dns::{DnsEngine, DnsQuestion};
-use crate::error::{Error, Result};
 use crate::ipclass::is_bogon;
 use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole, SilenceRecheck};
 
@@ -47,11 +47,13 @@ impl DnsStage {
         sink: Option<SocketAddr>,
         qtypes: Vec<RecordType>,
         control_name: &str,
-    ) -> Result<Self> {
+    ) -> Result<Self, ProbeError> {
         let benign_question = DnsQuestion {
-            qname: Name::from_ascii(format!("{control_name}.")).map_err(|e| Error::BadOption {
-                option: "--control-name",
-                reason: format!("{control_name:?} is not a DNS name: {e}"),
+            qname: Name::from_ascii(format!("{control_name}.")).map_err(|source| {
+                ProbeError::ControlNameNotDns {
+                    name: control_name.to_owned(),
+                    source,
+                }
             })?,
             qtype: qtypes.first().copied().unwrap_or(RecordType::A),
             server: resolver,

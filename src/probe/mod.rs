@@ -4,4 +4,7 @@
 pub mod control;
 pub mod dns;
 pub mod dns_stage;
+mod error;
 pub mod web;
+
+pub use error::ProbeError;

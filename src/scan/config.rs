@@ -12,14 +12,50 @@ use rustls_pki_types::CertificateDer;
 
 use crate::control::ControlSpec;
 use crate::dns::DnsProbeConfig;
-use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
-use crate::pathguard::{PathGuardConfig, PortRotation};
+use crate::pathguard::{PathGuardConfig, PortRangeError, PortRotation};
 use crate::report::ScanOptions;
-use crate::scheduler::Shard;
+use crate::scheduler::{Shard, ShardError};
+use crate::targets::InvalidTarget;
 use crate::web::http::HttpProbeConfig;
 use crate::web::stage::{ViaConfig, WebStageConfig};
 use crate::web::tls::TlsProbeConfig;
+
+type Result<T, E = ScanConfigError> = std::result::Result<T, E>;
+
+/// An option a scan cannot run with. The cause is the
+/// [`source`](std::error::Error::source) where there is one, not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanConfigError {
+    #[error("invalid option {option}: {reason}")]
+    BadOption {
+        option: &'static str,
+        reason: String,
+    },
+    #[error("invalid option --control-name: {name:?}")]
+    ControlName {
+        name: String,
+        #[source]
+        reason: InvalidTarget,
+    },
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    ViaPorts(#[from] PortRangeError),
+}
+
+impl ScanConfigError {
+    /// The option refused (`--qtype`, `--shard`, ...).
+    pub fn option(&self) -> &'static str {
+        match self {
+            ScanConfigError::BadOption { option, .. } => option,
+            ScanConfigError::ControlName { .. } => "--control-name",
+            ScanConfigError::Shard(_) => "--shard",
+            ScanConfigError::ViaPorts(_) => "--via-ports",
+        }
+    }
+}
 
 /// Sockets in the DNS probe's pool when the options name no number.
 pub const DEFAULT_DNS_SOCKETS: usize = 8;
@@ -50,7 +86,7 @@ impl Stages {
                 "http" => stages.http = true,
                 "tls" => stages.tls = true,
                 other => {
-                    return Err(Error::BadOption {
+                    return Err(ScanConfigError::BadOption {
                         option: "--tests",
                         reason: format!("unknown stage {other:?} (dns, http, tls)"),
                     });
@@ -69,11 +105,12 @@ fn normalise_stage_name(name: &str) -> String {
 pub fn parse_qtypes(names: &[String]) -> Result<Vec<RecordType>> {
     let mut qtypes = Vec::new();
     for text in names {
-        let qtype =
-            RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| Error::BadOption {
+        let qtype = RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| {
+            ScanConfigError::BadOption {
                 option: "--qtype",
                 reason: format!("unknown query type {text:?}"),
-            })?;
+            }
+        })?;
         if !qtypes.contains(&qtype) {
             qtypes.push(qtype);
         }
@@ -85,9 +122,9 @@ pub fn parse_qtypes(names: &[String]) -> Result<Vec<RecordType>> {
 pub fn check_control_name(name: &str) -> Result<()> {
     crate::targets::validate_dns_name(name)
         .map(drop)
-        .map_err(|reason| Error::BadOption {
-            option: "--control-name",
-            reason: format!("{name:?}: {reason}"),
+        .map_err(|reason| ScanConfigError::ControlName {
+            name: name.to_owned(),
+            reason,
         })
 }
 
@@ -163,7 +200,7 @@ impl ScanConfig {
         let qtypes = parse_qtypes(&options.qtypes)?;
         check_control_name(&options.control_name)?;
         if options.rate < 0.0 || !options.rate.is_finite() {
-            return Err(Error::BadOption {
+            return Err(ScanConfigError::BadOption {
                 option: "--rate",
                 reason: "must be 0 (unpaced) or more".to_owned(),
             });
@@ -379,16 +416,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_control_name_keeps_the_reason() {
+        let err = check_control_name("a..b").unwrap_err();
+        let source = std::error::Error::source(&err).expect("the reason is kept");
+        assert!(source.is::<InvalidTarget>(), "{source:?}");
+        let err = ScanConfig::builder(resolver())
+            .options(|o| o.shard = Some("3/2".to_owned()))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ScanConfigError::Shard(_)), "{err:?}");
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         let refused = |change: fn(&mut ScanOptions), option: &str| {
             let error = ScanConfig::builder(resolver())
                 .options(change)
                 .build()
                 .unwrap_err();
-            assert!(
-                matches!(&error, Error::BadOption { option: o, .. } if *o == option),
-                "{error}"
-            );
+            assert_eq!(error.option(), option, "{error}");
         };
         refused(|o| o.qtypes = vec!["NOPE".to_owned()], "--qtype");
         refused(|o| o.tests = vec!["ftp".to_owned()], "--tests");

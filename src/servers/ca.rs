@@ -21,7 +21,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{Error, Result};
+use super::ServerError;
+
+type Result<T, E = ServerError> = std::result::Result<T, E>;
 
 /// A leaf certificate chain (leaf first) and its private key, ready for a rustls server.
 pub type CertifiedKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
@@ -73,7 +75,7 @@ fn ca_params(common_name: &str) -> CertificateParams {
 impl LabCa {
     /// Creates a CA with a fresh ECDSA P-256 key and the given subject common name.
     pub fn new(common_name: &str) -> Result<Self> {
-        let failed = |e: rcgen::Error| cert_error(common_name, &e);
+        let failed = |e: rcgen::Error| cert_error(common_name, e);
         let key = KeyPair::generate().map_err(failed)?;
         let params = ca_params(common_name);
         let cert = params.self_signed(&key).map_err(failed)?;
@@ -89,24 +91,23 @@ impl LabCa {
     /// [`LabCa::write_pem`] and [`LabCa::write_key_pem`]): certificates it issues chain
     /// to the same CA certificate.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Certificate {
-            subject: "lab CA".to_owned(),
-            reason,
+        let bad = |what: &'static str, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+            ServerError::BadLabCa { what, source }
         };
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| bad(format!("CA certificate PEM: {e}")))?;
+            .map_err(|e| bad("CA certificate PEM", Some(e.into())))?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
-            .map_err(|e| bad(format!("CA certificate: {e}")))?;
+            .map_err(|e| bad("CA certificate", Some(e.into())))?;
         let common_name = parsed
             .subject()
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
-            .ok_or_else(|| bad("the CA certificate has no common name".to_owned()))?
+            .ok_or_else(|| bad("the CA certificate has no common name", None))?
             .to_owned();
-        let key = KeyPair::from_pem(key_pem).map_err(|e| bad(format!("CA key PEM: {e}")))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| bad("CA key PEM", Some(e.into())))?;
         if key.public_key_raw() != parsed.public_key().subject_public_key.data.as_ref() {
-            return Err(bad("the key does not belong to the certificate".to_owned()));
+            return Err(bad("the key does not belong to the certificate", None));
         }
         drop(parsed);
         Ok(Self {
@@ -151,7 +152,7 @@ impl LabCa {
     /// Returns the chain `[leaf, CA]` and the leaf's private key.
     pub fn issue(&self, names: &[&str], ips: &[IpAddr]) -> Result<CertifiedKey> {
         let subject = subject_of(names, ips);
-        let failed = |e: rcgen::Error| cert_error(&subject, &e);
+        let failed = |e: rcgen::Error| cert_error(&subject, e);
         let params = leaf_params(names, ips).map_err(failed)?;
         let key = KeyPair::generate().map_err(failed)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(failed)?;
@@ -162,7 +163,7 @@ impl LabCa {
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let failed = |source| Error::FileWrite {
+    let failed = |source| ServerError::FileWrite {
         path: path.to_path_buf(),
         source,
     };
@@ -210,12 +211,13 @@ impl IssueOnDemand {
             return Ok(Arc::clone(key));
         }
         let (chain, key) = self.ca.issue(&[&name], &[])?;
-        let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
-            Error::Certificate {
-                subject: name.clone(),
-                reason: format!("signing key: {e}"),
-            }
-        })?;
+        let signing_key =
+            rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| {
+                ServerError::SigningKey {
+                    subject: name.clone(),
+                    source,
+                }
+            })?;
         let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signing_key));
         // Two hellos for a new name may race to issue: either certificate is valid.
         self.cache
@@ -244,7 +246,7 @@ impl ResolvesServerCert for IssueOnDemand {
 /// to no trust anchor. For "wrong certificate" servers (a false-positive trap).
 pub fn self_signed(names: &[&str], ips: &[IpAddr]) -> Result<CertifiedKey> {
     let subject = subject_of(names, ips);
-    let failed = |e: rcgen::Error| cert_error(&subject, &e);
+    let failed = |e: rcgen::Error| cert_error(&subject, e);
     let params = leaf_params(names, ips).map_err(failed)?;
     let key = KeyPair::generate().map_err(failed)?;
     let cert = params.self_signed(&key).map_err(failed)?;
@@ -290,15 +292,40 @@ fn private_key(key: &KeyPair) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))
 }
 
-fn cert_error(subject: &str, e: &rcgen::Error) -> Error {
-    Error::Certificate {
+fn cert_error(subject: &str, source: rcgen::Error) -> ServerError {
+    ServerError::Certificate {
         subject: subject.to_owned(),
-        reason: e.to_string(),
+        source,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bad_ca_keeps_the_cause() {
+        let ca = super::LabCa::new("cause test CA").unwrap();
+        let err = super::LabCa::from_pem(&ca.cert_pem(), "not a key").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                super::ServerError::BadLabCa {
+                    what: "CA key PEM",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).expect("the rcgen error is kept");
+        assert!(source.is::<rcgen::Error>(), "{source:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let err = ca
+            .write_pem(&dir.path().join("no/such/dir/ca.pem"))
+            .unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+    }
+
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 

@@ -19,8 +19,10 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::ServerError;
 use super::ca::CertifiedKey;
-use crate::error::{Error, Result};
+
+type Result<T, E = ServerError> = std::result::Result<T, E>;
 
 /// Default TTL of the zone's records, in seconds.
 pub const DEFAULT_TTL: u32 = 300;
@@ -153,10 +155,16 @@ impl ZoneSpec {
         );
         let ns_name = Name::from_ascii("ns")
             .and_then(|ns| ns.append_domain(&origin))
-            .map_err(|e| bad_zone(format!("cannot name the zone's NS: {e}")))?;
+            .map_err(|source| ServerError::BadZoneName {
+                name: format!("ns.{origin}"),
+                source,
+            })?;
         let hostmaster = Name::from_ascii("hostmaster")
             .and_then(|h| h.append_domain(&origin))
-            .map_err(|e| bad_zone(format!("cannot name the zone's SOA contact: {e}")))?;
+            .map_err(|source| ServerError::BadZoneName {
+                name: format!("hostmaster.{origin}"),
+                source,
+            })?;
         let soa = SOA::new(
             ns_name.clone(),
             hostmaster,
@@ -248,14 +256,16 @@ fn insert(
 
 /// An absolute, lowercase name (`"."` is the root).
 fn parse_name(text: &str) -> Result<Name> {
-    let mut name = Name::from_ascii(text)
-        .map_err(|e| bad_zone(format!("{text:?} is not a domain name: {e}")))?;
+    let mut name = Name::from_ascii(text).map_err(|source| ServerError::BadZoneName {
+        name: text.to_owned(),
+        source,
+    })?;
     name.set_fqdn(true);
     Ok(name.to_lowercase())
 }
 
-fn bad_zone(reason: String) -> Error {
-    Error::BadZone { reason }
+fn bad_zone(reason: String) -> ServerError {
+    ServerError::BadZone { reason }
 }
 
 /// An address with the certificate chain and key a TLS listener presents there.
@@ -344,17 +354,13 @@ impl AuthoritativeDns {
             .or_else(|| self.dot.as_ref().map(|d| d.addr))
             .or_else(|| self.doh.as_ref().map(|(d, _)| d.addr));
         let Some(first_addr) = first_addr else {
-            return Err(Error::BadOption {
-                option: "dns server",
-                reason: "no listener configured (UDP/TCP, DoT or DoH)".to_owned(),
-            });
+            return Err(ServerError::NoListener);
         };
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(start_error(
-                "DNS",
-                first_addr,
-                "not called inside a Tokio runtime".to_owned(),
-            ));
+            return Err(ServerError::NoRuntime {
+                service: "DNS",
+                addr: first_addr,
+            });
         }
 
         let (origin, handler) = self.zone.build()?;
@@ -383,7 +389,7 @@ impl AuthoritativeDns {
             running.dot_addr = Some(local_addr("DoT", endpoint.addr, listener.local_addr())?);
             server
                 .register_tls_listener_with_tls_config(listener, TLS_HANDSHAKE_TIMEOUT, config)
-                .map_err(|e| start_error("DoT", endpoint.addr, e.to_string()))?;
+                .map_err(|e| start_error("DoT", endpoint.addr, e))?;
         }
         if let Some((endpoint, path)) = self.doh {
             let config = super::tls_server_config(endpoint.certs, endpoint.key, &[b"h2"])?;
@@ -397,7 +403,7 @@ impl AuthoritativeDns {
                     None,
                     path,
                 )
-                .map_err(|e| start_error("DoH", endpoint.addr, e.to_string()))?;
+                .map_err(|e| start_error("DoH", endpoint.addr, e))?;
         }
         running.server = Some(server);
         Ok(running)
@@ -451,7 +457,7 @@ impl RunningDns {
             server
                 .shutdown_gracefully()
                 .await
-                .map_err(|e| start_error("DNS", addr, format!("server failed: {e}")))?;
+                .map_err(|source| ServerError::ServerFailed { addr, source })?;
         }
         Ok(())
     }
@@ -464,11 +470,11 @@ impl RunningDns {
     }
 }
 
-fn start_error(service: &'static str, addr: SocketAddr, reason: String) -> Error {
-    Error::ServerStart {
+fn start_error(service: &'static str, addr: SocketAddr, source: std::io::Error) -> ServerError {
+    ServerError::ServerStart {
         service,
         addr,
-        reason,
+        source,
     }
 }
 
@@ -477,7 +483,7 @@ fn local_addr(
     asked: SocketAddr,
     got: std::io::Result<SocketAddr>,
 ) -> Result<SocketAddr> {
-    got.map_err(|e| start_error(service, asked, e.to_string()))
+    got.map_err(|e| start_error(service, asked, e))
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
@@ -504,7 +510,7 @@ fn try_bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 fn bind_tcp(service: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
-    try_bind_tcp(addr).map_err(|e| start_error(service, addr, e.to_string()))
+    try_bind_tcp(addr).map_err(|e| start_error(service, addr, e))
 }
 
 /// UDP and TCP sockets on the same port. With port 0 the UDP socket picks a free port and
@@ -512,24 +518,22 @@ fn bind_tcp(service: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpLi
 fn bind_udp_and_tcp(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
     let mut last_error = None;
     for _ in 0..PORT_PICK_ATTEMPTS {
-        let udp = bind_udp(addr).map_err(|e| start_error("DNS/UDP", addr, e.to_string()))?;
+        let udp = bind_udp(addr).map_err(|e| start_error("DNS/UDP", addr, e))?;
         let udp_addr = local_addr("DNS/UDP", addr, udp.local_addr())?;
         match try_bind_tcp(udp_addr) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
                 last_error = Some(e);
             }
-            Err(e) => return Err(start_error("DNS/TCP", udp_addr, e.to_string())),
+            Err(e) => return Err(start_error("DNS/TCP", udp_addr, e)),
         }
     }
-    Err(start_error(
-        "DNS/TCP",
+    Err(ServerError::NoFreePort {
+        service: "DNS/TCP",
         addr,
-        format!(
-            "no port free for both UDP and TCP after {PORT_PICK_ATTEMPTS} tries: {}",
-            last_error.map_or_else(String::new, |e| e.to_string())
-        ),
-    ))
+        attempts: PORT_PICK_ATTEMPTS,
+        source: last_error,
+    })
 }
 
 #[cfg(test)]

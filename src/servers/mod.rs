@@ -8,6 +8,7 @@
 
 pub mod ca;
 pub mod dns;
+mod error;
 mod indexed_zone;
 pub mod web;
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::error::{Error, Result};
+pub use error::ServerError;
+
+type Result<T, E = ServerError> = std::result::Result<T, E>;
 
 /// A rustls server configuration (ring provider, TLS 1.2 and 1.3) presenting `certs`
 /// (leaf first) with `key`, and offering the ALPN protocols `alpn` (e.g. `b"dot"`, `b"h2"`,
@@ -25,18 +28,14 @@ pub fn tls_server_config(
     key: PrivateKeyDer<'static>,
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>> {
-    let failed = |reason: String| Error::Certificate {
-        subject: "TLS server configuration".to_owned(),
-        reason,
-    };
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| failed(e.to_string()))?
+    .map_err(ServerError::TlsConfig)?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| failed(e.to_string()))?;
+    .map_err(ServerError::TlsConfig)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -32,7 +32,43 @@ use super::outcome::{
     StageVerdict, TargetOutcome, TlsVerdict, blocking_text,
 };
 use super::reader::LoadedReport;
-use crate::error::{Error, Result};
+
+type Result<T, E = CheckError> = std::result::Result<T, E>;
+
+/// Why an expectations file cannot be checked. The cause is the
+/// [`source`](std::error::Error::source) where there is one, not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    #[error("expectations {path}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("expectations {path}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: OneLineToml,
+    },
+    #[error("expectations {path}: {reason}")]
+    BadExpectations { path: PathBuf, reason: String },
+}
+
+/// A TOML error shown on one line: `check` reports a usage error as one line of stderr,
+/// and toml's own message spans several (it quotes the line with a caret).
+#[derive(Debug)]
+pub struct OneLineToml(pub toml::de::Error);
+
+impl std::fmt::Display for OneLineToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(&self.0.to_string()))
+    }
+}
+
+/// The TOML error is this one's text (on one line), so it is not a further source.
+impl std::error::Error for OneLineToml {}
 use crate::targets::normalize_host;
 use crate::vocab::BlockingLayer;
 
@@ -270,19 +306,22 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn load(path: &Path) -> Result<Expectations> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BadExpectations {
+        let text = std::fs::read_to_string(path).map_err(|source| CheckError::Unreadable {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
         Expectations::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Expectations> {
-        let bad = |reason: String| Error::BadExpectations {
+        let bad = |reason: String| CheckError::BadExpectations {
             path: path.to_owned(),
             reason,
         };
-        let file: ExpectFile = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        let file: ExpectFile = toml::from_str(text).map_err(|e| CheckError::Syntax {
+            path: path.to_owned(),
+            source: OneLineToml(e),
+        })?;
         if file.expect.is_empty() {
             return Err(bad("no [[expect]] tables".to_owned()));
         }
@@ -687,6 +726,21 @@ mod tests {
     }
 
     #[test]
+    fn load_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Expectations::load(&dir.path().join("missing.toml")).unwrap_err();
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+        let err = parse("[[expect]\n").unwrap_err();
+        let source = std::error::Error::source(&err).expect("the TOML error is kept");
+        let toml = source
+            .downcast_ref::<OneLineToml>()
+            .expect("the TOML error");
+        assert!(!toml.to_string().contains('\n'), "{toml}");
+        assert!(!toml.0.message().is_empty());
+    }
+
+    #[test]
     fn parses_every_key() {
         let e = parse(
             r#"
@@ -769,7 +823,12 @@ mod tests {
             ("[[expect]\n", "e.toml"),
         ];
         for (text, needle) in cases {
-            let err = parse(text).unwrap_err().to_string();
+            let error = parse(text).unwrap_err();
+            // As the binary prints it: the error and its sources.
+            let err = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }

@@ -19,3 +19,5 @@ pub mod repeat;
 pub mod resume;
 pub mod sanitize;
 pub mod summarize;
+
+pub use expect::CheckError;

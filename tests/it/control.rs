@@ -4,9 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use censorprobe::Error;
 use censorprobe::control::{ControlResolver, ControlSpec};
 use censorprobe::observation::{ControlObservation, ControlOutcome};
+use censorprobe::probe::ProbeError;
 use censorprobe::servers::ca::LabCa;
 use censorprobe::servers::dns::{AuthoritativeDns, DOH_PATH, RunningDns, TlsEndpoint, ZoneSpec};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -173,7 +173,7 @@ async fn encrypted_controls_without_the_ca_are_unreachable() {
         let untrusting = control(&spec, &[], TIMEOUT);
         let err = untrusting.check_reachable().await.unwrap_err();
         match &err {
-            Error::ControlUnreachable { control, reason } => {
+            ProbeError::ControlUnreachable { control, reason } => {
                 assert_eq!(control, &spec);
                 assert!(
                     reason.to_lowercase().contains("certificate"),
@@ -203,7 +203,10 @@ async fn dot_control_with_the_wrong_server_name_is_unreachable() {
         .check_reachable()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::ControlUnreachable { .. }), "{err:?}");
+    assert!(
+        matches!(err, ProbeError::ControlUnreachable { .. }),
+        "{err:?}"
+    );
     lab.dns.shutdown().await.unwrap();
 }
 
@@ -221,7 +224,10 @@ async fn udp_control_with_nothing_listening_is_unreachable() {
         Duration::from_millis(300),
     );
     let err = dead.check_reachable().await.unwrap_err();
-    assert!(matches!(err, Error::ControlUnreachable { .. }), "{err:?}");
+    assert!(
+        matches!(err, ProbeError::ControlUnreachable { .. }),
+        "{err:?}"
+    );
     let obs = dead.resolve("www.lab.example", &[RecordType::A]).await;
     assert!(
         matches!(outcome(&obs, "A"), ControlOutcome::Error { .. }),

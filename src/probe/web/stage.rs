@@ -20,12 +20,12 @@ use rustls::pki_types::ServerName;
 use super::http::{HttpProbeConfig, HttpProber, valid_host_header};
 use super::net::{ConnectionBudget, ms_between};
 use super::tls::{TlsProbeConfig, TlsProber, server_name};
-use crate::error::Result;
 pub use crate::observation::web::{AddressPlan, AddressSource, PathRun, StageRun, WebObservations};
 use crate::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, ProbeRole, TlsObservation,
 };
 use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
+use crate::probe::ProbeError;
 
 /// The default benign name for controls: reserved by IANA for documentation, served
 /// by many hosts' default virtual host, blocked nowhere.
@@ -112,18 +112,20 @@ impl WebStage {
         roots: Arc<RootCertStore>,
         guard: PathGuard,
         budget: ConnectionBudget,
-    ) -> Result<Self> {
+    ) -> Result<Self, ProbeError> {
         let control_host = host_header(&config.control_name);
         if !valid_host_header(&control_host) {
-            return Err(crate::error::Error::BadOption {
+            return Err(ProbeError::BadOption {
                 option: "--control-name",
                 reason: format!("{:?} cannot be sent as a Host header", config.control_name),
             });
         }
         let control_server_name =
-            server_name(&config.control_name).map_err(|e| crate::error::Error::BadOption {
-                option: "--control-name",
-                reason: e.to_string(),
+            ServerName::try_from(config.control_name.clone()).map_err(|source| {
+                ProbeError::ControlNameNotTls {
+                    name: config.control_name.clone(),
+                    source,
+                }
             })?;
         let via_ports = match &config.via {
             Some(ViaConfig {
@@ -185,7 +187,10 @@ impl WebStage {
         };
         let host = host_header(name);
         let name_problem = if valid_host_header(&host) {
-            server_name(name).err().map(|e| e.to_string())
+            // Wire text (the stage's skip reason): these words stay as they are.
+            ServerName::try_from(name).err().map(|e| {
+                format!("cannot parse address {name:?}: not usable as a TLS server name: {e}")
+            })
         } else {
             Some(format!("{name:?} cannot be sent as a Host header"))
         };

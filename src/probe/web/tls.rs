@@ -26,7 +26,9 @@ use tokio::net::TcpStream;
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::tcpinfo::{self, StallPolicy};
-use crate::error::{Error, Result};
+use crate::probe::ProbeError;
+
+type Result<T, E = ProbeError> = std::result::Result<T, E>;
 use crate::observation::web::{
     CertProblem, CertValidity, CertificateInfo, Stage, TlsAlert, TlsHandshakeEnd, TlsObservation,
     TlsProgress,
@@ -123,9 +125,7 @@ impl TlsProber {
         });
         let mut client_config = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::TlsSetup {
-                reason: e.to_string(),
-            })?
+            .map_err(ProbeError::TlsSetup)?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -138,9 +138,7 @@ impl TlsProber {
         } else {
             let built = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .build()
-                .map_err(|e| Error::TlsSetup {
-                    reason: format!("certificate validator: {e}"),
-                })?;
+                .map_err(ProbeError::CertificateValidator)?;
             Some(built)
         };
         let client_config = Arc::new(client_config);
@@ -150,9 +148,7 @@ impl TlsProber {
             Arc::clone(&client_config),
             ServerName::try_from("example.com").expect("valid name"),
         )
-        .map_err(|e| Error::TlsSetup {
-            reason: e.to_string(),
-        })?;
+        .map_err(ProbeError::TlsSetup)?;
         Ok(TlsProber {
             client_config,
             validator,
@@ -409,9 +405,9 @@ fn io_end(err: &io::Error, obs: &mut TlsObservation) -> TlsHandshakeEnd {
 /// The TLS server name for `name`: a DNS name (sent as SNI) or an address literal
 /// (no SNI; the certificate is judged against the address).
 pub fn server_name(name: &str) -> Result<ServerName<'static>> {
-    ServerName::try_from(name.to_owned()).map_err(|e| Error::BadAddress {
+    ServerName::try_from(name.to_owned()).map_err(|source| ProbeError::BadServerName {
         input: name.to_owned(),
-        reason: format!("not usable as a TLS server name: {e}"),
+        source,
     })
 }
 
@@ -738,6 +734,17 @@ mod tests {
         assert_eq!(obs.connect.status, ConnectStatus::Refused);
         assert_eq!(obs.failed_at, Some(Stage::Connect));
         assert_eq!(obs.handshake, None);
+    }
+
+    #[test]
+    fn a_bad_server_name_keeps_the_cause() {
+        let err = server_name("a b.test").unwrap_err();
+        assert!(matches!(err, ProbeError::BadServerName { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the rustls error is kept");
+        assert!(
+            source.is::<rustls_pki_types::InvalidDnsNameError>(),
+            "{source:?}"
+        );
     }
 
     #[test]
