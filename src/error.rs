@@ -55,8 +55,12 @@ pub enum Error {
         source: std::io::Error,
     },
     // Researcher and CI workflows (src/workflows).
-    #[error(transparent)]
-    Read(#[from] crate::workflows::reader::ReadError),
+    #[error("cannot read report {path}")]
+    ReportUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid DNS zone for the lab server: {reason}")]
     BadZone { reason: String },
     #[error("cannot start {service} server on {addr}: {reason}")]
@@ -80,6 +84,14 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{path}: no target record ({lines} non-empty line(s), {unparsed} could not be parsed): not a censorprobe report, or a scan that measured nothing"
+    )]
+    NoTargetRecords {
+        path: PathBuf,
+        lines: usize,
+        unparsed: usize,
     },
 }
 

@@ -379,7 +379,11 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&LabRecord>) -> Ve
             "dns_method",
             expect.dns_method.map(|m| m.as_str().to_owned()),
             get(StageName::Dns, |s| &s.method),
-            agrees(expect.dns_method.as_ref(), at(StageName::Dns, |s| &s.method), false),
+            agrees(
+                expect.dns_method.as_ref(),
+                at(StageName::Dns, |s| &s.method),
+                false,
+            ),
         );
     }
     if let Some(methods) = &expect.dns_methods {
@@ -407,7 +411,11 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&LabRecord>) -> Ve
             "http_stage",
             expect.http_stage.map(|s| s.as_str().to_owned()),
             get(StageName::Http, |s| &s.stage),
-            agrees(expect.http_stage.as_ref(), at(StageName::Http, |s| &s.stage), false),
+            agrees(
+                expect.http_stage.as_ref(),
+                at(StageName::Http, |s| &s.stage),
+                false,
+            ),
         );
     }
     if let Some(verdict) = expect.tls {
@@ -421,7 +429,11 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&LabRecord>) -> Ve
             "tls_stage",
             expect.tls_stage.map(|s| s.as_str().to_owned()),
             get(StageName::Tls, |s| &s.stage),
-            agrees(expect.tls_stage.as_ref(), at(StageName::Tls, |s| &s.stage), false),
+            agrees(
+                expect.tls_stage.as_ref(),
+                at(StageName::Tls, |s| &s.stage),
+                false,
+            ),
         );
     }
     if let Some(blocking) = expect.blocking {

@@ -215,7 +215,10 @@ async fn every_dns_verdict_and_method() {
         Some(PoisoningMethod::ForgedNxdomain)
     );
     assert_eq!(verdict("broken.test"), DnsVerdict::Error);
-    assert_eq!(json(report.target("broken.test"))["dns"]["rcode"], "ServFail");
+    assert_eq!(
+        json(report.target("broken.test"))["dns"]["rcode"],
+        "ServFail"
+    );
     assert_eq!(verdict("geo.test"), DnsVerdict::DnsPoisoning);
     assert_eq!(method("geo.test"), Some(PoisoningMethod::Inconsistent));
     assert_eq!(verdict("bogon.test"), DnsVerdict::DnsPoisoning);
@@ -296,9 +299,7 @@ async fn without_control_only_injection_is_claimed() {
     assert_eq!(verdict("plain.test"), DnsVerdict::Ok);
     assert!(evidence_kinds(report.target("plain.test")).contains(&EvidenceKind::NoControl));
     // 198.18.2.1 is a bogon, but the benign name resolves into the same range here.
-    assert!(
-        evidence_kinds(report.target("plain.test")).contains(&EvidenceKind::BogonRangeInUse)
-    );
+    assert!(evidence_kinds(report.target("plain.test")).contains(&EvidenceKind::BogonRangeInUse));
     // A bogon outside the network's ranges, with no control: poisoning, never ok.
     let bogon_record = report.target("bogon.test");
     let bogon = &json(bogon_record);

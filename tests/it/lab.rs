@@ -703,7 +703,10 @@ fn demo_through_the_binary(
     for record in &report.targets {
         let target = &json(record);
         let inconclusive = [
-            ("dns", record.dns_verdict() == Some(DnsVerdict::Inconclusive)),
+            (
+                "dns",
+                record.dns_verdict() == Some(DnsVerdict::Inconclusive),
+            ),
             (
                 "http",
                 record

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
 use censorprobe::report::{HeaderRecord, SummaryRecord, TargetRecord};
 use censorprobe::workflows::reader::{ReportLine, read_str};
 use censorprobe::workflows::repeat::ConsensusRecord;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 

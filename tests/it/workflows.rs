@@ -1302,7 +1302,11 @@ async fn live_repeat_reports_every_attempt_and_the_consensus() {
         .collect();
     assert_eq!(
         flaky,
-        [DnsVerdict::DnsPoisoning, DnsVerdict::Ok, DnsVerdict::DnsPoisoning]
+        [
+            DnsVerdict::DnsPoisoning,
+            DnsVerdict::Ok,
+            DnsVerdict::DnsPoisoning
+        ]
     );
     assert_eq!(report.consensus.len(), 2);
     let consensus = |d: &str| report.consensus.iter().find(|c| c.domain == d).unwrap();
