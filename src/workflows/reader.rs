@@ -6,8 +6,11 @@
 //! like any other. Records of a type this version does not know are counted apart.
 //!
 //! Memory is bounded: a line longer than [`MAX_RECORD_BYTES`] is skipped (and counted)
-//! without being held in memory. Target records are not built as JSON trees: a reader
-//! parses only the fields it needs ([`TargetLine`]).
+//! without being held in memory. No line is built as a JSON tree: the record type is
+//! read first (borrowed from the line), then the typed record of that type straight
+//! from the line ([`ReportLine`]); a target record as whatever projection the caller
+//! asks for, by default the tolerant [`RecordHead`], which skips the fields it does not
+//! name without building them.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

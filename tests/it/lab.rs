@@ -898,14 +898,35 @@ fn no_residual_failures_are_attributed_from_controls_and_blackholes_from_round_t
     assert!(generated.status.success(), "{}", lossy(&generated.stderr));
     let (report, _, _) = demo_through_the_binary(&path, dir.path(), &lab_id("itnores"), None, None);
     let mut attributed = 0;
-    for target in &report.targets {
-        let target = &json(target);
-        for stage in ["http", "tls"] {
-            for attempt in target[stage]["attempts"].as_array().into_iter().flatten() {
+    for record in &report.targets {
+        let target = &json(record);
+        // Whether each attempt of each stage ended `ok`, in the record's order.
+        let attempts_ok = [
+            record
+                .http
+                .iter()
+                .flat_map(|http| &http.attempts)
+                .map(|a| a.verdict == HttpVerdict::Ok)
+                .collect::<Vec<_>>(),
+            record
+                .tls
+                .iter()
+                .flat_map(|tls| &tls.attempts)
+                .map(|a| a.verdict == TlsVerdict::Ok)
+                .collect(),
+        ];
+        for (stage, attempts_ok) in ["http", "tls"].into_iter().zip(attempts_ok) {
+            let attempts: Vec<&serde_json::Value> = target[stage]["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            assert_eq!(attempts.len(), attempts_ok.len(), "{target:#}");
+            for (attempt, ok) in attempts.into_iter().zip(attempts_ok) {
                 let facts = &attempt["path"];
                 assert_eq!(facts["mode"], "shared", "{target:#}");
                 assert_eq!(facts["requeues"], 0, "{target:#}");
-                if attempt["verdict"] != "ok" {
+                if !ok {
                     assert_eq!(facts["attribution"], "controls_passed", "{target:#}");
                     assert!(evidence_kinds_of(target, stage).contains(&"attribution"));
                     attributed += 1;

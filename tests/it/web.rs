@@ -680,10 +680,11 @@ async fn record_json_shape() {
     .await;
     let web = stage(&pki, config_for(&s), quick_guard());
     let r = web.probe_target("blocked.test", plan(&[s.ip])).await;
+    let typed_http = r.http.as_ref().unwrap();
+    assert_eq!(typed_http.verdict, HttpVerdict::RstInjection);
+    assert_eq!(typed_http.stage, Some(Stage::Request));
     let json = serde_json::to_value(&r).unwrap();
     let http = &json["http"];
-    assert_eq!(http["verdict"], "rst_injection");
-    assert_eq!(http["stage"], "request");
     assert_eq!(http["ip"], "127.0.0.41");
     assert_eq!(http["control"]["passed"], true);
     assert_eq!(http["control"]["outcome"], "ok");
@@ -710,7 +711,7 @@ async fn record_json_shape() {
             .get("body_prefix")
             .is_none()
     );
-    assert_eq!(json["tls"]["verdict"], "ok");
+    assert_eq!(r.tls.as_ref().unwrap().verdict, TlsVerdict::Ok);
     assert_eq!(json["addresses"]["source"], "pinned");
 }
 
