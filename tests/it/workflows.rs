@@ -1084,7 +1084,7 @@ async fn consensus_records_decide_summary_check_and_diff() {
         .find(|c| c.domain == "flaky.test")
         .unwrap();
     assert_eq!(flaky.blocking.majority, Blocking::At(BlockingLayer::Dns));
-    assert_eq!(flaky.consistency, 0.667);
+    assert_eq!(flaky.consistency.to_bits(), 0.667_f64.to_bits());
     assert_eq!(
         json_of(&flaky.stages.dns.as_ref().unwrap().verdicts),
         json!({"dns_poisoning": 2, "ok": 1})
@@ -1314,13 +1314,19 @@ async fn live_repeat_reports_every_attempt_and_the_consensus() {
         consensus("flaky.test").blocking.majority,
         Blocking::At(BlockingLayer::Dns)
     );
-    assert_eq!(consensus("flaky.test").consistency, 0.667);
+    assert_eq!(
+        consensus("flaky.test").consistency.to_bits(),
+        0.667_f64.to_bits()
+    );
     assert_eq!(
         consensus("flaky.test").stages.dns.as_ref().unwrap().method,
         Some(PoisoningMethod::Injection)
     );
     assert_eq!(consensus("steady.test").blocking.majority, Blocking::No);
-    assert_eq!(consensus("steady.test").consistency, 1.0);
+    assert_eq!(
+        consensus("steady.test").consistency.to_bits(),
+        1.0_f64.to_bits()
+    );
     // Each consensus follows its target's last attempt.
     let position = |pred: &dyn Fn(&Value) -> bool| {
         text.lines()
