@@ -42,12 +42,14 @@ fn main() {
     )
     .expect("the demo report");
     let mut header = None;
+    let mut summary = None;
     let mut templates: Vec<Value> = Vec::new();
     for line in demo.lines() {
         let value: Value = serde_json::from_str(line).expect("demo lines are JSON");
         match value["record"].as_str() {
             Some("header") => header = Some(line.to_owned()),
             Some("target") => templates.push(value),
+            Some("summary") => summary = Some(value),
             _ => {}
         }
     }
@@ -62,11 +64,12 @@ fn main() {
         serde_json::to_writer(&mut out, &record).unwrap();
         out.write_all(b"\n").unwrap();
     }
-    writeln!(
-        out,
-        r#"{{"record":"summary","interrupted":false,"targets_measured":{records}}}"#
-    )
-    .unwrap();
+    // A whole summary record (the demo's, with this report's count): the reader reads
+    // summaries typed.
+    let mut summary = summary.expect("a summary");
+    summary["interrupted"] = Value::Bool(false);
+    summary["targets_measured"] = Value::from(records);
+    writeln!(out, "{summary}").unwrap();
     out.flush().unwrap();
     drop(out);
     let bytes = std::fs::metadata(&path).unwrap().len();

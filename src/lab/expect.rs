@@ -2,7 +2,8 @@
 //! every expected field against what the probe reported, shown per name and as a
 //! confusion matrix per stage (expected verdict against reported verdict).
 //!
-//! Target records are the report lines with a `domain` field. A stage's verdict is
+//! Target records are read through the report reader
+//! ([`crate::workflows::reader::read_str`]) as [`LabRecord`]s. A stage's verdict is
 //! checked together with its detail: `dns.verdict` with `dns.method` (absent when the
 //! scenario names none), `http.verdict` with `http.stage`, `tls.verdict` with
 //! `tls.stage`; `dns.methods`, `blocking` and `accessible` are checked when the
@@ -12,9 +13,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 use super::scenario::{Expectation, Scenario};
+use crate::vocab::StageName;
+use crate::workflows::reader::{ReportLine, read_str};
 
 /// One field of one name: what the scenario expects and what the report says (`None`:
 /// absent), in words for display. Whether they agree is decided on the typed values
@@ -242,56 +246,110 @@ impl fmt::Display for Comparison {
     }
 }
 
-fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => None,
-        other => Some(other.to_string()),
+/// One field of a target record as the lab reads it: absent (`None`), or the JSON
+/// text the report wrote (`null` included). It is read as the expected type when
+/// compared, so that a word this version does not know (or a value of the wrong kind)
+/// is still shown as written, and agrees with nothing.
+type Written = Option<Box<RawValue>>;
+
+/// A present field, null included (serde gives a missing one its default, `None`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Written, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// The parts of a stage the lab checks.
+#[derive(Debug, Default, Deserialize)]
+struct LabStage {
+    #[serde(default, deserialize_with = "present")]
+    verdict: Written,
+    #[serde(default, deserialize_with = "present")]
+    method: Written,
+    #[serde(default, deserialize_with = "present")]
+    methods: Written,
+    #[serde(default, deserialize_with = "present")]
+    stage: Written,
+}
+
+/// The parts of a target record the lab checks, each as the report wrote it.
+#[derive(Debug, Deserialize)]
+pub struct LabRecord {
+    domain: String,
+    #[serde(default)]
+    dns: Option<LabStage>,
+    #[serde(default)]
+    http: Option<LabStage>,
+    #[serde(default)]
+    tls: Option<LabStage>,
+    #[serde(default, deserialize_with = "present")]
+    blocking: Written,
+    #[serde(default, deserialize_with = "present")]
+    accessible: Written,
+}
+
+impl LabRecord {
+    fn stage(&self, name: StageName) -> Option<&LabStage> {
+        match name {
+            StageName::Dns => self.dns.as_ref(),
+            StageName::Http => self.http.as_ref(),
+            StageName::Tls => self.tls.as_ref(),
+        }
     }
 }
 
+/// The JSON value of a present, non-null field.
+fn non_null(value: Option<&RawValue>) -> Option<&RawValue> {
+    value.filter(|v| v.get() != "null")
+}
+
+/// A value in words: a string as written, anything else as its JSON text; null is
+/// no value.
+fn text(value: Option<&RawValue>) -> Option<String> {
+    let value = non_null(value)?;
+    Some(serde_json::from_str::<String>(value.get()).unwrap_or_else(|_| value.get().to_owned()))
+}
+
 /// The report's `blocking`: JSON null is a value here ("null"), not an absence.
-fn blocking_text(record: &Value) -> Option<String> {
-    match record.get("blocking")? {
-        Value::Null => Some("null".to_owned()),
+fn blocking_text(record: &LabRecord) -> Option<String> {
+    match record.blocking.as_deref()? {
+        null if null.get() == "null" => Some("null".to_owned()),
         other => text(Some(other)),
     }
 }
 
-fn methods_text(record: &Value) -> Option<String> {
-    let methods = record.get("dns")?.get("methods")?.as_array()?;
-    Some(
-        methods
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(","),
-    )
-}
-
-fn lookup(record: &Value, outer: &str, inner: &str) -> Option<String> {
-    text(record.get(outer).and_then(|o| o.get(inner)))
+/// `dns.methods` in words: its strings, comma-separated.
+fn methods_text(record: &LabRecord) -> Option<String> {
+    let methods = record.dns.as_ref()?.methods.as_deref()?;
+    let items: Vec<Box<RawValue>> = serde_json::from_str(methods.get()).ok()?;
+    let words: Vec<String> = items
+        .iter()
+        .filter_map(|item| serde_json::from_str(item.get()).ok())
+        .collect();
+    Some(words.join(","))
 }
 
 /// Whether the report's value is the expected one, read as `T`. An absent value (and
 /// JSON null, unless `null_is_value`) agrees only with no expectation; a value that is
 /// no `T` (an unknown word) agrees with nothing.
-fn agrees<T>(expected: Option<&T>, value: Option<&Value>, null_is_value: bool) -> bool
+fn agrees<T>(expected: Option<&T>, value: Option<&RawValue>, null_is_value: bool) -> bool
 where
     T: PartialEq + DeserializeOwned,
 {
-    match (expected, value.filter(|v| null_is_value || !v.is_null())) {
+    let value = if null_is_value {
+        value
+    } else {
+        non_null(value)
+    };
+    match (expected, value) {
         (None, None) => true,
         (Some(expected), Some(value)) => {
-            T::deserialize(value).is_ok_and(|actual| actual == *expected)
+            serde_json::from_str::<T>(value.get()).is_ok_and(|actual| actual == *expected)
         }
         _ => false,
     }
 }
 
 /// The checks for one name's expectation against its record (`None`: no record).
-fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Check> {
+fn checks_of(name: &str, expect: &Expectation, record: Option<&LabRecord>) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut push =
         |field: &'static str, expected: Option<String>, actual: Option<String>, passed: bool| {
@@ -303,21 +361,29 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
                 passed,
             });
         };
-    let get = |outer: &str, inner: &str| record.and_then(|r| lookup(r, outer, inner));
-    let at =
-        |outer: &str, inner: &str| record.and_then(|r| r.get(outer)).and_then(|o| o.get(inner));
+    // A field of a stage, as written.
+    let at = |stage: StageName, field: fn(&LabStage) -> &Written| {
+        record
+            .and_then(|r| r.stage(stage))
+            .and_then(|s| field(s).as_deref())
+    };
+    let get = |stage: StageName, field: fn(&LabStage) -> &Written| text(at(stage, field));
     if let Some(verdict) = expect.dns {
         push(
             "dns",
             Some(verdict.as_str().to_owned()),
-            get("dns", "verdict"),
-            agrees(Some(&verdict), at("dns", "verdict"), false),
+            get(StageName::Dns, |s| &s.verdict),
+            agrees(Some(&verdict), at(StageName::Dns, |s| &s.verdict), false),
         );
         push(
             "dns_method",
             expect.dns_method.map(|m| m.as_str().to_owned()),
-            get("dns", "method"),
-            agrees(expect.dns_method.as_ref(), at("dns", "method"), false),
+            get(StageName::Dns, |s| &s.method),
+            agrees(
+                expect.dns_method.as_ref(),
+                at(StageName::Dns, |s| &s.method),
+                false,
+            ),
         );
     }
     if let Some(methods) = &expect.dns_methods {
@@ -331,35 +397,43 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
                     .join(","),
             ),
             record.and_then(methods_text),
-            agrees(Some(methods), at("dns", "methods"), false),
+            agrees(Some(methods), at(StageName::Dns, |s| &s.methods), false),
         );
     }
     if let Some(verdict) = expect.http {
         push(
             "http",
             Some(verdict.as_str().to_owned()),
-            get("http", "verdict"),
-            agrees(Some(&verdict), at("http", "verdict"), false),
+            get(StageName::Http, |s| &s.verdict),
+            agrees(Some(&verdict), at(StageName::Http, |s| &s.verdict), false),
         );
         push(
             "http_stage",
             expect.http_stage.map(|s| s.as_str().to_owned()),
-            get("http", "stage"),
-            agrees(expect.http_stage.as_ref(), at("http", "stage"), false),
+            get(StageName::Http, |s| &s.stage),
+            agrees(
+                expect.http_stage.as_ref(),
+                at(StageName::Http, |s| &s.stage),
+                false,
+            ),
         );
     }
     if let Some(verdict) = expect.tls {
         push(
             "tls",
             Some(verdict.as_str().to_owned()),
-            get("tls", "verdict"),
-            agrees(Some(&verdict), at("tls", "verdict"), false),
+            get(StageName::Tls, |s| &s.verdict),
+            agrees(Some(&verdict), at(StageName::Tls, |s| &s.verdict), false),
         );
         push(
             "tls_stage",
             expect.tls_stage.map(|s| s.as_str().to_owned()),
-            get("tls", "stage"),
-            agrees(expect.tls_stage.as_ref(), at("tls", "stage"), false),
+            get(StageName::Tls, |s| &s.stage),
+            agrees(
+                expect.tls_stage.as_ref(),
+                at(StageName::Tls, |s| &s.stage),
+                false,
+            ),
         );
     }
     if let Some(blocking) = expect.blocking {
@@ -370,7 +444,7 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
             record.and_then(blocking_text),
             agrees(
                 Some(&blocking.0),
-                record.and_then(|r| r.get("blocking")),
+                record.and_then(|r| r.blocking.as_deref()),
                 true,
             ),
         );
@@ -379,10 +453,10 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
         push(
             "accessible",
             Some(accessible.to_string()),
-            record.and_then(|r| text(r.get("accessible"))),
+            record.and_then(|r| text(r.accessible.as_deref())),
             agrees(
                 Some(&accessible),
-                record.and_then(|r| r.get("accessible")),
+                record.and_then(|r| r.accessible.as_deref()),
                 false,
             ),
         );
@@ -392,15 +466,15 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&Value>) -> Vec<Ch
 
 /// Compare the records of a JSONL report with the scenario's expectations.
 pub fn compare(scenario: &Scenario, report: &str) -> Comparison {
-    let mut records: HashMap<String, Value> = HashMap::new();
-    for line in report.lines() {
-        let Ok(value) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if let Some(domain) = value.get("domain").and_then(Value::as_str) {
-            records.insert(domain.trim_end_matches('.').to_ascii_lowercase(), value);
+    let mut records: HashMap<String, LabRecord> = HashMap::new();
+    // Lines that are no target record are left out: the names without one are missing.
+    read_str(report, |_, line: ReportLine<LabRecord>| {
+        if let ReportLine::Target(record) = line {
+            let domain = record.domain.trim_end_matches('.').to_ascii_lowercase();
+            records.insert(domain, *record);
         }
-    }
+        Ok(())
+    });
     let mut comparison = Comparison::default();
     for entry in &scenario.names {
         comparison.names.push(entry.name.clone());
@@ -447,9 +521,9 @@ expect = { dns = "ok" }
         let scenario = Scenario::parse(SCENARIO, Path::new("t.toml")).unwrap();
         let report = [
             r#"{"record":"header","tool":"censorprobe"}"#,
-            r#"{"domain":"a.example","dns":{"verdict":"dns_poisoning","method":"injection","methods":["injection","bogon"]},"http":{"verdict":"ok"},"blocking":"dns"}"#,
-            r#"{"domain":"b.example","http":{"verdict":"rst_injection","stage":"response"},"blocking":false,"accessible":false}"#,
-            r#"{"domain":"c.example","dns":{"verdict":"ok","method":"bogon"},"blocking":null}"#,
+            r#"{"record":"target","domain":"a.example","dns":{"verdict":"dns_poisoning","method":"injection","methods":["injection","bogon"]},"http":{"verdict":"ok"},"blocking":"dns"}"#,
+            r#"{"record":"target","domain":"b.example","http":{"verdict":"rst_injection","stage":"response"},"blocking":false,"accessible":false}"#,
+            r#"{"record":"target","domain":"c.example","dns":{"verdict":"ok","method":"bogon"},"blocking":null}"#,
             r#"{"record":"summary"}"#,
         ]
         .join("\n");
@@ -490,9 +564,9 @@ expect = { dns = "ok" }
         // verdict. Each fails, and is shown as the report wrote it. (a.example has no
         // record: its checks are covered above.)
         let report = [
-            r#"{"domain":"b.example","http":{"verdict":"rst","stage":"request"},"blocking":"false","accessible":"false"}"#,
-            r#"{"domain":"c.example","dns":{"verdict":"ok"},"blocking":"null"}"#,
-            r#"{"domain":"d.example","dns":{"verdict":"ok"}}"#,
+            r#"{"record":"target","domain":"b.example","http":{"verdict":"rst","stage":"request"},"blocking":"false","accessible":"false"}"#,
+            r#"{"record":"target","domain":"c.example","dns":{"verdict":"ok"},"blocking":"null"}"#,
+            r#"{"record":"target","domain":"d.example","dns":{"verdict":"ok"}}"#,
         ]
         .join("\n");
         let comparison = compare(&scenario, &report);

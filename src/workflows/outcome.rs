@@ -2,15 +2,15 @@
 //! blocking and accessibility.
 //!
 //! The writer builds it from the typed record (`From<&TargetRecord>`); the workflows
-//! that read reports back build it from a record's JSON ([`TargetOutcome::from_slice`]),
-//! tolerating records that lack the web stages or the target-level fields. Every
+//! that read reports back build it from a [`RecordHead`], the tolerant typed projection
+//! of a record's JSON that the report reader yields, tolerating records that lack the
+//! web stages or the target-level fields. Every
 //! stage is read the same way: `verdict`, optional `method`, optional `stage`, each
 //! typed.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 pub use crate::classify::web::Blocking;
 use crate::classify::web::{BlockingLayer, Claim};
@@ -188,17 +188,17 @@ pub fn blocking_text(blocking: Blocking) -> String {
 }
 
 /// The parts of a stage object the workflows read.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(bound = "V: StageVerdict")]
-struct StageHead<V> {
+pub struct StageHead<V> {
     #[serde(default)]
-    verdict: Option<Majority<V>>,
+    pub verdict: Option<Majority<V>>,
     #[serde(default)]
-    method: Option<PoisoningMethod>,
+    pub method: Option<PoisoningMethod>,
     #[serde(default)]
-    stage: Option<Stage>,
+    pub stage: Option<Stage>,
     #[serde(default)]
-    forged_ips: Vec<String>,
+    pub forged_ips: Vec<String>,
 }
 
 impl<V: StageVerdict> StageHead<V> {
@@ -213,33 +213,67 @@ impl<V: StageVerdict> StageHead<V> {
     }
 }
 
-/// The parts of a target record the workflows read; serde skips everything else
-/// without building it.
-#[derive(Debug, Clone, Deserialize)]
-struct TargetHead {
-    domain: String,
+/// The parts of a target record the workflows read: the tolerant typed projection of a
+/// [`TargetRecord`] (same field names, every field optional, unknown fields ignored;
+/// serde skips them without building them). `blocking` and `accessible` keep an absent
+/// field apart from a recorded null.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordHead {
+    pub domain: String,
     #[serde(default)]
-    categories: Vec<String>,
+    pub categories: Vec<String>,
     #[serde(default)]
-    attempt: Option<u32>,
+    pub attempt: Option<u32>,
     #[serde(default)]
-    dns: Option<StageHead<DnsVerdict>>,
+    pub dns: Option<StageHead<DnsVerdict>>,
     #[serde(default)]
-    http: Option<StageHead<HttpVerdict>>,
+    pub http: Option<StageHead<HttpVerdict>>,
     #[serde(default)]
-    tls: Option<StageHead<TlsVerdict>>,
+    pub tls: Option<StageHead<TlsVerdict>>,
     #[serde(default)]
-    blocking: Field<Blocking>,
+    pub blocking: Field<Blocking>,
     #[serde(default)]
-    accessible: Field<Option<bool>>,
+    pub accessible: Field<Option<bool>>,
+}
+
+/// The projection of a typed record: what reading its JSON gives.
+impl From<&TargetRecord> for RecordHead {
+    fn from(record: &TargetRecord) -> RecordHead {
+        let dns = record.dns.as_ref().map(|dns| &dns.assessment);
+        RecordHead {
+            domain: record.domain.clone(),
+            categories: record.categories.clone(),
+            attempt: record.attempt,
+            dns: dns.map(|dns| StageHead {
+                verdict: Some(Majority::Of(dns.verdict)),
+                method: dns.method,
+                stage: None,
+                forged_ips: dns.forged_ips.iter().map(ToString::to_string).collect(),
+            }),
+            http: record.http.as_ref().map(|http| StageHead {
+                verdict: Some(Majority::Of(http.verdict)),
+                method: None,
+                stage: http.stage,
+                forged_ips: Vec::new(),
+            }),
+            tls: record.tls.as_ref().map(|tls| StageHead {
+                verdict: Some(Majority::Of(tls.verdict)),
+                method: None,
+                stage: tls.stage,
+                forged_ips: Vec::new(),
+            }),
+            blocking: Field::Present(record.blocking),
+            accessible: Field::Present(record.accessible),
+        }
+    }
 }
 
 /// A field that may be absent from a record, or present (null included): `blocking` is
 /// `false`, a layer or null (anything else, `"false"`, `true`, `"yes"`, makes the record
 /// unreadable, so that it is reported as such rather than counted as censored);
 /// `accessible` a boolean or null.
-#[derive(Debug, Clone, Copy, Default)]
-enum Field<T> {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Field<T> {
     #[default]
     Absent,
     Present(T),
@@ -312,15 +346,16 @@ impl From<&TargetRecord> for TargetOutcome {
 }
 
 impl TargetOutcome {
-    /// Reads a target record from its JSON value.
-    pub fn from_value(value: &Value) -> serde_json::Result<TargetOutcome> {
-        TargetHead::deserialize(value).map(TargetOutcome::from)
+    /// Reads a target record from any deserializer (a JSON value in tests) through its
+    /// [`RecordHead`].
+    pub fn from_value<'de, D: Deserializer<'de>>(record: D) -> Result<TargetOutcome, D::Error> {
+        RecordHead::deserialize(record).map(TargetOutcome::from)
     }
 
     /// Reads a target record from its JSON text, skipping the fields it does not need
     /// (much faster than building the whole tree first).
     pub fn from_slice(json: &[u8]) -> serde_json::Result<TargetOutcome> {
-        serde_json::from_slice::<TargetHead>(json).map(TargetOutcome::from)
+        serde_json::from_slice::<RecordHead>(json).map(TargetOutcome::from)
     }
 
     pub fn stage(&self, name: StageName) -> Option<AnyStage<'_>> {
@@ -369,8 +404,8 @@ impl TargetOutcome {
     }
 }
 
-impl From<TargetHead> for TargetOutcome {
-    fn from(head: TargetHead) -> TargetOutcome {
+impl From<RecordHead> for TargetOutcome {
+    fn from(head: RecordHead) -> TargetOutcome {
         let mut forged_ips = Vec::new();
         let stages = StageOutcomes {
             dns: head.dns.and_then(|s| s.outcome(&mut forged_ips)),
@@ -451,7 +486,7 @@ fn legacy_accessible(stages: &StageOutcomes, blocking: Blocking) -> Option<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn outcome(value: &Value) -> TargetOutcome {
         TargetOutcome::from_value(value).unwrap()

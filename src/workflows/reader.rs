@@ -6,28 +6,71 @@
 //! like any other. Records of a type this version does not know are counted apart.
 //!
 //! Memory is bounded: a line longer than [`MAX_RECORD_BYTES`] is skipped (and counted)
-//! without being held in memory. Target records are not built as JSON trees: a reader
-//! parses only the fields it needs ([`TargetLine`]).
+//! without being held in memory. No line is built as a JSON tree: the record type is
+//! read first (borrowed from the line), then the typed record of that type straight
+//! from the line ([`ReportLine`]); a target record as whatever projection the caller
+//! asks for, by default the tolerant [`RecordHead`], which skips the fields it does not
+//! name without building them.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-use super::outcome::TargetOutcome;
+use super::outcome::{RecordHead, TargetOutcome};
 use super::repeat::ConsensusRecord;
-use crate::error::{Error, Result};
 use crate::lines::read_line_bounded;
-use crate::report::TargetRecord;
+use crate::report::{HeaderRecord, SummaryRecord};
 
 /// Longest line read as a record. Real target records are kilobytes (every DNS reply and
 /// connection observation included); a longer line is damage, skipped and counted.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// Why a report could not be read at all (a damaged line is no error: it is counted).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("cannot read report {path}")]
+    ReportUnreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path}: no target record ({lines} non-empty line(s), {unparsed} could not be parsed): not a censorprobe report, or a scan that measured nothing"
+    )]
+    NoTargetRecords {
+        path: PathBuf,
+        lines: usize,
+        unparsed: usize,
+    },
+}
+
+/// For callers that still report through the crate-wide error (resume), until their
+/// areas have their own error types.
+impl From<ReadError> for crate::error::Error {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::ReportUnreadable { path, source } => {
+                crate::error::Error::ReportUnreadable { path, source }
+            }
+            ReadError::NoTargetRecords {
+                path,
+                lines,
+                unparsed,
+            } => crate::error::Error::NoTargetRecords {
+                path,
+                lines,
+                unparsed,
+            },
+        }
+    }
+}
 
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,33 +124,16 @@ impl ReadStats {
     }
 }
 
-/// One parsed line of a report.
+/// One record of a report, typed. A target record is read as `T`: the tolerant
+/// projection [`RecordHead`] by default, or the full [`crate::report::TargetRecord`]
+/// for a reader that needs every observation (resume's summary replay).
 #[derive(Debug)]
-pub enum ReportLine<'a> {
-    Header(Value),
+pub enum ReportLine<T = RecordHead> {
+    Header(Box<HeaderRecord>),
     /// A target record (one attempt, with `--repeat`).
-    Target(TargetLine<'a>),
+    Target(Box<T>),
     Consensus(Box<ConsensusRecord>),
-    Summary(Value),
-}
-
-/// A target record's line, parsed as far as its reader asks: the few fields of an
-/// outcome, the typed record, or the whole JSON tree.
-#[derive(Debug, Clone, Copy)]
-pub struct TargetLine<'a>(&'a [u8]);
-
-impl TargetLine<'_> {
-    pub fn outcome(&self) -> serde_json::Result<TargetOutcome> {
-        TargetOutcome::from_slice(self.0)
-    }
-
-    pub fn record(&self) -> serde_json::Result<TargetRecord> {
-        serde_json::from_slice(self.0)
-    }
-
-    pub fn value(&self) -> serde_json::Result<Value> {
-        serde_json::from_slice(self.0)
-    }
+    Summary(Box<SummaryRecord>),
 }
 
 /// The `record` field of a line, found without building the rest.
@@ -117,26 +143,39 @@ struct RecordKind<'a> {
     record: Option<Cow<'a, str>>,
 }
 
-/// Reads every line of a report, calling `visit` with its 1-based number and record.
-/// `visit` may reject a record (e.g. a target whose fields are unusable): the line is
-/// then counted as unparsed with that reason.
-pub fn read_lines(
+/// Reads every line of the report at `path`, calling `visit` with its 1-based number and
+/// record. `visit` may reject a record (e.g. a target whose fields are unusable): the
+/// line is then counted as unparsed with that reason.
+pub fn read_lines<T: DeserializeOwned>(
     path: &Path,
-    mut visit: impl FnMut(usize, ReportLine<'_>) -> Result<(), String>,
-) -> Result<ReadStats> {
-    let unreadable = |source| Error::ReportUnreadable {
+    visit: impl FnMut(usize, ReportLine<T>) -> Result<(), String>,
+) -> Result<ReadStats, ReadError> {
+    let unreadable = |source| ReadError::ReportUnreadable {
         path: path.to_owned(),
         source,
     };
     let file = File::open(path).map_err(unreadable)?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    read_from(BufReader::with_capacity(1 << 16, file), visit).map_err(unreadable)
+}
+
+/// Reads every line of a report held in memory, as [`read_lines`] does a file.
+pub fn read_str<T: DeserializeOwned>(
+    text: &str,
+    visit: impl FnMut(usize, ReportLine<T>) -> Result<(), String>,
+) -> ReadStats {
+    read_from(text.as_bytes(), visit).expect("reading from memory cannot fail")
+}
+
+fn read_from<T: DeserializeOwned>(
+    mut reader: impl BufRead,
+    mut visit: impl FnMut(usize, ReportLine<T>) -> Result<(), String>,
+) -> io::Result<ReadStats> {
     let mut stats = ReadStats::default();
     let mut buf = Vec::new();
     let mut number = 0;
     loop {
         buf.clear();
-        let length =
-            read_line_bounded(&mut reader, &mut buf, MAX_RECORD_BYTES).map_err(unreadable)?;
+        let length = read_line_bounded(&mut reader, &mut buf, MAX_RECORD_BYTES)?;
         if length.at_end() {
             break;
         }
@@ -191,7 +230,15 @@ fn written_kind(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(kind).ok()
 }
 
-fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<ReportLine<'a>>, String> {
+/// The typed record of `kind` on `line`, or why it cannot be read.
+fn typed<T: DeserializeOwned>(line: &[u8], kind: &str) -> Result<Box<T>, String> {
+    serde_json::from_slice(line).map_err(|e| format!("{kind} record: {e}"))
+}
+
+fn parse_line<T: DeserializeOwned>(
+    line: &[u8],
+    stats: &mut ReadStats,
+) -> Result<Option<ReportLine<T>>, String> {
     let kind = if let Some(kind) = written_kind(line) {
         Cow::Borrowed(kind)
     } else {
@@ -201,12 +248,10 @@ fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<Report
     };
     stats.records += 1;
     Ok(Some(match kind.as_ref() {
-        "header" => ReportLine::Header(serde_json::from_slice(line).map_err(|e| e.to_string())?),
-        "target" => ReportLine::Target(TargetLine(line)),
-        "summary" => ReportLine::Summary(serde_json::from_slice(line).map_err(|e| e.to_string())?),
-        "consensus" => ReportLine::Consensus(Box::new(
-            serde_json::from_slice(line).map_err(|e| format!("consensus record: {e}"))?,
-        )),
+        "header" => ReportLine::Header(typed(line, "header")?),
+        "target" => ReportLine::Target(typed(line, "target")?),
+        "summary" => ReportLine::Summary(typed(line, "summary")?),
+        "consensus" => ReportLine::Consensus(typed(line, "consensus")?),
         other => {
             *stats.unknown_records.entry(other.to_owned()).or_default() += 1;
             return Ok(None);
@@ -218,9 +263,9 @@ fn parse_line<'a>(line: &'a [u8], stats: &mut ReadStats) -> Result<Option<Report
 #[derive(Debug, Clone)]
 pub struct LoadedReport {
     pub path: PathBuf,
-    pub headers: Vec<Value>,
+    pub headers: Vec<HeaderRecord>,
     /// The last summary record, absent when the scan was killed.
-    pub summary: Option<Value>,
+    pub summary: Option<SummaryRecord>,
     /// One per domain, in first-seen order: the consensus of its attempts when the
     /// report has one, else its latest record. Forged addresses are those of every record.
     pub outcomes: Vec<TargetOutcome>,
@@ -231,7 +276,7 @@ pub struct LoadedReport {
 }
 
 impl LoadedReport {
-    pub fn load(path: &Path) -> Result<LoadedReport> {
+    pub fn load(path: &Path) -> Result<LoadedReport, ReadError> {
         let mut report = LoadedReport {
             path: path.to_owned(),
             headers: Vec::new(),
@@ -243,12 +288,12 @@ impl LoadedReport {
             index: HashMap::new(),
         };
         let mut has_consensus: HashMap<String, bool> = HashMap::new();
-        let stats = read_lines(path, |_, line| {
+        let stats = read_lines(path, |_, line: ReportLine| {
             match line {
-                ReportLine::Header(header) => report.headers.push(header),
-                ReportLine::Summary(summary) => report.summary = Some(summary),
-                ReportLine::Target(line) => {
-                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
+                ReportLine::Header(header) => report.headers.push(*header),
+                ReportLine::Summary(summary) => report.summary = Some(*summary),
+                ReportLine::Target(head) => {
+                    let outcome = TargetOutcome::from(*head);
                     report.target_records += 1;
                     let consensus = has_consensus.get(&outcome.domain).copied();
                     report.merge(outcome, consensus != Some(true));
@@ -293,21 +338,17 @@ impl LoadedReport {
 
     /// Whether the scan ran to the end: a summary record that says it was not interrupted.
     pub fn complete(&self) -> bool {
-        self.summary
-            .as_ref()
-            .and_then(|s| s.get("interrupted"))
-            .and_then(Value::as_bool)
-            == Some(false)
+        self.summary.as_ref().is_some_and(|s| !s.interrupted)
     }
 
     /// Refuses a report with no target record: not a censorprobe report (binary, empty,
     /// another format), or a scan that measured nothing, where a summary or a diff would
     /// say "nothing" as if it were a finding.
-    pub fn require_targets(&self) -> Result<()> {
+    pub fn require_targets(&self) -> Result<(), ReadError> {
         if self.target_records + self.consensus_records > 0 {
             return Ok(());
         }
-        Err(Error::NoTargetRecords {
+        Err(ReadError::NoTargetRecords {
             path: self.path.clone(),
             lines: self.stats.lines,
             unparsed: self.stats.unparsed.len(),
@@ -335,7 +376,17 @@ mod tests {
     use super::*;
     use crate::workflows::outcome::Blocking;
 
-    const HEADER: &str = r#"{"record":"header","tool":"censorprobe"}"#;
+    const DEMO: &str = include_str!("../../reports/examples/lab-demo.jsonl");
+
+    /// A real header (the demo report's).
+    fn header() -> &'static str {
+        DEMO.lines().next().unwrap()
+    }
+
+    /// A real summary of a scan that finished (the demo report's).
+    fn summary() -> &'static str {
+        DEMO.lines().last().unwrap()
+    }
 
     fn target(domain: &str, verdict: &str) -> String {
         format!(r#"{{"record":"target","domain":"{domain}","dns":{{"verdict":"{verdict}"}}}}"#)
@@ -343,10 +394,11 @@ mod tests {
 
     #[test]
     fn a_killed_scan_reads_every_complete_line() {
+        let header = header();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("killed.jsonl");
         let text = format!(
-            "{HEADER}\n{}\n{}\n{{\"record\":\"target\",\"domain\":\"c.te",
+            "{header}\n{}\n{}\n{{\"record\":\"target\",\"domain\":\"c.te",
             target("a.test", "ok"),
             target("b.test", "dns_poisoning")
         );
@@ -369,9 +421,10 @@ mod tests {
 
     #[test]
     fn garbled_lines_in_the_middle_and_unknown_records() {
+        let header = header();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("garbled.jsonl");
-        let mut bytes = format!("{HEADER}\n{}\n", target("a.test", "ok")).into_bytes();
+        let mut bytes = format!("{header}\n{}\n", target("a.test", "ok")).into_bytes();
         bytes.extend_from_slice(b"\xff\xfe not json\n");
         bytes.extend_from_slice(b"[1,2,3]\n\n");
         bytes.extend_from_slice(br#"{"record":"capture","x":1}"#);
@@ -379,7 +432,7 @@ mod tests {
         bytes.extend_from_slice(br#"{"record":"target","dns":{"verdict":"ok"}}"#);
         bytes.push(b'\n');
         bytes.extend_from_slice(format!("{}\n", target("b.test", "timeout")).as_bytes());
-        bytes.extend_from_slice(br#"{"record":"summary","interrupted":false}"#);
+        bytes.extend_from_slice(summary().as_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let report = LoadedReport::load(&path).unwrap();
         assert_eq!(report.target_records, 2);
@@ -402,6 +455,7 @@ mod tests {
 
     #[test]
     fn latest_record_or_consensus_per_domain() {
+        let header = header();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("repeat.jsonl");
         let consensus = ConsensusRecord::of(&[
@@ -411,7 +465,7 @@ mod tests {
         let mut consensus_line = serde_json::to_value(&consensus).unwrap();
         consensus_line["record"] = "consensus".into();
         let text = format!(
-            "{HEADER}\n{}\n{}\n{consensus_line}\n{}\n{}\n",
+            "{header}\n{}\n{}\n{consensus_line}\n{}\n{}\n",
             target("a.test", "dns_poisoning"),
             target("a.test", "dns_poisoning"),
             target("b.test", "ok"),
@@ -439,6 +493,7 @@ mod tests {
 
     #[test]
     fn the_written_record_type_is_found_without_parsing_and_checked_after() {
+        let header = header();
         assert_eq!(
             written_kind(br#"{"record":"target","domain":"a"}"#),
             Some("target")
@@ -451,7 +506,7 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "{HEADER}\n{{\"record\":\"target\",garbage\n{{\"domain\":\"b.test\",\"record\":\"target\"}}\n"
+                "{header}\n{{\"record\":\"target\",garbage\n{{\"domain\":\"b.test\",\"record\":\"target\"}}\n"
             ),
         )
         .unwrap();
@@ -464,20 +519,101 @@ mod tests {
 
     #[test]
     fn a_report_without_target_records_is_refused() {
+        let header = header();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
-        std::fs::write(&path, format!("{HEADER}\nnot json\n")).unwrap();
+        std::fs::write(&path, format!("{header}\nnot json\n")).unwrap();
         let report = LoadedReport::load(&path).unwrap();
         let err = report.require_targets().unwrap_err().to_string();
         assert!(
             err.contains("no target record (2 non-empty line(s), 1 could not be parsed)"),
             "{err}"
         );
-        std::fs::write(&path, format!("{HEADER}\n{}\n", target("a.test", "ok"))).unwrap();
+        std::fs::write(&path, format!("{header}\n{}\n", target("a.test", "ok"))).unwrap();
         LoadedReport::load(&path)
             .unwrap()
             .require_targets()
             .unwrap();
+    }
+
+    #[test]
+    fn every_demo_record_reads_as_the_projection_of_its_typed_record() {
+        use crate::report::ReportRecord;
+        let mut heads = Vec::new();
+        let (mut headers, mut summaries) = (0, Vec::new());
+        let stats = read_str(DEMO, |_, line: ReportLine| {
+            match line {
+                ReportLine::Target(head) => heads.push(*head),
+                ReportLine::Header(header) => {
+                    assert_eq!(header.tool, "censorprobe");
+                    headers += 1;
+                }
+                ReportLine::Summary(summary) => summaries.push(summary.interrupted),
+                ReportLine::Consensus(_) => {}
+            }
+            Ok(())
+        });
+        assert!(stats.unparsed.is_empty(), "{:?}", stats.unparsed);
+        assert_eq!((stats.lines, stats.records), (26, 26));
+        assert_eq!((headers, summaries), (1, vec![false]));
+        let typed: Vec<RecordHead> = DEMO
+            .lines()
+            .filter_map(|line| match serde_json::from_str(line).unwrap() {
+                ReportRecord::Target(record) => Some(RecordHead::from(&*record)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(typed.len(), 24);
+        assert_eq!(heads, typed);
+    }
+
+    #[test]
+    fn absent_and_null_blocking_stay_apart() {
+        use crate::workflows::outcome::Field;
+        let text = [
+            r#"{"record":"target","domain":"a.test","dns":{"verdict":"ok"}}"#,
+            r#"{"record":"target","domain":"b.test","dns":{"verdict":"ok"},"blocking":null,"accessible":null}"#,
+        ]
+        .join("\n");
+        let mut heads = Vec::new();
+        read_str(&text, |_, line: ReportLine| {
+            if let ReportLine::Target(head) = line {
+                heads.push(*head);
+            }
+            Ok(())
+        });
+        assert_eq!(heads[0].blocking, Field::Absent);
+        assert_eq!(heads[0].accessible, Field::Absent);
+        assert_eq!(heads[1].blocking, Field::Present(Blocking::Inconclusive));
+        assert_eq!(heads[1].accessible, Field::Present(None));
+    }
+
+    #[test]
+    fn headers_and_summaries_are_read_typed() {
+        let text = format!(
+            "{}\n{{\"record\":\"header\",\"tool\":\"censorprobe\"}}\n{}\n{}\n",
+            header(),
+            target("a.test", "ok"),
+            summary().replace(r#""interrupted":false"#, r#""interrupted":true"#)
+        );
+        let stats = read_str(&text, |_, _: ReportLine| Ok(()));
+        assert_eq!(stats.records, 4);
+        assert_eq!(stats.unparsed.len(), 1, "{:?}", stats.unparsed);
+        assert_eq!(stats.unparsed[0].line, 2);
+        assert!(
+            stats.unparsed[0]
+                .reason
+                .starts_with("header record: missing field"),
+            "{:?}",
+            stats.unparsed
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let report = LoadedReport::load(&path).unwrap();
+        assert_eq!(report.headers.len(), 1);
+        assert!(report.summary.as_ref().unwrap().interrupted);
+        assert!(!report.complete(), "an interrupted scan is not complete");
     }
 
     #[test]

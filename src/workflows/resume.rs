@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::outcome::TargetOutcome;
 use super::reader::{ReadStats, ReportLine, read_lines};
 use crate::error::{Error, Result};
-use crate::report::{ResumeInfo, SummaryBuilder};
+use crate::report::{ResumeInfo, SummaryBuilder, TargetRecord};
 
 /// What an earlier run of the report recorded. Empty when not resuming.
 #[derive(Debug, Default)]
@@ -40,10 +40,10 @@ impl PriorRun {
         if !path.exists() {
             return Ok(prior);
         }
-        let stats = read_lines(path, |_, line| {
+        let stats = read_lines(path, |_, line: ReportLine| {
             match line {
-                ReportLine::Target(line) => {
-                    let outcome = line.outcome().map_err(|e| format!("target record: {e}"))?;
+                ReportLine::Target(head) => {
+                    let outcome = TargetOutcome::from(*head);
                     prior.target_records += 1;
                     *prior.attempts.entry(outcome.domain.clone()).or_default() += 1;
                     if repeat > 1 && !prior.consensus.contains(&outcome.domain) {
@@ -98,16 +98,16 @@ impl PriorRun {
         if !path.exists() {
             return Ok(());
         }
-        let mut unusable = 0;
-        read_lines(path, |_, line| {
-            if let ReportLine::Target(line) = line {
-                match line.record() {
-                    Ok(record) => summary.add(&record),
-                    Err(_) => unusable += 1,
-                }
+        // Target records read at load that are not full records of this version.
+        let mut replayed = 0;
+        read_lines(path, |_, line: ReportLine<TargetRecord>| {
+            if let ReportLine::Target(record) = line {
+                summary.add(&record);
+                replayed += 1;
             }
             Ok(())
         })?;
+        let unusable = self.target_records.saturating_sub(replayed);
         if unusable > 0 {
             tracing::warn!(
                 "resuming {}: {unusable} earlier target record(s) are not in the summary counts (written by another version?)",

@@ -12,7 +12,11 @@ use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::support::{BIN, Report};
+use censorprobe::report::TargetRecord;
+use censorprobe::verdict::DnsVerdict;
+use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
+
+use crate::support::{BIN, Report, json};
 
 const SCENARIO: &str = r#"
 [lab]
@@ -696,19 +700,40 @@ fn demo_through_the_binary(
     let comparison = compare(&scenario, &text);
     assert!(comparison.is_perfect(), "{comparison}");
     assert_eq!(report.targets.len(), scenario.names.len());
-    for target in &report.targets {
-        for stage in ["dns", "http", "tls"] {
-            assert_ne!(
-                target[stage]["verdict"], "inconclusive",
+    for record in &report.targets {
+        let target = &json(record);
+        let inconclusive = [
+            (
+                "dns",
+                record.dns_verdict() == Some(DnsVerdict::Inconclusive),
+            ),
+            (
+                "http",
+                record
+                    .http
+                    .as_ref()
+                    .is_some_and(|http| http.verdict == HttpVerdict::Inconclusive),
+            ),
+            (
+                "tls",
+                record
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.verdict == TlsVerdict::Inconclusive),
+            ),
+        ];
+        for (stage, inconclusive) in inconclusive {
+            assert!(
+                !inconclusive,
                 "{}: {stage} is inconclusive: {target:#}",
-                target["domain"]
+                record.domain
             );
             assert!(
                 target[stage]["evidence"]
                     .as_array()
                     .is_some_and(|e| !e.is_empty()),
                 "{}: every verdict rests on evidence",
-                target["domain"]
+                record.domain
             );
         }
     }
@@ -756,17 +781,19 @@ fn demo_scenario_through_the_binary_is_a_perfect_match() {
     std::fs::remove_file(&reported).unwrap();
     assert!(comparison.checks.len() > 150, "{}", comparison.checks.len());
     // Spot checks of the evidence behind the headline verdicts.
-    let dropped = report.target("dns-dropped.example");
+    let dropped = &json(report.target("dns-dropped.example"));
     assert!(evidence_kinds_of(dropped, "dns").contains(&"selective_silence"));
-    let rst = report.target("http-rst.example");
+    let rst = &json(report.target("http-rst.example"));
     assert_eq!(rst["http"]["residual"], true, "residual censorship seen");
-    let neighbour = report.target("neighbour.example");
+    let neighbour = &json(report.target("neighbour.example"));
     assert!(neighbour["http"]["evidence"].is_array());
-    let wrong = report.target("wrong-cert.example");
+    let wrong = &json(report.target("wrong-cert.example"));
     assert!(evidence_kinds_of(wrong, "tls").contains(&"certificate_invalid"));
     assert!(
-        report.header["vantage"]
-            .as_str()
+        report
+            .header
+            .vantage
+            .as_deref()
             .is_some_and(|v| v.starts_with("censorprobe-lab-"))
     );
 }
@@ -804,7 +831,10 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     let triggered = report
         .targets
         .iter()
-        .filter(|t| t["http"]["residual"] == true || t["tls"]["residual"] == true)
+        .filter(|t| {
+            t.http.as_ref().and_then(|http| http.residual) == Some(true)
+                || t.tls.as_ref().and_then(|tls| tls.residual) == Some(true)
+        })
         .count();
     assert!(
         triggered > 10,
@@ -813,8 +843,9 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     let kept_honest = report
         .targets
         .iter()
-        .filter(|t| t["blocking"] == false)
+        .filter(|t| t.blocking == Blocking::No)
         .filter(|t| {
+            let t = &json(t);
             ["http", "tls"].iter().any(|stage| {
                 let kinds = evidence_kinds_of(t, stage);
                 kinds.contains(&"path_waited") || kinds.contains(&"requeued")
@@ -828,7 +859,8 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     // What the guard learnt is in the summary: paths with residual blocking, their
     // triggers, and the measured residual duration (1 s here; measured from the first
     // failing control to the first passing one, so never less).
-    let learnt = report.summary["residual_paths"]
+    let summary = json(&report.summary);
+    let learnt = summary["residual_paths"]
         .as_array()
         .expect("residual paths in the summary");
     assert!(!learnt.is_empty());
@@ -866,13 +898,35 @@ fn no_residual_failures_are_attributed_from_controls_and_blackholes_from_round_t
     assert!(generated.status.success(), "{}", lossy(&generated.stderr));
     let (report, _, _) = demo_through_the_binary(&path, dir.path(), &lab_id("itnores"), None, None);
     let mut attributed = 0;
-    for target in &report.targets {
-        for stage in ["http", "tls"] {
-            for attempt in target[stage]["attempts"].as_array().into_iter().flatten() {
+    for record in &report.targets {
+        let target = &json(record);
+        // Whether each attempt of each stage ended `ok`, in the record's order.
+        let attempts_ok = [
+            record
+                .http
+                .iter()
+                .flat_map(|http| &http.attempts)
+                .map(|a| a.verdict == HttpVerdict::Ok)
+                .collect::<Vec<_>>(),
+            record
+                .tls
+                .iter()
+                .flat_map(|tls| &tls.attempts)
+                .map(|a| a.verdict == TlsVerdict::Ok)
+                .collect(),
+        ];
+        for (stage, attempts_ok) in ["http", "tls"].into_iter().zip(attempts_ok) {
+            let attempts: Vec<&serde_json::Value> = target[stage]["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            assert_eq!(attempts.len(), attempts_ok.len(), "{target:#}");
+            for (attempt, ok) in attempts.into_iter().zip(attempts_ok) {
                 let facts = &attempt["path"];
                 assert_eq!(facts["mode"], "shared", "{target:#}");
                 assert_eq!(facts["requeues"], 0, "{target:#}");
-                if attempt["verdict"] != "ok" {
+                if !ok {
                     assert_eq!(facts["attribution"], "controls_passed", "{target:#}");
                     assert!(evidence_kinds_of(target, stage).contains(&"attribution"));
                     attributed += 1;
@@ -894,10 +948,10 @@ fn no_residual_failures_are_attributed_from_controls_and_blackholes_from_round_t
         }
     }
     assert!(attributed > 30, "{attributed}");
+    let summary = json(&report.summary);
     assert!(
-        report.summary.get("residual_paths").is_none(),
-        "no residual blocking to learn: {}",
-        report.summary
+        report.summary.residual_paths.is_empty() && summary.get("residual_paths").is_none(),
+        "no residual blocking to learn: {summary}"
     );
 }
 
@@ -981,11 +1035,20 @@ fn lab_up_status_down_through_the_binary() {
     assert!(scan.status.success(), "{}", lossy(&scan.stderr));
     let report = Report::parse(&lossy(&scan.stdout));
     let open = report.target("open.lab.example");
-    assert_eq!(open["http"]["verdict"], "ok", "{open:#}");
-    assert_eq!(open["tls"]["verdict"], "ok", "{open:#}");
+    let http_verdict = |record: &TargetRecord| record.http.as_ref().map(|http| http.verdict);
+    assert_eq!(http_verdict(open), Some(HttpVerdict::Ok), "{open:#?}");
+    assert_eq!(
+        open.tls.as_ref().map(|tls| tls.verdict),
+        Some(TlsVerdict::Ok),
+        "{open:#?}"
+    );
     let rst = report.target("rst.lab.example");
-    assert_eq!(rst["http"]["verdict"], "rst_injection", "{rst:#}");
-    assert_eq!(rst["blocking"], "http");
+    assert_eq!(
+        http_verdict(rst),
+        Some(HttpVerdict::RstInjection),
+        "{rst:#?}"
+    );
+    assert_eq!(rst.blocking, Blocking::At(BlockingLayer::Http));
 
     // The roles' logs are files: plain text, no terminal colour codes.
     let state_dir = Path::new(info["state_dir"].as_str().unwrap());

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use censorprobe::report::{HeaderRecord, SummaryRecord, TargetRecord};
+use censorprobe::workflows::reader::{ReportLine, read_str};
+use censorprobe::workflows::repeat::ConsensusRecord;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -41,34 +44,42 @@ pub fn assert_schema_valid(record: &Value) {
     );
 }
 
-/// A parsed JSONL report.
+/// A parsed JSONL report: the typed records, read by the same reader as the workflows.
 #[derive(Debug)]
 pub struct Report {
-    pub header: Value,
-    pub targets: Vec<Value>,
+    pub header: HeaderRecord,
+    pub targets: Vec<TargetRecord>,
     /// With `--repeat`: one consensus record per target.
-    pub consensus: Vec<Value>,
-    pub summary: Value,
+    pub consensus: Vec<ConsensusRecord>,
+    pub summary: SummaryRecord,
 }
 
 impl Report {
+    /// Parses a whole report: every line must be JSON that matches the schema (the wire
+    /// format, checked on its own parse) and a typed record of a known type.
     pub fn parse(text: &str) -> Report {
-        let mut header = None;
-        let mut summary = None;
-        let mut targets = Vec::new();
-        let mut consensus = Vec::new();
         for line in text.lines() {
             let record: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("bad JSONL line {line:?}: {e}"));
             assert_schema_valid(&record);
-            match record["record"].as_str() {
-                Some("header") => header = Some(record),
-                Some("target") => targets.push(record),
-                Some("consensus") => consensus.push(record),
-                Some("summary") => summary = Some(record),
-                other => panic!("unknown record type {other:?}"),
-            }
         }
+        let mut header = None;
+        let mut summary = None;
+        let mut targets = Vec::new();
+        let mut consensus = Vec::new();
+        let stats = read_str(text, |_, line: ReportLine<TargetRecord>| {
+            match line {
+                ReportLine::Header(record) => header = Some(*record),
+                ReportLine::Target(record) => targets.push(*record),
+                ReportLine::Consensus(record) => consensus.push(*record),
+                ReportLine::Summary(record) => summary = Some(*record),
+            }
+            Ok(())
+        });
+        assert!(
+            stats.unparsed.is_empty() && stats.unknown_records.is_empty(),
+            "unreadable lines or unknown record types: {stats:#?}"
+        );
         Report {
             header: header.expect("a header record"),
             targets,
@@ -77,12 +88,17 @@ impl Report {
         }
     }
 
-    pub fn target(&self, domain: &str) -> &Value {
+    pub fn target(&self, domain: &str) -> &TargetRecord {
         self.targets
             .iter()
-            .find(|t| t["domain"] == domain)
+            .find(|t| t.domain == domain)
             .unwrap_or_else(|| panic!("no record for {domain}"))
     }
+}
+
+/// A record as its JSON, for assertions on fields deep inside it (replies, rechecks).
+pub fn json(record: &impl serde::Serialize) -> Value {
+    serde_json::to_value(record).expect("records serialize")
 }
 
 /// Output of one run of the binary.

@@ -680,10 +680,11 @@ async fn record_json_shape() {
     .await;
     let web = stage(&pki, config_for(&s), quick_guard());
     let r = web.probe_target("blocked.test", plan(&[s.ip])).await;
+    let typed_http = r.http.as_ref().unwrap();
+    assert_eq!(typed_http.verdict, HttpVerdict::RstInjection);
+    assert_eq!(typed_http.stage, Some(Stage::Request));
     let json = serde_json::to_value(&r).unwrap();
     let http = &json["http"];
-    assert_eq!(http["verdict"], "rst_injection");
-    assert_eq!(http["stage"], "request");
     assert_eq!(http["ip"], "127.0.0.41");
     assert_eq!(http["control"]["passed"], true);
     assert_eq!(http["control"]["outcome"], "ok");
@@ -710,7 +711,7 @@ async fn record_json_shape() {
             .get("body_prefix")
             .is_none()
     );
-    assert_eq!(json["tls"]["verdict"], "ok");
+    assert_eq!(r.tls.as_ref().unwrap().verdict, TlsVerdict::Ok);
     assert_eq!(json["addresses"]["source"], "pinned");
 }
 
@@ -856,7 +857,7 @@ async fn endless_responses_are_malformed_not_blocking() {
 /// no lookup fails with `EMFILE`, and every name gets its true verdicts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_fd_limit_is_back_pressure_never_a_verdict() {
-    use crate::support::{Behaviour, Report, args, fake_dns};
+    use crate::support::{Behaviour, Report, args, fake_dns, json};
     use censorprobe::servers::ca::LabCa;
     let ip = lo(62);
     let dns = fake_dns(&[], Behaviour::a([127, 0, 0, 62])).await;
@@ -919,22 +920,23 @@ async fn low_fd_limit_is_back_pressure_never_a_verdict() {
     let mut wrong = Vec::new();
     for record in &report.targets {
         let verdicts = (
-            record["dns"]["verdict"].as_str(),
-            record["http"]["verdict"].as_str(),
-            record["tls"]["verdict"].as_str(),
-            &record["blocking"],
+            record.dns_verdict(),
+            record.http.as_ref().map(|http| http.verdict),
+            record.tls.as_ref().map(|tls| tls.verdict),
+            record.blocking,
         );
         if verdicts
             != (
-                Some("ok"),
-                Some("ok"),
-                Some("ok"),
-                &serde_json::json!(false),
+                Some(DnsVerdict::Ok),
+                Some(HttpVerdict::Ok),
+                Some(TlsVerdict::Ok),
+                Blocking::No,
             )
         {
             wrong.push(format!(
                 "{}: {verdicts:?} {}",
-                record["domain"], record["dns"]["evidence"]
+                record.domain,
+                json(record)["dns"]["evidence"]
             ));
         }
     }
@@ -978,7 +980,7 @@ impl Drop for IsolatedNamespace {
 /// probe runs in a namespace with no route out, so no handshake leaves the machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_as_proof_is_capped_and_skips_bogons_with_evidence() {
-    use crate::support::{Behaviour, Report, args, fake_dns};
+    use crate::support::{Behaviour, Report, args, fake_dns, json};
     use censorprobe::ipclass::is_bogon;
     let ns = IsolatedNamespace::new("proof");
     // 1,990 public addresses (11.0.0.0/8, unreachable from the namespace) and ten in
@@ -1056,7 +1058,8 @@ async fn tls_as_proof_is_capped_and_skips_bogons_with_evidence() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report = Report::parse(&stdout);
-    let dns = &report.target("cdn.test")["dns"];
+    let cdn = json(report.target("cdn.test"));
+    let dns = &cdn["dns"];
     let tried: Vec<IpAddr> = dns["tls_proof"]
         .as_array()
         .unwrap()
@@ -1106,5 +1109,9 @@ async fn tls_as_proof_is_capped_and_skips_bogons_with_evidence() {
             .any(|d| d.contains(&format!("{kept_bogons} address")) && d.contains("bogon")),
         "{skipped:#?}"
     );
-    assert_eq!(dns["verdict"], "dns_poisoning", "{dns:#}");
+    assert_eq!(
+        report.target("cdn.test").dns_verdict(),
+        Some(DnsVerdict::DnsPoisoning),
+        "{dns:#}"
+    );
 }

@@ -14,12 +14,15 @@ use std::time::Duration;
 use censorprobe::report::{DnsSection, HeaderRecord, ReportRecord, SummaryBuilder, TargetRecord};
 use censorprobe::targets::TargetSource;
 use censorprobe::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
-use censorprobe::workflows::outcome::TargetOutcome;
+use censorprobe::vocab::{Blocking, BlockingLayer};
+use censorprobe::workflows::outcome::{Majority, TargetOutcome};
 use censorprobe::workflows::repeat::ConsensusRecord;
 use quick_xml::events::Event;
 use serde_json::{Value, json};
 
-use crate::support::{Behaviour, Report, Run, args, assert_schema_valid, fake_dns, run_binary};
+use crate::support::{
+    Behaviour, Report, Run, args, assert_schema_valid, fake_dns, json as json_of, run_binary,
+};
 
 // ---------------------------------------------------------------------------------
 // Reports made with the real record types.
@@ -1078,26 +1081,29 @@ async fn consensus_records_decide_summary_check_and_diff() {
     let flaky = parsed
         .consensus
         .iter()
-        .find(|c| c["domain"] == "flaky.test")
+        .find(|c| c.domain == "flaky.test")
         .unwrap();
-    assert_eq!(flaky["blocking"]["majority"], "dns");
-    assert_eq!(flaky["consistency"], 0.667);
+    assert_eq!(flaky.blocking.majority, Blocking::At(BlockingLayer::Dns));
+    assert_eq!(flaky.consistency.to_bits(), 0.667_f64.to_bits());
     assert_eq!(
-        flaky["stages"]["dns"]["verdicts"],
+        json_of(&flaky.stages.dns.as_ref().unwrap().verdicts),
         json!({"dns_poisoning": 2, "ok": 1})
     );
-    assert_eq!(flaky["forged_ips"], json!([FORGED, "10.10.34.36"]));
+    assert_eq!(flaky.forged_ips, [FORGED, "10.10.34.36"]);
     let coin = parsed
         .consensus
         .iter()
-        .find(|c| c["domain"] == "coin.test")
+        .find(|c| c.domain == "coin.test")
         .unwrap();
     assert_eq!(
-        coin["blocking"]["majority"],
-        Value::Null,
+        coin.blocking.majority,
+        Blocking::Inconclusive,
         "one reset is not a finding"
     );
-    assert_eq!(coin["stages"]["dns"]["verdict"], "no_majority");
+    assert_eq!(
+        coin.stages.dns.as_ref().unwrap().verdict,
+        Majority::NoMajority
+    );
     let report = write(dir.path(), "repeat.jsonl", &text);
 
     let json: Value = serde_json::from_str(&summary(&report, "json").await).unwrap();
@@ -1273,14 +1279,14 @@ async fn live_repeat_reports_every_attempt_and_the_consensus() {
     assert_eq!(run.status.code(), Some(0), "{run:#?}");
     let text = std::fs::read_to_string(&out).unwrap();
     let report = Report::parse(&text);
-    assert_eq!(report.header["options"]["repeat"], 3);
+    assert_eq!(report.header.options.repeat, Some(3));
     assert_eq!(report.targets.len(), 6);
     for domain in ["flaky.test", "steady.test"] {
         let attempts: Vec<u64> = report
             .targets
             .iter()
-            .filter(|t| t["domain"] == domain)
-            .map(|t| t["attempt"].as_u64().unwrap())
+            .filter(|t| t.domain == domain)
+            .map(|t| u64::from(t.attempt.unwrap()))
             .collect();
         assert_eq!(
             attempts,
@@ -1288,23 +1294,39 @@ async fn live_repeat_reports_every_attempt_and_the_consensus() {
             "{domain}: attempts in order, one per pass"
         );
     }
-    let flaky: Vec<&str> = report
+    let flaky: Vec<DnsVerdict> = report
         .targets
         .iter()
-        .filter(|t| t["domain"] == "flaky.test")
-        .map(|t| t["dns"]["verdict"].as_str().unwrap())
+        .filter(|t| t.domain == "flaky.test")
+        .map(|t| t.dns_verdict().unwrap())
         .collect();
-    assert_eq!(flaky, ["dns_poisoning", "ok", "dns_poisoning"]);
-    assert_eq!(report.consensus.len(), 2);
-    let consensus = |d: &str| report.consensus.iter().find(|c| c["domain"] == d).unwrap();
-    assert_eq!(consensus("flaky.test")["blocking"]["majority"], "dns");
-    assert_eq!(consensus("flaky.test")["consistency"], 0.667);
     assert_eq!(
-        consensus("flaky.test")["stages"]["dns"]["method"],
-        "injection"
+        flaky,
+        [
+            DnsVerdict::DnsPoisoning,
+            DnsVerdict::Ok,
+            DnsVerdict::DnsPoisoning
+        ]
     );
-    assert_eq!(consensus("steady.test")["blocking"]["majority"], false);
-    assert_eq!(consensus("steady.test")["consistency"], 1.0);
+    assert_eq!(report.consensus.len(), 2);
+    let consensus = |d: &str| report.consensus.iter().find(|c| c.domain == d).unwrap();
+    assert_eq!(
+        consensus("flaky.test").blocking.majority,
+        Blocking::At(BlockingLayer::Dns)
+    );
+    assert_eq!(
+        consensus("flaky.test").consistency.to_bits(),
+        0.667_f64.to_bits()
+    );
+    assert_eq!(
+        consensus("flaky.test").stages.dns.as_ref().unwrap().method,
+        Some(PoisoningMethod::Injection)
+    );
+    assert_eq!(consensus("steady.test").blocking.majority, Blocking::No);
+    assert_eq!(
+        consensus("steady.test").consistency.to_bits(),
+        1.0_f64.to_bits()
+    );
     // Each consensus follows its target's last attempt.
     let position = |pred: &dyn Fn(&Value) -> bool| {
         text.lines()
@@ -1314,8 +1336,8 @@ async fn live_repeat_reports_every_attempt_and_the_consensus() {
     let last = position(&|v| v["domain"] == "flaky.test" && v["attempt"] == 3);
     let agreed = position(&|v| v["record"] == "consensus" && v["domain"] == "flaky.test");
     assert_eq!(agreed, last + 1, "{text}");
-    assert_eq!(report.summary["targets_measured"], 6);
-    assert_eq!(report.summary["censored"], json!(["flaky.test"]));
+    assert_eq!(report.summary.targets_measured, 6);
+    assert_eq!(report.summary.censored, ["flaky.test"]);
     // Not a terminal: plain progress lines on stderr.
     let progress: Vec<&str> = run
         .stderr
@@ -1771,9 +1793,9 @@ async fn sigterm_and_sighup_stop_a_scan_like_ctrl_c() {
     for (signal, status) in [(Signal::SIGTERM, 143), (Signal::SIGHUP, 129)] {
         let (code, report, stderr) = signalled_scan(signal).await;
         assert_eq!(code, Some(status), "{signal}: {stderr}");
-        assert_eq!(report.summary["interrupted"], true, "{signal}");
-        let measured = report.summary["targets_measured"].as_u64().unwrap();
-        assert_eq!(measured, report.targets.len() as u64, "{signal}");
+        assert!(report.summary.interrupted, "{signal}");
+        let measured = report.summary.targets_measured;
+        assert_eq!(measured, report.targets.len(), "{signal}");
         assert!((3..200).contains(&measured), "{signal}: {measured}");
         assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
     }
