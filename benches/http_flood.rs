@@ -14,8 +14,8 @@ use common::peak_rss_kib;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use censorprobe::web::ConnectionBudget;
-use censorprobe::web::http::{HttpProbeConfig, HttpProber};
+use censorprobe::probe::web::ConnectionBudget;
+use censorprobe::probe::web::http::{HttpProbeConfig, HttpProber};
 use nix::sys::resource::{UsageWho, getrusage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use censorprobe::classify::blockpage::BlockpageSet;
-use censorprobe::classify::web::WebAssessment;
+use censorprobe::observation::web::ConnectObservation;
 use censorprobe::pathguard::{PathGuard, PathGuardConfig};
+use censorprobe::probe::web::net::fd_soft_limit;
+use censorprobe::probe::web::stage::{AddressPlan, AddressSource};
+use censorprobe::probe::web::{ConnectionBudget, WebStage, WebStageConfig};
+use censorprobe::record::assessment::WebAssessment;
 use censorprobe::servers::ca::LabCa;
 use censorprobe::servers::web::{
     HttpBehaviour, HttpLabConfig, LabServer, TlsIdentity, TlsLabConfig,
 };
-use censorprobe::web::net::fd_soft_limit;
-use censorprobe::web::observation::ConnectObservation;
-use censorprobe::web::stage::{AddressPlan, AddressSource};
-use censorprobe::web::{ConnectionBudget, WebStage, WebStageConfig};
 use rustls::RootCertStore;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;

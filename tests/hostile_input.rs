@@ -23,18 +23,18 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sha2::{Digest, Sha256};
 
-use censorprobe::dns::MAX_RECORDS_KEPT;
-use censorprobe::dns::{DnsQuestion, reply_of_datagram};
 use censorprobe::lab::Scenario;
 use censorprobe::lab::censor::engine::Engine;
 use censorprobe::lab::censor::packet::{self, Fingerprint, Link, Segment};
 use censorprobe::lab::plan;
+use censorprobe::observation::web::{HttpExchangeEnd, TlsHandshakeEnd};
 use censorprobe::observation::{DnsRecord, DnsServerRole};
+use censorprobe::probe::dns::MAX_RECORDS_KEPT;
+use censorprobe::probe::dns::{DnsQuestion, reply_of_datagram};
+use censorprobe::probe::web::ConnectionBudget;
+use censorprobe::probe::web::http::decode_response;
+use censorprobe::probe::web::tls::{TlsProbeConfig, TlsProber, describe_certificate};
 use censorprobe::targets::{TargetList, TargetLoader, normalize_host};
-use censorprobe::web::ConnectionBudget;
-use censorprobe::web::http::decode_response;
-use censorprobe::web::observation::{HttpExchangeEnd, TlsHandshakeEnd};
-use censorprobe::web::tls::{TlsProbeConfig, TlsProber, describe_certificate};
 
 /// Runs `test` on `cases` inputs from `strategy` (or `PROPTEST_CASES`), shrinking and
 /// printing the smallest failing input.
@@ -599,7 +599,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// `decode_response` says: the socket-free reader is the probe's reader.
 #[test]
 fn http_probe_over_a_socket_agrees_with_decode_response() {
-    use censorprobe::web::http::{HttpProbeConfig, HttpProber};
+    use censorprobe::probe::web::http::{HttpProbeConfig, HttpProber};
     let prober = HttpProber::new(
         HttpProbeConfig {
             response_timeout: Duration::from_secs(10),
@@ -802,7 +802,7 @@ fn run_tls_case(
     bytes: &[u8],
     cuts: &[u16],
     close: Close,
-) -> censorprobe::web::observation::TlsObservation {
+) -> censorprobe::observation::web::TlsObservation {
     let fixture = tls_fixture();
     fixture.runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
-use censorprobe::dns::{DnsQuestion, reply_of_datagram};
+use censorprobe::probe::dns::{DnsQuestion, reply_of_datagram};
 use censorprobe::observation::DnsServerRole;
 use hickory_proto::rr::{Name, RecordType};
 use libfuzzer_sys::fuzz_target;

@@ -2,7 +2,7 @@
 //! read, the rest is what the server sent before closing.
 #![no_main]
 
-use censorprobe::web::http::decode_response;
+use censorprobe::probe::web::http::decode_response;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A certificate as the TLS probe describes it for the report.
 #![no_main]
 
-use censorprobe::web::tls::describe_certificate;
+use censorprobe::probe::web::tls::describe_certificate;
 use libfuzzer_sys::fuzz_target;
 use rustls_pki_types::CertificateDer;
 

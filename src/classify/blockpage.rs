@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::web::observation::HttpResponse;
+use crate::observation::web::HttpResponse;
 
 /// Why a block-page fingerprint file cannot be used. The cause is the
 /// [`source`](std::error::Error::source) where there is one, not repeated in the message.
@@ -253,7 +253,7 @@ impl BlockpageSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::observation::HttpHeader;
+    use crate::observation::web::HttpHeader;
 
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
         HttpResponse {
@@ -273,7 +273,7 @@ mod tests {
             body_length: body.len() as u64,
             body_capped: false,
             body_sha256: String::new(),
-            title: crate::web::http::extract_title(body.as_bytes()),
+            title: crate::probe::web::http::extract_title(body.as_bytes()),
             body_prefix: body.as_bytes().to_vec(),
         }
     }

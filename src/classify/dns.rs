@@ -72,7 +72,8 @@ pub fn silence_recheck_wanted(query: &DnsQueryObservation) -> bool {
         && done < SILENCE_ROUNDS_MAX
         && decisive + (SILENCE_ROUNDS_MAX - done) >= SILENCE_ROUNDS_NEEDED
 }
-use crate::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
+use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
+use crate::vocab::{DnsVerdict, PoisoningMethod};
 
 /// Everything the DNS judgement may rest on.
 #[derive(Debug, Clone, Copy)]
@@ -1095,7 +1096,8 @@ mod tests {
 
     #[test]
     fn silence_is_dns_blocking_only_when_benign_queries_beside_it_are_answered() {
-        use crate::classify::web::{Blocking, BlockingLayer, target_blocking};
+        use crate::classify::web::target_blocking;
+        use crate::vocab::{Blocking, BlockingLayer};
         let c = control(resolved(&["198.18.1.1"]));
         let blocking = |q: &DnsQueryObservation| {
             let a = judge(std::slice::from_ref(q), Some(&c), &[]);

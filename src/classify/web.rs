@@ -22,13 +22,13 @@
 use std::fmt;
 
 use super::blockpage::BlockpageSet;
-use crate::verdict::{DnsAssessment, EvidenceKind};
-pub use crate::vocab::{Blocking, BlockingLayer, Claim, HttpVerdict, TlsVerdict};
-use crate::vocab::{DnsVerdict, Stage};
-use crate::web::observation::{
+use crate::observation::web::{
     AttemptObservations, CertProblem, ConnectStatus, HttpExchangeEnd, HttpObservation, PathFacts,
     TlsHandshakeEnd, TlsObservation, TlsProgress,
 };
+use crate::record::assessment::{DnsAssessment, EvidenceKind};
+pub use crate::vocab::{Blocking, BlockingLayer, Claim, HttpVerdict, TlsVerdict};
+use crate::vocab::{DnsVerdict, Stage};
 
 // The probes' outcome facts live with the observations; kept here at their old path.
 pub use crate::observation::web::{AttemptOutcome, ProbeRole};
@@ -273,7 +273,7 @@ fn common_evidence(
     test_outcome: AttemptOutcome,
     residual: Option<(bool, String)>,
     residual_after_ms: Option<f64>,
-    capture: Option<&crate::web::observation::CaptureFacts>,
+    capture: Option<&crate::observation::web::CaptureFacts>,
     path: &PathFacts,
 ) -> Judged {
     let mut evidence = Vec::new();
@@ -848,10 +848,10 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pathguard::AccessMode;
-    use crate::web::observation::{
+    use crate::observation::web::{
         CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
     };
+    use crate::pathguard::AccessMode;
     use std::net::IpAddr;
     use std::net::Ipv4Addr;
 
@@ -902,7 +902,7 @@ mod tests {
                 body_length: text.len() as u64,
                 body_capped: false,
                 body_sha256: String::new(),
-                title: crate::web::http::extract_title(text.as_bytes()),
+                title: crate::probe::web::http::extract_title(text.as_bytes()),
                 body_prefix: text.as_bytes().to_vec(),
             }),
             error: None,

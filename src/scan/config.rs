@@ -10,16 +10,16 @@ use std::time::Duration;
 use hickory_proto::rr::RecordType;
 use rustls_pki_types::CertificateDer;
 
-use crate::control::ControlSpec;
-use crate::dns::DnsProbeConfig;
 use crate::ipclass::ForgedIpList;
 use crate::pathguard::{PathGuardConfig, PortRangeError, PortRotation};
+use crate::probe::control::ControlSpec;
+use crate::probe::dns::DnsProbeConfig;
+use crate::probe::web::http::HttpProbeConfig;
+use crate::probe::web::stage::{ViaConfig, WebStageConfig};
+use crate::probe::web::tls::TlsProbeConfig;
 use crate::report::ScanOptions;
 use crate::scheduler::{Shard, ShardError};
 use crate::targets::InvalidTarget;
-use crate::web::http::HttpProbeConfig;
-use crate::web::stage::{ViaConfig, WebStageConfig};
-use crate::web::tls::TlsProbeConfig;
 
 type Result<T, E = ScanConfigError> = std::result::Result<T, E>;
 

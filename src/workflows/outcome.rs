@@ -12,13 +12,13 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::classify::web::Blocking;
-use crate::classify::web::{BlockingLayer, Claim};
+pub use crate::vocab::Blocking;
+use crate::vocab::{BlockingLayer, Claim};
 // The vocabulary the other workflows use, imported here once.
-pub(super) use crate::classify::web::{HttpVerdict, TlsVerdict};
 use crate::report::TargetRecord;
-pub(super) use crate::verdict::{DnsVerdict, PoisoningMethod};
 pub(super) use crate::vocab::{BlockingKey, Stage, StageName};
+pub(super) use crate::vocab::{DnsVerdict, PoisoningMethod};
+pub(super) use crate::vocab::{HttpVerdict, TlsVerdict};
 pub use crate::vocab::{Majority, StageVerdict};
 
 /// The stages a target record may carry, by their wire names, in the order they run
@@ -617,8 +617,8 @@ mod tests {
     #[test]
     fn a_typed_record_reads_as_its_json() {
         use crate::classify::web::skipped_tls;
+        use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
         use crate::report::DnsSection;
-        use crate::verdict::{DnsAssessment, Evidence, EvidenceKind};
         let mut record = TargetRecord {
             domain: "a.test".into(),
             address: None,

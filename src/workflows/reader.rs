@@ -485,7 +485,7 @@ mod tests {
         let b = report.outcome("b.test").unwrap();
         assert_eq!(
             b.stages.dns.unwrap().verdict.verdict(),
-            Some(crate::verdict::DnsVerdict::Timeout),
+            Some(crate::vocab::DnsVerdict::Timeout),
             "the latest record"
         );
         assert!(report.stats.unparsed.is_empty());

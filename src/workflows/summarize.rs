@@ -16,7 +16,7 @@ use super::outcome::{
 };
 use super::reader::LoadedReport;
 use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize_text};
-use crate::classify::web::Blocking;
+use crate::vocab::Blocking;
 
 /// `--format` of `summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,9 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use censorprobe::control::{ControlResolver, ControlSpec};
 use censorprobe::observation::{ControlObservation, ControlOutcome};
 use censorprobe::probe::ProbeError;
+use censorprobe::probe::control::{ControlResolver, ControlSpec};
 use censorprobe::servers::ca::LabCa;
 use censorprobe::servers::dns::{AuthoritativeDns, DOH_PATH, RunningDns, TlsEndpoint, ZoneSpec};
 use hickory_proto::op::{Message, MessageType, ResponseCode};

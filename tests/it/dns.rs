@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use censorprobe::record::assessment::EvidenceKind;
 use censorprobe::report::TargetRecord;
-use censorprobe::verdict::{DnsVerdict, EvidenceKind, PoisoningMethod};
 use censorprobe::vocab::{Blocking, BlockingLayer};
+use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
 
 use crate::support::{
     Behaviour, FakeOptions, Report, args, fake_dns, fake_dns_with, json, run_binary,

@@ -18,17 +18,20 @@ use std::path::{Path, PathBuf};
 use censorprobe::classify::blockpage::BlockpageSet;
 use censorprobe::classify::dns::{DnsInputs, classify_dns};
 use censorprobe::classify::web::{
-    Blocking, HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult, assess_http, assess_tls,
-    classify_http_attempt, classify_tls_attempt, skipped_http, skipped_tls, target_blocking,
+    assess_http, assess_tls, classify_http_attempt, classify_tls_attempt, skipped_http,
+    skipped_tls, target_blocking,
 };
 use censorprobe::ipclass::ForgedIpList;
-use censorprobe::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
-use censorprobe::report::{DnsSection, ReportRecord, TargetRecord};
-use censorprobe::verdict::{DnsAssessment, PoisoningMethod};
-use censorprobe::web::observation::{
+use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
-use censorprobe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
+use censorprobe::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
+use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
+use censorprobe::record::assessment::DnsAssessment;
+use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
+use censorprobe::report::{DnsSection, ReportRecord, TargetRecord};
+use censorprobe::vocab::Blocking;
+use censorprobe::vocab::PoisoningMethod;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -685,7 +688,7 @@ fn edited_lab_demo() -> String {
             match target.domain.as_str() {
                 "open.example" => {
                     let dns = &mut target.dns.as_mut().unwrap().assessment;
-                    dns.verdict = censorprobe::verdict::DnsVerdict::DnsPoisoning;
+                    dns.verdict = censorprobe::vocab::DnsVerdict::DnsPoisoning;
                     dns.method = Some(PoisoningMethod::Inconsistent);
                     dns.methods = vec![PoisoningMethod::Inconsistent];
                     dns.forged_ips = vec!["198.19.250.1".parse().unwrap()];

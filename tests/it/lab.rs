@@ -13,7 +13,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use censorprobe::report::TargetRecord;
-use censorprobe::verdict::DnsVerdict;
+use censorprobe::vocab::DnsVerdict;
 use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 
 use crate::support::{BIN, Report, json};

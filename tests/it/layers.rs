@@ -12,7 +12,9 @@ fn no_import_cycles_and_no_upward_imports() {
         .arg(format!("{root}/scripts/check-layers.py"))
         .arg(format!("{root}/src"))
         .output()
-        .expect("python3 must be installed to check the module layers (.ci/install-deps installs it)");
+        .expect(
+            "python3 must be installed to check the module layers (.ci/install-deps installs it)",
+        );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

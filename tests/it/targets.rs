@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use censorprobe::targets::{TargetList, TargetLoader};
-use censorprobe::verdict::DnsVerdict;
 use censorprobe::vocab::Blocking;
+use censorprobe::vocab::DnsVerdict;
 
 use crate::support::json;
 

@@ -8,19 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use censorprobe::classify::blockpage::BlockpageSet;
-use censorprobe::classify::web::{
-    Blocking, BlockingLayer, HttpVerdict, TlsVerdict, WebEvidenceKind, target_blocking,
-};
-use censorprobe::classify::web::{WebStageResult, judge_web};
+use censorprobe::classify::web::judge_web;
+use censorprobe::classify::web::target_blocking;
+use censorprobe::observation::web::{CertProblem, Stage};
 use censorprobe::pathguard::{PathGuard, PathGuardConfig, PathKey};
+use censorprobe::probe::web::stage::{AddressPlan, AddressSource, ViaConfig};
+use censorprobe::probe::web::{ConnectionBudget, WebStage, WebStageConfig};
+use censorprobe::record::assessment::DnsAssessment;
+use censorprobe::record::assessment::WebEvidenceKind;
+use censorprobe::record::assessment::WebStageResult;
 use censorprobe::servers::web::{
     HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
     never_accepting_listener,
 };
-use censorprobe::verdict::{DnsAssessment, DnsVerdict};
-use censorprobe::web::observation::{CertProblem, Stage};
-use censorprobe::web::stage::{AddressPlan, AddressSource, ViaConfig};
-use censorprobe::web::{ConnectionBudget, WebStage, WebStageConfig};
+use censorprobe::vocab::DnsVerdict;
+use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::RootCertStore;
 use rustls::pki_types::PrivateKeyDer;

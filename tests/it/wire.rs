@@ -9,14 +9,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use censorprobe::classify::web::{
-    AttemptOutcome, Blocking, BlockingLayer, HttpVerdict, ProbeRole, TlsVerdict,
-};
+use censorprobe::observation::web::{AttemptOutcome, ProbeRole};
+
 use censorprobe::lab::scenario::Scenario;
+use censorprobe::observation::web::Stage;
+use censorprobe::probe::web::stage::AddressSource;
 use censorprobe::report::{ReportRecord, SummaryBuilder, TargetRecord};
-use censorprobe::verdict::{DnsVerdict, PoisoningMethod};
-use censorprobe::web::observation::Stage;
-use censorprobe::web::stage::AddressSource;
+use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
+use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
 use censorprobe::workflows::outcome::TargetOutcome;
 use censorprobe::workflows::repeat::ConsensusRecord;
 use serde::Serialize;

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use censorprobe::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
 use censorprobe::report::{DnsSection, HeaderRecord, ReportRecord, SummaryBuilder, TargetRecord};
 use censorprobe::targets::TargetSource;
-use censorprobe::verdict::{DnsAssessment, DnsVerdict, Evidence, EvidenceKind, PoisoningMethod};
 use censorprobe::vocab::{Blocking, BlockingLayer};
+use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
 use censorprobe::workflows::outcome::{Majority, TargetOutcome};
 use censorprobe::workflows::repeat::ConsensusRecord;
 use quick_xml::events::Event;
