@@ -17,6 +17,7 @@ pub mod ipclass;
 pub mod lab;
 pub mod lines;
 pub mod observation;
+pub mod output;
 pub mod pathguard;
 pub mod probe;
 pub mod progress;
