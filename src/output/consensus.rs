@@ -141,6 +141,94 @@ mod tests {
         attempt(&json!({"domain": "x.test", "dns": {"verdict": "ok"}}))
     }
 
+    /// A sink that notes the calls it gets.
+    #[derive(Default)]
+    struct Calls(Vec<String>);
+
+    impl RecordSink for Calls {
+        fn header(&mut self, _: &HeaderRecord) -> Result<(), OutputError> {
+            self.0.push("header".into());
+            Ok(())
+        }
+        fn target(&mut self, record: &TargetRecord) -> Result<(), OutputError> {
+            self.0.push(format!("target {}", record.domain));
+            Ok(())
+        }
+        fn consensus(&mut self, consensus: &ConsensusRecord) -> Result<(), OutputError> {
+            self.0.push(format!(
+                "consensus {} of {}",
+                consensus.domain, consensus.attempts
+            ));
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), OutputError> {
+            self.0.push("flush".into());
+            Ok(())
+        }
+        fn finish(&mut self, _: &SummaryRecord) -> Result<(), OutputError> {
+            self.0.push("finish".into());
+            Ok(())
+        }
+    }
+
+    fn lab_demo() -> (HeaderRecord, TargetRecord) {
+        use crate::report::ReportRecord;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("reports/examples/lab-demo.jsonl");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (mut header, mut target) = (None, None);
+        for line in text.lines() {
+            match serde_json::from_str(line).unwrap() {
+                ReportRecord::Header(h) => header = Some(h),
+                ReportRecord::Target(t) => target = Some(*t),
+                _ => {}
+            }
+        }
+        (header.unwrap(), target.unwrap())
+    }
+
+    fn named(domain: &str) -> TargetOutcome {
+        let mut outcome = clean();
+        outcome.domain = domain.to_owned();
+        outcome
+    }
+
+    #[test]
+    fn consensus_follows_the_last_attempt_and_owed_ones_the_header() {
+        let (header, record) = lab_demo();
+        let prior = HashMap::from([
+            (
+                "owed.test".to_owned(),
+                vec![named("owed.test"), named("owed.test")],
+            ),
+            ("half.test".to_owned(), vec![named("half.test")]),
+        ]);
+        let mut sink = ConsensusSink::new(Calls::default(), 2, prior);
+        sink.header(&header).unwrap();
+        let mut half = record.clone();
+        half.domain = "half.test".into();
+        let mut fresh = record;
+        fresh.domain = "fresh.test".into();
+        sink.target(&fresh).unwrap();
+        sink.target(&half).unwrap();
+        sink.target(&fresh).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            sink.into_inner().0,
+            [
+                "header",
+                "consensus owed.test of 2",
+                "flush",
+                "target fresh.test",
+                "target half.test",
+                "consensus half.test of 2",
+                "target fresh.test",
+                "consensus fresh.test of 2",
+                "flush",
+            ]
+        );
+    }
+
     #[test]
     fn tracker_yields_consensus_after_the_last_attempt() {
         let mut tracker = RepeatTracker::new(3);

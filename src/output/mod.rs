@@ -42,7 +42,7 @@ pub enum OutputError {
         #[source]
         source: io::Error,
     },
-    /// A record that serde_json refused (it has no such records today; kept typed so
+    /// A record that `serde_json` refused (it has no such records today; kept typed so
     /// the cause is not lost if one appears).
     #[error("cannot write report to {path}")]
     Serialize {
@@ -132,7 +132,7 @@ impl RecordSink for Fanout {
             .try_for_each(|s| s.consensus(consensus))
     }
     fn flush(&mut self) -> Result<(), OutputError> {
-        self.sinks.iter_mut().try_for_each(|s| s.flush())
+        self.sinks.iter_mut().try_for_each(RecordSink::flush)
     }
     fn finish(&mut self, summary: &SummaryRecord) -> Result<(), OutputError> {
         self.sinks.iter_mut().try_for_each(|s| s.finish(summary))
