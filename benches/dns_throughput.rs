@@ -10,7 +10,8 @@ use common::peak_rss_kib;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use censorprobe::scan::{ScanConfig, run_scan};
+use censorprobe::output::JsonlSink;
+use censorprobe::scan::{Passes, ScanConfig, run_scan};
 use censorprobe::targets::TargetLoader;
 use hickory_proto::op::{Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::A;
@@ -90,9 +91,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let passes = Passes::once(list, config.seed, config.shard);
+    let sink = Box::new(JsonlSink::create(Some(&out)));
     let started = Instant::now();
     let summary = runtime
-        .block_on(run_scan(config, list, std::future::pending()))
+        .block_on(run_scan(config, passes, sink, std::future::pending()))
         .unwrap();
     let elapsed = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&out).map_or(0, |m| m.len());

@@ -12,11 +12,11 @@ pub mod cli;
 pub use probe::control;
 // Old path of `probe::dns` (shim until the callers move).
 pub use probe::dns;
-pub mod error;
 pub mod ipclass;
 pub mod lab;
 pub mod lines;
 pub mod observation;
+pub mod output;
 pub mod pathguard;
 pub mod probe;
 pub mod progress;
@@ -33,5 +33,3 @@ pub mod vocab;
 // Old path of `probe::web` (shim until the callers move).
 pub use probe::web;
 pub mod workflows;
-
-pub use error::Error;

@@ -1,7 +1,6 @@
 //! A scan: targets → scheduler → probes → classifier → report.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::classify::blockpage::BlockpageSet;
 use crate::classify::web::{judge_web, target_blocking};
-use crate::error::{Error, Result};
 use crate::ipclass::ForgedIpList;
+use crate::output::{OutputError, RecordSink};
 use crate::pathguard::PathGuard;
 use crate::probe::control::ControlResolver;
 use crate::probe::dns::DnsEngine;
@@ -19,8 +18,8 @@ use crate::probe::dns_stage::{DnsStage, first_reply_ips};
 use crate::probe::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::probe::web::stage::WebStage;
 use crate::report::{HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339};
-use crate::scheduler::{dispatch, order};
-use crate::targets::{Target, TargetList};
+use crate::scheduler::{DispatchOutcome, dispatch};
+use crate::targets::Target;
 
 mod address;
 mod dns;
@@ -35,8 +34,12 @@ pub use config::{
     check_control_name, parse_qtypes,
 };
 
-use crate::workflows::output::ScanOutput;
-use crate::workflows::plan::{Attempt, ScanPlan};
+mod error;
+pub mod passes;
+pub mod resume;
+
+pub use error::ScanError;
+pub use passes::{Attempt, Passes, ScanPlan};
 
 /// What the probes of one target share.
 struct ScanContext {
@@ -48,25 +51,44 @@ struct ScanContext {
     blockpages: Option<BlockpageSet>,
 }
 
-/// Runs a scan to the end, or until `stop` resolves (Ctrl-C). Every target record is
-/// written as soon as it is complete; the summary is written either way.
+/// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
+/// emits its records into `sink`: the header, every target record as soon as it is
+/// complete, and the summary either way (covering a resumed report's earlier records).
 pub async fn run_scan(
     config: ScanConfig,
-    list: TargetList,
+    mut passes: Passes,
+    mut sink: Box<dyn RecordSink>,
     stop: impl Future<Output = ()>,
-) -> Result<SummaryRecord> {
-    run_scan_with(config, list, &ScanPlan::default(), stop).await
+) -> Result<SummaryRecord, ScanError> {
+    let started = Instant::now();
+    let context = Arc::new(start_probes(&config).await?);
+    let attempts_planned = passes.attempts();
+    // With --resume the summary covers the earlier records too.
+    let mut summary = SummaryBuilder::new(
+        passes.prior.target_records + attempts_planned,
+        passes.skipped_inputs.len() + passes.skipped_inputs_omitted,
+    );
+    passes.prior.replay(&mut summary)?;
+    write_header(&config, &passes, sink.as_mut())?;
+
+    let (tx, rx) = mpsc::channel::<TargetRecord>(1024);
+    let writer = spawn_writer(sink, summary, rx);
+    let outcome = dispatch_passes(&config, &context, &mut passes, tx, stop).await;
+    let (mut sink, summary) = writer.await.map_err(ScanError::WriterStopped)??;
+
+    let mut summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
+    if config.stages.dns {
+        summary.dns_rate = Some(context.dns.engine().rate_report());
+    }
+    if let Some(web) = &context.web {
+        summary.residual_paths = web.guard().residual_report();
+    }
+    sink.finish(&summary)?;
+    Ok(summary)
 }
 
-/// [`run_scan`] with the researcher workflows of `plan` (src/workflows): resuming a
-/// report, repeated passes with consensus records, OONI output, progress.
-pub async fn run_scan_with(
-    config: ScanConfig,
-    list: TargetList,
-    plan: &ScanPlan,
-    stop: impl Future<Output = ()>,
-) -> Result<SummaryRecord> {
-    let started = Instant::now();
+/// Checks the control and the DNS sink, and starts the DNS engine and the web stage.
+async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
     // One socket budget for the web probes and the control's lookups.
     let fd_budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
     let mut control =
@@ -80,7 +102,7 @@ pub async fn run_scan_with(
     if let Some(sink) = config.sink
         && sink.is_ipv4() != config.resolver.is_ipv4()
     {
-        return Err(Error::BadOption {
+        return Err(ScanError::BadOption {
             option: "--dns-sink",
             reason: format!(
                 "the sink {sink} and the resolver {} must be of one address family",
@@ -88,8 +110,6 @@ pub async fn run_scan_with(
             ),
         });
     }
-    // --- workflows: what a resumed report holds, and the passes still to run ---
-    let prior = plan.load_prior(config.out.as_deref())?;
     let mut dns_config = config.dns.clone();
     dns_config.max_rate = config.rate;
     let engine = DnsEngine::start(dns_config, config.resolver.ip()).await?;
@@ -111,52 +131,7 @@ pub async fn run_scan_with(
     } else {
         (None, None)
     };
-
-    let targets_loaded = list.targets.len();
-    let scheduled = order(list.targets, config.seed, config.shard);
-    let passes = plan.passes(&scheduled, &prior);
-    let attempts_planned: usize = passes.iter().map(Vec::len).sum();
-    // With --resume the summary covers the earlier records too.
-    let mut summary = SummaryBuilder::new(
-        prior.target_records + attempts_planned,
-        list.skipped.len() + list.skipped_omitted,
-    );
-    prior.replay(&mut summary)?;
-    let mut writer = ScanOutput::open(
-        config.out.as_deref(),
-        plan.format,
-        &prior,
-        plan.repeat,
-        plan.progress,
-        attempts_planned as u64,
-    )?;
-    let mut options = Box::new(config.options.clone());
-    if plan.repeat > 1 {
-        options.repeat = Some(plan.repeat);
-        options.repeat_interval_ms = Some(plan.repeat_interval.as_millis() as u64);
-    }
-    if prior.is_resuming() {
-        options.resume = Some(prior.header_info());
-    }
-    // --- end workflows ---
-    writer.header(HeaderRecord {
-        tool: env!("CARGO_PKG_NAME").to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        schema_version: crate::report::SCHEMA_VERSION,
-        started_at: now_rfc3339(),
-        vantage: config.vantage.clone(),
-        resolver: config.resolver,
-        control: config.control.to_string(),
-        sink: config.sink,
-        options,
-        targets_loaded,
-        targets_scheduled: scheduled.len(),
-        skipped_inputs: list.skipped.clone(),
-        skipped_inputs_omitted: list.skipped_omitted,
-    })?;
-    writer.settle_prior(&prior, plan.repeat)?;
-
-    let context = Arc::new(ScanContext {
+    Ok(ScanContext {
         dns: DnsStage::new(
             engine,
             control,
@@ -169,52 +144,96 @@ pub async fn run_scan_with(
         stages: config.stages,
         web,
         blockpages,
-    });
-    let (tx, mut rx) = mpsc::channel::<TargetRecord>(1024);
-    // The writer runs on its own thread: report I/O never blocks the probes, and it
-    // flushes whenever it has caught up, so an interrupted run loses nothing measured.
-    let writer_thread =
-        tokio::task::spawn_blocking(move || -> Result<(ScanOutput, SummaryBuilder)> {
-            while let Some(record) = rx.blocking_recv() {
-                summary.add(&record);
-                writer.target(record)?;
-                while let Ok(record) = rx.try_recv() {
-                    summary.add(&record);
-                    writer.target(record)?;
-                }
-                writer.flush()?;
-            }
-            Ok((writer, summary))
-        });
+    })
+}
 
+/// The header: the run, its effective options (with the repeat and resume of `passes`).
+fn write_header(
+    config: &ScanConfig,
+    passes: &Passes,
+    sink: &mut dyn RecordSink,
+) -> Result<(), ScanError> {
+    let mut options = Box::new(config.options.clone());
+    if passes.plan.repeat > 1 {
+        options.repeat = Some(passes.plan.repeat);
+        options.repeat_interval_ms = Some(passes.plan.repeat_interval.as_millis() as u64);
+    }
+    if passes.prior.is_resuming() {
+        options.resume = Some(passes.prior.header_info());
+    }
+    sink.header(&HeaderRecord {
+        tool: env!("CARGO_PKG_NAME").to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        schema_version: crate::report::SCHEMA_VERSION,
+        started_at: now_rfc3339(),
+        vantage: config.vantage.clone(),
+        resolver: config.resolver,
+        control: config.control.to_string(),
+        sink: config.sink,
+        options,
+        targets_loaded: passes.targets_loaded,
+        targets_scheduled: passes.targets_scheduled,
+        skipped_inputs: passes.skipped_inputs.clone(),
+        skipped_inputs_omitted: passes.skipped_inputs_omitted,
+    })?;
+    Ok(())
+}
+
+type WriterResult = Result<(Box<dyn RecordSink>, SummaryBuilder), OutputError>;
+
+/// The writer runs on its own thread: report I/O never blocks the probes, and it
+/// flushes whenever it has caught up, so an interrupted run loses nothing measured.
+fn spawn_writer(
+    mut sink: Box<dyn RecordSink>,
+    mut summary: SummaryBuilder,
+    mut rx: mpsc::Receiver<TargetRecord>,
+) -> tokio::task::JoinHandle<WriterResult> {
+    tokio::task::spawn_blocking(move || {
+        while let Some(record) = rx.blocking_recv() {
+            summary.add(&record);
+            sink.target(&record)?;
+            while let Ok(record) = rx.try_recv() {
+                summary.add(&record);
+                sink.target(&record)?;
+            }
+            sink.flush()?;
+        }
+        Ok((sink, summary))
+    })
+}
+
+/// One dispatch per pass (`--repeat`), the attempts numbered; every record goes to `tx`.
+async fn dispatch_passes(
+    config: &ScanConfig,
+    context: &Arc<ScanContext>,
+    passes: &mut Passes,
+    tx: mpsc::Sender<TargetRecord>,
+    stop: impl Future<Output = ()>,
+) -> DispatchOutcome {
     let dns_per_target =
         u32::try_from(config.qtypes.len() * if config.sink.is_some() { 2 } else { 1 })
             .unwrap_or(u32::MAX);
-    let probe = {
-        let context = Arc::clone(&context);
-        move |target: Target| probe_target(Arc::clone(&context), target)
-    };
-    let cost = move |target: &Target| {
-        if target.address.is_some() {
-            0
-        } else {
-            dns_per_target
-        }
-    };
-    // --- workflows: one dispatch per pass (--repeat); attempts are numbered ---
+    let repeated = passes.plan.repeat > 1;
     let numbered = |(target, attempt): Attempt| {
-        let record = probe(target);
-        let repeated = plan.repeat > 1;
+        let record = probe_target(Arc::clone(context), target);
         async move {
             let mut record = record.await;
             record.attempt = repeated.then_some(attempt);
             record
         }
     };
-    let numbered_cost = |(target, _): &Attempt| cost(target);
+    let numbered_cost = |(target, _): &Attempt| {
+        if target.address.is_some() {
+            0
+        } else {
+            dns_per_target
+        }
+    };
     let stop = stop.shared();
-    let outcome = plan
-        .run_passes(passes, stop.clone(), |pass| {
+    let work = std::mem::take(&mut passes.passes);
+    passes
+        .plan
+        .run_passes(work, stop.clone(), |pass| {
             dispatch(
                 pass,
                 config.concurrency,
@@ -225,22 +244,7 @@ pub async fn run_scan_with(
                 stop.clone(),
             )
         })
-        .await;
-    drop(tx);
-    // --- end workflows ---
-    let (mut writer, summary) = writer_thread.await.map_err(|e| Error::ReportWrite {
-        path: config.out.clone().unwrap_or_else(|| PathBuf::from("-")),
-        source: std::io::Error::other(e),
-    })??;
-    let mut summary = summary.finish(started.elapsed().as_secs_f64(), outcome.interrupted);
-    if config.stages.dns {
-        summary.dns_rate = Some(context.dns.engine().rate_report());
-    }
-    if let Some(web) = &context.web {
-        summary.residual_paths = web.guard().residual_report();
-    }
-    writer.summary(&summary)?;
-    Ok(summary)
+        .await
 }
 
 async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord {

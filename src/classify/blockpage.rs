@@ -27,12 +27,6 @@ pub enum BlockpageError {
     #[error("cannot load block-page fingerprints from {source_name}: {reason}")]
     Invalid { source_name: String, reason: String },
 }
-/// Through the crate-wide error, for the scan (until it has its own error type).
-impl From<BlockpageError> for crate::error::Error {
-    fn from(error: BlockpageError) -> Self {
-        crate::error::Error::Area(Box::new(error))
-    }
-}
 
 /// The fingerprint file shipped with censorprobe.
 pub const BUILTIN_FINGERPRINTS: &str = include_str!("../../targets/blockpages.toml");

@@ -7,12 +7,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::ConfigError;
-use super::scan::FormatArg;
+use super::scan::{FormatArg, run_planned_scan};
 use super::{
-    EXIT_FAILED, EXIT_OK, ScanArgs, StopSignal, load_report, load_targets, runtime, scan_config,
-    write_file,
+    EXIT_FAILED, EXIT_OK, ScanArgs, StopSignal, load_report, load_targets, scan_config, write_file,
 };
-use crate::scan::run_scan_with;
 use crate::workflows::ci::{junit_xml, markdown};
 use crate::workflows::expect::Expectations;
 use crate::workflows::sanitize::sanitize_text;
@@ -65,7 +63,8 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 reason: "check reads the JSONL report; --format ooni is for scan".to_owned(),
             });
         }
-        let plan = scan.workflow.plan(quiet);
+        let plan = scan.workflow.plan();
+        let progress = scan.workflow.progress(quiet);
         plan.validate(scan.out.as_deref().filter(|p| *p != Path::new("-")))?;
         let mut scan = scan.clone();
         let named = expectations.domains();
@@ -97,10 +96,7 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         let list = load_targets(&scan)?;
         let config = scan_config(&scan)?;
         let signal = StopSignal::default();
-        let summary = runtime()?.block_on(async {
-            let stop = signal.install()?;
-            anyhow::Ok(run_scan_with(config, list, &plan, stop).await?)
-        })?;
+        let summary = run_planned_scan(config, list, &plan, progress, &signal)?;
         if summary.interrupted {
             if !quiet {
                 eprintln!("censorprobe: check interrupted; expectations not evaluated");

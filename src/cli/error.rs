@@ -29,6 +29,13 @@ pub enum ConfigError {
     NoNameserver { path: PathBuf },
     #[error("cannot parse address {input:?}: expected IP, IP:PORT or [IPv6]:PORT")]
     BadAddress { input: String },
+    /// A file the command writes (a Markdown summary, a JUnit report, `--output`).
+    #[error("cannot write {path}")]
+    OutputWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Targets(#[from] TargetsError),
     #[error(transparent)]

@@ -25,7 +25,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::SignalKind;
 
-use crate::error::Error;
 use crate::workflows::reader::LoadedReport;
 use crate::workflows::sanitize::sanitize_text;
 
@@ -210,7 +209,7 @@ pub(crate) fn load_report(path: &Path, quiet: bool) -> anyhow::Result<LoadedRepo
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).map_err(|source| {
-        Error::OutputWrite {
+        ConfigError::OutputWrite {
             path: path.to_owned(),
             source,
         }

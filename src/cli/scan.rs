@@ -19,13 +19,16 @@ use super::parse::{
 use super::{ConfigError, StopSignal, runtime};
 use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::ipclass::ForgedIpList;
+use crate::output::{
+    ConsensusSink, Fanout, JsonlSink, OoniSink, OpenReport, OutputFormat, ProgressSink, RecordSink,
+};
 use crate::progress::ProgressMode;
-use crate::report::ScanOptions;
-use crate::scan::{ScanConfig, ScanInputs, check_control_name, parse_qtypes, run_scan_with};
+use crate::report::{ScanOptions, SummaryRecord};
+use crate::scan::{
+    Passes, ScanConfig, ScanInputs, ScanPlan, check_control_name, parse_qtypes, run_scan,
+};
 use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
-use crate::workflows::output::OutputFormat;
-use crate::workflows::plan::ScanPlan;
 
 /// Options of a scan (shared by every command that measures).
 #[derive(Debug, Clone, Args)]
@@ -159,19 +162,23 @@ pub struct WorkflowArgs {
 }
 
 impl WorkflowArgs {
-    pub fn plan(&self, quiet: bool) -> ScanPlan {
+    pub fn plan(&self) -> ScanPlan {
         ScanPlan {
             resume: self.resume.clone(),
             repeat: self.repeat.max(1),
             repeat_interval: self.repeat_interval,
             format: self.format.into(),
-            progress: if quiet {
-                ProgressMode::Off
-            } else {
-                ProgressMode::Auto {
-                    every: self.progress_interval,
-                }
-            },
+        }
+    }
+
+    /// The progress display (none with `--quiet`).
+    pub fn progress(&self, quiet: bool) -> ProgressMode {
+        if quiet {
+            ProgressMode::Off
+        } else {
+            ProgressMode::Auto {
+                every: self.progress_interval,
+            }
         }
     }
 }
@@ -318,8 +325,64 @@ fn print_skipped(list: &TargetList) {
     }
 }
 
+/// Where the records of a scan go: the report (JSONL, with a consensus after each
+/// target's last attempt when repeating; or OONI), then the progress display. The
+/// report is opened when the header is written: a resumed report for appending.
+pub fn scan_sink(
+    passes: &mut Passes,
+    out: Option<&Path>,
+    progress: ProgressMode,
+) -> Box<dyn RecordSink> {
+    let plan = &passes.plan;
+    let report: Box<dyn RecordSink> = match plan.format {
+        OutputFormat::Ooni => Box::new(OoniSink::create(out)),
+        OutputFormat::Jsonl => {
+            let jsonl = match passes.prior.appender() {
+                Some(append) => {
+                    let path = append.path.clone();
+                    JsonlSink::new(
+                        OpenReport::With(Box::new(move || {
+                            Ok(Box::new(append.open()?) as Box<dyn std::io::Write + Send>)
+                        })),
+                        Some(path),
+                    )
+                }
+                None => JsonlSink::create(out),
+            };
+            if plan.repeat > 1 {
+                let pending = std::mem::take(&mut passes.prior.pending);
+                Box::new(ConsensusSink::new(jsonl, plan.repeat, pending))
+            } else {
+                Box::new(jsonl)
+            }
+        }
+    };
+    match ProgressSink::start(progress, passes.attempts() as u64) {
+        Some(progress) => Box::new(Fanout::new().with(report).with(progress)),
+        None => report,
+    }
+}
+
+/// Schedules `list` into the passes of `plan` (after what a resumed report holds) and
+/// runs them into the sinks of [`scan_sink`], until done or `signal`.
+pub fn run_planned_scan(
+    config: ScanConfig,
+    list: TargetList,
+    plan: &ScanPlan,
+    progress: ProgressMode,
+    signal: &StopSignal,
+) -> anyhow::Result<SummaryRecord> {
+    let prior = plan.load_prior(config.out.as_deref())?;
+    let mut passes = plan.schedule(list, config.seed, config.shard, prior);
+    let sink = scan_sink(&mut passes, config.out.as_deref(), progress);
+    runtime()?.block_on(async {
+        let stop = signal.install()?;
+        anyhow::Ok(run_scan(config, passes, sink, stop).await?)
+    })
+}
+
 pub fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
-    let plan = args.workflow.plan(args.quiet);
+    let plan = args.workflow.plan();
     plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;
     if !args.quiet {
@@ -327,10 +390,8 @@ pub fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let config = scan_config(args)?;
     let signal = StopSignal::default();
-    let summary = runtime()?.block_on(async {
-        let stop = signal.install()?;
-        anyhow::Ok(run_scan_with(config, list, &plan, stop).await?)
-    })?;
+    let progress = args.workflow.progress(args.quiet);
+    let summary = run_planned_scan(config, list, &plan, progress, &signal)?;
     if !args.quiet {
         eprint!("{}", human_summary(&summary));
     }

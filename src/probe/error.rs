@@ -3,13 +3,6 @@
 
 use crate::pathguard::PortRangeError;
 
-/// Through the crate-wide error, for the scan (until it has its own error type).
-impl From<ProbeError> for crate::error::Error {
-    fn from(error: ProbeError) -> Self {
-        crate::error::Error::Area(Box::new(error))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {

@@ -1,6 +1,7 @@
 //! Researcher and CI workflows around the scan: checking reports against expectations
 //! (`check`), comparing reports (`diff`), summarising them (`summary`, blocklists),
-//! resuming and repeating scans, and OONI-style output.
+//! and the consensus of repeated attempts. (Resuming and repeating are in
+//! `scan::passes`; the report, OONI and consensus writers in `output`.)
 //!
 //! Everything here reads reports through [`reader`] and [`outcome`], generically:
 //! each stage object (`dns`, `http`, `tls`) is a `verdict` with an optional `method` and
@@ -10,13 +11,9 @@
 pub mod ci;
 pub mod diff;
 pub mod expect;
-pub mod ooni;
 pub mod outcome;
-pub mod output;
-pub mod plan;
 pub mod reader;
 pub mod repeat;
-pub mod resume;
 pub mod sanitize;
 pub mod summarize;
 

@@ -51,27 +51,6 @@ pub enum ReadError {
     },
 }
 
-/// For callers that still report through the crate-wide error (resume), until their
-/// areas have their own error types.
-impl From<ReadError> for crate::error::Error {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::ReportUnreadable { path, source } => {
-                crate::error::Error::ReportUnreadable { path, source }
-            }
-            ReadError::NoTargetRecords {
-                path,
-                lines,
-                unparsed,
-            } => crate::error::Error::NoTargetRecords {
-                path,
-                lines,
-                unparsed,
-            },
-        }
-    }
-}
-
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnparsedLine {

@@ -6,7 +6,7 @@
 //! consistency ratio is the share of attempts that agree with the most common value
 //! (1.0 when all agree), whether or not it is a majority.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub use crate::record::consensus::{
     ConsensusRecord, ConsensusStages, StageConsensus, ValueConsensus,
@@ -185,46 +185,6 @@ impl ConsensusRecord {
     }
 }
 
-/// Collects each target's attempts as they are written and yields its consensus when
-/// the last one is in. Holds only the targets with attempts still to come.
-#[derive(Debug)]
-pub struct RepeatTracker {
-    per_target: u32,
-    pending: HashMap<String, Vec<TargetOutcome>>,
-}
-
-impl RepeatTracker {
-    pub fn new(per_target: u32) -> Self {
-        RepeatTracker {
-            per_target: per_target.max(1),
-            pending: HashMap::new(),
-        }
-    }
-
-    /// Seeds the attempts an earlier (resumed) run recorded.
-    pub fn seed(&mut self, domain: &str, attempts: Vec<TargetOutcome>) {
-        self.pending.insert(domain.to_owned(), attempts);
-    }
-
-    /// Drops a target's attempts (its consensus was written some other way).
-    pub fn forget(&mut self, domain: &str) {
-        self.pending.remove(domain);
-    }
-
-    /// Adds one attempt; returns the consensus when it was the target's last.
-    pub fn add(&mut self, outcome: TargetOutcome) -> Option<ConsensusRecord> {
-        let domain = outcome.domain.clone();
-        let attempts = self.pending.entry(domain.clone()).or_default();
-        attempts.push(outcome);
-        if attempts.len() as u32 >= self.per_target {
-            let attempts = self.pending.remove(&domain).unwrap_or_default();
-            Some(ConsensusRecord::of(&attempts))
-        } else {
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,16 +291,6 @@ mod tests {
             None,
             "methods split evenly"
         );
-    }
-
-    #[test]
-    fn tracker_yields_consensus_after_the_last_attempt() {
-        let mut tracker = RepeatTracker::new(3);
-        tracker.seed("x.test", vec![poisoned("injection")]);
-        assert!(tracker.add(clean()).is_none());
-        let consensus = tracker.add(poisoned("injection")).unwrap();
-        assert_eq!(consensus.attempts, 3);
-        assert!(tracker.pending.is_empty());
     }
 
     #[test]

@@ -80,7 +80,11 @@ async fn the_header_records_the_configuration() {
     let expected = serde_json::to_value(&config.options).unwrap();
     let mut loader = TargetLoader::new(false);
     loader.add_cli("a.test").unwrap();
-    censorprobe::scan::run_scan(config, loader.finish(), std::future::pending())
+    let passes = censorprobe::scan::Passes::once(loader.finish(), config.seed, config.shard);
+    let sink = Box::new(censorprobe::output::JsonlSink::create(
+        config.out.as_deref(),
+    ));
+    censorprobe::scan::run_scan(config, passes, sink, std::future::pending())
         .await
         .unwrap();
     let text = std::fs::read_to_string(&out).unwrap();

@@ -302,7 +302,11 @@ async fn an_unencodable_name_is_never_queried_as_the_root() {
         }],
         ..TargetList::default()
     };
-    censorprobe::scan::run_scan(config, list, std::future::pending())
+    let passes = censorprobe::scan::Passes::once(list, config.seed, config.shard);
+    let sink = Box::new(censorprobe::output::JsonlSink::create(
+        config.out.as_deref(),
+    ));
+    censorprobe::scan::run_scan(config, passes, sink, std::future::pending())
         .await
         .unwrap();
     let report = crate::support::Report::parse(&std::fs::read_to_string(&out).unwrap());

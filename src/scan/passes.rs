@@ -1,5 +1,5 @@
-//! How a scan runs beyond measuring each target once: resuming an interrupted report,
-//! repeating every target, the output format, progress.
+//! What a scan measures beyond each target once: resuming an interrupted report, and
+//! repeating every target.
 //!
 //! Repeats are spread over time as round-robin passes over the (shuffled) list: pass k
 //! measures every target's k-th attempt, and starts only when pass k-1 is done and at
@@ -11,32 +11,30 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::output::OutputFormat;
+use super::ScanError;
 use super::resume::PriorRun;
-use crate::error::{Error, Result};
-use crate::progress::ProgressMode;
-use crate::scheduler::DispatchOutcome;
-use crate::targets::Target;
+use crate::output::OutputFormat;
+use crate::scheduler::{DispatchOutcome, Shard, order};
+use crate::targets::{SkippedInput, Target, TargetList};
 
-/// The workflow side of a scan.
+/// Resuming and repeating, as asked for.
 #[derive(Debug, Clone)]
 pub struct ScanPlan {
     pub resume: Option<PathBuf>,
     pub repeat: u32,
     pub repeat_interval: Duration,
+    /// The output format (a resumed report is always JSONL).
     pub format: OutputFormat,
-    pub progress: ProgressMode,
 }
 
 impl Default for ScanPlan {
-    /// One measurement per target, JSONL, no progress display (library use).
+    /// One measurement per target, JSONL (library use).
     fn default() -> Self {
         ScanPlan {
             resume: None,
             repeat: 1,
             repeat_interval: Duration::ZERO,
             format: OutputFormat::Jsonl,
-            progress: ProgressMode::Off,
         }
     }
 }
@@ -44,13 +42,38 @@ impl Default for ScanPlan {
 /// One unit of work: a target and the number of the attempt (1-based).
 pub type Attempt = (Target, u32);
 
+/// The work of one scan: the passes over the scheduled targets still to measure, what
+/// the report being resumed holds, and the list's counts for the header.
+#[derive(Debug)]
+pub struct Passes {
+    pub plan: ScanPlan,
+    pub passes: Vec<Vec<Attempt>>,
+    pub prior: PriorRun,
+    pub targets_loaded: usize,
+    pub targets_scheduled: usize,
+    pub skipped_inputs: Vec<SkippedInput>,
+    pub skipped_inputs_omitted: usize,
+}
+
+impl Passes {
+    /// Every target of `list` once, in the order of `seed` (and only the `shard`).
+    pub fn once(list: TargetList, seed: u64, shard: Option<Shard>) -> Passes {
+        ScanPlan::default().schedule(list, seed, shard, PriorRun::default())
+    }
+
+    /// Attempts in all passes.
+    pub fn attempts(&self) -> usize {
+        self.passes.iter().map(Vec::len).sum()
+    }
+}
+
 impl ScanPlan {
     /// Refuses option combinations that cannot work (checked before anything starts).
-    pub fn validate(&self, out: Option<&std::path::Path>) -> Result<()> {
+    pub fn validate(&self, out: Option<&std::path::Path>) -> Result<(), ScanError> {
         let Some(path) = &self.resume else {
             return Ok(());
         };
-        let bad = |reason: &str| Error::BadResume {
+        let bad = |reason: &str| ScanError::BadResume {
             path: path.clone(),
             reason: reason.to_owned(),
         };
@@ -70,11 +93,33 @@ impl ScanPlan {
     }
 
     /// Reads what the report being resumed holds (nothing without `--resume`).
-    pub fn load_prior(&self, out: Option<&std::path::Path>) -> Result<PriorRun> {
+    pub fn load_prior(&self, out: Option<&std::path::Path>) -> Result<PriorRun, ScanError> {
         self.validate(out)?;
         match &self.resume {
             Some(path) => PriorRun::load(path, self.repeat),
             None => Ok(PriorRun::default()),
+        }
+    }
+
+    /// Schedules `list` (shuffled by `seed`, cut to the `shard`) into the passes still
+    /// to run after `prior`.
+    pub fn schedule(
+        &self,
+        list: TargetList,
+        seed: u64,
+        shard: Option<Shard>,
+        prior: PriorRun,
+    ) -> Passes {
+        let targets_loaded = list.targets.len();
+        let scheduled = order(list.targets, seed, shard);
+        Passes {
+            plan: self.clone(),
+            passes: self.passes(&scheduled, &prior),
+            prior,
+            targets_loaded,
+            targets_scheduled: scheduled.len(),
+            skipped_inputs: list.skipped,
+            skipped_inputs_omitted: list.skipped_omitted,
         }
     }
 

@@ -11,10 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::outcome::TargetOutcome;
-use super::reader::{ReadStats, ReportLine, read_lines};
-use crate::error::{Error, Result};
+use super::ScanError;
 use crate::report::{ResumeInfo, SummaryBuilder, TargetRecord};
+use crate::workflows::outcome::TargetOutcome;
+use crate::workflows::reader::{ReadStats, ReportLine, read_lines};
 
 /// What an earlier run of the report recorded. Empty when not resuming.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub struct PriorRun {
 
 impl PriorRun {
     /// Reads the report at `path`; a file that does not exist yet is an empty prior run.
-    pub fn load(path: &Path, repeat: u32) -> Result<PriorRun> {
+    pub fn load(path: &Path, repeat: u32) -> Result<PriorRun, ScanError> {
         let mut prior = PriorRun {
             path: Some(path.to_owned()),
             ..PriorRun::default()
@@ -65,7 +65,7 @@ impl PriorRun {
         if stats.lines > 0 && stats.records == 0 {
             // Appending JSONL to another format (an OONI-style report, a binary file)
             // would spoil it and measure everything again.
-            return Err(Error::BadResume {
+            return Err(ScanError::BadResume {
                 path: path.to_owned(),
                 reason: format!(
                     "not a censorprobe JSONL report: none of its {} line(s) is a censorprobe record (an OONI-format report cannot be resumed)",
@@ -91,7 +91,7 @@ impl PriorRun {
 
     /// Adds every earlier target record to `summary`, so that it covers both runs.
     /// Records this version cannot read as target records are left out, with a warning.
-    pub fn replay(&self, summary: &mut SummaryBuilder) -> Result<()> {
+    pub fn replay(&self, summary: &mut SummaryBuilder) -> Result<(), ScanError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -117,33 +117,19 @@ impl PriorRun {
         Ok(())
     }
 
-    /// Opens the report for appending: a fragment left by the kill is cut off, and a
-    /// complete last line without its newline gets one.
-    pub fn open_for_append(&self) -> Result<Option<BufWriter<File>>> {
-        let Some(path) = &self.path else {
-            return Ok(None);
-        };
-        let fail = |source: std::io::Error| Error::ReportWrite {
-            path: path.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(false)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .map_err(fail)?;
-        match self.stats.unterminated_tail {
-            Some(false) => file.set_len(self.stats.complete_len).map_err(fail)?,
-            Some(true) => {
-                file.seek(SeekFrom::End(0)).map_err(fail)?;
-                file.write_all(b"\n").map_err(fail)?;
-            }
-            None => {}
-        }
-        file.seek(SeekFrom::End(0)).map_err(fail)?;
-        Ok(Some(BufWriter::new(file)))
+    /// How to open the report for appending (`None` when not resuming): the scan's
+    /// report sink opens it when the header is written.
+    pub fn appender(&self) -> Option<ReportAppend> {
+        Some(ReportAppend {
+            path: self.path.clone()?,
+            unterminated_tail: self.stats.unterminated_tail,
+            complete_len: self.stats.complete_len,
+        })
+    }
+
+    /// Opens the report for appending now (see [`ReportAppend::open`]).
+    pub fn open_for_append(&self) -> std::io::Result<Option<BufWriter<File>>> {
+        self.appender().map(ReportAppend::open).transpose()
     }
 
     /// The `resume` entry of the new header's options.
@@ -155,6 +141,37 @@ impl PriorRun {
             targets_already_measured: self.attempts.len(),
             unparsed_lines: self.stats.unparsed.len(),
         }
+    }
+}
+
+/// The resumed report, to be opened for appending.
+#[derive(Debug, Clone)]
+pub struct ReportAppend {
+    pub path: PathBuf,
+    unterminated_tail: Option<bool>,
+    complete_len: u64,
+}
+
+impl ReportAppend {
+    /// Opens the report for appending: a fragment left by the kill is cut off, and a
+    /// complete last line without its newline gets one.
+    pub fn open(self) -> std::io::Result<BufWriter<File>> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(false)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)?;
+        match self.unterminated_tail {
+            Some(false) => file.set_len(self.complete_len)?,
+            Some(true) => {
+                file.seek(SeekFrom::End(0))?;
+                file.write_all(b"\n")?;
+            }
+            None => {}
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(BufWriter::new(file))
     }
 }
 

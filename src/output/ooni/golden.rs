@@ -6,7 +6,7 @@
 //!
 //! The comparison is byte for byte, so it also pins the key order of every object.
 //! After an intended change of the mapping, rewrite the snapshot with
-//! `UPDATE_GOLDEN=1 cargo test --lib workflows::ooni::golden` and review its diff.
+//! `UPDATE_GOLDEN=1 cargo test --lib output::ooni::golden` and review its diff.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,265 @@
+//! The file sinks: censorprobe's JSONL report, and the OONI export (one measurement a
+//! line). Both write to a destination opened when the header arrives, so a scan that
+//! fails to start leaves an existing report untouched.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ooni::{OoniContext, measurement};
+use super::{OutputError, RecordSink};
+use crate::report::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::workflows::repeat::ConsensusRecord;
+
+/// One line of the JSONL report, borrowed: the same bytes as `report::ReportRecord`,
+/// without cloning the record into it.
+#[derive(Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum RecordLine<'a> {
+    Header(&'a HeaderRecord),
+    Target(&'a TargetRecord),
+    Consensus(&'a ConsensusRecord),
+    Summary(&'a SummaryRecord),
+}
+
+type Writer = Box<dyn Write + Send>;
+
+/// How a sink's destination is opened (when the header arrives).
+pub enum OpenReport {
+    /// Creates (truncates) the file; `None` or `-` is stdout.
+    Create(Option<PathBuf>),
+    /// A writer opened by the caller.
+    Writer(Writer),
+    /// Opened by this function, e.g. the resumed report opened for appending.
+    With(Box<dyn FnOnce() -> io::Result<Writer> + Send>),
+}
+
+impl std::fmt::Debug for OpenReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenReport::Create(path) => f.debug_tuple("Create").field(path).finish(),
+            OpenReport::Writer(_) => f.write_str("Writer"),
+            OpenReport::With(_) => f.write_str("With"),
+        }
+    }
+}
+
+/// A destination that serializes one line at a time through a reused buffer.
+struct LineWriter {
+    /// The file's name in error messages (`-` for stdout).
+    path: PathBuf,
+    open: Option<OpenReport>,
+    out: Option<Writer>,
+    buf: Vec<u8>,
+}
+
+impl LineWriter {
+    fn new(path: PathBuf, open: OpenReport) -> LineWriter {
+        LineWriter {
+            path,
+            open: Some(open),
+            out: None,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> OutputError {
+        OutputError::ReportWrite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn open(&mut self) -> Result<(), OutputError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let out: Writer = match open {
+            OpenReport::Create(Some(path)) if path != Path::new("-") => {
+                let file = File::create(&path).map_err(|e| self.io_error(e))?;
+                Box::new(BufWriter::new(file))
+            }
+            OpenReport::Create(_) => Box::new(BufWriter::new(io::stdout())),
+            OpenReport::Writer(writer) => writer,
+            OpenReport::With(open) => open().map_err(|e| self.io_error(e))?,
+        };
+        self.out = Some(out);
+        Ok(())
+    }
+
+    fn line(&mut self, value: &impl Serialize) -> Result<(), OutputError> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, value).map_err(|source| OutputError::Serialize {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.buf.push(b'\n');
+        let out = self.out.as_mut().expect("the header comes first");
+        let result = out.write_all(&self.buf);
+        result.map_err(|e| self.io_error(e))
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        let Some(out) = &mut self.out else {
+            return Ok(());
+        };
+        let result = out.flush();
+        result.map_err(|e| self.io_error(e))
+    }
+}
+
+fn display_path(open: &OpenReport, path: Option<PathBuf>) -> PathBuf {
+    match (open, path) {
+        (_, Some(path)) => path,
+        (OpenReport::Create(Some(path)), None) => path.clone(),
+        _ => PathBuf::from("-"),
+    }
+}
+
+/// censorprobe's JSONL report: header, target records (and consensus records), summary.
+pub struct JsonlSink {
+    out: LineWriter,
+}
+
+impl std::fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("path", &self.out.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonlSink {
+    /// Writes to `out`; `path` names it in errors (default: the created file, or `-`).
+    pub fn new(out: OpenReport, path: Option<PathBuf>) -> JsonlSink {
+        JsonlSink {
+            out: LineWriter::new(display_path(&out, path), out),
+        }
+    }
+
+    /// Creates the report file `out` (stdout for `None` or `-`) at the header.
+    pub fn create(out: Option<&Path>) -> JsonlSink {
+        JsonlSink::new(OpenReport::Create(out.map(Path::to_owned)), None)
+    }
+}
+
+impl RecordSink for JsonlSink {
+    fn header(&mut self, header: &HeaderRecord) -> Result<(), OutputError> {
+        self.out.open()?;
+        self.out.line(&RecordLine::Header(header))?;
+        self.out.flush()
+    }
+
+    fn target(&mut self, record: &TargetRecord) -> Result<(), OutputError> {
+        self.out.line(&RecordLine::Target(record))
+    }
+
+    fn consensus(&mut self, consensus: &ConsensusRecord) -> Result<(), OutputError> {
+        self.out.line(&RecordLine::Consensus(consensus))
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, summary: &SummaryRecord) -> Result<(), OutputError> {
+        self.out.line(&RecordLine::Summary(summary))?;
+        self.out.flush()
+    }
+}
+
+/// `--format ooni`: one OONI-style measurement per target record; the header gives the
+/// run's context, and consensus and summary records have no OONI form.
+pub struct OoniSink {
+    out: LineWriter,
+    context: Option<OoniContext>,
+}
+
+impl std::fmt::Debug for OoniSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OoniSink")
+            .field("path", &self.out.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OoniSink {
+    /// Writes to `out`; `path` names it in errors (default: the created file, or `-`).
+    pub fn new(out: OpenReport, path: Option<PathBuf>) -> OoniSink {
+        OoniSink {
+            out: LineWriter::new(display_path(&out, path), out),
+            context: None,
+        }
+    }
+
+    /// Creates the file `out` (stdout for `None` or `-`) at the header.
+    pub fn create(out: Option<&Path>) -> OoniSink {
+        OoniSink::new(OpenReport::Create(out.map(Path::to_owned)), None)
+    }
+}
+
+impl RecordSink for OoniSink {
+    fn header(&mut self, header: &HeaderRecord) -> Result<(), OutputError> {
+        self.out.open()?;
+        self.context = Some(OoniContext::from_header(header));
+        self.out.flush()
+    }
+
+    fn target(&mut self, record: &TargetRecord) -> Result<(), OutputError> {
+        let context = self.context.as_ref().expect("the header comes first");
+        self.out.line(&measurement(record, context))
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, _summary: &SummaryRecord) -> Result<(), OutputError> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ReportRecord;
+
+    /// The borrowed line serializes exactly as the owned `ReportRecord`.
+    #[test]
+    fn borrowed_lines_are_report_records() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports/examples/lab-demo.jsonl");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut kinds = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let record: ReportRecord = serde_json::from_str(line).unwrap();
+            let owned = serde_json::to_string(&record).unwrap();
+            let borrowed = match &record {
+                ReportRecord::Header(h) => serde_json::to_string(&RecordLine::Header(h)),
+                ReportRecord::Target(t) => serde_json::to_string(&RecordLine::Target(t)),
+                ReportRecord::Consensus(c) => serde_json::to_string(&RecordLine::Consensus(c)),
+                ReportRecord::Summary(s) => serde_json::to_string(&RecordLine::Summary(s)),
+            }
+            .unwrap();
+            assert_eq!(borrowed, owned);
+            assert_eq!(borrowed, line, "lab-demo round-trips");
+            kinds.insert(owned[..20].to_owned());
+        }
+        assert!(
+            kinds.len() >= 3,
+            "header, targets and summary seen: {kinds:?}"
+        );
+    }
+
+    #[test]
+    fn the_file_is_created_at_the_header_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let sink = JsonlSink::create(Some(&path));
+        drop(sink);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\n");
+    }
+}
