@@ -10,7 +10,7 @@
 use std::io::Write as _;
 use std::time::Instant;
 
-use censorprobe::workflows::reader::LoadedReport;
+use censorprobe::report::read::LoadedReport;
 use censorprobe::workflows::summarize::{ReportSummary, SummaryFormat};
 use serde_json::Value;
 

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use censorprobe::classify::blockpage::BlockpageSet;
 use censorprobe::observation::web::ConnectObservation;
+use censorprobe::observation::web::{AddressPlan, AddressSource};
 use censorprobe::pathguard::{PathGuard, PathGuardConfig};
 use censorprobe::probe::web::net::fd_soft_limit;
-use censorprobe::probe::web::stage::{AddressPlan, AddressSource};
 use censorprobe::probe::web::{ConnectionBudget, WebStage, WebStageConfig};
 use censorprobe::record::assessment::WebAssessment;
 use censorprobe::servers::ca::LabCa;
@@ -227,14 +227,15 @@ async fn run(
     let in_flight = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut tally = Tally::default();
-    let tally_result = |tally: &mut Tally, result: censorprobe::classify::web::WebStageResult| {
-        if let Some(http) = &result.http {
-            tally.add(http, |o| &o.connect, |o| o.total_ms);
-        }
-        if let Some(tls) = &result.tls {
-            tally.add(tls, |o| &o.connect, |o| o.total_ms);
-        }
-    };
+    let tally_result =
+        |tally: &mut Tally, result: censorprobe::record::assessment::WebStageResult| {
+            if let Some(http) = &result.http {
+                tally.add(http, |o| &o.connect, |o| o.total_ms);
+            }
+            if let Some(tls) = &result.tls {
+                tally.add(tls, |o| &o.connect, |o| o.total_ms);
+            }
+        };
     let started = Instant::now();
     for i in 0..targets {
         let permit = Arc::clone(&in_flight).acquire_owned().await.unwrap();

@@ -8,10 +8,6 @@
 
 pub mod classify;
 pub mod cli;
-// Old path of `probe::control` (shim until the callers move).
-pub use probe::control;
-// Old path of `probe::dns` (shim until the callers move).
-pub use probe::dns;
 pub mod ipclass;
 pub mod lab;
 pub mod lines;
@@ -21,15 +17,11 @@ pub mod pathguard;
 pub mod probe;
 pub mod progress;
 pub mod record;
-// Old path of `record` (shim until the callers move).
-pub use record as report;
+pub mod report;
 pub mod scan;
 pub mod scheduler;
 pub mod servers;
 pub mod targets;
 pub mod trust;
-pub mod verdict;
 pub mod vocab;
-// Old path of `probe::web` (shim until the callers move).
-pub use probe::web;
 pub mod workflows;

@@ -17,7 +17,7 @@ use crate::probe::dns::DnsEngine;
 use crate::probe::dns_stage::{DnsStage, first_reply_ips};
 use crate::probe::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::probe::web::stage::WebStage;
-use crate::report::{HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339};
+use crate::record::{HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339};
 use crate::scheduler::{DispatchOutcome, dispatch};
 use crate::targets::Target;
 
@@ -164,7 +164,7 @@ fn write_header(
     sink.header(&HeaderRecord {
         tool: env!("CARGO_PKG_NAME").to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        schema_version: crate::report::SCHEMA_VERSION,
+        schema_version: crate::record::SCHEMA_VERSION,
         started_at: now_rfc3339(),
         vantage: config.vantage.clone(),
         resolver: config.resolver,

@@ -1448,8 +1448,8 @@ fn report_file() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn reports_read_without_panic_and_bounded() {
+    use censorprobe::report::read::LoadedReport;
     use censorprobe::scan::resume::PriorRun;
-    use censorprobe::workflows::reader::LoadedReport;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.jsonl");
     check(200, report_file(), |bytes| {

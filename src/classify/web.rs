@@ -27,13 +27,13 @@ use crate::observation::web::{
     TlsHandshakeEnd, TlsObservation, TlsProgress,
 };
 use crate::record::assessment::{DnsAssessment, EvidenceKind};
-pub use crate::vocab::{Blocking, BlockingLayer, Claim, HttpVerdict, TlsVerdict};
+use crate::vocab::{Blocking, Claim, HttpVerdict, TlsVerdict};
 use crate::vocab::{DnsVerdict, Stage};
 
 // The probes' outcome facts live with the observations; kept here at their old path.
-pub use crate::observation::web::{AttemptOutcome, ProbeRole};
+use crate::observation::web::{AttemptOutcome, ProbeRole};
 use crate::observation::web::{StageRun, WebObservations};
-pub use crate::record::assessment::{
+use crate::record::assessment::{
     ControlSummary, HttpAssessment, HttpIpResult, IpResult, TargetBlocking, Timings, TlsAssessment,
     TlsIpResult, WebAssessment, WebEvidence, WebEvidenceKind, WebStageResult,
 };
@@ -848,6 +848,7 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::BlockingLayer;
     use crate::observation::web::{
         CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
     };

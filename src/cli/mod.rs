@@ -25,7 +25,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::SignalKind;
 
-use crate::workflows::reader::LoadedReport;
+use crate::report::read::LoadedReport;
 use crate::workflows::sanitize::sanitize_text;
 
 pub use check::CheckArgs;

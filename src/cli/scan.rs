@@ -17,13 +17,13 @@ use super::parse::{
     parse_server, parse_timeout, system_resolver,
 };
 use super::{ConfigError, StopSignal, runtime};
-use crate::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::ipclass::ForgedIpList;
 use crate::output::{
     ConsensusSink, Fanout, JsonlSink, OoniSink, OpenReport, OutputFormat, ProgressSink, RecordSink,
 };
+use crate::probe::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::progress::ProgressMode;
-use crate::report::{ScanOptions, SummaryRecord};
+use crate::record::{ScanOptions, SummaryRecord};
 use crate::scan::{
     Passes, ScanConfig, ScanInputs, ScanPlan, check_control_name, parse_qtypes, run_scan,
 };
@@ -99,7 +99,7 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = 2, value_parser = |t: &str| parse_count(t, 1, MAX_IPS_PER_TARGET))]
     pub max_ips: usize,
     /// Harmless Host/SNI for the benign control connections.
-    #[arg(long, default_value = crate::web::stage::DEFAULT_CONTROL_NAME)]
+    #[arg(long, default_value = crate::observation::web::DEFAULT_CONTROL_NAME)]
     pub control_name: String,
     /// Longest wait for a penalised (server IP, port) to work again (residual censorship).
     #[arg(long, default_value = "180s", value_parser = |t: &str| parse_duration_in(t, Duration::ZERO, MAX_RESIDUAL_WAIT))]

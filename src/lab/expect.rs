@@ -3,7 +3,7 @@
 //! confusion matrix per stage (expected verdict against reported verdict).
 //!
 //! Target records are read through the report reader
-//! ([`crate::workflows::reader::read_str`]) as [`LabRecord`]s. A stage's verdict is
+//! ([`crate::report::read::read_str`]) as [`LabRecord`]s. A stage's verdict is
 //! checked together with its detail: `dns.verdict` with `dns.method` (absent when the
 //! scenario names none), `http.verdict` with `http.stage`, `tls.verdict` with
 //! `tls.stage`; `dns.methods`, `blocking` and `accessible` are checked when the
@@ -17,8 +17,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::scenario::{Expectation, Scenario};
+use crate::report::read::{ReportLine, read_str};
 use crate::vocab::StageName;
-use crate::workflows::reader::{ReportLine, read_str};
 
 /// One field of one name: what the scenario expects and what the report says (`None`:
 /// absent), in words for display. Whether they agree is decided on the typed values

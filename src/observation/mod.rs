@@ -227,3 +227,42 @@ impl ControlObservation {
         self.answers.iter().find(|a| a.qtype == qtype)
     }
 }
+/// One change of the send rate, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateChange {
+    /// Seconds since the engine started.
+    pub at_s: f64,
+    pub from_qps: f64,
+    pub to_qps: f64,
+    /// Loss rate of the window that caused the change.
+    pub loss: f64,
+}
+
+/// What the rate control did during a scan (the summary's `dns_rate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DnsRateReport {
+    /// `--rate`: the most the probe would send (0: unpaced, no rate control).
+    pub max_qps: f64,
+    /// The rate at the end of the scan.
+    pub final_qps: f64,
+    /// The lowest rate the scan backed off to.
+    pub lowest_qps: f64,
+    /// How many times the rate was cut because the resolver dropped queries.
+    pub backoffs: u32,
+    /// Attempts to the resolver answered and lost (every attempt, every rate).
+    pub attempts_answered: u64,
+    pub attempts_lost: u64,
+    /// Loss the probe took as not caused by its rate (e.g. names dropped by a censor).
+    pub baseline_loss: f64,
+    /// The first rate changes, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<RateChange>,
+    /// Rate changes not listed in `changes`.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub changes_omitted: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}

@@ -8,7 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::vocab::Stage;
+use crate::vocab::Stage;
+
+/// The default benign name for controls: reserved by IANA for documentation, served
+/// by many hosts' default virtual host, blocked nowhere.
+pub const DEFAULT_CONTROL_NAME: &str = "example.com";
 
 /// How the TCP connect ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

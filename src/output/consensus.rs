@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use super::{OutputError, RecordSink};
-use crate::report::{HeaderRecord, SummaryRecord, TargetRecord};
-use crate::workflows::outcome::TargetOutcome;
-use crate::workflows::repeat::ConsensusRecord;
+use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::report::consensus::ConsensusRecord;
+use crate::report::outcome::TargetOutcome;
 
 /// Collects each target's attempts as they are written and yields its consensus when
 /// the last one is in. Holds only the targets with attempts still to come.
@@ -172,7 +172,7 @@ mod tests {
     }
 
     fn lab_demo() -> (HeaderRecord, TargetRecord) {
-        use crate::report::ReportRecord;
+        use crate::record::ReportRecord;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("reports/examples/lab-demo.jsonl");
         let text = std::fs::read_to_string(path).unwrap();

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::ooni::{OoniContext, measurement};
 use super::{OutputError, RecordSink};
-use crate::report::{HeaderRecord, SummaryRecord, TargetRecord};
-use crate::workflows::repeat::ConsensusRecord;
+use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::report::consensus::ConsensusRecord;
 
 /// One line of the JSONL report, borrowed: the same bytes as `report::ReportRecord`,
 /// without cloning the record into it.
@@ -224,7 +224,7 @@ impl RecordSink for OoniSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ReportRecord;
+    use crate::record::ReportRecord;
 
     /// The borrowed line serializes exactly as the owned `ReportRecord`.
     #[test]

@@ -10,8 +10,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::report::{HeaderRecord, SummaryRecord, TargetRecord};
-use crate::workflows::repeat::ConsensusRecord;
+use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::report::consensus::ConsensusRecord;
 
 mod consensus;
 mod jsonl;

@@ -2,8 +2,8 @@
 
 use super::{OutputError, RecordSink};
 use crate::progress::{Progress, ProgressMode};
-use crate::report::{HeaderRecord, SummaryRecord, TargetRecord};
-use crate::workflows::outcome::TargetOutcome;
+use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::report::outcome::TargetOutcome;
 
 /// Counts each target record under its outcome class (`blocked:dns`, ...).
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The `consensus` record (`--repeat`): the majority verdict of a target's attempts and
-//! how consistent they were. Built by [`crate::workflows::repeat`].
+//! how consistent they were. Built by [`crate::report::consensus`].
 
 use std::collections::BTreeMap;
 

@@ -122,7 +122,7 @@ impl Default for ScanOptions {
             ca_files: Vec::new(),
             concurrency: 500,
             connect_timeout: Duration::from_secs(5),
-            control_name: crate::probe::web::stage::DEFAULT_CONTROL_NAME.to_owned(),
+            control_name: crate::observation::web::DEFAULT_CONTROL_NAME.to_owned(),
             control_timeout: Duration::from_secs(5),
             dns_sockets: None,
             dns_timeout: Duration::from_secs(2),

@@ -33,7 +33,7 @@ pub struct SummaryRecord {
     pub censored: Vec<String>,
     /// What the DNS rate control did (back-offs when the resolver dropped queries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns_rate: Option<crate::probe::dns::rate::DnsRateReport>,
+    pub dns_rate: Option<crate::observation::DnsRateReport>,
     /// What the path guard learnt: every (server IP, port) that showed residual
     /// blocking, with its number of triggers and measured residual durations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

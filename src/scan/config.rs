@@ -17,7 +17,7 @@ use crate::probe::dns::DnsProbeConfig;
 use crate::probe::web::http::HttpProbeConfig;
 use crate::probe::web::stage::{ViaConfig, WebStageConfig};
 use crate::probe::web::tls::TlsProbeConfig;
-use crate::report::ScanOptions;
+use crate::record::ScanOptions;
 use crate::scheduler::{Shard, ShardError};
 use crate::targets::InvalidTarget;
 

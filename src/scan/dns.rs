@@ -10,8 +10,8 @@ use crate::observation::web::TlsObservation;
 use crate::probe::dns_stage::{DnsStage, any_bogon_answer, first_reply_ips};
 use crate::probe::web::WebStage;
 use crate::probe::web::proof::{MAX_PROOF_ADDRESSES, ProofPlan, plan_tls_proof};
+use crate::record::DnsSection;
 use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
-use crate::report::DnsSection;
 use crate::vocab::{DnsVerdict, PoisoningMethod};
 
 /// Most addresses listed in one `tls_proof_skipped` evidence item (the count is exact).

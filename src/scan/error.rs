@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::classify::blockpage::BlockpageError;
 use crate::output::OutputError;
 use crate::probe::ProbeError;
-use crate::workflows::reader::ReadError;
+use crate::report::read::ReadError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

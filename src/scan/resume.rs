@@ -12,9 +12,9 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::ScanError;
-use crate::report::{ResumeInfo, SummaryBuilder, TargetRecord};
-use crate::workflows::outcome::TargetOutcome;
-use crate::workflows::reader::{ReadStats, ReportLine, read_lines};
+use crate::record::{ResumeInfo, SummaryBuilder, TargetRecord};
+use crate::report::outcome::TargetOutcome;
+use crate::report::read::{ReadStats, ReportLine, read_lines};
 
 /// What an earlier run of the report recorded. Empty when not resuming.
 #[derive(Debug, Default)]

@@ -8,8 +8,10 @@
 
 use serde::Serialize;
 
-use super::outcome::{AnyStage, Blocking, BlockingKey, StageName, TargetOutcome, accessible_key};
-use super::reader::LoadedReport;
+use crate::report::outcome::{AnyStage, TargetOutcome, accessible_key};
+
+use crate::report::read::LoadedReport;
+use crate::vocab::{Blocking, BlockingKey, StageName};
 
 /// One difference of one aspect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -27,11 +27,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::outcome::{
-    AnyStage, Blocking, BlockingKey, DnsVerdict, HttpVerdict, PoisoningMethod, Stage, StageName,
-    StageVerdict, TargetOutcome, TlsVerdict, blocking_text,
+use crate::report::outcome::{AnyStage, TargetOutcome, blocking_text};
+
+use crate::report::read::LoadedReport;
+use crate::vocab::{
+    Blocking, BlockingKey, DnsVerdict, HttpVerdict, PoisoningMethod, Stage, StageName,
+    StageVerdict, TlsVerdict,
 };
-use super::reader::LoadedReport;
 
 type Result<T, E = CheckError> = std::result::Result<T, E>;
 
@@ -168,7 +170,7 @@ fn verdicts<V: StageVerdict>(values: &[V]) -> String {
 
 /// The stage's verdict is one of `any_of`.
 fn verdict_in<V: StageVerdict>(
-    stage: Option<&super::outcome::StageOutcome<V>>,
+    stage: Option<&crate::report::outcome::StageOutcome<V>>,
     any_of: &[V],
 ) -> bool {
     stage
@@ -860,7 +862,7 @@ mod tests {
         assert!(!http.holds(&poisoned));
         assert_eq!(http.observed(&poisoned), "http not measured");
         assert!(
-            Condition::Blocking(vec![Blocking::At(crate::classify::web::BlockingLayer::Dns)])
+            Condition::Blocking(vec![Blocking::At(crate::vocab::BlockingLayer::Dns)])
                 .holds(&poisoned)
         );
         assert!(Condition::Accessible(false).holds(&poisoned));

@@ -1,19 +1,12 @@
-//! Researcher and CI workflows around the scan: checking reports against expectations
-//! (`check`), comparing reports (`diff`), summarising them (`summary`, blocklists),
-//! and the consensus of repeated attempts. (Resuming and repeating are in
-//! `scan::passes`; the report, OONI and consensus writers in `output`.)
-//!
-//! Everything here reads reports through [`reader`] and [`outcome`], generically:
-//! each stage object (`dns`, `http`, `tls`) is a `verdict` with an optional `method` and
-//! `stage`, and the target-level `blocking` and `accessible` are used when a record has
-//! them (derived from the stages when it does not).
+//! Researcher and CI workflows over reports: checking them against expectations
+//! (`check`, with JUnit and Markdown output), comparing two (`diff`) and summarising
+//! them (`summary`, blocklists). Everything here reads reports through
+//! [`crate::report`] (typed records, the tolerant outcome view); it never imports the
+//! scan, the outputs or the command line.
 
 pub mod ci;
 pub mod diff;
 pub mod expect;
-pub mod outcome;
-pub mod reader;
-pub mod repeat;
 pub mod sanitize;
 pub mod summarize;
 

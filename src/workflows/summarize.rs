@@ -11,12 +11,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::outcome::{
-    BlockingKey, PoisoningMethod, Stage, StageName, TargetOutcome, accessible_key,
-};
-use super::reader::LoadedReport;
+use crate::report::outcome::{TargetOutcome, accessible_key};
+
 use super::sanitize::{markdown_cell, sanitize_csv_cell, sanitize_field, sanitize_text};
+use crate::report::read::LoadedReport;
 use crate::vocab::Blocking;
+use crate::vocab::{BlockingKey, PoisoningMethod, Stage, StageName};
 
 /// `--format` of `summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use censorprobe::record::TargetRecord;
 use censorprobe::record::assessment::EvidenceKind;
-use censorprobe::report::TargetRecord;
 use censorprobe::vocab::{Blocking, BlockingLayer};
 use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
 

@@ -29,7 +29,7 @@ use censorprobe::observation::{ControlObservation, DnsQueryObservation, DnsServe
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use censorprobe::record::assessment::DnsAssessment;
 use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
-use censorprobe::report::{DnsSection, ReportRecord, TargetRecord};
+use censorprobe::record::{DnsSection, ReportRecord, TargetRecord};
 use censorprobe::vocab::Blocking;
 use censorprobe::vocab::PoisoningMethod;
 use serde::Deserialize;
@@ -692,13 +692,13 @@ fn edited_lab_demo() -> String {
                     dns.method = Some(PoisoningMethod::Inconsistent);
                     dns.methods = vec![PoisoningMethod::Inconsistent];
                     dns.forged_ips = vec!["198.19.250.1".parse().unwrap()];
-                    target.blocking = Blocking::At(censorprobe::classify::web::BlockingLayer::Dns);
+                    target.blocking = Blocking::At(censorprobe::vocab::BlockingLayer::Dns);
                     target.accessible = Some(false);
                     edited += 1;
                 }
                 "www.video.example" => {
                     let http = target.http.as_mut().unwrap();
-                    http.verdict = censorprobe::classify::web::HttpVerdict::Ok;
+                    http.verdict = censorprobe::vocab::HttpVerdict::Ok;
                     http.stage = None;
                     target.blocking = Blocking::No;
                     target.accessible = Some(true);

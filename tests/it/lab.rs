@@ -12,7 +12,7 @@ use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use censorprobe::report::TargetRecord;
+use censorprobe::record::TargetRecord;
 use censorprobe::vocab::DnsVerdict;
 use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 

@@ -1,7 +1,7 @@
 //! The header's options are the scan's configuration, serialised (issue 10, F2).
 
 use censorprobe::cli::{Cli, Command, scan_config};
-use censorprobe::report::{ReportRecord, ScanOptions};
+use censorprobe::record::{ReportRecord, ScanOptions};
 use censorprobe::targets::TargetLoader;
 use clap::Parser as _;
 
@@ -108,7 +108,7 @@ fn option_keys_are_written_in_sorted_order() {
         dns_sockets: Some(8),
         repeat: Some(3),
         repeat_interval_ms: Some(1000),
-        resume: Some(censorprobe::report::ResumeInfo::default()),
+        resume: Some(censorprobe::record::ResumeInfo::default()),
         ..ScanOptions::default()
     };
     let text = serde_json::to_string(&options).unwrap();

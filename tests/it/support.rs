@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use censorprobe::report::{HeaderRecord, SummaryRecord, TargetRecord};
-use censorprobe::workflows::reader::{ReportLine, read_str};
-use censorprobe::workflows::repeat::ConsensusRecord;
+use censorprobe::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use censorprobe::report::consensus::ConsensusRecord;
+use censorprobe::report::read::{ReportLine, read_str};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};

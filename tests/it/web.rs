@@ -10,9 +10,10 @@ use std::time::Duration;
 use censorprobe::classify::blockpage::BlockpageSet;
 use censorprobe::classify::web::judge_web;
 use censorprobe::classify::web::target_blocking;
-use censorprobe::observation::web::{CertProblem, Stage};
+use censorprobe::observation::web::CertProblem;
+use censorprobe::observation::web::{AddressPlan, AddressSource};
 use censorprobe::pathguard::{PathGuard, PathGuardConfig, PathKey};
-use censorprobe::probe::web::stage::{AddressPlan, AddressSource, ViaConfig};
+use censorprobe::probe::web::stage::ViaConfig;
 use censorprobe::probe::web::{ConnectionBudget, WebStage, WebStageConfig};
 use censorprobe::record::assessment::DnsAssessment;
 use censorprobe::record::assessment::WebEvidenceKind;
@@ -22,6 +23,7 @@ use censorprobe::servers::web::{
     never_accepting_listener,
 };
 use censorprobe::vocab::DnsVerdict;
+use censorprobe::vocab::Stage;
 use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::RootCertStore;

@@ -12,13 +12,13 @@ use std::path::Path;
 use censorprobe::observation::web::{AttemptOutcome, ProbeRole};
 
 use censorprobe::lab::scenario::Scenario;
-use censorprobe::observation::web::Stage;
-use censorprobe::probe::web::stage::AddressSource;
-use censorprobe::report::{ReportRecord, SummaryBuilder, TargetRecord};
+use censorprobe::observation::web::AddressSource;
+use censorprobe::record::{ReportRecord, SummaryBuilder, TargetRecord};
+use censorprobe::report::consensus::ConsensusRecord;
+use censorprobe::report::outcome::TargetOutcome;
+use censorprobe::vocab::Stage;
 use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
-use censorprobe::workflows::outcome::TargetOutcome;
-use censorprobe::workflows::repeat::ConsensusRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

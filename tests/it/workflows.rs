@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use censorprobe::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
-use censorprobe::report::{DnsSection, HeaderRecord, ReportRecord, SummaryBuilder, TargetRecord};
+use censorprobe::record::{DnsSection, HeaderRecord, ReportRecord, SummaryBuilder, TargetRecord};
+use censorprobe::report::consensus::ConsensusRecord;
+use censorprobe::report::outcome::TargetOutcome;
 use censorprobe::targets::TargetSource;
+use censorprobe::vocab::Majority;
 use censorprobe::vocab::{Blocking, BlockingLayer};
 use censorprobe::vocab::{DnsVerdict, PoisoningMethod};
-use censorprobe::workflows::outcome::{Majority, TargetOutcome};
-use censorprobe::workflows::repeat::ConsensusRecord;
 use quick_xml::events::Event;
 use serde_json::{Value, json};
 
@@ -91,7 +92,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
         // web stage reached, as in a full scan.
         accessible: blocking.accessible.or(matches!(
             blocking.blocking,
-            censorprobe::classify::web::Blocking::No
+            censorprobe::vocab::Blocking::No
         )
         .then_some(true)),
     }
@@ -109,7 +110,7 @@ impl ReportText {
         let header = ReportRecord::Header(HeaderRecord {
             tool: "censorprobe".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            schema_version: censorprobe::report::SCHEMA_VERSION,
+            schema_version: censorprobe::record::SCHEMA_VERSION,
             started_at: "2024-05-01T10:00:00Z".to_owned(),
             vantage: Some("lab".to_owned()),
             resolver: "198.18.0.53:53".parse().unwrap(),

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use super::{OoniContext, measurement};
-use crate::report::{ReportRecord, TargetRecord};
+use crate::record::{ReportRecord, TargetRecord};
 
 const REPORT: &str = "reports/examples/lab-demo.jsonl";
 const SNAPSHOT: &str = "tests/golden/lab-demo.ooni.jsonl";

@@ -12,12 +12,12 @@
 //! ([`types`]; its structs declare their fields alphabetically, the order OONI output
 //! has always had). [`web`] maps each address's test connection.
 
-use crate::classify::web::{Blocking, BlockingLayer, HttpVerdict};
 use crate::observation::{
     ControlObservation, ControlOutcome, DnsQueryObservation, DnsRecord, DnsServerRole,
 };
-use crate::report::{DnsSection, HeaderRecord, TargetRecord};
-use crate::verdict::DnsVerdict;
+use crate::record::{DnsSection, HeaderRecord, TargetRecord};
+use crate::vocab::DnsVerdict;
+use crate::vocab::{Blocking, BlockingLayer, HttpVerdict};
 
 mod types;
 mod web;
@@ -444,14 +444,14 @@ mod tests {
 
     use crate::classify::blockpage::BlockpageSet;
     use crate::classify::web::target_blocking;
+    use crate::observation::web::{AddressPlan, AddressSource};
     use crate::pathguard::{PathGuard, PathGuardConfig};
+    use crate::probe::web::{ConnectionBudget, WebStage, WebStageConfig};
+    use crate::record::assessment::DnsAssessment;
     use crate::servers::ca::LabCa;
     use crate::servers::web::{
         HttpBehaviour, HttpLabConfig, LabServer, TlsBehaviour, TlsIdentity, TlsLabConfig,
     };
-    use crate::verdict::DnsAssessment;
-    use crate::web::stage::{AddressPlan, AddressSource};
-    use crate::web::{ConnectionBudget, WebStage, WebStageConfig};
 
     fn context() -> OoniContext {
         OoniContext {

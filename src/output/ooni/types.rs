@@ -14,12 +14,13 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-use crate::classify::web::{BlockingLayer, ControlSummary, HttpVerdict, TlsVerdict, WebEvidence};
+use crate::vocab::{BlockingLayer, HttpVerdict, Stage, TlsVerdict};
+
 use crate::observation::DnsServerRole;
-use crate::verdict::{DnsVerdict, Evidence, PoisoningMethod};
-use crate::web::observation::{
-    CertValidity, CertificateInfo, PathFacts, Stage, TlsAlert, TlsProgress,
-};
+use crate::observation::web::{CertValidity, CertificateInfo, PathFacts, TlsAlert, TlsProgress};
+use crate::record::assessment::Evidence;
+use crate::record::assessment::{ControlSummary, WebEvidence};
+use crate::vocab::{DnsVerdict, PoisoningMethod};
 
 /// A censorprobe record type copied verbatim into the measurement. Its own fields are
 /// declared in the record's order, so it is written through a sorted map like every
@@ -322,7 +323,7 @@ pub struct TlsHandshake<'a> {
 pub struct XCensorprobe<'a> {
     pub attempt: Option<u32>,
     pub attempts: StageAttempts<'a>,
-    pub blocking: crate::classify::web::Blocking,
+    pub blocking: crate::vocab::Blocking,
     pub categories: &'a [String],
     pub evidence: StageEvidence<'a>,
     /// Parts of the record the mapping could not read. The record is typed now, so

@@ -18,14 +18,13 @@ use super::types::{
     AttemptKeys, HeaderList, HeaderMap, HttpRequest, HttpResponseKeys, HttpTransaction,
     NetworkEvent, RecordedResponse, SortedKeys, TcpConnect, TcpConnectStatus, TlsHandshake, Tor,
 };
-use crate::classify::web::{
-    Claim, HttpAssessment, HttpVerdict, IpResult, TlsAssessment, TlsVerdict,
-};
-use crate::web::http::{DEFAULT_USER_AGENT, build_request};
-use crate::web::observation::{
+use crate::observation::web::{
     CertProblem, ConnectObservation, ConnectStatus, HttpExchangeEnd, HttpHeader, HttpObservation,
     HttpResponse, TlsHandshakeEnd, TlsObservation,
 };
+use crate::probe::web::http::{DEFAULT_USER_AGENT, build_request};
+use crate::record::assessment::{HttpAssessment, IpResult, TlsAssessment};
+use crate::vocab::{Claim, HttpVerdict, TlsVerdict};
 
 /// The df-007 failure string of an OS error number (`unknown_failure TEXT` for the
 /// numbers df-007 has no name for).

@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::tcpinfo::{self, StallPolicy};
-use crate::observation::web::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse, Stage};
+use crate::observation::web::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse};
+use crate::vocab::Stage;
 
 /// A common browser User-Agent: a probe that announces itself may be treated
 /// differently from the users whose experience it measures.

@@ -13,7 +13,6 @@ pub mod tcpinfo;
 pub mod tls;
 
 // Old path of `observation::web` (shim until the callers move).
-pub use crate::observation::web as observation;
 
 pub use net::ConnectionBudget;
 pub use stage::{WebStage, WebStageConfig};

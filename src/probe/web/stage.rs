@@ -20,16 +20,14 @@ use rustls::pki_types::ServerName;
 use super::http::{HttpProbeConfig, HttpProber, valid_host_header};
 use super::net::{ConnectionBudget, ms_between};
 use super::tls::{TlsProbeConfig, TlsProber, server_name};
-pub use crate::observation::web::{AddressPlan, AddressSource, PathRun, StageRun, WebObservations};
+use crate::observation::web::{AddressPlan, AddressSource, PathRun, StageRun, WebObservations};
 use crate::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, ProbeRole, TlsObservation,
 };
 use crate::pathguard::{AccessMode, AttributionRule, PathGuard, PathKey, PortRotation};
 use crate::probe::ProbeError;
 
-/// The default benign name for controls: reserved by IANA for documentation, served
-/// by many hosts' default virtual host, blocked nowhere.
-pub const DEFAULT_CONTROL_NAME: &str = "example.com";
+use crate::observation::web::DEFAULT_CONTROL_NAME;
 
 /// `--via IP [--via-ports A-B]`: every probe goes to one server with each target's
 /// Host/SNI.

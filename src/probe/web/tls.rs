@@ -27,10 +27,11 @@ use tokio::net::TcpStream;
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::tcpinfo::{self, StallPolicy};
 use crate::probe::ProbeError;
+use crate::vocab::Stage;
 
 type Result<T, E = ProbeError> = std::result::Result<T, E>;
 use crate::observation::web::{
-    CertProblem, CertValidity, CertificateInfo, Stage, TlsAlert, TlsHandshakeEnd, TlsObservation,
+    CertProblem, CertValidity, CertificateInfo, TlsAlert, TlsHandshakeEnd, TlsObservation,
     TlsProgress,
 };
 

@@ -12,14 +12,11 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::vocab::Blocking;
-use crate::vocab::{BlockingLayer, Claim};
-// The vocabulary the other workflows use, imported here once.
-use crate::report::TargetRecord;
-pub(super) use crate::vocab::{BlockingKey, Stage, StageName};
-pub(super) use crate::vocab::{DnsVerdict, PoisoningMethod};
-pub(super) use crate::vocab::{HttpVerdict, TlsVerdict};
-pub use crate::vocab::{Majority, StageVerdict};
+use crate::record::TargetRecord;
+use crate::vocab::{
+    Blocking, BlockingLayer, Claim, DnsVerdict, HttpVerdict, Majority, PoisoningMethod, Stage,
+    StageName, StageVerdict, TlsVerdict,
+};
 
 /// The stages a target record may carry, by their wire names, in the order they run
 /// (the OONI mapping looks them up in a record's JSON).
@@ -486,6 +483,7 @@ fn legacy_accessible(stages: &StageOutcomes, blocking: Blocking) -> Option<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::BlockingKey;
     use serde_json::{Value, json};
 
     fn outcome(value: &Value) -> TargetOutcome {
@@ -617,8 +615,8 @@ mod tests {
     #[test]
     fn a_typed_record_reads_as_its_json() {
         use crate::classify::web::skipped_tls;
+        use crate::record::DnsSection;
         use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
-        use crate::report::DnsSection;
         let mut record = TargetRecord {
             domain: "a.test".into(),
             address: None,

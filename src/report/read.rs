@@ -23,9 +23,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::outcome::{RecordHead, TargetOutcome};
-use super::repeat::ConsensusRecord;
 use crate::lines::read_line_bounded;
-use crate::report::{HeaderRecord, SummaryRecord};
+use crate::record::consensus::ConsensusRecord;
+use crate::record::{HeaderRecord, SummaryRecord};
 
 /// Longest line read as a record. Real target records are kilobytes (every DNS reply and
 /// connection observation included); a longer line is damage, skipped and counted.
@@ -104,7 +104,7 @@ impl ReadStats {
 }
 
 /// One record of a report, typed. A target record is read as `T`: the tolerant
-/// projection [`RecordHead`] by default, or the full [`crate::report::TargetRecord`]
+/// projection [`RecordHead`] by default, or the full [`crate::record::TargetRecord`]
 /// for a reader that needs every observation (resume's summary replay).
 #[derive(Debug)]
 pub enum ReportLine<T = RecordHead> {
@@ -353,7 +353,7 @@ impl fmt::Display for UnparsedLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflows::outcome::Blocking;
+    use crate::vocab::Blocking;
 
     const DEMO: &str = include_str!("../../reports/examples/lab-demo.jsonl");
 
@@ -456,10 +456,7 @@ mod tests {
         assert_eq!(report.consensus_records, 1);
         let a = report.outcome("a.test").unwrap();
         assert_eq!(a.attempts, 2);
-        assert_eq!(
-            a.blocking,
-            Blocking::At(crate::classify::web::BlockingLayer::Dns)
-        );
+        assert_eq!(a.blocking, Blocking::At(crate::vocab::BlockingLayer::Dns));
         assert_eq!(a.forged_ips, ["10.10.34.34", "10.10.34.35"]);
         let b = report.outcome("b.test").unwrap();
         assert_eq!(
@@ -517,7 +514,7 @@ mod tests {
 
     #[test]
     fn every_demo_record_reads_as_the_projection_of_its_typed_record() {
-        use crate::report::ReportRecord;
+        use crate::record::ReportRecord;
         let mut heads = Vec::new();
         let (mut headers, mut summaries) = (0, Vec::new());
         let stats = read_str(DEMO, |_, line: ReportLine| {
@@ -548,7 +545,7 @@ mod tests {
 
     #[test]
     fn absent_and_null_blocking_stay_apart() {
-        use crate::workflows::outcome::Field;
+        use crate::report::outcome::Field;
         let text = [
             r#"{"record":"target","domain":"a.test","dns":{"verdict":"ok"}}"#,
             r#"{"record":"target","domain":"b.test","dns":{"verdict":"ok"},"blocking":null,"accessible":null}"#,

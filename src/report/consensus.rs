@@ -12,10 +12,9 @@ pub use crate::record::consensus::{
     ConsensusRecord, ConsensusStages, StageConsensus, ValueConsensus,
 };
 
-use super::outcome::{
-    Blocking, BlockingKey, Majority, PoisoningMethod, StageOutcome, StageOutcomes, StageVerdict,
-    TargetOutcome, accessible_key,
-};
+use super::outcome::{StageOutcome, StageOutcomes, TargetOutcome, accessible_key};
+
+use crate::vocab::{Blocking, BlockingKey, Majority, PoisoningMethod, StageVerdict};
 
 /// Counts of values among attempts.
 #[derive(Debug, Clone)]
