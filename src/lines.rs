@@ -8,7 +8,7 @@ use std::io::{self, BufRead};
 
 /// One line as [`read_line_bounded`] read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineLength {
+pub(crate) struct LineLength {
     /// Bytes the line had in the input, newline included (0 at the end of the input).
     pub total: u64,
     /// Whether the line was longer than the bound: only its start is in the buffer.
@@ -18,14 +18,14 @@ pub struct LineLength {
 }
 
 impl LineLength {
-    pub fn at_end(self) -> bool {
+    pub(crate) fn at_end(self) -> bool {
         self.total == 0
     }
 }
 
 /// Appends the next line (newline included) to `buf`, at most `max` bytes of it; the
 /// rest of a longer line is consumed and dropped.
-pub fn read_line_bounded(
+pub(crate) fn read_line_bounded(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max: usize,
@@ -70,7 +70,7 @@ pub fn read_line_bounded(
 
 /// `text` cut to at most `max` bytes (on a character boundary) with a marker saying how
 /// long it was, for echoing untrusted input on a terminal or in a report.
-pub fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

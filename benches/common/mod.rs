@@ -1,7 +1,7 @@
 //! What every benchmark prints besides its own figures.
 
 /// The process's peak resident set size in KiB (`VmHWM`), 0 where /proc does not say.
-pub fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -848,11 +848,11 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::BlockingLayer;
     use crate::observation::web::{
         CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
     };
     use crate::pathguard::AccessMode;
+    use crate::vocab::BlockingLayer;
     use std::net::IpAddr;
     use std::net::Ipv4Addr;
 

@@ -42,7 +42,7 @@ pub struct CheckArgs {
 }
 
 /// Runs `check`: scan (or read `--report`), evaluate, print failures, write the CI files.
-pub fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let expectations = Expectations::load(&args.expect)?;
     let quiet = args.scan.quiet;

@@ -34,7 +34,7 @@ pub struct DiffArgs {
 }
 
 /// Runs `diff`.
-pub fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     let old = load_report(&args.old, args.quiet)?;
     let new = load_report(&args.new, args.quiet)?;
     let result = diff(&old, &new);

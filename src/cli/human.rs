@@ -2,7 +2,7 @@
 
 use crate::record::SummaryRecord;
 
-pub fn human_summary(summary: &SummaryRecord) -> String {
+pub(super) fn human_summary(summary: &SummaryRecord) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
     let _ = writeln!(

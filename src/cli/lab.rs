@@ -135,7 +135,7 @@ fn interrupted_or(error: LabError) -> anyhow::Result<ExitCode> {
 }
 
 /// Run a `lab` subcommand.
-pub fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LabCommand::Up {
             scenario,

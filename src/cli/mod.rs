@@ -8,14 +8,14 @@
 //! - [`lab`]: `lab ...`;
 //! - [`parse`]: option value parsers and bounds.
 
-pub mod check;
-pub mod diff;
+mod check;
+mod diff;
 mod error;
 mod human;
-pub mod lab;
-pub mod parse;
-pub mod scan;
-pub mod summary;
+mod lab;
+mod parse;
+mod scan;
+mod summary;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -328,7 +328,7 @@ fn print_skipped(list: &TargetList) {
 /// Where the records of a scan go: the report (JSONL, with a consensus after each
 /// target's last attempt when repeating; or OONI), then the progress display. The
 /// report is opened when the header is written: a resumed report for appending.
-pub fn scan_sink(
+pub(super) fn scan_sink(
     passes: &mut Passes,
     out: Option<&Path>,
     progress: ProgressMode,
@@ -365,7 +365,7 @@ pub fn scan_sink(
 
 /// Schedules `list` into the passes of `plan` (after what a resumed report holds) and
 /// runs them into the sinks of [`scan_sink`], until done or `signal`.
-pub fn run_planned_scan(
+pub(super) fn run_planned_scan(
     config: ScanConfig,
     list: TargetList,
     plan: &ScanPlan,
@@ -381,7 +381,7 @@ pub fn run_planned_scan(
     })
 }
 
-pub fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run_scan_command(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let plan = args.workflow.plan();
     plan.validate(args.out.as_deref())?;
     let list = load_targets(args)?;

@@ -27,7 +27,7 @@ pub struct SummaryArgs {
 }
 
 /// Runs `summary`.
-pub fn run_summary(args: &SummaryArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run_summary(args: &SummaryArgs) -> anyhow::Result<ExitCode> {
     let report = load_report(&args.report, args.quiet)?;
     let summary = ReportSummary::of(&report);
     write_output(args.out.as_deref(), &summary.render(args.format.into()))?;

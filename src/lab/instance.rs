@@ -40,7 +40,11 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// Make the state directory (CA, scenario copy, state.json), register the lab with
     /// this process as its owner, and build the network.
-    pub fn new(scenario: &Scenario, source: &Path, options: &LabOptions) -> LabResult<Prepared> {
+    pub(crate) fn new(
+        scenario: &Scenario,
+        source: &Path,
+        options: &LabOptions,
+    ) -> LabResult<Prepared> {
         if !netns::is_root() {
             return Err(LabError::NotRoot);
         }
@@ -85,7 +89,7 @@ impl Prepared {
 
     /// Remove the network, the files the lab wrote and its registry entry; report what
     /// failed.
-    pub fn remove(mut self) -> Vec<String> {
+    pub(crate) fn remove(mut self) -> Vec<String> {
         self.remove_steps()
     }
 
@@ -107,7 +111,7 @@ impl Prepared {
     }
 
     /// Keep everything (a daemonised lab: `lab down` removes it).
-    pub fn persist(mut self) {
+    pub(crate) fn persist(mut self) {
         if let Some(topology) = self.topology.take() {
             topology.persist();
         }

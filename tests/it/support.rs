@@ -16,9 +16,9 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_censorprobe");
 
-pub fn repo_path(relative: &str) -> PathBuf {
+pub(crate) fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
@@ -33,7 +33,7 @@ static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 });
 
 /// Validates one record against the report schema, panicking with every error.
-pub fn assert_schema_valid(record: &Value) {
+pub(crate) fn assert_schema_valid(record: &Value) {
     let errors: Vec<String> = SCHEMA
         .iter_errors(record)
         .map(|e| format!("{} at {}", e, e.instance_path))
@@ -46,7 +46,7 @@ pub fn assert_schema_valid(record: &Value) {
 
 /// A parsed JSONL report: the typed records, read by the same reader as the workflows.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub header: HeaderRecord,
     pub targets: Vec<TargetRecord>,
     /// With `--repeat`: one consensus record per target.
@@ -57,7 +57,7 @@ pub struct Report {
 impl Report {
     /// Parses a whole report: every line must be JSON that matches the schema (the wire
     /// format, checked on its own parse) and a typed record of a known type.
-    pub fn parse(text: &str) -> Report {
+    pub(crate) fn parse(text: &str) -> Report {
         for line in text.lines() {
             let record: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("bad JSONL line {line:?}: {e}"));
@@ -88,7 +88,7 @@ impl Report {
         }
     }
 
-    pub fn target(&self, domain: &str) -> &TargetRecord {
+    pub(crate) fn target(&self, domain: &str) -> &TargetRecord {
         self.targets
             .iter()
             .find(|t| t.domain == domain)
@@ -97,19 +97,19 @@ impl Report {
 }
 
 /// A record as its JSON, for assertions on fields deep inside it (replies, rechecks).
-pub fn json(record: &impl serde::Serialize) -> Value {
+pub(crate) fn json(record: &impl serde::Serialize) -> Value {
     serde_json::to_value(record).expect("records serialize")
 }
 
 /// Output of one run of the binary.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub status: std::process::ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
 
-pub async fn run_binary(args: &[String]) -> Run {
+pub(crate) async fn run_binary(args: &[String]) -> Run {
     let output = tokio::process::Command::new(BIN)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -123,13 +123,13 @@ pub async fn run_binary(args: &[String]) -> Run {
     }
 }
 
-pub fn args(list: &[&str]) -> Vec<String> {
+pub(crate) fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// What the fake server does with one name.
 #[derive(Debug, Clone)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// Reply after each delay with an A answer (an empty list is NOERROR with no data).
     Answers(Vec<(Duration, Vec<Ipv4Addr>)>),
     Nxdomain,
@@ -152,7 +152,7 @@ pub enum Behaviour {
 
 /// How a fake DNS server behaves as a whole.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FakeOptions {
+pub(crate) struct FakeOptions {
     /// Token bucket: queries above this rate (a second) are dropped, whatever the name.
     pub limit_qps: Option<f64>,
     /// Tokens the bucket holds (the burst allowed).
@@ -162,12 +162,16 @@ pub struct FakeOptions {
 }
 
 impl Behaviour {
-    pub fn a(ip: [u8; 4]) -> Behaviour {
+    pub(crate) fn a(ip: [u8; 4]) -> Behaviour {
         Behaviour::Answers(vec![(Duration::ZERO, vec![Ipv4Addr::from(ip)])])
     }
 
     /// An on-path injector's race: the forged answer at once, the genuine one later.
-    pub fn injected(forged: [u8; 4], genuine: [u8; 4], genuine_after: Duration) -> Behaviour {
+    pub(crate) fn injected(
+        forged: [u8; 4],
+        genuine: [u8; 4],
+        genuine_after: Duration,
+    ) -> Behaviour {
         Behaviour::Answers(vec![
             (Duration::ZERO, vec![Ipv4Addr::from(forged)]),
             (genuine_after, vec![Ipv4Addr::from(genuine)]),
@@ -177,7 +181,7 @@ impl Behaviour {
 
 /// A loopback DNS server answering by name; names it does not know get `default`.
 /// Runs until the test's runtime ends.
-pub async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> SocketAddr {
+pub(crate) async fn fake_dns(rules: &[(&str, Behaviour)], default: Behaviour) -> SocketAddr {
     fake_dns_with(rules, default, FakeOptions::default()).await
 }
 
@@ -264,7 +268,7 @@ async fn serve_tcp(
 }
 
 /// [`fake_dns`] with a rate limit and/or TCP.
-pub async fn fake_dns_with(
+pub(crate) async fn fake_dns_with(
     rules: &[(&str, Behaviour)],
     default: Behaviour,
     options: FakeOptions,

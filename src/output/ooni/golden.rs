@@ -17,7 +17,7 @@ const REPORT: &str = "reports/examples/lab-demo.jsonl";
 const SNAPSHOT: &str = "tests/golden/lab-demo.ooni.jsonl";
 
 /// Stands in for the random part of a run's report id.
-pub const MASKED_REPORT_ID: &str = "MASKED_REPORT_ID";
+pub(super) const MASKED_REPORT_ID: &str = "MASKED_REPORT_ID";
 
 fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)

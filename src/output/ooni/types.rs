@@ -245,9 +245,9 @@ pub struct HttpTransaction {
 }
 
 /// `headers` of a request or response: the first value of each name.
-pub type HeaderMap = BTreeMap<String, String>;
+pub(super) type HeaderMap = BTreeMap<String, String>;
 /// `headers_list`: every header, in order.
-pub type HeaderList = Vec<[String; 2]>;
+pub(super) type HeaderList = Vec<[String; 2]>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpRequest {

@@ -28,7 +28,7 @@ use crate::vocab::{Claim, HttpVerdict, TlsVerdict};
 
 /// The df-007 failure string of an OS error number (`unknown_failure TEXT` for the
 /// numbers df-007 has no name for).
-pub fn errno_failure(errno: Option<i32>, text: Option<&str>) -> String {
+pub(super) fn errno_failure(errno: Option<i32>, text: Option<&str>) -> String {
     let named = match errno {
         Some(libc::ECONNREFUSED) => "connection_refused",
         Some(libc::ECONNRESET) => "connection_reset",
@@ -50,7 +50,7 @@ pub fn errno_failure(errno: Option<i32>, text: Option<&str>) -> String {
 }
 
 /// The failure of a TCP connect (`None`: it succeeded).
-pub fn connect_failure(connect: &ConnectObservation) -> Option<String> {
+pub(super) fn connect_failure(connect: &ConnectObservation) -> Option<String> {
     match connect.status {
         ConnectStatus::Ok => None,
         ConnectStatus::Refused => Some("connection_refused".to_owned()),
@@ -61,7 +61,7 @@ pub fn connect_failure(connect: &ConnectObservation) -> Option<String> {
 }
 
 /// The failure of an HTTP exchange, the connect included (`None`: a whole response).
-pub fn http_failure(obs: &HttpObservation) -> Option<String> {
+pub(super) fn http_failure(obs: &HttpObservation) -> Option<String> {
     if let Some(failure) = connect_failure(&obs.connect) {
         return Some(failure);
     }
@@ -88,7 +88,7 @@ pub fn http_failure(obs: &HttpObservation) -> Option<String> {
 }
 
 /// The failure of a certificate judged not valid for the name.
-pub fn cert_failure(problem: Option<CertProblem>) -> &'static str {
+pub(super) fn cert_failure(problem: Option<CertProblem>) -> &'static str {
     match problem {
         Some(CertProblem::NameMismatch) => "ssl_invalid_hostname",
         Some(CertProblem::UnknownIssuer | CertProblem::NoTrustAnchors) => "ssl_unknown_authority",
@@ -98,7 +98,7 @@ pub fn cert_failure(problem: Option<CertProblem>) -> &'static str {
 
 /// The failure of a TLS handshake after a successful connect (`None`: it completed
 /// with a chain valid for the name).
-pub fn tls_failure(obs: &TlsObservation) -> Option<String> {
+pub(super) fn tls_failure(obs: &TlsObservation) -> Option<String> {
     if let Some(failure) = connect_failure(&obs.connect) {
         return Some(failure);
     }
@@ -131,7 +131,7 @@ fn tls_transport_failure(obs: &TlsObservation) -> Option<String> {
 }
 
 /// `TLS1.3` → `TLSv1.3`, as OONI writes versions.
-pub fn ooni_tls_version(version: &str) -> String {
+pub(super) fn ooni_tls_version(version: &str) -> String {
     version.strip_prefix("TLS").map_or_else(
         || version.to_owned(),
         |rest| {
@@ -146,7 +146,7 @@ pub fn ooni_tls_version(version: &str) -> String {
 
 /// rustls's `TLS13_AES_128_GCM_SHA256` → IANA's `TLS_AES_128_GCM_SHA256` (OONI's
 /// names); TLS 1.2 suite names are already IANA's.
-pub fn ooni_cipher_suite(cipher: &str) -> String {
+pub(super) fn ooni_cipher_suite(cipher: &str) -> String {
     cipher
         .strip_prefix("TLS13_")
         .map_or_else(|| cipher.to_owned(), |rest| format!("TLS_{rest}"))
@@ -244,7 +244,7 @@ const TLS_PROOF_TAGS: &[&str] = &["tls_proof"];
 
 /// The web part of one measurement, built transaction by transaction.
 #[derive(Debug, Default)]
-pub struct WebLists<'a> {
+pub(super) struct WebLists<'a> {
     pub tcp_connect: Vec<TcpConnect>,
     pub tls_handshakes: Vec<TlsHandshake<'a>>,
     pub requests: Vec<HttpTransaction>,
@@ -254,7 +254,7 @@ pub struct WebLists<'a> {
 
 /// What the mapping of one stage gives the measurement's own keys.
 #[derive(Debug)]
-pub struct StageMapping<'a, V> {
+pub(super) struct StageMapping<'a, V> {
     /// The headline address's test failure (`http_experiment_failure` for HTTP).
     pub headline_failure: Option<String>,
     /// `x_censorprobe.attempts.<stage>`.
@@ -263,7 +263,7 @@ pub struct StageMapping<'a, V> {
 
 impl<'a> WebLists<'a> {
     /// Transactions are numbered from `first_transaction` (after the DNS queries').
-    pub fn new(first_transaction: usize) -> Self {
+    pub(super) fn new(first_transaction: usize) -> Self {
         WebLists {
             next_transaction: first_transaction,
             ..WebLists::default()
@@ -467,7 +467,7 @@ impl<'a> WebLists<'a> {
     }
 
     /// Every address's test connection of the HTTP stage.
-    pub fn http(&mut self, assessment: &'a HttpAssessment) -> StageMapping<'a, HttpVerdict> {
+    pub(super) fn http(&mut self, assessment: &'a HttpAssessment) -> StageMapping<'a, HttpVerdict> {
         let mut mapping = StageMapping {
             headline_failure: None,
             attempts: Vec::new(),
@@ -489,7 +489,7 @@ impl<'a> WebLists<'a> {
     }
 
     /// Every address's test connection of the TLS stage.
-    pub fn tls(&mut self, assessment: &'a TlsAssessment) -> StageMapping<'a, TlsVerdict> {
+    pub(super) fn tls(&mut self, assessment: &'a TlsAssessment) -> StageMapping<'a, TlsVerdict> {
         let mut mapping = StageMapping {
             headline_failure: None,
             attempts: Vec::new(),
@@ -511,7 +511,7 @@ impl<'a> WebLists<'a> {
     }
 
     /// The DNS stage's "TLS as proof" handshakes.
-    pub fn tls_proof(&mut self, handshakes: &'a [TlsObservation]) {
+    pub(super) fn tls_proof(&mut self, handshakes: &'a [TlsObservation]) {
         for obs in handshakes {
             self.tls_connection(obs, false, TLS_PROOF_TAGS);
         }

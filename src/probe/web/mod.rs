@@ -9,7 +9,7 @@ pub mod http;
 pub mod net;
 pub mod proof;
 pub mod stage;
-pub mod tcpinfo;
+mod tcpinfo;
 pub mod tls;
 
 // Old path of `observation::web` (shim until the callers move).

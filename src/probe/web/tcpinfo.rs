@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// When unacknowledged, retransmitted data counts as dropped by the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StallPolicy {
+pub(super) struct StallPolicy {
     /// Consecutive retransmission timeouts of the same data with no ACK.
     pub min_retransmits: u8,
     /// Never decide earlier than this after the write (a floor against tiny RTOs).
@@ -44,7 +44,7 @@ impl Default for StallPolicy {
 
 /// The kernel's view of a connection whose data was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stall {
+pub(super) struct Stall {
     /// Data segments sent and not acknowledged.
     pub unacked_segments: u32,
     /// Bytes written by the probe and not acknowledged.
@@ -83,7 +83,7 @@ impl fmt::Display for Stall {
 
 /// The fields of `struct tcp_info` used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpInfo {
+pub(super) struct TcpInfo {
     pub unacked_segments: u32,
     pub retransmits: u8,
     pub total_retransmits: u32,
@@ -94,7 +94,7 @@ pub struct TcpInfo {
 }
 
 /// `getsockopt(fd, IPPROTO_TCP, TCP_INFO)`.
-pub fn tcp_info(socket: &impl AsFd) -> std::io::Result<TcpInfo> {
+pub(super) fn tcp_info(socket: &impl AsFd) -> std::io::Result<TcpInfo> {
     let fd = socket.as_fd().as_raw_fd();
     // SAFETY: `tcp_info` is plain old data, so all-zero is a valid value; the pointer
     // and length describe that one local value, which outlives the call; the kernel
@@ -127,7 +127,7 @@ pub fn tcp_info(socket: &impl AsFd) -> std::io::Result<TcpInfo> {
 
 /// Judge one reading: `Some` when the `written` bytes (all written by `since_write`)
 /// count as dropped by the path.
-pub fn judge(
+pub(super) fn judge(
     info: &TcpInfo,
     written: u64,
     since_write: Duration,
@@ -154,7 +154,7 @@ pub fn judge(
 /// Resolves once the `written` bytes, all written by `write_done`, count as dropped by
 /// the path; pending forever while the server acknowledges them (a slow server) or
 /// when `TCP_INFO` cannot be read. Race it against the read.
-pub async fn dropped_in_path(
+pub(super) async fn dropped_in_path(
     socket: &impl AsFd,
     written: u64,
     write_done: Instant,
