@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use censorprobe::lab::Scenario;
-use censorprobe::workflows::reader::LoadedReport;
-use censorprobe::workflows::resume::PriorRun;
+use censorprobe::report::read::LoadedReport;
+use censorprobe::scan::resume::PriorRun;
 use libfuzzer_sys::fuzz_target;
 
 const SCENARIO: &str = r#"
