@@ -19,14 +19,16 @@ use crate::record::{DnsSection, HeaderRecord, TargetRecord};
 use crate::vocab::DnsVerdict;
 use crate::vocab::{Blocking, BlockingLayer, HttpVerdict};
 
+pub mod sorted;
 mod types;
 mod web;
 
+use sorted::views;
 pub use types::{
     Annotations, AttemptKeys, ControlDns, ControlKeys, DnsAnswer, DnsQuery, DnsVerdictKeys,
-    Extensions, HttpTransaction, Measurement, NetworkEvent, SortedKeys, StageAttempts,
-    StageEvidence, StageVerdicts, TcpConnect, TestHelpers, TestKeys, TlsHandshake, WcBlocking,
-    WebVerdictKeys, XCensorprobe,
+    Extensions, HttpTransaction, Measurement, NetworkEvent, StageAttempts, StageEvidence,
+    StageVerdicts, TcpConnect, TestHelpers, TestKeys, TlsHandshake, WcBlocking, WebVerdictKeys,
+    XCensorprobe,
 };
 use web::WebLists;
 
@@ -328,7 +330,7 @@ fn verdict_keys(record: &TargetRecord) -> (StageVerdicts, StageEvidence<'_>) {
             methods: assessment.methods.clone(),
             verdict: assessment.verdict,
         });
-        evidence.dns = Some(SortedKeys(&assessment.evidence));
+        evidence.dns = Some(views(&assessment.evidence));
     }
     if let Some(http) = &record.http {
         verdicts.http = Some(WebVerdictKeys {
@@ -336,7 +338,7 @@ fn verdict_keys(record: &TargetRecord) -> (StageVerdicts, StageEvidence<'_>) {
             stage: http.stage,
             verdict: http.verdict,
         });
-        evidence.http = Some(SortedKeys(&http.evidence));
+        evidence.http = Some(views(&http.evidence));
     }
     if let Some(tls) = &record.tls {
         verdicts.tls = Some(WebVerdictKeys {
@@ -344,7 +346,7 @@ fn verdict_keys(record: &TargetRecord) -> (StageVerdicts, StageEvidence<'_>) {
             stage: tls.stage,
             verdict: tls.verdict,
         });
-        evidence.tls = Some(SortedKeys(&tls.evidence));
+        evidence.tls = Some(views(&tls.evidence));
     }
     (verdicts, evidence)
 }

@@ -16,25 +16,13 @@ use serde::{Serialize, Serializer};
 
 use crate::vocab::{BlockingLayer, HttpVerdict, Stage, TlsVerdict};
 
+use super::sorted::{
+    AlertView, CertificateView, EvidenceView, PathView, ValidityView, WebEvidenceView,
+};
 use crate::observation::DnsServerRole;
-use crate::observation::web::{CertValidity, CertificateInfo, PathFacts, TlsAlert, TlsProgress};
-use crate::record::assessment::Evidence;
-use crate::record::assessment::{ControlSummary, WebEvidence};
+use crate::observation::web::TlsProgress;
+use crate::record::assessment::ControlSummary;
 use crate::vocab::{DnsVerdict, PoisoningMethod};
-
-/// A censorprobe record type copied verbatim into the measurement. Its own fields are
-/// declared in the record's order, so it is written through a sorted map like every
-/// other object of the OONI output.
-#[derive(Debug, Clone, Copy)]
-pub struct SortedKeys<'a, T>(pub &'a T);
-
-impl<T: Serialize> Serialize for SortedKeys<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde_json::to_value(self.0)
-            .map_err(serde::ser::Error::custom)?
-            .serialize(serializer)
-    }
-}
 
 /// One OONI measurement (the base data format, df-000).
 #[derive(Debug, Serialize)]
@@ -310,12 +298,12 @@ pub struct TlsHandshake<'a> {
     pub tags: &'static [&'static str],
     pub tls_version: String,
     pub transaction_id: usize,
-    pub x_alert: Option<SortedKeys<'a, TlsAlert>>,
+    pub x_alert: Option<AlertView<'a>>,
     pub x_error: Option<&'a str>,
-    pub x_peer_certificates: SortedKeys<'a, Vec<CertificateInfo>>,
+    pub x_peer_certificates: Vec<CertificateView<'a>>,
     pub x_progress: Option<TlsProgress>,
     pub x_sni_sent: bool,
-    pub x_validity: Option<SortedKeys<'a, CertValidity>>,
+    pub x_validity: Option<ValidityView<'a>>,
 }
 
 /// `test_keys.x_censorprobe`: censorprobe's own verdicts, in its own terms.
@@ -344,10 +332,10 @@ pub struct StageAttempts<'a> {
 /// censorprobe's judgement of one address, linked to its OONI transaction.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptKeys<'a, V> {
-    pub control: SortedKeys<'a, ControlSummary>,
+    pub control: &'a ControlSummary,
     pub failure: Option<String>,
     pub ip: IpAddr,
-    pub path: SortedKeys<'a, PathFacts>,
+    pub path: PathView,
     pub port: u16,
     pub residual: Option<bool>,
     pub stage: Option<Stage>,
@@ -359,11 +347,11 @@ pub struct AttemptKeys<'a, V> {
 #[derive(Debug, Default, Serialize)]
 pub struct StageEvidence<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns: Option<SortedKeys<'a, Vec<Evidence>>>,
+    pub dns: Option<Vec<EvidenceView<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<SortedKeys<'a, Vec<WebEvidence>>>,
+    pub http: Option<Vec<WebEvidenceView<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<SortedKeys<'a, Vec<WebEvidence>>>,
+    pub tls: Option<Vec<WebEvidenceView<'a>>>,
 }
 
 /// `x_censorprobe.verdicts`: each stage's headline verdict.

@@ -14,9 +14,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::sorted::{AlertView, PathView, ValidityView, views};
 use super::types::{
     AttemptKeys, HeaderList, HeaderMap, HttpRequest, HttpResponseKeys, HttpTransaction,
-    NetworkEvent, RecordedResponse, SortedKeys, TcpConnect, TcpConnectStatus, TlsHandshake, Tor,
+    NetworkEvent, RecordedResponse, TcpConnect, TcpConnectStatus, TlsHandshake, Tor,
 };
 use crate::observation::web::{
     CertProblem, ConnectObservation, ConnectStatus, HttpExchangeEnd, HttpHeader, HttpObservation,
@@ -456,12 +457,12 @@ impl<'a> WebLists<'a> {
                 .map(ooni_tls_version)
                 .unwrap_or_default(),
             transaction_id,
-            x_alert: obs.alert.as_ref().map(SortedKeys),
+            x_alert: obs.alert.as_ref().map(AlertView::from),
             x_error: obs.error.as_deref(),
-            x_peer_certificates: SortedKeys(&obs.chain),
+            x_peer_certificates: views(&obs.chain),
             x_progress: obs.progress,
             x_sni_sent: obs.sni.is_some(),
-            x_validity: obs.validity.as_ref().map(SortedKeys),
+            x_validity: obs.validity.as_ref().map(ValidityView::from),
         });
         failure
     }
@@ -529,10 +530,10 @@ fn attempt_keys<V: Copy, O>(
     failure: Option<String>,
 ) -> AttemptKeys<'_, V> {
     AttemptKeys {
-        control: SortedKeys(&attempt.control),
+        control: &attempt.control,
         failure,
         ip: attempt.ip,
-        path: SortedKeys(&attempt.path),
+        path: PathView::from(&attempt.path),
         port: attempt.port,
         residual: attempt.residual,
         stage: attempt.stage,
