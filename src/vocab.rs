@@ -559,11 +559,7 @@ impl StageVerdict for DnsVerdict {
 
     /// Without the evidence a selective silence is only a timeout: unclear.
     fn blocking_claim(self, _: Option<Stage>) -> Claim {
-        match self {
-            DnsVerdict::Ok | DnsVerdict::Nxdomain => Claim::Clean,
-            DnsVerdict::DnsPoisoning => Claim::Blocked(BlockingLayer::Dns),
-            DnsVerdict::Timeout | DnsVerdict::Error | DnsVerdict::Inconclusive => Claim::Unclear,
-        }
+        self.claim(false)
     }
 
     fn is_ok(self) -> bool {
@@ -575,37 +571,28 @@ impl StageVerdict for DnsVerdict {
     }
 }
 
-impl StageVerdict for HttpVerdict {
-    const ALL: &'static [Self] = HttpVerdict::ALL;
+/// The web stages' verdicts: the claim depends on where in the connection it happened.
+macro_rules! web_stage_verdict {
+    ($($ty:ident),+) => {$(
+        impl StageVerdict for $ty {
+            const ALL: &'static [Self] = $ty::ALL;
 
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
 
-    fn blocking_claim(self, place: Option<Stage>) -> Claim {
-        self.claim(place)
-    }
+            fn blocking_claim(self, place: Option<Stage>) -> Claim {
+                self.claim(place)
+            }
 
-    fn is_ok(self) -> bool {
-        self == HttpVerdict::Ok
-    }
+            fn is_ok(self) -> bool {
+                self == $ty::Ok
+            }
+        }
+    )+};
 }
 
-impl StageVerdict for TlsVerdict {
-    const ALL: &'static [Self] = TlsVerdict::ALL;
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-
-    fn blocking_claim(self, place: Option<Stage>) -> Claim {
-        self.claim(place)
-    }
-
-    fn is_ok(self) -> bool {
-        self == TlsVerdict::Ok
-    }
-}
+web_stage_verdict!(HttpVerdict, TlsVerdict);
 
 /// A stage's verdict in an outcome: one measurement's, or the consensus of several
 /// attempts, which may have no majority or a majority of attempts without the stage.
