@@ -18,10 +18,6 @@ use crate::vocab::{
     StageName, StageVerdict, TlsVerdict,
 };
 
-/// The stages a target record may carry, by their wire names, in the order they run
-/// (the OONI mapping looks them up in a record's JSON).
-pub const STAGES: [&str; 3] = ["dns", "http", "tls"];
-
 /// One stage's verdict as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StageOutcome<V> {
@@ -343,16 +339,10 @@ impl From<&TargetRecord> for TargetOutcome {
 }
 
 impl TargetOutcome {
-    /// Reads a target record from any deserializer (a JSON value in tests) through its
-    /// [`RecordHead`].
+    /// Reads a target record from any deserializer (e.g. a JSON value) through its
+    /// tolerant [`RecordHead`]; the report reader parses lines the same way.
     pub fn from_value<'de, D: Deserializer<'de>>(record: D) -> Result<TargetOutcome, D::Error> {
         RecordHead::deserialize(record).map(TargetOutcome::from)
-    }
-
-    /// Reads a target record from its JSON text, skipping the fields it does not need
-    /// (much faster than building the whole tree first).
-    pub fn from_slice(json: &[u8]) -> serde_json::Result<TargetOutcome> {
-        serde_json::from_slice::<RecordHead>(json).map(TargetOutcome::from)
     }
 
     pub fn stage(&self, name: StageName) -> Option<AnyStage<'_>> {
