@@ -25,7 +25,7 @@ mod address;
 mod dns;
 
 pub use address::plan_addresses;
-pub use dns::proof_skipped_evidence;
+pub use dns::{proof_skipped_evidence, wants_tls_proof};
 
 mod config;
 

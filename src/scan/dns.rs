@@ -100,7 +100,9 @@ pub(crate) async fn probe_dns(
 
 /// Only inconsistency with the control stands against the answer: a certificate valid
 /// for the name at those addresses would show a CDN or geo-DNS answer, not a forgery.
-fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
+/// Whether a verdict calls for TLS as proof: only inconsistency with the control stands
+/// against the answer (a CDN or geo-DNS answer would prove itself with a valid certificate).
+pub fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
     assessment.methods == [PoisoningMethod::Inconsistent]
 }
 

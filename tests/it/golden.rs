@@ -25,7 +25,7 @@ use censorprobe::ipclass::ForgedIpList;
 use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
-use censorprobe::observation::{ControlObservation, DnsQueryObservation, DnsServerRole};
+use censorprobe::observation::{ControlObservation, DnsQueryObservation};
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use censorprobe::record::assessment::DnsAssessment;
 use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
@@ -125,23 +125,9 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
 }
 
 // ---------------------------------------------------------------------------------
-// Re-judging stored observations the way the scan judges them (src/scan.rs probe_dns,
-// src/web/stage.rs WebStage::classify, src/scan.rs probe_target).
-
-/// Addresses in the first valid reply of each resolver question (the stub view), as
-/// `scan.rs` `first_reply_ips` takes them for the TLS proof.
-fn first_reply_ips(queries: &[DnsQueryObservation]) -> Vec<IpAddr> {
-    queries
-        .iter()
-        .filter(|q| q.role == DnsServerRole::Resolver)
-        .filter_map(|q| {
-            q.replies
-                .iter()
-                .find(|r| r.from == q.server && r.question_matches)
-        })
-        .flat_map(|r| r.ips().collect::<Vec<_>>())
-        .collect()
-}
+// Re-judging stored observations the way the scan judges them (src/scan/dns.rs
+// probe_dns, with the scan's own rules for when TLS proof is taken; classify::web
+// judge_web for the web stages).
 
 /// The DNS observations of one target: what `probe_dns` stores beside the verdict.
 struct DnsStored<'a> {
@@ -183,8 +169,11 @@ fn rejudge_dns(stored: &DnsStored<'_>, forged_ips: &ForgedIpList, tls_runs: bool
     };
     let mut assessment = classify_dns(&inputs);
     let mut proof_skipped = Vec::new();
-    if tls_runs && assessment.methods == [PoisoningMethod::Inconsistent] {
-        let plan = plan_tls_proof(&first_reply_ips(stored.queries), MAX_PROOF_ADDRESSES);
+    if tls_runs && censorprobe::scan::wants_tls_proof(&assessment) {
+        let plan = plan_tls_proof(
+            &censorprobe::probe::dns_stage::first_reply_ips(stored.queries),
+            MAX_PROOF_ADDRESSES,
+        );
         proof_skipped = censorprobe::scan::proof_skipped_evidence(&plan, MAX_PROOF_ADDRESSES);
         if !proven.is_empty() {
             inputs.tls_proven = &proven;

@@ -12,7 +12,5 @@ pub mod stage;
 mod tcpinfo;
 pub mod tls;
 
-// Old path of `observation::web` (shim until the callers move).
-
 pub use net::ConnectionBudget;
 pub use stage::{WebStage, WebStageConfig};
