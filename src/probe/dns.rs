@@ -98,6 +98,19 @@ pub struct DnsQuestion {
     pub role: DnsServerRole,
 }
 
+/// Everything observed for one group, in the order the questions were given.
+#[derive(Debug)]
+pub struct GroupDone {
+    pub token: u64,
+    pub observations: Vec<DnsQueryObservation>,
+}
+
+type Waiting = (
+    DnsQuestion,
+    DnsQueryObservation,
+    Option<oneshot::Receiver<DnsQueryObservation>>,
+);
+
 struct Job {
     question: DnsQuestion,
     done: oneshot::Sender<DnsQueryObservation>,
@@ -147,6 +160,33 @@ impl DnsEngine {
     /// Sends the questions back to back from one socket (in the order given, with no
     /// pacing gap between them) and returns their observations in the same order.
     pub async fn query_together(&self, questions: Vec<DnsQuestion>) -> Vec<DnsQueryObservation> {
+        let waiting = self.send_jobs(questions).await;
+        self.collect(waiting).await
+    }
+
+    /// Submits the questions of one name as a group, all sent from one socket back to
+    /// back. Returns once they are accepted (waits only for the rate gate and for room in
+    /// the engine: back-pressure). When every question of the group is finished (TCP
+    /// retry of a truncated resolver reply included), sends `GroupDone { token, .. }` on
+    /// `done`, with the observations in the order of `questions`.
+    pub async fn submit_group(
+        &self,
+        questions: Vec<DnsQuestion>,
+        token: u64,
+        done: mpsc::UnboundedSender<GroupDone>,
+    ) {
+        let waiting = self.send_jobs(questions).await;
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let observations = engine.collect(waiting).await;
+            let _ = done.send(GroupDone {
+                token,
+                observations,
+            });
+        });
+    }
+
+    async fn send_jobs(&self, questions: Vec<DnsQuestion>) -> Vec<Waiting> {
         self.gate
             .admit(u32::try_from(questions.len()).unwrap_or(u32::MAX))
             .await;
@@ -164,6 +204,10 @@ impl DnsEngine {
                 .is_ok();
             waiting.push((question, stopped, sent.then_some(result)));
         }
+        waiting
+    }
+
+    async fn collect(&self, waiting: Vec<Waiting>) -> Vec<DnsQueryObservation> {
         let observations = waiting
             .into_iter()
             .map(|(question, stopped, result)| async move {
@@ -597,6 +641,9 @@ impl SocketWorker {
         if query.first_reply.is_none() {
             query.first_reply = Some(now);
             query.deadline = now + self.config.wait_after_first;
+            if query.question.role == DnsServerRole::Control {
+                query.deadline = now;
+            }
             self.deadlines.push(Reverse((query.deadline, key)));
         }
     }
@@ -615,9 +662,11 @@ impl SocketWorker {
                 self.pending.insert(key, query);
                 continue;
             }
-            let retry_allowed = query.question.role == DnsServerRole::Resolver
-                && query.first_reply.is_none()
-                && query.attempts <= self.config.retries;
+            let retry_allowed = match query.question.role {
+                DnsServerRole::Resolver => query.attempts <= self.config.retries,
+                DnsServerRole::Control => query.attempts <= self.config.retries.max(2),
+                DnsServerRole::Sink => false,
+            } && query.first_reply.is_none();
             self.settle_lost(&mut query);
             if retry_allowed {
                 // A retry leaves now; the pacer makes later queries wait for it.
