@@ -14,6 +14,10 @@ pub enum DnsServerRole {
     Resolver,
     /// An address that runs no DNS service: any reply from it is injected.
     Sink,
+    /// A trusted resolver asked over UDP beside the resolver under test (the scan's
+    /// `--control udp:`): done at its first valid reply, retried more than the resolver
+    /// (a lost control packet must not decide a verdict).
+    Control,
 }
 
 /// Header flags of a DNS reply, as received.
@@ -260,6 +264,26 @@ pub struct DnsRateReport {
     /// Rate changes not listed in `changes`.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub changes_omitted: u64,
+    /// UDP queries sent, every role and attempt (retries included).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub queries_sent: u64,
+    /// Of `queries_sent`, the attempts after the first of a question.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub retries: u64,
+    /// Attempts to the resolver lost, over those whose outcome is known.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub loss_rate: f64,
+    /// Queries sent a second, from the first send to the last.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub achieved_qps: f64,
+    /// The most names (groups of questions) the engine had in flight at once.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub max_names_in_flight: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference

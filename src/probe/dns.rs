@@ -6,11 +6,16 @@
 //! answers. Sockets are never `connect()`ed: a connected socket would silently drop replies
 //! whose source differs from the resolver's.
 //!
-//! Engine design (for tens of thousands of names a second on two cores): a small fixed
-//! pool of sockets, each owned by one task that keeps its outstanding queries in a map
-//! keyed by query id and its deadlines in a heap. No per-query thread or socket (the
-//! rate control, when paced, takes one short lock per attempt);
+//! Engine design (for tens of thousands of names a second on two cores): a pool of
+//! sockets, each owned by one task that keeps its waiting questions in a slab found by
+//! query id (a table of 65,536 slots per socket) and their deadlines in a timer wheel.
+//! The questions of one name are submitted as a group, sent from one socket back to
+//! back (one `sendmmsg`), and delivered together when the last one is done: a waiting
+//! name costs table entries, no task, future or channel of its own. No per-query thread
+//! or socket (the rate control, when paced, takes one short lock per attempt);
 //! submission goes through bounded channels, so a full engine applies back-pressure.
+//! The pool grows when its sockets run short of query ids (each socket keeps ids of
+//! finished queries in quarantine for a while), so the id budget never caps the rate.
 //!
 //! Hostile networks: replies kept per query and records kept per reply are capped (the
 //! rest are counted and digested); a socket task reads a bounded batch of packets per
@@ -19,35 +24,29 @@
 //! resolver drops queries. A truncated reply (TC=1) is retried over TCP.
 
 pub mod rate;
+mod wheel;
+mod worker;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
-use sha2::{Digest, Sha256};
-use tokio::io::Interest;
+use nix::sys::socket::{SockaddrStorage, setsockopt, sockopt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::ProbeError;
 
 type Result<T, E = ProbeError> = std::result::Result<T, E>;
 use crate::observation::{
     DnsFlags, DnsQueryObservation, DnsRecord, DnsReply, DnsServerRole, DnsTcpExchange,
-    OmittedReplies,
 };
 use rate::{DnsRateReport, RateGate};
+use worker::{GroupJob, SocketWorker};
 
 /// Replies kept in full per query; the rest are counted, timed and digested.
 pub const MAX_REPLIES_KEPT: usize = 16;
@@ -98,45 +97,144 @@ pub struct DnsQuestion {
     pub role: DnsServerRole,
 }
 
-struct Job {
-    question: DnsQuestion,
-    done: oneshot::Sender<DnsQueryObservation>,
+/// Everything observed for one group, in the order the questions were given.
+#[derive(Debug)]
+pub struct GroupDone {
+    pub token: u64,
+    pub observations: Vec<DnsQueryObservation>,
+}
+
+/// Most sockets the pool grows to when its sockets run short of query ids.
+const MAX_SOCKETS: usize = 64;
+/// Groups queued per socket before a submission tries another socket or waits.
+const GROUPS_QUEUED_PER_SOCKET: usize = 256;
+
+/// Counters the socket tasks add to (once per turn) and the report reads.
+#[derive(Debug)]
+struct EngineStats {
+    started: Instant,
+    queries_sent: AtomicU64,
+    retries: AtomicU64,
+    /// Microseconds since `started` of the first and the last send.
+    first_send_us: AtomicU64,
+    last_send_us: AtomicU64,
+    names_in_flight: AtomicU64,
+    max_names_in_flight: AtomicU64,
+}
+
+impl EngineStats {
+    fn new() -> Self {
+        EngineStats {
+            started: Instant::now(),
+            queries_sent: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            first_send_us: AtomicU64::new(u64::MAX),
+            last_send_us: AtomicU64::new(0),
+            names_in_flight: AtomicU64::new(0),
+            max_names_in_flight: AtomicU64::new(0),
+        }
+    }
+
+    fn on_sent(&self, sent: u64, retries: u64, now: Instant) {
+        let at = u64::try_from(now.duration_since(self.started).as_micros()).unwrap_or(u64::MAX);
+        self.queries_sent.fetch_add(sent, Ordering::Relaxed);
+        self.retries.fetch_add(retries, Ordering::Relaxed);
+        self.first_send_us.fetch_min(at, Ordering::Relaxed);
+        self.last_send_us.fetch_max(at, Ordering::Relaxed);
+    }
+
+    fn fill(&self, report: &mut DnsRateReport) {
+        report.queries_sent = self.queries_sent.load(Ordering::Relaxed);
+        report.retries = self.retries.load(Ordering::Relaxed);
+        report.max_names_in_flight = self.max_names_in_flight.load(Ordering::Relaxed);
+        let known = report.attempts_answered + report.attempts_lost;
+        report.loss_rate = if known == 0 {
+            0.0
+        } else {
+            report.attempts_lost as f64 / known as f64
+        };
+        let first = self.first_send_us.load(Ordering::Relaxed);
+        let last = self.last_send_us.load(Ordering::Relaxed);
+        report.achieved_qps = if last > first {
+            report.queries_sent as f64 / ((last - first) as f64 / 1e6)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// What the engine's callers and its socket tasks share.
+struct EngineShared {
+    config: DnsProbeConfig,
+    gate: RateGate,
+    stats: EngineStats,
+}
+
+impl EngineShared {
+    /// Hands a finished group to its submitter; it is no longer in flight.
+    fn deliver(
+        &self,
+        token: u64,
+        done: &mpsc::UnboundedSender<GroupDone>,
+        observations: Vec<DnsQueryObservation>,
+    ) {
+        self.stats.names_in_flight.fetch_sub(1, Ordering::Relaxed);
+        let _ = done.send(GroupDone {
+            token,
+            observations,
+        });
+    }
+}
+
+struct WorkerHandle {
+    jobs: mpsc::Sender<GroupJob>,
+    id_limited: Arc<AtomicBool>,
+}
+
+struct EngineInner {
+    shared: Arc<EngineShared>,
+    family: IpAddr,
+    workers: RwLock<Vec<WorkerHandle>>,
+    next: AtomicUsize,
+    /// Held while a socket is added, so that concurrent submitters add one, not many.
+    growing: tokio::sync::Mutex<()>,
 }
 
 /// A pool of probe sockets. Cheap to clone; every clone submits to the same pool.
 #[derive(Clone)]
 pub struct DnsEngine {
-    workers: Arc<Vec<mpsc::Sender<Job>>>,
-    next: Arc<AtomicUsize>,
-    gate: Arc<RateGate>,
-    timeout: Duration,
+    inner: Arc<EngineInner>,
 }
 
 impl DnsEngine {
     /// Opens the socket pool for servers of the given address family and starts its tasks
-    /// on the current tokio runtime.
+    /// on the current tokio runtime. The pool grows (up to 64 sockets) when its sockets
+    /// run short of query ids.
     pub async fn start(config: DnsProbeConfig, family: IpAddr) -> Result<Self> {
-        let config = Arc::new(config);
-        let gate = Arc::new(RateGate::new(config.max_rate));
-        let mut workers = Vec::with_capacity(config.sockets.max(1));
-        for _ in 0..config.sockets.max(1) {
-            let socket = open_socket(family).await?;
-            let (tx, rx) = mpsc::channel(1024);
-            let worker = SocketWorker::new(socket, Arc::clone(&config), Arc::clone(&gate));
-            tokio::spawn(worker.run(rx));
-            workers.push(tx);
+        let sockets = config.sockets.clamp(1, MAX_SOCKETS);
+        let shared = Arc::new(EngineShared {
+            gate: RateGate::new(config.max_rate),
+            config,
+            stats: EngineStats::new(),
+        });
+        let mut workers = Vec::with_capacity(sockets);
+        for _ in 0..sockets {
+            workers.push(start_worker(&shared, family).await?);
         }
         Ok(DnsEngine {
-            workers: Arc::new(workers),
-            next: Arc::new(AtomicUsize::new(0)),
-            gate,
-            timeout: config.timeout,
+            inner: Arc::new(EngineInner {
+                shared,
+                family,
+                workers: RwLock::new(workers),
+                next: AtomicUsize::new(0),
+                growing: tokio::sync::Mutex::new(()),
+            }),
         })
     }
 
     /// Sends one question and returns everything observed for it. Waits for the pacer,
-    /// and (back-pressure) when the chosen socket already has its maximum of
-    /// outstanding queries. A truncated reply is followed by a TCP retry.
+    /// and (back-pressure) when the engine is full. A truncated reply is followed by a
+    /// TCP retry.
     pub async fn query(&self, question: DnsQuestion) -> DnsQueryObservation {
         self.query_together(vec![question])
             .await
@@ -147,57 +245,123 @@ impl DnsEngine {
     /// Sends the questions back to back from one socket (in the order given, with no
     /// pacing gap between them) and returns their observations in the same order.
     pub async fn query_together(&self, questions: Vec<DnsQuestion>) -> Vec<DnsQueryObservation> {
-        self.gate
+        let stopped: Vec<DnsQueryObservation> = questions.iter().map(stopped_observation).collect();
+        let (done, mut finished) = mpsc::unbounded_channel();
+        self.submit_group(questions, 0, done).await;
+        finished
+            .recv()
+            .await
+            .map_or(stopped, |group| group.observations)
+    }
+
+    /// Submits the questions of one name as a group, all sent from one socket back to
+    /// back. Returns once they are accepted (waits only for the rate gate and for room in
+    /// the engine: back-pressure). When every question of the group is finished (TCP
+    /// retry of a truncated resolver reply included), sends `GroupDone { token, .. }` on
+    /// `done`, with the observations in the order of `questions`. A waiting group costs
+    /// a small table entry in the socket task, no task of its own.
+    ///
+    /// Per role: the resolver's questions are retried on timeout and listened to for
+    /// `wait_after_first` after their first reply; a sink's question is never retried
+    /// and listens until `wait_after_first` after the first reply of the group's resolver
+    /// question of the same type (or its timeout); a control's question is retried at
+    /// least twice and done at its first valid reply.
+    pub async fn submit_group(
+        &self,
+        questions: Vec<DnsQuestion>,
+        token: u64,
+        done: mpsc::UnboundedSender<GroupDone>,
+    ) {
+        let shared = &self.inner.shared;
+        shared
+            .gate
             .admit(u32::try_from(questions.len()).unwrap_or(u32::MAX))
             .await;
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        let mut waiting = Vec::with_capacity(questions.len());
-        for question in questions {
-            let (done, result) = oneshot::channel();
-            let stopped = stopped_observation(&question);
-            let sent = self.workers[index]
-                .send(Job {
-                    question: question.clone(),
-                    done,
-                })
-                .await
-                .is_ok();
-            waiting.push((question, stopped, sent.then_some(result)));
+        let in_flight = shared.stats.names_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared
+            .stats
+            .max_names_in_flight
+            .fetch_max(in_flight, Ordering::Relaxed);
+        let mut job = GroupJob {
+            questions,
+            token,
+            done,
+        };
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let (waiting_on, grow) = {
+                let workers = self
+                    .inner
+                    .workers
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let count = workers.len();
+                for offset in 0..count {
+                    match workers[(start + offset) % count].jobs.try_send(job) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(back)
+                        | mpsc::error::TrySendError::Closed(back)) => job = back,
+                    }
+                }
+                let grow = count < MAX_SOCKETS
+                    && workers.iter().any(|w| w.id_limited.load(Ordering::Relaxed));
+                (workers[start % count].jobs.clone(), grow)
+            };
+            if grow && self.grow().await {
+                continue;
+            }
+            if let Err(mpsc::error::SendError(job)) = waiting_on.send(job).await {
+                let observations = job.questions.iter().map(stopped_observation).collect();
+                shared.deliver(job.token, &job.done, observations);
+            }
+            return;
         }
-        let observations = waiting
-            .into_iter()
-            .map(|(question, stopped, result)| async move {
-                let observation = match result {
-                    Some(result) => result.await.unwrap_or(stopped),
-                    None => stopped,
-                };
-                self.with_tcp_retry(&question, observation).await
-            });
-        futures::future::join_all(observations).await
     }
 
-    /// What the rate control did so far.
+    /// Adds a socket to the pool; false when none could be added.
+    async fn grow(&self) -> bool {
+        let _one_at_a_time = self.inner.growing.lock().await;
+        let still_short = {
+            let workers = self
+                .inner
+                .workers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            workers.len() < MAX_SOCKETS
+                && workers.iter().all(|w| w.jobs.capacity() == 0)
+        };
+        if !still_short {
+            return true; // another submitter made room
+        }
+        match start_worker(&self.inner.shared, self.inner.family).await {
+            Ok(worker) => {
+                self.inner
+                    .workers
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(worker);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// What the rate control did so far, with the engine's counts.
     pub fn rate_report(&self) -> DnsRateReport {
-        self.gate.report()
+        let shared = &self.inner.shared;
+        let mut report = shared.gate.report();
+        shared.stats.fill(&mut report);
+        report
     }
+}
 
-    /// Resolvers retry over TCP when the reply they would use is truncated (TC=1, e.g.
-    /// a response-rate-limit "slip"): so does the probe, and keeps both exchanges.
-    async fn with_tcp_retry(
-        &self,
-        question: &DnsQuestion,
-        mut observation: DnsQueryObservation,
-    ) -> DnsQueryObservation {
-        let truncated = observation.role == DnsServerRole::Resolver
-            && observation
-                .valid_replies()
-                .next()
-                .is_some_and(|r| r.flags.tc);
-        if truncated {
-            observation.tcp = Some(tcp_exchange(question, self.timeout).await);
-        }
-        observation
-    }
+async fn start_worker(shared: &Arc<EngineShared>, family: IpAddr) -> Result<WorkerHandle> {
+    let socket = open_socket(family).await?;
+    let (jobs, receiver) = mpsc::channel(GROUPS_QUEUED_PER_SOCKET);
+    let id_limited = Arc::new(AtomicBool::new(false));
+    let worker = SocketWorker::new(socket, Arc::clone(shared), Arc::clone(&id_limited));
+    tokio::spawn(worker.run(receiver));
+    Ok(WorkerHandle { jobs, id_limited })
 }
 
 fn stopped_observation(question: &DnsQuestion) -> DnsQueryObservation {
@@ -297,377 +461,6 @@ pub fn name_text(name: &Name) -> String {
     text.to_ascii_lowercase()
 }
 
-/// Ids a socket may have in flight or in quarantine before it stops taking new queries;
-/// the rest stay free for retries.
-const ID_BUDGET: usize = 60_000;
-
-struct PendingQuery {
-    question: DnsQuestion,
-    done: Option<oneshot::Sender<DnsQueryObservation>>,
-    ids: Vec<u16>,
-    /// Per attempt (parallel to `ids`): its rate-control sample stamp, and whether its
-    /// outcome was reported to the rate control yet.
-    samples: Vec<Option<u64>>,
-    settled: Vec<bool>,
-    /// Length and SHA-256 of the first reply kept, to count identical ones among the
-    /// omitted (only same-length ones are hashed).
-    first_digest: Option<(usize, [u8; 32])>,
-    omitted: Option<(OmittedReplies, Sha256)>,
-    attempts: u32,
-    first_sent: Instant,
-    last_sent: Instant,
-    first_reply: Option<Instant>,
-    replies: Vec<DnsReply>,
-    deadline: Instant,
-    send_error: Option<String>,
-}
-
-/// One socket and the queries outstanding on it. Owned by a single task: no locks.
-struct SocketWorker {
-    socket: UdpSocket,
-    config: Arc<DnsProbeConfig>,
-    gate: Arc<RateGate>,
-    source_port: u16,
-    /// Outstanding queries by key.
-    pending: HashMap<u64, PendingQuery>,
-    /// Query id -> key of the outstanding query that used it.
-    by_id: HashMap<u16, u64>,
-    /// Ids recently retired, oldest first, with the time they may be reused: a late
-    /// reply to a finished query must not be taken for a reply to a new one.
-    quarantine: VecDeque<(Instant, u16)>,
-    /// Per id: in flight or in quarantine (65,536 flags, so a lookup is one index).
-    id_taken: Vec<bool>,
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    next_key: u64,
-    buffer: Vec<u8>,
-    cmsg: Vec<u8>,
-}
-
-impl SocketWorker {
-    fn new(socket: UdpSocket, config: Arc<DnsProbeConfig>, gate: Arc<RateGate>) -> Self {
-        let source_port = socket.local_addr().map_or(0, |a| a.port());
-        SocketWorker {
-            socket,
-            config,
-            gate,
-            source_port,
-            pending: HashMap::new(),
-            by_id: HashMap::new(),
-            quarantine: VecDeque::new(),
-            id_taken: vec![false; 1 << 16],
-            deadlines: BinaryHeap::new(),
-            next_key: 0,
-            buffer: vec![0; 65_535],
-            cmsg: nix::cmsg_space!(libc::c_int),
-        }
-    }
-
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let mut accepting = true;
-        loop {
-            if !accepting && self.pending.is_empty() {
-                return;
-            }
-            // Deadlines are judged by the clock at every turn, before any packet: a flood
-            // of replies must not make a timeout fire late.
-            self.expire(Instant::now()).await;
-            let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
-            // Keep ids in reserve for retries of queries already in flight.
-            let can_take = accepting
-                && self.pending.len() < self.config.max_in_flight_per_socket
-                && self.ids_in_use() < ID_BUDGET;
-            tokio::select! {
-                biased;
-                () = sleep_until_opt(next_deadline), if next_deadline.is_some() => {
-                    self.expire(Instant::now()).await;
-                }
-                ready = self.socket.readable() => {
-                    if ready.is_ok() && self.drain_socket() {
-                        // A full batch: more may be queued. Let the runtime run other
-                        // tasks (timers, the control) before reading on.
-                        tokio::task::yield_now().await;
-                    }
-                }
-                job = jobs.recv(), if can_take => {
-                    match job {
-                        Some(job) => self.start(job).await,
-                        None => accepting = false,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Ids of this socket in flight or in quarantine.
-    fn ids_in_use(&self) -> usize {
-        self.by_id.len() + self.quarantine.len()
-    }
-
-    /// A random id not in flight and not in quarantine; `None` when all 65,536 are.
-    fn fresh_id(&mut self, now: Instant) -> Option<u16> {
-        while let Some(&(until, id)) = self.quarantine.front() {
-            if until > now {
-                break;
-            }
-            self.quarantine.pop_front();
-            self.id_taken[usize::from(id)] = false;
-        }
-        let start: u16 = rand::random();
-        // Random probes first (ids stay unpredictable), then a scan as the last resort.
-        for _ in 0..32 {
-            let id: u16 = rand::random();
-            if !self.id_taken[usize::from(id)] {
-                return Some(id);
-            }
-        }
-        (0..=u16::MAX)
-            .map(|offset| start.wrapping_add(offset))
-            .find(|id| !self.id_taken[usize::from(*id)])
-    }
-
-    async fn start(&mut self, job: Job) {
-        let now = Instant::now();
-        let key = self.next_key;
-        self.next_key += 1;
-        let mut query = PendingQuery {
-            question: job.question,
-            done: Some(job.done),
-            ids: Vec::new(),
-            samples: Vec::new(),
-            settled: Vec::new(),
-            first_digest: None,
-            omitted: None,
-            attempts: 0,
-            first_sent: now,
-            last_sent: now,
-            first_reply: None,
-            replies: Vec::new(),
-            deadline: now + self.config.timeout,
-            send_error: None,
-        };
-        self.send_attempt(key, &mut query, now).await;
-        self.deadlines.push(Reverse((query.deadline, key)));
-        self.pending.insert(key, query);
-    }
-
-    async fn send_attempt(&mut self, key: u64, query: &mut PendingQuery, now: Instant) {
-        query.attempts += 1;
-        query.last_sent = now;
-        query.deadline = now + self.config.timeout;
-        let Some(id) = self.fresh_id(now) else {
-            query.send_error = Some("every query id of this socket is in use".to_owned());
-            return;
-        };
-        self.id_taken[usize::from(id)] = true;
-        query.ids.push(id);
-        // The sink never answers: its queries say nothing about the resolver's loss.
-        let sample = if query.question.role == DnsServerRole::Resolver {
-            self.gate.on_send()
-        } else {
-            None
-        };
-        query.samples.push(sample);
-        query.settled.push(false);
-        self.by_id.insert(id, key);
-        let sent = match encode_query(id, &query.question) {
-            Ok(bytes) => match self.socket.send_to(&bytes, query.question.server).await {
-                Ok(_) => true,
-                Err(e) => {
-                    query.send_error = Some(e.to_string());
-                    false
-                }
-            },
-            Err(e) => {
-                query.send_error = Some(e);
-                false
-            }
-        };
-        if !sent {
-            // Could not leave (e.g. the kernel's buffers are full): as good as lost.
-            if let Some(settled) = query.settled.last_mut() {
-                *settled = true;
-                if query.question.role == DnsServerRole::Resolver {
-                    self.gate.record(sample, false);
-                }
-            }
-        }
-    }
-
-    /// Reports every attempt of `query` without an outcome yet as lost.
-    fn settle_lost(&self, query: &mut PendingQuery) {
-        for (settled, sample) in query.settled.iter_mut().zip(&query.samples) {
-            if !*settled {
-                *settled = true;
-                if query.question.role == DnsServerRole::Resolver {
-                    self.gate.record(*sample, false);
-                }
-            }
-        }
-    }
-
-    /// Reads queued packets, at most [`PACKETS_PER_WAKEUP`]; true when the batch was
-    /// full (more may be waiting).
-    fn drain_socket(&mut self) -> bool {
-        for _ in 0..PACKETS_PER_WAKEUP {
-            let fd = self.socket.as_raw_fd();
-            let buffer = &mut self.buffer;
-            let cmsg = &mut self.cmsg;
-            let received = self.socket.try_io(Interest::READABLE, || {
-                let mut iov = [IoSliceMut::new(buffer)];
-                let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
-                    .map_err(std::io::Error::from)?;
-                let mut ttl = None;
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        match c {
-                            ControlMessageOwned::Ipv4Ttl(t)
-                            | ControlMessageOwned::Ipv6HopLimit(t) => {
-                                ttl = u8::try_from(t).ok();
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                let from = msg.address.as_ref().and_then(sockaddr_to_std);
-                Ok((msg.bytes, from, ttl))
-            });
-            match received {
-                Ok((len, Some(from), ttl)) => self.on_packet(len, from, ttl, Instant::now()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                // ICMP errors (port unreachable) surface here on unconnected sockets on
-                // some kernels; they carry no reply, so keep reading. A packet without a
-                // source address cannot be matched to a query either.
-                Ok((_, None, _)) | Err(_) => {}
-            }
-        }
-        true
-    }
-
-    fn on_packet(&mut self, len: usize, from: SocketAddr, ttl: Option<u8>, now: Instant) {
-        let bytes = &self.buffer[..len];
-        if len < 2 {
-            return;
-        }
-        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-        let Some(&key) = self.by_id.get(&id) else {
-            return; // not ours, or late for a finished query
-        };
-        let Some(query) = self.pending.get_mut(&key) else {
-            return;
-        };
-        if let Some(index) = query.ids.iter().position(|i| *i == id)
-            && !query.settled[index]
-        {
-            query.settled[index] = true;
-            if query.question.role == DnsServerRole::Resolver {
-                self.gate.record(query.samples[index], true);
-            }
-        }
-        let attempt = query.attempts;
-        let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
-        if query.replies.len() < MAX_REPLIES_KEPT {
-            if query.first_digest.is_none() {
-                query.first_digest = Some((len, Sha256::digest(bytes).into()));
-            }
-            let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
-            query.replies.push(reply);
-        } else {
-            // Beyond the cap: no parsing, no storing; count, time and digest.
-            let at_ms = elapsed_ms as u64;
-            let (omitted, digest) = query.omitted.get_or_insert_with(|| {
-                (
-                    OmittedReplies {
-                        first_ms: at_ms,
-                        ..OmittedReplies::default()
-                    },
-                    Sha256::new(),
-                )
-            });
-            omitted.count += 1;
-            omitted.bytes += len;
-            omitted.last_ms = at_ms;
-            digest.update(bytes);
-            if let Some((first_len, first_digest)) = query.first_digest
-                && first_len == len
-                && first_digest == <[u8; 32]>::from(Sha256::digest(bytes))
-            {
-                omitted.identical_to_first += 1;
-            }
-        }
-        if query.first_reply.is_none() {
-            query.first_reply = Some(now);
-            query.deadline = now + self.config.wait_after_first;
-            self.deadlines.push(Reverse((query.deadline, key)));
-        }
-    }
-
-    async fn expire(&mut self, now: Instant) {
-        while let Some(Reverse((at, key))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(mut query) = self.pending.remove(&key) else {
-                continue;
-            };
-            if query.deadline > now {
-                // Superseded deadline: a newer one is in the heap.
-                self.pending.insert(key, query);
-                continue;
-            }
-            let retry_allowed = query.question.role == DnsServerRole::Resolver
-                && query.first_reply.is_none()
-                && query.attempts <= self.config.retries;
-            self.settle_lost(&mut query);
-            if retry_allowed {
-                // A retry leaves now; the pacer makes later queries wait for it.
-                self.gate.charge(1);
-                self.send_attempt(key, &mut query, now).await;
-                self.deadlines.push(Reverse((query.deadline, key)));
-                self.pending.insert(key, query);
-                continue;
-            }
-            self.finish(query, now);
-        }
-    }
-
-    fn finish(&mut self, mut query: PendingQuery, now: Instant) {
-        // Keep the ids off-limits for a while: a reply to them now would be late, and
-        // must not be mistaken for a reply to a new query.
-        let until = now + self.config.timeout + self.config.wait_after_first;
-        for id in &query.ids {
-            self.by_id.remove(id);
-            self.quarantine.push_back((until, *id));
-        }
-        let observation = DnsQueryObservation {
-            role: query.question.role,
-            server: query.question.server,
-            qname: name_text(&query.question.qname),
-            qtype: query.question.qtype.to_string(),
-            source_port: self.source_port,
-            attempts: query.attempts,
-            ids: std::mem::take(&mut query.ids),
-            replies: std::mem::take(&mut query.replies),
-            listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
-            send_error: query.send_error.take(),
-            omitted_replies: query.omitted.take().map(|(mut omitted, digest)| {
-                omitted.sha256 = hex_of(&digest.finalize());
-                omitted
-            }),
-            tcp: None,
-            rechecks: Vec::new(),
-        };
-        if let Some(done) = query.done.take() {
-            let _ = done.send(observation);
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
-    }
-}
 
 fn hex_of(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -1,0 +1,746 @@
+//! One probe socket and everything waiting on it, owned by one task (no locks).
+//!
+//! A waiting question is an entry in a slab, found from a reply through a table indexed
+//! by query id (65,536 slots, one lookup); its deadline is an entry in a timer wheel.
+//! A group (the questions of one name) is one more slab entry that collects the
+//! observations in question order and is delivered when its last question finishes.
+//! Queries queued during one turn leave together in one `sendmmsg`; replies are read
+//! with `recvmmsg`, a bounded number per wakeup so that a flood cannot starve timers.
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
+    sendmmsg,
+};
+use sha2::{Digest, Sha256};
+use slab::Slab;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::wheel::{TimerEntry, TimerWheel};
+use super::{
+    DnsQuestion, EngineShared, GroupDone, MAX_REPLIES_KEPT, PACKETS_PER_WAKEUP, encode_query,
+    hex_of, name_text, parse_reply, sockaddr_to_std, tcp_exchange,
+};
+use crate::observation::{DnsQueryObservation, DnsReply, DnsServerRole, OmittedReplies};
+
+/// Ids a socket may have in flight or in quarantine before it stops taking new queries;
+/// the rest stay free for retries.
+pub(super) const ID_BUDGET: usize = 60_000;
+/// Datagrams read per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+/// Bytes kept of one datagram (the probe advertises 1,232 bytes of EDNS payload: a
+/// longer datagram is junk or forged, and is recorded cut, with its size as read).
+const RECV_SLOT: usize = 4096;
+/// Datagrams passed to one `sendmmsg`.
+const SEND_BATCH: usize = 64;
+/// Groups taken from the submission channel per wakeup.
+const GROUPS_PER_WAKEUP: usize = 64;
+/// Attempts a control question gets at least (a lost control packet must not decide a
+/// verdict).
+const CONTROL_MIN_RETRIES: u32 = 2;
+
+/// Id table states besides "owned by the query with this key".
+const ID_FREE: u32 = u32::MAX;
+const ID_QUARANTINED: u32 = u32::MAX - 1;
+
+/// The questions of one name, as submitted.
+pub(super) struct GroupJob {
+    pub questions: Vec<DnsQuestion>,
+    pub token: u64,
+    pub done: mpsc::UnboundedSender<GroupDone>,
+}
+
+/// Which query owns each id of this socket, and ids recently retired: a late reply to a
+/// finished query must not be taken for a reply to a new one.
+struct IdTable {
+    owner: Vec<u32>,
+    live: usize,
+    /// Oldest first, with the time each may be reused (constant delay: FIFO order).
+    quarantine: VecDeque<(Instant, u16)>,
+}
+
+impl IdTable {
+    fn new() -> Self {
+        IdTable {
+            owner: vec![ID_FREE; 1 << 16],
+            live: 0,
+            quarantine: VecDeque::new(),
+        }
+    }
+
+    fn in_use(&self) -> usize {
+        self.live + self.quarantine.len()
+    }
+
+    fn owner_of(&self, id: u16) -> Option<usize> {
+        let owner = self.owner[usize::from(id)];
+        (owner < ID_QUARANTINED).then_some(owner as usize)
+    }
+
+    /// Takes a random free id for `key`; `None` when all 65,536 are taken.
+    fn take(&mut self, key: usize, now: Instant) -> Option<u16> {
+        while let Some(&(until, id)) = self.quarantine.front() {
+            if until > now {
+                break;
+            }
+            self.quarantine.pop_front();
+            self.owner[usize::from(id)] = ID_FREE;
+        }
+        // Random probes first (ids stay unpredictable), then a scan as the last resort.
+        let id = (0..32)
+            .map(|_| rand::random::<u16>())
+            .find(|id| self.owner[usize::from(*id)] == ID_FREE)
+            .or_else(|| {
+                let start: u16 = rand::random();
+                (0..=u16::MAX)
+                    .map(|offset| start.wrapping_add(offset))
+                    .find(|id| self.owner[usize::from(*id)] == ID_FREE)
+            })?;
+        self.owner[usize::from(id)] = u32::try_from(key).expect("fewer than 2^32 queries");
+        self.live += 1;
+        Some(id)
+    }
+
+    fn retire(&mut self, id: u16, until: Instant) {
+        self.owner[usize::from(id)] = ID_QUARANTINED;
+        self.live -= 1;
+        self.quarantine.push_back((until, id));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    id: u16,
+    /// Rate-control sample stamp, and whether the outcome was reported yet.
+    sample: Option<u64>,
+    settled: bool,
+}
+
+struct Query {
+    stamp: u32,
+    group: usize,
+    index: usize,
+    question: DnsQuestion,
+    /// Sends, including those that found no free id.
+    attempts: u32,
+    sent: Vec<Attempt>,
+    /// Length and SHA-256 of the first reply kept, to count identical ones among the
+    /// omitted (only same-length ones are hashed).
+    first_digest: Option<(usize, [u8; 32])>,
+    omitted: Option<Box<(OmittedReplies, Sha256)>>,
+    first_sent: Instant,
+    last_sent: Instant,
+    first_reply: Option<Instant>,
+    replies: Vec<DnsReply>,
+    deadline: Instant,
+    send_error: Option<String>,
+}
+
+struct Group {
+    token: u64,
+    done: mpsc::UnboundedSender<GroupDone>,
+    /// Slab keys of the questions, valid while their result is `None`.
+    members: Vec<usize>,
+    results: Vec<Option<(DnsQuestion, DnsQueryObservation)>>,
+    remaining: usize,
+}
+
+struct Outgoing {
+    bytes: Vec<u8>,
+    to: SockaddrStorage,
+    key: usize,
+    stamp: u32,
+}
+
+pub(super) struct SocketWorker {
+    socket: UdpSocket,
+    shared: Arc<EngineShared>,
+    /// Set while this socket turns work away for want of query ids (the pool grows).
+    id_limited: Arc<AtomicBool>,
+    source_port: u16,
+    queries: Slab<Query>,
+    groups: Slab<Group>,
+    ids: IdTable,
+    wheel: TimerWheel,
+    next_stamp: u32,
+    outbox: Vec<Outgoing>,
+    due: Vec<TimerEntry>,
+    recv_buffer: Vec<u8>,
+    /// Counted here, added to the engine's totals once per turn.
+    sent: u64,
+    retries: u64,
+}
+
+impl SocketWorker {
+    pub(super) fn new(
+        socket: UdpSocket,
+        shared: Arc<EngineShared>,
+        id_limited: Arc<AtomicBool>,
+    ) -> Self {
+        let source_port = socket.local_addr().map_or(0, |a| a.port());
+        SocketWorker {
+            socket,
+            shared,
+            id_limited,
+            source_port,
+            queries: Slab::new(),
+            groups: Slab::new(),
+            ids: IdTable::new(),
+            wheel: TimerWheel::new(Instant::now()),
+            next_stamp: 0,
+            outbox: Vec::new(),
+            due: Vec::new(),
+            recv_buffer: vec![0; RECV_BATCH * RECV_SLOT],
+            sent: 0,
+            retries: 0,
+        }
+    }
+
+    fn can_take(&self) -> bool {
+        self.queries.len() < self.shared.config.max_in_flight_per_socket
+            && self.ids.in_use() < ID_BUDGET
+    }
+
+    pub(super) async fn run(mut self, mut jobs: mpsc::Receiver<GroupJob>) {
+        let mut accepting = true;
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            // Deadlines are judged by the clock at every turn, before any packet: a flood
+            // of replies must not make a timeout fire late.
+            self.expire(Instant::now());
+            self.flush().await;
+            self.publish_counts();
+            if !accepting && self.queries.is_empty() {
+                return;
+            }
+            let next = self.wheel.next_due();
+            if next != armed {
+                if let Some(at) = next {
+                    sleep.as_mut().reset(at.into());
+                }
+                armed = next;
+            }
+            let can_take = accepting && self.can_take();
+            self.id_limited.store(
+                accepting && self.ids.in_use() >= ID_BUDGET,
+                Ordering::Relaxed,
+            );
+            tokio::select! {
+                biased;
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                }
+                ready = self.socket.readable() => {
+                    if ready.is_ok() && self.drain_socket() {
+                        // A full batch: more may be queued. Let the runtime run other
+                        // tasks (timers, the control) before reading on.
+                        tokio::task::yield_now().await;
+                    }
+                }
+                job = jobs.recv(), if can_take => {
+                    match job {
+                        Some(job) => {
+                            let now = Instant::now();
+                            self.start_group(job, now);
+                            // Take what else is queued: it leaves in the same sendmmsg.
+                            for _ in 1..GROUPS_PER_WAKEUP {
+                                if !self.can_take() {
+                                    break;
+                                }
+                                match jobs.try_recv() {
+                                    Ok(job) => self.start_group(job, now),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => accepting = false,
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish_counts(&mut self) {
+        if self.sent > 0 {
+            self.shared
+                .stats
+                .on_sent(self.sent, self.retries, Instant::now());
+            self.sent = 0;
+            self.retries = 0;
+        }
+    }
+
+    fn start_group(&mut self, job: GroupJob, now: Instant) {
+        let count = job.questions.len();
+        let group_key = self.groups.insert(Group {
+            token: job.token,
+            done: job.done,
+            members: Vec::with_capacity(count),
+            results: (0..count).map(|_| None).collect(),
+            remaining: count,
+        });
+        if count == 0 {
+            let group = self.groups.remove(group_key);
+            self.shared.deliver(group.token, &group.done, Vec::new());
+            return;
+        }
+        for (index, question) in job.questions.into_iter().enumerate() {
+            let stamp = self.next_stamp;
+            self.next_stamp = self.next_stamp.wrapping_add(1);
+            let deadline = now + self.shared.config.timeout;
+            let key = self.queries.insert(Query {
+                stamp,
+                group: group_key,
+                index,
+                question,
+                attempts: 0,
+                sent: Vec::new(),
+                first_digest: None,
+                omitted: None,
+                first_sent: now,
+                last_sent: now,
+                first_reply: None,
+                replies: Vec::new(),
+                deadline,
+                send_error: None,
+            });
+            self.groups[group_key].members.push(key);
+            self.send_attempt(key, now);
+            self.wheel.insert(deadline, TimerEntry { key: key as u32, stamp });
+        }
+    }
+
+    /// Queues one attempt of the query (it leaves at the end of the turn).
+    fn send_attempt(&mut self, key: usize, now: Instant) {
+        let timeout = self.shared.config.timeout;
+        let query = &mut self.queries[key];
+        query.attempts += 1;
+        if query.attempts > 1 {
+            self.retries += 1;
+        }
+        query.last_sent = now;
+        query.deadline = now + timeout;
+        let Some(id) = self.ids.take(key, now) else {
+            query.send_error = Some("every query id of this socket is in use".to_owned());
+            return;
+        };
+        // The sink never answers and the control is another server: only the
+        // resolver's queries say anything about the resolver's loss.
+        let sample = if query.question.role == DnsServerRole::Resolver {
+            self.shared.gate.on_send()
+        } else {
+            None
+        };
+        query.sent.push(Attempt {
+            id,
+            sample,
+            settled: false,
+        });
+        match encode_query(id, &query.question) {
+            Ok(bytes) => self.outbox.push(Outgoing {
+                bytes,
+                to: SockaddrStorage::from(query.question.server),
+                key,
+                stamp: query.stamp,
+            }),
+            Err(e) => {
+                query.send_error = Some(e);
+                self.settle_last_lost(key);
+            }
+        }
+    }
+
+    /// The last attempt could not leave (e.g. the kernel's buffers are full): as good
+    /// as lost.
+    fn settle_last_lost(&mut self, key: usize) {
+        let query = &mut self.queries[key];
+        let role = query.question.role;
+        if let Some(attempt) = query.sent.last_mut()
+            && !attempt.settled
+        {
+            attempt.settled = true;
+            if role == DnsServerRole::Resolver {
+                self.shared.gate.record(attempt.sample, false);
+            }
+        }
+    }
+
+    /// Sends everything queued, in batches; waits while the socket's buffer is full.
+    async fn flush(&mut self) {
+        let mut start = 0;
+        while start < self.outbox.len() {
+            if self.socket.writable().await.is_err() {
+                break;
+            }
+            let fd = self.socket.as_raw_fd();
+            let batch = &self.outbox[start..(start + SEND_BATCH).min(self.outbox.len())];
+            let sent = self.socket.try_io(Interest::WRITABLE, || {
+                let slices: Vec<[IoSlice<'_>; 1]> =
+                    batch.iter().map(|o| [IoSlice::new(&o.bytes)]).collect();
+                let addresses: Vec<Option<SockaddrStorage>> =
+                    batch.iter().map(|o| Some(o.to)).collect();
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(batch.len(), None);
+                let no_cmsgs: [ControlMessage<'_>; 0] = [];
+                let results = sendmmsg(
+                    fd,
+                    &mut headers,
+                    &slices,
+                    &addresses,
+                    no_cmsgs,
+                    MsgFlags::empty(),
+                )
+                .map_err(std::io::Error::from)?;
+                Ok(results.count())
+            });
+            match sent {
+                Ok(count) => {
+                    self.sent += count as u64;
+                    start += count.max(1);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // The first datagram of the batch failed: mark it, go on with the rest.
+                    let failed = &self.outbox[start];
+                    let (key, stamp) = (failed.key, failed.stamp);
+                    if let Some(query) = self.queries.get_mut(key)
+                        && query.stamp == stamp
+                    {
+                        query.send_error = Some(e.to_string());
+                        self.settle_last_lost(key);
+                    }
+                    start += 1;
+                }
+            }
+        }
+        self.outbox.clear();
+    }
+
+    /// Reads queued packets, at most [`PACKETS_PER_WAKEUP`]; true when the batch was
+    /// full (more may be waiting).
+    fn drain_socket(&mut self) -> bool {
+        let mut buffer = std::mem::take(&mut self.recv_buffer);
+        let mut read = 0;
+        let mut full = true;
+        while read < PACKETS_PER_WAKEUP {
+            let batch = (PACKETS_PER_WAKEUP - read).min(RECV_BATCH);
+            let fd = self.socket.as_raw_fd();
+            let received = self.socket.try_io(Interest::READABLE, || {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffer
+                    .chunks_mut(RECV_SLOT)
+                    .take(batch)
+                    .map(|slot| [IoSliceMut::new(slot)])
+                    .collect();
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+                    batch,
+                    Some(nix::cmsg_space!(libc::c_int)),
+                );
+                let results = recvmmsg(
+                    fd,
+                    &mut headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
+                .map_err(std::io::Error::from)?;
+                let mut packets = Vec::with_capacity(batch);
+                for message in results {
+                    let mut ttl = None;
+                    if let Ok(cmsgs) = message.cmsgs() {
+                        for cmsg in cmsgs {
+                            if let ControlMessageOwned::Ipv4Ttl(t)
+                            | ControlMessageOwned::Ipv6HopLimit(t) = cmsg
+                            {
+                                ttl = u8::try_from(t).ok();
+                            }
+                        }
+                    }
+                    let from = message.address.as_ref().and_then(sockaddr_to_std);
+                    packets.push((message.bytes.min(RECV_SLOT), from, ttl));
+                }
+                Ok(packets)
+            });
+            match received {
+                Ok(packets) => {
+                    let now = Instant::now();
+                    let count = packets.len();
+                    for (slot, (len, from, ttl)) in packets.into_iter().enumerate() {
+                        // A packet without a source address cannot be matched to a query.
+                        if let Some(from) = from {
+                            let start = slot * RECV_SLOT;
+                            self.on_packet(&buffer[start..start + len], from, ttl, now);
+                        }
+                    }
+                    read += count.max(1);
+                    if count < batch {
+                        full = false;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    full = false;
+                    break;
+                }
+                // ICMP errors (port unreachable) surface here on unconnected sockets on
+                // some kernels; they carry no reply, so keep reading.
+                Err(_) => read += 1,
+            }
+        }
+        self.recv_buffer = buffer;
+        full
+    }
+
+    fn on_packet(&mut self, bytes: &[u8], from: std::net::SocketAddr, ttl: Option<u8>, now: Instant) {
+        if bytes.len() < 2 {
+            return;
+        }
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let Some(key) = self.ids.owner_of(id) else {
+            return; // not ours, or late for a finished query
+        };
+        let wait = self.shared.config.wait_after_first;
+        let query = &mut self.queries[key];
+        let role = query.question.role;
+        if let Some(attempt) = query.sent.iter_mut().find(|a| a.id == id)
+            && !attempt.settled
+        {
+            attempt.settled = true;
+            if role == DnsServerRole::Resolver {
+                self.shared.gate.record(attempt.sample, true);
+            }
+        }
+        let attempt = query.attempts;
+        let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
+        let mut valid = false;
+        if query.replies.len() < MAX_REPLIES_KEPT {
+            if query.first_digest.is_none() {
+                query.first_digest = Some((bytes.len(), Sha256::digest(bytes).into()));
+            }
+            let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
+            valid = reply.from == query.question.server && reply.question_matches && reply.flags.qr;
+            query.replies.push(reply);
+        } else {
+            // Beyond the cap: no parsing, no storing; count, time and digest.
+            let at_ms = elapsed_ms as u64;
+            let omitted = query.omitted.get_or_insert_with(|| {
+                Box::new((
+                    OmittedReplies {
+                        first_ms: at_ms,
+                        ..OmittedReplies::default()
+                    },
+                    Sha256::new(),
+                ))
+            });
+            let (omitted, digest) = &mut **omitted;
+            omitted.count += 1;
+            omitted.bytes += bytes.len();
+            omitted.last_ms = at_ms;
+            digest.update(bytes);
+            if let Some((first_len, first_digest)) = query.first_digest
+                && first_len == bytes.len()
+                && first_digest == <[u8; 32]>::from(Sha256::digest(bytes))
+            {
+                omitted.identical_to_first += 1;
+            }
+        }
+        let first = query.first_reply.is_none();
+        if first {
+            query.first_reply = Some(now);
+        }
+        let (group, qtype) = (query.group, query.question.qtype);
+        match role {
+            DnsServerRole::Control => {
+                if valid {
+                    self.finish(key, now);
+                }
+            }
+            DnsServerRole::Resolver => {
+                if first {
+                    self.set_deadline(key, now + wait, now);
+                    self.close_sink_windows(group, qtype, now + wait, now);
+                }
+            }
+            DnsServerRole::Sink => {
+                // Its window follows the resolver's question of the same type; without
+                // one in the group, its own first reply starts it.
+                if first && self.resolver_in_group(group, qtype).is_none() {
+                    self.set_deadline(key, now + wait, now);
+                }
+            }
+        }
+    }
+
+    /// The group's resolver question of `qtype`, when still waiting or finished.
+    fn resolver_in_group(&self, group: usize, qtype: RecordType) -> Option<usize> {
+        let group = &self.groups[group];
+        group.members.iter().enumerate().find_map(|(index, &key)| {
+            let question = match &group.results[index] {
+                Some((question, _)) => question,
+                None => &self.queries[key].question,
+            };
+            (question.role == DnsServerRole::Resolver && question.qtype == qtype).then_some(key)
+        })
+    }
+
+    /// The resolver's question of `qtype` got its first reply: the group's sink
+    /// questions of that type listen until `at`, no longer.
+    fn close_sink_windows(&mut self, group: usize, qtype: RecordType, at: Instant, now: Instant) {
+        let Some(entry) = self.groups.get(group) else {
+            return;
+        };
+        let sinks: Vec<usize> = entry
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| entry.results[*index].is_none())
+            .map(|(_, &key)| key)
+            .filter(|&key| {
+                let question = &self.queries[key].question;
+                question.role == DnsServerRole::Sink && question.qtype == qtype
+            })
+            .collect();
+        for key in sinks {
+            self.set_deadline(key, at, now);
+        }
+    }
+
+    /// Moves a query's deadline; a deadline already passed finishes it now.
+    fn set_deadline(&mut self, key: usize, at: Instant, now: Instant) {
+        let query = &mut self.queries[key];
+        let earlier = at < query.deadline;
+        query.deadline = at;
+        if at <= now {
+            self.finish(key, now);
+        } else if earlier {
+            // A later deadline needs no entry: the earlier entry finds it and re-inserts.
+            let stamp = query.stamp;
+            self.wheel.insert(at, TimerEntry { key: key as u32, stamp });
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(now, &mut due);
+        for entry in due.drain(..) {
+            let key = entry.key as usize;
+            let Some(query) = self.queries.get(key) else {
+                continue;
+            };
+            if query.stamp != entry.stamp {
+                continue; // finished; the key was reused
+            }
+            if query.deadline > now {
+                self.wheel.insert(query.deadline, entry);
+                continue;
+            }
+            let retries = self.shared.config.retries;
+            let retry_allowed = match query.question.role {
+                DnsServerRole::Resolver => query.first_reply.is_none() && query.attempts <= retries,
+                // Still waiting means no valid reply yet, whatever else came.
+                DnsServerRole::Control => query.attempts <= retries.max(CONTROL_MIN_RETRIES),
+                DnsServerRole::Sink => false,
+            };
+            self.settle_lost(key);
+            if retry_allowed {
+                // A retry leaves now; the pacer makes later queries wait for it.
+                self.shared.gate.charge(1);
+                self.send_attempt(key, now);
+                let deadline = self.queries[key].deadline;
+                self.wheel.insert(deadline, entry);
+            } else {
+                self.finish(key, now);
+            }
+        }
+        self.due = due;
+    }
+
+    /// Reports every attempt of the query without an outcome yet as lost.
+    fn settle_lost(&mut self, key: usize) {
+        let query = &mut self.queries[key];
+        let resolver = query.question.role == DnsServerRole::Resolver;
+        for attempt in query.sent.iter_mut().filter(|a| !a.settled) {
+            attempt.settled = true;
+            if resolver {
+                self.shared.gate.record(attempt.sample, false);
+            }
+        }
+    }
+
+    fn finish(&mut self, key: usize, now: Instant) {
+        let mut query = self.queries.remove(key);
+        // Keep the ids off-limits for a while: a reply to them now would be late, and
+        // must not be mistaken for a reply to a new query.
+        let until = now + self.shared.config.timeout + self.shared.config.wait_after_first;
+        for attempt in &query.sent {
+            self.ids.retire(attempt.id, until);
+        }
+        let observation = DnsQueryObservation {
+            role: query.question.role,
+            server: query.question.server,
+            qname: name_text(&query.question.qname),
+            qtype: query.question.qtype.to_string(),
+            source_port: self.source_port,
+            attempts: query.attempts,
+            ids: query.sent.iter().map(|a| a.id).collect(),
+            replies: std::mem::take(&mut query.replies),
+            listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
+            send_error: query.send_error.take(),
+            omitted_replies: query.omitted.take().map(|omitted| {
+                let (mut omitted, digest) = *omitted;
+                omitted.sha256 = hex_of(&digest.finalize());
+                omitted
+            }),
+            tcp: None,
+            rechecks: Vec::new(),
+        };
+        let group = &mut self.groups[query.group];
+        group.results[query.index] = Some((query.question, observation));
+        group.remaining -= 1;
+        if group.remaining == 0 {
+            let group = self.groups.remove(query.group);
+            self.complete(group);
+        }
+    }
+
+    /// Delivers a finished group; a truncated resolver reply is retried over TCP first
+    /// (on a task of its own: rare, and it must not hold up this socket).
+    fn complete(&self, group: Group) {
+        let results: Vec<(DnsQuestion, DnsQueryObservation)> =
+            group.results.into_iter().flatten().collect();
+        let truncated = |observation: &DnsQueryObservation| {
+            observation.role == DnsServerRole::Resolver
+                && observation
+                    .valid_replies()
+                    .next()
+                    .is_some_and(|r| r.flags.tc)
+        };
+        if results.iter().any(|(_, observation)| truncated(observation)) {
+            let shared = Arc::clone(&self.shared);
+            let (token, done) = (group.token, group.done);
+            tokio::spawn(async move {
+                let mut observations = Vec::with_capacity(results.len());
+                for (question, mut observation) in results {
+                    if truncated(&observation) {
+                        observation.tcp =
+                            Some(tcp_exchange(&question, shared.config.timeout).await);
+                    }
+                    observations.push(observation);
+                }
+                shared.deliver(token, &done, observations);
+            });
+        } else {
+            let observations = results.into_iter().map(|(_, o)| o).collect();
+            self.shared.deliver(group.token, &group.done, observations);
+        }
+    }
+}
