@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::classify::blockpage::BlockpageSet;
 use crate::classify::web::{judge_web, target_blocking};
 use crate::ipclass::ForgedIpList;
+use crate::observation::ControlObservation;
 use crate::output::{OutputError, RecordSink};
 use crate::pathguard::PathGuard;
 use crate::probe::control::ControlResolver;
@@ -17,12 +18,16 @@ use crate::probe::dns::DnsEngine;
 use crate::probe::dns_stage::{DnsStage, first_reply_ips};
 use crate::probe::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
 use crate::probe::web::stage::WebStage;
-use crate::record::{HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339};
-use crate::scheduler::{DispatchOutcome, dispatch};
+use crate::record::assessment::WebStageResult;
+use crate::record::{
+    DnsSection, HeaderRecord, SummaryBuilder, SummaryRecord, TargetRecord, now_rfc3339,
+};
+use crate::scheduler::DispatchOutcome;
 use crate::targets::Target;
 
 mod address;
 mod dns;
+mod pipeline;
 
 pub use address::plan_addresses;
 pub use dns::{proof_skipped_evidence, wants_tls_proof};
@@ -134,6 +139,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
     Ok(ScanContext {
         dns: DnsStage::new(
             engine,
+            &config.control,
             control,
             config.resolver,
             config.sink,
@@ -213,51 +219,53 @@ async fn dispatch_passes(
     let dns_per_target =
         u32::try_from(config.qtypes.len() * if config.sink.is_some() { 2 } else { 1 })
             .unwrap_or(u32::MAX);
+    let in_flight = names_in_flight(config, dns_per_target);
     let repeated = passes.plan.repeat > 1;
-    let numbered = |(target, attempt): Attempt| {
-        let record = probe_target(Arc::clone(context), target);
-        async move {
-            let mut record = record.await;
-            record.attempt = repeated.then_some(attempt);
-            record
-        }
-    };
-    let numbered_cost = |(target, _): &Attempt| {
-        if target.address.is_some() {
-            0
-        } else {
-            dns_per_target
-        }
-    };
     let stop = stop.shared();
     let work = std::mem::take(&mut passes.passes);
     passes
         .plan
         .run_passes(work, stop.clone(), |pass| {
-            dispatch(
+            // One future per pass: boxed, it does not weigh on the scan's own.
+            Box::pin(pipeline::dispatch_pass(
+                context,
                 pass,
-                config.concurrency,
-                config.rate,
-                &numbered_cost,
-                &numbered,
+                pipeline::PassSettings {
+                    concurrency: in_flight,
+                    rate: config.rate,
+                    cost: dns_per_target,
+                    repeated,
+                },
                 tx.clone(),
                 stop.clone(),
-            )
+            ))
         })
         .await
 }
 
+/// How many targets may be in flight: `--concurrency`, or in a DNS-only scan at least
+/// what `--rate` needs. Each name stays in flight for the late-reply window after its
+/// first reply, and up to the timeout when the resolver is silent; a paced scan must be
+/// able to hold that many names, or the rate it asked for is never reached. (With the
+/// web stages, `--concurrency` alone bounds the connections they open.)
+fn names_in_flight(config: &ScanConfig, dns_per_target: u32) -> usize {
+    if config.stages.web() || config.rate <= 0.0 || dns_per_target == 0 {
+        return config.concurrency;
+    }
+    let names_per_second = config.rate / f64::from(dns_per_target);
+    let held = config.dns.wait_after_first + config.dns.timeout;
+    let needed = (names_per_second * held.as_secs_f64()).ceil() as usize;
+    config.concurrency.max(needed.min(MAX_NAMES_IN_FLIGHT))
+}
+
+/// The most names a rate may put in flight (a `--concurrency` above it is kept).
+const MAX_NAMES_IN_FLIGHT: usize = 500_000;
+
+/// One target, measured in a task of its own: targets the DNS pipeline does not take
+/// (address targets, scans without the DNS stage) and library callers.
 async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord {
     let started_at = now_rfc3339();
     let started = Instant::now();
-    let mut categories: Vec<String> = target
-        .sources
-        .iter()
-        .filter_map(|s| s.category_code.clone())
-        .collect();
-    categories.sort();
-    categories.dedup();
-
     let needs_name_lookup =
         target.address.is_none() && (context.stages.dns || target.pinned_ips.is_empty());
     let (dns, control) = if target.address.is_some() {
@@ -266,15 +274,27 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
         let tls_proof = context.web.as_ref().filter(|_| context.stages.tls);
         let dns =
             dns::probe_dns(&context.dns, &context.forged_ips, tls_proof, &target.domain).await;
-        let control = dns.control.clone();
-        (Some(dns), control)
+        (Some(dns), None)
     } else if needs_name_lookup {
         // No DNS stage, but the web probes need addresses: ask the control only.
         (None, context.dns.lookup_control(&target.domain).await)
     } else {
         (None, None)
     };
+    complete_target(&context, target, started_at, started, dns, control).await
+}
 
+/// The rest of a target once its DNS stage is judged: the web stages (when they run)
+/// and the record. `control`: the control's resolution when there is no DNS section.
+async fn complete_target(
+    context: &ScanContext,
+    target: Target,
+    started_at: String,
+    started: Instant,
+    dns: Option<DnsSection>,
+    control: Option<ControlObservation>,
+) -> TargetRecord {
+    let control = dns.as_ref().map_or(control, |d| d.control.clone());
     let mut web_result = None;
     if let Some(web) = &context.web {
         let resolver_ips = dns
@@ -307,6 +327,24 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
             blockpages,
         ));
     }
+    target_record(target, started_at, started, dns, web_result)
+}
+
+/// The record of a target from its judged stages.
+fn target_record(
+    target: Target,
+    started_at: String,
+    started: Instant,
+    dns: Option<DnsSection>,
+    web_result: Option<WebStageResult>,
+) -> TargetRecord {
+    let mut categories: Vec<String> = target
+        .sources
+        .iter()
+        .filter_map(|s| s.category_code.clone())
+        .collect();
+    categories.sort();
+    categories.dedup();
     let (addresses, http, tls) = match web_result {
         Some(result) => (result.addresses, result.http, result.tls),
         None => (None, None, None),

@@ -377,7 +377,7 @@ pub(super) fn run_planned_scan(
     let sink = scan_sink(&mut passes, config.out.as_deref(), progress);
     runtime()?.block_on(async {
         let stop = signal.install()?;
-        anyhow::Ok(run_scan(config, passes, sink, stop).await?)
+        anyhow::Ok(Box::pin(run_scan(config, passes, sink, stop)).await?)
     })
 }
 

@@ -299,8 +299,10 @@ impl DnsEngine {
                 for offset in 0..count {
                     match workers[(start + offset) % count].jobs.try_send(job) {
                         Ok(()) => return,
-                        Err(mpsc::error::TrySendError::Full(back)
-                        | mpsc::error::TrySendError::Closed(back)) => job = back,
+                        Err(
+                            mpsc::error::TrySendError::Full(back)
+                            | mpsc::error::TrySendError::Closed(back),
+                        ) => job = back,
                     }
                 }
                 let grow = count < MAX_SOCKETS
@@ -327,8 +329,7 @@ impl DnsEngine {
                 .workers
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            workers.len() < MAX_SOCKETS
-                && workers.iter().all(|w| w.jobs.capacity() == 0)
+            workers.len() < MAX_SOCKETS && workers.iter().all(|w| w.jobs.capacity() == 0)
         };
         if !still_short {
             return true; // another submitter made room
@@ -460,7 +461,6 @@ pub fn name_text(name: &Name) -> String {
     }
     text.to_ascii_lowercase()
 }
-
 
 fn hex_of(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -2,6 +2,11 @@
 //! sink), the control resolution beside them, the silence re-checks and the benign
 //! query. It observes only; the scan judges and decides from the verdict whether to
 //! ask more.
+//!
+//! All questions of one name (resolver, sink, and a plain-UDP control) go to the DNS
+//! engine as one group: they share its socket pool, and the sink's window closes a late-
+//! reply window after the resolver's first reply. An encrypted control (`DoT`, `DoH`)
+//! is asked beside the group through its own connection pool.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,9 +15,13 @@ use tokio::sync::Mutex;
 
 use super::ProbeError;
 use super::control::ControlResolver;
-use super::dns::{DnsEngine, DnsQuestion};
+use super::control::ControlSpec;
+use super::dns::{DnsEngine, DnsQuestion, GroupDone};
 use crate::ipclass::is_bogon;
-use crate::observation::{ControlObservation, DnsQueryObservation, DnsServerRole, SilenceRecheck};
+use crate::observation::{
+    ControlAnswer, ControlObservation, ControlOutcome, DnsQueryObservation, DnsServerRole,
+    SilenceRecheck,
+};
 
 /// What the DNS stage saw for one name, before judgement.
 #[derive(Debug, Clone)]
@@ -24,10 +33,20 @@ pub struct DnsObservations {
     pub control: Option<ControlObservation>,
 }
 
+/// Where the control's lookups go.
+enum ControlPath {
+    /// No control.
+    None,
+    /// A plain-UDP control, asked through the engine's sockets in each name's group.
+    Udp { server: SocketAddr, label: String },
+    /// An encrypted control, asked through its own connection pool.
+    Encrypted(Box<ControlResolver>),
+}
+
 /// Runs the DNS stage for targets; share one per scan, it is `Sync`.
 pub struct DnsStage {
     engine: DnsEngine,
-    control: Option<ControlResolver>,
+    control: ControlPath,
     resolver: SocketAddr,
     sink: Option<SocketAddr>,
     qtypes: Vec<RecordType>,
@@ -40,8 +59,11 @@ pub struct DnsStage {
 
 impl DnsStage {
     /// `control_name` is the benign name (`--control-name`); it must be a DNS name.
+    /// `control` is the resolver made for `control_spec`: a UDP control's lookups go
+    /// through `engine` instead (the resolver then serves only the reachability check).
     pub fn new(
         engine: DnsEngine,
+        control_spec: &ControlSpec,
         control: Option<ControlResolver>,
         resolver: SocketAddr,
         sink: Option<SocketAddr>,
@@ -58,6 +80,14 @@ impl DnsStage {
             qtype: qtypes.first().copied().unwrap_or(RecordType::A),
             server: resolver,
             role: DnsServerRole::Resolver,
+        };
+        let control = match (control_spec, control) {
+            (ControlSpec::Udp { addr }, _) => ControlPath::Udp {
+                server: *addr,
+                label: control_spec.to_string(),
+            },
+            (_, Some(resolver)) => ControlPath::Encrypted(Box::new(resolver)),
+            (_, None) => ControlPath::None,
         };
         Ok(DnsStage {
             engine,
@@ -83,16 +113,24 @@ impl DnsStage {
     }
 
     pub fn has_control(&self) -> bool {
-        self.control.is_some()
+        !matches!(self.control, ControlPath::None)
     }
 
-    /// Ask the resolver (and the sink) every question type for `domain`, and the
-    /// control beside them. `Err` carries the reason when the name cannot be put in a
-    /// query (then nothing is asked: never another name, such as the root, instead).
-    pub async fn observe(&self, domain: &str) -> std::result::Result<DnsObservations, String> {
+    /// The encrypted control, when the control is one: its lookups run beside the
+    /// engine's group of each name.
+    pub fn encrypted_control(&self) -> Option<&ControlResolver> {
+        match &self.control {
+            ControlPath::Encrypted(resolver) => Some(resolver),
+            _ => None,
+        }
+    }
+
+    /// The questions of one name, in the order of their observations: per query type
+    /// the resolver's and the sink's, then the UDP control's.
+    pub fn questions(&self, domain: &str) -> std::result::Result<Vec<DnsQuestion>, String> {
         // Exactly the loaded name: `from_ascii` neither maps nor drops anything.
         let qname = Name::from_ascii(format!("{domain}.")).map_err(|e| e.to_string())?;
-        let mut questions: Vec<DnsQuestion> = Vec::new();
+        let mut questions: Vec<DnsQuestion> = Vec::with_capacity(self.qtypes.len() * 3);
         for qtype in &self.qtypes {
             questions.push(DnsQuestion {
                 qname: qname.clone(),
@@ -109,22 +147,109 @@ impl DnsStage {
                 });
             }
         }
-        let queries =
-            futures::future::join_all(questions.iter().cloned().map(|q| self.engine.query(q)));
-        let control = self.lookup_control(domain);
-        let (queries, control) = tokio::join!(queries, control);
-        Ok(DnsObservations {
+        if let ControlPath::Udp { server, .. } = &self.control {
+            for qtype in &self.qtypes {
+                questions.push(DnsQuestion {
+                    qname: qname.clone(),
+                    qtype: *qtype,
+                    server: *server,
+                    role: DnsServerRole::Control,
+                });
+            }
+        }
+        Ok(questions)
+    }
+
+    /// What a finished group observed, as the stage's observations: the UDP control's
+    /// questions become the control resolution; an encrypted control's resolution
+    /// (asked beside the group) is `control`.
+    pub fn observations_of(
+        &self,
+        mut questions: Vec<DnsQuestion>,
+        mut queries: Vec<DnsQueryObservation>,
+        control: Option<ControlObservation>,
+    ) -> DnsObservations {
+        let control = match &self.control {
+            ControlPath::Udp { label, .. } => {
+                let first_control = queries
+                    .iter()
+                    .position(|q| q.role == DnsServerRole::Control)
+                    .unwrap_or(queries.len());
+                let answers = queries.split_off(first_control);
+                questions.truncate(first_control);
+                Some(ControlObservation {
+                    control: label.clone(),
+                    answers: answers.iter().map(control_answer).collect(),
+                })
+            }
+            _ => control,
+        };
+        DnsObservations {
             questions,
             queries,
             control,
-        })
+        }
+    }
+
+    /// Ask the resolver (and the sink) every question type for `domain`, and the
+    /// control beside them. `Err` carries the reason when the name cannot be put in a
+    /// query (then nothing is asked: never another name, such as the root, instead).
+    pub async fn observe(&self, domain: &str) -> std::result::Result<DnsObservations, String> {
+        let questions = self.questions(domain)?;
+        let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        let group = async {
+            self.engine.submit_group(questions.clone(), 0, done).await;
+            finished.recv().await.map(|g: GroupDone| g.observations)
+        };
+        let control = async {
+            match self.encrypted_control() {
+                Some(control) => Some(control.resolve(domain, &self.qtypes).await),
+                None => None,
+            }
+        };
+        let (queries, control) = tokio::join!(group, control);
+        let queries = queries.ok_or_else(|| "the DNS engine stopped".to_owned())?;
+        Ok(self.observations_of(questions, queries, control))
     }
 
     /// The control resolution alone (no DNS stage, but the web probes need addresses).
     pub async fn lookup_control(&self, domain: &str) -> Option<ControlObservation> {
         match &self.control {
-            Some(control) => Some(control.resolve(domain, &self.qtypes).await),
-            None => None,
+            ControlPath::None => None,
+            ControlPath::Encrypted(control) => Some(control.resolve(domain, &self.qtypes).await),
+            ControlPath::Udp { server, label } => {
+                let answers = match Name::from_ascii(format!("{domain}.")) {
+                    Ok(qname) => {
+                        let questions = self
+                            .qtypes
+                            .iter()
+                            .map(|qtype| DnsQuestion {
+                                qname: qname.clone(),
+                                qtype: *qtype,
+                                server: *server,
+                                role: DnsServerRole::Control,
+                            })
+                            .collect();
+                        let queries = self.engine.query_together(questions).await;
+                        queries.iter().map(control_answer).collect()
+                    }
+                    Err(e) => self
+                        .qtypes
+                        .iter()
+                        .map(|qtype| ControlAnswer {
+                            qtype: qtype.to_string(),
+                            outcome: ControlOutcome::Error {
+                                message: format!("invalid domain name {domain:?}: {e}"),
+                            },
+                            elapsed_ms: 0.0,
+                        })
+                        .collect(),
+                };
+                Some(ControlObservation {
+                    control: label.clone(),
+                    answers,
+                })
+            }
         }
     }
 
@@ -177,6 +302,45 @@ impl DnsStage {
             *kept = Some(answer.clone());
         }
         answer
+    }
+}
+
+/// The control's answer from a UDP control question: its first valid reply decides,
+/// as a stub resolver's would (the control is trusted; nothing listens for more).
+fn control_answer(query: &DnsQueryObservation) -> ControlAnswer {
+    // A truncated reply was asked again over TCP: that exchange's reply is the answer.
+    let reply = query
+        .tcp
+        .as_ref()
+        .and_then(|tcp| tcp.reply.as_ref())
+        .or_else(|| query.valid_replies().next());
+    let outcome = match reply {
+        Some(reply) if reply.flags.tc => ControlOutcome::Error {
+            message: "the reply was truncated and the TCP retry failed".to_owned(),
+        },
+        Some(reply) if reply.is_noerror() && reply.answers.is_empty() => ControlOutcome::NoData,
+        Some(reply) if reply.is_noerror() => ControlOutcome::Resolved {
+            ips: reply.ips().collect(),
+            records: reply.answers.clone(),
+        },
+        Some(reply) if reply.is_nxdomain() => ControlOutcome::Nxdomain,
+        Some(reply) => ControlOutcome::Error {
+            message: format!("no records, response code {}", reply.rcode),
+        },
+        None => ControlOutcome::Error {
+            message: match &query.send_error {
+                Some(error) => format!("send failed: {error}"),
+                None => format!(
+                    "no answer in {} attempt(s) over {:.0} ms",
+                    query.attempts, query.listened_ms
+                ),
+            },
+        },
+    };
+    ControlAnswer {
+        qtype: query.qtype.clone(),
+        outcome,
+        elapsed_ms: reply.map_or(query.listened_ms, |r| r.elapsed_ms),
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::classify::dns::{DnsInputs, classify_dns, silence_recheck_wanted};
 use crate::ipclass::ForgedIpList;
 use crate::observation::web::TlsObservation;
-use crate::probe::dns_stage::{DnsStage, any_bogon_answer, first_reply_ips};
+use crate::probe::dns_stage::{DnsObservations, DnsStage, any_bogon_answer, first_reply_ips};
 use crate::probe::web::WebStage;
 use crate::probe::web::proof::{MAX_PROOF_ADDRESSES, ProofPlan, plan_tls_proof};
 use crate::record::DnsSection;
@@ -25,10 +25,58 @@ pub(crate) async fn probe_dns(
     tls_stage: Option<&WebStage>,
     domain: &str,
 ) -> DnsSection {
-    let mut observed = match stage.observe(domain).await {
-        Ok(observed) => observed,
-        Err(reason) => return unencodable_name(stage, domain, &reason),
-    };
+    match stage.observe(domain).await {
+        Ok(observed) => judge_observed(stage, forged_ips, tls_stage, domain, observed).await,
+        Err(reason) => unencodable_name(stage, domain, &reason),
+    }
+}
+
+/// The verdict on what the stage observed, when it needs no further question: no
+/// silence to re-check, no bogon to compare with the benign query, no address to prove
+/// with TLS. Otherwise the observations come back for [`judge_observed`], which asks
+/// them. The two reach the same section whenever this one returns it: without any
+/// further question, `judge_observed` judges the same inputs once.
+pub(crate) fn judge_if_complete(
+    stage: &DnsStage,
+    forged_ips: &ForgedIpList,
+    tls_stage: bool,
+    observed: DnsObservations,
+) -> Result<DnsSection, DnsObservations> {
+    let assessment = classify_dns(&DnsInputs {
+        queries: &observed.queries,
+        control: observed.control.as_ref(),
+        forged_ips,
+        tls_proven: &[],
+        benign_query: None,
+    });
+    let needs_more = assessment.verdict == DnsVerdict::Timeout
+        || (!stage.has_control() && any_bogon_answer(&observed.queries))
+        || (tls_stage && wants_tls_proof(&assessment));
+    if needs_more {
+        return Err(observed);
+    }
+    Ok(DnsSection {
+        assessment,
+        resolver: stage.resolver(),
+        sink: stage.sink(),
+        queries: observed.queries,
+        control: observed.control,
+        tls_proof: Vec::new(),
+        benign_query: None,
+    })
+}
+
+/// Judges what the stage observed, asking what the verdict calls for: the silent
+/// questions again (with the benign question beside them), the benign query when a
+/// bogon answer has no control to compare with, TLS as proof of addresses that only
+/// disagree with the control.
+pub(crate) async fn judge_observed(
+    stage: &DnsStage,
+    forged_ips: &ForgedIpList,
+    tls_stage: Option<&WebStage>,
+    domain: &str,
+    mut observed: DnsObservations,
+) -> DnsSection {
     if classify_dns(&DnsInputs {
         queries: &observed.queries,
         control: observed.control.as_ref(),
@@ -39,6 +87,14 @@ pub(crate) async fn probe_dns(
     .verdict
         == DnsVerdict::Timeout
     {
+        if observed.questions.len() != observed.queries.len() {
+            // A group judged without its questions at hand (the scan's table keeps
+            // none): they are the stage's questions for the name, in the same order.
+            if let Ok(mut questions) = stage.questions(domain) {
+                questions.truncate(observed.queries.len());
+                observed.questions = questions;
+            }
+        }
         stage
             .recheck_silence(&mut observed, silence_recheck_wanted)
             .await;
@@ -108,7 +164,7 @@ pub fn wants_tls_proof(assessment: &DnsAssessment) -> bool {
 
 /// The DNS section of a target whose name cannot be put in a query: an inconclusive
 /// verdict that says why, and no query (never another name, such as the root, instead).
-fn unencodable_name(stage: &DnsStage, domain: &str, reason: &str) -> DnsSection {
+pub(crate) fn unencodable_name(stage: &DnsStage, domain: &str, reason: &str) -> DnsSection {
     DnsSection {
         assessment: DnsAssessment {
             verdict: DnsVerdict::Inconclusive,

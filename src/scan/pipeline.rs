@@ -1,0 +1,400 @@
+//! The scan's DNS pipeline: a name waiting for the DNS engine is an entry in a table,
+//! not a task.
+//!
+//! In real mode a name is held for the late-reply window (`--dns-wait`) after its
+//! first reply, so tens of thousands of names are in flight at once. A task per name
+//! would hold a large future for each; here the dispatcher submits each name's questions
+//! to the engine as one group and keeps only the target, its attempt number and its
+//! start in a table. When the engine reports the group done (and the encrypted
+//! control, if any, has answered), the name is judged on the dispatcher's own task.
+//! Only a name that needs more continues in a task of its own: silence to re-check,
+//! a bogon answer to compare with the benign query, addresses to prove with TLS, or the
+//! web stages.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::passes::Attempt;
+use super::{ScanContext, complete_target, dns, probe_target};
+use crate::observation::{ControlObservation, DnsQueryObservation};
+use crate::probe::dns::GroupDone;
+use crate::record::{TargetRecord, now_rfc3339};
+use crate::scheduler::{DispatchOutcome, Pacer};
+use crate::targets::Target;
+
+/// One name waiting for its DNS group (and its encrypted control lookup).
+struct WaitingName {
+    target: Target,
+    attempt: u32,
+    started_at: String,
+    started: Instant,
+    /// Holds the name's place among the `--concurrency` names in flight.
+    permit: OwnedSemaphorePermit,
+    queries: Option<Vec<DnsQueryObservation>>,
+    control: ControlSlot,
+}
+
+/// The encrypted control's part of a waiting name.
+enum ControlSlot {
+    /// No encrypted control: a UDP control's questions are in the group.
+    NotAsked,
+    Waiting,
+    Done(ControlObservation),
+}
+
+impl WaitingName {
+    fn is_complete(&self) -> bool {
+        self.queries.is_some() && !matches!(self.control, ControlSlot::Waiting)
+    }
+}
+
+/// What the dispatcher, the judge and the tasks they start share.
+struct Pipeline {
+    context: Arc<ScanContext>,
+    repeated: bool,
+    results: mpsc::Sender<TargetRecord>,
+    waiting: Mutex<HashMap<u64, WaitingName>>,
+    /// Names that continue in a task of their own (and targets the pipeline does not
+    /// take).
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Pipeline {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, WaitingName>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reap finished tasks so the set does not grow with the list.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(work);
+    }
+
+    fn number(&self, mut record: TargetRecord, attempt: u32) -> TargetRecord {
+        record.attempt = self.repeated.then_some(attempt);
+        record
+    }
+}
+
+/// How one pass is dispatched.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PassSettings {
+    /// Targets in flight at most.
+    pub(super) concurrency: usize,
+    /// DNS queries a second (0: unpaced).
+    pub(super) rate: f64,
+    /// DNS queries per name.
+    pub(super) cost: u32,
+    /// Whether attempts are numbered (`--repeat`).
+    pub(super) repeated: bool,
+}
+
+/// Runs one pass: names with a DNS stage through the table, everything else in a task
+/// per target. At most `concurrency` targets are in flight; starts are paced at `rate`
+/// DNS queries a second (`cost` queries per target). Stops starting new work when `stop`
+/// resolves; work in flight is abandoned then (it was not measured to the end).
+pub(super) async fn dispatch_pass(
+    context: &Arc<ScanContext>,
+    items: impl IntoIterator<Item = Attempt>,
+    settings: PassSettings,
+    results: mpsc::Sender<TargetRecord>,
+    stop: impl Future<Output = ()>,
+) -> DispatchOutcome {
+    let PassSettings {
+        concurrency,
+        rate,
+        cost,
+        repeated,
+    } = settings;
+    let pipeline = Arc::new(Pipeline {
+        context: Arc::clone(context),
+        repeated,
+        results,
+        waiting: Mutex::new(HashMap::new()),
+        tasks: Mutex::new(JoinSet::new()),
+    });
+    let (group_done, groups) = mpsc::unbounded_channel::<GroupDone>();
+    let (control_done, controls) = mpsc::unbounded_channel::<(u64, ControlObservation)>();
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut started = 0;
+    tokio::pin!(stop);
+
+    let produce = produce(
+        &pipeline,
+        items,
+        &permits,
+        rate,
+        cost,
+        group_done,
+        control_done,
+        &mut started,
+    );
+    let judge = judge(&pipeline, groups, controls);
+    let mut interrupted = tokio::select! {
+        biased;
+        () = &mut stop => true,
+        () = async { tokio::join!(produce, judge); } => false,
+    };
+    if !interrupted {
+        // The table is empty and nothing is started any more: what is left are the
+        // names that continued in tasks of their own.
+        let mut tasks = std::mem::take(
+            &mut *pipeline
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        tokio::select! {
+            biased;
+            () = &mut stop => { interrupted = true; tasks.abort_all(); }
+            () = async { while tasks.join_next().await.is_some() {} } => {}
+        }
+    }
+    pipeline
+        .tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .abort_all();
+    DispatchOutcome {
+        started,
+        interrupted,
+    }
+}
+
+/// Starts every target of the pass: a name's questions go to the engine as a group
+/// (its encrypted control lookup beside it), other targets to a task of their own.
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    pipeline: &Arc<Pipeline>,
+    items: impl IntoIterator<Item = Attempt>,
+    permits: &Arc<Semaphore>,
+    rate: f64,
+    cost: u32,
+    group_done: mpsc::UnboundedSender<GroupDone>,
+    control_done: mpsc::UnboundedSender<(u64, ControlObservation)>,
+    started: &mut usize,
+) {
+    let context = &pipeline.context;
+    let mut pacer = Pacer::new(rate);
+    let mut next_token: u64 = 0;
+    for (target, attempt) in items {
+        let through_table = target.address.is_none() && context.stages.dns;
+        pacer
+            .wait(if target.address.is_some() { 0 } else { cost })
+            .await;
+        let permit = Arc::clone(permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        *started += 1;
+        if !through_table {
+            let task = Arc::clone(pipeline);
+            let work = probe_target(Arc::clone(context), target);
+            pipeline.spawn(async move {
+                let pipeline = task;
+                let record = pipeline.number(work.await, attempt);
+                let _ = pipeline.results.send(record).await;
+                drop(permit);
+            });
+            continue;
+        }
+        let started_at = now_rfc3339();
+        let started_clock = Instant::now();
+        let questions = match context.dns.questions(&target.domain) {
+            Ok(questions) => questions,
+            Err(reason) => {
+                // Nothing is asked for a name that cannot be put in a query.
+                let section = dns::unencodable_name(&context.dns, &target.domain, &reason);
+                finish(
+                    pipeline,
+                    target,
+                    attempt,
+                    started_at,
+                    started_clock,
+                    section,
+                    permit,
+                )
+                .await;
+                continue;
+            }
+        };
+        let token = next_token;
+        next_token += 1;
+        let control = match context.dns.encrypted_control() {
+            Some(_) => {
+                let task = Arc::clone(pipeline);
+                let domain = target.domain.clone();
+                let control_done = control_done.clone();
+                pipeline.spawn(async move {
+                    let pipeline = task;
+                    let control = pipeline
+                        .context
+                        .dns
+                        .lookup_control(&domain)
+                        .await
+                        .expect("an encrypted control answers");
+                    let _ = control_done.send((token, control));
+                });
+                ControlSlot::Waiting
+            }
+            None => ControlSlot::NotAsked,
+        };
+        pipeline.waiting().insert(
+            token,
+            WaitingName {
+                target,
+                attempt,
+                started_at,
+                started: started_clock,
+                permit,
+                queries: None,
+                control,
+            },
+        );
+        context
+            .dns
+            .engine()
+            .submit_group(questions, token, group_done.clone())
+            .await;
+    }
+}
+
+/// Receives finished groups and control lookups, and judges each name once it has both.
+async fn judge(
+    pipeline: &Arc<Pipeline>,
+    mut groups: mpsc::UnboundedReceiver<GroupDone>,
+    mut controls: mpsc::UnboundedReceiver<(u64, ControlObservation)>,
+) {
+    let mut groups_open = true;
+    let mut controls_open = true;
+    while groups_open || controls_open {
+        let complete = tokio::select! {
+            done = groups.recv(), if groups_open => if let Some(done) = done {
+                let mut waiting = pipeline.waiting();
+                let complete = waiting.get_mut(&done.token).is_some_and(|name| {
+                    name.queries = Some(done.observations);
+                    name.is_complete()
+                });
+                complete.then(|| waiting.remove(&done.token)).flatten()
+            } else {
+                groups_open = false;
+                None
+            },
+            done = controls.recv(), if controls_open => if let Some((token, control)) = done {
+                let mut waiting = pipeline.waiting();
+                let complete = waiting.get_mut(&token).is_some_and(|name| {
+                    name.control = ControlSlot::Done(control);
+                    name.is_complete()
+                });
+                complete.then(|| waiting.remove(&token)).flatten()
+            } else {
+                controls_open = false;
+                None
+            },
+        };
+        if let Some(name) = complete {
+            judge_name(pipeline, name).await;
+        }
+    }
+}
+
+/// Judges a name whose group is done: here when nothing more is needed, in a task of
+/// its own otherwise.
+async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
+    let context = &pipeline.context;
+    let WaitingName {
+        target,
+        attempt,
+        started_at,
+        started,
+        permit,
+        queries,
+        control,
+    } = name;
+    let control = match control {
+        ControlSlot::Done(control) => Some(control),
+        ControlSlot::NotAsked | ControlSlot::Waiting => None,
+    };
+    let observed = context
+        .dns
+        .observations_of(Vec::new(), queries.unwrap_or_default(), control);
+    let tls_proof = context.stages.tls && context.web.is_some();
+    match dns::judge_if_complete(&context.dns, &context.forged_ips, tls_proof, observed) {
+        Ok(section) => {
+            finish(
+                pipeline, target, attempt, started_at, started, section, permit,
+            )
+            .await;
+        }
+        Err(observed) => {
+            let pipeline_for_task = Arc::clone(pipeline);
+            pipeline.spawn(async move {
+                let pipeline = pipeline_for_task;
+                let context = &pipeline.context;
+                let tls_stage = context.web.as_ref().filter(|_| context.stages.tls);
+                let section = dns::judge_observed(
+                    &context.dns,
+                    &context.forged_ips,
+                    tls_stage,
+                    &target.domain,
+                    observed,
+                )
+                .await;
+                let record =
+                    complete_target(context, target, started_at, started, Some(section), None)
+                        .await;
+                let _ = pipeline
+                    .results
+                    .send(pipeline.number(record, attempt))
+                    .await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The record of a name whose DNS section is judged: written at once when no web stage
+/// runs, after the web stages (in a task of its own) otherwise.
+async fn finish(
+    pipeline: &Arc<Pipeline>,
+    target: Target,
+    attempt: u32,
+    started_at: String,
+    started: Instant,
+    section: crate::record::DnsSection,
+    permit: OwnedSemaphorePermit,
+) {
+    if pipeline.context.web.is_some() {
+        let pipeline_for_task = Arc::clone(pipeline);
+        pipeline.spawn(async move {
+            let pipeline = pipeline_for_task;
+            let record = complete_target(
+                &pipeline.context,
+                target,
+                started_at,
+                started,
+                Some(section),
+                None,
+            )
+            .await;
+            let _ = pipeline
+                .results
+                .send(pipeline.number(record, attempt))
+                .await;
+            drop(permit);
+        });
+        return;
+    }
+    let record = super::target_record(target, started_at, started, Some(section), None);
+    let _ = pipeline
+        .results
+        .send(pipeline.number(record, attempt))
+        .await;
+    drop(permit);
+}
