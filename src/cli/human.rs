@@ -53,6 +53,19 @@ pub(super) fn human_summary(summary: &SummaryRecord) -> String {
             .collect();
         let _ = writeln!(text, "  poisoning methods: {}", methods.join(", "));
     }
+    if let Some(rate) = summary.dns_rate.as_ref().filter(|r| r.queries_sent > 0) {
+        // The costs a verdict count hides: how fast the scan really went, and what the
+        // resolver lost on the way.
+        let _ = writeln!(
+            text,
+            "  dns queries: {} sent at {:.0} q/s, {} retries, {:.2} % of resolver attempts lost, at most {} names in flight",
+            rate.queries_sent,
+            rate.achieved_qps,
+            rate.retries,
+            rate.loss_rate * 100.0,
+            rate.max_names_in_flight
+        );
+    }
     if let Some(rate) = summary.dns_rate.as_ref().filter(|r| r.backoffs > 0) {
         let _ = writeln!(
             text,
@@ -84,4 +97,35 @@ pub(super) fn human_summary(summary: &SummaryRecord) -> String {
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::DnsRateReport;
+
+    #[test]
+    fn the_summary_states_the_query_rate_loss_retries_and_names_in_flight() {
+        let summary = SummaryRecord {
+            dns_rate: Some(DnsRateReport {
+                queries_sent: 300_000,
+                retries: 1_200,
+                loss_rate: 0.0125,
+                achieved_qps: 51_234.4,
+                max_names_in_flight: 61_000,
+                ..DnsRateReport::default()
+            }),
+            ..SummaryRecord::default()
+        };
+        let text = human_summary(&summary);
+        assert!(
+            text.contains(
+                "dns queries: 300000 sent at 51234 q/s, 1200 retries, 1.25 % of resolver \
+                 attempts lost, at most 61000 names in flight"
+            ),
+            "{text}"
+        );
+        let quiet = human_summary(&SummaryRecord::default());
+        assert!(!quiet.contains("dns queries"), "{quiet}");
+    }
 }
