@@ -709,7 +709,10 @@ fn control_failed(dns: &serde_json::Value) -> bool {
     let in_evidence = dns["evidence"]
         .as_array()
         .is_some_and(|list| list.iter().any(|e| e["kind"] == "control_failed"));
-    in_evidence || dns["control"].get("error").is_some()
+    let in_answers = dns["control"]["answers"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|a| a["status"] == "error"));
+    in_evidence || in_answers
 }
 
 fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
@@ -732,7 +735,7 @@ fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
         if record["record"] != "target" {
             continue;
         }
-        let name = record["target"].as_str().or_else(|| record["name"].as_str()).unwrap_or_default();
+        let name = record["domain"].as_str().unwrap_or_default();
         let dns = &record["dns"];
         let verdict = dns["verdict"].as_str().unwrap_or("(none)").to_owned();
         *row.verdicts.entry(verdict.clone()).or_default() += 1;
