@@ -141,9 +141,7 @@ fn parse_options(args: &[String]) -> BenchResult<Options> {
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
             "--names" => {
-                options.names = value()?
-                    .parse()
-                    .map_err(|e| format!("--names: {e}"))?;
+                options.names = value()?.parse().map_err(|e| format!("--names: {e}"))?;
             }
             "--concurrency" => {
                 options.concurrency = value()?
@@ -156,7 +154,9 @@ fn parse_options(args: &[String]) -> BenchResult<Options> {
                     "real" => vec![Mode::Real],
                     "real-dot" => vec![Mode::RealDot],
                     "all" => vec![Mode::Closest, Mode::Real, Mode::RealDot],
-                    other => return Err(format!("--mode {other:?}: closest, real, real-dot or all")),
+                    other => {
+                        return Err(format!("--mode {other:?}: closest, real, real-dot or all"));
+                    }
                 };
             }
             "--extra" => {
@@ -196,8 +196,12 @@ impl BenchNet {
                 run_ip(&["netns", "add", &name])?;
                 net.created.push(name);
             }
-            let present = netns::run("ip", &["route", "show", "type", "prohibit", HOST_ROUTE], None)
-                .map_err(|e| e.to_string())?;
+            let present = netns::run(
+                "ip",
+                &["route", "show", "type", "prohibit", HOST_ROUTE],
+                None,
+            )
+            .map_err(|e| e.to_string())?;
             if present.trim().is_empty() {
                 run_ip(&["route", "add", "prohibit", HOST_ROUTE])?;
             }
@@ -207,11 +211,15 @@ impl BenchNet {
     }
 
     fn configure(&self) -> BenchResult<()> {
-        let batch = |ns: &str, lines: &[String]| netns::ip_batch(ns, lines).map_err(|e| e.to_string());
+        let batch =
+            |ns: &str, lines: &[String]| netns::ip_batch(ns, lines).map_err(|e| e.to_string());
         batch(
             &self.client,
             &[
-                format!("link add dsc0 type veth peer name dss0 netns {}", self.server),
+                format!(
+                    "link add dsc0 type veth peer name dss0 netns {}",
+                    self.server
+                ),
                 format!("addr add {CLIENT_IP}/24 dev dsc0"),
                 "link set lo up".to_owned(),
                 "link set dsc0 up".to_owned(),
@@ -236,6 +244,15 @@ impl BenchNet {
         for ns in [&self.client, &self.server] {
             netns::sysctls(ns, &no_ipv6).map_err(|e| e.to_string())?;
         }
+        // knotd keeps the default receive buffer (~200 KiB): on a busy machine it overflows
+        // within milliseconds and the loss would be the bench's, not the probe's. These
+        // sysctls belong to the server's namespace (per namespace since Linux 6.x); the
+        // client's stay as the host's, as on a real vantage point.
+        let server_buffers = [
+            ("net/core/rmem_default", "16777216"),
+            ("net/core/rmem_max", "16777216"),
+        ];
+        netns::sysctls(&self.server, &server_buffers).map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -250,12 +267,15 @@ impl Drop for BenchNet {
 }
 
 fn run_ip(args: &[&str]) -> BenchResult<()> {
-    netns::run("ip", args, None).map(drop).map_err(|e| e.to_string())
+    netns::run("ip", args, None)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The lock the lab takes around namespace creation and the host route.
 fn host_lock() -> BenchResult<Flock<File>> {
-    std::fs::create_dir_all(topology::RUN_DIR).map_err(|e| format!("create {}: {e}", topology::RUN_DIR))?;
+    std::fs::create_dir_all(topology::RUN_DIR)
+        .map_err(|e| format!("create {}: {e}", topology::RUN_DIR))?;
     let path = format!("{}/host-route.lock", topology::RUN_DIR);
     let file = OpenOptions::new()
         .create(true)
@@ -316,7 +336,12 @@ impl Knot {
     }
 
     /// Waits until knotd answers for the last name on both its addresses.
-    fn wait_ready(&mut self, net: &BenchNet, names: usize, signals: &StopSignals) -> BenchResult<()> {
+    fn wait_ready(
+        &mut self,
+        net: &BenchNet,
+        names: usize,
+        signals: &StopSignals,
+    ) -> BenchResult<()> {
         let last = format!("n{}.{ZONE}", names - 1);
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -326,16 +351,19 @@ impl Knot {
             }
             let name = last.clone();
             let answered = netns::within(&net.client, move || {
-                [RESOLVER_IP, CONTROL_IP]
-                    .iter()
-                    .all(|server| answers_a(*server, &name).is_some_and(|ip| ip == address_of(names - 1)))
+                [RESOLVER_IP, CONTROL_IP].iter().all(|server| {
+                    answers_a(*server, &name).is_some_and(|ip| ip == address_of(names - 1))
+                })
             })
             .map_err(|e| e.to_string())?;
             if answered {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("knotd did not answer for {last} in 300 s:\n{}", self.log_tail()));
+                return Err(format!(
+                    "knotd did not answer for {last} in 300 s:\n{}",
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -347,7 +375,10 @@ impl Drop for Knot {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let Ok(pid) = i32::try_from(self.child.id()) else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -364,7 +395,9 @@ impl Drop for Knot {
 /// One A query to `server`; the first address of the answer.
 fn answers_a(server: Ipv4Addr, name: &str) -> Option<Ipv4Addr> {
     let socket = UdpSocket::bind((CLIENT_IP, 0)).ok()?;
-    socket.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
     let mut query = Message::new(0x4242, MessageType::Query, OpCode::Query);
     query.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
     socket.send_to(&query.to_vec().ok()?, (server, 53)).ok()?;
@@ -380,8 +413,15 @@ fn answers_a(server: Ipv4Addr, name: &str) -> Option<Ipv4Addr> {
 fn write_zone_file(path: &Path, names: usize) -> std::io::Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     writeln!(out, "$ORIGIN {ZONE}.\n$TTL 300")?;
-    writeln!(out, "@ SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60")?;
-    writeln!(out, "@ NS ns\nns A {RESOLVER_IP}\n{} A {BENIGN_IP}", BENIGN_NAME.trim_end_matches(&format!(".{ZONE}")))?;
+    writeln!(
+        out,
+        "@ SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60"
+    )?;
+    writeln!(
+        out,
+        "@ NS ns\nns A {RESOLVER_IP}\n{} A {BENIGN_IP}",
+        BENIGN_NAME.trim_end_matches(&format!(".{ZONE}"))
+    )?;
     for i in 0..names {
         writeln!(out, "n{i} A {}", address_of(i))?;
     }
@@ -501,7 +541,11 @@ fn measure_child(out: &Path, command: &[String]) -> ExitCode {
         eprintln!("dns_scale: --measure-child needs a command");
         return ExitCode::FAILURE;
     };
-    let mut child = match Command::new(program).args(args).stdin(Stdio::null()).spawn() {
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+    {
         Ok(child) => child,
         Err(e) => {
             eprintln!("dns_scale: start {program}: {e}");
@@ -534,7 +578,8 @@ fn measure_child(out: &Path, command: &[String]) -> ExitCode {
 }
 
 fn read_usage(path: &Path) -> BenchResult<ChildUsage> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let mut parts = text.trim().splitn(3, ' ');
     let mut next = || parts.next().unwrap_or_default().to_owned();
     Ok(ChildUsage {
@@ -560,10 +605,18 @@ struct Row {
     missing: usize,
     control_failures: usize,
     summary_rate: Option<String>,
+    /// UDP receive-buffer drops during the scan: (client, server).
+    rcvbuf_drops: (u64, u64),
 }
 
 /// The scan's arguments: the mode's flags, minus any flag `extra` sets itself.
-fn scan_args(mode: Mode, options: &Options, list: &Path, report: &Path, ca_pem: &Path) -> Vec<String> {
+fn scan_args(
+    mode: Mode,
+    options: &Options,
+    list: &Path,
+    report: &Path,
+    ca_pem: &Path,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "scan",
         "--targets",
@@ -587,7 +640,12 @@ fn scan_args(mode: Mode, options: &Options, list: &Path, report: &Path, ca_pem: 
     .map(str::to_owned)
     .to_vec();
     // `--extra` wins: drop a flag (and its value) that it sets again.
-    let overridden = |flag: &str| options.extra.iter().any(|e| e == flag || e.starts_with(&format!("{flag}=")));
+    let overridden = |flag: &str| {
+        options
+            .extra
+            .iter()
+            .any(|e| e == flag || e.starts_with(&format!("{flag}=")))
+    };
     let mut base = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -641,6 +699,7 @@ fn run_mode(
         args.join(" ")
     );
     let me = std::env::current_exe().map_err(|e| format!("find this bench binary: {e}"))?;
+    let drops_before = (rcvbuf_errors(&net.client), rcvbuf_errors(&net.server));
     let started = Instant::now();
     let mut measured = Command::new(me)
         .arg("--measure-child")
@@ -665,6 +724,10 @@ fn run_mode(
     if !status.success() {
         return Err(format!("the measuring child failed: {status}"));
     }
+    let rcvbuf_drops = (
+        rcvbuf_errors(&net.client).saturating_sub(drops_before.0),
+        rcvbuf_errors(&net.server).saturating_sub(drops_before.1),
+    );
     let usage = read_usage(&usage_path)?;
     let mut row = read_report(&report, options.names)?;
     row.mode = mode.label();
@@ -672,13 +735,37 @@ fn run_mode(
     row.concurrency = options.concurrency;
     row.wall_secs = wall_secs;
     row.usage = usage;
+    row.rcvbuf_drops = rcvbuf_drops;
     if let Some(keep) = std::env::var_os("CENSORPROBE_BENCH_KEEP") {
-        let keep = PathBuf::from(keep).join(format!("dns_scale-{}-{}.jsonl", options.names, mode.label()));
+        let keep = PathBuf::from(keep).join(format!(
+            "dns_scale-{}-{}.jsonl",
+            options.names,
+            mode.label()
+        ));
         if let Err(e) = std::fs::copy(&report, &keep) {
             eprintln!("dns_scale: keep {}: {e}", keep.display());
         }
     }
     Ok(row)
+}
+
+/// UDP datagrams the namespace's sockets dropped for want of receive buffer so far.
+fn rcvbuf_errors(namespace: &str) -> u64 {
+    netns::within(namespace, || {
+        // `thread-self`: /proc/self/net would show the main thread's namespace.
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(header), Some(values)) = (udp.next(), udp.next()) else {
+            return 0;
+        };
+        header
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(key, _)| *key == "RcvbufErrors")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0)
+    })
+    .unwrap_or(0)
 }
 
 /// The index `i` of `n{i}.bench.test`.
@@ -718,14 +805,14 @@ fn control_failed(dns: &serde_json::Value) -> bool {
 fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
     let file = File::open(path).map_err(|e| format!("open the report {}: {e}", path.display()))?;
     let mut row = Row {
-        report_bytes: file.metadata().map(|m| m.len()).unwrap_or(0),
+        report_bytes: file.metadata().map_or(0, |m| m.len()),
         ..Row::default()
     };
     let mut seen = vec![false; names];
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|e| format!("read the report: {e}"))?;
-        let record: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| format!("a report line is not JSON: {e}: {line:.200}"))?;
+        let record: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| format!("a report line is not JSON: {e}: {line:.200}"))?;
         if record["record"] == "summary" {
             if let Some(rate) = record.get("dns_rate") {
                 row.summary_rate = Some(rate.to_string());
@@ -786,7 +873,11 @@ fn print_rows(rows: &[Row]) {
             row.usage.cpu_secs * 1e6 / n,
             row.usage.max_rss_kib as f64 / 1024.0,
             row.report_bytes as f64 / n,
-            if row.ok_names == 0 { 0.0 } else { row.ok_bytes as f64 / row.ok_names as f64 },
+            if row.ok_names == 0 {
+                0.0
+            } else {
+                row.ok_bytes as f64 / row.ok_names as f64
+            },
             row.wrong.len(),
             row.missing,
             row.control_failures,
@@ -794,7 +885,10 @@ fn print_rows(rows: &[Row]) {
     }
     for row in rows {
         println!();
-        println!("{}: scan exit {}; verdicts {:?}", row.mode, row.usage.exit, row.verdicts);
+        println!(
+            "{}: scan exit {}; verdicts {:?}; UDP receive-buffer drops: client {}, server {}",
+            row.mode, row.usage.exit, row.verdicts, row.rcvbuf_drops.0, row.rcvbuf_drops.1
+        );
         if let Some(rate) = &row.summary_rate {
             println!("{}: summary dns_rate {rate}", row.mode);
         }
@@ -833,12 +927,22 @@ fn run(options: &Options, signals: &StopSignals) -> BenchResult<Vec<Row>> {
         net.client,
         net.server,
         started.elapsed().as_secs_f64(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     let mut rows = Vec::new();
     for mode in &options.modes {
         signals.check().map_err(|e| e.to_string())?;
-        rows.push(run_mode(*mode, options, &net, dir.path(), &list, &ca_pem, signals)?);
+        rows.push(run_mode(
+            *mode,
+            options,
+            &net,
+            dir.path(),
+            &list,
+            &ca_pem,
+            signals,
+        )?);
     }
     Ok(rows)
 }
@@ -852,7 +956,13 @@ fn main() -> ExitCode {
         let me = std::process::id().to_string();
         let command: Vec<String> = args[3..]
             .iter()
-            .map(|a| if a == "MEASURER" { me.clone() } else { a.clone() })
+            .map(|a| {
+                if a == "MEASURER" {
+                    me.clone()
+                } else {
+                    a.clone()
+                }
+            })
             .collect();
         return measure_child(Path::new(out), &command);
     }
