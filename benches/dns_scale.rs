@@ -615,6 +615,47 @@ struct Row {
     summary_rate: Option<String>,
     /// UDP receive-buffer drops during the scan: (client, server).
     rcvbuf_drops: (u64, u64),
+    /// CPU seconds of the servers during the scan: knotd, and this process (the `DoT`
+    /// server's threads; the main thread only waits).
+    knot_cpu_secs: f64,
+    dot_cpu_secs: f64,
+}
+
+/// What every mode runs against.
+struct Setup<'a> {
+    net: &'a BenchNet,
+    dir: &'a Path,
+    list: &'a Path,
+    ca_pem: &'a Path,
+    knot_pid: u32,
+}
+
+/// User + system CPU seconds of process `pid` so far (0 when /proc does not say).
+fn process_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the first, utime
+    // and stime the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    ticks as f64 / per_sec as f64
+}
+
+fn own_cpu_secs() -> f64 {
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = u.user_time() + u.system_time();
+        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+    })
 }
 
 /// The scan's arguments: the mode's flags, minus any flag `extra` sets itself.
@@ -687,12 +728,16 @@ fn scan_args(
 fn run_mode(
     mode: Mode,
     options: &Options,
-    net: &BenchNet,
-    dir: &Path,
-    list: &Path,
-    ca_pem: &Path,
+    setup: &Setup<'_>,
     signals: &StopSignals,
 ) -> BenchResult<Row> {
+    let Setup {
+        net,
+        dir,
+        list,
+        ca_pem,
+        knot_pid,
+    } = *setup;
     let exe = std::env::var_os("CENSORPROBE_BENCH_EXE").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_censorprobe")),
         PathBuf::from,
@@ -708,6 +753,7 @@ fn run_mode(
     );
     let me = std::env::current_exe().map_err(|e| format!("find this bench binary: {e}"))?;
     let drops_before = (rcvbuf_errors(&net.client), rcvbuf_errors(&net.server));
+    let servers_cpu_before = (process_cpu_secs(knot_pid), own_cpu_secs());
     let started = Instant::now();
     let mut measured = Command::new(me)
         .arg("--measure-child")
@@ -727,6 +773,8 @@ fn run_mode(
     let status = measured.wait();
     signals.forget_child();
     let wall_secs = started.elapsed().as_secs_f64();
+    let knot_cpu_secs = process_cpu_secs(knot_pid) - servers_cpu_before.0;
+    let dot_cpu_secs = own_cpu_secs() - servers_cpu_before.1;
     signals.check().map_err(|e| e.to_string())?;
     let status = status.map_err(|e| format!("wait for the scan: {e}"))?;
     if !status.success() {
@@ -744,6 +792,8 @@ fn run_mode(
     row.wall_secs = wall_secs;
     row.usage = usage;
     row.rcvbuf_drops = rcvbuf_drops;
+    row.knot_cpu_secs = knot_cpu_secs;
+    row.dot_cpu_secs = dot_cpu_secs;
     if let Some(keep) = std::env::var_os("CENSORPROBE_BENCH_KEEP") {
         let keep = PathBuf::from(keep).join(format!(
             "dns_scale-{}-{}.jsonl",
@@ -897,6 +947,12 @@ fn print_rows(rows: &[Row]) {
             "{}: scan exit {}; verdicts {:?}; UDP receive-buffer drops: client {}, server {}",
             row.mode, row.usage.exit, row.verdicts, row.rcvbuf_drops.0, row.rcvbuf_drops.1
         );
+        println!(
+            "{}: servers' CPU µs/name: knotd {:.1}, DoT server {:.1}",
+            row.mode,
+            row.knot_cpu_secs * 1e6 / row.names as f64,
+            row.dot_cpu_secs * 1e6 / row.names as f64
+        );
         if let Some(rate) = &row.summary_rate {
             println!("{}: summary dns_rate {rate}", row.mode);
         }
@@ -939,18 +995,17 @@ fn run(options: &Options, signals: &StopSignals) -> BenchResult<Vec<Row>> {
             .unwrap_or_default()
             .trim()
     );
+    let setup = Setup {
+        net: &net,
+        dir: dir.path(),
+        list: &list,
+        ca_pem: &ca_pem,
+        knot_pid: knot.child.id(),
+    };
     let mut rows = Vec::new();
     for mode in &options.modes {
         signals.check().map_err(|e| e.to_string())?;
-        rows.push(run_mode(
-            *mode,
-            options,
-            &net,
-            dir.path(),
-            &list,
-            &ca_pem,
-            signals,
-        )?);
+        rows.push(run_mode(*mode, options, &setup, signals)?);
     }
     Ok(rows)
 }
