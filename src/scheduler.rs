@@ -1,6 +1,7 @@
 //! Ordering, sharding, pacing and bounded concurrency.
 //!
-//! The order is a seeded shuffle of the whole list, and shard `I/N` takes every N-th
+//! The order is a seeded permutation of the list's indices, computed one position at a
+//! time ([`Permutation`]: no shuffled copy of the list), and shard `I/N` takes every N-th
 //! element of that permutation starting at I, as `ZMap` does: shards run with the same
 //! seed are disjoint and together cover the list. Pacing spaces work evenly at `rate`
 //! units a second (no bursts, no catch-up after a stall); concurrency is a semaphore.
@@ -11,9 +12,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -60,19 +60,128 @@ impl fmt::Display for Shard {
     }
 }
 
-/// Shuffles `items` with `seed`, then keeps this shard's part.
-pub fn order<T>(mut items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    items.shuffle(&mut rng);
-    match shard {
-        None => items,
-        Some(shard) => items
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| (*i as u64) % u64::from(shard.count) == u64::from(shard.index))
-            .map(|(_, item)| item)
-            .collect(),
+/// A seeded bijection of `[0, len)` onto itself, computed one position at a time (no
+/// table): a balanced Feistel network over the smallest even number of bits that holds
+/// `len`, cycle-walked back into range (`ZMap` walks a cyclic group for the same end).
+/// The domain is less than `4 * len`, so a position takes under 4 rounds of the network
+/// on average. The same `len` and seed give the same permutation on every machine.
+#[derive(Debug, Clone)]
+pub struct Permutation {
+    len: u64,
+    half_bits: u32,
+    keys: [u64; FEISTEL_ROUNDS],
+}
+
+const FEISTEL_ROUNDS: usize = 6;
+
+impl Permutation {
+    pub fn new(len: u64, seed: u64) -> Self {
+        let bits = u64::BITS - len.saturating_sub(1).leading_zeros();
+        let mut rng = StdRng::seed_from_u64(seed);
+        Permutation {
+            len,
+            half_bits: bits.div_ceil(2).max(1),
+            keys: std::array::from_fn(|_| rng.random()),
+        }
     }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where `position` (below `len`) goes.
+    pub fn apply(&self, position: u64) -> u64 {
+        assert!(position < self.len, "position {position} of {}", self.len);
+        let mut x = position;
+        loop {
+            x = self.feistel(x);
+            if x < self.len {
+                return x;
+            }
+        }
+    }
+
+    fn feistel(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (x >> self.half_bits, x & mask);
+        for key in self.keys {
+            (left, right) = (right, left ^ (mix(right ^ key) & mask));
+        }
+        (left << self.half_bits) | right
+    }
+}
+
+/// The `splitmix64` finaliser: every input bit moves about half the output bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The scheduled order of a list of `total` items: position `j` is the list index at
+/// position `I + j*N` of the seeded [`Permutation`] for shard `I/N` (all of it without
+/// a shard). Shards run with one seed are disjoint and together cover the list. Nothing
+/// is held per item.
+#[derive(Debug, Clone)]
+pub struct ScheduledOrder {
+    permutation: Permutation,
+    first: u64,
+    step: u64,
+    len: usize,
+}
+
+impl ScheduledOrder {
+    pub fn new(total: usize, seed: u64, shard: Option<Shard>) -> Self {
+        let (first, step) = shard.map_or((0, 1), |s| (u64::from(s.index), u64::from(s.count)));
+        let total_u64 = total as u64;
+        let len = if total_u64 > first {
+            (total_u64 - first - 1) / step + 1
+        } else {
+            0
+        };
+        ScheduledOrder {
+            permutation: Permutation::new(total_u64, seed),
+            first,
+            step,
+            len: len as usize,
+        }
+    }
+
+    /// Items scheduled (this shard's part).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The list index scheduled at `position` (below [`len`](Self::len)).
+    pub fn index(&self, position: usize) -> usize {
+        assert!(position < self.len, "position {position} of {}", self.len);
+        self.permutation
+            .apply(self.first + position as u64 * self.step) as usize
+    }
+
+    /// The list indices in scheduled order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        (0..self.len).map(|position| self.index(position))
+    }
+}
+
+/// Orders `items` by `seed` and keeps this shard's part ([`ScheduledOrder`] over a
+/// `Vec`, for small lists).
+pub fn order<T>(items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
+    let scheduled = ScheduledOrder::new(items.len(), seed, shard);
+    let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    scheduled
+        .iter()
+        .map(|i| items[i].take().expect("a permutation visits each index once"))
+        .collect()
 }
 
 /// Spaces work evenly: each unit of work may start `1/rate` seconds after the previous.
@@ -119,9 +228,10 @@ pub struct DispatchOutcome {
 /// Runs `probe` over `items` with at most `concurrency` in flight, paced at `rate` units
 /// a second (`cost` units per item), sending each result on `results` as soon as it is
 /// ready. Stops starting new work when `stop` resolves; work in flight is abandoned then
-/// (its results were not measured to the end).
-pub async fn dispatch<T, R, P, F, S>(
-    items: Vec<T>,
+/// (its results were not measured to the end). `items` is drawn only as work starts, so
+/// a lazy iterator holds no more than `concurrency` items at a time.
+pub async fn dispatch<I, T, R, P, F, S>(
+    items: I,
     concurrency: usize,
     rate: f64,
     cost: impl Fn(&T) -> u32,
@@ -130,6 +240,7 @@ pub async fn dispatch<T, R, P, F, S>(
     stop: S,
 ) -> DispatchOutcome
 where
+    I: IntoIterator<Item = T>,
     T: Send + 'static,
     R: Send + 'static,
     P: Fn(T) -> F,
@@ -256,8 +367,9 @@ mod tests {
             }
             got
         });
+        // A lazy iterator: drawn as work starts.
         let outcome = dispatch(
-            (0..200).collect(),
+            0..200,
             8,
             0.0,
             |_| 1,
