@@ -12,8 +12,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -77,11 +75,17 @@ const FEISTEL_ROUNDS: usize = 6;
 impl Permutation {
     pub fn new(len: u64, seed: u64) -> Self {
         let bits = u64::BITS - len.saturating_sub(1).leading_zeros();
-        let mut rng = StdRng::seed_from_u64(seed);
+        // The round keys come from the seed by splitmix64, defined here, not by a
+        // library generator whose output may change between versions: a seed must give
+        // the same order in every run, shard and release.
+        let mut state = seed;
         Permutation {
             len,
             half_bits: bits.div_ceil(2).max(1),
-            keys: std::array::from_fn(|_| rng.random()),
+            keys: std::array::from_fn(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                mix(state)
+            }),
         }
     }
 
@@ -317,6 +321,85 @@ mod tests {
         assert_eq!(order(items.clone(), 7, None), order(items.clone(), 7, None));
         assert_ne!(order(items.clone(), 7, None), order(items.clone(), 8, None));
         assert_ne!(order(items.clone(), 7, None), items);
+    }
+
+    fn permuted(len: u64, seed: u64) -> Vec<u64> {
+        let permutation = Permutation::new(len, seed);
+        (0..len).map(|p| permutation.apply(p)).collect()
+    }
+
+    #[test]
+    fn the_permutation_is_a_bijection_for_every_length() {
+        let lengths = (0..=300).chain([1000, 1024, 1025, 4097, 65_535, 65_537, 100_003]);
+        for len in lengths {
+            for seed in [0, 1, 42, u64::MAX] {
+                let mut got = permuted(len, seed);
+                got.sort_unstable();
+                assert!(
+                    got.iter().copied().eq(0..len),
+                    "len {len}, seed {seed}: not a permutation"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_permutation_is_fixed_by_its_seed() {
+        assert_eq!(permuted(1000, 9), permuted(1000, 9));
+        assert_ne!(permuted(1000, 9), permuted(1000, 10));
+        // Pinned: the order of a seed may not change between releases (shards of one
+        // seed run by different versions must still split the list exactly).
+        assert_eq!(permuted(10, 42), [2, 7, 4, 0, 8, 3, 6, 9, 5, 1]);
+    }
+
+    #[test]
+    fn the_permutation_scatters_the_list() {
+        let len = 10_000;
+        let order = permuted(len, 3);
+        let neighbours = order.windows(2).filter(|w| w[0].abs_diff(w[1]) == 1).count();
+        assert!(neighbours < 50, "{neighbours} neighbours kept together");
+        let fixed = order.iter().enumerate().filter(|(i, p)| *i as u64 == **p).count();
+        assert!(fixed < 50, "{fixed} fixed points");
+        // The first hundred positions reach across the whole list.
+        let first: Vec<u64> = order[..100].to_vec();
+        assert!(first.iter().any(|&i| i < len / 10) && first.iter().any(|&i| i > len * 9 / 10));
+    }
+
+    #[test]
+    fn the_permutation_holds_huge_lengths() {
+        for len in [u64::from(u32::MAX) + 1, u64::MAX] {
+            let permutation = Permutation::new(len, 5);
+            for position in [0, 1, len / 2, len - 1] {
+                assert!(permutation.apply(position) < len);
+            }
+            assert_ne!(permutation.apply(0), permutation.apply(1));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shards_of_the_order_are_exact(
+            len in 0usize..3000,
+            count in 1u32..17,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let whole: Vec<usize> = ScheduledOrder::new(len, seed, None).iter().collect();
+            let mut seen = vec![false; len];
+            for index in 0..count {
+                let part = ScheduledOrder::new(len, seed, Some(Shard { index, count }));
+                let got: Vec<usize> = part.iter().collect();
+                // Shard I/N is every N-th element of the whole order, from I.
+                let expected: Vec<usize> =
+                    whole.iter().copied().skip(index as usize).step_by(count as usize).collect();
+                proptest::prop_assert_eq!(&got, &expected);
+                proptest::prop_assert_eq!(part.len(), got.len());
+                for i in got {
+                    proptest::prop_assert!(!seen[i], "{} in two shards", i);
+                    seen[i] = true;
+                }
+            }
+            proptest::prop_assert!(seen.iter().all(|s| *s), "every item in a shard");
+        }
     }
 
     #[test]
