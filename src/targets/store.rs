@@ -474,3 +474,147 @@ impl TargetStore {
         Ok(index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::TargetLoader;
+
+    fn source(name: &str, line: Option<usize>, input: &str, category: Option<&str>) -> TargetSource {
+        TargetSource {
+            source: name.to_owned(),
+            line,
+            input: input.to_owned(),
+            category_code: category.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn targets_come_back_as_they_were_stored() {
+        let targets = vec![
+            Target {
+                domain: "plain.example".into(),
+                address: None,
+                pinned_ips: Vec::new(),
+                sources: vec![source("cli", None, "plain.example", None)],
+                sources_omitted: 0,
+            },
+            Target {
+                domain: "www.example.com".into(),
+                address: None,
+                pinned_ips: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+                sources: vec![
+                    source("a.csv", Some(2), "http://www.example.com/x", Some("NEWS")),
+                    source("b.txt", Some(7), "www.example.com", Some("POLR")),
+                    source("a.csv", Some(9), "HTTPS://WWW.example.com/", None),
+                ],
+                sources_omitted: 12,
+            },
+            Target {
+                domain: "192.0.2.9".into(),
+                address: Some("192.0.2.9".parse().unwrap()),
+                pinned_ips: Vec::new(),
+                sources: vec![source("list", Some(1), "http://192.0.2.9/", None)],
+                sources_omitted: 0,
+            },
+            // What only a caller building targets by hand can make: kept as given too.
+            Target {
+                domain: "odd.example".into(),
+                address: Some("2001:db8::9".parse().unwrap()),
+                pinned_ips: Vec::new(),
+                sources: vec![
+                    source("huge", Some(u32::MAX as usize + 5), "odd.example", Some("NOTALEGENDCODE")),
+                    source("zero", Some(0), &"é".repeat(40_000), None),
+                ],
+                sources_omitted: 0,
+            },
+            Target {
+                domain: "no-source.example".into(),
+                address: None,
+                pinned_ips: Vec::new(),
+                sources: Vec::new(),
+                sources_omitted: 0,
+            },
+        ];
+        let store: TargetStore = targets.clone().into();
+        assert_eq!(store.len(), targets.len());
+        assert_eq!(store.to_vec(), targets);
+        let domains: Vec<&str> = store.domains().collect();
+        assert_eq!(
+            domains,
+            ["plain.example", "www.example.com", "192.0.2.9", "odd.example", "no-source.example"]
+        );
+        assert_eq!(store.target(1), targets[1]);
+        assert!(store.has_category(1, "POLR") && !store.has_category(1, "HUMR"));
+        assert_eq!(store.source_count(1), 3);
+        assert_eq!(store.pinned_ips(1).len(), 2);
+    }
+
+    /// A large list costs a few tens of bytes per name: the name and a 20-byte slot.
+    #[test]
+    fn a_list_costs_its_names_and_a_slot_per_target() {
+        let names = 100_000;
+        let mut text = String::new();
+        for i in 0..names {
+            use std::fmt::Write as _;
+            writeln!(text, "www{}.site{i}.example.com", i % 7).unwrap();
+        }
+        let mut loader = TargetLoader::new(false);
+        loader.add_reader("list.txt", text.as_bytes()).unwrap();
+        let list = loader.finish();
+        assert_eq!(list.targets.len(), names);
+        let name_bytes: usize = list.targets.domains().map(str::len).sum();
+        let stored = list.targets.heap_bytes();
+        assert!(
+            stored <= name_bytes + names * (size_of::<Slot>() + 1),
+            "{stored} bytes for {names} names ({name_bytes} bytes of names)"
+        );
+        assert_eq!(size_of::<Slot>(), 20);
+
+        // URLs keep their input (a length and the text) besides the name.
+        let urls: String = text.lines().map(|n| format!("https://{n}/page\n")).collect();
+        let mut loader = TargetLoader::new(false);
+        loader.add_reader("urls.txt", urls.as_bytes()).unwrap();
+        let list = loader.finish();
+        let stored = list.targets.heap_bytes();
+        assert!(
+            stored <= name_bytes + urls.len() + names * (size_of::<Slot>() + 3),
+            "{stored} bytes for {names} URLs"
+        );
+        assert_eq!(list.targets.target(5).sources[0].input, format!("https://{}/page", list.targets.domain(5)));
+    }
+
+    #[test]
+    fn merged_duplicates_stay_compact_and_complete() {
+        let mut loader = TargetLoader::new(false);
+        loader
+            .add_reader("a.txt", "a.example\nb.example\n".as_bytes())
+            .unwrap();
+        loader
+            .add_reader(
+                "b.txt",
+                "B.example.,198.18.0.1,category=news\nhttps://a.example/\n".as_bytes(),
+            )
+            .unwrap();
+        let list = loader.finish();
+        let targets = list.targets.to_vec();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(
+            targets[1].sources,
+            [
+                source("a.txt", Some(2), "b.example", None),
+                source("b.txt", Some(1), "B.example.", Some("NEWS")),
+            ]
+        );
+        assert_eq!(targets[1].pinned_ips, ["198.18.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            targets[0].sources,
+            [
+                source("a.txt", Some(1), "a.example", None),
+                source("b.txt", Some(2), "https://a.example/", None),
+            ]
+        );
+        // Two source names, each kept once however many lines name them.
+        assert_eq!(list.targets.source_names.len(), 2);
+    }
+}
