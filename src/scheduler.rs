@@ -184,7 +184,11 @@ pub fn order<T>(items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
     let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
     scheduled
         .iter()
-        .map(|i| items[i].take().expect("a permutation visits each index once"))
+        .map(|i| {
+            items[i]
+                .take()
+                .expect("a permutation visits each index once")
+        })
         .collect()
 }
 
@@ -356,9 +360,16 @@ mod tests {
     fn the_permutation_scatters_the_list() {
         let len = 10_000;
         let order = permuted(len, 3);
-        let neighbours = order.windows(2).filter(|w| w[0].abs_diff(w[1]) == 1).count();
+        let neighbours = order
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) == 1)
+            .count();
         assert!(neighbours < 50, "{neighbours} neighbours kept together");
-        let fixed = order.iter().enumerate().filter(|(i, p)| *i as u64 == **p).count();
+        let fixed = order
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i as u64 == **p)
+            .count();
         assert!(fixed < 50, "{fixed} fixed points");
         // The first hundred positions reach across the whole list.
         let first: Vec<u64> = order[..100].to_vec();
@@ -451,16 +462,7 @@ mod tests {
             got
         });
         // A lazy iterator: drawn as work starts.
-        let outcome = dispatch(
-            0..200,
-            8,
-            0.0,
-            |_| 1,
-            probe,
-            tx,
-            std::future::pending(),
-        )
-        .await;
+        let outcome = dispatch(0..200, 8, 0.0, |_| 1, probe, tx, std::future::pending()).await;
         let mut got = collector.await.unwrap();
         got.sort_unstable();
         assert_eq!(got, (0..200).collect::<Vec<_>>());

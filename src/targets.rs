@@ -71,8 +71,8 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -1527,7 +1527,12 @@ mod tests {
         // Duplicates do not count against the bound.
         let repeated = format!("a.example,{}\n", vec!["198.18.0.1"; 500].join(","));
         assert_eq!(
-            load(&repeated, false).unwrap().targets.target(0).pinned_ips.len(),
+            load(&repeated, false)
+                .unwrap()
+                .targets
+                .target(0)
+                .pinned_ips
+                .len(),
             1
         );
         // Over several lines: the line that would pass the bound is refused.

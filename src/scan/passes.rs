@@ -310,7 +310,11 @@ mod tests {
 
     fn names(pass: &Pass) -> Vec<(String, u32)> {
         let attempts: Vec<Attempt> = pass.clone().into_iter().collect();
-        assert_eq!(attempts.len(), pass.len(), "the pass walks as many as it says");
+        assert_eq!(
+            attempts.len(),
+            pass.len(),
+            "the pass walks as many as it says"
+        );
         attempts.into_iter().map(|(t, n)| (t.domain, n)).collect()
     }
 

@@ -377,9 +377,11 @@ impl TargetStore {
         (slot.flags & FIRST_SOURCE_IN_SLOT != 0
             && slot.category != 0
             && CITIZENLAB_CATEGORIES[usize::from(slot.category) - 1] == code)
-            || self
-                .extra(index)
-                .is_some_and(|e| e.sources.iter().any(|s| s.category.as_deref() == Some(code)))
+            || self.extra(index).is_some_and(|e| {
+                e.sources
+                    .iter()
+                    .any(|s| s.category.as_deref() == Some(code))
+            })
     }
 }
 
@@ -480,7 +482,12 @@ mod tests {
     use super::*;
     use crate::targets::TargetLoader;
 
-    fn source(name: &str, line: Option<usize>, input: &str, category: Option<&str>) -> TargetSource {
+    fn source(
+        name: &str,
+        line: Option<usize>,
+        input: &str,
+        category: Option<&str>,
+    ) -> TargetSource {
         TargetSource {
             source: name.to_owned(),
             line,
@@ -523,7 +530,12 @@ mod tests {
                 address: Some("2001:db8::9".parse().unwrap()),
                 pinned_ips: Vec::new(),
                 sources: vec![
-                    source("huge", Some(u32::MAX as usize + 5), "odd.example", Some("NOTALEGENDCODE")),
+                    source(
+                        "huge",
+                        Some(u32::MAX as usize + 5),
+                        "odd.example",
+                        Some("NOTALEGENDCODE"),
+                    ),
                     source("zero", Some(0), &"é".repeat(40_000), None),
                 ],
                 sources_omitted: 0,
@@ -542,7 +554,13 @@ mod tests {
         let domains: Vec<&str> = store.domains().collect();
         assert_eq!(
             domains,
-            ["plain.example", "www.example.com", "192.0.2.9", "odd.example", "no-source.example"]
+            [
+                "plain.example",
+                "www.example.com",
+                "192.0.2.9",
+                "odd.example",
+                "no-source.example"
+            ]
         );
         assert_eq!(store.target(1), targets[1]);
         assert!(store.has_category(1, "POLR") && !store.has_category(1, "HUMR"));
@@ -572,7 +590,11 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 20);
 
         // URLs keep their input (a length and the text) besides the name.
-        let urls: String = text.lines().map(|n| format!("https://{n}/page\n")).collect();
+        let mut urls = String::new();
+        for name in text.lines() {
+            use std::fmt::Write as _;
+            writeln!(urls, "https://{name}/page").unwrap();
+        }
         let mut loader = TargetLoader::new(false);
         loader.add_reader("urls.txt", urls.as_bytes()).unwrap();
         let list = loader.finish();
@@ -581,7 +603,10 @@ mod tests {
             stored <= name_bytes + urls.len() + names * (size_of::<Slot>() + 3),
             "{stored} bytes for {names} URLs"
         );
-        assert_eq!(list.targets.target(5).sources[0].input, format!("https://{}/page", list.targets.domain(5)));
+        assert_eq!(
+            list.targets.target(5).sources[0].input,
+            format!("https://{}/page", list.targets.domain(5))
+        );
     }
 
     #[test]
@@ -606,7 +631,10 @@ mod tests {
                 source("b.txt", Some(1), "B.example.", Some("NEWS")),
             ]
         );
-        assert_eq!(targets[1].pinned_ips, ["198.18.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            targets[1].pinned_ips,
+            ["198.18.0.1".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(
             targets[0].sources,
             [

@@ -124,7 +124,12 @@ fn every_citizenlab_list_loads_with_categories() {
     let categories: HashSet<String> = global
         .targets
         .iter()
-        .flat_map(|t| t.category_codes().into_iter().map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.category_codes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for code in ["NEWS", "HUMR", "ANON", "GRP", "CTRL"] {
         assert!(categories.contains(code), "global.csv lacks {code}");
@@ -157,7 +162,12 @@ fn cn_watch_list_loads_cleanly_with_categories() {
     let categories: HashSet<String> = list
         .targets
         .iter()
-        .flat_map(|t| t.category_codes().into_iter().map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.category_codes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for code in ["NEWS", "HUMR", "GRP", "COMT", "ANON"] {
         assert!(categories.contains(code), "no {code} entries");
