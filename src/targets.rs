@@ -68,6 +68,12 @@
 //! counts further lines in [`Target::sources_omitted`]; the first [`MAX_SKIPPED_KEPT`]
 //! skipped inputs are kept and later ones counted; inputs echoed in skips are cut to
 //! [`MAX_ECHO_BYTES`] with a marker.
+//!
+//! # Memory
+//!
+//! The list is held in a [`TargetStore`]: the names in one arena and a 20-byte slot per
+//! target, de-duplicated through a set of `u32` indices, so that a million names cost
+//! tens of megabytes; a [`Target`] is made only when asked for.
 
 use std::cell::Cell;
 use std::collections::HashMap;

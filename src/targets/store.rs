@@ -462,7 +462,10 @@ impl From<Vec<Target>> for TargetStore {
 
 impl TargetStore {
     fn push_without_source(&mut self, name: &str, address: bool) -> Result<u32, StoreFull> {
-        let index = u32::try_from(self.slots.len()).map_err(|_| StoreFull)?;
+        let index = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&i| i != u32::MAX)
+            .ok_or(StoreFull)?;
         let name_end = u32::try_from(self.names.len() + name.len()).map_err(|_| StoreFull)?;
         self.names.extend_from_slice(name.as_bytes());
         self.slots.push(Slot {
