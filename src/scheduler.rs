@@ -435,6 +435,52 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_millis(490));
     }
 
+    /// Items are drawn from the iterator only as work starts: a lazy list never has
+    /// more than `concurrency` (plus the one waiting for a permit) drawn and unfinished.
+    #[tokio::test]
+    async fn dispatch_draws_items_only_as_work_starts() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let drawn = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let most_held = Arc::new(AtomicUsize::new(0));
+        let items = {
+            let (drawn, finished, most_held) = (
+                Arc::clone(&drawn),
+                Arc::clone(&finished),
+                Arc::clone(&most_held),
+            );
+            (0..500u32).inspect(move |_| {
+                let now = drawn.fetch_add(1, Ordering::SeqCst) + 1;
+                most_held.fetch_max(now - finished.load(Ordering::SeqCst), Ordering::SeqCst);
+            })
+        };
+        let probe = {
+            let finished = Arc::clone(&finished);
+            move |i: u32| {
+                let finished = Arc::clone(&finished);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    i
+                }
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(1024);
+        let collector = tokio::spawn(async move {
+            let mut got = 0;
+            while rx.recv().await.is_some() {
+                got += 1;
+            }
+            got
+        });
+        let outcome = dispatch(items, 10, 0.0, |_| 1, probe, tx, std::future::pending()).await;
+        assert_eq!(outcome.started, 500);
+        assert_eq!(collector.await.unwrap(), 500);
+        assert_eq!(drawn.load(Ordering::SeqCst), 500);
+        let held = most_held.load(Ordering::SeqCst);
+        assert!(held <= 11, "{held} items drawn and unfinished at once");
+    }
+
     #[tokio::test]
     async fn dispatch_bounds_concurrency_and_delivers_every_result() {
         use std::sync::atomic::{AtomicUsize, Ordering};
