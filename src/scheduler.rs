@@ -1,6 +1,7 @@
 //! Ordering, sharding, pacing and bounded concurrency.
 //!
-//! The order is a seeded shuffle of the whole list, and shard `I/N` takes every N-th
+//! The order is a seeded permutation of the list's indices, computed one position at a
+//! time ([`Permutation`]: no shuffled copy of the list), and shard `I/N` takes every N-th
 //! element of that permutation starting at I, as `ZMap` does: shards run with the same
 //! seed are disjoint and together cover the list. Pacing spaces work evenly at `rate`
 //! units a second (no bursts, no catch-up after a stall); concurrency is a semaphore.
@@ -11,9 +12,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -60,19 +58,138 @@ impl fmt::Display for Shard {
     }
 }
 
-/// Shuffles `items` with `seed`, then keeps this shard's part.
-pub fn order<T>(mut items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    items.shuffle(&mut rng);
-    match shard {
-        None => items,
-        Some(shard) => items
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| (*i as u64) % u64::from(shard.count) == u64::from(shard.index))
-            .map(|(_, item)| item)
-            .collect(),
+/// A seeded bijection of `[0, len)` onto itself, computed one position at a time (no
+/// table): a balanced Feistel network over the smallest even number of bits that holds
+/// `len`, cycle-walked back into range (`ZMap` walks a cyclic group for the same end).
+/// The domain is less than `4 * len`, so a position takes under 4 rounds of the network
+/// on average. The same `len` and seed give the same permutation on every machine.
+#[derive(Debug, Clone)]
+pub struct Permutation {
+    len: u64,
+    half_bits: u32,
+    keys: [u64; FEISTEL_ROUNDS],
+}
+
+const FEISTEL_ROUNDS: usize = 6;
+
+impl Permutation {
+    pub fn new(len: u64, seed: u64) -> Self {
+        let bits = u64::BITS - len.saturating_sub(1).leading_zeros();
+        // The round keys come from the seed by splitmix64, defined here, not by a
+        // library generator whose output may change between versions: a seed must give
+        // the same order in every run, shard and release.
+        let mut state = seed;
+        Permutation {
+            len,
+            half_bits: bits.div_ceil(2).max(1),
+            keys: std::array::from_fn(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                mix(state)
+            }),
+        }
     }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where `position` (below `len`) goes.
+    pub fn apply(&self, position: u64) -> u64 {
+        assert!(position < self.len, "position {position} of {}", self.len);
+        let mut x = position;
+        loop {
+            x = self.feistel(x);
+            if x < self.len {
+                return x;
+            }
+        }
+    }
+
+    fn feistel(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (x >> self.half_bits, x & mask);
+        for key in self.keys {
+            (left, right) = (right, left ^ (mix(right ^ key) & mask));
+        }
+        (left << self.half_bits) | right
+    }
+}
+
+/// The `splitmix64` finaliser: every input bit moves about half the output bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The scheduled order of a list of `total` items: position `j` is the list index at
+/// position `I + j*N` of the seeded [`Permutation`] for shard `I/N` (all of it without
+/// a shard). Shards run with one seed are disjoint and together cover the list. Nothing
+/// is held per item.
+#[derive(Debug, Clone)]
+pub struct ScheduledOrder {
+    permutation: Permutation,
+    first: u64,
+    step: u64,
+    len: usize,
+}
+
+impl ScheduledOrder {
+    pub fn new(total: usize, seed: u64, shard: Option<Shard>) -> Self {
+        let (first, step) = shard.map_or((0, 1), |s| (u64::from(s.index), u64::from(s.count)));
+        let total_u64 = total as u64;
+        let len = if total_u64 > first {
+            (total_u64 - first - 1) / step + 1
+        } else {
+            0
+        };
+        ScheduledOrder {
+            permutation: Permutation::new(total_u64, seed),
+            first,
+            step,
+            len: len as usize,
+        }
+    }
+
+    /// Items scheduled (this shard's part).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The list index scheduled at `position` (below [`len`](Self::len)).
+    pub fn index(&self, position: usize) -> usize {
+        assert!(position < self.len, "position {position} of {}", self.len);
+        self.permutation
+            .apply(self.first + position as u64 * self.step) as usize
+    }
+
+    /// The list indices in scheduled order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        (0..self.len).map(|position| self.index(position))
+    }
+}
+
+/// Orders `items` by `seed` and keeps this shard's part ([`ScheduledOrder`] over a
+/// `Vec`, for small lists).
+pub fn order<T>(items: Vec<T>, seed: u64, shard: Option<Shard>) -> Vec<T> {
+    let scheduled = ScheduledOrder::new(items.len(), seed, shard);
+    let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    scheduled
+        .iter()
+        .map(|i| {
+            items[i]
+                .take()
+                .expect("a permutation visits each index once")
+        })
+        .collect()
 }
 
 /// Spaces work evenly: each unit of work may start `1/rate` seconds after the previous.
@@ -119,9 +236,10 @@ pub struct DispatchOutcome {
 /// Runs `probe` over `items` with at most `concurrency` in flight, paced at `rate` units
 /// a second (`cost` units per item), sending each result on `results` as soon as it is
 /// ready. Stops starting new work when `stop` resolves; work in flight is abandoned then
-/// (its results were not measured to the end).
-pub async fn dispatch<T, R, P, F, S>(
-    items: Vec<T>,
+/// (its results were not measured to the end). `items` is drawn only as work starts, so
+/// a lazy iterator holds no more than `concurrency` items at a time.
+pub async fn dispatch<I, T, R, P, F, S>(
+    items: I,
     concurrency: usize,
     rate: f64,
     cost: impl Fn(&T) -> u32,
@@ -130,6 +248,7 @@ pub async fn dispatch<T, R, P, F, S>(
     stop: S,
 ) -> DispatchOutcome
 where
+    I: IntoIterator<Item = T>,
     T: Send + 'static,
     R: Send + 'static,
     P: Fn(T) -> F,
@@ -208,6 +327,92 @@ mod tests {
         assert_ne!(order(items.clone(), 7, None), items);
     }
 
+    fn permuted(len: u64, seed: u64) -> Vec<u64> {
+        let permutation = Permutation::new(len, seed);
+        (0..len).map(|p| permutation.apply(p)).collect()
+    }
+
+    #[test]
+    fn the_permutation_is_a_bijection_for_every_length() {
+        let lengths = (0..=300).chain([1000, 1024, 1025, 4097, 65_535, 65_537, 100_003]);
+        for len in lengths {
+            for seed in [0, 1, 42, u64::MAX] {
+                let mut got = permuted(len, seed);
+                got.sort_unstable();
+                assert!(
+                    got.iter().copied().eq(0..len),
+                    "len {len}, seed {seed}: not a permutation"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_permutation_is_fixed_by_its_seed() {
+        assert_eq!(permuted(1000, 9), permuted(1000, 9));
+        assert_ne!(permuted(1000, 9), permuted(1000, 10));
+        // Pinned: the order of a seed may not change between releases (shards of one
+        // seed run by different versions must still split the list exactly).
+        assert_eq!(permuted(10, 42), [2, 7, 4, 0, 8, 3, 6, 9, 5, 1]);
+    }
+
+    #[test]
+    fn the_permutation_scatters_the_list() {
+        let len = 10_000;
+        let order = permuted(len, 3);
+        let neighbours = order
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) == 1)
+            .count();
+        assert!(neighbours < 50, "{neighbours} neighbours kept together");
+        let fixed = order
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i as u64 == **p)
+            .count();
+        assert!(fixed < 50, "{fixed} fixed points");
+        // The first hundred positions reach across the whole list.
+        let first: Vec<u64> = order[..100].to_vec();
+        assert!(first.iter().any(|&i| i < len / 10) && first.iter().any(|&i| i > len * 9 / 10));
+    }
+
+    #[test]
+    fn the_permutation_holds_huge_lengths() {
+        for len in [u64::from(u32::MAX) + 1, u64::MAX] {
+            let permutation = Permutation::new(len, 5);
+            for position in [0, 1, len / 2, len - 1] {
+                assert!(permutation.apply(position) < len);
+            }
+            assert_ne!(permutation.apply(0), permutation.apply(1));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shards_of_the_order_are_exact(
+            len in 0usize..3000,
+            count in 1u32..17,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let whole: Vec<usize> = ScheduledOrder::new(len, seed, None).iter().collect();
+            let mut seen = vec![false; len];
+            for index in 0..count {
+                let part = ScheduledOrder::new(len, seed, Some(Shard { index, count }));
+                let got: Vec<usize> = part.iter().collect();
+                // Shard I/N is every N-th element of the whole order, from I.
+                let expected: Vec<usize> =
+                    whole.iter().copied().skip(index as usize).step_by(count as usize).collect();
+                proptest::prop_assert_eq!(&got, &expected);
+                proptest::prop_assert_eq!(part.len(), got.len());
+                for i in got {
+                    proptest::prop_assert!(!seen[i], "{} in two shards", i);
+                    seen[i] = true;
+                }
+            }
+            proptest::prop_assert!(seen.iter().all(|s| *s), "every item in a shard");
+        }
+    }
+
     #[test]
     fn shard_syntax() {
         assert_eq!(
@@ -228,6 +433,52 @@ mod tests {
         }
         // 50 units at 100/s: the 50th starts 490 ms after the first (virtual clock).
         assert_eq!(start.elapsed(), Duration::from_millis(490));
+    }
+
+    /// Items are drawn from the iterator only as work starts: a lazy list never has
+    /// more than `concurrency` (plus the one waiting for a permit) drawn and unfinished.
+    #[tokio::test]
+    async fn dispatch_draws_items_only_as_work_starts() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let drawn = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let most_held = Arc::new(AtomicUsize::new(0));
+        let items = {
+            let (drawn, finished, most_held) = (
+                Arc::clone(&drawn),
+                Arc::clone(&finished),
+                Arc::clone(&most_held),
+            );
+            (0..500u32).inspect(move |_| {
+                let now = drawn.fetch_add(1, Ordering::SeqCst) + 1;
+                most_held.fetch_max(now - finished.load(Ordering::SeqCst), Ordering::SeqCst);
+            })
+        };
+        let probe = {
+            let finished = Arc::clone(&finished);
+            move |i: u32| {
+                let finished = Arc::clone(&finished);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    i
+                }
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(1024);
+        let collector = tokio::spawn(async move {
+            let mut got = 0;
+            while rx.recv().await.is_some() {
+                got += 1;
+            }
+            got
+        });
+        let outcome = dispatch(items, 10, 0.0, |_| 1, probe, tx, std::future::pending()).await;
+        assert_eq!(outcome.started, 500);
+        assert_eq!(collector.await.unwrap(), 500);
+        assert_eq!(drawn.load(Ordering::SeqCst), 500);
+        let held = most_held.load(Ordering::SeqCst);
+        assert!(held <= 11, "{held} items drawn and unfinished at once");
     }
 
     #[tokio::test]
@@ -256,16 +507,8 @@ mod tests {
             }
             got
         });
-        let outcome = dispatch(
-            (0..200).collect(),
-            8,
-            0.0,
-            |_| 1,
-            probe,
-            tx,
-            std::future::pending(),
-        )
-        .await;
+        // A lazy iterator: drawn as work starts.
+        let outcome = dispatch(0..200, 8, 0.0, |_| 1, probe, tx, std::future::pending()).await;
         let mut got = collector.await.unwrap();
         got.sort_unstable();
         assert_eq!(got, (0..200).collect::<Vec<_>>());

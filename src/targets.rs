@@ -68,18 +68,31 @@
 //! counts further lines in [`Target::sources_omitted`]; the first [`MAX_SKIPPED_KEPT`]
 //! skipped inputs are kept and later ones counted; inputs echoed in skips are cut to
 //! [`MAX_ECHO_BYTES`] with a marker.
+//!
+//! # Memory
+//!
+//! The list is held in a [`TargetStore`]: the names in one arena and a 20-byte slot per
+//! target, de-duplicated through a set of `u32` indices, so that a million names cost
+//! tens of megabytes; a [`Target`] is made only when asked for.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::rc::Rc;
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::lines::{read_line_bounded, shorten};
+
+mod store;
+
+pub use store::{Iter as TargetIter, TargetStore};
+use store::{NewSource, StoreFull};
 
 type Result<T, E = TargetsError> = std::result::Result<T, E>;
 
@@ -177,7 +190,8 @@ pub struct SkippedInput {
 /// The loaded targets and the inputs that were skipped.
 #[derive(Debug, Clone, Default)]
 pub struct TargetList {
-    pub targets: Vec<Target>,
+    /// The targets in first-seen order, compactly; [`TargetStore::target`] makes one.
+    pub targets: TargetStore,
     /// The first [`MAX_SKIPPED_KEPT`] skipped inputs.
     pub skipped: Vec<SkippedInput>,
     /// Skipped inputs past the first [`MAX_SKIPPED_KEPT`], counted only.
@@ -240,12 +254,18 @@ impl SkippedInput {
 }
 
 /// Accumulates targets from several sources; see the module documentation for the formats.
+///
+/// Memory is a few tens of bytes per target (see [`TargetStore`]): the de-duplication
+/// set holds only `u32` indices into the store, compared against the stored names.
 #[derive(Debug, Default)]
 pub struct TargetLoader {
     strict: bool,
     list: TargetList,
-    /// Normalised domain -> index in `list.targets`.
-    index: HashMap<String, usize>,
+    /// The indices of `list.targets`, hashed by their normalised domain.
+    index: HashTable<u32>,
+    hasher: RandomState,
+    /// Source names already interned in `list.targets`.
+    source_ids: HashMap<String, u32>,
     /// Command-line targets seen so far (their position stands in for a line number).
     cli_args: usize,
 }
@@ -321,6 +341,14 @@ pub enum InvalidTarget {
     LineTooLong(u64),
     #[error("category code {0:?} is not in the Citizen Lab legend{hint}", hint = replaced_by(.0))]
     UnknownCategory(String),
+    #[error("the list is full ({} targets or 4 GiB of names at most)", u32::MAX - 1)]
+    ListFull,
+}
+
+impl From<StoreFull> for InvalidTarget {
+    fn from(_: StoreFull) -> Self {
+        InvalidTarget::ListFull
+    }
 }
 
 fn replaced_by(code: &str) -> String {
@@ -428,7 +456,8 @@ impl TargetLoader {
     }
 
     /// The targets in first-seen order and every skipped input.
-    pub fn finish(self) -> TargetList {
+    pub fn finish(mut self) -> TargetList {
+        self.list.targets.shrink_to_fit();
         self.list
     }
 
@@ -606,50 +635,52 @@ impl TargetLoader {
         entry: Entry<'_>,
     ) -> Result<(), InvalidTarget> {
         let domain = entry.host.name();
-        if let Some(&i) = self.index.get(&domain) {
-            let target = &mut self.list.targets[i];
+        let input = shorten(entry.input, MAX_ECHO_BYTES);
+        let source = NewSource {
+            source: self
+                .list
+                .targets
+                .intern_source(source, &mut self.source_ids)
+                .map_err(InvalidTarget::from)?,
+            line,
+            input: &input,
+            category: entry.category_code.as_deref(),
+        };
+        let hash = self.hasher.hash_one(domain.as_bytes());
+        let store = &mut self.list.targets;
+        let found = self
+            .index
+            .find(hash, |&i| store.domain(i as usize) == domain)
+            .copied();
+        if let Some(i) = found {
+            let i = i as usize;
+            let pinned = store.pinned_ips(i);
             let new_pins: Vec<IpAddr> = entry
                 .pinned_ips
                 .into_iter()
-                .filter(|ip| !target.pinned_ips.contains(ip))
+                .filter(|ip| !pinned.contains(ip))
                 .collect();
-            if target.pinned_ips.len() + new_pins.len() > MAX_PINS_PER_TARGET {
+            if pinned.len() + new_pins.len() > MAX_PINS_PER_TARGET {
                 return Err(InvalidTarget::TargetPinsFull);
             }
-            target.pinned_ips.extend(new_pins);
+            store.add_pins(i, new_pins);
             // Past the cap a line is only counted, unless it brings a new category (at
             // most one per legend code, so still bounded).
             let new_category = entry
                 .category_code
                 .as_deref()
-                .is_some_and(|code| !target.category_codes().contains(&code));
-            if target.sources.len() < MAX_SOURCES_PER_TARGET || new_category {
-                target.sources.push(TargetSource {
-                    source: source.to_owned(),
-                    line,
-                    input: shorten(entry.input, MAX_ECHO_BYTES),
-                    category_code: entry.category_code,
-                });
+                .is_some_and(|code| !store.has_category(i, code));
+            if store.source_count(i) < MAX_SOURCES_PER_TARGET || new_category {
+                store.add_source(i, source);
             } else {
-                target.sources_omitted += 1;
+                store.count_omitted(i);
             }
         } else {
-            let target_source = TargetSource {
-                source: source.to_owned(),
-                line,
-                input: shorten(entry.input, MAX_ECHO_BYTES),
-                category_code: entry.category_code,
-            };
-            self.index.insert(domain.clone(), self.list.targets.len());
-            self.list.targets.push(Target {
-                domain,
-                address: match entry.host {
-                    Host::Address(ip) => Some(ip),
-                    Host::Domain(_) => None,
-                },
-                pinned_ips: entry.pinned_ips,
-                sources: vec![target_source],
-                sources_omitted: 0,
+            let is_address = matches!(entry.host, Host::Address(_));
+            let i = store.push(&domain, is_address, entry.pinned_ips, source)?;
+            let hasher = &self.hasher;
+            self.index.insert_unique(hash, i, |&j| {
+                hasher.hash_one(store.domain(j as usize).as_bytes())
             });
         }
         Ok(())
@@ -1152,7 +1183,7 @@ mod tests {
 
         let list = load("2001:DB8::1\nhttp://[2001:db8::1]/\n", false).unwrap();
         assert_eq!(list.targets.len(), 1);
-        let target = &list.targets[0];
+        let target = &list.targets.target(0);
         assert_eq!(target.domain, "2001:db8::1");
         assert_eq!(target.address, Some("2001:db8::1".parse().unwrap()));
         assert_eq!(target.sources.len(), 2);
@@ -1169,7 +1200,7 @@ mod tests {
                     www.example.com,category=CTRL # comment after fields\n";
         let list = load(text, false).unwrap();
         assert!(list.skipped.is_empty(), "{:?}", list.skipped);
-        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        let domains: Vec<_> = list.targets.domains().collect();
         assert_eq!(
             domains,
             [
@@ -1179,13 +1210,13 @@ mod tests {
                 "www.example.com"
             ]
         );
-        assert_eq!(list.targets[0].sources[0].line, Some(3));
-        assert_eq!(list.targets[0].sources[0].input, "example.com");
+        assert_eq!(list.targets.target(0).sources[0].line, Some(3));
+        assert_eq!(list.targets.target(0).sources[0].input, "example.com");
         assert_eq!(
-            list.targets[1].sources[0].input,
+            list.targets.target(1).sources[0].input,
             "https://example.org/#/page"
         );
-        let net = &list.targets[2];
+        let net = &list.targets.target(2);
         assert_eq!(
             net.pinned_ips,
             vec![
@@ -1195,8 +1226,8 @@ mod tests {
         );
         assert_eq!(net.sources[0].category_code.as_deref(), Some("NEWS"));
         assert_eq!(net.sources[0].line, Some(6));
-        assert_eq!(list.targets[3].category_codes(), ["CTRL"]);
-        assert_eq!(list.targets[3].address, None);
+        assert_eq!(list.targets.target(3).category_codes(), ["CTRL"]);
+        assert_eq!(list.targets.target(3).address, None);
     }
 
     #[test]
@@ -1218,7 +1249,7 @@ mod tests {
         bytes[at] = 0x80;
         loader.add_reader("list.txt", bytes.as_slice()).unwrap();
         let list = loader.finish();
-        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        let domains: Vec<_> = list.targets.domains().collect();
         assert_eq!(domains, ["example.com", "www.example.com"]);
         let skipped: Vec<_> = list
             .skipped
@@ -1262,14 +1293,14 @@ mod tests {
                     http://www.example.com/other,POLR,Political Criticism,2015-01-01,x,\n";
         let list = load(text, false).unwrap();
         assert_eq!(list.targets.len(), 2);
-        let com = &list.targets[0];
+        let com = &list.targets.target(0);
         assert_eq!(com.domain, "www.example.com");
         assert_eq!(com.category_codes(), ["NEWS", "POLR"]);
         assert_eq!(com.sources[0].line, Some(2));
         assert_eq!(com.sources[1].line, Some(7));
         assert_eq!(com.sources[1].input, "http://www.example.com/other");
         assert_eq!(
-            list.targets[1].sources[0].category_code.as_deref(),
+            list.targets.target(1).sources[0].category_code.as_deref(),
             Some("HUMR")
         );
         let skipped: Vec<_> = list
@@ -1317,9 +1348,9 @@ mod tests {
             .unwrap();
         let list = loader.finish();
         assert!(list.skipped.is_empty());
-        let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        let domains: Vec<_> = list.targets.domains().collect();
         assert_eq!(domains, ["example.com", "example.org"]);
-        let com = &list.targets[0];
+        let com = &list.targets.target(0);
         let sources: Vec<_> = com
             .sources
             .iter()
@@ -1401,7 +1432,7 @@ mod tests {
         loader.add_file(&file).unwrap();
         let list = loader.finish();
         assert_eq!(
-            list.targets[0].sources[0].source,
+            list.targets.target(0).sources[0].source,
             file.display().to_string()
         );
     }
@@ -1463,7 +1494,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list.targets.len(), 1);
-        assert_eq!(list.targets[0].category_codes(), ["NEWS"]);
+        assert_eq!(list.targets.target(0).category_codes(), ["NEWS"]);
         let reasons: Vec<&str> = list.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert_eq!(
             reasons,
@@ -1502,7 +1533,12 @@ mod tests {
         // Duplicates do not count against the bound.
         let repeated = format!("a.example,{}\n", vec!["198.18.0.1"; 500].join(","));
         assert_eq!(
-            load(&repeated, false).unwrap().targets[0].pinned_ips.len(),
+            load(&repeated, false)
+                .unwrap()
+                .targets
+                .target(0)
+                .pinned_ips
+                .len(),
             1
         );
         // Over several lines: the line that would pass the bound is refused.
@@ -1513,8 +1549,8 @@ mod tests {
             many[40..70].join(",")
         );
         let list = load(&text, false).unwrap();
-        assert_eq!(list.targets[0].pinned_ips.len(), 40);
-        assert_eq!(list.targets[0].sources.len(), 2);
+        assert_eq!(list.targets.target(0).pinned_ips.len(), 40);
+        assert_eq!(list.targets.target(0).sources.len(), 2);
         assert_eq!(list.skipped[0].line, 3);
         assert_eq!(
             list.skipped[0].reason,
@@ -1527,7 +1563,7 @@ mod tests {
         let mut text = "dup.example\n".repeat(100_000);
         text.push_str("dup.example,category=NEWS\n");
         let list = load(&text, false).unwrap();
-        let target = &list.targets[0];
+        let target = &list.targets.target(0);
         assert_eq!(target.sources.len(), MAX_SOURCES_PER_TARGET + 1);
         assert_eq!(target.sources_omitted, 100_000 - MAX_SOURCES_PER_TARGET);
         assert_eq!(target.category_codes(), ["NEWS"], "a new category is kept");
@@ -1585,7 +1621,7 @@ mod tests {
             ),
         ] {
             let list = load(&text, false).unwrap();
-            let domains: Vec<_> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+            let domains: Vec<_> = list.targets.domains().collect();
             assert_eq!(domains, ["a.example", "b.example"]);
             assert_eq!(list.skipped.len(), 1);
             let skipped = &list.skipped[0];
@@ -1636,7 +1672,7 @@ mod tests {
     fn last_line_without_newline_and_empty_input() {
         let list = load("example.com\nexample.org", false).unwrap();
         assert_eq!(list.targets.len(), 2);
-        assert_eq!(list.targets[1].sources[0].line, Some(2));
+        assert_eq!(list.targets.target(1).sources[0].line, Some(2));
         let empty = load("", false).unwrap();
         assert!(empty.targets.is_empty() && empty.skipped.is_empty());
     }

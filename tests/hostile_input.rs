@@ -1285,6 +1285,13 @@ fn target_lists_load_without_panic_and_keep_bounded_data() {
             "{kept} bytes kept from {}",
             bytes.len()
         );
+        // What the compact store holds is bounded alike (before any target is made).
+        let stored = list.targets.heap_bytes();
+        prop_assert!(
+            stored <= 4 * bytes.len() + 512 * entries + 4096,
+            "{stored} bytes stored from {}",
+            bytes.len()
+        );
 
         let mut strict = TargetLoader::new(true);
         let failed = strict.add_reader("list", &bytes[..]).is_err();

@@ -99,7 +99,7 @@ fn every_citizenlab_list_loads_with_categories() {
         // Several URLs on one host are one target with several sources.
         let sources: usize = list.targets.iter().map(|t| t.sources.len()).sum();
         assert!(sources >= list.targets.len());
-        let distinct: HashSet<&str> = list.targets.iter().map(|t| t.domain.as_str()).collect();
+        let distinct: HashSet<&str> = list.targets.domains().collect();
         assert_eq!(distinct.len(), list.targets.len(), "duplicates left");
 
         // And the whole list loads in strict mode too.
@@ -121,10 +121,15 @@ fn every_citizenlab_list_loads_with_categories() {
     assert!(cn.targets.iter().any(|t| t.domain == "rescue.sitiits.com"));
 
     let global = load_one(&dir.join("global.csv"));
-    let categories: HashSet<&str> = global
+    let categories: HashSet<String> = global
         .targets
         .iter()
-        .flat_map(|t| t.category_codes())
+        .flat_map(|t| {
+            t.category_codes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for code in ["NEWS", "HUMR", "ANON", "GRP", "CTRL"] {
         assert!(categories.contains(code), "global.csv lacks {code}");
@@ -154,10 +159,15 @@ fn cn_watch_list_loads_cleanly_with_categories() {
         assert!(target.address.is_none() && target.pinned_ips.is_empty());
         assert_eq!(target.category_codes().len(), 1, "{target:?}");
     }
-    let categories: HashSet<&str> = list
+    let categories: HashSet<String> = list
         .targets
         .iter()
-        .flat_map(|t| t.category_codes())
+        .flat_map(|t| {
+            t.category_codes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for code in ["NEWS", "HUMR", "GRP", "COMT", "ANON"] {
         assert!(categories.contains(code), "no {code} entries");
@@ -299,7 +309,8 @@ async fn an_unencodable_name_is_never_queried_as_the_root() {
                 category_code: None,
             }],
             sources_omitted: 0,
-        }],
+        }]
+        .into(),
         ..TargetList::default()
     };
     let passes = censorprobe::scan::Passes::once(list, config.seed, config.shard);
