@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::ooni::{OoniContext, measurement};
 use super::{OutputError, RecordSink};
-use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::record::{HeaderRecord, Observations, SummaryRecord, TargetRecord, TargetView};
 use crate::report::consensus::ConsensusRecord;
 
 /// One line of the JSONL report, borrowed: the same bytes as `report::ReportRecord`,
@@ -20,6 +20,9 @@ use crate::report::consensus::ConsensusRecord;
 enum RecordLine<'a> {
     Header(&'a HeaderRecord),
     Target(&'a TargetRecord),
+    /// A target record in the lean form (`--observations default`, entirely `ok`).
+    #[serde(rename = "target")]
+    LeanTarget(TargetView<'a>),
     Consensus(&'a ConsensusRecord),
     Summary(&'a SummaryRecord),
 }
@@ -121,6 +124,7 @@ fn display_path(open: &OpenReport, path: Option<PathBuf>) -> PathBuf {
 /// censorprobe's JSONL report: header, target records (and consensus records), summary.
 pub struct JsonlSink {
     out: LineWriter,
+    observations: Observations,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -136,7 +140,16 @@ impl JsonlSink {
     pub fn new(out: OpenReport, path: Option<PathBuf>) -> JsonlSink {
         JsonlSink {
             out: LineWriter::new(display_path(&out, path), out),
+            observations: Observations::Default,
         }
+    }
+
+    /// Which records keep every observation (`--observations`; default: those whose
+    /// outcome is not entirely `ok`).
+    #[must_use]
+    pub fn with_observations(mut self, observations: Observations) -> JsonlSink {
+        self.observations = observations;
+        self
     }
 
     /// Creates the report file `out` (stdout for `None` or `-`) at the header.
@@ -153,7 +166,11 @@ impl RecordSink for JsonlSink {
     }
 
     fn target(&mut self, record: &TargetRecord) -> Result<(), OutputError> {
-        self.out.line(&RecordLine::Target(record))
+        if self.observations == Observations::Default && record.is_entirely_ok() {
+            self.out.line(&RecordLine::LeanTarget(record.lean_view()))
+        } else {
+            self.out.line(&RecordLine::Target(record))
+        }
     }
 
     fn consensus(&mut self, consensus: &ConsensusRecord) -> Result<(), OutputError> {

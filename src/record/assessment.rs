@@ -1,9 +1,11 @@
 //! The assessments a target record carries: each verdict with the evidence it rests on.
 //! Produced only by [`crate::classify`]; part of the record contract.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::observation::web::{
     AddressPlan, AttemptObservations, AttemptOutcome, HttpObservation, PathFacts, ProbeRole,
@@ -79,17 +81,32 @@ pub enum EvidenceKind {
 }
 
 /// One fact a verdict rests on, with the observed values behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The facts of an `ok` judgement are built structured: `detail` stays empty and the
+/// sentence is produced from the kind and the fields ([`Evidence::describe`]) only when
+/// something shows it (a full report line, the OONI export), so judging a clean name
+/// formats no text. The full form on the wire always carries the sentence (`detail`);
+/// the lean form of an `ok` record carries the structured fields instead
+/// ([`crate::record::TargetRecord::lean_view`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Evidence {
     pub kind: EvidenceKind,
     /// Query type the fact is about, when it is about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qtype: Option<String>,
-    /// Human-readable statement of the fact, with the values.
+    /// Human-readable statement of the fact, with the values; empty for a structured
+    /// fact, whose statement [`Evidence::describe`] produces.
+    #[serde(default)]
     pub detail: String,
     /// Addresses the fact is about (forged answers, control addresses...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// When the fact was observed, in milliseconds after the query was sent: the
+    /// control's lookup time (`control_resolved`), the resolver's first reply
+    /// (`common_address`). Written in the lean form only (the full form's `detail`
+    /// states it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<f64>,
 }
 
 impl Evidence {
@@ -99,7 +116,13 @@ impl Evidence {
             qtype: qtype.map(str::to_owned),
             detail: detail.into(),
             ips: Vec::new(),
+            ms: None,
         }
+    }
+
+    /// A fact stated by its kind and fields alone (no sentence is formatted).
+    pub fn structured(kind: EvidenceKind, qtype: Option<&str>) -> Self {
+        Evidence::new(kind, qtype, String::new())
     }
 
     #[must_use]
@@ -107,6 +130,122 @@ impl Evidence {
         self.ips = ips.into_iter().collect();
         self
     }
+
+    #[must_use]
+    pub fn with_ms(mut self, ms: f64) -> Self {
+        self.ms = Some(ms);
+        self
+    }
+
+    /// Whether the fact is stated by its fields alone (no `detail` sentence stored).
+    pub fn is_structured(&self) -> bool {
+        self.detail.is_empty()
+    }
+
+    /// The human sentence: `detail` when stored, else produced from the kind and the
+    /// fields (the same words the classifier wrote before facts were structured).
+    pub fn describe(&self) -> Cow<'_, str> {
+        if !self.detail.is_empty() {
+            return Cow::Borrowed(&self.detail);
+        }
+        Cow::Owned(match self.kind {
+            EvidenceKind::ControlResolved => match self.ms {
+                Some(ms) => format!(
+                    "the control resolved the name to {} in {ms:.1} ms",
+                    join_ips(&self.ips)
+                ),
+                None => format!("the control resolved the name to {}", join_ips(&self.ips)),
+            },
+            EvidenceKind::CommonAddress => format!(
+                "the resolver's addresses share {} with the control's",
+                join_ips(&self.ips)
+            ),
+            EvidenceKind::NoControl => {
+                "no control configured: answers were not compared with an uncensored path"
+                    .to_owned()
+            }
+            EvidenceKind::ControlNoData => "the control found no data of this type".to_owned(),
+            EvidenceKind::ControlNxdomain => {
+                "the control says the name does not exist".to_owned()
+            }
+            // A kind without a sentence of its own: its name and addresses.
+            other => {
+                let name = serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                    .unwrap_or_default();
+                if self.ips.is_empty() {
+                    name
+                } else {
+                    format!("{name}: {}", join_ips(&self.ips))
+                }
+            }
+        })
+    }
+
+    /// The lean form: the kind and the structured fields, the sentence only when the
+    /// fact has no structured form.
+    pub fn lean(&self) -> LeanEvidence<'_> {
+        LeanEvidence(self)
+    }
+}
+
+/// Addresses as the evidence sentences list them.
+pub fn join_ips(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "nothing".to_owned();
+    }
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The full form: `kind`, `qtype`, `detail` (produced when not stored), `ips`.
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("Evidence", 4)?;
+        out.serialize_field("kind", &self.kind)?;
+        if let Some(qtype) = &self.qtype {
+            out.serialize_field("qtype", qtype)?;
+        }
+        out.serialize_field("detail", &self.describe())?;
+        if !self.ips.is_empty() {
+            out.serialize_field("ips", &self.ips)?;
+        }
+        out.end()
+    }
+}
+
+/// The lean form of one evidence item (see [`Evidence::lean`]): `kind`, `qtype`,
+/// `detail` only when stored, `ips`, `ms` (to 0.1 ms).
+#[derive(Debug, Clone, Copy)]
+pub struct LeanEvidence<'a>(&'a Evidence);
+
+impl Serialize for LeanEvidence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let evidence = self.0;
+        let mut out = serializer.serialize_struct("Evidence", 5)?;
+        out.serialize_field("kind", &evidence.kind)?;
+        if let Some(qtype) = &evidence.qtype {
+            out.serialize_field("qtype", qtype)?;
+        }
+        if !evidence.detail.is_empty() {
+            out.serialize_field("detail", &evidence.detail)?;
+        }
+        if !evidence.ips.is_empty() {
+            out.serialize_field("ips", &evidence.ips)?;
+        }
+        if let Some(ms) = evidence.ms {
+            out.serialize_field("ms", &round_tenth(ms))?;
+        }
+        out.end()
+    }
+}
+
+/// Milliseconds to 0.1 ms, as the lean form writes them.
+pub fn round_tenth(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
 }
 
 /// The DNS stage's judgement of one target.
