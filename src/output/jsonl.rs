@@ -239,6 +239,9 @@ impl RecordSink for OoniSink {
 }
 
 #[cfg(test)]
+pub(crate) mod bench;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::ReportRecord;
@@ -268,6 +271,97 @@ mod tests {
             kinds.len() >= 3,
             "header, targets and summary seen: {kinds:?}"
         );
+    }
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The target lines `records` give through a JSONL sink with `observations`.
+    fn written_lines(records: &[TargetRecord], observations: Observations) -> Vec<String> {
+        let shared = Shared::default();
+        let mut sink = JsonlSink::new(OpenReport::Writer(Box::new(shared.clone())), None)
+            .with_observations(observations);
+        sink.header(&bench::header()).unwrap();
+        for record in records {
+            sink.target(record).unwrap();
+        }
+        sink.finish(&SummaryRecord::default()).unwrap();
+        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), records.len() + 2, "{text}");
+        lines[1..=records.len()].to_vec()
+    }
+
+    /// An `ok` name of a bulk DNS scan (resolver A + sink A + UDP control A, one source
+    /// line) through the real classifier and serializer: at most 400 bytes a line in the
+    /// default JSONL (issue 11), everything kept with `--observations full`.
+    #[test]
+    fn an_ok_dns_only_name_is_at_most_400_bytes_by_default() {
+        let record = bench::ok_record();
+        assert!(record.is_entirely_ok(), "{record:#?}");
+        let lean = &written_lines(std::slice::from_ref(&record), Observations::Default)[0];
+        let full = &written_lines(std::slice::from_ref(&record), Observations::Full)[0];
+        println!("ok name: {} bytes lean, {} bytes full", lean.len(), full.len());
+        println!("{lean}");
+        assert!(lean.len() <= 400, "{} bytes: {lean}", lean.len());
+        assert!(!lean.contains("\"queries\""), "{lean}");
+        assert!(full.contains("\"queries\"") && full.contains("\"detail\""), "{full}");
+        // The lean line reads back (observations empty) and writes back to its bytes.
+        let read: ReportRecord = serde_json::from_str(lean).unwrap();
+        let ReportRecord::Target(read) = read else {
+            panic!("a target record: {lean}")
+        };
+        let read_dns = read.dns.as_ref().unwrap();
+        assert!(read_dns.is_lean());
+        // The structured evidence reads back whole: kinds, query types, addresses.
+        let facts = |e: &[crate::record::assessment::Evidence]| -> Vec<_> {
+            e.iter()
+                .map(|e| (e.kind, e.qtype.clone(), e.ips.clone(), e.describe().into_owned()))
+                .collect()
+        };
+        let stored = &record.dns.as_ref().unwrap().assessment;
+        assert_eq!(
+            facts(&read_dns.assessment.evidence)
+                .iter()
+                .map(|f| (f.0, f.1.clone(), f.2.clone()))
+                .collect::<Vec<_>>(),
+            facts(&stored.evidence)
+                .iter()
+                .map(|f| (f.0, f.1.clone(), f.2.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(read_dns.assessment.genuine_ips, stored.genuine_ips);
+        assert_eq!(
+            facts(&read_dns.assessment.evidence)[1].3,
+            "the control resolved the name to 198.18.1.10 in 0.6 ms"
+        );
+        assert_eq!(serde_json::to_string(&ReportRecord::Target(read)).unwrap(), *lean);
+        // The full line is the in-memory record, byte for byte.
+        assert_eq!(
+            *full,
+            serde_json::to_string(&ReportRecord::Target(Box::new(record))).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_record_not_entirely_ok_keeps_everything_by_default() {
+        let record = bench::poisoned_record();
+        assert!(!record.is_entirely_ok());
+        let default = &written_lines(std::slice::from_ref(&record), Observations::Default)[0];
+        let full = &written_lines(std::slice::from_ref(&record), Observations::Full)[0];
+        assert_eq!(default, full);
+        assert!(default.contains("\"queries\"") && default.contains("\"detail\""));
     }
 
     #[test]

@@ -184,9 +184,33 @@ impl Evidence {
     }
 
     /// The lean form: the kind and the structured fields, the sentence only when the
-    /// fact has no structured form.
-    pub fn lean(&self) -> LeanEvidence<'_> {
-        LeanEvidence(self)
+    /// fact has no structured form. `ips` is left out of a structured fact when it
+    /// equals `genuine_ips` (the common case of an `ok` name): reading restores it
+    /// ([`Evidence::restore_lean_ips`]).
+    pub fn lean<'a>(&'a self, genuine_ips: &'a [IpAddr]) -> LeanEvidence<'a> {
+        LeanEvidence {
+            evidence: self,
+            genuine_ips,
+        }
+    }
+
+    /// A structured fact whose lean form may leave `ips` out when it equals the
+    /// section's `genuine_ips`.
+    fn may_imply_ips(&self) -> bool {
+        self.is_structured()
+            && matches!(
+                self.kind,
+                EvidenceKind::CommonAddress | EvidenceKind::ControlResolved
+            )
+    }
+
+    /// Reading a lean record: a structured fact whose `ips` was left out had the
+    /// section's `genuine_ips`. (The lean form never leaves an empty `ips` of such a
+    /// fact implied: it writes the sentence instead.)
+    pub fn restore_lean_ips(&mut self, genuine_ips: &[IpAddr]) {
+        if self.ips.is_empty() && self.may_imply_ips() {
+            self.ips = genuine_ips.to_vec();
+        }
     }
 }
 
@@ -218,22 +242,29 @@ impl Serialize for Evidence {
 }
 
 /// The lean form of one evidence item (see [`Evidence::lean`]): `kind`, `qtype`,
-/// `detail` only when stored, `ips`, `ms` (to 0.1 ms).
+/// `detail` only when stored, `ips` unless implied, `ms` (to 0.1 ms).
 #[derive(Debug, Clone, Copy)]
-pub struct LeanEvidence<'a>(&'a Evidence);
+pub struct LeanEvidence<'a> {
+    evidence: &'a Evidence,
+    genuine_ips: &'a [IpAddr],
+}
 
 impl Serialize for LeanEvidence<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let evidence = self.0;
+        let evidence = self.evidence;
         let mut out = serializer.serialize_struct("Evidence", 5)?;
         out.serialize_field("kind", &evidence.kind)?;
         if let Some(qtype) = &evidence.qtype {
             out.serialize_field("qtype", qtype)?;
         }
+        let implied = evidence.may_imply_ips();
         if !evidence.detail.is_empty() {
             out.serialize_field("detail", &evidence.detail)?;
+        } else if implied && evidence.ips.is_empty() {
+            // Read back, no `ips` would mean `genuine_ips`: state the fact instead.
+            out.serialize_field("detail", &evidence.describe())?;
         }
-        if !evidence.ips.is_empty() {
+        if !evidence.ips.is_empty() && !(implied && evidence.ips == self.genuine_ips) {
             out.serialize_field("ips", &evidence.ips)?;
         }
         if let Some(ms) = evidence.ms {

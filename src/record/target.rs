@@ -22,6 +22,7 @@ use crate::vocab::{Blocking, DnsVerdict, HttpVerdict, TlsVerdict};
 
 /// The DNS stage of one target: verdict and evidence, plus every observation behind it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "DnsSectionWire")]
 pub struct DnsSection {
     #[serde(flatten)]
     pub assessment: DnsAssessment,
@@ -44,6 +45,55 @@ pub struct DnsSection {
     /// network. (Silent questions carry their own benign queries, in `rechecks`.)
     #[serde(default)]
     pub benign_query: Option<DnsQueryObservation>,
+}
+
+/// A DNS section as read, before the addresses a lean record leaves implied are restored.
+#[derive(Deserialize)]
+struct DnsSectionWire {
+    #[serde(flatten)]
+    assessment: DnsAssessment,
+    #[serde(default = "unrecorded_server")]
+    resolver: SocketAddr,
+    #[serde(default)]
+    sink: Option<SocketAddr>,
+    #[serde(default)]
+    queries: Vec<DnsQueryObservation>,
+    #[serde(default)]
+    control: Option<ControlObservation>,
+    #[serde(default)]
+    tls_proof: Vec<TlsObservation>,
+    #[serde(default)]
+    benign_query: Option<DnsQueryObservation>,
+}
+
+impl From<DnsSectionWire> for DnsSection {
+    fn from(wire: DnsSectionWire) -> Self {
+        let DnsSectionWire {
+            assessment,
+            resolver,
+            sink,
+            queries,
+            control,
+            tls_proof,
+            benign_query,
+        } = wire;
+        let mut section = DnsSection {
+            assessment,
+            resolver,
+            sink,
+            queries,
+            control,
+            tls_proof,
+            benign_query,
+        };
+        if section.is_lean() {
+            let assessment = &mut section.assessment;
+            for evidence in &mut assessment.evidence {
+                evidence.restore_lean_ips(&assessment.genuine_ips);
+            }
+        }
+        section
+    }
 }
 
 fn unrecorded_server() -> SocketAddr {
@@ -118,7 +168,7 @@ impl Serialize for DnsView<'_> {
             out.serialize_field("genuine_ips", genuine_ips)?;
         }
         if self.lean {
-            out.serialize_field("evidence", &LeanList(evidence))?;
+            out.serialize_field("evidence", &LeanList(evidence, genuine_ips))?;
             return out.end();
         }
         out.serialize_field("evidence", evidence)?;
@@ -141,11 +191,11 @@ impl Serialize for DnsView<'_> {
 }
 
 /// Evidence items in their lean form.
-struct LeanList<'a>(&'a [super::assessment::Evidence]);
+struct LeanList<'a>(&'a [super::assessment::Evidence], &'a [IpAddr]);
 
 impl Serialize for LeanList<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(super::assessment::Evidence::lean))
+        serializer.collect_seq(self.0.iter().map(|e| e.lean(self.1)))
     }
 }
 
