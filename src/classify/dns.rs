@@ -857,7 +857,6 @@ fn control_evidence(answer: &ControlAnswer) -> Evidence {
     }
 }
 
-
 /// One line describing a reply: who, when, TTL, rcode, addresses.
 fn describe_reply(reply: &DnsReply) -> String {
     let ips: Vec<IpAddr> = reply.ips().collect();

@@ -49,13 +49,17 @@ impl std::fmt::Debug for OpenReport {
     }
 }
 
-/// A destination that serializes one line at a time through a reused buffer.
+/// Bytes of records buffered before they are written out. The scan's writer also
+/// flushes at most [`crate::output::FLUSH_INTERVAL`] after a record arrives, so a killed
+/// scan loses at most the records of that last fraction of a second.
+pub const REPORT_BUFFER_BYTES: usize = 256 * 1024;
+
+/// A destination that serializes each line straight into a large buffer.
 struct LineWriter {
     /// The file's name in error messages (`-` for stdout).
     path: PathBuf,
     open: Option<OpenReport>,
-    out: Option<Writer>,
-    buf: Vec<u8>,
+    out: Option<BufWriter<Writer>>,
 }
 
 impl LineWriter {
@@ -64,7 +68,6 @@ impl LineWriter {
             path,
             open: Some(open),
             out: None,
-            buf: Vec::with_capacity(4096),
         }
     }
 
@@ -81,27 +84,31 @@ impl LineWriter {
         };
         let out: Writer = match open {
             OpenReport::Create(Some(path)) if path != Path::new("-") => {
-                let file = File::create(&path).map_err(|e| self.io_error(e))?;
-                Box::new(BufWriter::new(file))
+                Box::new(File::create(&path).map_err(|e| self.io_error(e))?)
             }
-            OpenReport::Create(_) => Box::new(BufWriter::new(io::stdout())),
+            OpenReport::Create(_) => Box::new(io::stdout()),
             OpenReport::Writer(writer) => writer,
             OpenReport::With(open) => open().map_err(|e| self.io_error(e))?,
         };
-        self.out = Some(out);
+        self.out = Some(BufWriter::with_capacity(REPORT_BUFFER_BYTES, out));
         Ok(())
     }
 
+    /// Serializes `value` and a newline into the buffer (no per-line allocation).
     fn line(&mut self, value: &impl Serialize) -> Result<(), OutputError> {
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, value).map_err(|source| OutputError::Serialize {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.buf.push(b'\n');
         let out = self.out.as_mut().expect("the header comes first");
-        let result = out.write_all(&self.buf);
-        result.map_err(|e| self.io_error(e))
+        let written = serde_json::to_writer(&mut *out, value)
+            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+        written.map_err(|source| {
+            if source.is_io() {
+                self.io_error(source.into())
+            } else {
+                OutputError::Serialize {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
@@ -312,11 +319,18 @@ mod tests {
         assert!(record.is_entirely_ok(), "{record:#?}");
         let lean = &written_lines(std::slice::from_ref(&record), Observations::Default)[0];
         let full = &written_lines(std::slice::from_ref(&record), Observations::Full)[0];
-        println!("ok name: {} bytes lean, {} bytes full", lean.len(), full.len());
+        println!(
+            "ok name: {} bytes lean, {} bytes full",
+            lean.len(),
+            full.len()
+        );
         println!("{lean}");
         assert!(lean.len() <= 400, "{} bytes: {lean}", lean.len());
         assert!(!lean.contains("\"queries\""), "{lean}");
-        assert!(full.contains("\"queries\"") && full.contains("\"detail\""), "{full}");
+        assert!(
+            full.contains("\"queries\"") && full.contains("\"detail\""),
+            "{full}"
+        );
         // The lean line reads back (observations empty) and writes back to its bytes.
         let read: ReportRecord = serde_json::from_str(lean).unwrap();
         let ReportRecord::Target(read) = read else {
@@ -327,7 +341,14 @@ mod tests {
         // The structured evidence reads back whole: kinds, query types, addresses.
         let facts = |e: &[crate::record::assessment::Evidence]| -> Vec<_> {
             e.iter()
-                .map(|e| (e.kind, e.qtype.clone(), e.ips.clone(), e.describe().into_owned()))
+                .map(|e| {
+                    (
+                        e.kind,
+                        e.qtype.clone(),
+                        e.ips.clone(),
+                        e.describe().into_owned(),
+                    )
+                })
                 .collect()
         };
         let stored = &record.dns.as_ref().unwrap().assessment;
@@ -346,7 +367,10 @@ mod tests {
             facts(&read_dns.assessment.evidence)[1].3,
             "the control resolved the name to 198.18.1.10 in 0.6 ms"
         );
-        assert_eq!(serde_json::to_string(&ReportRecord::Target(read)).unwrap(), *lean);
+        assert_eq!(
+            serde_json::to_string(&ReportRecord::Target(read)).unwrap(),
+            *lean
+        );
         // The full line is the in-memory record, byte for byte.
         assert_eq!(
             *full,

@@ -165,9 +165,7 @@ impl Evidence {
                     .to_owned()
             }
             EvidenceKind::ControlNoData => "the control found no data of this type".to_owned(),
-            EvidenceKind::ControlNxdomain => {
-                "the control says the name does not exist".to_owned()
-            }
+            EvidenceKind::ControlNxdomain => "the control says the name does not exist".to_owned(),
             // A kind without a sentence of its own: its name and addresses.
             other => {
                 let name = serde_json::to_value(other)

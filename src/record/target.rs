@@ -252,8 +252,14 @@ impl TargetRecord {
                 .dns
                 .as_ref()
                 .is_none_or(|d| d.assessment.verdict == DnsVerdict::Ok)
-            && self.http.as_ref().is_none_or(|h| h.verdict == HttpVerdict::Ok)
-            && self.tls.as_ref().is_none_or(|t| t.verdict == TlsVerdict::Ok)
+            && self
+                .http
+                .as_ref()
+                .is_none_or(|h| h.verdict == HttpVerdict::Ok)
+            && self
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.verdict == TlsVerdict::Ok)
     }
 
     /// The record in the lean form (see the module documentation); a record without a

@@ -26,10 +26,10 @@ use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
 use censorprobe::observation::{ControlObservation, DnsQueryObservation};
+use censorprobe::output::{JsonlSink, OpenReport, RecordSink};
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use censorprobe::record::assessment::DnsAssessment;
 use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
-use censorprobe::output::{JsonlSink, OpenReport, RecordSink};
 use censorprobe::record::{DnsSection, Observations, ReportRecord, TargetRecord};
 use censorprobe::vocab::Blocking;
 use censorprobe::vocab::PoisoningMethod;
@@ -409,7 +409,12 @@ fn lean_lab_demo_leaves_out_only_the_ok_targets_observations() {
     for (n, (stored, written)) in full.lines().zip(lean.lines()).enumerate() {
         // Every line reads back and writes back to its bytes.
         let record: ReportRecord = serde_json::from_str(written).unwrap();
-        assert_eq!(serde_json::to_string(&record).unwrap(), written, "line {}", n + 1);
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            written,
+            "line {}",
+            n + 1
+        );
         let ReportRecord::Target(target) = record else {
             continue;
         };

@@ -67,7 +67,12 @@ fn reply(from: &str, elapsed_ms: f64, id: u16, ips: &[&str]) -> DnsReply {
     }
 }
 
-fn query(role: DnsServerRole, server: &str, id: u16, replies: Vec<DnsReply>) -> DnsQueryObservation {
+fn query(
+    role: DnsServerRole,
+    server: &str,
+    id: u16,
+    replies: Vec<DnsReply>,
+) -> DnsQueryObservation {
     DnsQueryObservation {
         role,
         server: server.parse().unwrap(),
@@ -159,5 +164,8 @@ pub(crate) fn ok_record() -> TargetRecord {
 
 /// The sink answers a bogon: injection.
 pub(crate) fn poisoned_record() -> TargetRecord {
-    record(&["198.18.1.10"], vec![reply(SINK, 0.2, 4712, &["10.10.34.34"])])
+    record(
+        &["198.18.1.10"],
+        vec![reply(SINK, 0.2, 4712, &["10.10.34.34"])],
+    )
 }
