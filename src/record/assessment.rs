@@ -92,20 +92,20 @@ pub enum EvidenceKind {
 pub struct Evidence {
     pub kind: EvidenceKind,
     /// Query type the fact is about, when it is about one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub qtype: Option<String>,
     /// Human-readable statement of the fact, with the values; empty for a structured
     /// fact, whose statement [`Evidence::describe`] produces.
     #[serde(default)]
     pub detail: String,
     /// Addresses the fact is about (forged answers, control addresses...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub ips: Vec<IpAddr>,
     /// When the fact was observed, in milliseconds after the query was sent: the
     /// control's lookup time (`control_resolved`), the resolver's first reply
     /// (`common_address`). Written in the lean form only (the full form's `detail`
     /// states it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ms: Option<f64>,
 }
 
@@ -262,7 +262,8 @@ impl Serialize for LeanEvidence<'_> {
             // Read back, no `ips` would mean `genuine_ips`: state the fact instead.
             out.serialize_field("detail", &evidence.describe())?;
         }
-        if !evidence.ips.is_empty() && !(implied && evidence.ips == self.genuine_ips) {
+        let ips_implied = implied && evidence.ips == self.genuine_ips;
+        if !evidence.ips.is_empty() && !ips_implied {
             out.serialize_field("ips", &evidence.ips)?;
         }
         if let Some(ms) = evidence.ms {

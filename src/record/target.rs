@@ -24,26 +24,20 @@ use crate::vocab::{Blocking, DnsVerdict, HttpVerdict, TlsVerdict};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(from = "DnsSectionWire")]
 pub struct DnsSection {
-    #[serde(flatten)]
+    /// Written flattened: its fields are the section's first.
     pub assessment: DnsAssessment,
     /// Absent from lean records (the header names the resolver): read as `0.0.0.0:0`.
-    #[serde(default = "unrecorded_server")]
     pub resolver: SocketAddr,
-    #[serde(default)]
     pub sink: Option<SocketAddr>,
-    /// Empty in a lean record.
-    #[serde(default)]
+    /// Every question sent and every reply; empty in a lean record.
     pub queries: Vec<DnsQueryObservation>,
-    #[serde(default)]
     pub control: Option<ControlObservation>,
     /// TLS handshakes to the resolver's addresses when only inconsistency with the
     /// control stood against them ("TLS as proof").
-    #[serde(default)]
     pub tls_proof: Vec<TlsObservation>,
     /// Without a control, when an answer carried a bogon address: the resolver's reply
     /// for the benign name, whose addresses tell which bogon ranges are normal on this
     /// network. (Silent questions carry their own benign queries, in `rechecks`.)
-    #[serde(default)]
     pub benign_query: Option<DnsQueryObservation>,
 }
 

@@ -1813,7 +1813,8 @@ async fn sigterm_flushes_every_buffered_record_before_the_summary() {
     let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await;
     let dir = tempfile::tempdir().unwrap();
     let names = dir.path().join("names.txt");
-    let list: String = (0..50_000).map(|i| format!("n{i}.fast.test\n")).collect();
+    let list: Vec<String> = (0..50_000).map(|i| format!("n{i}.fast.test")).collect();
+    let list = list.join("\n");
     std::fs::write(&names, list).unwrap();
     let out = dir.path().join("report.jsonl");
     let argv = args(&[

@@ -82,7 +82,7 @@ fn query(
         ids: vec![id],
         attempts: 1,
         replies,
-        listened_ms: 1000.412_345,
+        listened_ms: 1_000.412_345,
         send_error: None,
         omitted_replies: None,
         tcp: None,
@@ -139,7 +139,7 @@ fn record(resolver_ips: &[&str], sink_replies: Vec<DnsReply>) -> TargetRecord {
         categories: Vec::new(),
         attempt: None,
         started_at: "2026-11-30T08:27:45.017072998Z".to_owned(),
-        duration_ms: 1002.118_734,
+        duration_ms: 1_002.118_734,
         dns: Some(DnsSection {
             assessment,
             resolver: RESOLVER.parse::<SocketAddr>().unwrap(),
