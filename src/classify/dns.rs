@@ -433,11 +433,15 @@ fn judge_answer_without_addresses(
         } else {
             (EvidenceKind::ResolverNoData, "no data")
         };
-        j.evidence.push(Evidence::new(
-            kind,
-            Some(qtype),
-            format!("the resolver answered {label}: {}", describe_reply(first)),
-        ));
+        // The sentence describes the reply for a full record; `ms` states it in a lean one.
+        j.evidence.push(
+            Evidence::new(
+                kind,
+                Some(qtype),
+                format!("the resolver answered {label}: {}", describe_reply(first)),
+            )
+            .with_ms(first.elapsed_ms),
+        );
         let control_says_exists = !control_ips.is_empty()
             || (first.is_nxdomain()
                 && control.is_some_and(|c| matches!(c.outcome, ControlOutcome::NoData)));

@@ -165,6 +165,17 @@ impl Evidence {
                     .to_owned()
             }
             EvidenceKind::ControlNoData => "the control found no data of this type".to_owned(),
+            EvidenceKind::ResolverNoData | EvidenceKind::ResolverNxdomain => {
+                let label = if self.kind == EvidenceKind::ResolverNoData {
+                    "no data"
+                } else {
+                    "NXDOMAIN"
+                };
+                match self.ms {
+                    Some(ms) => format!("the resolver answered {label} after {ms:.1} ms"),
+                    None => format!("the resolver answered {label}"),
+                }
+            }
             EvidenceKind::ControlNxdomain => "the control says the name does not exist".to_owned(),
             // A kind without a sentence of its own: its name and addresses.
             other => {
@@ -256,7 +267,14 @@ impl Serialize for LeanEvidence<'_> {
             out.serialize_field("qtype", qtype)?;
         }
         let implied = evidence.may_imply_ips();
-        if !evidence.detail.is_empty() {
+        // An answer without addresses is stated by its kind and `ms` (the full form's
+        // sentence describes the reply, which the lean form leaves out).
+        let stated_by_fields = evidence.ms.is_some()
+            && matches!(
+                evidence.kind,
+                EvidenceKind::ResolverNoData | EvidenceKind::ResolverNxdomain
+            );
+        if !evidence.detail.is_empty() && !stated_by_fields {
             out.serialize_field("detail", &evidence.detail)?;
         } else if implied && evidence.ips.is_empty() {
             // Read back, no `ips` would mean `genuine_ips`: state the fact instead.
