@@ -968,6 +968,29 @@ mod tests {
         })
     }
 
+    /// The `ok` path formats no sentence: its facts are structured, and the sentences
+    /// a full record shows are produced from them, in the words they always had.
+    #[test]
+    fn an_ok_judgement_formats_no_evidence_sentence() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"])]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok);
+        assert!(a.evidence.iter().all(Evidence::is_structured), "{a:#?}");
+        let sentences: Vec<String> = a.evidence.iter().map(|e| e.describe().into()).collect();
+        assert_eq!(
+            sentences,
+            [
+                "the resolver's addresses share 198.18.1.1 with the control's",
+                "the control resolved the name to 198.18.1.1 in 5.0 ms",
+            ]
+        );
+        assert_eq!(
+            Evidence::structured(EvidenceKind::NoControl, None).describe(),
+            "no control configured: answers were not compared with an uncensored path"
+        );
+    }
+
     #[test]
     fn identical_duplicate_replies_are_not_injection() {
         let q = query(vec![
