@@ -187,22 +187,47 @@ fn write_header(
 
 type WriterResult = Result<(Box<dyn RecordSink>, SummaryBuilder), OutputError>;
 
-/// The writer runs on its own thread: report I/O never blocks the probes, and it
-/// flushes whenever it has caught up, so an interrupted run loses nothing measured.
+/// The writer runs on its own thread: report I/O never blocks the probes. It flushes
+/// at most [`crate::output::FLUSH_INTERVAL`] after a record arrives (the report buffers
+/// the rest), so a killed run loses at most that last interval; a stopped one loses
+/// nothing (the channel is drained, and `finish` flushes).
 fn spawn_writer(
     mut sink: Box<dyn RecordSink>,
     mut summary: SummaryBuilder,
     mut rx: mpsc::Receiver<TargetRecord>,
 ) -> tokio::task::JoinHandle<WriterResult> {
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        while let Some(record) = rx.blocking_recv() {
+        // When the oldest record not yet flushed arrived.
+        let mut unflushed_since: Option<Instant> = None;
+        loop {
+            let received = match (rx.try_recv(), unflushed_since) {
+                (Ok(record), _) => Some(record),
+                (Err(mpsc::error::TryRecvError::Disconnected), _) => None,
+                (Err(mpsc::error::TryRecvError::Empty), None) => rx.blocking_recv(),
+                // Caught up with records unflushed: wait for more until they are due.
+                (Err(mpsc::error::TryRecvError::Empty), Some(since)) => {
+                    let deadline =
+                        tokio::time::Instant::from_std(since + crate::output::FLUSH_INTERVAL);
+                    match runtime.block_on(tokio::time::timeout_at(deadline, rx.recv())) {
+                        Ok(received) => received,
+                        Err(_elapsed) => {
+                            sink.flush()?;
+                            unflushed_since = None;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(record) = received else { break };
             summary.add(&record);
             sink.target(&record)?;
-            while let Ok(record) = rx.try_recv() {
-                summary.add(&record);
-                sink.target(&record)?;
+            if unflushed_since.get_or_insert_with(Instant::now).elapsed()
+                >= crate::output::FLUSH_INTERVAL
+            {
+                sink.flush()?;
+                unflushed_since = None;
             }
-            sink.flush()?;
         }
         Ok((sink, summary))
     })

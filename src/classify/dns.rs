@@ -72,7 +72,7 @@ pub fn silence_recheck_wanted(query: &DnsQueryObservation) -> bool {
         && done < SILENCE_ROUNDS_MAX
         && decisive + (SILENCE_ROUNDS_MAX - done) >= SILENCE_ROUNDS_NEEDED
 }
-use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind};
+use crate::record::assessment::{DnsAssessment, Evidence, EvidenceKind, join_ips};
 use crate::vocab::{DnsVerdict, PoisoningMethod};
 
 /// Everything the DNS judgement may rest on.
@@ -167,11 +167,8 @@ pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
             }
         }
     } else {
-        j.evidence.push(Evidence::new(
-            EvidenceKind::NoControl,
-            None,
-            "no control configured: answers were not compared with an uncensored path",
-        ));
+        j.evidence
+            .push(Evidence::structured(EvidenceKind::NoControl, None));
     }
 
     let (verdict, rcode) = if j.methods.is_empty() {
@@ -265,7 +262,7 @@ fn judge_resolver_question(
     if let Some(control) = control {
         judge_against_control(
             qtype,
-            &first_ips,
+            (&first_ips, first.elapsed_ms),
             control,
             &control_ips,
             inputs.tls_proven,
@@ -436,11 +433,15 @@ fn judge_answer_without_addresses(
         } else {
             (EvidenceKind::ResolverNoData, "no data")
         };
-        j.evidence.push(Evidence::new(
-            kind,
-            Some(qtype),
-            format!("the resolver answered {label}: {}", describe_reply(first)),
-        ));
+        // The sentence describes the reply for a full record; `ms` states it in a lean one.
+        j.evidence.push(
+            Evidence::new(
+                kind,
+                Some(qtype),
+                format!("the resolver answered {label}: {}", describe_reply(first)),
+            )
+            .with_ms(first.elapsed_ms),
+        );
         let control_says_exists = !control_ips.is_empty()
             || (first.is_nxdomain()
                 && control.is_some_and(|c| matches!(c.outcome, ControlOutcome::NoData)));
@@ -480,7 +481,7 @@ fn judge_answer_without_addresses(
 /// proof makes them genuine; otherwise they are inconsistent.
 fn judge_against_control(
     qtype: &str,
-    first_ips: &[IpAddr],
+    (first_ips, first_ms): (&[IpAddr], f64),
     control: &ControlAnswer,
     control_ips: &[IpAddr],
     tls_proven: &[IpAddr],
@@ -501,16 +502,11 @@ fn judge_against_control(
                 .collect();
             if !common.is_empty() {
                 j.genuine.extend(first_ips.iter().copied());
+                // Structured: the sentence is formatted only if something shows it.
                 j.evidence.push(
-                    Evidence::new(
-                        EvidenceKind::CommonAddress,
-                        Some(qtype),
-                        format!(
-                            "the resolver's addresses share {} with the control's",
-                            join_ips(&common)
-                        ),
-                    )
-                    .with_ips(common),
+                    Evidence::structured(EvidenceKind::CommonAddress, Some(qtype))
+                        .with_ips(common)
+                        .with_ms(first_ms),
                 );
             } else if !proven.is_empty() {
                 j.genuine.extend(proven.iter().copied());
@@ -849,42 +845,20 @@ fn overall_without_poisoning(
 fn control_evidence(answer: &ControlAnswer) -> Evidence {
     let qtype = Some(answer.qtype.as_str());
     match &answer.outcome {
-        ControlOutcome::Resolved { ips, .. } => Evidence::new(
-            EvidenceKind::ControlResolved,
-            qtype,
-            format!(
-                "the control resolved the name to {} in {:.1} ms",
-                join_ips(ips),
-                answer.elapsed_ms
-            ),
-        )
-        .with_ips(ips.iter().copied()),
-        ControlOutcome::NoData => Evidence::new(
-            EvidenceKind::ControlNoData,
-            qtype,
-            "the control found no data of this type",
-        ),
-        ControlOutcome::Nxdomain => Evidence::new(
-            EvidenceKind::ControlNxdomain,
-            qtype,
-            "the control says the name does not exist",
-        ),
+        // Structured (the `ok` path): the sentence is formatted only if something shows it.
+        ControlOutcome::Resolved { ips, .. } => {
+            Evidence::structured(EvidenceKind::ControlResolved, qtype)
+                .with_ips(ips.iter().copied())
+                .with_ms(answer.elapsed_ms)
+        }
+        ControlOutcome::NoData => Evidence::structured(EvidenceKind::ControlNoData, qtype),
+        ControlOutcome::Nxdomain => Evidence::structured(EvidenceKind::ControlNxdomain, qtype),
         ControlOutcome::Error { message } => Evidence::new(
             EvidenceKind::ControlFailed,
             qtype,
             format!("the control failed: {message}"),
         ),
     }
-}
-
-fn join_ips(ips: &[IpAddr]) -> String {
-    if ips.is_empty() {
-        return "nothing".to_owned();
-    }
-    ips.iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// One line describing a reply: who, when, TTL, rcode, addresses.
@@ -992,6 +966,29 @@ mod tests {
             tls_proven: proven,
             benign_query: None,
         })
+    }
+
+    /// The `ok` path formats no sentence: its facts are structured, and the sentences
+    /// a full record shows are produced from them, in the words they always had.
+    #[test]
+    fn an_ok_judgement_formats_no_evidence_sentence() {
+        let q = query(vec![reply(RESOLVER, 5.0, "NoError", &["198.18.1.1"])]);
+        let c = control(resolved(&["198.18.1.1"]));
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok);
+        assert!(a.evidence.iter().all(Evidence::is_structured), "{a:#?}");
+        let sentences: Vec<String> = a.evidence.iter().map(|e| e.describe().into()).collect();
+        assert_eq!(
+            sentences,
+            [
+                "the resolver's addresses share 198.18.1.1 with the control's",
+                "the control resolved the name to 198.18.1.1 in 5.0 ms",
+            ]
+        );
+        assert_eq!(
+            Evidence::structured(EvidenceKind::NoControl, None).describe(),
+            "no control configured: answers were not compared with an uncensored path"
+        );
     }
 
     #[test]

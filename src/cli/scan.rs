@@ -23,7 +23,7 @@ use crate::output::{
 };
 use crate::probe::control::{ControlSpec, DEFAULT_CONTROL};
 use crate::progress::ProgressMode;
-use crate::record::{ScanOptions, SummaryRecord};
+use crate::record::{Observations, ScanOptions, SummaryRecord};
 use crate::scan::{
     Passes, ScanConfig, ScanInputs, ScanPlan, check_control_name, parse_qtypes, run_scan,
 };
@@ -131,6 +131,11 @@ pub struct ScanArgs {
     /// Sockets in the DNS probe's pool.
     #[arg(long, default_value_t = 8, hide = true, value_parser = |t: &str| parse_count(t, 1, MAX_DNS_SOCKETS))]
     pub dns_sockets: usize,
+    /// Which target records keep every raw observation: by default only those whose
+    /// outcome is not entirely `ok` (an `ok` record is written lean: verdicts and
+    /// structured evidence); `full` keeps everything for every target.
+    #[arg(long, value_enum, default_value_t = ObservationsArg::Default)]
+    pub observations: ObservationsArg,
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -198,6 +203,25 @@ impl From<FormatArg> for OutputFormat {
         match format {
             FormatArg::Jsonl => OutputFormat::Jsonl,
             FormatArg::Ooni => OutputFormat::Ooni,
+        }
+    }
+}
+
+/// `--observations` (the command line's face of [`Observations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ObservationsArg {
+    /// Lean records for targets whose outcome is entirely `ok`; everything for the rest.
+    #[default]
+    Default,
+    /// Every observation and evidence sentence for every target.
+    Full,
+}
+
+impl From<ObservationsArg> for Observations {
+    fn from(observations: ObservationsArg) -> Self {
+        match observations {
+            ObservationsArg::Default => Observations::Default,
+            ObservationsArg::Full => Observations::Full,
         }
     }
 }
@@ -286,6 +310,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         forged_ips: 0,
         http_port: args.http_port,
         max_ips: args.max_ips,
+        observations: args.observations.into(),
         qtypes: args.qtype.clone(),
         rate: args.rate,
         // Set by the scan from its plan.
@@ -331,6 +356,7 @@ fn print_skipped(list: &TargetList) {
 pub(super) fn scan_sink(
     passes: &mut Passes,
     out: Option<&Path>,
+    observations: Observations,
     progress: ProgressMode,
 ) -> Box<dyn RecordSink> {
     let plan = &passes.plan;
@@ -348,7 +374,8 @@ pub(super) fn scan_sink(
                     )
                 }
                 None => JsonlSink::create(out),
-            };
+            }
+            .with_observations(observations);
             if plan.repeat > 1 {
                 let pending = std::mem::take(&mut passes.prior.pending);
                 Box::new(ConsensusSink::new(jsonl, plan.repeat, pending))
@@ -374,7 +401,12 @@ pub(super) fn run_planned_scan(
 ) -> anyhow::Result<SummaryRecord> {
     let prior = plan.load_prior(config.out.as_deref())?;
     let mut passes = plan.schedule(list, config.seed, config.shard, prior);
-    let sink = scan_sink(&mut passes, config.out.as_deref(), progress);
+    let sink = scan_sink(
+        &mut passes,
+        config.out.as_deref(),
+        config.options.observations,
+        progress,
+    );
     runtime()?.block_on(async {
         let stop = signal.install()?;
         anyhow::Ok(Box::pin(run_scan(config, passes, sink, stop)).await?)

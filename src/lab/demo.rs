@@ -99,6 +99,9 @@ pub fn scan_args(info: &LabInfo, timing: &LabTiming, report: &Path) -> Vec<Strin
         &format!("censorprobe-lab-{}", info.id),
         "--out",
         &report.display().to_string(),
+        // The example report shows every observation, `ok` targets' too.
+        "--observations",
+        "full",
     ]
     .iter()
     .map(|s| (*s).to_owned())

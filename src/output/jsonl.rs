@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::ooni::{OoniContext, measurement};
 use super::{OutputError, RecordSink};
-use crate::record::{HeaderRecord, SummaryRecord, TargetRecord};
+use crate::record::{HeaderRecord, Observations, SummaryRecord, TargetRecord, TargetView};
 use crate::report::consensus::ConsensusRecord;
 
 /// One line of the JSONL report, borrowed: the same bytes as `report::ReportRecord`,
@@ -20,6 +20,9 @@ use crate::report::consensus::ConsensusRecord;
 enum RecordLine<'a> {
     Header(&'a HeaderRecord),
     Target(&'a TargetRecord),
+    /// A target record in the lean form (`--observations default`, entirely `ok`).
+    #[serde(rename = "target")]
+    LeanTarget(TargetView<'a>),
     Consensus(&'a ConsensusRecord),
     Summary(&'a SummaryRecord),
 }
@@ -46,13 +49,17 @@ impl std::fmt::Debug for OpenReport {
     }
 }
 
-/// A destination that serializes one line at a time through a reused buffer.
+/// Bytes of records buffered before they are written out. The scan's writer also
+/// flushes at most [`crate::output::FLUSH_INTERVAL`] after a record arrives, so a killed
+/// scan loses at most the records of that last fraction of a second.
+pub const REPORT_BUFFER_BYTES: usize = 256 * 1024;
+
+/// A destination that serializes each line straight into a large buffer.
 struct LineWriter {
     /// The file's name in error messages (`-` for stdout).
     path: PathBuf,
     open: Option<OpenReport>,
-    out: Option<Writer>,
-    buf: Vec<u8>,
+    out: Option<BufWriter<Writer>>,
 }
 
 impl LineWriter {
@@ -61,7 +68,6 @@ impl LineWriter {
             path,
             open: Some(open),
             out: None,
-            buf: Vec::with_capacity(4096),
         }
     }
 
@@ -78,27 +84,31 @@ impl LineWriter {
         };
         let out: Writer = match open {
             OpenReport::Create(Some(path)) if path != Path::new("-") => {
-                let file = File::create(&path).map_err(|e| self.io_error(e))?;
-                Box::new(BufWriter::new(file))
+                Box::new(File::create(&path).map_err(|e| self.io_error(e))?)
             }
-            OpenReport::Create(_) => Box::new(BufWriter::new(io::stdout())),
+            OpenReport::Create(_) => Box::new(io::stdout()),
             OpenReport::Writer(writer) => writer,
             OpenReport::With(open) => open().map_err(|e| self.io_error(e))?,
         };
-        self.out = Some(out);
+        self.out = Some(BufWriter::with_capacity(REPORT_BUFFER_BYTES, out));
         Ok(())
     }
 
+    /// Serializes `value` and a newline into the buffer (no per-line allocation).
     fn line(&mut self, value: &impl Serialize) -> Result<(), OutputError> {
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, value).map_err(|source| OutputError::Serialize {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.buf.push(b'\n');
         let out = self.out.as_mut().expect("the header comes first");
-        let result = out.write_all(&self.buf);
-        result.map_err(|e| self.io_error(e))
+        let written = serde_json::to_writer(&mut *out, value)
+            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+        written.map_err(|source| {
+            if source.is_io() {
+                self.io_error(source.into())
+            } else {
+                OutputError::Serialize {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
@@ -121,6 +131,7 @@ fn display_path(open: &OpenReport, path: Option<PathBuf>) -> PathBuf {
 /// censorprobe's JSONL report: header, target records (and consensus records), summary.
 pub struct JsonlSink {
     out: LineWriter,
+    observations: Observations,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -136,7 +147,16 @@ impl JsonlSink {
     pub fn new(out: OpenReport, path: Option<PathBuf>) -> JsonlSink {
         JsonlSink {
             out: LineWriter::new(display_path(&out, path), out),
+            observations: Observations::Default,
         }
+    }
+
+    /// Which records keep every observation (`--observations`; default: those whose
+    /// outcome is not entirely `ok`).
+    #[must_use]
+    pub fn with_observations(mut self, observations: Observations) -> JsonlSink {
+        self.observations = observations;
+        self
     }
 
     /// Creates the report file `out` (stdout for `None` or `-`) at the header.
@@ -153,7 +173,11 @@ impl RecordSink for JsonlSink {
     }
 
     fn target(&mut self, record: &TargetRecord) -> Result<(), OutputError> {
-        self.out.line(&RecordLine::Target(record))
+        if self.observations == Observations::Default && record.is_entirely_ok() {
+            self.out.line(&RecordLine::LeanTarget(record.lean_view()))
+        } else {
+            self.out.line(&RecordLine::Target(record))
+        }
     }
 
     fn consensus(&mut self, consensus: &ConsensusRecord) -> Result<(), OutputError> {
@@ -222,6 +246,9 @@ impl RecordSink for OoniSink {
 }
 
 #[cfg(test)]
+pub(crate) mod bench;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::ReportRecord;
@@ -251,6 +278,114 @@ mod tests {
             kinds.len() >= 3,
             "header, targets and summary seen: {kinds:?}"
         );
+    }
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The target lines `records` give through a JSONL sink with `observations`.
+    fn written_lines(records: &[TargetRecord], observations: Observations) -> Vec<String> {
+        let shared = Shared::default();
+        let mut sink = JsonlSink::new(OpenReport::Writer(Box::new(shared.clone())), None)
+            .with_observations(observations);
+        sink.header(&bench::header()).unwrap();
+        for record in records {
+            sink.target(record).unwrap();
+        }
+        sink.finish(&SummaryRecord::default()).unwrap();
+        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), records.len() + 2, "{text}");
+        lines[1..=records.len()].to_vec()
+    }
+
+    /// An `ok` name of a bulk DNS scan (resolver A + sink A + UDP control A, one source
+    /// line) through the real classifier and serializer: at most 400 bytes a line in the
+    /// default JSONL (issue 11), everything kept with `--observations full`.
+    #[test]
+    fn an_ok_dns_only_name_is_at_most_400_bytes_by_default() {
+        let record = bench::ok_record();
+        assert!(record.is_entirely_ok(), "{record:#?}");
+        let lean = &written_lines(std::slice::from_ref(&record), Observations::Default)[0];
+        let full = &written_lines(std::slice::from_ref(&record), Observations::Full)[0];
+        println!(
+            "ok name: {} bytes lean, {} bytes full",
+            lean.len(),
+            full.len()
+        );
+        println!("{lean}");
+        assert!(lean.len() <= 400, "{} bytes: {lean}", lean.len());
+        assert!(!lean.contains("\"queries\""), "{lean}");
+        assert!(
+            full.contains("\"queries\"") && full.contains("\"detail\""),
+            "{full}"
+        );
+        // The lean line reads back (observations empty) and writes back to its bytes.
+        let read: ReportRecord = serde_json::from_str(lean).unwrap();
+        let ReportRecord::Target(read) = read else {
+            panic!("a target record: {lean}")
+        };
+        let read_dns = read.dns.as_ref().unwrap();
+        assert!(read_dns.is_lean());
+        // The structured evidence reads back whole: kinds, query types, addresses.
+        let facts = |e: &[crate::record::assessment::Evidence]| -> Vec<_> {
+            e.iter()
+                .map(|e| {
+                    (
+                        e.kind,
+                        e.qtype.clone(),
+                        e.ips.clone(),
+                        e.describe().into_owned(),
+                    )
+                })
+                .collect()
+        };
+        let stored = &record.dns.as_ref().unwrap().assessment;
+        assert_eq!(
+            facts(&read_dns.assessment.evidence)
+                .iter()
+                .map(|f| (f.0, f.1.clone(), f.2.clone()))
+                .collect::<Vec<_>>(),
+            facts(&stored.evidence)
+                .iter()
+                .map(|f| (f.0, f.1.clone(), f.2.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(read_dns.assessment.genuine_ips, stored.genuine_ips);
+        assert_eq!(
+            facts(&read_dns.assessment.evidence)[1].3,
+            "the control resolved the name to 198.18.1.10 in 0.6 ms"
+        );
+        assert_eq!(
+            serde_json::to_string(&ReportRecord::Target(read)).unwrap(),
+            *lean
+        );
+        // The full line is the in-memory record, byte for byte.
+        assert_eq!(
+            *full,
+            serde_json::to_string(&ReportRecord::Target(Box::new(record))).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_record_not_entirely_ok_keeps_everything_by_default() {
+        let record = bench::poisoned_record();
+        assert!(!record.is_entirely_ok());
+        let default = &written_lines(std::slice::from_ref(&record), Observations::Default)[0];
+        let full = &written_lines(std::slice::from_ref(&record), Observations::Full)[0];
+        assert_eq!(default, full);
+        assert!(default.contains("\"queries\"") && default.contains("\"detail\""));
     }
 
     #[test]

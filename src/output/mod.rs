@@ -19,8 +19,14 @@ pub mod ooni;
 mod progress;
 
 pub use consensus::{ConsensusSink, RepeatTracker};
-pub use jsonl::{JsonlSink, OoniSink, OpenReport};
+pub use jsonl::{JsonlSink, OoniSink, OpenReport, REPORT_BUFFER_BYTES};
 pub use progress::ProgressSink;
+
+/// The longest a record received by the scan's writer waits in the report's buffer
+/// before it is written out (a full buffer is written at once). A killed scan (SIGKILL,
+/// power loss) loses at most the records of this last interval; Ctrl-C, SIGTERM and
+/// SIGHUP lose nothing (the writer drains and flushes before the summary).
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,9 +1,11 @@
 //! The assessments a target record carries: each verdict with the evidence it rests on.
 //! Produced only by [`crate::classify`]; part of the record contract.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::observation::web::{
     AddressPlan, AttemptObservations, AttemptOutcome, HttpObservation, PathFacts, ProbeRole,
@@ -79,17 +81,32 @@ pub enum EvidenceKind {
 }
 
 /// One fact a verdict rests on, with the observed values behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The facts of an `ok` judgement are built structured: `detail` stays empty and the
+/// sentence is produced from the kind and the fields ([`Evidence::describe`]) only when
+/// something shows it (a full report line, the OONI export), so judging a clean name
+/// formats no text. The full form on the wire always carries the sentence (`detail`);
+/// the lean form of an `ok` record carries the structured fields instead
+/// ([`crate::record::TargetRecord::lean_view`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Evidence {
     pub kind: EvidenceKind,
     /// Query type the fact is about, when it is about one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub qtype: Option<String>,
-    /// Human-readable statement of the fact, with the values.
+    /// Human-readable statement of the fact, with the values; empty for a structured
+    /// fact, whose statement [`Evidence::describe`] produces.
+    #[serde(default)]
     pub detail: String,
     /// Addresses the fact is about (forged answers, control addresses...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub ips: Vec<IpAddr>,
+    /// When the fact was observed, in milliseconds after the query was sent: the
+    /// control's lookup time (`control_resolved`), the resolver's first reply
+    /// (`common_address`). Written in the lean form only (the full form's `detail`
+    /// states it).
+    #[serde(default)]
+    pub ms: Option<f64>,
 }
 
 impl Evidence {
@@ -99,7 +116,13 @@ impl Evidence {
             qtype: qtype.map(str::to_owned),
             detail: detail.into(),
             ips: Vec::new(),
+            ms: None,
         }
+    }
+
+    /// A fact stated by its kind and fields alone (no sentence is formatted).
+    pub fn structured(kind: EvidenceKind, qtype: Option<&str>) -> Self {
+        Evidence::new(kind, qtype, String::new())
     }
 
     #[must_use]
@@ -107,6 +130,170 @@ impl Evidence {
         self.ips = ips.into_iter().collect();
         self
     }
+
+    #[must_use]
+    pub fn with_ms(mut self, ms: f64) -> Self {
+        self.ms = Some(ms);
+        self
+    }
+
+    /// Whether the fact is stated by its fields alone (no `detail` sentence stored).
+    pub fn is_structured(&self) -> bool {
+        self.detail.is_empty()
+    }
+
+    /// The human sentence: `detail` when stored, else produced from the kind and the
+    /// fields (the same words the classifier wrote before facts were structured).
+    pub fn describe(&self) -> Cow<'_, str> {
+        if !self.detail.is_empty() {
+            return Cow::Borrowed(&self.detail);
+        }
+        Cow::Owned(match self.kind {
+            EvidenceKind::ControlResolved => match self.ms {
+                Some(ms) => format!(
+                    "the control resolved the name to {} in {ms:.1} ms",
+                    join_ips(&self.ips)
+                ),
+                None => format!("the control resolved the name to {}", join_ips(&self.ips)),
+            },
+            EvidenceKind::CommonAddress => format!(
+                "the resolver's addresses share {} with the control's",
+                join_ips(&self.ips)
+            ),
+            EvidenceKind::NoControl => {
+                "no control configured: answers were not compared with an uncensored path"
+                    .to_owned()
+            }
+            EvidenceKind::ControlNoData => "the control found no data of this type".to_owned(),
+            EvidenceKind::ResolverNoData | EvidenceKind::ResolverNxdomain => {
+                let label = if self.kind == EvidenceKind::ResolverNoData {
+                    "no data"
+                } else {
+                    "NXDOMAIN"
+                };
+                match self.ms {
+                    Some(ms) => format!("the resolver answered {label} after {ms:.1} ms"),
+                    None => format!("the resolver answered {label}"),
+                }
+            }
+            EvidenceKind::ControlNxdomain => "the control says the name does not exist".to_owned(),
+            // A kind without a sentence of its own: its name and addresses.
+            other => {
+                let name = serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                    .unwrap_or_default();
+                if self.ips.is_empty() {
+                    name
+                } else {
+                    format!("{name}: {}", join_ips(&self.ips))
+                }
+            }
+        })
+    }
+
+    /// The lean form: the kind and the structured fields, the sentence only when the
+    /// fact has no structured form. `ips` is left out of a structured fact when it
+    /// equals `genuine_ips` (the common case of an `ok` name): reading restores it
+    /// ([`Evidence::restore_lean_ips`]).
+    pub fn lean<'a>(&'a self, genuine_ips: &'a [IpAddr]) -> LeanEvidence<'a> {
+        LeanEvidence {
+            evidence: self,
+            genuine_ips,
+        }
+    }
+
+    /// A structured fact whose lean form may leave `ips` out when it equals the
+    /// section's `genuine_ips`.
+    fn may_imply_ips(&self) -> bool {
+        self.is_structured()
+            && matches!(
+                self.kind,
+                EvidenceKind::CommonAddress | EvidenceKind::ControlResolved
+            )
+    }
+
+    /// Reading a lean record: a structured fact whose `ips` was left out had the
+    /// section's `genuine_ips`. (The lean form never leaves an empty `ips` of such a
+    /// fact implied: it writes the sentence instead.)
+    pub fn restore_lean_ips(&mut self, genuine_ips: &[IpAddr]) {
+        if self.ips.is_empty() && self.may_imply_ips() {
+            self.ips = genuine_ips.to_vec();
+        }
+    }
+}
+
+/// Addresses as the evidence sentences list them.
+pub fn join_ips(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "nothing".to_owned();
+    }
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The full form: `kind`, `qtype`, `detail` (produced when not stored), `ips`.
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("Evidence", 4)?;
+        out.serialize_field("kind", &self.kind)?;
+        if let Some(qtype) = &self.qtype {
+            out.serialize_field("qtype", qtype)?;
+        }
+        out.serialize_field("detail", &self.describe())?;
+        if !self.ips.is_empty() {
+            out.serialize_field("ips", &self.ips)?;
+        }
+        out.end()
+    }
+}
+
+/// The lean form of one evidence item (see [`Evidence::lean`]): `kind`, `qtype`,
+/// `detail` only when stored, `ips` unless implied, `ms` (to 0.1 ms).
+#[derive(Debug, Clone, Copy)]
+pub struct LeanEvidence<'a> {
+    evidence: &'a Evidence,
+    genuine_ips: &'a [IpAddr],
+}
+
+impl Serialize for LeanEvidence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let evidence = self.evidence;
+        let mut out = serializer.serialize_struct("Evidence", 5)?;
+        out.serialize_field("kind", &evidence.kind)?;
+        if let Some(qtype) = &evidence.qtype {
+            out.serialize_field("qtype", qtype)?;
+        }
+        let implied = evidence.may_imply_ips();
+        // An answer without addresses is stated by its kind and `ms` (the full form's
+        // sentence describes the reply, which the lean form leaves out).
+        let stated_by_fields = evidence.ms.is_some()
+            && matches!(
+                evidence.kind,
+                EvidenceKind::ResolverNoData | EvidenceKind::ResolverNxdomain
+            );
+        if !evidence.detail.is_empty() && !stated_by_fields {
+            out.serialize_field("detail", &evidence.detail)?;
+        } else if implied && evidence.ips.is_empty() {
+            // Read back, no `ips` would mean `genuine_ips`: state the fact instead.
+            out.serialize_field("detail", &evidence.describe())?;
+        }
+        let ips_implied = implied && evidence.ips == self.genuine_ips;
+        if !evidence.ips.is_empty() && !ips_implied {
+            out.serialize_field("ips", &evidence.ips)?;
+        }
+        if let Some(ms) = evidence.ms {
+            out.serialize_field("ms", &round_tenth(ms))?;
+        }
+        out.end()
+    }
+}
+
+/// Milliseconds to 0.1 ms, as the lean form writes them.
+pub fn round_tenth(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
 }
 
 /// The DNS stage's judgement of one target.

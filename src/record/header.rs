@@ -75,6 +75,10 @@ pub struct ScanOptions {
     pub http_port: u16,
     /// Addresses probed per target by the HTTP and TLS stages.
     pub max_ips: usize,
+    /// `--observations`: which target records keep every observation (absent: the
+    /// default, only records whose outcome is not entirely `ok`).
+    #[serde(skip_serializing_if = "Observations::is_default")]
+    pub observations: Observations,
     /// Query types (canonical names: `A`, `AAAA`, ...).
     pub qtypes: Vec<String>,
     /// DNS queries a second (0: unpaced).
@@ -130,6 +134,7 @@ impl Default for ScanOptions {
             forged_ips: 0,
             http_port: 80,
             max_ips: 2,
+            observations: Observations::Default,
             qtypes: vec!["A".to_owned(), "AAAA".to_owned()],
             rate: 100.0,
             repeat: None,
@@ -147,6 +152,26 @@ impl Default for ScanOptions {
             via_ports: None,
             web_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// `--observations`: what the JSONL report keeps of a target whose outcome is entirely
+/// `ok` (every stage `ok`, not blocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observations {
+    /// Such a record is written lean: verdicts and structured evidence, no raw DNS
+    /// observations. Every other record keeps everything.
+    #[default]
+    Default,
+    /// Every record keeps every observation and evidence sentence.
+    Full,
+}
+
+impl Observations {
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+    fn is_default(&self) -> bool {
+        *self == Observations::Default
     }
 }
 

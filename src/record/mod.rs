@@ -8,9 +8,9 @@ mod header;
 mod summary;
 mod target;
 
-pub use header::{HeaderRecord, ResumeInfo, ScanOptions};
+pub use header::{HeaderRecord, Observations, ResumeInfo, ScanOptions};
 pub use summary::{SummaryBuilder, SummaryRecord};
-pub use target::{DnsSection, TargetRecord};
+pub use target::{DnsSection, TargetRecord, TargetView};
 
 use serde::{Deserialize, Serialize};
 

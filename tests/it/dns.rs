@@ -384,6 +384,9 @@ async fn a_and_aaaa_by_default() {
     .await;
     let run = run_binary(&args(&[
         "scan",
+        // The test reads the observations of `ok` records.
+        "--observations",
+        "full",
         "--tests",
         "dns",
         "--resolver",
@@ -754,6 +757,9 @@ async fn truncated_replies_are_retried_over_tcp() {
     .await;
     let run = run_binary(&args(&[
         "scan",
+        // The test reads the observations of `ok` records.
+        "--observations",
+        "full",
         "--tests",
         "dns",
         "--resolver",
@@ -839,6 +845,9 @@ async fn reply_floods_are_capped_recorded_and_starve_nothing() {
     .await;
     let run = run_binary(&args(&[
         "scan",
+        // The test reads the observations of `ok` records.
+        "--observations",
+        "full",
         "--tests",
         "dns",
         "--resolver",

@@ -26,10 +26,11 @@ use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
 use censorprobe::observation::{ControlObservation, DnsQueryObservation};
+use censorprobe::output::{JsonlSink, OpenReport, RecordSink};
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
 use censorprobe::record::assessment::DnsAssessment;
 use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
-use censorprobe::record::{DnsSection, ReportRecord, TargetRecord};
+use censorprobe::record::{DnsSection, Observations, ReportRecord, TargetRecord};
 use censorprobe::vocab::Blocking;
 use censorprobe::vocab::PoisoningMethod;
 use serde::Deserialize;
@@ -261,6 +262,14 @@ fn rejudge_record(
     // `options.forged_ips` is 0 in lab-demo: no list was given.
     let forged_ips = ForgedIpList::default();
     let dns = record.dns.as_ref().map(|section| {
+        if section.is_lean() {
+            // A lean section kept no observations to judge again: it must be an `ok`
+            // name's, and its stored judgement stands for the target summary below.
+            if !record.is_entirely_ok() {
+                out.push("dns: lean, but the target is not entirely ok".to_owned());
+            }
+            return section.assessment.clone();
+        }
         let judged = rejudge_dns(&DnsStored::from(section), &forged_ips, tls_runs);
         differences(
             "dns",
@@ -310,7 +319,12 @@ fn rejudge_record(
 
 #[test]
 fn lab_demo_verdicts_are_rejudged_identically() {
-    let text = lab_demo_text();
+    assert_rejudged(&lab_demo_text(), 0);
+}
+
+/// Re-judges every target of a report (lab-demo, full or rewritten lean): the records
+/// with observations give their stored verdicts again; `lean` of them are lean, `ok`.
+fn assert_rejudged(text: &str, lean: usize) {
     let mut header = None;
     let mut targets = Vec::new();
     for line in text.lines() {
@@ -328,6 +342,11 @@ fn lab_demo_verdicts_are_rejudged_identically() {
     let tls_runs = options.tests.iter().any(|t| t == "tls");
     let blockpages = BlockpageSet::builtin();
     assert_eq!(targets.len(), 24);
+    let lean_seen = targets
+        .iter()
+        .filter(|t| t.dns.as_ref().is_some_and(DnsSection::is_lean))
+        .count();
+    assert_eq!(lean_seen, lean, "lean records");
     let mut failures = Vec::new();
     for record in &targets {
         let diffs = rejudge_record(record, control_name, tls_runs, &blockpages);
@@ -340,6 +359,138 @@ fn lab_demo_verdicts_are_rejudged_identically() {
         "stored verdicts the classifier does not reproduce:\n  {}",
         failures.join("\n  ")
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Lean records: lab-demo as a scan with the default `--observations` writes it.
+
+/// A writer whose bytes the test reads afterwards.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// lab-demo written again through the JSONL report with `--observations default`, its
+/// DNS judged again as a scan judges it now (structured facts: the stored sentences of
+/// the full form are produced, not stored).
+fn lean_lab_demo() -> String {
+    let shared = Shared::default();
+    let mut sink = JsonlSink::new(OpenReport::Writer(Box::new(shared.clone())), None)
+        .with_observations(Observations::Default);
+    let mut tls_runs = false;
+    for line in lab_demo_text().lines() {
+        match serde_json::from_str(line).unwrap() {
+            ReportRecord::Header(mut header) => {
+                header.options.observations = Observations::Default;
+                tls_runs = header.options.tests.iter().any(|t| t == "tls");
+                sink.header(&header).unwrap();
+            }
+            ReportRecord::Target(mut target) => {
+                if let Some(section) = target.dns.as_mut() {
+                    section.assessment = rejudge_dns(
+                        &DnsStored::from(&*section),
+                        &ForgedIpList::default(),
+                        tls_runs,
+                    );
+                }
+                sink.target(&target).unwrap();
+            }
+            ReportRecord::Consensus(consensus) => sink.consensus(&consensus).unwrap(),
+            ReportRecord::Summary(summary) => sink.finish(&summary).unwrap(),
+        }
+    }
+    String::from_utf8(shared.0.lock().unwrap().clone()).unwrap()
+}
+
+/// lab-demo's targets whose outcome is entirely `ok` (the ones written lean).
+const LAB_DEMO_OK: usize = 4;
+
+#[test]
+fn lean_lab_demo_leaves_out_only_the_ok_targets_observations() {
+    let full = lab_demo_text();
+    let lean = lean_lab_demo();
+    assert_eq!(full.lines().count(), lean.lines().count());
+    let (mut lean_lines, mut full_bytes, mut lean_bytes) = (0, 0, 0);
+    for (n, (stored, written)) in full.lines().zip(lean.lines()).enumerate() {
+        // Every line reads back and writes back to its bytes.
+        let record: ReportRecord = serde_json::from_str(written).unwrap();
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            written,
+            "line {}",
+            n + 1
+        );
+        let ReportRecord::Target(target) = record else {
+            continue;
+        };
+        if target.is_entirely_ok() {
+            lean_lines += 1;
+            full_bytes += stored.len();
+            lean_bytes += written.len();
+            assert!(target.dns.as_ref().unwrap().is_lean(), "{written}");
+            for raw in ["\"queries\"", "\"control\":{\"control\"", "\"resolver\""] {
+                assert!(!written.contains(raw), "{raw} in {written}");
+            }
+            // Its DNS facts are structured: no sentence stored, one produced on demand.
+            let line: Value = serde_json::from_str(written).unwrap();
+            for fact in line["dns"]["evidence"].as_array().unwrap() {
+                assert!(fact.get("detail").is_none(), "{fact}");
+            }
+            let dns = &target.dns.as_ref().unwrap().assessment;
+            assert!(dns.evidence.iter().all(|e| !e.describe().is_empty()));
+        } else {
+            assert_eq!(stored, written, "line {}: not ok, kept whole", n + 1);
+        }
+    }
+    println!("lab-demo ok targets: {full_bytes} bytes full, {lean_bytes} lean");
+    assert_eq!(lean_lines, LAB_DEMO_OK);
+    assert!(lean_bytes < full_bytes);
+}
+
+#[test]
+fn lean_lab_demo_verdicts_are_rejudged_or_ok() {
+    assert_rejudged(&lean_lab_demo(), LAB_DEMO_OK);
+}
+
+/// `summary`, `diff` and `check` read a lean report as the full one it came from.
+#[tokio::test]
+async fn workflows_read_the_lean_lab_demo_as_the_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = repo_path(LAB_DEMO);
+    let lean = dir.path().join("lean.jsonl");
+    std::fs::write(&lean, lean_lab_demo()).unwrap();
+    let expect = repo_path("tests/golden/lab-demo.expect.toml");
+    let (full_arg, lean_arg) = (full.to_str().unwrap(), lean.to_str().unwrap());
+    let output = |report: &str| {
+        let report = report.to_owned();
+        let expect = expect.to_str().unwrap().to_owned();
+        async move {
+            let summary = run_binary(&args(&["summary", &report, "--format", "json"])).await;
+            let check =
+                run_binary(&args(&["check", "--expect", &expect, "--report", &report])).await;
+            let mask = |t: &str| t.replace(&report, "<report>");
+            (
+                summary.status.code(),
+                mask(&summary.stdout),
+                check.status.code(),
+                mask(&check.stdout),
+                mask(&check.stderr),
+            )
+        }
+    };
+    let (from_full, from_lean) = (output(full_arg).await, output(lean_arg).await);
+    assert_eq!(from_full.0, Some(0));
+    assert_eq!(from_lean, from_full);
+    let diff = run_binary(&args(&["diff", "--json", full_arg, lean_arg])).await;
+    assert_eq!(diff.status.code(), Some(0), "no change: {diff:#?}");
 }
 
 // ---------------------------------------------------------------------------------

@@ -1803,6 +1803,100 @@ async fn sigterm_and_sighup_stop_a_scan_like_ctrl_c() {
     }
 }
 
+/// A fast scan of many `ok` names (lean records, buffered output) stopped by SIGTERM
+/// while records wait in the report's buffer: nothing measured is lost. The report
+/// ends with the summary, every line parses, and the summary counts exactly the target
+/// records written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_every_buffered_record_before_the_summary() {
+    use nix::sys::signal::Signal;
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let names = dir.path().join("names.txt");
+    let list: Vec<String> = (0..50_000).map(|i| format!("n{i}.fast.test")).collect();
+    let list = list.join("\n");
+    std::fs::write(&names, list).unwrap();
+    let out = dir.path().join("report.jsonl");
+    let argv = args(&[
+        "scan",
+        "--tests",
+        "dns",
+        "--resolver",
+        &resolver.to_string(),
+        "--control",
+        "none",
+        "--qtype",
+        "A",
+        "--dns-wait",
+        "0s",
+        "--rate",
+        "0",
+        "--concurrency",
+        "500",
+        "--seed",
+        "5",
+        "--targets",
+        &path_arg(&names),
+        "--out",
+        &path_arg(&out),
+        "--quiet",
+    ]);
+    let child = tokio::process::Command::new(crate::support::BIN)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some records have reached the file: the scan is under way.
+    for _ in 0..800 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        if written.lines().count() > 50 {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with('\n'), "the last line is complete");
+    let records: Vec<ReportRecord> = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1))
+        })
+        .collect();
+    let Some(ReportRecord::Summary(summary)) = records.last() else {
+        panic!("the report ends with a summary: {:?}", text.lines().last());
+    };
+    assert!(summary.interrupted);
+    let targets: Vec<&TargetRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            ReportRecord::Target(t) => Some(&**t),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        (50..50_000).contains(&targets.len()),
+        "stopped part-way: {}",
+        targets.len()
+    );
+    assert_eq!(summary.targets_measured, targets.len());
+    assert_eq!(summary.dns.values().sum::<usize>(), targets.len());
+    // The default report: the `ok` names' records lean (no raw observations), any
+    // other (a name the busy fake missed) whole.
+    let lean = targets
+        .iter()
+        .filter(|t| t.dns.as_ref().unwrap().is_lean())
+        .count();
+    assert_eq!(lean, summary.dns["ok"]);
+    assert!(lean > 0, "some names answered");
+}
+
 // ---------------------------------------------------------------------------------
 // Readers of hostile or mistaken input (issue 8).
 

@@ -375,7 +375,9 @@ pub fn measurement<'a>(record: &'a TargetRecord, context: &'a OoniContext) -> Me
     let dns = dns_keys(record.dns.as_ref());
     let web = web_keys(record);
     let (verdicts, evidence) = verdict_keys(record);
-    let control_failure = (dns.control.dns.is_none() && context.control != "none")
+    // A lean record (an `ok` name written without its observations) had its control.
+    let lean = record.dns.as_ref().is_some_and(DnsSection::is_lean);
+    let control_failure = (dns.control.dns.is_none() && context.control != "none" && !lean)
         .then_some("unknown_failure control unavailable");
     let mut network_events = dns.events;
     network_events.extend(web.lists.network_events);

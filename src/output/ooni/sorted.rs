@@ -111,7 +111,8 @@ impl From<&PathFacts> for PathView {
 /// One DNS evidence item.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceView<'a> {
-    detail: &'a str,
+    /// Stored, or produced from a structured fact's kind and fields.
+    detail: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     ips: &'a [IpAddr],
     kind: EvidenceKind,
@@ -122,7 +123,7 @@ pub struct EvidenceView<'a> {
 impl<'a> From<&'a Evidence> for EvidenceView<'a> {
     fn from(evidence: &'a Evidence) -> Self {
         EvidenceView {
-            detail: &evidence.detail,
+            detail: evidence.describe(),
             ips: &evidence.ips,
             kind: evidence.kind,
             qtype: evidence.qtype.as_deref(),
