@@ -396,14 +396,15 @@ impl ControlResolver {
     }
 
     /// Checks that the control answers DNS at all, by asking it for the root zone's NS
-    /// records (`. NS`), once per server address, outside hickory's server pool.
+    /// records (`. NS`), once per server address, over a connection of its own (outside
+    /// the pool the lookups use).
     ///
     /// Any DNS response counts, whatever its code (NOERROR, NXDOMAIN, REFUSED, SERVFAIL...):
     /// the question is whether the path to the control works, not what it thinks of the
     /// root. Fails with [`ProbeError::ControlUnreachable`] on timeouts, refused connections, TLS
     /// failures (e.g. an untrusted certificate), HTTP errors and bootstrap failures, with
-    /// the cause. (The direct exchange keeps that cause: hickory's pool reports
-    /// connection failures only as "no connections available".)
+    /// the cause. (For a plain control the direct exchange keeps that cause: hickory's pool
+    /// reports connection failures only as "no connections available".)
     pub async fn check_reachable(&self) -> Result<()> {
         let unreachable = |reason: String| ProbeError::ControlUnreachable {
             control: self.label.clone(),

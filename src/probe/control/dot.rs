@@ -264,3 +264,40 @@ fn closed_reason(e: &std::io::Error, peer: SocketAddr) -> String {
         format!("reading from {peer} failed: {e}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_still_waiting_for_its_reply_is_never_given_out_again() {
+        let mut state = State {
+            next_id: u16::MAX,
+            ..State::default()
+        };
+        let (first, _first_reply) = oneshot::channel();
+        let (id, seq) = state.register(first);
+        assert_eq!(id, u16::MAX);
+        state.next_id = u16::MAX; // the counter came round
+        let (second, _second_reply) = oneshot::channel();
+        let (next_id, next_seq) = state.register(second);
+        assert_eq!(next_id, 0);
+        assert_ne!(seq, next_seq);
+        assert!(state.is_waiting(id, seq));
+        assert!(!state.is_waiting(id, next_seq));
+    }
+
+    #[test]
+    fn a_lost_connection_tells_every_waiting_query_why() {
+        let mut state = State::default();
+        let (reply, mut waiting) = oneshot::channel();
+        state.register(reply);
+        state.lose("10.0.0.1:853 closed the connection");
+        match waiting.try_recv() {
+            Ok(Err(ExchangeError::Lost(reason))) => assert!(reason.contains("closed"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(state.pending.is_empty());
+        assert!(state.lost.is_some());
+    }
+}

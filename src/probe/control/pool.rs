@@ -35,7 +35,7 @@ const CONNECTIONS: usize = 4;
 
 /// Queries outstanding on one connection at most; further lookups wait for a slot (without
 /// their timeout running). Far below the 65,536 message ids of a `DoT` connection.
-const IN_FLIGHT_PER_CONNECTION: usize = 512;
+const IN_FLIGHT_PER_CONNECTION: usize = 128;
 
 /// The id a query is encoded with: `DoH` asks with 0 (RFC 8484 §4.1); a `DoT` connection
 /// gives each query an id of its own when sending it.
@@ -182,7 +182,7 @@ impl Pool {
     /// control answers DNS there at all (any response code counts), or why not.
     pub(super) async fn probe(&self, ip: IpAddr) -> Result<(), String> {
         let query = Query::query(Name::root(), RecordType::NS);
-        let open = self.connect(ip).await.map_err(|e| e.to_string())?;
+        let open = self.connect(ip).await?;
         let wire = encode(&query, QUERY_ID).map_err(|e| e.to_string())?;
         exchange_on(&open, wire, self.endpoint.timeout)
             .await
@@ -209,7 +209,11 @@ impl Pool {
             return Err(failure.clone());
         }
         let ip = self.ips[state.address % self.ips.len()];
-        match self.connect(ip).await {
+        match self
+            .connect(ip)
+            .await
+            .map_err(|reason| ExchangeError::Connect(format!("{ip}: {reason}")))
+        {
             Ok(open) => {
                 let open = Arc::new(open);
                 state.open = Some(Arc::clone(&open));
@@ -225,7 +229,8 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, ip: IpAddr) -> Result<Open, ExchangeError> {
+    /// A new connection to `ip`, or why there is none.
+    async fn connect(&self, ip: IpAddr) -> Result<Open, String> {
         let fd = match &self.fd_budget {
             Some(budget) => Some(budget.acquire().await),
             None => None,
@@ -261,8 +266,7 @@ impl Pool {
                     "no connection within {} ms",
                     endpoint.timeout.as_millis()
                 ))
-            })
-            .map_err(|reason| ExchangeError::Connect(format!("{ip}: {reason}")))?;
+            })?;
         Ok(Open {
             connection,
             in_flight: Semaphore::new(IN_FLIGHT_PER_CONNECTION),
