@@ -27,8 +27,14 @@ const PRESENT: usize = 1000;
 fn start_server(ca: &LabCa) -> (SocketAddr, SocketAddr) {
     let names = [SERVER_NAME];
     let ips = [IpAddr::from([127, 0, 0, 1])];
-    let dot = TlsEndpoint::new("127.0.0.1:0".parse().unwrap(), ca.issue(&names, &ips).unwrap());
-    let doh = TlsEndpoint::new("127.0.0.1:0".parse().unwrap(), ca.issue(&names, &ips).unwrap());
+    let dot = TlsEndpoint::new(
+        "127.0.0.1:0".parse().unwrap(),
+        ca.issue(&names, &ips).unwrap(),
+    );
+    let doh = TlsEndpoint::new(
+        "127.0.0.1:0".parse().unwrap(),
+        ca.issue(&names, &ips).unwrap(),
+    );
     let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,15 +120,15 @@ fn main() {
     let timeout = Duration::from_millis(timeout_ms);
 
     let ca = LabCa::new("censorprobe control bench CA").unwrap();
-    let (dot_addr, doh_addr) = start_server(&ca);
+    let (tls_server, https_server) = start_server(&ca);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let specs = [
-        format!("dot:{dot_addr}#{SERVER_NAME}"),
-        format!("doh:https://{doh_addr}{DOH_PATH}"),
+        format!("dot:{tls_server}#{SERVER_NAME}"),
+        format!("doh:https://{https_server}{DOH_PATH}"),
     ];
     println!(
         "control throughput: {lookups} lookups (A), {in_flight} in flight, timeout {timeout_ms} ms"
@@ -133,12 +139,12 @@ fn main() {
             .unwrap()
             .unwrap();
         let figures = runtime.block_on(run(&control, lookups, in_flight));
-        let secs = figures.elapsed.as_secs_f64();
+        let seconds = figures.elapsed.as_secs_f64();
         println!(
             "{:<4} {:>9.0} lookups/s  {:>6.2} s  resolved {} nxdomain {} wrong {} failures {}{}",
             spec.to_string().split(':').next().unwrap_or(""),
-            lookups as f64 / secs,
-            secs,
+            lookups as f64 / seconds,
+            seconds,
             figures.resolved,
             figures.nxdomain,
             figures.wrong,

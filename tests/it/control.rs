@@ -346,13 +346,16 @@ fn scale_names(count: usize) -> Vec<String> {
 /// Every lookup of `names` (all at once) got its own right answer, none failed.
 async fn assert_all_answered(control: &ControlResolver, names: &[String]) {
     let observations =
-        futures::future::join_all(names.iter().map(|n| control.resolve(n, &[RecordType::A])))
-            .await;
+        futures::future::join_all(names.iter().map(|n| control.resolve(n, &[RecordType::A]))).await;
     let mut failures = Vec::new();
     for (name, obs) in names.iter().zip(&observations) {
         match (name.starts_with("www"), outcome(obs, "A")) {
             (true, ControlOutcome::Resolved { ips, .. }) => {
-                assert_eq!(ips, &vec!["198.18.1.10".parse::<IpAddr>().unwrap()], "{name}");
+                assert_eq!(
+                    ips,
+                    &vec!["198.18.1.10".parse::<IpAddr>().unwrap()],
+                    "{name}"
+                );
             }
             (false, ControlOutcome::Nxdomain) => {}
             (_, ControlOutcome::Error { message }) => failures.push(format!("{name}: {message}")),
@@ -580,7 +583,10 @@ async fn dot_connection_closed_mid_flight_loses_no_lookup() {
     );
     assert_all_answered(&dot, &scale_names(2000)).await;
     let opened = fake.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(opened >= 2, "the closed connection was never replaced ({opened})");
+    assert!(
+        opened >= 2,
+        "the closed connection was never replaced ({opened})"
+    );
 }
 
 /// A control that accepts connections and then never answers: lookups fail after their

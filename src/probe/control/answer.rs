@@ -20,9 +20,16 @@ const MAX_CNAME_CHAIN: usize = 16;
 /// loopback (RFC 6761), `*.invalid` (RFC 6761) and `*.onion` (RFC 7686) do not exist.
 /// `None`: an ordinary name, to be asked.
 pub(super) fn special_use_outcome(qname: &Name, qtype: RecordType) -> Option<ControlOutcome> {
-    let usage = [&*LOCALHOST, &*IN_ADDR_ARPA_127, &*IP6_ARPA_1, &*INVALID, &*LOCAL, &*ONION]
-        .into_iter()
-        .find(|usage| usage.zone_of(qname))?;
+    let usage = [
+        &*LOCALHOST,
+        &*IN_ADDR_ARPA_127,
+        &*IP6_ARPA_1,
+        &*INVALID,
+        &*LOCAL,
+        &*ONION,
+    ]
+    .into_iter()
+    .find(|usage| usage.zone_of(qname))?;
     match usage.resolver() {
         ResolverUsage::Loopback => {
             let data = match qtype {
@@ -148,15 +155,29 @@ mod tests {
             special_use_outcome(&name("abc.onion."), RecordType::A),
             Some(ControlOutcome::Nxdomain)
         );
-        assert_eq!(special_use_outcome(&name("printer.local."), RecordType::A), None);
-        assert_eq!(special_use_outcome(&name("www.example.org."), RecordType::A), None);
+        assert_eq!(
+            special_use_outcome(&name("printer.local."), RecordType::A),
+            None
+        );
+        assert_eq!(
+            special_use_outcome(&name("www.example.org."), RecordType::A),
+            None
+        );
     }
 
     #[test]
     fn cname_chains_are_kept_and_unrelated_records_dropped() {
         let answers = vec![
-            Record::from_rdata(name("unrelated.example."), 60, RData::A(A::new(10, 10, 34, 34))),
-            Record::from_rdata(name("www.example."), 60, RData::CNAME(CNAME(name("cdn.example.")))),
+            Record::from_rdata(
+                name("unrelated.example."),
+                60,
+                RData::A(A::new(10, 10, 34, 34)),
+            ),
+            Record::from_rdata(
+                name("www.example."),
+                60,
+                RData::CNAME(CNAME(name("cdn.example."))),
+            ),
             Record::from_rdata(name("CDN.example."), 30, RData::A(A::new(198, 18, 0, 1))),
         ];
         let reply = reply("www.example.", ResponseCode::NoError, answers);
@@ -175,15 +196,27 @@ mod tests {
     fn response_codes_keep_nxdomain_nodata_and_failures_apart() {
         let q = name("www.example.");
         assert_eq!(
-            outcome_of_reply(&q, RecordType::A, &reply("www.example.", ResponseCode::NXDomain, vec![])),
+            outcome_of_reply(
+                &q,
+                RecordType::A,
+                &reply("www.example.", ResponseCode::NXDomain, vec![])
+            ),
             ControlOutcome::Nxdomain
         );
         assert_eq!(
-            outcome_of_reply(&q, RecordType::A, &reply("www.example.", ResponseCode::NoError, vec![])),
+            outcome_of_reply(
+                &q,
+                RecordType::A,
+                &reply("www.example.", ResponseCode::NoError, vec![])
+            ),
             ControlOutcome::NoData
         );
         assert_eq!(
-            outcome_of_reply(&q, RecordType::A, &reply("www.example.", ResponseCode::ServFail, vec![])),
+            outcome_of_reply(
+                &q,
+                RecordType::A,
+                &reply("www.example.", ResponseCode::ServFail, vec![])
+            ),
             ControlOutcome::Error {
                 message: "response code ServFail".to_owned()
             }
@@ -193,8 +226,20 @@ mod tests {
     #[test]
     fn a_reply_to_another_question_is_rejected() {
         let asked = Query::query(name("www.example."), RecordType::A);
-        assert!(check_reply(&asked, &reply("www.example.", ResponseCode::NoError, vec![])).is_ok());
-        assert!(check_reply(&asked, &reply("other.example.", ResponseCode::NoError, vec![])).is_err());
+        assert!(
+            check_reply(
+                &asked,
+                &reply("www.example.", ResponseCode::NoError, vec![])
+            )
+            .is_ok()
+        );
+        assert!(
+            check_reply(
+                &asked,
+                &reply("other.example.", ResponseCode::NoError, vec![])
+            )
+            .is_err()
+        );
         let mut query = reply("www.example.", ResponseCode::NoError, vec![]);
         query.metadata.message_type = MessageType::Query;
         assert!(check_reply(&asked, &query).is_err());

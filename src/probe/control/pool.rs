@@ -252,11 +252,9 @@ impl Pool {
                     addr,
                     endpoint.timeout,
                 ))),
-                Protocol::Doh { uri } => {
-                    DohConnection::start(tls, uri.clone(), endpoint.timeout)
-                        .await
-                        .map(Connection::Doh)
-                }
+                Protocol::Doh { uri } => DohConnection::start(tls, uri.clone(), endpoint.timeout)
+                    .await
+                    .map(Connection::Doh),
             }
         };
         let connection = tokio::time::timeout(endpoint.timeout, opening)
