@@ -4,12 +4,25 @@
 //! with the query?". Its answers are compared with the resolver under test by the
 //! classifier; it never judges anything itself.
 //!
-//! The resolver is hickory-resolver, configured to be a plain stub: one upstream (the
-//! control), no search domains, no `/etc/hosts`, no system configuration, caching off, a
-//! short timeout with a single retry, and the trust anchors of [`crate::trust::root_store`]
-//! (webpki roots plus `--ca`). hickory still answers a few special-use names itself
-//! (`localhost`, `*.invalid`, `*.local`, `*.onion`, RFC 6761/6762/7686) without asking the
-//! control.
+//! Encrypted controls (`DoT`, `DoH`) keep up with a large scan: a bounded pool of
+//! long-lived connections ([`pool`]), each carrying many queries at once (`DoT`
+//! pipelining with replies matched by id, [`dot`]; HTTP/2 streams, [`doh`]), with
+//! timeouts counted from the send and failed exchanges retried on another connection
+//! before a lookup reports a failure. The trust anchors are those of
+//! [`crate::trust::root_store`] (webpki roots plus `--ca`). No caching: every question
+//! goes to the control and TTLs are reported as received.
+//!
+//! A plain UDP control goes through hickory-resolver, configured to be a plain stub: one
+//! upstream, no search domains, no `/etc/hosts`, no system configuration, caching off, a
+//! short timeout with a single retry.
+//!
+//! Either way a few special-use names are answered without asking the control
+//! (`localhost`, `*.invalid`, `*.onion`, RFC 6761/7686).
+
+mod answer;
+mod doh;
+mod dot;
+mod pool;
 
 use std::fmt;
 use std::future::Future;
@@ -47,11 +60,11 @@ pub const DOT_PORT: u16 = 853;
 /// Default plain DNS port.
 pub const DNS_PORT: u16 = 53;
 
-/// How many retries hickory makes after a failed attempt (timeouts, connection errors,
+/// Plain control: how many retries hickory makes after a failed attempt (timeouts, connection errors,
 /// SERVFAIL). One retry absorbs a lost packet without hiding a dead control for long.
 const RETRIES: usize = 1;
 
-/// Lookups in flight at once through one control. Beyond its per-connection limit (set to
+/// Plain control: lookups in flight at once. Beyond its per-connection limit (set to
 /// the same value) hickory backs off and, after about 300 ms, fails the lookup with "no
 /// connections available"; the semaphore makes callers wait for a slot instead, so a large
 /// scan against a slow control never turns into spurious control errors.
@@ -179,7 +192,23 @@ impl fmt::Display for ControlSpec {
     }
 }
 
-/// Where hickory connects: fixed addresses, or a `DoH` host name still to be looked up.
+/// How questions travel to the control.
+enum Transport {
+    /// Plain DNS through hickory-resolver (UDP, TCP on truncation).
+    Plain {
+        connections: Vec<ConnectionConfig>,
+        opts: ResolverOpts,
+    },
+    /// `DoT` or `DoH` through this module's connection pool.
+    Encrypted {
+        protocol: pool::Protocol,
+        server_name: ServerName<'static>,
+        port: u16,
+        tls: Arc<rustls::ClientConfig>,
+    },
+}
+
+/// Where the control is: fixed addresses, or a `DoH` host name still to be looked up.
 #[derive(Debug, Clone)]
 enum Upstream {
     Addresses(Vec<IpAddr>),
@@ -194,10 +223,12 @@ enum Upstream {
 pub struct ControlResolver {
     label: String,
     upstream: Upstream,
-    connections: Vec<ConnectionConfig>,
-    opts: ResolverOpts,
+    transport: Transport,
     tls: rustls::ClientConfig,
-    /// Upper bound on one lookup (all attempts), enforced on top of hickory's own timeouts.
+    /// Bounds each exchange with the control (and each connection set-up).
+    timeout: Duration,
+    /// Upper bound on one lookup (all attempts), enforced on top of hickory's own timeouts
+    /// (plain control) and on one reachability check.
     deadline: Duration,
     ready: OnceCell<std::result::Result<Ready, String>>,
     in_flight: Arc<Semaphore>,
@@ -217,9 +248,10 @@ impl fmt::Debug for ControlResolver {
 impl ControlResolver {
     /// Builds the resolver for `spec`; `Ok(None)` for [`ControlSpec::None`].
     ///
-    /// `timeout` bounds each attempt (connection set-up included); a lookup makes at most
-    /// two attempts. `extra_roots` are trusted in addition to the webpki roots (for
-    /// `--ca`).
+    /// `timeout` bounds each attempt: connection set-up, and one exchange counted from when
+    /// its query is sent. An encrypted control tries a lookup up to three times (each on
+    /// another connection), a plain one twice. `extra_roots` are trusted in addition to the
+    /// webpki roots (for `--ca`).
     ///
     /// A `doh:` URL whose host is a name (not an IP literal) needs a bootstrap lookup. It is
     /// made once, on first use, with the system resolver (`tokio::net::lookup_host`) — the
@@ -236,7 +268,25 @@ impl ControlResolver {
         extra_roots: &[CertificateDer<'static>],
         timeout: Duration,
     ) -> Result<Option<Self>> {
-        let (upstream, connections) = match spec {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(ProbeError::ControlTlsSetup)?
+        .with_root_certificates(crate::trust::root_store(extra_roots))
+        .with_no_client_auth();
+        let with_alpn = |alpn: &[u8]| {
+            let mut config = tls.clone();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Arc::new(config)
+        };
+        let server_name = |name: &str| {
+            ServerName::try_from(name.to_owned()).map_err(|e| ProbeError::BadAddress {
+                input: spec.to_string(),
+                reason: format!("{name:?} is not a valid TLS server name: {e}"),
+            })
+        };
+        let (upstream, transport) = match spec {
             ControlSpec::None => return Ok(None),
             ControlSpec::Udp { addr } => {
                 // UDP first; hickory retries over TCP only when a reply is truncated.
@@ -244,13 +294,24 @@ impl ControlResolver {
                 udp.port = addr.port();
                 let mut tcp = ConnectionConfig::tcp();
                 tcp.port = addr.port();
-                (Upstream::Addresses(vec![addr.ip()]), vec![udp, tcp])
+                (
+                    Upstream::Addresses(vec![addr.ip()]),
+                    Transport::Plain {
+                        connections: vec![udp, tcp],
+                        opts: plain_opts(timeout),
+                    },
+                )
             }
-            ControlSpec::Dot { addr, name } => {
-                let mut tls = ConnectionConfig::tls(Arc::from(name.as_str()));
-                tls.port = addr.port();
-                (Upstream::Addresses(vec![addr.ip()]), vec![tls])
-            }
+            ControlSpec::Dot { addr, name } => (
+                Upstream::Addresses(vec![addr.ip()]),
+                Transport::Encrypted {
+                    protocol: pool::Protocol::Dot,
+                    server_name: server_name(name)?,
+                    port: addr.port(),
+                    // RFC 7858 needs no ALPN; "dot" (RFC 8310) is what servers expect.
+                    tls: with_alpn(b"dot"),
+                },
+            ),
             ControlSpec::Doh { url } => {
                 let bad = |reason: String| ProbeError::BadAddress {
                     input: url.clone(),
@@ -261,7 +322,7 @@ impl ControlResolver {
                     source,
                 })?;
                 let port = parsed.port_or_known_default().unwrap_or(443);
-                let (upstream, server_name) = match parsed.host() {
+                let (upstream, server_name_text) = match parsed.host() {
                     Some(url::Host::Ipv4(ip)) => {
                         (Upstream::Addresses(vec![ip.into()]), ip.to_string())
                     }
@@ -277,54 +338,46 @@ impl ControlResolver {
                     ),
                     None => return Err(bad("DoH URL has no host".to_owned())),
                 };
-                let mut https = ConnectionConfig::https(
-                    Arc::from(server_name.as_str()),
-                    Some(Arc::from(parsed.path())),
-                );
-                https.port = port;
-                (upstream, vec![https])
+                let uri = url
+                    .parse::<http::Uri>()
+                    .map_err(|e| bad(format!("not an HTTP URI: {e}")))?;
+                (
+                    upstream,
+                    Transport::Encrypted {
+                        protocol: pool::Protocol::Doh { uri },
+                        server_name: server_name(&server_name_text)?,
+                        port,
+                        tls: with_alpn(b"h2"),
+                    },
+                )
             }
         };
-
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(ProbeError::ControlTlsSetup)?
-        .with_root_certificates(crate::trust::root_store(extra_roots))
-        .with_no_client_auth();
-
-        let mut opts = ResolverOpts::default();
-        opts.timeout = timeout;
-        opts.attempts = RETRIES;
-        // Caching off: every question goes to the control, TTLs are reported as received.
-        opts.cache_size = 0;
-        opts.negative_max_ttl = Some(Duration::ZERO);
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.num_concurrent_reqs = 1;
-        opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
-        opts.max_active_requests = MAX_IN_FLIGHT;
-        opts.preserve_intermediates = true;
-        opts.recursion_desired = true;
+        let attempts = match &transport {
+            Transport::Plain { .. } => RETRIES + 1,
+            Transport::Encrypted { .. } => pool::ATTEMPTS,
+        };
 
         Ok(Some(Self {
             label: spec.to_string(),
             upstream,
-            connections,
-            opts,
+            transport,
             tls,
-            deadline: timeout * u32::try_from(RETRIES + 1).unwrap_or(2) + timeout / 2,
+            timeout,
+            deadline: timeout * u32::try_from(attempts).unwrap_or(3) + timeout / 2,
             ready: OnceCell::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             fd_budget: None,
         }))
     }
 
-    /// Every lookup holds a permit of `budget` while it runs: a plain-UDP control opens
-    /// a socket per lookup, and outside the scan's socket budget those descriptors ran a
-    /// process under a low `RLIMIT_NOFILE` out of them (`EMFILE`), turning names into
-    /// "no connection to the control" verdicts. Inside it, a shortage makes lookups
-    /// wait. (`DoH`/`DoT` share a connection; a permit per lookup over-counts, harmlessly.)
+    /// The control's sockets count against `budget`. A plain-UDP control opens a socket
+    /// per lookup, and outside the scan's socket budget those descriptors ran a process
+    /// under a low `RLIMIT_NOFILE` out of them (`EMFILE`), turning names into "no
+    /// connection to the control" verdicts; each of its lookups holds a permit while it
+    /// runs. Each connection of an encrypted control holds a permit while it is open.
+    /// Inside the budget, a shortage makes lookups wait.
+    ///
+    /// Call it before the first lookup.
     pub fn share_fd_budget(&mut self, budget: ConnectionBudget) {
         self.fd_budget = Some(budget);
     }
@@ -343,14 +396,15 @@ impl ControlResolver {
     }
 
     /// Checks that the control answers DNS at all, by asking it for the root zone's NS
-    /// records (`. NS`), once per server address, outside hickory's server pool.
+    /// records (`. NS`), once per server address, over a connection of its own (outside
+    /// the pool the lookups use).
     ///
     /// Any DNS response counts, whatever its code (NOERROR, NXDOMAIN, REFUSED, SERVFAIL...):
     /// the question is whether the path to the control works, not what it thinks of the
     /// root. Fails with [`ProbeError::ControlUnreachable`] on timeouts, refused connections, TLS
     /// failures (e.g. an untrusted certificate), HTTP errors and bootstrap failures, with
-    /// the cause. (The direct exchange keeps that cause: hickory's pool reports
-    /// connection failures only as "no connections available".)
+    /// the cause. (For a plain control the direct exchange keeps that cause: hickory's pool
+    /// reports connection failures only as "no connections available".)
     pub async fn check_reachable(&self) -> Result<()> {
         let unreachable = |reason: String| ProbeError::ControlUnreachable {
             control: self.label.clone(),
@@ -358,10 +412,17 @@ impl ControlResolver {
         };
         let ready = self.ready().await.map_err(unreachable)?;
         let mut failures = Vec::new();
-        for &ip in &ready.ips {
-            let _slot = self.in_flight.acquire().await;
-            let _fd = self.fd_permit().await;
-            let attempt = tokio::time::timeout(self.deadline, self.ask_root(ip)).await;
+        for &ip in ready.ips() {
+            let attempt = match ready {
+                Ready::Plain { .. } => {
+                    let _slot = self.in_flight.acquire().await;
+                    let _fd = self.fd_permit().await;
+                    tokio::time::timeout(self.deadline, self.ask_root(ip)).await
+                }
+                Ready::Encrypted { pool, .. } => {
+                    tokio::time::timeout(self.deadline, pool.probe(ip)).await
+                }
+            };
             match attempt {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(reason)) => failures.push(format!("{ip}: {reason}")),
@@ -374,15 +435,17 @@ impl ControlResolver {
         Err(unreachable(failures.join("; ")))
     }
 
-    /// One `. NS` exchange with the server at `ip` over the configured transport.
+    /// One `. NS` exchange with the plain control at `ip`.
     async fn ask_root(&self, ip: IpAddr) -> std::result::Result<(), String> {
-        let connection = self
-            .connections
+        let Transport::Plain { connections, opts } = &self.transport else {
+            return Err("not a plain DNS control".to_owned());
+        };
+        let connection = connections
             .first()
             .ok_or_else(|| "no transport configured".to_owned())?;
         let mut tls = TlsConfig::new().map_err(|e| describe_error(&e))?;
         tls.config = self.tls.clone();
-        let cx = PoolContext::new(self.opts.clone(), tls);
+        let cx = PoolContext::new(opts.clone(), tls);
         let provider = TokioRuntimeProvider::default();
         let exchange = provider
             .new_connection(ip, connection, &cx)
@@ -426,10 +489,34 @@ impl ControlResolver {
             Ok(ready) => ready,
             Err(message) => return answer(ControlOutcome::Error { message }, 0.0),
         };
+        let (resolver, provider) = match ready {
+            Ready::Plain {
+                resolver, provider, ..
+            } => (resolver, provider),
+            Ready::Encrypted { pool, .. } => {
+                if let Some(outcome) = answer::special_use_outcome(&qname, qtype) {
+                    return answer(outcome, 0.0);
+                }
+                let start = Instant::now();
+                let query = Query::query(qname.clone(), qtype);
+                let (result, attempts) = pool.ask(&query).await;
+                let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+                let outcome = match result {
+                    Ok(reply) => answer::outcome_of_reply(&qname, qtype, &reply),
+                    Err(e) if attempts > 1 => ControlOutcome::Error {
+                        message: format!("{e} ({attempts} attempts)"),
+                    },
+                    Err(e) => ControlOutcome::Error {
+                        message: e.to_string(),
+                    },
+                };
+                return answer(outcome, elapsed_ms);
+            }
+        };
         let _slot = self.in_flight.acquire().await;
         let _fd = self.fd_permit().await;
         let start = Instant::now();
-        let result = tokio::time::timeout(self.deadline, ready.resolver.lookup(qname, qtype)).await;
+        let result = tokio::time::timeout(self.deadline, resolver.lookup(qname, qtype)).await;
         let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         let outcome = match result {
             Ok(Ok(lookup)) => {
@@ -448,7 +535,7 @@ impl ControlResolver {
                 }
             }
             Ok(Err(NetError::NoConnections)) => ControlOutcome::Error {
-                message: match ready.provider.last_failure() {
+                message: match provider.last_failure() {
                     Some(failure) => format!("no connection to the control: {failure}"),
                     None => describe_error(&NetError::NoConnections),
                 },
@@ -492,20 +579,39 @@ impl ControlResolver {
                 ips
             }
         };
+        let (connections, opts) = match &self.transport {
+            Transport::Plain { connections, opts } => (connections, opts),
+            Transport::Encrypted {
+                protocol,
+                server_name,
+                port,
+                tls,
+            } => {
+                let endpoint = pool::Endpoint {
+                    protocol: protocol.clone(),
+                    server_name: server_name.clone(),
+                    port: *port,
+                    tls: Arc::clone(tls),
+                    timeout: self.timeout,
+                };
+                let pool = pool::Pool::new(endpoint, ips.clone(), self.fd_budget.clone());
+                return Ok(Ready::Encrypted { ips, pool });
+            }
+        };
         let servers = ips
             .iter()
-            .map(|&ip| NameServerConfig::new(ip, true, self.connections.clone()))
+            .map(|&ip| NameServerConfig::new(ip, true, connections.clone()))
             .collect();
         let provider = RecordingProvider::default();
         let resolver = Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
             provider.clone(),
         )
-        .with_options(self.opts.clone())
+        .with_options(opts.clone())
         .with_tls_config(self.tls.clone())
         .build()
         .map_err(|e| format!("cannot build the control resolver: {e}"))?;
-        Ok(Ready {
+        Ok(Ready::Plain {
             ips,
             resolver,
             provider,
@@ -513,11 +619,42 @@ impl ControlResolver {
     }
 }
 
+/// hickory-resolver as a plain stub (see the module documentation).
+fn plain_opts(timeout: Duration) -> ResolverOpts {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = timeout;
+    opts.attempts = RETRIES;
+    // Caching off: every question goes to the control, TTLs are reported as received.
+    opts.cache_size = 0;
+    opts.negative_max_ttl = Some(Duration::ZERO);
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.num_concurrent_reqs = 1;
+    opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
+    opts.max_active_requests = MAX_IN_FLIGHT;
+    opts.preserve_intermediates = true;
+    opts.recursion_desired = true;
+    opts
+}
+
 /// A control ready for questions.
-struct Ready {
-    ips: Vec<IpAddr>,
-    resolver: Resolver<RecordingProvider>,
-    provider: RecordingProvider,
+enum Ready {
+    Plain {
+        ips: Vec<IpAddr>,
+        resolver: Resolver<RecordingProvider>,
+        provider: RecordingProvider,
+    },
+    Encrypted {
+        ips: Vec<IpAddr>,
+        pool: pool::Pool,
+    },
+}
+
+impl Ready {
+    fn ips(&self) -> &[IpAddr] {
+        match self {
+            Self::Plain { ips, .. } | Self::Encrypted { ips, .. } => ips,
+        }
+    }
 }
 
 /// hickory's connection provider, remembering why the last connection attempt failed.

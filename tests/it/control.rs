@@ -329,3 +329,283 @@ async fn many_concurrent_names_through_dot_get_their_own_answers() {
     }
     lab.dns.shutdown().await.unwrap();
 }
+
+/// Names for the scale tests: even ones exist in the lab zone, odd ones do not.
+fn scale_names(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            if i % 2 == 0 {
+                "www.lab.example".to_owned()
+            } else {
+                format!("absent-{i}.lab.example")
+            }
+        })
+        .collect()
+}
+
+/// Every lookup of `names` (all at once) got its own right answer, none failed.
+async fn assert_all_answered(control: &ControlResolver, names: &[String]) {
+    let observations =
+        futures::future::join_all(names.iter().map(|n| control.resolve(n, &[RecordType::A]))).await;
+    let mut failures = Vec::new();
+    for (name, obs) in names.iter().zip(&observations) {
+        match (name.starts_with("www"), outcome(obs, "A")) {
+            (true, ControlOutcome::Resolved { ips, .. }) => {
+                assert_eq!(
+                    ips,
+                    &vec!["198.18.1.10".parse::<IpAddr>().unwrap()],
+                    "{name}"
+                );
+            }
+            (false, ControlOutcome::Nxdomain) => {}
+            (_, ControlOutcome::Error { message }) => failures.push(format!("{name}: {message}")),
+            (_, other) => panic!("{name}: wrong answer {other:?}"),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} lookups failed, e.g. {:?}",
+        failures.len(),
+        names.len(),
+        &failures[..failures.len().min(3)]
+    );
+}
+
+/// 5000 lookups at once through the lab's `DoT` server: all answered, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_lookups_at_once_through_dot_all_answered() {
+    let lab = start_lab();
+    let spec = format!("dot:{}#{SERVER_NAME}", lab.dns.dot_addr().unwrap());
+    let dot = control(&spec, &[lab.ca.cert_der()], TIMEOUT);
+    assert_all_answered(&dot, &scale_names(5000)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+/// The same through the lab's `DoH` server (HTTP/2 streams on a few connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_lookups_at_once_through_doh_all_answered() {
+    let lab = start_lab();
+    let spec = format!("doh:https://{}{DOH_PATH}", lab.dns.doh_addr().unwrap());
+    let doh = control(&spec, &[lab.ca.cert_der()], TIMEOUT);
+    assert_all_answered(&doh, &scale_names(5000)).await;
+    lab.dns.shutdown().await.unwrap();
+}
+
+/// How a [`FakeDot`] server misbehaves.
+#[derive(Debug, Clone, Copy)]
+enum Misbehaviour {
+    /// Answers everything (replies to each batch of queries in reverse order).
+    None,
+    /// Never answers the very first query it receives.
+    IgnoreFirstQuery,
+    /// Closes its first connection once it has received this many queries, answering none
+    /// of the queries of that connection.
+    CloseFirstConnectionAfter(usize),
+    /// Accepts connections and queries, answers nothing.
+    Silent,
+}
+
+/// A `DoT` server written for the tests: answers `www.lab.example` A with 198.18.1.10 and
+/// every `absent-*` name with NXDOMAIN, misbehaving as told; counts its connections.
+struct FakeDot {
+    addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeDot {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start_fake_dot(ca: &LabCa, misbehaviour: Misbehaviour) -> FakeDot {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let ips = [IpAddr::from([127, 0, 0, 1])];
+    let (certs, key) = ca.issue(&[SERVER_NAME], &ips).unwrap();
+    let config = censorprobe::servers::tls_server_config(certs, key, &[b"dot"]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let first_query_pending = Arc::new(AtomicBool::new(matches!(
+        misbehaviour,
+        Misbehaviour::IgnoreFirstQuery
+    )));
+    let task = tokio::spawn(async move {
+        let mut served = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let number = counted.fetch_add(1, Ordering::SeqCst);
+            let close_after = match misbehaviour {
+                Misbehaviour::CloseFirstConnectionAfter(n) if number == 0 => Some(n),
+                _ => None,
+            };
+            let silent = matches!(misbehaviour, Misbehaviour::Silent);
+            let acceptor = acceptor.clone();
+            let ignore_first = Arc::clone(&first_query_pending);
+            served.spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_fake_dot(tls, close_after, silent, &ignore_first).await;
+                }
+            });
+        }
+    });
+    FakeDot {
+        addr,
+        connections,
+        task,
+    }
+}
+
+async fn serve_fake_dot(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    close_after: Option<usize>,
+    silent: bool,
+    ignore_first: &std::sync::atomic::AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (read, mut write) = tokio::io::split(tls);
+    let mut read = tokio::io::BufReader::new(read);
+    let mut received = 0;
+    loop {
+        // One batch: the queries that arrived together, answered in reverse order so that
+        // replies come back out of order.
+        let mut batch = Vec::new();
+        loop {
+            let mut len = [0u8; 2];
+            if read.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut wire = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if read.read_exact(&mut wire).await.is_err() {
+                return;
+            }
+            received += 1;
+            if close_after == Some(received) {
+                return; // the connection closes with every query on it unanswered
+            }
+            if ignore_first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            batch.push(Message::from_bytes(&wire).unwrap());
+            if read.buffer().is_empty() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for query in batch.iter().rev() {
+            let reply = fake_reply(query).to_bytes().unwrap();
+            out.extend_from_slice(&u16::try_from(reply.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(&reply);
+        }
+        if !silent && close_after.is_none() && write.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn fake_reply(query: &Message) -> Message {
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+
+    let question = query.queries[0].clone();
+    let absent = question.name().to_ascii().starts_with("absent");
+    let mut reply = Message::error_msg(
+        query.metadata.id,
+        query.metadata.op_code,
+        if absent {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        },
+    );
+    reply.metadata.message_type = MessageType::Response;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    if !absent {
+        reply.add_answer(Record::from_rdata(
+            question.name().clone(),
+            300,
+            RData::A(A::new(198, 18, 1, 10)),
+        ));
+    }
+    reply.add_query(question);
+    reply
+}
+
+/// Thousands of lookups share a few long-lived connections (pipelined, replies out of
+/// order): the pool stays bounded instead of opening a connection per lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_lookups_share_a_bounded_pool_of_pipelined_connections() {
+    let ca = LabCa::new("censorprobe control test CA").unwrap();
+    let fake = start_fake_dot(&ca, Misbehaviour::None).await;
+    let dot = control(
+        &format!("dot:{}#{SERVER_NAME}", fake.addr),
+        &[ca.cert_der()],
+        TIMEOUT,
+    );
+    assert_all_answered(&dot, &scale_names(3000)).await;
+    assert_all_answered(&dot, &scale_names(1000)).await;
+    let opened = fake.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=4).contains(&opened), "{opened} connections");
+}
+
+/// A query the server never answers is asked again (on another connection) before the
+/// lookup gives up: the lookup gets its answer, not a timeout.
+#[tokio::test]
+async fn dot_lookup_whose_first_exchange_is_lost_is_answered_by_a_retry() {
+    let ca = LabCa::new("censorprobe control test CA").unwrap();
+    let fake = start_fake_dot(&ca, Misbehaviour::IgnoreFirstQuery).await;
+    let dot = control(
+        &format!("dot:{}#{SERVER_NAME}", fake.addr),
+        &[ca.cert_der()],
+        Duration::from_millis(300),
+    );
+    let gone = dot.resolve("absent-1.lab.example", &[RecordType::A]).await;
+    assert_eq!(outcome(&gone, "A"), &ControlOutcome::Nxdomain);
+    assert_all_answered(&dot, &scale_names(100)).await;
+}
+
+/// The server closes a connection with queries in flight: every one of them is retried on
+/// another connection and answered. (Through hickory-resolver, about 5 % of these lookups
+/// failed with "no connection to the control could be made".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_connection_closed_mid_flight_loses_no_lookup() {
+    let ca = LabCa::new("censorprobe control test CA").unwrap();
+    let fake = start_fake_dot(&ca, Misbehaviour::CloseFirstConnectionAfter(20)).await;
+    let dot = control(
+        &format!("dot:{}#{SERVER_NAME}", fake.addr),
+        &[ca.cert_der()],
+        TIMEOUT,
+    );
+    assert_all_answered(&dot, &scale_names(2000)).await;
+    let opened = fake.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        opened >= 2,
+        "the closed connection was never replaced ({opened})"
+    );
+}
+
+/// A control that accepts connections and then never answers: lookups fail after their
+/// retries, saying so, instead of hanging.
+#[tokio::test]
+async fn dot_control_that_never_answers_fails_after_the_retries() {
+    let ca = LabCa::new("censorprobe control test CA").unwrap();
+    let fake = start_fake_dot(&ca, Misbehaviour::Silent).await;
+    let dot = control(
+        &format!("dot:{}#{SERVER_NAME}", fake.addr),
+        &[ca.cert_der()],
+        Duration::from_millis(200),
+    );
+    let obs = dot.resolve("www.lab.example", &[RecordType::A]).await;
+    match outcome(&obs, "A") {
+        ControlOutcome::Error { message } => {
+            assert!(message.contains("no answer within 200 ms"), "{message}");
+            assert!(message.contains("3 attempts"), "{message}");
+        }
+        other => panic!("silent control gave {other:?}"),
+    }
+}
