@@ -87,7 +87,12 @@ fn question(i: usize, server: SocketAddr) -> DnsQuestion {
 }
 
 /// Old way: a task per name in flight, each awaiting `query()`.
-async fn run_query(engine: &DnsEngine, server: SocketAddr, names: usize, in_flight: usize) -> usize {
+async fn run_query(
+    engine: &DnsEngine,
+    server: SocketAddr,
+    names: usize,
+    in_flight: usize,
+) -> usize {
     let next = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -115,7 +120,12 @@ async fn run_query(engine: &DnsEngine, server: SocketAddr, names: usize, in_flig
 }
 
 /// New way: one submitting loop, names in flight bounded by counting `GroupDone`s.
-async fn run_group(engine: &DnsEngine, server: SocketAddr, names: usize, in_flight: usize) -> usize {
+async fn run_group(
+    engine: &DnsEngine,
+    server: SocketAddr,
+    names: usize,
+    in_flight: usize,
+) -> usize {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<GroupDone>();
     let mut answered = 0;
     let mut finished = 0;
@@ -123,7 +133,11 @@ async fn run_group(engine: &DnsEngine, server: SocketAddr, names: usize, in_flig
     while finished < names {
         while submitted < names && submitted - finished < in_flight {
             engine
-                .submit_group(vec![question(submitted, server)], submitted as u64, done_tx.clone())
+                .submit_group(
+                    vec![question(submitted, server)],
+                    submitted as u64,
+                    done_tx.clone(),
+                )
                 .await;
             submitted += 1;
             // Collect what is done without waiting, so the bound follows the engine.

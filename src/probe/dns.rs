@@ -299,12 +299,16 @@ impl DnsEngine {
                 for offset in 0..count {
                     match workers[(start + offset) % count].jobs.try_send(job) {
                         Ok(()) => return,
-                        Err(mpsc::error::TrySendError::Full(back)
-                        | mpsc::error::TrySendError::Closed(back)) => job = back,
+                        Err(
+                            mpsc::error::TrySendError::Full(back)
+                            | mpsc::error::TrySendError::Closed(back),
+                        ) => job = back,
                     }
                 }
                 let grow = count < MAX_SOCKETS
-                    && workers.iter().any(|w| w.short_of_room.load(Ordering::Relaxed));
+                    && workers
+                        .iter()
+                        .any(|w| w.short_of_room.load(Ordering::Relaxed));
                 (workers[start % count].jobs.clone(), grow)
             };
             if grow && self.grow().await {
@@ -327,8 +331,7 @@ impl DnsEngine {
                 .workers
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            workers.len() < MAX_SOCKETS
-                && workers.iter().all(|w| w.jobs.capacity() == 0)
+            workers.len() < MAX_SOCKETS && workers.iter().all(|w| w.jobs.capacity() == 0)
         };
         if !still_short {
             return true; // another submitter made room
@@ -361,7 +364,10 @@ async fn start_worker(shared: &Arc<EngineShared>, family: IpAddr) -> Result<Work
     let short_of_room = Arc::new(AtomicBool::new(false));
     let worker = SocketWorker::new(socket, Arc::clone(shared), Arc::clone(&short_of_room));
     tokio::spawn(worker.run(receiver));
-    Ok(WorkerHandle { jobs, short_of_room })
+    Ok(WorkerHandle {
+        jobs,
+        short_of_room,
+    })
 }
 
 fn stopped_observation(question: &DnsQuestion) -> DnsQueryObservation {
@@ -460,7 +466,6 @@ pub fn name_text(name: &Name) -> String {
     }
     text.to_ascii_lowercase()
 }
-
 
 fn hex_of(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -780,8 +785,8 @@ mod tests {
 
     fn question_to(server: SocketAddr, role: DnsServerRole, qtype: RecordType) -> DnsQuestion {
         DnsQuestion {
-            role,
             qtype,
+            role,
             ..question(server)
         }
     }
@@ -814,7 +819,11 @@ mod tests {
                 .iter()
                 .map(|r| r.answers[0].data.as_str())
                 .collect();
-            assert_eq!(seen, ["10.10.34.34", "198.18.1.10"], "{gap_ms} ms apart: {obs:#?}");
+            assert_eq!(
+                seen,
+                ["10.10.34.34", "198.18.1.10"],
+                "{gap_ms} ms apart: {obs:#?}"
+            );
             assert!(obs.listened_ms >= 1000.0, "{obs:#?}");
         }
     }
@@ -842,7 +851,11 @@ mod tests {
         let sink_obs = &group.observations[1];
         assert_eq!(sink_obs.role, DnsServerRole::Sink);
         assert_eq!(sink_obs.attempts, 1, "the sink is never retried");
-        assert_eq!(sink_obs.replies.len(), 1, "its reply is recorded: {sink_obs:#?}");
+        assert_eq!(
+            sink_obs.replies.len(),
+            1,
+            "its reply is recorded: {sink_obs:#?}"
+        );
         // Closed 400 ms after the resolver's reply (which came at once), far from 5 s.
         assert!(
             sink_obs.listened_ms >= 390.0 && sink_obs.listened_ms < 2_500.0,

@@ -346,7 +346,13 @@ impl SocketWorker {
             });
             self.groups[group_key].members.push(key);
             self.send_attempt(key, now);
-            self.wheel.insert(deadline, TimerEntry { key: key as u32, stamp });
+            self.wheel.insert(
+                deadline,
+                TimerEntry {
+                    key: key as u32,
+                    stamp,
+                },
+            );
         }
     }
 
@@ -529,7 +535,13 @@ impl SocketWorker {
         full
     }
 
-    fn on_packet(&mut self, bytes: &[u8], from: std::net::SocketAddr, ttl: Option<u8>, now: Instant) {
+    fn on_packet(
+        &mut self,
+        bytes: &[u8],
+        from: std::net::SocketAddr,
+        ttl: Option<u8>,
+        now: Instant,
+    ) {
         if bytes.len() < 2 {
             return;
         }
@@ -653,7 +665,13 @@ impl SocketWorker {
         } else if earlier {
             // A later deadline needs no entry: the earlier entry finds it and re-inserts.
             let stamp = query.stamp;
-            self.wheel.insert(at, TimerEntry { key: key as u32, stamp });
+            self.wheel.insert(
+                at,
+                TimerEntry {
+                    key: key as u32,
+                    stamp,
+                },
+            );
         }
     }
 
@@ -754,7 +772,10 @@ impl SocketWorker {
                     .next()
                     .is_some_and(|r| r.flags.tc)
         };
-        if results.iter().any(|(_, observation)| truncated(observation)) {
+        if results
+            .iter()
+            .any(|(_, observation)| truncated(observation))
+        {
             let shared = Arc::clone(&self.shared);
             let (token, done) = (group.token, group.done);
             tokio::spawn(async move {
