@@ -464,7 +464,8 @@ pub fn name_text(name: &Name) -> String {
     if text.len() > 1 && text.ends_with('.') {
         text.pop();
     }
-    text.to_ascii_lowercase()
+    text.make_ascii_lowercase();
+    text
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -508,7 +509,9 @@ fn parse_reply(
             let meta = &message.metadata;
             let question_matches = message.queries.len() == 1
                 && message.queries[0].query_type() == question.qtype
-                && name_text(message.queries[0].name()) == name_text(&question.qname);
+                // Case-insensitive, label by label (as `name_text` compares), without
+                // rendering both names as text for every reply.
+                && message.queries[0].name().eq_ignore_root(&question.qname);
             DnsReply {
                 from,
                 elapsed_ms,
@@ -1001,7 +1004,8 @@ mod tests {
         let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10))]).await;
         let config = DnsProbeConfig {
             // Ids stay in quarantine for timeout + wait: long enough to fill one socket.
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            retries: 0,
             wait_after_first: Duration::ZERO,
             sockets: 1,
             ..DnsProbeConfig::default()
