@@ -104,7 +104,7 @@ pub struct GroupDone {
     pub observations: Vec<DnsQueryObservation>,
 }
 
-/// Most sockets the pool grows to when its sockets run short of query ids.
+/// Most sockets the pool grows to when its sockets run short of query ids or room.
 const MAX_SOCKETS: usize = 64;
 /// Groups queued per socket before a submission tries another socket or waits.
 const GROUPS_QUEUED_PER_SOCKET: usize = 256;
@@ -188,7 +188,7 @@ impl EngineShared {
 
 struct WorkerHandle {
     jobs: mpsc::Sender<GroupJob>,
-    id_limited: Arc<AtomicBool>,
+    short_of_room: Arc<AtomicBool>,
 }
 
 struct EngineInner {
@@ -306,7 +306,9 @@ impl DnsEngine {
                     }
                 }
                 let grow = count < MAX_SOCKETS
-                    && workers.iter().any(|w| w.id_limited.load(Ordering::Relaxed));
+                    && workers
+                        .iter()
+                        .any(|w| w.short_of_room.load(Ordering::Relaxed));
                 (workers[start % count].jobs.clone(), grow)
             };
             if grow && self.grow().await {
@@ -359,10 +361,13 @@ impl DnsEngine {
 async fn start_worker(shared: &Arc<EngineShared>, family: IpAddr) -> Result<WorkerHandle> {
     let socket = open_socket(family).await?;
     let (jobs, receiver) = mpsc::channel(GROUPS_QUEUED_PER_SOCKET);
-    let id_limited = Arc::new(AtomicBool::new(false));
-    let worker = SocketWorker::new(socket, Arc::clone(shared), Arc::clone(&id_limited));
+    let short_of_room = Arc::new(AtomicBool::new(false));
+    let worker = SocketWorker::new(socket, Arc::clone(shared), Arc::clone(&short_of_room));
     tokio::spawn(worker.run(receiver));
-    Ok(WorkerHandle { jobs, id_limited })
+    Ok(WorkerHandle {
+        jobs,
+        short_of_room,
+    })
 }
 
 fn stopped_observation(question: &DnsQuestion) -> DnsQueryObservation {
@@ -459,7 +464,8 @@ pub fn name_text(name: &Name) -> String {
     if text.len() > 1 && text.ends_with('.') {
         text.pop();
     }
-    text.to_ascii_lowercase()
+    text.make_ascii_lowercase();
+    text
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -503,7 +509,9 @@ fn parse_reply(
             let meta = &message.metadata;
             let question_matches = message.queries.len() == 1
                 && message.queries[0].query_type() == question.qtype
-                && name_text(message.queries[0].name()) == name_text(&question.qname);
+                // Case-insensitive, label by label (as `name_text` compares), without
+                // rendering both names as text for every reply.
+                && message.queries[0].name().eq_ignore_root(&question.qname);
             DnsReply {
                 from,
                 elapsed_ms,
@@ -601,15 +609,25 @@ mod tests {
 
     /// A loopback server that answers each query with the given (delay, address) replies.
     async fn fake_server(replies: Vec<(u64, Ipv4Addr)>) -> SocketAddr {
+        fake_server_losing(0, replies).await
+    }
+
+    /// [`fake_server`] that ignores the first `lost` queries it receives (lost packets).
+    async fn fake_server_losing(lost: usize, replies: Vec<(u64, Ipv4Addr)>) -> SocketAddr {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         tokio::spawn(async move {
             let socket = Arc::new(socket);
             let mut buf = vec![0; 2048];
+            let mut received = 0;
             loop {
                 let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
                     return;
                 };
+                received += 1;
+                if received <= lost {
+                    continue;
+                }
                 let query = Message::from_vec(&buf[..len]).unwrap();
                 for (delay, ip) in &replies {
                     let mut reply =
@@ -766,5 +784,253 @@ mod tests {
             assert_eq!(obs.replies.len(), 1, "{obs:#?}");
             assert!(obs.replies[0].question_matches);
         }
+    }
+
+    fn question_to(server: SocketAddr, role: DnsServerRole, qtype: RecordType) -> DnsQuestion {
+        DnsQuestion {
+            qtype,
+            role,
+            ..question(server)
+        }
+    }
+
+    /// Submits one group and returns its one delivery; checks nothing else comes.
+    async fn run_group(engine: &DnsEngine, questions: Vec<DnsQuestion>) -> GroupDone {
+        let (done, mut finished) = mpsc::unbounded_channel();
+        engine.submit_group(questions, 42, done).await;
+        let group = finished.recv().await.expect("one GroupDone");
+        assert!(finished.recv().await.is_none(), "exactly one GroupDone");
+        group
+    }
+
+    #[tokio::test]
+    async fn the_late_window_keeps_forged_and_genuine_replies_1_ms_and_900_ms_apart() {
+        for gap_ms in [1, 900] {
+            let forged = Ipv4Addr::new(10, 10, 34, 34);
+            let genuine = Ipv4Addr::new(198, 18, 1, 10);
+            let server = fake_server(vec![(0, forged), (gap_ms, genuine)]).await;
+            let config = DnsProbeConfig {
+                wait_after_first: Duration::from_secs(1),
+                sockets: 1,
+                ..DnsProbeConfig::default()
+            };
+            let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+            let group = run_group(&engine, vec![question(server)]).await;
+            let obs = &group.observations[0];
+            let seen: Vec<&str> = obs
+                .replies
+                .iter()
+                .map(|r| r.answers[0].data.as_str())
+                .collect();
+            assert_eq!(
+                seen,
+                ["10.10.34.34", "198.18.1.10"],
+                "{gap_ms} ms apart: {obs:#?}"
+            );
+            assert!(obs.listened_ms >= 1000.0, "{obs:#?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sink_window_closes_at_wait_after_the_resolvers_first_reply_not_at_timeout() {
+        let resolver = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        // The sink "answers" (an injector) 100 ms after the query, and only once.
+        let sink = fake_server(vec![(100, Ipv4Addr::new(10, 10, 34, 34))]).await;
+        let config = DnsProbeConfig {
+            timeout: Duration::from_secs(5),
+            wait_after_first: Duration::from_millis(400),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, resolver.ip()).await.unwrap();
+        let group = run_group(
+            &engine,
+            vec![
+                question_to(resolver, DnsServerRole::Resolver, RecordType::A),
+                question_to(sink, DnsServerRole::Sink, RecordType::A),
+            ],
+        )
+        .await;
+        let sink_obs = &group.observations[1];
+        assert_eq!(sink_obs.role, DnsServerRole::Sink);
+        assert_eq!(sink_obs.attempts, 1, "the sink is never retried");
+        assert_eq!(
+            sink_obs.replies.len(),
+            1,
+            "its reply is recorded: {sink_obs:#?}"
+        );
+        // Closed 400 ms after the resolver's reply (which came at once), far from 5 s.
+        assert!(
+            sink_obs.listened_ms >= 390.0 && sink_obs.listened_ms < 2_500.0,
+            "{sink_obs:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sink_listens_until_timeout_when_the_resolver_never_answers() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let resolver = silent.local_addr().unwrap();
+        let silent_sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = silent_sink.local_addr().unwrap();
+        let config = DnsProbeConfig {
+            timeout: Duration::from_millis(300),
+            retries: 0,
+            wait_after_first: Duration::from_millis(50),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, resolver.ip()).await.unwrap();
+        let group = run_group(
+            &engine,
+            vec![
+                question_to(resolver, DnsServerRole::Resolver, RecordType::A),
+                question_to(sink, DnsServerRole::Sink, RecordType::A),
+            ],
+        )
+        .await;
+        let sink_obs = &group.observations[1];
+        assert!(sink_obs.listened_ms >= 299.0, "{sink_obs:#?}");
+    }
+
+    #[tokio::test]
+    async fn the_control_is_done_at_its_first_reply_and_retried_when_its_first_packet_is_lost() {
+        // The first query is lost; the retry is answered.
+        let control = fake_server_losing(1, vec![(0, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        let config = DnsProbeConfig {
+            timeout: Duration::from_millis(200),
+            // No resolver retries: the control still gets its own (at least two).
+            retries: 0,
+            wait_after_first: Duration::from_secs(2),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, control.ip()).await.unwrap();
+        let group = run_group(
+            &engine,
+            vec![question_to(control, DnsServerRole::Control, RecordType::A)],
+        )
+        .await;
+        let obs = &group.observations[0];
+        assert_eq!(obs.role, DnsServerRole::Control);
+        assert_eq!(obs.attempts, 2, "{obs:#?}");
+        assert_eq!(obs.valid_replies().count(), 1, "{obs:#?}");
+        // Done at the reply: no late window of 2 s after it.
+        assert!(obs.listened_ms < 1_000.0, "{obs:#?}");
+        // A control that never answers is asked three times.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = silent.local_addr().unwrap();
+        let obs = engine
+            .query(question_to(server, DnsServerRole::Control, RecordType::A))
+            .await;
+        assert_eq!(obs.attempts, 3, "{obs:#?}");
+    }
+
+    #[tokio::test]
+    async fn submit_group_delivers_one_group_done_in_question_order() {
+        let resolver = fake_server(vec![(30, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        let control = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 11))]).await;
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = silent.local_addr().unwrap();
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(100),
+            sockets: 2,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, resolver.ip()).await.unwrap();
+        let questions = vec![
+            question_to(resolver, DnsServerRole::Resolver, RecordType::A),
+            question_to(sink, DnsServerRole::Sink, RecordType::A),
+            question_to(resolver, DnsServerRole::Resolver, RecordType::AAAA),
+            question_to(sink, DnsServerRole::Sink, RecordType::AAAA),
+            question_to(control, DnsServerRole::Control, RecordType::A),
+        ];
+        let group = run_group(&engine, questions.clone()).await;
+        assert_eq!(group.token, 42);
+        assert_eq!(group.observations.len(), questions.len());
+        for (question, obs) in questions.iter().zip(&group.observations) {
+            assert_eq!(obs.role, question.role);
+            assert_eq!(obs.server, question.server);
+            assert_eq!(obs.qtype, question.qtype.to_string());
+        }
+        // One socket for the whole group.
+        let port = group.observations[0].source_port;
+        assert!(group.observations.iter().all(|o| o.source_port == port));
+        assert_eq!(group.observations[4].valid_replies().count(), 1);
+        // An empty group is delivered at once.
+        let empty = run_group(&engine, Vec::new()).await;
+        assert!(empty.observations.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_rate_report_counts_queries_retries_loss_and_names_in_flight() {
+        let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let lost = silent.local_addr().unwrap();
+        let config = DnsProbeConfig {
+            timeout: Duration::from_millis(200),
+            retries: 2,
+            // Answered names stay in flight long enough for all eleven to overlap.
+            wait_after_first: Duration::from_millis(500),
+            sockets: 2,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let (done, mut finished) = mpsc::unbounded_channel();
+        for i in 0..10 {
+            let mut q = question(server);
+            q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+            engine.submit_group(vec![q], i, done.clone()).await;
+        }
+        engine.submit_group(vec![question(lost)], 10, done).await;
+        let mut tokens = Vec::new();
+        while let Some(group) = finished.recv().await {
+            tokens.push(group.token);
+        }
+        tokens.sort_unstable();
+        assert_eq!(tokens, (0..=10).collect::<Vec<u64>>());
+        let report = engine.rate_report();
+        assert_eq!(report.queries_sent, 13, "{report:#?}");
+        assert_eq!(report.retries, 2, "{report:#?}");
+        assert_eq!(report.attempts_answered, 10, "{report:#?}");
+        assert_eq!(report.attempts_lost, 3, "{report:#?}");
+        assert!((report.loss_rate - 3.0 / 13.0).abs() < 1e-9, "{report:#?}");
+        assert_eq!(report.max_names_in_flight, 11, "{report:#?}");
+        assert!(report.achieved_qps > 0.0, "{report:#?}");
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_socket_short_of_ids_makes_the_pool_grow() {
+        let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10))]).await;
+        let config = DnsProbeConfig {
+            // Ids stay in quarantine for timeout + wait: long enough to fill one socket.
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            wait_after_first: Duration::ZERO,
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let (done, mut finished) = mpsc::unbounded_channel::<GroupDone>();
+        let names = worker::ID_BUDGET as u64 + 5_000;
+        let collect = tokio::spawn(async move {
+            let mut ports = std::collections::HashSet::new();
+            let mut count = 0;
+            while let Some(group) = finished.recv().await {
+                assert!(group.observations[0].send_error.is_none());
+                ports.insert(group.observations[0].source_port);
+                count += 1;
+            }
+            (count, ports.len())
+        });
+        for i in 0..names {
+            let mut q = question(server);
+            q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+            engine.submit_group(vec![q], i, done.clone()).await;
+        }
+        drop(done);
+        let (count, sockets) = collect.await.unwrap();
+        assert_eq!(count, names);
+        assert!(sockets >= 2, "the pool grew beyond one socket");
     }
 }

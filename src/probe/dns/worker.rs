@@ -33,13 +33,15 @@ use super::{
 use crate::observation::{DnsQueryObservation, DnsReply, DnsServerRole, OmittedReplies};
 
 /// Ids a socket may have in flight or in quarantine before it stops taking new queries;
-/// the rest stay free for retries.
-pub(super) const ID_BUDGET: usize = 60_000;
+/// the rest stay free for retries. (Unit tests use a small budget, so that the test of
+/// the pool growing when a socket runs short of ids need not send 60,000 queries.)
+pub(super) const ID_BUDGET: usize = if cfg!(test) { 3_000 } else { 60_000 };
 /// Datagrams read per `recvmmsg`.
-const RECV_BATCH: usize = 32;
-/// Bytes kept of one datagram (the probe advertises 1,232 bytes of EDNS payload: a
-/// longer datagram is junk or forged, and is recorded cut, with its size as read).
-const RECV_SLOT: usize = 4096;
+const RECV_BATCH: usize = 16;
+/// Room for one datagram: the largest UDP payload, as a flood of huge forged replies
+/// must still be read whole. The buffer is allocated zeroed and only the pages the
+/// kernel writes to become resident: a few KiB per slot for ordinary replies.
+const RECV_SLOT: usize = 65_536;
 /// Datagrams passed to one `sendmmsg`.
 const SEND_BATCH: usize = 64;
 /// Groups taken from the submission channel per wakeup.
@@ -86,8 +88,8 @@ impl IdTable {
         (owner < ID_QUARANTINED).then_some(owner as usize)
     }
 
-    /// Takes a random free id for `key`; `None` when all 65,536 are taken.
-    fn take(&mut self, key: usize, now: Instant) -> Option<u16> {
+    /// Frees the ids whose quarantine is over.
+    fn release(&mut self, now: Instant) {
         while let Some(&(until, id)) = self.quarantine.front() {
             if until > now {
                 break;
@@ -95,6 +97,16 @@ impl IdTable {
             self.quarantine.pop_front();
             self.owner[usize::from(id)] = ID_FREE;
         }
+    }
+
+    /// When the oldest id in quarantine is freed.
+    fn next_release(&self) -> Option<Instant> {
+        self.quarantine.front().map(|(until, _)| *until)
+    }
+
+    /// Takes a random free id for `key`; `None` when all 65,536 are taken.
+    fn take(&mut self, key: usize, now: Instant) -> Option<u16> {
+        self.release(now);
         // Random probes first (ids stay unpredictable), then a scan as the last resort.
         let id = (0..32)
             .map(|_| rand::random::<u16>())
@@ -164,8 +176,9 @@ struct Outgoing {
 pub(super) struct SocketWorker {
     socket: UdpSocket,
     shared: Arc<EngineShared>,
-    /// Set while this socket turns work away for want of query ids (the pool grows).
-    id_limited: Arc<AtomicBool>,
+    /// Set while this socket turns work away for want of query ids or room (the pool
+    /// grows).
+    short_of_room: Arc<AtomicBool>,
     source_port: u16,
     queries: Slab<Query>,
     groups: Slab<Group>,
@@ -184,13 +197,13 @@ impl SocketWorker {
     pub(super) fn new(
         socket: UdpSocket,
         shared: Arc<EngineShared>,
-        id_limited: Arc<AtomicBool>,
+        short_of_room: Arc<AtomicBool>,
     ) -> Self {
         let source_port = socket.local_addr().map_or(0, |a| a.port());
         SocketWorker {
             socket,
             shared,
-            id_limited,
+            short_of_room,
             source_port,
             queries: Slab::new(),
             groups: Slab::new(),
@@ -224,25 +237,36 @@ impl SocketWorker {
             if !accepting && self.queries.is_empty() {
                 return;
             }
-            let next = self.wheel.next_due();
+            let can_take = accepting && self.can_take();
+            let mut next = self.wheel.next_due();
+            if accepting && !can_take {
+                // Ids come free when their quarantine ends: wake then to take work.
+                next = match (next, self.ids.next_release()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             if next != armed {
                 if let Some(at) = next {
                     sleep.as_mut().reset(at.into());
                 }
                 armed = next;
             }
-            let can_take = accepting && self.can_take();
-            self.id_limited.store(
-                accepting && self.ids.in_use() >= ID_BUDGET,
-                Ordering::Relaxed,
-            );
+            self.short_of_room
+                .store(accepting && !can_take, Ordering::Relaxed);
             tokio::select! {
                 biased;
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
                 }
                 ready = self.socket.readable() => {
-                    if ready.is_ok() && self.drain_socket() {
+                    let full = ready.is_ok() && self.drain_socket();
+                    // Replies keep coming while queries are out: take queued groups here
+                    // too, or a busy socket would never get to its submissions.
+                    if accepting {
+                        self.take_queued(&mut jobs, Instant::now());
+                    }
+                    if full {
                         // A full batch: more may be queued. Let the runtime run other
                         // tasks (timers, the control) before reading on.
                         tokio::task::yield_now().await;
@@ -254,19 +278,24 @@ impl SocketWorker {
                             let now = Instant::now();
                             self.start_group(job, now);
                             // Take what else is queued: it leaves in the same sendmmsg.
-                            for _ in 1..GROUPS_PER_WAKEUP {
-                                if !self.can_take() {
-                                    break;
-                                }
-                                match jobs.try_recv() {
-                                    Ok(job) => self.start_group(job, now),
-                                    Err(_) => break,
-                                }
-                            }
+                            self.take_queued(&mut jobs, now);
                         }
                         None => accepting = false,
                     }
                 }
+            }
+        }
+    }
+
+    /// Starts the groups already queued, as many as there is room for (bounded per turn).
+    fn take_queued(&mut self, jobs: &mut mpsc::Receiver<GroupJob>, now: Instant) {
+        for _ in 0..GROUPS_PER_WAKEUP {
+            if !self.can_take() {
+                return;
+            }
+            match jobs.try_recv() {
+                Ok(job) => self.start_group(job, now),
+                Err(_) => return,
             }
         }
     }
@@ -647,6 +676,7 @@ impl SocketWorker {
     }
 
     fn expire(&mut self, now: Instant) {
+        self.ids.release(now);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for entry in due.drain(..) {
