@@ -13,7 +13,7 @@ use crate::ipclass::ForgedIpList;
 use crate::observation::ControlObservation;
 use crate::output::{OutputError, RecordSink};
 use crate::pathguard::PathGuard;
-use crate::probe::control::ControlResolver;
+use crate::probe::control::{ControlResolver, ControlSpec};
 use crate::probe::dns::DnsEngine;
 use crate::probe::dns_stage::{DnsStage, first_reply_ips};
 use crate::probe::web::net::{ConnectionBudget, DEFAULT_FD_RESERVE};
@@ -94,6 +94,19 @@ pub async fn run_scan(
 
 /// Checks the control and the DNS sink, and starts the DNS engine and the web stage.
 async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
+    if let ControlSpec::Udp { addr } = &config.control
+        && addr.is_ipv4() != config.resolver.is_ipv4()
+    {
+        // A UDP control's questions go through the engine's sockets, which are of the
+        // resolver's address family.
+        return Err(ScanError::BadOption {
+            option: "--control",
+            reason: format!(
+                "the UDP control {addr} and the resolver {} must be of one address family",
+                config.resolver
+            ),
+        });
+    }
     // One socket budget for the web probes and the control's lookups.
     let fd_budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
     let mut control =

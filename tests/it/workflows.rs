@@ -1198,7 +1198,7 @@ async fn scan_workflow_options_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let report = path_arg(&dir.path().join("r.jsonl"));
     let other = path_arg(&dir.path().join("other.jsonl"));
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["scan", "--resume", &report, "--out", &other, "a.test"],
             "appended",
@@ -1209,6 +1209,20 @@ async fn scan_workflow_options_are_checked_at_start() {
         ),
         (&["scan", "--repeat", "0", "a.test"], "--repeat"),
         (&["scan", "--format", "xml", "a.test"], "--format"),
+        (
+            // A UDP control is asked through the resolver's sockets: one family.
+            &[
+                "scan",
+                "--resolver",
+                "127.0.0.1",
+                "--control",
+                "udp:[::1]",
+                "--tests",
+                "dns",
+                "a.test",
+            ],
+            "must be of one address family",
+        ),
     ];
     for (argv, needle) in cases {
         let run = run_binary(&args(argv)).await;
