@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// A scan allocates and frees a few small buffers per name, from several threads; glibc's
+/// allocator spent about a quarter of the probe's CPU on them (consolidating and
+/// unlinking chunks). mimalloc's thread-local free lists do the same work for much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match censorprobe::cli::run() {
         Ok(code) => code,

@@ -452,9 +452,13 @@ async fn open_socket(family: IpAddr) -> Result<UdpSocket> {
     };
     ttl_option.map_err(|e| ProbeError::Socket(e.into()))?;
     // A large receive buffer keeps bursts of replies from being dropped by the kernel.
-    let sock_ref = socket2::SockRef::from(&socket);
-    let _ = sock_ref.set_recv_buffer_size(8 << 20);
-    let _ = sock_ref.set_send_buffer_size(4 << 20);
+    // `net.core.rmem_max` caps SO_RCVBUF (at about 200 KiB by default, and it cannot be
+    // raised inside a network namespace): a scan with CAP_NET_ADMIN forces the size past
+    // the cap; without it the capped size is what there is.
+    if setsockopt(&socket, sockopt::RcvBufForce, &(8 << 20)).is_err() {
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    }
+    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(4 << 20);
     Ok(socket)
 }
 
@@ -604,6 +608,21 @@ pub fn reply_of_datagram(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Needs root (CAP_NET_ADMIN), as every scan in namespaces does: fails, never skips,
+    /// without it.
+    #[tokio::test]
+    async fn the_receive_buffer_is_forced_past_rmem_max_as_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: it checks that SO_RCVBUFFORCE lifts the socket's \
+             receive buffer past net.core.rmem_max"
+        );
+        let socket = open_socket(IpAddr::V4(Ipv4Addr::LOCALHOST)).await.unwrap();
+        let size = nix::sys::socket::getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        // The kernel doubles the size asked for (bookkeeping overhead).
+        assert!(size >= 8 << 20, "receive buffer of {size} bytes");
+    }
     use hickory_proto::rr::rdata::A;
     use std::str::FromStr;
 

@@ -289,6 +289,15 @@ impl DnsStage {
         }
     }
 
+    /// The resolver's reply for the benign name when it is kept already (never waits
+    /// and never asks).
+    pub fn kept_benign_answer(&self) -> Option<DnsQueryObservation> {
+        self.benign_answer
+            .try_lock()
+            .ok()
+            .and_then(|kept| kept.clone())
+    }
+
     /// The resolver's reply for the benign name, asked the first time it is needed and
     /// kept once answered (an unanswered one is asked again next time: one lost query
     /// must not decide every later target).

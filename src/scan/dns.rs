@@ -32,8 +32,8 @@ pub(crate) async fn probe_dns(
 }
 
 /// The verdict on what the stage observed, when it needs no further question: no
-/// silence to re-check, no bogon to compare with the benign query, no address to prove
-/// with TLS. Otherwise the observations come back for [`judge_observed`], which asks
+/// silence to re-check, no bogon to compare with a benign query not yet kept, no
+/// address to prove with TLS. Otherwise the observations come back for [`judge_observed`], which asks
 /// them. The two reach the same section whenever this one returns it: without any
 /// further question, `judge_observed` judges the same inputs once.
 pub(crate) fn judge_if_complete(
@@ -42,17 +42,32 @@ pub(crate) fn judge_if_complete(
     tls_stage: bool,
     observed: DnsObservations,
 ) -> Result<DnsSection, DnsObservations> {
-    let assessment = classify_dns(&DnsInputs {
+    let mut inputs = DnsInputs {
         queries: &observed.queries,
         control: observed.control.as_ref(),
         forged_ips,
         tls_proven: &[],
         benign_query: None,
-    });
-    let needs_more = assessment.verdict == DnsVerdict::Timeout
-        || (!stage.has_control() && any_bogon_answer(&observed.queries))
-        || (tls_stage && wants_tls_proof(&assessment));
-    if needs_more {
+    };
+    let mut assessment = classify_dns(&inputs);
+    if assessment.verdict == DnsVerdict::Timeout {
+        return Err(observed);
+    }
+    // The benign query is asked once per scan and kept: with it at hand, a bogon
+    // answer is judged here like any other.
+    let benign_query = if !stage.has_control() && any_bogon_answer(&observed.queries) {
+        let Some(benign) = stage.kept_benign_answer() else {
+            return Err(observed);
+        };
+        Some(benign)
+    } else {
+        None
+    };
+    if benign_query.is_some() {
+        inputs.benign_query = benign_query.as_ref();
+        assessment = classify_dns(&inputs);
+    }
+    if tls_stage && wants_tls_proof(&assessment) {
         return Err(observed);
     }
     Ok(DnsSection {
@@ -62,7 +77,7 @@ pub(crate) fn judge_if_complete(
         queries: observed.queries,
         control: observed.control,
         tls_proof: Vec::new(),
-        benign_query: None,
+        benign_query,
     })
 }
 
