@@ -609,7 +609,7 @@ pub fn reply_of_datagram(
 mod tests {
     use super::*;
 
-    /// Needs root (CAP_NET_ADMIN), as every scan in namespaces does: fails, never skips,
+    /// Needs root (`CAP_NET_ADMIN`), as every scan in namespaces does: fails, never skips,
     /// without it.
     #[tokio::test]
     async fn the_receive_buffer_is_forced_past_rmem_max_as_root() {
