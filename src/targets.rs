@@ -126,11 +126,25 @@ pub struct TargetSource {
     /// 1-based line number in the source (None for command-line arguments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
-    /// The input as written (URL or domain).
+    /// The input as written (URL or domain). Empty when read from a lean record that
+    /// left it out because it was the domain itself: see [`TargetSource::input_or`].
+    #[serde(default)]
     pub input: String,
     /// Citizen Lab category code, when the source gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category_code: Option<String>,
+}
+
+impl TargetSource {
+    /// The input as written, given the target's domain (a lean record leaves out an
+    /// input that is the domain itself).
+    pub fn input_or<'a>(&'a self, domain: &'a str) -> &'a str {
+        if self.input.is_empty() {
+            domain
+        } else {
+            &self.input
+        }
+    }
 }
 
 /// One normalised target.

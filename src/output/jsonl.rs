@@ -327,6 +327,9 @@ mod tests {
         println!("{lean}");
         assert!(lean.len() <= 400, "{} bytes: {lean}", lean.len());
         assert!(!lean.contains("\"queries\""), "{lean}");
+        // The input is the domain as written: the lean line leaves it out, the full keeps it.
+        assert!(!lean.contains("\"input\""), "{lean}");
+        assert!(full.contains("\"input\""), "{full}");
         assert!(
             full.contains("\"queries\"") && full.contains("\"detail\""),
             "{full}"
@@ -338,6 +341,10 @@ mod tests {
         };
         let read_dns = read.dns.as_ref().unwrap();
         assert!(read_dns.is_lean());
+        assert_eq!(
+            read.sources[0].input_or(&read.domain),
+            record.sources[0].input
+        );
         // The structured evidence reads back whole: kinds, query types, addresses.
         let facts = |e: &[crate::record::assessment::Evidence]| -> Vec<_> {
             e.iter()

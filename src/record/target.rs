@@ -184,6 +184,42 @@ impl Serialize for DnsView<'_> {
     }
 }
 
+/// A lean record's sources: an input written exactly as the domain is left out (a
+/// reader takes the domain for it; see [`TargetSource::input_or`]).
+struct LeanSources<'a>(&'a [TargetSource], &'a str);
+
+impl Serialize for LeanSources<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|source| LeanSource(source, self.1)))
+    }
+}
+
+struct LeanSource<'a>(&'a TargetSource, &'a str);
+
+impl Serialize for LeanSource<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let TargetSource {
+            source,
+            line,
+            input,
+            category_code,
+        } = self.0;
+        let mut out = serializer.serialize_struct("TargetSource", 4)?;
+        out.serialize_field("source", source)?;
+        if let Some(line) = line {
+            out.serialize_field("line", line)?;
+        }
+        // Read back, a left-out input is empty: both mean "as the domain".
+        if !input.is_empty() && input != self.1 {
+            out.serialize_field("input", input)?;
+        }
+        if let Some(category_code) = category_code {
+            out.serialize_field("category_code", category_code)?;
+        }
+        out.end()
+    }
+}
+
 /// Evidence items in their lean form.
 struct LeanList<'a>(&'a [super::assessment::Evidence], &'a [IpAddr]);
 
@@ -316,7 +352,11 @@ impl Serialize for TargetView<'_> {
         if !pinned_ips.is_empty() {
             out.serialize_field("pinned_ips", pinned_ips)?;
         }
-        out.serialize_field("sources", sources)?;
+        if lean {
+            out.serialize_field("sources", &LeanSources(sources, domain))?;
+        } else {
+            out.serialize_field("sources", sources)?;
+        }
         if *sources_omitted != 0 {
             out.serialize_field("sources_omitted", sources_omitted)?;
         }

@@ -365,7 +365,7 @@ fn input(record: &TargetRecord) -> String {
     record
         .sources
         .first()
-        .map(|s| s.input.as_str())
+        .map(|s| s.input_or(&record.domain))
         .filter(|i| i.contains("://"))
         .map_or_else(|| format!("http://{}/", record.domain), str::to_owned)
 }
