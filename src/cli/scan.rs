@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use rustls_pki_types::CertificateDer;
 
@@ -409,7 +409,11 @@ pub(super) fn run_planned_scan(
     );
     runtime()?.block_on(async {
         let stop = signal.install()?;
-        anyhow::Ok(Box::pin(run_scan(config, passes, sink, stop)).await?)
+        // On a worker thread, not the thread that blocks on the runtime: the scan's
+        // dispatcher and the engine's socket tasks then wake each other within the
+        // runtime's workers instead of across to a parked outside thread on every name.
+        let scan = tokio::spawn(run_scan(config, passes, sink, stop));
+        anyhow::Ok(scan.await.context("the scan task failed")??)
     })
 }
 
