@@ -4,15 +4,13 @@
 //! time ([`Permutation`]: no shuffled copy of the list), and shard `I/N` takes every N-th
 //! element of that permutation starting at I, as `ZMap` does: shards run with the same
 //! seed are disjoint and together cover the list. Pacing spaces work evenly at `rate`
-//! units a second (no bursts, no catch-up after a stall); concurrency is a semaphore.
+//! units a second (no bursts, no catch-up after a stall); the scan's pipeline
+//! (`scan::pipeline`) bounds the targets in flight.
 
 use std::fmt;
-use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 /// A `--shard` that names no part of the work.
@@ -233,73 +231,6 @@ pub struct DispatchOutcome {
     pub interrupted: bool,
 }
 
-/// Runs `probe` over `items` with at most `concurrency` in flight, paced at `rate` units
-/// a second (`cost` units per item), sending each result on `results` as soon as it is
-/// ready. Stops starting new work when `stop` resolves; work in flight is abandoned then
-/// (its results were not measured to the end). `items` is drawn only as work starts, so
-/// a lazy iterator holds no more than `concurrency` items at a time.
-pub async fn dispatch<I, T, R, P, F, S>(
-    items: I,
-    concurrency: usize,
-    rate: f64,
-    cost: impl Fn(&T) -> u32,
-    probe: P,
-    results: mpsc::Sender<R>,
-    stop: S,
-) -> DispatchOutcome
-where
-    I: IntoIterator<Item = T>,
-    T: Send + 'static,
-    R: Send + 'static,
-    P: Fn(T) -> F,
-    F: Future<Output = R> + Send + 'static,
-    S: Future<Output = ()>,
-{
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut pacer = Pacer::new(rate);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut started = 0;
-    tokio::pin!(stop);
-    let mut interrupted = false;
-    'items: for item in items {
-        let units = cost(&item);
-        tokio::select! {
-            biased;
-            () = &mut stop => { interrupted = true; break 'items; }
-            () = pacer.wait(units) => {}
-        }
-        let permit = tokio::select! {
-            biased;
-            () = &mut stop => { interrupted = true; break 'items; }
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let work = probe(item);
-        let results = results.clone();
-        tasks.spawn(async move {
-            let result = work.await;
-            let _ = results.send(result).await;
-            drop(permit);
-        });
-        started += 1;
-        // Reap finished tasks so the set does not grow with the list.
-        while tasks.try_join_next().is_some() {}
-    }
-    if !interrupted {
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut stop => { interrupted = true; break; }
-                next = tasks.join_next() => if next.is_none() { break },
-            }
-        }
-    }
-    tasks.abort_all();
-    DispatchOutcome {
-        started,
-        interrupted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,93 +364,5 @@ mod tests {
         }
         // 50 units at 100/s: the 50th starts 490 ms after the first (virtual clock).
         assert_eq!(start.elapsed(), Duration::from_millis(490));
-    }
-
-    /// Items are drawn from the iterator only as work starts: a lazy list never has
-    /// more than `concurrency` (plus the one waiting for a permit) drawn and unfinished.
-    #[tokio::test]
-    async fn dispatch_draws_items_only_as_work_starts() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let drawn = Arc::new(AtomicUsize::new(0));
-        let finished = Arc::new(AtomicUsize::new(0));
-        let most_held = Arc::new(AtomicUsize::new(0));
-        let items = {
-            let (drawn, finished, most_held) = (
-                Arc::clone(&drawn),
-                Arc::clone(&finished),
-                Arc::clone(&most_held),
-            );
-            (0..500u32).inspect(move |_| {
-                let now = drawn.fetch_add(1, Ordering::SeqCst) + 1;
-                most_held.fetch_max(now - finished.load(Ordering::SeqCst), Ordering::SeqCst);
-            })
-        };
-        let probe = {
-            let finished = Arc::clone(&finished);
-            move |i: u32| {
-                let finished = Arc::clone(&finished);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    i
-                }
-            }
-        };
-        let (tx, mut rx) = mpsc::channel(1024);
-        let collector = tokio::spawn(async move {
-            let mut got = 0;
-            while rx.recv().await.is_some() {
-                got += 1;
-            }
-            got
-        });
-        let outcome = dispatch(items, 10, 0.0, |_| 1, probe, tx, std::future::pending()).await;
-        assert_eq!(outcome.started, 500);
-        assert_eq!(collector.await.unwrap(), 500);
-        assert_eq!(drawn.load(Ordering::SeqCst), 500);
-        let held = most_held.load(Ordering::SeqCst);
-        assert!(held <= 11, "{held} items drawn and unfinished at once");
-    }
-
-    #[tokio::test]
-    async fn dispatch_bounds_concurrency_and_delivers_every_result() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let live = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let (tx, mut rx) = mpsc::channel(16);
-        let probe = {
-            let (live, peak) = (Arc::clone(&live), Arc::clone(&peak));
-            move |i: u32| {
-                let (live, peak) = (Arc::clone(&live), Arc::clone(&peak));
-                async move {
-                    let now = live.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    live.fetch_sub(1, Ordering::SeqCst);
-                    i
-                }
-            }
-        };
-        let collector = tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(i) = rx.recv().await {
-                got.push(i);
-            }
-            got
-        });
-        // A lazy iterator: drawn as work starts.
-        let outcome = dispatch(0..200, 8, 0.0, |_| 1, probe, tx, std::future::pending()).await;
-        let mut got = collector.await.unwrap();
-        got.sort_unstable();
-        assert_eq!(got, (0..200).collect::<Vec<_>>());
-        assert_eq!(
-            outcome,
-            DispatchOutcome {
-                started: 200,
-                interrupted: false
-            }
-        );
-        assert!(peak.load(Ordering::SeqCst) <= 8);
-        assert!(peak.load(Ordering::SeqCst) > 1);
     }
 }

@@ -918,3 +918,50 @@ async fn reply_floods_are_capped_recorded_and_starve_nothing() {
         "a 500 ms timeout fired after {listened} ms"
     );
 }
+
+/// The scan's pipeline holds at most `--concurrency` names in flight (each waits for
+/// its late-reply window as a table entry), draws the list as names finish, and
+/// measures every name: the summary's `max_names_in_flight` says how many it held.
+#[tokio::test]
+async fn concurrency_bounds_the_names_in_flight_and_every_name_is_measured() {
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 3, 7])).await;
+    let control = fake_dns(&[], Behaviour::a([198, 18, 3, 7])).await;
+    let names: Vec<String> = (0..40).map(|i| format!("n{i}.bulk.test")).collect();
+    let mut argv = vec![
+        "scan".to_owned(),
+        "--tests".to_owned(),
+        "dns".to_owned(),
+        "--qtype".to_owned(),
+        "A".to_owned(),
+        "--resolver".to_owned(),
+        resolver.to_string(),
+        "--control".to_owned(),
+        format!("udp:{control}"),
+        "--dns-wait".to_owned(),
+        "50ms".to_owned(),
+        "--rate".to_owned(),
+        "0".to_owned(),
+        "--concurrency".to_owned(),
+        "4".to_owned(),
+    ];
+    argv.extend(names.iter().cloned());
+    let run = run_binary(&argv).await;
+    assert!(run.status.success(), "{run:#?}");
+    let report = Report::parse(&run.stdout);
+    assert_eq!(report.targets.len(), names.len());
+    for name in &names {
+        assert_eq!(verdict_of(report.target(name)), DnsVerdict::Ok, "{name}");
+    }
+    let rate = report
+        .summary
+        .dns_rate
+        .as_ref()
+        .expect("the DNS rate report");
+    assert!(
+        (1..=4).contains(&rate.max_names_in_flight),
+        "{} names in flight at once with --concurrency 4",
+        rate.max_names_in_flight
+    );
+    // Every name's resolver question, and its UDP control question, went out.
+    assert_eq!(rate.queries_sent, 2 * names.len() as u64, "{rate:#?}");
+}
