@@ -148,16 +148,23 @@ impl DnsStage {
             }
         }
         if let ControlPath::Udp { server, .. } = &self.control {
-            for qtype in &self.qtypes {
-                questions.push(DnsQuestion {
-                    qname: qname.clone(),
-                    qtype: *qtype,
-                    server: *server,
-                    role: DnsServerRole::Control,
-                });
-            }
+            questions.extend(self.control_questions(&qname, *server));
         }
         Ok(questions)
+    }
+
+    /// A UDP control's question for every query type.
+    fn control_questions<'a>(
+        &'a self,
+        qname: &'a Name,
+        server: SocketAddr,
+    ) -> impl Iterator<Item = DnsQuestion> + 'a {
+        self.qtypes.iter().map(move |qtype| DnsQuestion {
+            qname: qname.clone(),
+            qtype: *qtype,
+            server,
+            role: DnsServerRole::Control,
+        })
     }
 
     /// What a finished group observed, as the stage's observations: the UDP control's
@@ -220,16 +227,7 @@ impl DnsStage {
             ControlPath::Udp { server, label } => {
                 let answers = match Name::from_ascii(format!("{domain}.")) {
                     Ok(qname) => {
-                        let questions = self
-                            .qtypes
-                            .iter()
-                            .map(|qtype| DnsQuestion {
-                                qname: qname.clone(),
-                                qtype: *qtype,
-                                server: *server,
-                                role: DnsServerRole::Control,
-                            })
-                            .collect();
+                        let questions = self.control_questions(&qname, *server).collect();
                         let queries = self.engine.query_together(questions).await;
                         queries.iter().map(control_answer).collect()
                     }
