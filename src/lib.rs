@@ -29,6 +29,7 @@ pub mod lab;
 mod lines;
 pub mod observation;
 pub mod output;
+pub mod packet;
 pub mod pathguard;
 pub mod probe;
 pub mod progress;

@@ -1,5 +1,6 @@
 //! What the probes saw, without judgement. Only [`crate::classify`] turns these into verdicts.
 
+pub mod packets;
 pub mod web;
 
 use std::net::{IpAddr, SocketAddr};
