@@ -18,17 +18,17 @@ use crate::observation::packets::{
     IcmpKind, IpFacts, PAYLOAD_HEAD_BYTES, TcpFacts, TcpFlagSet, TcpOptionFacts,
 };
 
-/// How a frame starts (pcap's LINKTYPE values; a live AF_PACKET socket gives Ethernet).
+/// How a frame starts (pcap's `LINKTYPE` values; a live `AF_PACKET` socket gives Ethernet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkType {
-    /// LINKTYPE_ETHERNET (1).
+    /// `LINKTYPE_ETHERNET` (1).
     Ethernet,
-    /// LINKTYPE_RAW (101) / LINKTYPE_IPV4 (228) / LINKTYPE_IPV6 (229): the IP header first.
+    /// `LINKTYPE_RAW` (101) / `LINKTYPE_IPV4` (228) / `LINKTYPE_IPV6` (229): the IP header first.
     RawIp,
-    /// LINKTYPE_LINUX_SLL (113): Linux "cooked" capture, 16-byte header.
+    /// `LINKTYPE_LINUX_SLL` (113): Linux "cooked" capture, 16-byte header.
     LinuxSll,
-    /// LINKTYPE_LINUX_SLL2 (276): 20-byte header.
+    /// `LINKTYPE_LINUX_SLL2` (276): 20-byte header.
     LinuxSll2,
 }
 

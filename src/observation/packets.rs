@@ -250,7 +250,7 @@ impl PacketFacts {
 pub struct ConnectionPackets {
     pub flow: FlowKey,
     /// Index into `packets` of the trigger: the first segment toward the server that
-    /// carried payload (the request or ClientHello), when it was seen.
+    /// carried payload (the request or `ClientHello`), when it was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<usize>,
     pub packets: Vec<PacketFacts>,
@@ -259,6 +259,7 @@ pub struct ConnectionPackets {
     pub dropped: u32,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -269,7 +270,7 @@ fn is_zero(n: &u32) -> bool {
 pub enum CaptureObservation {
     /// The capture ran; these are the connection's packets (possibly none).
     Captured(ConnectionPackets),
-    /// No capture: the reason (no CAP_NET_RAW, no interface, capture disabled...).
+    /// No capture: the reason (no `CAP_NET_RAW`, no interface, capture disabled...).
     Unavailable { reason: String },
 }
 
