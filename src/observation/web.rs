@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::observation::packets::CaptureObservation;
 use serde::{Deserialize, Serialize};
 
 use crate::vocab::Stage;
@@ -51,17 +52,6 @@ impl ConnectObservation {
     pub fn is_ok(&self) -> bool {
         self.status == ConnectStatus::Ok
     }
-}
-
-/// Facts a packet capture established about one probe connection (filled in by the
-/// capture stage, matched by `local_addr`; absent when no capture ran).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureFacts {
-    /// The RST(s) seen on this connection were judged injected (IP TTL / IP ID unlike
-    /// the server's packets, bursts of RSTs).
-    pub injected_rst: bool,
-    /// What the capture saw, with the values.
-    pub detail: String,
 }
 
 /// How an HTTP exchange ended, once the TCP connect had succeeded.
@@ -178,7 +168,8 @@ pub struct HttpObservation {
     /// From the start of the connect to the end of the exchange.
     pub total_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capture: Option<CaptureFacts>,
+    /// The connection's packets, when a capture ran (or why none ran).
+    pub capture: Option<CaptureObservation>,
 }
 
 impl HttpObservation {
@@ -347,7 +338,8 @@ pub struct TlsObservation {
     pub handshake_ms: Option<f64>,
     pub total_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capture: Option<CaptureFacts>,
+    /// The connection's packets, when a capture ran (or why none ran).
+    pub capture: Option<CaptureObservation>,
 }
 
 impl TlsObservation {
