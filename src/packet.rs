@@ -15,7 +15,8 @@ use pnet::packet::tcp::{TcpOptionNumbers, TcpPacket};
 use pnet::packet::udp::UdpPacket;
 
 use crate::observation::packets::{
-    IcmpKind, IpFacts, PAYLOAD_HEAD_BYTES, TcpFacts, TcpFlagSet, TcpOptionFacts,
+    ConnectionPackets, FlowKey, IcmpFacts, IcmpKind, IpFacts, PAYLOAD_HEAD_BYTES, PacketBody,
+    PacketDirection, PacketFacts, TcpFacts, TcpFlagSet, TcpOptionFacts,
 };
 
 /// How a frame starts (pcap's `LINKTYPE` values; a live `AF_PACKET` socket gives Ethernet).
@@ -441,5 +442,167 @@ mod tests {
             parse_frame(LinkType::Ethernet, &[0; 10]),
             Err(PacketError::ShortLink)
         );
+    }
+}
+
+/// Packets kept per connection: a bound that protects memory on long flows (the facts that
+/// matter — handshake, trigger, the resets after it — come first).
+pub const MAX_PACKETS_PER_CONNECTION: usize = 256;
+
+/// Builds one connection's [`ConnectionPackets`] from parsed packets in arrival order,
+/// used by live capture and pcap analysis alike. The caller routes packets to builders by
+/// [`FlowKey`] (and ICMP errors by their quoted header).
+#[derive(Debug, Clone)]
+pub struct ConnectionBuilder {
+    flow: FlowKey,
+    /// Arrival time of the first packet, in microseconds on the caller's clock.
+    first_us: Option<u64>,
+    packets: ConnectionPackets,
+}
+
+impl ConnectionBuilder {
+    pub fn new(flow: FlowKey) -> ConnectionBuilder {
+        ConnectionBuilder {
+            flow,
+            first_us: None,
+            packets: ConnectionPackets {
+                flow,
+                trigger: None,
+                packets: Vec::new(),
+                dropped: 0,
+            },
+        }
+    }
+
+    pub fn flow(&self) -> FlowKey {
+        self.flow
+    }
+
+    /// Add a packet that arrived at `at_us` (microseconds, any epoch, non-decreasing).
+    /// Packets that are neither of this flow (either way) nor an ICMP error quoting it are
+    /// ignored; returns whether the packet was taken.
+    pub fn push(&mut self, packet: &ParsedPacket<'_>, at_us: u64) -> bool {
+        let (direction, body) = match &packet.transport {
+            Transport::Tcp { facts, .. } => {
+                let Some((source, destination)) = packet.endpoints() else {
+                    return false;
+                };
+                let direction = if source == self.flow.client && destination == self.flow.server {
+                    PacketDirection::ToServer
+                } else if source == self.flow.server && destination == self.flow.client {
+                    PacketDirection::ToClient
+                } else {
+                    return false;
+                };
+                (direction, PacketBody::Tcp(facts.clone()))
+            }
+            Transport::Icmp { kind, quoted } => {
+                let Some(quoted) = quoted else { return false };
+                if quoted.source != self.flow.client
+                    || quoted.destination != self.flow.server
+                    || packet.destination != self.flow.client.ip()
+                {
+                    return false;
+                }
+                (
+                    PacketDirection::ToClient,
+                    PacketBody::Icmp(IcmpFacts {
+                        from: packet.source,
+                        kind: *kind,
+                        quoted_ttl: Some(quoted.ttl),
+                        quoted_seq: quoted.tcp_seq,
+                    }),
+                )
+            }
+            Transport::Udp { .. } => return false,
+        };
+        if self.packets.packets.len() >= MAX_PACKETS_PER_CONNECTION {
+            self.packets.dropped = self.packets.dropped.saturating_add(1);
+            return true;
+        }
+        let first = *self.first_us.get_or_insert(at_us);
+        let is_trigger = self.packets.trigger.is_none()
+            && direction == PacketDirection::ToServer
+            && matches!(&body, PacketBody::Tcp(tcp) if tcp.payload_len > 0);
+        if is_trigger {
+            self.packets.trigger = Some(self.packets.packets.len());
+        }
+        self.packets.packets.push(PacketFacts {
+            at_us: at_us.saturating_sub(first),
+            direction,
+            ip: packet.ip,
+            sent_ttl: (direction == PacketDirection::ToServer).then_some(packet.ip.ttl),
+            body,
+        });
+        true
+    }
+
+    /// Packets seen so far.
+    pub fn len(&self) -> usize {
+        self.packets.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.packets.is_empty()
+    }
+
+    pub fn finish(self) -> ConnectionPackets {
+        self.packets
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+
+    fn segment(
+        source: SocketAddr,
+        destination: SocketAddr,
+        flags: u8,
+        payload: &[u8],
+    ) -> ParsedPacket<'_> {
+        ParsedPacket {
+            source: source.ip(),
+            destination: destination.ip(),
+            ip: IpFacts {
+                ttl: 60,
+                ip_id: Some(0),
+                df: Some(true),
+            },
+            transport: Transport::Tcp {
+                source_port: source.port(),
+                destination_port: destination.port(),
+                facts: TcpFacts {
+                    flags: TcpFlagSet(flags),
+                    seq: 1,
+                    ack: 1,
+                    window: 100,
+                    options: TcpOptionFacts::default(),
+                    payload_len: payload.len() as u32,
+                    payload_hex: hex::encode(payload),
+                },
+                payload,
+            },
+        }
+    }
+
+    #[test]
+    fn packets_of_the_flow_are_kept_with_direction_time_and_trigger() {
+        let client: SocketAddr = "198.18.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "198.18.1.2:80".parse().unwrap();
+        let other: SocketAddr = "198.18.1.3:80".parse().unwrap();
+        let mut builder = ConnectionBuilder::new(FlowKey { client, server });
+        assert!(builder.push(&segment(client, server, TcpFlagSet::SYN, b""), 1_000));
+        assert!(builder.push(&segment(server, client, 0x12, b""), 1_500));
+        assert!(!builder.push(&segment(client, other, TcpFlagSet::SYN, b""), 1_600));
+        assert!(builder.push(&segment(client, server, 0x18, b"GET / HTTP/1.1\r\n"), 2_000));
+        assert!(builder.push(&segment(server, client, 0x14, b""), 2_015));
+        let packets = builder.finish();
+        assert_eq!(packets.trigger, Some(2));
+        let at: Vec<u64> = packets.packets.iter().map(|p| p.at_us).collect();
+        assert_eq!(at, [0, 500, 1_000, 1_015]);
+        assert_eq!(packets.packets[1].direction, PacketDirection::ToClient);
+        assert_eq!(packets.packets[0].sent_ttl, Some(60));
+        assert_eq!(packets.packets[3].sent_ttl, None);
     }
 }
