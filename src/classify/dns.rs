@@ -1177,11 +1177,11 @@ mod tests {
         let mut slip = reply(RESOLVER, 2.0, "NoError", &[]);
         slip.flags.tc = true;
         let mut q = query(vec![slip]);
-        q.tcp = Some(DnsTcpExchange {
+        q.tcp = Some(Box::new(DnsTcpExchange {
             elapsed_ms: 3.0,
             reply: Some(reply(RESOLVER, 3.0, "NoError", &["198.18.1.1"])),
             error: None,
-        });
+        }));
         let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
         assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
         assert!(
@@ -1196,11 +1196,11 @@ mod tests {
         assert_eq!(a.method, Some(PoisoningMethod::Bogon), "{a:#?}");
 
         // TCP failed: not forged_nxdomain, nothing to judge on.
-        q.tcp = Some(DnsTcpExchange {
+        q.tcp = Some(Box::new(DnsTcpExchange {
             elapsed_ms: 1.0,
             reply: None,
             error: Some("connect: refused".into()),
-        });
+        }));
         let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
         assert_eq!(a.verdict, DnsVerdict::Inconclusive, "{a:#?}");
         assert!(a.methods.is_empty());

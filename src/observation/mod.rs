@@ -169,7 +169,7 @@ pub struct DnsQueryObservation {
     pub omitted_replies: Option<OmittedReplies>,
     /// The TCP retry, when the first valid reply was truncated (TC=1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<DnsTcpExchange>,
+    pub tcp: Option<Box<DnsTcpExchange>>,
     /// When the question went unanswered: the re-checks, each with a benign query beside.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rechecks: Vec<SilenceRecheck>,

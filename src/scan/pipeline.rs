@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -23,7 +24,7 @@ use super::passes::Attempt;
 use super::{ScanContext, complete_target, dns, probe_target};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::probe::dns::GroupDone;
-use crate::record::{TargetRecord, now_rfc3339};
+use crate::record::TargetRecord;
 use crate::scheduler::{DispatchOutcome, Pacer};
 use crate::targets::Target;
 
@@ -31,7 +32,9 @@ use crate::targets::Target;
 struct WaitingName {
     target: Target,
     attempt: u32,
-    started_at: String,
+    /// The start's wall-clock time, formatted when the record is made (a waiting name
+    /// holds no string for it).
+    started_at: OffsetDateTime,
     started: Instant,
     /// Holds the name's place among the `--concurrency` names in flight.
     permit: OwnedSemaphorePermit,
@@ -204,7 +207,7 @@ async fn produce(
             });
             continue;
         }
-        let started_at = now_rfc3339();
+        let started_at = OffsetDateTime::now_utc();
         let started_clock = Instant::now();
         let questions = match context.dns.questions(&target.domain) {
             Ok(questions) => questions,
@@ -346,9 +349,15 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
                     observed,
                 )
                 .await;
-                let record =
-                    complete_target(context, target, started_at, started, Some(section), None)
-                        .await;
+                let record = complete_target(
+                    context,
+                    target,
+                    rfc3339(started_at),
+                    started,
+                    Some(section),
+                    None,
+                )
+                .await;
                 let _ = pipeline
                     .results
                     .send(pipeline.number(record, attempt))
@@ -365,7 +374,7 @@ async fn finish(
     pipeline: &Arc<Pipeline>,
     target: Target,
     attempt: u32,
-    started_at: String,
+    started_at: OffsetDateTime,
     started: Instant,
     section: crate::record::DnsSection,
     permit: OwnedSemaphorePermit,
@@ -377,7 +386,7 @@ async fn finish(
             let record = complete_target(
                 &pipeline.context,
                 target,
-                started_at,
+                rfc3339(started_at),
                 started,
                 Some(section),
                 None,
@@ -391,10 +400,16 @@ async fn finish(
         });
         return;
     }
-    let record = super::target_record(target, started_at, started, Some(section), None);
+    let record = super::target_record(target, rfc3339(started_at), started, Some(section), None);
     let _ = pipeline
         .results
         .send(pipeline.number(record, attempt))
         .await;
     drop(permit);
+}
+
+/// A start time in the records' form (as [`crate::record::now_rfc3339`] gives it).
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
