@@ -4,6 +4,7 @@ mod control;
 mod dns;
 mod golden;
 mod lab;
+mod locate;
 mod layers;
 mod options;
 mod support;

@@ -1,0 +1,186 @@
+//! Locating a censor by TTL-limited probing, end to end in the lab: the trace of a blocked
+//! name finds the injection at the censor's hop, the trace of a benign name none.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use censorprobe::lab::{Lab, LabOptions, Scenario, netns, topology};
+use censorprobe::probe::locate::{TraceConfig, Tracer};
+use censorprobe::record::location::{
+    CensorPlacement, TraceProtocol, TraceRecord, TriggerOutcome,
+};
+
+use crate::support::BIN;
+
+/// Where the lab puts things, as a trace sees them: the first TTL at which the censor's
+/// injection appears, the server's hop distance, and what that makes of the censor.
+/// THE ONE PLACE to switch when the lab gains routers (censor at a known hop, e.g. 3,
+/// servers further, e.g. 5, `OnPath`).
+///
+/// Today's lab (vantage -> censor namespace -> internet namespace): the censor
+/// namespace's kernel forwards (and so decrements the TTL of) the segments it steers to
+/// the censor process, which re-emits them without decrementing; the servers live in the
+/// internet namespace. A trigger with TTL 1 expires in the censor namespace's kernel
+/// (ICMP time-exceeded from its vantage-side address) before the censor process sees it;
+/// with TTL 2 it reaches both the censor process and the server. So the injection first
+/// appears at the server's own hop, and a trace cannot tell this censor from the endpoint.
+const LAB_HOPS: ExpectedHops = ExpectedHops {
+    injection_hop: 2,
+    server_hop: 2,
+    placement: CensorPlacement::Endpoint,
+    first_router: Ipv4Addr::new(198, 18, 0, 1),
+};
+
+struct ExpectedHops {
+    injection_hop: u8,
+    server_hop: u8,
+    placement: CensorPlacement,
+    /// The router that expires a TTL-1 trigger.
+    first_router: Ipv4Addr,
+}
+
+const SCENARIO: &str = r#"
+[lab]
+description = "locate test"
+
+[[servers]]
+id = "web"
+ips = ["198.19.1.1"]
+behaviour = "normal"
+
+[[servers]]
+id = "residual"
+ips = ["198.19.1.3"]
+behaviour = "normal"
+
+[[names]]
+name = "open.lab.example"
+server = "web"
+
+[[names]]
+name = "rst.lab.example"
+server = "web"
+
+[[names]]
+name = "sni.lab.example"
+server = "web"
+
+[[names]]
+name = "sticky.lab.example"
+server = "residual"
+
+[[http_rules]]
+pattern = "rst.lab.example"
+action = "rst"
+
+[[http_rules]]
+pattern = "sticky.lab.example"
+action = "rst"
+residual = { action = "reset", secs = 60 }
+
+[[tls_rules]]
+pattern = "sni.lab.example"
+action = "rst_ack"
+count = 2
+"#;
+
+/// The lab tests need root and network namespaces: fail loudly without them.
+fn require_lab() {
+    assert!(
+        netns::is_root(),
+        "the locate lab tests need root (network namespaces, nftables, raw ICMP socket)"
+    );
+}
+
+fn start_lab() -> Lab {
+    let scenario = Scenario::parse(SCENARIO, Path::new("it-locate.toml")).unwrap();
+    let id = format!("it{}", topology::random_id());
+    Lab::start(
+        scenario,
+        Path::new("it-locate.toml"),
+        &LabOptions {
+            id: Some(id.clone()),
+            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
+        },
+    )
+    .unwrap()
+}
+
+fn quick_config(control: &str) -> TraceConfig {
+    TraceConfig {
+        max_ttl: 8,
+        window: Duration::from_millis(800),
+        pause: Duration::from_millis(50),
+        control_name: Some(control.to_owned()),
+        ..TraceConfig::default()
+    }
+}
+
+fn web(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(198, 19, 1, 1), port))
+}
+
+fn assert_located_at_the_censor(trace: &TraceRecord) {
+    let location = &trace.location;
+    assert_eq!(location.placement, LAB_HOPS.placement, "{trace:#?}");
+    assert_eq!(location.injection_hop, Some(LAB_HOPS.injection_hop), "{trace:#?}");
+    assert_eq!(location.server_hop, Some(LAB_HOPS.server_hop), "{trace:#?}");
+    assert_eq!(location.residual, None, "{trace:#?}");
+    assert_eq!(
+        trace.hops[0].router,
+        Some(IpAddr::V4(LAB_HOPS.first_router)),
+        "{trace:#?}"
+    );
+    // Before the injection hop: silence on the connection, a router's time-exceeded.
+    for hop in &trace.hops[..usize::from(LAB_HOPS.injection_hop - 1)] {
+        assert_eq!(hop.outcome, TriggerOutcome::Silence, "{trace:#?}");
+        assert!(hop.router.is_some(), "{trace:#?}");
+    }
+}
+
+#[test]
+fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
+    require_lab();
+    let lab = start_lab();
+    let outcome = lab.in_vantage(|| {
+        let tracer = Tracer::new(web(80).ip(), quick_config("open.lab.example")).unwrap();
+        let http = tracer
+            .trace(web(80), TraceProtocol::Http, "rst.lab.example")
+            .unwrap();
+        let tls = tracer
+            .trace(web(443), TraceProtocol::Tls, "sni.lab.example")
+            .unwrap();
+        let benign = tracer
+            .trace(web(80), TraceProtocol::Http, "example.com")
+            .unwrap();
+        // Residual censorship: after the injection, the next connection to the same
+        // server and port is reset at its SYN; reported, the injection hop unchanged.
+        let residual_server = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
+        let sticky = tracer
+            .trace(residual_server, TraceProtocol::Http, "sticky.lab.example")
+            .unwrap();
+        (http, tls, benign, sticky)
+    });
+    lab.stop().unwrap();
+    let (http, tls, benign, sticky) = outcome.unwrap();
+
+    assert_located_at_the_censor(&http);
+    assert_eq!(http.location.injection, Some(TriggerOutcome::Reset));
+    assert_located_at_the_censor(&tls);
+
+    assert_eq!(benign.location.placement, CensorPlacement::None, "{benign:#?}");
+    assert_eq!(benign.location.injection_hop, None, "{benign:#?}");
+    assert_eq!(benign.location.server_hop, Some(LAB_HOPS.server_hop));
+    assert!(
+        benign
+            .hops
+            .iter()
+            .all(|hop| !hop.outcome.is_interference()),
+        "{benign:#?}"
+    );
+
+    assert_eq!(sticky.location.injection_hop, Some(LAB_HOPS.injection_hop), "{sticky:#?}");
+    let residual = sticky.location.residual.as_ref().expect("residual reported");
+    assert_eq!(residual.from_ttl, LAB_HOPS.injection_hop + 1, "{sticky:#?}");
+}
