@@ -162,8 +162,40 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
             .unwrap();
         (http, tls, benign, sticky)
     });
+    // The subcommand: the same trace as one JSON object, and as text.
+    let vantage = lab.info().namespaces.vantage.clone();
+    let trace_command = |extra: &[&str]| {
+        let mut args = vec![
+            "netns", "exec", &vantage, BIN, "trace", "--server", "198.19.1.1", "--control",
+            "open.lab.example", "--max-ttl", "6", "--window-ms", "800", "--pause-ms", "50",
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new("ip").args(&args).output().unwrap()
+    };
+    let json_run = trace_command(&["--json", "rst.lab.example"]);
+    let text_run = trace_command(&["--protocol", "tls", "sni.lab.example"]);
     lab.stop().unwrap();
     let (http, tls, benign, sticky) = outcome.unwrap();
+
+    assert!(json_run.status.success(), "{json_run:?}");
+    let from_binary: TraceRecord = serde_json::from_slice(&json_run.stdout).unwrap();
+    assert_eq!(from_binary.name, "rst.lab.example");
+    assert_eq!(from_binary.port, 80);
+    assert_eq!(from_binary.location, http.location);
+    let value: serde_json::Value = serde_json::from_slice(&json_run.stdout).unwrap();
+    assert_eq!(value["protocol"], "http");
+    assert_eq!(value["location"]["injection_hop"], LAB_HOPS.injection_hop);
+    assert_eq!(value["hops"][0]["outcome"]["kind"], "silence");
+    assert!(text_run.status.success(), "{text_run:?}");
+    let text = String::from_utf8(text_run.stdout).unwrap();
+    assert!(text.contains("trace sni.lab.example to 198.19.1.1:443"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "injection hop {}; server hop {}",
+            LAB_HOPS.injection_hop, LAB_HOPS.server_hop
+        )),
+        "{text}"
+    );
 
     assert_located_at_the_censor(&http);
     assert_eq!(http.location.injection, Some(TriggerOutcome::Reset));
@@ -183,4 +215,27 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
     assert_eq!(sticky.location.injection_hop, Some(LAB_HOPS.injection_hop), "{sticky:#?}");
     let residual = sticky.location.residual.as_ref().expect("residual reported");
     assert_eq!(residual.from_ttl, LAB_HOPS.injection_hop + 1, "{sticky:#?}");
+}
+
+/// Without `CAP_NET_RAW` (no raw ICMP socket) `trace` fails with a clear error before
+/// sending anything (no lab needed: nothing leaves the host).
+#[test]
+fn trace_without_a_raw_socket_is_a_clear_error() {
+    require_lab();
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-net_raw",
+            BIN,
+            "trace",
+            "--server",
+            "198.19.1.1",
+            "rst.lab.example",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
 }
