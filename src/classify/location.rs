@@ -56,7 +56,10 @@ pub fn trace_should_continue(
 /// interference was probed before the censor could have started blocking; a handshake
 /// failing after it is reported as residual and does not move the injection hop.
 /// A handshake failing before any interference leaves the trace inconclusive.
-pub fn locate_censor(control: Option<&[TtlObservation]>, test: &[TtlObservation]) -> CensorLocation {
+pub fn locate_censor(
+    control: Option<&[TtlObservation]>,
+    test: &[TtlObservation],
+) -> CensorLocation {
     let server_distance = control.and_then(server_hop).or_else(|| server_hop(test));
     let first_interference = test.iter().find(|hop| hop.outcome.is_interference());
     let first_failed_handshake = test
@@ -266,16 +269,26 @@ mod tests {
         assert!(trace_should_continue(&silent, 32, None));
         assert!(!trace_should_continue(&silent, 1, None));
         // The server answered at 2: probe 3, then stop.
-        let mut answered = vec![hop(1, router(1), TriggerOutcome::Silence), hop(2, None, data())];
+        let mut answered = vec![
+            hop(1, router(1), TriggerOutcome::Silence),
+            hop(2, None, data()),
+        ];
         assert!(trace_should_continue(&answered, 32, None));
         answered.push(hop(3, None, data()));
         assert!(!trace_should_continue(&answered, 32, None));
         // The control's server hop bounds the test trace the same way.
-        let resets = vec![hop(1, None, TriggerOutcome::Silence), hop(2, None, TriggerOutcome::Silence), hop(3, None, TriggerOutcome::Reset)];
+        let resets = vec![
+            hop(1, None, TriggerOutcome::Silence),
+            hop(2, None, TriggerOutcome::Silence),
+            hop(3, None, TriggerOutcome::Reset),
+        ];
         assert!(trace_should_continue(&resets[..2], 32, Some(2)));
         assert!(!trace_should_continue(&resets, 32, Some(2)));
         // Interference at two consecutive TTLs: stop.
-        let twice = vec![hop(1, None, TriggerOutcome::Reset), hop(2, None, TriggerOutcome::Closed)];
+        let twice = vec![
+            hop(1, None, TriggerOutcome::Reset),
+            hop(2, None, TriggerOutcome::Closed),
+        ];
         assert!(trace_should_continue(&twice[..1], 32, None));
         assert!(!trace_should_continue(&twice, 32, None));
         // A failed handshake: stop (residual or blocked, every later one fails too).

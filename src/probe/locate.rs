@@ -291,7 +291,11 @@ fn with_ipv6_header(source: Ipv6Addr, icmpv6: &[u8]) -> Vec<u8> {
     const NEXT_HEADER_ICMPV6: u8 = 58;
     let mut packet = Vec::with_capacity(40 + icmpv6.len());
     packet.extend_from_slice(&[0x60, 0, 0, 0]);
-    packet.extend_from_slice(&u16::try_from(icmpv6.len()).unwrap_or(u16::MAX).to_be_bytes());
+    packet.extend_from_slice(
+        &u16::try_from(icmpv6.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     packet.extend_from_slice(&[NEXT_HEADER_ICMPV6, 64]);
     packet.extend_from_slice(&source.octets());
     packet.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets());

@@ -135,8 +135,19 @@ pub enum TraceProtocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LocationSection {
-    /// One trace per failed protocol.
-    Traced { traces: Vec<TraceRecord> },
+    /// One trace per failed protocol (and why a failed protocol was not traced).
+    Traced {
+        traces: Vec<TraceRecord>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skipped: Vec<SkippedTrace>,
+    },
     /// No trace ran: why (no raw socket, nothing failed in a way injection explains...).
     Unavailable { reason: String },
+}
+
+/// A failed protocol that `--locate` did not trace, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedTrace {
+    pub protocol: TraceProtocol,
+    pub reason: String,
 }

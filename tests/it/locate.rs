@@ -8,10 +8,10 @@ use std::time::Duration;
 use censorprobe::lab::{Lab, LabOptions, Scenario, netns, topology};
 use censorprobe::probe::locate::{TraceConfig, Tracer};
 use censorprobe::record::location::{
-    CensorPlacement, TraceProtocol, TraceRecord, TriggerOutcome,
+    CensorPlacement, LocationSection, TraceProtocol, TraceRecord, TriggerOutcome,
 };
 
-use crate::support::BIN;
+use crate::support::{BIN, Report};
 
 /// Where the lab puts things, as a trace sees them: the first TTL at which the censor's
 /// injection appears, the server's hop distance, and what that makes of the censor.
@@ -124,7 +124,11 @@ fn web(port: u16) -> SocketAddr {
 fn assert_located_at_the_censor(trace: &TraceRecord) {
     let location = &trace.location;
     assert_eq!(location.placement, LAB_HOPS.placement, "{trace:#?}");
-    assert_eq!(location.injection_hop, Some(LAB_HOPS.injection_hop), "{trace:#?}");
+    assert_eq!(
+        location.injection_hop,
+        Some(LAB_HOPS.injection_hop),
+        "{trace:#?}"
+    );
     assert_eq!(location.server_hop, Some(LAB_HOPS.server_hop), "{trace:#?}");
     assert_eq!(location.residual, None, "{trace:#?}");
     assert_eq!(
@@ -166,11 +170,27 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
     let vantage = lab.info().namespaces.vantage.clone();
     let trace_command = |extra: &[&str]| {
         let mut args = vec![
-            "netns", "exec", &vantage, BIN, "trace", "--server", "198.19.1.1", "--control",
-            "open.lab.example", "--max-ttl", "6", "--window-ms", "800", "--pause-ms", "50",
+            "netns",
+            "exec",
+            &vantage,
+            BIN,
+            "trace",
+            "--server",
+            "198.19.1.1",
+            "--control",
+            "open.lab.example",
+            "--max-ttl",
+            "6",
+            "--window-ms",
+            "800",
+            "--pause-ms",
+            "50",
         ];
         args.extend_from_slice(extra);
-        std::process::Command::new("ip").args(&args).output().unwrap()
+        std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap()
     };
     let json_run = trace_command(&["--json", "rst.lab.example"]);
     let text_run = trace_command(&["--protocol", "tls", "sni.lab.example"]);
@@ -188,7 +208,10 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
     assert_eq!(value["hops"][0]["outcome"]["kind"], "silence");
     assert!(text_run.status.success(), "{text_run:?}");
     let text = String::from_utf8(text_run.stdout).unwrap();
-    assert!(text.contains("trace sni.lab.example to 198.19.1.1:443"), "{text}");
+    assert!(
+        text.contains("trace sni.lab.example to 198.19.1.1:443"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "injection hop {}; server hop {}",
@@ -201,19 +224,28 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
     assert_eq!(http.location.injection, Some(TriggerOutcome::Reset));
     assert_located_at_the_censor(&tls);
 
-    assert_eq!(benign.location.placement, CensorPlacement::None, "{benign:#?}");
+    assert_eq!(
+        benign.location.placement,
+        CensorPlacement::None,
+        "{benign:#?}"
+    );
     assert_eq!(benign.location.injection_hop, None, "{benign:#?}");
     assert_eq!(benign.location.server_hop, Some(LAB_HOPS.server_hop));
     assert!(
-        benign
-            .hops
-            .iter()
-            .all(|hop| !hop.outcome.is_interference()),
+        benign.hops.iter().all(|hop| !hop.outcome.is_interference()),
         "{benign:#?}"
     );
 
-    assert_eq!(sticky.location.injection_hop, Some(LAB_HOPS.injection_hop), "{sticky:#?}");
-    let residual = sticky.location.residual.as_ref().expect("residual reported");
+    assert_eq!(
+        sticky.location.injection_hop,
+        Some(LAB_HOPS.injection_hop),
+        "{sticky:#?}"
+    );
+    let residual = sticky
+        .location
+        .residual
+        .as_ref()
+        .expect("residual reported");
     assert_eq!(residual.from_ttl, LAB_HOPS.injection_hop + 1, "{sticky:#?}");
 }
 
@@ -238,4 +270,75 @@ fn trace_without_a_raw_socket_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
     assert!(output.stdout.is_empty(), "{output:?}");
+}
+
+/// `scan --locate` in the lab: a `location` on the records whose HTTP or TLS test failed
+/// after the trigger, none on a clean one; without `CAP_NET_RAW` the same scan runs and
+/// says why no trace ran.
+#[test]
+fn scan_locate_records_where_the_censor_sits() {
+    require_lab();
+    let lab = start_lab();
+    let info = lab.info().clone();
+    let scan = |unprivileged: bool| {
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", &info.namespaces.vantage]);
+        if unprivileged {
+            command.args(["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw"]);
+        }
+        let output = command
+            .args([BIN, "scan", "--locate"])
+            .args(["--resolver", &info.resolver.to_string()])
+            .args(["--dns-sink", &info.sink.to_string()])
+            .args(["--control", &format!("dot:{}#{}", info.dot, info.dot_name)])
+            .args(["--ca", &info.ca_cert.to_string_lossy()])
+            .args(["--control-name", &info.control_name])
+            .args(["--qtype", "A", "--dns-timeout", "1s", "--dns-wait", "300ms"])
+            .args(["--connect-timeout", "2s", "--web-timeout", "3s"])
+            .args(["open.lab.example", "rst.lab.example", "sni.lab.example"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Report::parse(&String::from_utf8_lossy(&output.stdout))
+    };
+    let privileged = scan(false);
+    let unprivileged = scan(true);
+    lab.stop().unwrap();
+
+    assert!(privileged.header.options.locate);
+    let open = privileged.target("open.lab.example");
+    assert_eq!(open.location, None, "{open:#?}");
+    for (domain, protocol) in [
+        ("rst.lab.example", TraceProtocol::Http),
+        ("sni.lab.example", TraceProtocol::Tls),
+    ] {
+        let record = privileged.target(domain);
+        let Some(LocationSection::Traced { traces, skipped }) = &record.location else {
+            panic!("{domain}: {record:#?}");
+        };
+        assert!(skipped.is_empty(), "{skipped:#?}");
+        let [trace] = traces.as_slice() else {
+            panic!("{domain}: one trace: {traces:#?}");
+        };
+        assert_eq!(trace.protocol, protocol);
+        assert_eq!(trace.name, domain);
+        assert_eq!(
+            trace.control.as_ref().map(|c| c.name.as_str()),
+            Some(info.control_name.as_str())
+        );
+        assert_located_at_the_censor(trace);
+    }
+    for domain in ["rst.lab.example", "sni.lab.example"] {
+        let record = unprivileged.target(domain);
+        let Some(LocationSection::Unavailable { reason }) = &record.location else {
+            panic!("{domain}: {record:#?}");
+        };
+        assert!(reason.contains("CAP_NET_RAW"), "{reason}");
+    }
+    assert_eq!(unprivileged.target("open.lab.example").location, None);
 }
