@@ -135,6 +135,7 @@ mod tests {
 
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)] // the value of an observation's `router` field
     fn router(n: u8) -> Option<IpAddr> {
         Some(IpAddr::V4(Ipv4Addr::new(198, 18, n, 1)))
     }

@@ -127,7 +127,7 @@ pub struct ScanArgs {
     pub web_timeout: Duration,
     /// For names whose HTTP or TLS test failed in a way injection explains (reset, close
     /// or timeout after the request / ClientHello): locate the censor by TTL-limited
-    /// probing (needs root or CAP_NET_RAW; one trace at a time).
+    /// probing (needs root or `CAP_NET_RAW`; one trace at a time).
     #[arg(long)]
     pub locate: bool,
     /// Block-page fingerprints (TOML; default: the built-in set, targets/blockpages.toml).

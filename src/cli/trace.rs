@@ -16,7 +16,7 @@ use crate::record::location::{CensorPlacement, TraceProtocol, TraceRecord, Trigg
 pub enum TraceProtocolArg {
     /// An HTTP GET with the name as Host (default port 80).
     Http,
-    /// A TLS ClientHello with the name as SNI (default port 443).
+    /// A TLS `ClientHello` with the name as SNI (default port 443).
     Tls,
 }
 

@@ -285,7 +285,7 @@ fn quoting_router(packet: &[u8], local: SocketAddr, server: SocketAddr) -> Optio
         .then_some(parsed.source)
 }
 
-/// A raw ICMPv6 socket gives the ICMPv6 message without its IPv6 header: put one back
+/// A raw `ICMPv6` socket gives the `ICMPv6` message without its IPv6 header: put one back
 /// (source = the router) so that the shared parser reads it like a captured packet.
 fn with_ipv6_header(source: Ipv6Addr, icmpv6: &[u8]) -> Vec<u8> {
     const NEXT_HEADER_ICMPV6: u8 = 58;

@@ -136,7 +136,7 @@ impl Locator {
                 continue;
             }
             let config = self.config.clone();
-            let traced = tokio::task::spawn_blocking(move || {
+            let outcome = tokio::task::spawn_blocking(move || {
                 Tracer::new(failure.server.ip(), config)?.trace(
                     failure.server,
                     failure.protocol,
@@ -144,7 +144,7 @@ impl Locator {
                 )
             })
             .await;
-            match traced {
+            match outcome {
                 Ok(Ok(trace)) => traces.push(trace),
                 Ok(Err(error)) => skipped.push(SkippedTrace {
                     protocol: failure.protocol,
@@ -172,5 +172,64 @@ impl From<LocateError> for LocationSection {
         LocationSection::Unavailable {
             reason: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn http(verdict: &str, stage: &str, residual: bool) -> HttpAssessment {
+        serde_json::from_value(json!({
+            "verdict": verdict, "stage": stage, "ip": "198.19.1.1", "port": 80,
+            "name": "blocked.example", "residual": residual, "evidence": [],
+        }))
+        .unwrap()
+    }
+
+    fn tls(verdict: &str, stage: &str) -> TlsAssessment {
+        serde_json::from_value(json!({
+            "verdict": verdict, "stage": stage, "ip": "198.19.1.1", "port": 443,
+            "name": "blocked.example", "evidence": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_failures_after_the_trigger_are_traced() {
+        let reset = http("rst_injection", "request", false);
+        let failures = locatable_failures(Some(&reset), None);
+        assert_eq!(
+            failures,
+            vec![LocatableFailure {
+                protocol: TraceProtocol::Http,
+                server: "198.19.1.1:80".parse().unwrap(),
+                name: "blocked.example".to_owned(),
+                residual_seen: false,
+            }]
+        );
+        for (verdict, stage) in [("timeout", "request"), ("eof", "request")] {
+            assert_eq!(
+                locatable_failures(Some(&http(verdict, stage, false)), None).len(),
+                1
+            );
+        }
+        // Before the trigger (at connect) or a refused SYN: no trigger to locate.
+        for (verdict, stage) in [("timeout", "connect"), ("refused", "connect")] {
+            assert!(locatable_failures(Some(&http(verdict, stage, false)), None).is_empty());
+        }
+        assert!(locatable_failures(Some(&http("blockpage", "response", false)), None).is_empty());
+        let handshake = tls("rst_injection", "handshake");
+        let both = locatable_failures(Some(&reset), Some(&handshake));
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].protocol, TraceProtocol::Tls);
+        assert_eq!(both[1].server.port(), 443);
+        assert!(locatable_failures(None, Some(&tls("rst_injection", "connect"))).is_empty());
+        assert!(
+            locatable_failures(Some(&http("rst_injection", "request", true)), None)[0]
+                .residual_seen
+        );
     }
 }
