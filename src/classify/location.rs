@@ -3,50 +3,20 @@
 //! that rebuilds per-TTL observations from recorded packets.
 
 use crate::record::location::{
-    CensorLocation, CensorPlacement, ResidualFacts, TriggerOutcome, TtlObservation,
+    CensorLocation, CensorPlacement, ResidualFacts, TraceObservation, TraceRecord, TriggerOutcome,
+    TtlObservation, server_hop,
 };
 
-/// The first TTL at which the server answered with data.
-pub fn server_hop(hops: &[TtlObservation]) -> Option<u8> {
-    hops.iter()
-        .find(|hop| matches!(hop.outcome, TriggerOutcome::ServerData { .. }))
-        .map(|hop| hop.ttl)
-}
-
-/// Whether a trace should send the trigger with the next TTL (`hops` in TTL order).
-/// It stops at `max_ttl`; once a handshake failed (every later one would too, residual
-/// censorship or not); one TTL after the server first answered (`known_server_hop`
-/// from a control trace counts too); once interference was seen at two consecutive TTLs.
-pub fn trace_should_continue(
-    hops: &[TtlObservation],
-    max_ttl: u8,
-    known_server_hop: Option<u8>,
-) -> bool {
-    let Some(last) = hops.last() else {
-        return max_ttl >= 1;
-    };
-    if last.ttl >= max_ttl {
-        return false;
-    }
-    if hops
-        .iter()
-        .any(|hop| matches!(hop.outcome, TriggerOutcome::HandshakeFailed { .. }))
-    {
-        return false;
-    }
-    let answered_at = match (server_hop(hops), known_server_hop) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if answered_at.is_some_and(|at| last.ttl > at) {
-        return false;
-    }
-    let consecutive_interference = hops.windows(2).any(|pair| {
-        pair[0].outcome.is_interference()
-            && pair[1].outcome.is_interference()
-            && pair[1].ttl == pair[0].ttl + 1
-    });
-    !consecutive_interference
+/// A trace and where it puts the censor.
+pub fn judge_trace(trace: TraceObservation) -> TraceRecord {
+    let location = locate_censor(
+        trace
+            .control
+            .as_ref()
+            .map(|control| control.hops.as_slice()),
+        &trace.hops,
+    );
+    TraceRecord { trace, location }
 }
 
 /// Where the trace of the test name (`test`) puts the censor, with the benign control's
@@ -258,42 +228,5 @@ mod tests {
         let location = locate_censor(Some(&control_trace(2)), &test);
         assert_eq!(location.placement, CensorPlacement::Inconclusive);
         assert_eq!(location.server_hop, Some(2));
-    }
-
-    #[test]
-    fn the_trace_stops_politely() {
-        // Nothing yet: go on (unless max TTL is 0).
-        assert!(trace_should_continue(&[], 32, None));
-        assert!(!trace_should_continue(&[], 0, None));
-        // Silence so far: go on, up to the max TTL.
-        let silent = vec![hop(1, router(1), TriggerOutcome::Silence)];
-        assert!(trace_should_continue(&silent, 32, None));
-        assert!(!trace_should_continue(&silent, 1, None));
-        // The server answered at 2: probe 3, then stop.
-        let mut answered = vec![
-            hop(1, router(1), TriggerOutcome::Silence),
-            hop(2, None, data()),
-        ];
-        assert!(trace_should_continue(&answered, 32, None));
-        answered.push(hop(3, None, data()));
-        assert!(!trace_should_continue(&answered, 32, None));
-        // The control's server hop bounds the test trace the same way.
-        let resets = vec![
-            hop(1, None, TriggerOutcome::Silence),
-            hop(2, None, TriggerOutcome::Silence),
-            hop(3, None, TriggerOutcome::Reset),
-        ];
-        assert!(trace_should_continue(&resets[..2], 32, Some(2)));
-        assert!(!trace_should_continue(&resets, 32, Some(2)));
-        // Interference at two consecutive TTLs: stop.
-        let twice = vec![
-            hop(1, None, TriggerOutcome::Reset),
-            hop(2, None, TriggerOutcome::Closed),
-        ];
-        assert!(trace_should_continue(&twice[..1], 32, None));
-        assert!(!trace_should_continue(&twice, 32, None));
-        // A failed handshake: stop (residual or blocked, every later one fails too).
-        let failed = vec![hop(1, None, TriggerOutcome::Reset), hop(2, None, refused())];
-        assert!(!trace_should_continue(&failed, 32, None));
     }
 }

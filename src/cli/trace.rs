@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::classify::location::judge_trace;
 use crate::probe::locate::{TraceConfig, Tracer};
 use crate::record::location::{CensorPlacement, TraceProtocol, TraceRecord, TriggerOutcome};
 
@@ -73,7 +74,8 @@ pub(crate) fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         ..TraceConfig::default()
     };
     let tracer = Tracer::new(args.server, config)?;
-    let record = tracer.trace(SocketAddr::new(args.server, port), protocol, &args.name)?;
+    let record =
+        judge_trace(tracer.trace(SocketAddr::new(args.server, port), protocol, &args.name)?);
     let text = if args.json {
         let mut line = serde_json::to_string(&record)?;
         line.push('\n');
@@ -118,19 +120,19 @@ fn describe_hops(out: &mut String, hops: &[crate::record::location::TtlObservati
 pub(crate) fn describe_trace(record: &TraceRecord) -> String {
     let sanitize = crate::workflows::sanitize::sanitize_text;
     let mut out = String::new();
-    if let Some(control) = &record.control {
+    if let Some(control) = &record.trace.control {
         let _ = writeln!(out, "control {}:", sanitize(&control.name));
         describe_hops(&mut out, &control.hops);
     }
     let _ = writeln!(
         out,
         "trace {} to {}:{} ({:?}):",
-        sanitize(&record.name),
-        record.server,
-        record.port,
-        record.protocol
+        sanitize(&record.trace.name),
+        record.trace.server,
+        record.trace.port,
+        record.trace.protocol
     );
-    describe_hops(&mut out, &record.hops);
+    describe_hops(&mut out, &record.trace.hops);
     let location = &record.location;
     let hop = |hop: Option<u8>| hop.map_or_else(|| "unknown".to_owned(), |h| h.to_string());
     let placement = match location.placement {

@@ -18,13 +18,12 @@ use nix::sys::socket::{SockaddrStorage, recvfrom, setsockopt, sockopt};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::classify::location::{locate_censor, server_hop, trace_should_continue};
 use crate::observation::packets::IcmpKind;
 use crate::packet::{Transport, parse_ip};
 use crate::probe::web::http::{DEFAULT_USER_AGENT, build_request};
 use crate::probe::web::tls::{DEFAULT_ALPN, TlsProber, server_name};
 use crate::record::location::{
-    ControlTrace, TraceProtocol, TraceRecord, TriggerOutcome, TtlObservation,
+    ControlTrace, TraceObservation, TraceProtocol, TriggerOutcome, TtlObservation, server_hop,
 };
 
 /// How long ICMP errors may trail a connection's outcome (they travel as far as a reset).
@@ -101,15 +100,15 @@ impl Tracer {
         &self.config
     }
 
-    /// The control trace (benign name), then the test trace, and where they put the
-    /// censor. The control runs first so that the test name cannot have set off residual
+    /// The control trace (benign name), then the test trace (judged by
+    /// [`crate::classify::location::judge_trace`]). The control runs first so that the test name cannot have set off residual
     /// censorship against it.
     pub fn trace(
         &self,
         server: SocketAddr,
         protocol: TraceProtocol,
         name: &str,
-    ) -> Result<TraceRecord, LocateError> {
+    ) -> Result<TraceObservation, LocateError> {
         let test_trigger = self.trigger(protocol, name)?;
         let control = match &self.config.control_name {
             Some(control_name) => {
@@ -126,15 +125,13 @@ impl Tracer {
             std::thread::sleep(self.config.pause);
         }
         let hops = self.trace_trigger(server, &test_trigger, known_server_hop);
-        let location = locate_censor(control.as_ref().map(|c| c.hops.as_slice()), &hops);
-        Ok(TraceRecord {
+        Ok(TraceObservation {
             server: server.ip(),
             port: server.port(),
             protocol,
             name: name.to_owned(),
             control,
             hops,
-            location,
         })
     }
 
@@ -271,6 +268,42 @@ impl Tracer {
     }
 }
 
+/// Whether a trace should send the trigger with the next TTL (`hops` in TTL order).
+/// It stops at `max_ttl`; once a handshake failed (every later one would too, residual
+/// censorship or not); one TTL after the server first answered (`known_server_hop`
+/// from a control trace counts too); once interference was seen at two consecutive TTLs.
+pub fn trace_should_continue(
+    hops: &[TtlObservation],
+    max_ttl: u8,
+    known_server_hop: Option<u8>,
+) -> bool {
+    let Some(last) = hops.last() else {
+        return max_ttl >= 1;
+    };
+    if last.ttl >= max_ttl {
+        return false;
+    }
+    if hops
+        .iter()
+        .any(|hop| matches!(hop.outcome, TriggerOutcome::HandshakeFailed { .. }))
+    {
+        return false;
+    }
+    let answered_at = match (server_hop(hops), known_server_hop) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if answered_at.is_some_and(|at| last.ttl > at) {
+        return false;
+    }
+    let consecutive_interference = hops.windows(2).any(|pair| {
+        pair[0].outcome.is_interference()
+            && pair[1].outcome.is_interference()
+            && pair[1].ttl == pair[0].ttl + 1
+    });
+    !consecutive_interference
+}
+
 /// The sender of a time-exceeded error in `packet` (an IP packet) quoting our flow.
 fn quoting_router(packet: &[u8], local: SocketAddr, server: SocketAddr) -> Option<IpAddr> {
     let parsed = parse_ip(packet).ok()?;
@@ -346,7 +379,33 @@ pub fn client_hello(name: &str) -> Result<Vec<u8>, LocateError> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+
+    #[allow(clippy::unnecessary_wraps)] // the value of an observation's `router` field
+    fn router(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(198, 18, n, 1)))
+    }
+
+    fn hop(ttl: u8, router: Option<IpAddr>, outcome: TriggerOutcome) -> TtlObservation {
+        TtlObservation {
+            ttl,
+            router,
+            outcome,
+            after_ms: None,
+        }
+    }
+
+    fn data() -> TriggerOutcome {
+        TriggerOutcome::ServerData { bytes: 100 }
+    }
+
+    fn refused() -> TriggerOutcome {
+        TriggerOutcome::HandshakeFailed {
+            reason: "connection refused".to_owned(),
+        }
+    }
 
     #[test]
     fn the_client_hello_carries_the_sni() {
@@ -383,5 +442,42 @@ mod tests {
         );
         let other: SocketAddr = "198.18.0.2:40001".parse().unwrap();
         assert_eq!(quoting_router(&packet, other, server), None);
+    }
+
+    #[test]
+    fn the_trace_stops_politely() {
+        // Nothing yet: go on (unless max TTL is 0).
+        assert!(trace_should_continue(&[], 32, None));
+        assert!(!trace_should_continue(&[], 0, None));
+        // Silence so far: go on, up to the max TTL.
+        let silent = vec![hop(1, router(1), TriggerOutcome::Silence)];
+        assert!(trace_should_continue(&silent, 32, None));
+        assert!(!trace_should_continue(&silent, 1, None));
+        // The server answered at 2: probe 3, then stop.
+        let mut answered = vec![
+            hop(1, router(1), TriggerOutcome::Silence),
+            hop(2, None, data()),
+        ];
+        assert!(trace_should_continue(&answered, 32, None));
+        answered.push(hop(3, None, data()));
+        assert!(!trace_should_continue(&answered, 32, None));
+        // The control's server hop bounds the test trace the same way.
+        let resets = vec![
+            hop(1, None, TriggerOutcome::Silence),
+            hop(2, None, TriggerOutcome::Silence),
+            hop(3, None, TriggerOutcome::Reset),
+        ];
+        assert!(trace_should_continue(&resets[..2], 32, Some(2)));
+        assert!(!trace_should_continue(&resets, 32, Some(2)));
+        // Interference at two consecutive TTLs: stop.
+        let twice = vec![
+            hop(1, None, TriggerOutcome::Reset),
+            hop(2, None, TriggerOutcome::Closed),
+        ];
+        assert!(trace_should_continue(&twice[..1], 32, None));
+        assert!(!trace_should_continue(&twice, 32, None));
+        // A failed handshake: stop (residual or blocked, every later one fails too).
+        let failed = vec![hop(1, None, TriggerOutcome::Reset), hop(2, None, refused())];
+        assert!(!trace_should_continue(&failed, 32, None));
     }
 }

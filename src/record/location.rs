@@ -98,9 +98,9 @@ pub struct CensorLocation {
     pub reason: Option<String>,
 }
 
-/// One trace: the name, the server, and what each TTL showed.
+/// One trace as observed: the name, the server, and what each TTL showed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceRecord {
+pub struct TraceObservation {
     pub server: IpAddr,
     pub port: u16,
     pub protocol: TraceProtocol,
@@ -110,7 +110,21 @@ pub struct TraceRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlTrace>,
     pub hops: Vec<TtlObservation>,
+}
+
+/// One trace and where it puts the censor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    #[serde(flatten)]
+    pub trace: TraceObservation,
     pub location: CensorLocation,
+}
+
+/// The first TTL at which the server answered with data.
+pub fn server_hop(hops: &[TtlObservation]) -> Option<u8> {
+    hops.iter()
+        .find(|hop| matches!(hop.outcome, TriggerOutcome::ServerData { .. }))
+        .map(|hop| hop.ttl)
 }
 
 /// The benign control's trace: it finds the server's hop distance before the test name

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::classify::location::judge_trace;
 use crate::probe::locate::{LocateError, TraceConfig, Tracer};
 use crate::record::assessment::{HttpAssessment, TlsAssessment};
 use crate::record::location::{LocationSection, SkippedTrace, TraceProtocol};
@@ -145,7 +146,7 @@ impl Locator {
             })
             .await;
             match outcome {
-                Ok(Ok(trace)) => traces.push(trace),
+                Ok(Ok(trace)) => traces.push(judge_trace(trace)),
                 Ok(Err(error)) => skipped.push(SkippedTrace {
                     protocol: failure.protocol,
                     reason: error.to_string(),

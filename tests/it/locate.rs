@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use censorprobe::classify::location::judge_trace;
 use censorprobe::lab::{Lab, LabOptions, Scenario, netns, topology};
 use censorprobe::probe::locate::{TraceConfig, Tracer};
 use censorprobe::record::location::{
@@ -132,12 +133,12 @@ fn assert_located_at_the_censor(trace: &TraceRecord) {
     assert_eq!(location.server_hop, Some(LAB_HOPS.server_hop), "{trace:#?}");
     assert_eq!(location.residual, None, "{trace:#?}");
     assert_eq!(
-        trace.hops[0].router,
+        trace.trace.hops[0].router,
         Some(IpAddr::V4(LAB_HOPS.first_router)),
         "{trace:#?}"
     );
     // Before the injection hop: silence on the connection, a router's time-exceeded.
-    for hop in &trace.hops[..usize::from(LAB_HOPS.injection_hop - 1)] {
+    for hop in &trace.trace.hops[..usize::from(LAB_HOPS.injection_hop - 1)] {
         assert_eq!(hop.outcome, TriggerOutcome::Silence, "{trace:#?}");
         assert!(hop.router.is_some(), "{trace:#?}");
     }
@@ -151,18 +152,22 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
         let tracer = Tracer::new(web(80).ip(), quick_config("open.lab.example")).unwrap();
         let http = tracer
             .trace(web(80), TraceProtocol::Http, "rst.lab.example")
+            .map(judge_trace)
             .unwrap();
         let tls = tracer
             .trace(web(443), TraceProtocol::Tls, "sni.lab.example")
+            .map(judge_trace)
             .unwrap();
         let benign = tracer
             .trace(web(80), TraceProtocol::Http, "example.com")
+            .map(judge_trace)
             .unwrap();
         // Residual censorship: after the injection, the next connection to the same
         // server and port is reset at its SYN; reported, the injection hop unchanged.
         let residual_server = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
         let sticky = tracer
             .trace(residual_server, TraceProtocol::Http, "sticky.lab.example")
+            .map(judge_trace)
             .unwrap();
         (http, tls, benign, sticky)
     });
@@ -199,8 +204,8 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
 
     assert!(json_run.status.success(), "{json_run:?}");
     let from_binary: TraceRecord = serde_json::from_slice(&json_run.stdout).unwrap();
-    assert_eq!(from_binary.name, "rst.lab.example");
-    assert_eq!(from_binary.port, 80);
+    assert_eq!(from_binary.trace.name, "rst.lab.example");
+    assert_eq!(from_binary.trace.port, 80);
     assert_eq!(from_binary.location, http.location);
     let value: serde_json::Value = serde_json::from_slice(&json_run.stdout).unwrap();
     assert_eq!(value["protocol"], "http");
@@ -232,7 +237,11 @@ fn trace_locates_the_censor_of_blocked_names_and_nothing_for_a_benign_one() {
     assert_eq!(benign.location.injection_hop, None, "{benign:#?}");
     assert_eq!(benign.location.server_hop, Some(LAB_HOPS.server_hop));
     assert!(
-        benign.hops.iter().all(|hop| !hop.outcome.is_interference()),
+        benign
+            .trace
+            .hops
+            .iter()
+            .all(|hop| !hop.outcome.is_interference()),
         "{benign:#?}"
     );
 
@@ -325,10 +334,10 @@ fn scan_locate_records_where_the_censor_sits() {
         let [trace] = traces.as_slice() else {
             panic!("{domain}: one trace: {traces:#?}");
         };
-        assert_eq!(trace.protocol, protocol);
-        assert_eq!(trace.name, domain);
+        assert_eq!(trace.trace.protocol, protocol);
+        assert_eq!(trace.trace.name, domain);
         assert_eq!(
-            trace.control.as_ref().map(|c| c.name.as_str()),
+            trace.trace.control.as_ref().map(|c| c.name.as_str()),
             Some(info.control_name.as_str())
         );
         assert_located_at_the_censor(trace);
