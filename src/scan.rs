@@ -40,6 +40,7 @@ pub use config::{
 };
 
 mod error;
+pub mod locate;
 pub mod passes;
 pub mod resume;
 
@@ -54,6 +55,8 @@ struct ScanContext {
     web: Option<WebStage>,
     /// Block-page fingerprints for the web judge (present when the web stage runs).
     blockpages: Option<BlockpageSet>,
+    /// With `--locate` (and a web stage): traces the censor of failed names.
+    locator: Option<Arc<locate::Locator>>,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -161,6 +164,8 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         )?,
         forged_ips: config.forged_ips.clone(),
         stages: config.stages,
+        locator: (config.options.locate && web.is_some())
+            .then(|| locate::Locator::new(&config.web.control_name)),
         web,
         blockpages,
     })
@@ -365,7 +370,13 @@ async fn complete_target(
             blockpages,
         ));
     }
-    target_record(target, started_at, started, dns, web_result)
+    let mut record = target_record(target, started_at, started, dns, web_result);
+    if let Some(locator) = &context.locator {
+        record.location = locator
+            .locate(record.http.as_ref(), record.tls.as_ref())
+            .await;
+    }
+    record
 }
 
 /// The record of a target from its judged stages.
@@ -408,5 +419,6 @@ fn target_record(
         tls,
         blocking: blocking.blocking,
         accessible: blocking.accessible,
+        location: None,
     }
 }

@@ -3,6 +3,7 @@
 pub mod blockpage;
 pub mod dns;
 pub mod injectors;
+pub mod location;
 pub mod packets;
 pub mod web;
 

@@ -16,6 +16,7 @@ mod lab;
 mod parse;
 mod scan;
 mod summary;
+mod trace;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ pub use lab::LabCommand;
 pub use parse::*;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
 pub use summary::SummaryArgs;
+pub use trace::TraceArgs;
 
 /// Exit status of a run that Ctrl-C interrupted (128 + SIGINT). A run stopped by
 /// SIGTERM or SIGHUP exits with 128 + that signal ([`exit_status_for_signal`]).
@@ -113,6 +115,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Summarise a report: counts per verdict, method, stage and category; blocklists.
     Summary(SummaryArgs),
+    /// Locate the censor of one name on one server by TTL-limited probing (needs root).
+    Trace(Box<TraceArgs>),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -138,7 +142,7 @@ impl Command {
             Command::Check(args) => args.scan.quiet,
             Command::Diff(args) => args.quiet,
             Command::Summary(args) => args.quiet,
-            Command::Lab(_) => false,
+            Command::Lab(_) | Command::Trace(_) => false,
         }
     }
 }
@@ -181,6 +185,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run_check(&args),
         Command::Diff(args) => diff::run_diff(&args),
         Command::Summary(args) => summary::run_summary(&args),
+        Command::Trace(args) => trace::run_trace(&args),
     }
 }
 

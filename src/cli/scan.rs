@@ -125,6 +125,11 @@ pub struct ScanArgs {
     /// Deadline for an HTTP response or a TLS handshake after the connect.
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub web_timeout: Duration,
+    /// For names whose HTTP or TLS test failed in a way injection explains (reset, close
+    /// or timeout after the request / ClientHello): locate the censor by TTL-limited
+    /// probing (needs root or `CAP_NET_RAW`; one trace at a time).
+    #[arg(long)]
+    pub locate: bool,
     /// Block-page fingerprints (TOML; default: the built-in set, targets/blockpages.toml).
     #[arg(long, value_name = "FILE")]
     pub blockpages: Option<PathBuf>,
@@ -309,6 +314,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         // Set from the loaded list by `from_options`.
         forged_ips: 0,
         http_port: args.http_port,
+        locate: args.locate,
         max_ips: args.max_ips,
         observations: args.observations.into(),
         qtypes: args.qtype.clone(),

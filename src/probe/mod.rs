@@ -5,6 +5,7 @@ pub mod control;
 pub mod dns;
 pub mod dns_stage;
 mod error;
+pub mod locate;
 pub mod web;
 
 pub use error::ProbeError;

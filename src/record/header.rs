@@ -73,6 +73,9 @@ pub struct ScanOptions {
     /// How many addresses or prefixes the forged-address list holds.
     pub forged_ips: usize,
     pub http_port: u16,
+    /// `--locate`: trace where the censor sits for names whose web stage failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locate: bool,
     /// Addresses probed per target by the HTTP and TLS stages.
     pub max_ips: usize,
     /// `--observations`: which target records keep every observation (absent: the
@@ -133,6 +136,7 @@ impl Default for ScanOptions {
             dns_wait: Duration::from_secs(1),
             forged_ips: 0,
             http_port: 80,
+            locate: false,
             max_ips: 2,
             observations: Observations::Default,
             qtypes: vec!["A".to_owned(), "AAAA".to_owned()],

@@ -5,6 +5,7 @@
 pub mod assessment;
 pub mod consensus;
 mod header;
+pub mod location;
 mod summary;
 mod target;
 

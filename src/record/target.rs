@@ -267,6 +267,10 @@ pub struct TargetRecord {
     /// absent from a lean record when null).
     #[serde(default)]
     pub accessible: Option<bool>,
+    /// With `scan --locate`: where TTL-limited traces put the censor of a failed stage
+    /// (absent otherwise).
+    #[serde(default)]
+    pub location: Option<super::location::LocationSection>,
 }
 
 impl TargetRecord {
@@ -342,9 +346,10 @@ impl Serialize for TargetView<'_> {
             tls,
             blocking,
             accessible,
+            location,
         } = self.record;
         let lean = self.lean;
-        let mut out = serializer.serialize_struct("TargetRecord", 15)?;
+        let mut out = serializer.serialize_struct("TargetRecord", 16)?;
         out.serialize_field("domain", domain)?;
         if let Some(address) = address {
             out.serialize_field("address", address)?;
@@ -385,6 +390,9 @@ impl Serialize for TargetView<'_> {
         out.serialize_field("blocking", blocking)?;
         if !lean || accessible.is_some() {
             out.serialize_field("accessible", accessible)?;
+        }
+        if let Some(location) = location {
+            out.serialize_field("location", location)?;
         }
         out.end()
     }

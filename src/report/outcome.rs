@@ -639,6 +639,7 @@ mod tests {
             tls: None,
             blocking: Blocking::At(BlockingLayer::Dns),
             accessible: Some(false),
+            location: None,
         };
         let via_json = |r: &TargetRecord| {
             TargetOutcome::from_value(&serde_json::to_value(r).unwrap()).unwrap()

@@ -5,6 +5,7 @@ mod dns;
 mod golden;
 mod lab;
 mod layers;
+mod locate;
 mod options;
 mod support;
 mod targets;

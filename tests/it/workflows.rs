@@ -95,6 +95,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
             censorprobe::vocab::Blocking::No
         )
         .then_some(true)),
+        location: None,
     }
 }
 

@@ -154,6 +154,7 @@ fn record(resolver_ips: &[&str], sink_replies: Vec<DnsReply>) -> TargetRecord {
         tls: None,
         blocking: blocking.blocking,
         accessible: blocking.accessible,
+        location: None,
     }
 }
 
