@@ -100,16 +100,29 @@ impl Topology {
         };
         {
             let _lock = host_lock()?;
+            let existing = netns::list();
             for name in namespaces.all() {
-                if netns::list().iter().any(|n| n == name) {
+                if existing.iter().any(|n| n == name) {
                     return Err(LabError::Namespace {
                         namespace: name.to_owned(),
                         message: "already exists (is a lab with this id up?)".to_owned(),
                     });
                 }
-                netns::run("ip", &["netns", "add", name], None)?;
-                topology.created.push(name.to_owned());
             }
+            // Recorded first: a batch that fails half-way leaves some made, and teardown
+            // removes whichever exist.
+            topology
+                .created
+                .extend(namespaces.all().iter().map(|n| (*n).to_owned()));
+            // One `ip` process for all of them: lab start-up is mostly process spawns.
+            let batch: Vec<String> = namespaces
+                .all()
+                .iter()
+                .map(|n| format!("netns add {n}"))
+                .collect();
+            let mut input = batch.join("\n");
+            input.push('\n');
+            netns::run("ip", &["-batch", "-"], Some(&input))?;
             add_host_route()?;
         }
         topology.configure(scenario)?;
@@ -149,33 +162,11 @@ impl Topology {
                 format!("route add default via {}", plan::VANTAGE_GATEWAY_IP),
             ],
         )?;
-        // Each router's down link is created in it, with its peer moved into the next
-        // namespace down (router 2's peer is the censor's cvp0, router 3's the Internet's
-        // net0); router 3's up link is the censor's cnet0, created below.
-        let downstream = [
-            (ns.routers[1].as_str(), plan::ROUTER_UP_IF, r2.up_mac),
-            (ns.censor.as_str(), plan::CENSOR_VANTAGE_IF, plan::CENSOR_VANTAGE_MAC),
-            (ns.internet.as_str(), plan::INTERNET_IF, plan::INTERNET_MAC),
-        ];
-        for (index, (router, (next_ns, peer_if, peer_mac))) in
-            plan::ROUTERS.iter().zip(downstream).enumerate()
-        {
-            netns::ip_batch(
-                &ns.routers[index],
-                &[
-                    format!(
-                        "link add {} address {} type veth peer name {peer_if} address {} netns {next_ns}",
-                        plan::ROUTER_DOWN_IF,
-                        mac(router.down_mac),
-                        mac(peer_mac),
-                    ),
-                    format!("link set {} gso_max_segs 1", plan::ROUTER_DOWN_IF),
-                    format!("addr add {}/24 dev {}", router.down_ip, plan::ROUTER_DOWN_IF),
-                    "link set lo up".to_owned(),
-                    format!("link set {} up", plan::ROUTER_DOWN_IF),
-                ],
-            )?;
-        }
+        // Links are made from the vantage point outward, each namespace creating its link
+        // toward the Internet with the peer end moved into the next namespace; so each
+        // router's batch finds its up link made and configures both.
+        self.configure_router(0)?;
+        self.configure_router(1)?;
         netns::ip_batch(
             &ns.censor,
             &[
@@ -249,25 +240,7 @@ impl Topology {
                 ),
             ],
         )?;
-        // The routers' addresses and routes, once both ends of their links exist.
-        for (index, router) in plan::ROUTERS.iter().enumerate() {
-            netns::ip_batch(
-                &ns.routers[index],
-                &[
-                    format!("link set {} gso_max_segs 1", plan::ROUTER_UP_IF),
-                    format!("addr add {}/24 dev {}", router.up_ip, plan::ROUTER_UP_IF),
-                    format!("link set {} up", plan::ROUTER_UP_IF),
-                    format!("route add default via {}", router.toward_vantage),
-                ]
-                .into_iter()
-                .chain(
-                    networks_beyond(router)
-                        .iter()
-                        .map(|net| format!("route add {net} via {}", router.toward_internet)),
-                )
-                .collect::<Vec<_>>(),
-            )?;
-        }
+        self.configure_router(2)?;
         let mut internet = vec![
             format!(
                 "addr add {}/24 dev {}",
@@ -342,6 +315,54 @@ impl Topology {
             Some(&nft::ruleset(scenario)),
         )?;
         Ok(())
+    }
+
+    /// One router namespace: its link toward the Internet (peer moved into the next
+    /// namespace), both addresses, and routes.
+    fn configure_router(&self, index: usize) -> LabResult<()> {
+        let ns = &self.namespaces;
+        let mac = mac_string;
+        let router = plan::ROUTERS[index];
+        let (next_ns, peer_if, peer_mac) = match index {
+            0 => (
+                ns.routers[1].as_str(),
+                plan::ROUTER_UP_IF,
+                plan::ROUTERS[1].up_mac,
+            ),
+            1 => (
+                ns.censor.as_str(),
+                plan::CENSOR_VANTAGE_IF,
+                plan::CENSOR_VANTAGE_MAC,
+            ),
+            _ => (ns.internet.as_str(), plan::INTERNET_IF, plan::INTERNET_MAC),
+        };
+        let mut lines = vec![
+            format!(
+                "link add {} address {} type veth peer name {peer_if} address {} netns {next_ns}",
+                plan::ROUTER_DOWN_IF,
+                mac(router.down_mac),
+                mac(peer_mac),
+            ),
+            "link set lo up".to_owned(),
+        ];
+        for (interface, ip) in [
+            (plan::ROUTER_UP_IF, router.up_ip),
+            (plan::ROUTER_DOWN_IF, router.down_ip),
+        ] {
+            lines.extend([
+                // One segment per skb, as on every link the censor process writes to.
+                format!("link set {interface} gso_max_segs 1"),
+                format!("addr add {ip}/24 dev {interface}"),
+                format!("link set {interface} up"),
+            ]);
+        }
+        lines.push(format!("route add default via {}", router.toward_vantage));
+        lines.extend(
+            networks_beyond(&router)
+                .iter()
+                .map(|net| format!("route add {net} via {}", router.toward_internet)),
+        );
+        netns::ip_batch(&ns.routers[index], &lines)
     }
 
     /// Remove the namespaces (and with them every link, address, route and rule), then the
