@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn hops_are_consistent_with_the_router_chain() {
         assert_eq!(ROUTERS.len() + 1, usize::from(SERVER_HOP) - 1);
-        assert_eq!(HOP_ADDRESSES[usize::from(CENSOR_HOP) - 1], CENSOR_VANTAGE_SIDE_IP);
+        assert_eq!(
+            HOP_ADDRESSES[usize::from(CENSOR_HOP) - 1],
+            CENSOR_VANTAGE_SIDE_IP
+        );
         let routers: Vec<Ipv4Addr> = ROUTERS.iter().map(|r| r.up_ip).collect();
         let mut expected = HOP_ADDRESSES.to_vec();
         expected.remove(usize::from(CENSOR_HOP) - 1);

@@ -1,5 +1,6 @@
-//! The lab's network: three namespaces joined by veth pairs, addresses and routes from
-//! [`super::plan`], the censor's nftables ruleset, and the host's `prohibit` route.
+//! The lab's network: six namespaces (vantage point, three routers, censor, Internet)
+//! joined by veth pairs, addresses and routes from [`super::plan`], the censor's nftables
+//! ruleset, and the host's `prohibit` route.
 //!
 //! [`Topology`] is a guard: dropping it removes everything it created, best effort on
 //! every step; [`Topology::teardown`] does the same and reports what failed.

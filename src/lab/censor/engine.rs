@@ -939,7 +939,10 @@ injector = "gfw_type_ii"
         tls: bool,
         now: Instant,
     ) -> (Vec<Forged>, Vec<Forged>, bool) {
-        assert_eq!(engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(), 1);
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
         let payload = if tls {
             client_hello(name)
         } else {
@@ -1005,14 +1008,20 @@ injector = "gfw_type_ii"
             let (client, server, passed) = trigger(&mut engine, "type2.example", true, now);
             assert!(server.is_empty() && passed);
             assert_eq!(client.len(), 3);
-            assert!(client.iter().all(|f| *f == client[0]), "identical: {client:?}");
+            assert!(
+                client.iter().all(|f| *f == client[0]),
+                "identical: {client:?}"
+            );
             let rst = &client[0];
             assert_eq!(rst.flags, TcpFlags::RST | TcpFlags::ACK);
             assert!(rst.dont_fragment);
             assert!((39..=238).contains(&rst.ttl_seen), "{rst:?}");
             assert!(rst.payload.is_empty());
             ids.insert(rst.ip_id);
-            assert!(residual_blocks(&mut engine, now, 179), "SNI residual: 180 s");
+            assert!(
+                residual_blocks(&mut engine, now, 179),
+                "SNI residual: 180 s"
+            );
             assert!(!residual_blocks(&mut engine, now, 181));
         }
         assert!(ids.len() > 1, "the IP ID varies between bursts: {ids:?}");
@@ -1052,7 +1061,10 @@ injector = "gfw_type_ii"
                 payload: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
             }]
         );
-        assert!(!residual_blocks(&mut engine, now, 1), "no residual blocking");
+        assert!(
+            !residual_blocks(&mut engine, now, 1),
+            "no residual blocking"
+        );
     }
 
     #[test]
@@ -1081,13 +1093,19 @@ injector = "gfw_type_ii"
     fn a_trigger_expiring_at_the_censor_draws_the_injection_and_a_time_exceeded() {
         let now = Instant::now();
         let mut engine = profiles();
-        assert_eq!(engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(), 1);
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
         let request = b"GET / HTTP/1.1\r\nHost: type3.example\r\n\r\n";
         let out = engine.handle(
             &expiring(segment(TcpFlags::ACK | TcpFlags::PSH, 101, request)),
             now,
         );
-        assert!(out.iter().all(|e| !e.forwarded), "nothing goes past the censor");
+        assert!(
+            out.iter().all(|e| !e.forwarded),
+            "nothing goes past the censor"
+        );
         assert!(out.iter().all(|e| e.link == Link::Client));
         assert_eq!(out.len(), 2, "{out:?}");
         let reset = forged(&out[0]);
