@@ -1527,7 +1527,7 @@ fn lab_ttl_limited_packets_expire_at_the_planned_hops() {
     outcome.unwrap();
 }
 
-/// CenTrace's method: the handshake at full TTL, then the trigger with a limited TTL. One
+/// `CenTrace`'s method: the handshake at full TTL, then the trigger with a limited TTL. One
 /// hop short of the censor, the trigger expires at router 2 and nothing is injected; with
 /// TTL `CENSOR_HOP` it expires at the censor, which still injects its reset (and sends the
 /// time-exceeded); the server never sees either.

@@ -491,7 +491,7 @@ impl Engine {
 struct Burst {
     ttl: u8,
     ip_id: IdPattern,
-    burst_id: u16,
+    shared_ip_id: u16,
     dont_fragment: bool,
 }
 
@@ -511,7 +511,7 @@ impl Burst {
         Burst {
             ttl,
             ip_id: injection.ip_id,
-            burst_id: rng.random(),
+            shared_ip_id: rng.random(),
             dont_fragment: injection.dont_fragment,
         }
     }
@@ -520,7 +520,7 @@ impl Burst {
         let ip_id = match self.ip_id {
             IdPattern::Fixed(id) => id,
             IdPattern::Random => rand::rng().random(),
-            IdPattern::RandomPerBurst => self.burst_id,
+            IdPattern::RandomPerBurst => self.shared_ip_id,
             IdPattern::Range(low, high) => rand::rng().random_range(low..=high),
         };
         Fingerprint {
