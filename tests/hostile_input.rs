@@ -1051,7 +1051,7 @@ fn build_frame(case: &FrameCase) -> Vec<u8> {
     let client = (plan::VANTAGE_IP, 40_000);
     let server = (Ipv4Addr::new(198, 19, 1, 1), 80);
     let resolver = (plan::RESOLVER_IP, 53);
-    let fp = Fingerprint { ttl: 63, ip_id: 1 };
+    let fp = Fingerprint::new(63, 1);
     let payload = match &case.payload {
         Payload::Dns(name, qtype) => {
             let mut query = Message::query();
@@ -1079,6 +1079,7 @@ fn build_frame(case: &FrameCase) -> Vec<u8> {
             ack: 5000,
             flags: case.flags,
             window: 500,
+            payload: &[],
         };
         let mut frame = packet::tcp_frame(Link::Server, &segment, fp);
         frame.extend_from_slice(&payload);

@@ -319,7 +319,9 @@ pub fn status(info: LabInfo) -> LabStatus {
     } else {
         roles_running.len() == info.pids.len()
     };
-    let healthy = namespaces_present.len() == 3 && liveness == Liveness::Alive && roles_healthy;
+    let healthy = namespaces_present.len() == info.namespaces.all().len()
+        && liveness == Liveness::Alive
+        && roles_healthy;
     LabStatus {
         info,
         namespaces_present,

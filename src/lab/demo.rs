@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::error::{LabError, LabResult};
 use super::expect::{self, Comparison};
 use super::instance::{Lab, LabOptions};
-use super::scenario::{self, Behaviour, Scenario};
+use super::scenario::{self, Behaviour, KeywordRule, Scenario};
 use super::signals::StopSignals;
 use super::stale;
 use super::state::LabInfo;
@@ -55,7 +55,7 @@ impl LabTiming {
             .http_rules
             .iter()
             .chain(&scenario.tls_rules)
-            .filter_map(|r| r.residual)
+            .filter_map(KeywordRule::longest_residual)
             .map(|r| Duration::from_secs(u64::from(r.secs)))
             .max()
             .unwrap_or(Duration::ZERO);
@@ -263,7 +263,7 @@ mod tests {
             .http_rules
             .iter()
             .chain(&demo.tls_rules)
-            .filter_map(|r| r.residual)
+            .filter_map(KeywordRule::longest_residual)
             .map(|r| u64::from(r.secs))
             .max()
             .unwrap();

@@ -329,11 +329,14 @@ fn keyword_rule(pattern: &str, action: FlowAction, residual_secs: u32) -> Keywor
     KeywordRule {
         pattern: pattern.to_owned(),
         kind: MatchKind::Subdomain,
-        action,
-        count: 3,
-        direction: Direction::Both,
+        action: Some(action),
+        injector: None,
+        count: Some(3),
+        direction: Some(Direction::Both),
         ip_ttl: None,
         ip_id: None,
+        df: None,
+        payload: None,
         residual: (residual_secs > 0).then_some(Residual {
             // A blackholing censor blackholes the residual connections too.
             action: if action == FlowAction::Drop {
@@ -521,7 +524,7 @@ mod tests {
                 .filter(|v| !matches!(v, HttpVerdict::Ok | HttpVerdict::Skipped));
             assert_eq!(
                 http_blocked,
-                http_hit.map(|r| flow_http_verdict(r.action)),
+                http_hit.map(|r| flow_http_verdict(r.action.unwrap_or(FlowAction::Rst))),
                 "{}",
                 entry.name
             );
@@ -532,7 +535,7 @@ mod tests {
                 .filter(|v| !matches!(v, TlsVerdict::Ok | TlsVerdict::Skipped));
             assert_eq!(
                 tls_blocked,
-                tls_hit.map(|r| flow_tls_verdict(r.action)),
+                tls_hit.map(|r| flow_tls_verdict(r.action.unwrap_or(FlowAction::Rst))),
                 "{}",
                 entry.name
             );

@@ -24,6 +24,18 @@ pub fn ruleset(scenario: &Scenario) -> String {
         rules,
         "  chain steer {{\n    type filter hook prerouting priority mangle; policy accept;"
     );
+    // A packet that arrives with TTL 1 would expire in the kernel's forwarding before
+    // the censor process saw it. The censor inspects it anyway (a trigger whose TTL
+    // reaches the censor draws the injection): it goes the other inspection route, with
+    // TTL 2 so the kernel lets it through; the censor process knows it by that route's
+    // next-hop MAC and answers with the time-exceeded itself.
+    let expiring = plan::INSPECT_EXPIRING_MARK;
+    for what in ["udp dport 53", "meta l4proto tcp"] {
+        let _ = writeln!(
+            rules,
+            "    iifname \"{vantage_if}\" ip ttl 1 {what} meta mark set {expiring:#x} ip ttl set 2 accept"
+        );
+    }
     let _ = writeln!(
         rules,
         "    iifname \"{vantage_if}\" udp dport 53 meta mark set {mark:#x}"
@@ -106,5 +118,9 @@ action = "reset"
             "{text}"
         );
         assert!(text.contains("meta mark set 0xcb"), "{text}");
+        assert!(
+            text.contains("ip ttl 1 meta l4proto tcp meta mark set 0xcc ip ttl set 2 accept"),
+            "{text}"
+        );
     }
 }

@@ -426,25 +426,166 @@ pub struct Residual {
     pub secs: u32,
 }
 
-/// An HTTP Host or TLS SNI rule.
+/// An HTTP Host or TLS SNI rule. `injector` picks a real injector's packet pattern
+/// ([`InjectorProfile`]); the explicit fields, when given, override the profile's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeywordRule {
     pub pattern: String,
     #[serde(default, rename = "match")]
     pub kind: MatchKind,
-    pub action: FlowAction,
-    /// Number of resets injected per direction.
-    #[serde(default = "default_count")]
-    pub count: u8,
-    #[serde(default)]
-    pub direction: Direction,
+    /// What to do; the profile's (`rst` or `rst_ack`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<FlowAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<InjectorProfile>,
+    /// Number of resets injected per direction (1 when neither this nor a profile says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The TTL the receiver sees on the forged packets (the censor adds the routers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_ttl: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_id: Option<IpIdMode>,
+    /// The IP Don't Fragment bit of the forged packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df: Option<bool>,
+    /// TCP payload carried by each forged reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual: Option<Residual>,
+}
+
+/// Packet patterns of real injectors ("A Wall Behind A Wall", IEEE S&P 2025), as seen by
+/// the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectorProfile {
+    /// 1 RST (no ACK), DF 0, IP ID 0, TTL varying (55-118); residual blocking.
+    GfwTypeI,
+    /// 3 identical RST+ACK, DF 1, IP ID random but the same in the 3, TTL varying
+    /// (39-238); residual blocking.
+    GfwTypeIi,
+    /// 1 RST+ACK, DF 0, IP ID in 0x9916-0x9933, TTL 248; residual blocking.
+    GfwTypeIii,
+    /// Henan's provincial firewall: 1 RST+ACK to the client only, DF 0, IP ID 1, TTL 58,
+    /// payload `01 02 03 04 05 06 07 08 09 00`; no residual blocking.
+    Henan,
+}
+
+/// The TTL the client sees on forged packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlPattern {
+    Fixed(u8),
+    /// Drawn once per burst in this range (inclusive), never the lab servers' TTL as seen
+    /// by the client ([`plan::SERVER_TTL_SEEN`]): forged packets must betray themselves.
+    Range(u8, u8),
+}
+
+/// How forged packets fill the IP ID field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdPattern {
+    Fixed(u16),
+    /// A new random ID on every packet.
+    Random,
+    /// One random ID per burst, the same on every packet of it.
+    RandomPerBurst,
+    /// Random in this range (inclusive), per packet.
+    Range(u16, u16),
+}
+
+impl From<IpIdMode> for IdPattern {
+    fn from(mode: IpIdMode) -> Self {
+        match mode {
+            IpIdMode::Fixed(id) => IdPattern::Fixed(id),
+            IpIdMode::Random => IdPattern::Random,
+        }
+    }
+}
+
+/// Everything the censor needs to inject for one rule: the profile with the explicit
+/// fields over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    pub action: FlowAction,
+    pub count: u8,
+    /// Every packet of the burst is the same (same sequence number), as GFW type II's.
+    pub identical: bool,
+    pub direction: Direction,
+    pub ttl: TtlPattern,
+    pub ip_id: IdPattern,
+    pub dont_fragment: bool,
+    pub payload: Vec<u8>,
+    pub residual: Option<Residual>,
+}
+
+/// Henan's firewall's reset payload.
+pub const HENAN_PAYLOAD: [u8; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 0];
+/// Residual blocking of the GFW profiles when the rule gives none: 90 s after an HTTP
+/// trigger, 180 s after an SNI trigger.
+pub const GFW_HTTP_RESIDUAL_SECS: u32 = 90;
+pub const GFW_TLS_RESIDUAL_SECS: u32 = 180;
+
+/// Which protocol a keyword rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeywordProtocol {
+    Http,
+    Tls,
+}
+
+impl InjectorProfile {
+    /// The profile's pattern, before a rule's explicit fields.
+    pub fn injection(self, protocol: KeywordProtocol) -> Injection {
+        let gfw_residual = Some(Residual {
+            action: ResidualAction::Reset,
+            secs: match protocol {
+                KeywordProtocol::Http => GFW_HTTP_RESIDUAL_SECS,
+                KeywordProtocol::Tls => GFW_TLS_RESIDUAL_SECS,
+            },
+        });
+        let base = Injection {
+            action: FlowAction::RstAck,
+            count: 1,
+            identical: false,
+            direction: Direction::Client,
+            ttl: TtlPattern::Fixed(248),
+            ip_id: IdPattern::Fixed(0),
+            dont_fragment: false,
+            payload: Vec::new(),
+            residual: gfw_residual,
+        };
+        match self {
+            InjectorProfile::GfwTypeI => Injection {
+                action: FlowAction::Rst,
+                ttl: TtlPattern::Range(55, 118),
+                ip_id: IdPattern::Fixed(0),
+                ..base
+            },
+            InjectorProfile::GfwTypeIi => Injection {
+                count: 3,
+                identical: true,
+                ttl: TtlPattern::Range(39, 238),
+                ip_id: IdPattern::RandomPerBurst,
+                dont_fragment: true,
+                ..base
+            },
+            InjectorProfile::GfwTypeIii => Injection {
+                ttl: TtlPattern::Fixed(248),
+                ip_id: IdPattern::Range(0x9916, 0x9933),
+                ..base
+            },
+            InjectorProfile::Henan => Injection {
+                ttl: TtlPattern::Fixed(58),
+                ip_id: IdPattern::Fixed(1),
+                payload: HENAN_PAYLOAD.to_vec(),
+                residual: None,
+                ..base
+            },
+        }
+    }
 }
 
 impl DnsRule {
@@ -457,10 +598,45 @@ impl KeywordRule {
     pub fn matches(&self, name: &str) -> bool {
         self.kind.matches(&self.pattern, name)
     }
-}
 
-fn default_count() -> u8 {
-    1
+    /// What the censor does on a match: the profile (if any), with the rule's explicit
+    /// fields over it; `defaults` give the fingerprint when neither does.
+    pub fn injection(&self, protocol: KeywordProtocol, defaults: &CensorDefaults) -> Injection {
+        let base = match self.injector {
+            Some(profile) => profile.injection(protocol),
+            None => Injection {
+                action: FlowAction::Rst,
+                count: 1,
+                identical: false,
+                direction: Direction::Client,
+                ttl: TtlPattern::Fixed(defaults.ip_ttl),
+                ip_id: defaults.ip_id.into(),
+                dont_fragment: false,
+                payload: Vec::new(),
+                residual: None,
+            },
+        };
+        Injection {
+            action: self.action.unwrap_or(base.action),
+            count: self.count.unwrap_or(base.count),
+            identical: base.identical,
+            direction: self.direction.unwrap_or(base.direction),
+            ttl: self.ip_ttl.map_or(base.ttl, TtlPattern::Fixed),
+            ip_id: self.ip_id.map_or(base.ip_id, IdPattern::from),
+            dont_fragment: self.df.unwrap_or(base.dont_fragment),
+            payload: self.payload.clone().unwrap_or(base.payload),
+            residual: self.residual.or(base.residual),
+        }
+    }
+
+    /// The longest residual window this rule can arm (for probe timing).
+    pub fn longest_residual(&self) -> Option<Residual> {
+        let defaults = CensorDefaults::default();
+        [KeywordProtocol::Http, KeywordProtocol::Tls]
+            .into_iter()
+            .filter_map(|p| self.injection(p, &defaults).residual)
+            .max_by_key(|r| r.secs)
+    }
 }
 
 /// IP blocking of an address (optionally only some TCP ports).
@@ -636,7 +812,25 @@ impl Scenario {
         }
         for (kind, rules) in [("HTTP", &self.http_rules), ("TLS", &self.tls_rules)] {
             for rule in rules {
-                if rule.count == 0 || rule.count > 16 {
+                if rule.action.is_none() && rule.injector.is_none() {
+                    errors.push(format!(
+                        "{kind} rule {:?}: give an action or an injector",
+                        rule.pattern
+                    ));
+                }
+                if rule.injector.is_some() && rule.action == Some(FlowAction::Drop) {
+                    errors.push(format!(
+                        "{kind} rule {:?}: an injector injects; action drop contradicts it",
+                        rule.pattern
+                    ));
+                }
+                if rule.payload.as_ref().is_some_and(|p| p.len() > 1000) {
+                    errors.push(format!(
+                        "{kind} rule {:?}: payload is longer than 1000 bytes",
+                        rule.pattern
+                    ));
+                }
+                if rule.count.is_some_and(|c| c == 0 || c > 16) {
                     errors.push(format!(
                         "{kind} rule {:?}: count must be 1..=16",
                         rule.pattern

@@ -1,5 +1,6 @@
-//! The lab's network: three namespaces joined by veth pairs, addresses and routes from
-//! [`super::plan`], the censor's nftables ruleset, and the host's `prohibit` route.
+//! The lab's network: six namespaces (vantage point, three routers, censor, Internet)
+//! joined by veth pairs, addresses and routes from [`super::plan`], the censor's nftables
+//! ruleset, and the host's `prohibit` route.
 //!
 //! [`Topology`] is a guard: dropping it removes everything it created, best effort on
 //! every step; [`Topology::teardown`] does the same and reports what failed.
@@ -20,12 +21,15 @@ pub const NAMESPACE_PREFIX: &str = "cp-";
 /// Directory for lab state and the host-route lock.
 pub const RUN_DIR: &str = "/run/censorprobe";
 
-/// The three namespace names of one lab instance.
+/// The namespace names of one lab instance.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Namespaces {
     pub vantage: String,
     pub censor: String,
     pub internet: String,
+    /// The plain routers, in the order of [`plan::ROUTERS`].
+    #[serde(default)]
+    pub routers: Vec<String>,
 }
 
 impl Namespaces {
@@ -34,11 +38,21 @@ impl Namespaces {
             vantage: format!("{NAMESPACE_PREFIX}{id}-vp"),
             censor: format!("{NAMESPACE_PREFIX}{id}-censor"),
             internet: format!("{NAMESPACE_PREFIX}{id}-net"),
+            routers: plan::ROUTERS
+                .iter()
+                .map(|r| format!("{NAMESPACE_PREFIX}{id}-{}", r.name))
+                .collect(),
         }
     }
 
-    pub fn all(&self) -> [&str; 3] {
-        [&self.vantage, &self.censor, &self.internet]
+    pub fn all(&self) -> Vec<&str> {
+        let mut all = vec![
+            self.vantage.as_str(),
+            self.censor.as_str(),
+            self.internet.as_str(),
+        ];
+        all.extend(self.routers.iter().map(String::as_str));
+        all
     }
 }
 
@@ -87,16 +101,29 @@ impl Topology {
         };
         {
             let _lock = host_lock()?;
+            let existing = netns::list();
             for name in namespaces.all() {
-                if netns::list().iter().any(|n| n == name) {
+                if existing.iter().any(|n| n == name) {
                     return Err(LabError::Namespace {
                         namespace: name.to_owned(),
                         message: "already exists (is a lab with this id up?)".to_owned(),
                     });
                 }
-                netns::run("ip", &["netns", "add", name], None)?;
-                topology.created.push(name.to_owned());
             }
+            // Recorded first: a batch that fails half-way leaves some made, and teardown
+            // removes whichever exist.
+            topology
+                .created
+                .extend(namespaces.all().iter().map(|n| (*n).to_owned()));
+            // One `ip` process for all of them: lab start-up is mostly process spawns.
+            let batch: Vec<String> = namespaces
+                .all()
+                .iter()
+                .map(|n| format!("netns add {n}"))
+                .collect();
+            let mut input = batch.join("\n");
+            input.push('\n');
+            netns::run("ip", &["-batch", "-"], Some(&input))?;
             add_host_route()?;
         }
         topology.configure(scenario)?;
@@ -115,6 +142,7 @@ impl Topology {
     fn configure(&self, scenario: &Scenario) -> LabResult<()> {
         let ns = &self.namespaces;
         let mac = mac_string;
+        let [r1, r2, r3] = plan::ROUTERS;
         netns::ip_batch(
             &ns.vantage,
             &[
@@ -122,9 +150,9 @@ impl Topology {
                     "link add {} address {} type veth peer name {} address {} netns {}",
                     plan::VANTAGE_IF,
                     mac(plan::VANTAGE_MAC),
-                    plan::CENSOR_VANTAGE_IF,
-                    mac(plan::CENSOR_VANTAGE_MAC),
-                    ns.censor
+                    plan::ROUTER_UP_IF,
+                    mac(r1.up_mac),
+                    ns.routers[0]
                 ),
                 // One segment per skb: the censor process forwards frames as read, and a
                 // TSO super-frame would exceed the MTU of the link it is written to.
@@ -132,9 +160,14 @@ impl Topology {
                 format!("addr add {}/24 dev {}", plan::VANTAGE_IP, plan::VANTAGE_IF),
                 "link set lo up".to_owned(),
                 format!("link set {} up", plan::VANTAGE_IF),
-                format!("route add default via {}", plan::CENSOR_VANTAGE_SIDE_IP),
+                format!("route add default via {}", plan::VANTAGE_GATEWAY_IP),
             ],
         )?;
+        // Links are made from the vantage point outward, each namespace creating its link
+        // toward the Internet with the peer end moved into the next namespace; so each
+        // router's batch finds its up link made and configures both.
+        self.configure_router(0)?;
+        self.configure_router(1)?;
         netns::ip_batch(
             &ns.censor,
             &[
@@ -142,9 +175,9 @@ impl Topology {
                     "link add {} address {} type veth peer name {} address {} netns {}",
                     plan::CENSOR_INTERNET_IF,
                     mac(plan::CENSOR_INTERNET_MAC),
-                    plan::INTERNET_IF,
-                    mac(plan::INTERNET_MAC),
-                    ns.internet
+                    plan::ROUTER_UP_IF,
+                    mac(r3.up_mac),
+                    ns.routers[2]
                 ),
                 format!(
                     "link add {} address {} type veth peer name {} address {}",
@@ -169,11 +202,19 @@ impl Topology {
                 format!("link set {} up", plan::CENSOR_INTERNET_IF),
                 format!("link set {} up", plan::INSPECT_IF),
                 format!("link set {} up", plan::INSPECT_PEER_IF),
-                format!("route add 198.19.0.0/16 via {}", plan::INTERNET_LINK_IP),
+                format!("route add 198.19.0.0/16 via {}", r3.up_ip),
+                format!("route add 198.18.5.0/24 via {}", r3.up_ip),
+                format!("route add default via {}", r2.down_ip),
                 format!(
                     "neigh add {} lladdr {} dev {} nud permanent",
                     plan::INSPECT_NEXT_HOP,
                     mac(plan::INSPECT_PEER_MAC),
+                    plan::INSPECT_IF
+                ),
+                format!(
+                    "neigh add {} lladdr {} dev {} nud permanent",
+                    plan::INSPECT_EXPIRING_NEXT_HOP,
+                    mac(plan::INSPECT_EXPIRING_MAC),
                     plan::INSPECT_IF
                 ),
                 format!(
@@ -183,12 +224,24 @@ impl Topology {
                     plan::INSPECT_TABLE
                 ),
                 format!(
+                    "route add default via {} dev {} table {}",
+                    plan::INSPECT_EXPIRING_NEXT_HOP,
+                    plan::INSPECT_IF,
+                    plan::INSPECT_EXPIRING_TABLE
+                ),
+                format!(
                     "rule add fwmark {:#x} lookup {} pref 100",
                     plan::INSPECT_MARK,
                     plan::INSPECT_TABLE
                 ),
+                format!(
+                    "rule add fwmark {:#x} lookup {} pref 101",
+                    plan::INSPECT_EXPIRING_MARK,
+                    plan::INSPECT_EXPIRING_TABLE
+                ),
             ],
         )?;
+        self.configure_router(2)?;
         let mut internet = vec![
             format!(
                 "addr add {}/24 dev {}",
@@ -210,9 +263,26 @@ impl Topology {
             format!("link set {} gso_max_segs 1", plan::INTERNET_IF),
             "link set lo up".to_owned(),
             format!("link set {} up", plan::INTERNET_IF),
-            format!("route add default via {}", plan::CENSOR_INTERNET_SIDE_IP),
+            format!("route add default via {}", r3.down_ip),
         ]);
         netns::ip_batch(&ns.internet, &internet)?;
+        // Plain routers: forward, answer expiring packets with ICMP time-exceeded from the
+        // interface they came in on, never rate-limited (TTL-limited probing sends many).
+        for router in &ns.routers {
+            netns::sysctls(
+                router,
+                &[
+                    ("net/ipv6/conf/all/disable_ipv6", "1"),
+                    ("net/ipv6/conf/default/disable_ipv6", "1"),
+                    ("net/ipv4/ip_forward", "1"),
+                    ("net/ipv4/conf/all/rp_filter", "0"),
+                    ("net/ipv4/conf/all/send_redirects", "0"),
+                    ("net/ipv4/icmp_ratelimit", "0"),
+                    ("net/ipv4/icmp_msgs_per_sec", "100000"),
+                    ("net/ipv4/icmp_errors_use_inbound_ifaddr", "1"),
+                ],
+            )?;
+        }
 
         let no_ipv6 = [
             ("net/ipv6/conf/all/disable_ipv6", "1"),
@@ -231,6 +301,9 @@ impl Topology {
                 ("net/ipv4/ip_forward", "1"),
                 ("net/ipv4/conf/all/rp_filter", "0"),
                 ("net/ipv4/conf/all/send_redirects", "0"),
+                ("net/ipv4/icmp_ratelimit", "0"),
+                ("net/ipv4/icmp_msgs_per_sec", "100000"),
+                ("net/ipv4/icmp_errors_use_inbound_ifaddr", "1"),
                 // insp1 is read by the censor process; the kernel must not route what
                 // arrives there.
                 (forwarding.as_str(), "0"),
@@ -243,6 +316,54 @@ impl Topology {
             Some(&nft::ruleset(scenario)),
         )?;
         Ok(())
+    }
+
+    /// One router namespace: its link toward the Internet (peer moved into the next
+    /// namespace), both addresses, and routes.
+    fn configure_router(&self, index: usize) -> LabResult<()> {
+        let ns = &self.namespaces;
+        let mac = mac_string;
+        let router = plan::ROUTERS[index];
+        let (next_ns, peer_if, peer_mac) = match index {
+            0 => (
+                ns.routers[1].as_str(),
+                plan::ROUTER_UP_IF,
+                plan::ROUTERS[1].up_mac,
+            ),
+            1 => (
+                ns.censor.as_str(),
+                plan::CENSOR_VANTAGE_IF,
+                plan::CENSOR_VANTAGE_MAC,
+            ),
+            _ => (ns.internet.as_str(), plan::INTERNET_IF, plan::INTERNET_MAC),
+        };
+        let mut lines = vec![
+            format!(
+                "link add {} address {} type veth peer name {peer_if} address {} netns {next_ns}",
+                plan::ROUTER_DOWN_IF,
+                mac(router.down_mac),
+                mac(peer_mac),
+            ),
+            "link set lo up".to_owned(),
+        ];
+        for (interface, ip) in [
+            (plan::ROUTER_UP_IF, router.up_ip),
+            (plan::ROUTER_DOWN_IF, router.down_ip),
+        ] {
+            lines.extend([
+                // One segment per skb, as on every link the censor process writes to.
+                format!("link set {interface} gso_max_segs 1"),
+                format!("addr add {ip}/24 dev {interface}"),
+                format!("link set {interface} up"),
+            ]);
+        }
+        lines.push(format!("route add default via {}", router.toward_vantage));
+        lines.extend(
+            networks_beyond(&router)
+                .iter()
+                .map(|net| format!("route add {net} via {}", router.toward_internet)),
+        );
+        netns::ip_batch(&ns.routers[index], &lines)
     }
 
     /// Remove the namespaces (and with them every link, address, route and rule), then the
@@ -280,6 +401,29 @@ impl Drop for Topology {
             eprintln!("censorprobe lab: teardown: {failure}");
         }
     }
+}
+
+/// The lab's networks from the vantage point outward (the censor's inspection link is
+/// its own business).
+const NETWORKS_OUTWARD: [&str; 6] = [
+    "198.18.0.0/24",
+    "198.18.3.0/24",
+    "198.18.4.0/24",
+    "198.18.1.0/24",
+    "198.18.5.0/24",
+    "198.19.0.0/16",
+];
+
+/// The networks a router reaches through its Internet-side neighbour (the others are
+/// attached or behind its default route toward the vantage point).
+fn networks_beyond(router: &plan::Router) -> &'static [&'static str] {
+    let [a, b, c, _] = router.down_ip.octets();
+    let down = format!("{a}.{b}.{c}.0/24");
+    let at = NETWORKS_OUTWARD
+        .iter()
+        .position(|n| *n == down)
+        .expect("every router's down link is a lab network");
+    &NETWORKS_OUTWARD[at + 1..]
 }
 
 /// Delete namespaces (those that exist), then drop the host route if no lab namespace is

@@ -1376,3 +1376,210 @@ fn lab_up_interrupted_while_starting_leaves_nothing() {
         );
     }
 }
+
+/// A lab whose only censorship is a Henan-like injector on one HTTP Host (no residual
+/// blocking, so every connection of a test is judged on its own).
+const HOPS_SCENARIO: &str = r#"
+[[servers]]
+id = "web"
+ips = ["198.19.1.1"]
+behaviour = "normal"
+
+[[names]]
+name = "open.lab.example"
+server = "web"
+
+[[names]]
+name = "trigger.lab.example"
+server = "web"
+
+[[http_rules]]
+pattern = "trigger.lab.example"
+injector = "henan"
+"#;
+
+fn hops_lab(prefix: &str) -> Lab {
+    require_lab();
+    let scenario = Scenario::parse(HOPS_SCENARIO, Path::new("it-hops.toml")).unwrap();
+    let id = lab_id(prefix);
+    Lab::start(
+        scenario,
+        Path::new("it-hops.toml"),
+        &LabOptions {
+            id: Some(id.clone()),
+            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
+        },
+    )
+    .unwrap()
+}
+
+/// An ICMP error read from a raw socket: (type, sender, the quoted packet's protocol and
+/// destination port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IcmpError {
+    kind: u8,
+    from: Ipv4Addr,
+    quoted_protocol: u8,
+    quoted_port: u16,
+}
+
+/// Every ICMP error that arrives within `wait`.
+fn icmp_errors(socket: &socket2::Socket, wait: Duration) -> Vec<IcmpError> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok(len) = (&*socket).read(&mut buf) else {
+            break;
+        };
+        let packet = &buf[..len];
+        let header = usize::from(packet[0] & 0x0f) * 4;
+        let icmp = &packet[header..];
+        if icmp.len() < 8 + 20 + 4 || !matches!(icmp[0], 3 | 11) {
+            continue;
+        }
+        let quoted = &icmp[8..];
+        let quoted_header = usize::from(quoted[0] & 0x0f) * 4;
+        out.push(IcmpError {
+            kind: icmp[0],
+            from: Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]),
+            quoted_protocol: quoted[9],
+            quoted_port: u16::from_be_bytes([quoted[quoted_header + 2], quoted[quoted_header + 3]]),
+        });
+    }
+    out
+}
+
+fn raw_icmp_socket() -> socket2::Socket {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV4),
+    )
+    .unwrap()
+}
+
+/// TTL-limited packets expire at the planned hops: routers 1 and 2, the censor at
+/// `CENSOR_HOP`, router 3, each answering with a time-exceeded from its address; with
+/// TTL `SERVER_HOP` the packet reaches the server. Checked for traceroute-style UDP (the
+/// kernels' forwarding, the censor's included) and for DNS queries (which the censor
+/// process reads itself).
+#[test]
+fn lab_ttl_limited_packets_expire_at_the_planned_hops() {
+    let lab = hops_lab("hops");
+    let outcome = lab.in_vantage(|| {
+        let icmp = raw_icmp_socket();
+        let server = Ipv4Addr::new(198, 19, 1, 1);
+        for (port, target, what) in [
+            (33434, server, "traceroute UDP"),
+            (53, plan::RESOLVER_IP, "DNS query"),
+        ] {
+            for ttl in 1..=plan::SERVER_HOP {
+                let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+                socket.set_ttl(u32::from(ttl)).unwrap();
+                let payload = if port == 53 {
+                    a_query("open.lab.example.")
+                } else {
+                    b"probe".to_vec()
+                };
+                socket
+                    .send_to(&payload, SocketAddr::from((target, port)))
+                    .unwrap();
+                let errors: Vec<IcmpError> = icmp_errors(&icmp, Duration::from_millis(400))
+                    .into_iter()
+                    .filter(|e| e.quoted_protocol == 17 && e.quoted_port == port)
+                    .collect();
+                if ttl < plan::SERVER_HOP {
+                    let hop = plan::HOP_ADDRESSES[usize::from(ttl) - 1];
+                    assert_eq!(
+                        errors,
+                        [IcmpError {
+                            kind: 11,
+                            from: hop,
+                            quoted_protocol: 17,
+                            quoted_port: port,
+                        }],
+                        "{what} with TTL {ttl} expires at hop {ttl} ({hop})"
+                    );
+                } else if port == 53 {
+                    assert!(errors.is_empty(), "{what}: {errors:?}");
+                    let got = replies(&socket, Duration::from_millis(500));
+                    assert_eq!(got.len(), 1, "the resolver answers: {got:?}");
+                } else {
+                    assert_eq!(
+                        errors,
+                        [IcmpError {
+                            kind: 3,
+                            from: server,
+                            quoted_protocol: 17,
+                            quoted_port: port,
+                        }],
+                        "{what} with TTL {ttl} reaches the server (port unreachable)"
+                    );
+                }
+            }
+        }
+    });
+    lab.stop().unwrap();
+    outcome.unwrap();
+}
+
+/// `CenTrace`'s method: the handshake at full TTL, then the trigger with a limited TTL. One
+/// hop short of the censor, the trigger expires at router 2 and nothing is injected; with
+/// TTL `CENSOR_HOP` it expires at the censor, which still injects its reset (and sends the
+/// time-exceeded); the server never sees either.
+#[test]
+fn lab_a_trigger_with_the_censor_hop_ttl_still_draws_the_injection() {
+    let lab = hops_lab("trig");
+    let outcome = lab.in_vantage(|| {
+        let icmp = raw_icmp_socket();
+        let http = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 1), 80));
+        let request = b"GET / HTTP/1.1\r\nHost: trigger.lab.example\r\n\r\n";
+        let mut outcomes = Vec::new();
+        for ttl in [plan::CENSOR_HOP - 1, plan::CENSOR_HOP] {
+            let mut stream = TcpStream::connect_timeout(&http, Duration::from_secs(2)).unwrap();
+            stream.set_ttl(u32::from(ttl)).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(700)))
+                .unwrap();
+            stream.write_all(request).unwrap();
+            let mut buf = [0u8; 512];
+            let read = stream.read(&mut buf).map_err(|e| e.kind());
+            let hops: Vec<Ipv4Addr> = icmp_errors(&icmp, Duration::from_millis(200))
+                .into_iter()
+                .filter(|e| e.kind == 11 && e.quoted_protocol == 6 && e.quoted_port == 80)
+                .map(|e| e.from)
+                .collect();
+            outcomes.push((ttl, read, hops));
+        }
+        outcomes
+    });
+    lab.stop().unwrap();
+    let outcomes = outcome.unwrap();
+    let (ttl, read, hops) = &outcomes[0];
+    assert!(
+        matches!(
+            read,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "TTL {ttl}: no answer, no reset: {read:?}"
+    );
+    assert!(!hops.is_empty(), "TTL {ttl}: time-exceeded expected");
+    assert!(
+        hops.iter().all(|h| *h == plan::HOP_ADDRESSES[1]),
+        "TTL {ttl} expires at router 2: {hops:?}"
+    );
+    let (ttl, read, hops) = &outcomes[1];
+    assert_eq!(
+        *read,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "TTL {ttl}: the censor's reset"
+    );
+    assert!(
+        hops.contains(&plan::CENSOR_VANTAGE_SIDE_IP),
+        "TTL {ttl} expires at the censor: {hops:?}"
+    );
+}

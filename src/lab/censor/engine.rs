@@ -21,8 +21,8 @@ use super::packet::{self, Emit, Fingerprint, Link, Segment};
 use super::rules::RuleIndex;
 use crate::lab::plan;
 use crate::lab::scenario::{
-    CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IpIdMode, KeywordRule,
-    ResidualAction, Scenario,
+    CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IdPattern, Injection, IpIdMode,
+    KeywordProtocol, KeywordRule, ResidualAction, Scenario, TtlPattern,
 };
 
 /// How much of a client's first bytes the censor buffers to find a Host or SNI.
@@ -139,10 +139,7 @@ impl Engine {
             IpIdMode::Fixed(id) => id,
             IpIdMode::Random => rand::rng().random(),
         };
-        Fingerprint {
-            ttl: ttl.unwrap_or(self.defaults.ip_ttl),
-            ip_id,
-        }
+        Fingerprint::new(ttl.unwrap_or(self.defaults.ip_ttl), ip_id)
     }
 
     /// Decide what to do with one frame read from the inspection link.
@@ -153,6 +150,31 @@ impl Engine {
         let Some(ip) = packet::ipv4_of(frame) else {
             return Vec::new();
         };
+        if packet::is_expiring(frame) {
+            return self.expiring(&ip, now);
+        }
+        self.decide(&ip, now)
+    }
+
+    /// A packet from the vantage point whose TTL ends at the censor: inspected like any
+    /// other (the injection a TTL-limited trigger draws is how a censor is located), but
+    /// nothing of it goes on; its sender gets an ICMP time-exceeded from the censor's
+    /// address, as from a router.
+    fn expiring(&mut self, ip: &Ipv4Packet<'_>, now: Instant) -> Vec<Emit> {
+        let mut out: Vec<Emit> = self
+            .decide(ip, now)
+            .into_iter()
+            .filter(|emit| !emit.forwarded)
+            .collect();
+        out.push(Emit::forged(
+            Link::Client,
+            packet::time_exceeded(plan::CENSOR_VANTAGE_SIDE_IP, ip),
+        ));
+        out
+    }
+
+    fn decide(&mut self, ip: &Ipv4Packet<'_>, now: Instant) -> Vec<Emit> {
+        let ip = ip.to_immutable();
         if let Some(datagram) = packet::udp_of(&ip)
             && datagram.get_destination() == 53
         {
@@ -171,10 +193,7 @@ impl Engine {
         } else {
             Link::Server
         };
-        vec![Emit {
-            link,
-            frame: packet::forward(&ip, link),
-        }]
+        vec![Emit::forward(&ip, link)]
     }
 
     /// A segment from a server to the vantage point: delivered, unless its flow is being
@@ -195,10 +214,7 @@ impl Engine {
                 return Vec::new();
             }
         }
-        vec![Emit {
-            link: Link::Client,
-            frame: packet::forward(ip, Link::Client),
-        }]
+        vec![Emit::forward(ip, Link::Client)]
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -209,10 +225,7 @@ impl Engine {
     }
 
     fn dns(&mut self, ip: &Ipv4Packet<'_>, client_port: u16, payload: &[u8]) -> Vec<Emit> {
-        let forward = Emit {
-            link: Link::Server,
-            frame: packet::forward(ip, Link::Server),
-        };
+        let forward = Emit::forward(ip, Link::Server);
         let Ok(query) = Message::from_vec(payload) else {
             return vec![forward];
         };
@@ -245,10 +258,10 @@ impl Engine {
             return vec![forward];
         };
         let fingerprint = self.fingerprint(rule.ip_ttl, rule.ip_id);
-        let mut out = vec![Emit {
-            link: Link::Client,
-            frame: packet::udp_frame(Link::Client, resolver, client, &bytes, fingerprint),
-        }];
+        let mut out = vec![Emit::forged(
+            Link::Client,
+            packet::udp_frame(Link::Client, resolver, client, &bytes, fingerprint),
+        )];
         if rule.action != DnsAction::CensorOnly {
             out.push(forward);
         }
@@ -287,10 +300,7 @@ impl Engine {
             server: (ip.get_destination(), segment.get_destination()),
         };
         let flags = segment.get_flags();
-        let forward = || Emit {
-            link: Link::Server,
-            frame: packet::forward(ip, Link::Server),
-        };
+        let forward = || Emit::forward(ip, Link::Server);
         if flags & TcpFlags::SYN != 0 && flags & TcpFlags::ACK == 0 {
             self.flows.remove(&key);
             if let Some(out) = self.residual_on_syn(&key, segment, now) {
@@ -366,11 +376,12 @@ impl Engine {
                             ack: segment.get_sequence().wrapping_add(1),
                             flags: TcpFlags::RST | TcpFlags::ACK,
                             window: 0,
+                            payload: &[],
                         };
-                        vec![Emit {
-                            link: Link::Client,
-                            frame: packet::tcp_frame(Link::Client, &reset, penalty.fingerprint),
-                        }]
+                        vec![Emit::forged(
+                            Link::Client,
+                            packet::tcp_frame(Link::Client, &reset, penalty.fingerprint),
+                        )]
                     }
                 });
             }
@@ -391,83 +402,132 @@ impl Engine {
         now: Instant,
     ) -> Vec<Emit> {
         let payload = segment.payload();
-        let forward = || Emit {
-            link: Link::Server,
-            frame: packet::forward(ip, Link::Server),
+        let forward = || Emit::forward(ip, Link::Server);
+        let keyword_protocol = if protocol == "http" {
+            KeywordProtocol::Http
+        } else {
+            KeywordProtocol::Tls
         };
-        let fingerprint = self.fingerprint(rule.ip_ttl, rule.ip_id);
+        let injection = rule.injection(keyword_protocol, &self.defaults);
+        let mut burst = Burst::new(&injection);
         self.events.push(Event::Keyword {
             protocol,
             name,
-            action: rule.action,
+            action: injection.action,
             client: key.client,
             server: key.server,
         });
-        if let Some(residual) = rule.residual {
+        if let Some(residual) = injection.residual {
             self.residual.insert(
                 (key.client.0, key.server.0, key.server.1),
                 Penalty {
                     action: residual.action,
                     until: now + Duration::from_secs(u64::from(residual.secs)),
-                    fingerprint,
+                    fingerprint: burst.next(),
                 },
             );
         }
         let flow = self.flows.get_mut(key).expect("flow inserted above");
-        if rule.action == FlowAction::Drop {
+        if injection.action == FlowAction::Drop {
             flow.verdict = FlowVerdict::Dropped;
             return Vec::new();
         }
         flow.verdict = FlowVerdict::Pass;
-        let reset_flags = if rule.action == FlowAction::RstAck {
+        let reset_flags = if injection.action == FlowAction::RstAck {
             TcpFlags::RST | TcpFlags::ACK
         } else {
             TcpFlags::RST
         };
         let client_next = segment.get_sequence().wrapping_add(payload.len() as u32);
         let server_next = segment.get_acknowledgement();
+        let offsets = |identical: bool| {
+            BURST_OFFSETS
+                .iter()
+                .take(usize::from(injection.count))
+                .map(move |offset| if identical { 0 } else { *offset })
+        };
         let mut out = Vec::new();
-        for offset in BURST_OFFSETS.iter().take(usize::from(rule.count)) {
+        for offset in offsets(injection.identical) {
             let reset = Segment {
                 source: key.server,
                 destination: key.client,
-                seq: server_next.wrapping_add(*offset),
+                seq: server_next.wrapping_add(offset),
                 ack: client_next,
                 flags: reset_flags,
                 window: 0,
+                payload: &injection.payload,
             };
-            out.push(Emit {
-                link: Link::Client,
-                frame: packet::tcp_frame(
-                    Link::Client,
-                    &reset,
-                    self.fingerprint(rule.ip_ttl, rule.ip_id),
-                ),
-            });
+            out.push(Emit::forged(
+                Link::Client,
+                packet::tcp_frame(Link::Client, &reset, burst.next()),
+            ));
         }
         // On-path: the request itself still reaches the server.
         out.push(forward());
-        if rule.direction == Direction::Both {
-            for offset in BURST_OFFSETS.iter().take(usize::from(rule.count)) {
+        if injection.direction == Direction::Both {
+            let mut burst = Burst::new(&injection);
+            for offset in offsets(injection.identical) {
                 let reset = Segment {
                     source: key.client,
                     destination: key.server,
-                    seq: client_next.wrapping_add(*offset),
+                    seq: client_next.wrapping_add(offset),
                     ack: server_next,
                     flags: reset_flags,
                     window: 0,
+                    payload: &injection.payload,
                 };
-                out.push(Emit {
-                    link: Link::Server,
-                    frame: packet::tcp_frame(
-                        Link::Server,
-                        &reset,
-                        self.fingerprint(rule.ip_ttl, rule.ip_id),
-                    ),
-                });
+                out.push(Emit::forged(
+                    Link::Server,
+                    packet::tcp_frame(Link::Server, &reset, burst.next()),
+                ));
             }
         }
         out
+    }
+}
+
+/// The fingerprints of one burst of forged packets: what is drawn once per burst (a
+/// varying TTL, GFW type II's IP ID) is the same on each.
+struct Burst {
+    ttl: u8,
+    ip_id: IdPattern,
+    shared_ip_id: u16,
+    dont_fragment: bool,
+}
+
+impl Burst {
+    fn new(injection: &Injection) -> Burst {
+        let mut rng = rand::rng();
+        let ttl = match injection.ttl {
+            TtlPattern::Fixed(ttl) => ttl,
+            TtlPattern::Range(low, high) => loop {
+                let ttl = rng.random_range(low..=high);
+                // Never the servers' own TTL: the forgery must be telling.
+                if ttl.abs_diff(plan::SERVER_TTL_SEEN) > 1 || low == high {
+                    break ttl;
+                }
+            },
+        };
+        Burst {
+            ttl,
+            ip_id: injection.ip_id,
+            shared_ip_id: rng.random(),
+            dont_fragment: injection.dont_fragment,
+        }
+    }
+
+    fn next(&mut self) -> Fingerprint {
+        let ip_id = match self.ip_id {
+            IdPattern::Fixed(id) => id,
+            IdPattern::Random => rand::rng().random(),
+            IdPattern::RandomPerBurst => self.shared_ip_id,
+            IdPattern::Range(low, high) => rand::rng().random_range(low..=high),
+        };
+        Fingerprint {
+            ttl: self.ttl,
+            ip_id,
+            dont_fragment: self.dont_fragment,
+        }
     }
 }
 
@@ -583,7 +643,7 @@ action = "drop"
 
     const CLIENT: (Ipv4Addr, u16) = (plan::VANTAGE_IP, 40000);
     const SERVER: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 19, 1, 1), 80);
-    const FP: Fingerprint = Fingerprint { ttl: 63, ip_id: 1 };
+    const FP: Fingerprint = Fingerprint::new(63, 1);
 
     fn dns_query(name: &str) -> Vec<u8> {
         let mut q = Message::query();
@@ -607,13 +667,12 @@ action = "drop"
                 ack: 5000,
                 flags,
                 window: 500,
+                payload,
             },
             FP,
         );
-        frame.extend_from_slice(payload);
-        // Fix the IP total length for the payload.
-        let total = (frame.len() - 14) as u16;
-        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        // As read from the inspection link: addressed to its peer.
+        frame[..6].copy_from_slice(&plan::INSPECT_PEER_MAC);
         frame
     }
 
@@ -636,7 +695,11 @@ action = "drop"
         );
         let ip = packet::ipv4_of(&out[0].frame).unwrap();
         assert_eq!(ip.get_source(), plan::RESOLVER_IP, "spoofs the resolver");
-        assert_eq!((ip.get_ttl(), ip.get_identification()), (99, 4242));
+        assert_eq!(
+            (ip.get_ttl(), ip.get_identification()),
+            (99 + plan::CENSOR_HOP - 1, 4242),
+            "the vantage point sees TTL 99 after the routers"
+        );
         assert_eq!(out[1].link, Link::Server);
     }
 
@@ -700,7 +763,7 @@ action = "drop"
                 .unwrap()
                 .get_destination()
                 .octets(),
-            plan::VANTAGE_MAC
+            plan::CENSOR_CLIENT_PEER_MAC
         );
         // ... until the penalty expires.
         let out = engine.handle(
@@ -769,6 +832,7 @@ action = "drop"
                     ack: 1,
                     flags,
                     window: 500,
+                    payload: &[],
                 },
                 FP,
             )
@@ -807,6 +871,269 @@ action = "drop"
         let mut out = Vec::new();
         conn.write_tls(&mut out).unwrap();
         out
+    }
+
+    const PROFILES: &str = r#"
+[[http_rules]]
+pattern = "type1.example"
+injector = "gfw_type_i"
+
+[[http_rules]]
+pattern = "type3.example"
+injector = "gfw_type_iii"
+
+[[http_rules]]
+pattern = "henan.example"
+injector = "henan"
+
+[[http_rules]]
+pattern = "override.example"
+injector = "gfw_type_iii"
+ip_ttl = 200
+count = 2
+residual = { action = "drop", secs = 7 }
+
+[[tls_rules]]
+pattern = "type2.example"
+injector = "gfw_type_ii"
+"#;
+
+    /// One forged packet as the vantage point sees it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Forged {
+        ttl_seen: u8,
+        ip_id: u16,
+        dont_fragment: bool,
+        flags: u8,
+        seq: u32,
+        payload: Vec<u8>,
+    }
+
+    fn forged(emit: &Emit) -> Forged {
+        assert!(!emit.forwarded);
+        let ip = packet::ipv4_of(&emit.frame).unwrap();
+        assert_eq!(pnet::packet::ipv4::checksum(&ip), ip.get_checksum());
+        let tcp = packet::tcp_of(&ip).unwrap();
+        assert_eq!(
+            pnet::packet::tcp::ipv4_checksum(&tcp, &ip.get_source(), &ip.get_destination()),
+            tcp.get_checksum(),
+            "the TCP checksum covers the payload"
+        );
+        assert_eq!(ip.get_fragment_offset(), 0);
+        Forged {
+            ttl_seen: ip.get_ttl() - emit.link.routers_beyond(),
+            ip_id: ip.get_identification(),
+            dont_fragment: ip.get_flags() & pnet::packet::ipv4::Ipv4Flags::DontFragment != 0,
+            flags: tcp.get_flags(),
+            seq: tcp.get_sequence(),
+            payload: tcp.payload().to_vec(),
+        }
+    }
+
+    /// The censor's answer to a trigger for `name` (HTTP Host, or SNI when `tls`) on a
+    /// fresh flow from `port`, split into forged packets toward the client, toward the
+    /// server, and whether the trigger itself was passed on.
+    fn trigger(
+        engine: &mut Engine,
+        name: &str,
+        tls: bool,
+        now: Instant,
+    ) -> (Vec<Forged>, Vec<Forged>, bool) {
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
+        let payload = if tls {
+            client_hello(name)
+        } else {
+            format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").into_bytes()
+        };
+        let out = engine.handle(&segment(TcpFlags::ACK | TcpFlags::PSH, 101, &payload), now);
+        split(&out)
+    }
+
+    fn split(out: &[Emit]) -> (Vec<Forged>, Vec<Forged>, bool) {
+        let to = |link| {
+            out.iter()
+                .filter(|e| !e.forwarded && e.link == link)
+                .map(forged)
+                .collect::<Vec<_>>()
+        };
+        (
+            to(Link::Client),
+            to(Link::Server),
+            out.iter().any(|e| e.forwarded),
+        )
+    }
+
+    fn profiles() -> Engine {
+        Engine::new(&Scenario::parse(PROFILES, Path::new("p.toml")).unwrap())
+    }
+
+    /// Whether a new connection to the same server and port, `after` the trigger, is
+    /// still answered by the censor (residual blocking) rather than passed on.
+    fn residual_blocks(engine: &mut Engine, now: Instant, after: u64) -> bool {
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 7000, b""),
+            now + Duration::from_secs(after),
+        );
+        !out.iter().any(|e| e.forwarded)
+    }
+
+    #[test]
+    fn gfw_type_i_sends_one_bare_rst_with_ip_id_0_and_blocks_residually() {
+        let now = Instant::now();
+        for _ in 0..20 {
+            let mut engine = profiles();
+            let (client, server, passed) = trigger(&mut engine, "type1.example", false, now);
+            assert!(server.is_empty() && passed);
+            assert_eq!(client.len(), 1);
+            let rst = &client[0];
+            assert_eq!(rst.flags, TcpFlags::RST, "no ACK");
+            assert_eq!((rst.ip_id, rst.dont_fragment), (0, false));
+            assert!((55..=118).contains(&rst.ttl_seen), "{rst:?}");
+            assert!(rst.ttl_seen.abs_diff(plan::SERVER_TTL_SEEN) > 1, "{rst:?}");
+            assert!(rst.payload.is_empty());
+            assert!(residual_blocks(&mut engine, now, 89), "HTTP residual: 90 s");
+            assert!(!residual_blocks(&mut engine, now, 91));
+        }
+    }
+
+    #[test]
+    fn gfw_type_ii_sends_three_identical_rst_acks_with_df_and_one_random_id() {
+        let now = Instant::now();
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..10 {
+            let mut engine = profiles();
+            let (client, server, passed) = trigger(&mut engine, "type2.example", true, now);
+            assert!(server.is_empty() && passed);
+            assert_eq!(client.len(), 3);
+            assert!(
+                client.iter().all(|f| *f == client[0]),
+                "identical: {client:?}"
+            );
+            let rst = &client[0];
+            assert_eq!(rst.flags, TcpFlags::RST | TcpFlags::ACK);
+            assert!(rst.dont_fragment);
+            assert!((39..=238).contains(&rst.ttl_seen), "{rst:?}");
+            assert!(rst.payload.is_empty());
+            ids.insert(rst.ip_id);
+            assert!(
+                residual_blocks(&mut engine, now, 179),
+                "SNI residual: 180 s"
+            );
+            assert!(!residual_blocks(&mut engine, now, 181));
+        }
+        assert!(ids.len() > 1, "the IP ID varies between bursts: {ids:?}");
+    }
+
+    #[test]
+    fn gfw_type_iii_sends_one_rst_ack_ttl_248_ip_id_in_its_range() {
+        let now = Instant::now();
+        for _ in 0..20 {
+            let mut engine = profiles();
+            let (client, server, _) = trigger(&mut engine, "type3.example", false, now);
+            assert!(server.is_empty());
+            assert_eq!(client.len(), 1);
+            let rst = &client[0];
+            assert_eq!(rst.flags, TcpFlags::RST | TcpFlags::ACK);
+            assert_eq!((rst.ttl_seen, rst.dont_fragment), (248, false));
+            assert!((0x9916..=0x9933).contains(&rst.ip_id), "{rst:?}");
+            assert!(residual_blocks(&mut engine, now, 60));
+        }
+    }
+
+    #[test]
+    fn henan_sends_one_rst_ack_with_its_payload_to_the_client_only_and_no_residual() {
+        let now = Instant::now();
+        let mut engine = profiles();
+        let (client, server, passed) = trigger(&mut engine, "henan.example", false, now);
+        assert!(passed);
+        assert!(server.is_empty(), "client side only");
+        assert_eq!(
+            client,
+            [Forged {
+                ttl_seen: 58,
+                ip_id: 1,
+                dont_fragment: false,
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                seq: 5000,
+                payload: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+            }]
+        );
+        assert!(
+            !residual_blocks(&mut engine, now, 1),
+            "no residual blocking"
+        );
+    }
+
+    #[test]
+    fn explicit_fields_override_the_profile() {
+        let now = Instant::now();
+        let mut engine = profiles();
+        let (client, _, _) = trigger(&mut engine, "override.example", false, now);
+        assert_eq!(client.len(), 2);
+        assert!(client.iter().all(|f| f.ttl_seen == 200), "{client:?}");
+        assert_ne!(client[0].seq, client[1].seq, "not an identical burst");
+        let out = engine.handle(
+            &segment(TcpFlags::SYN, 7000, b""),
+            now + Duration::from_secs(5),
+        );
+        assert!(out.is_empty(), "the rule's own residual: drop for 7 s");
+        assert!(!residual_blocks(&mut engine, now, 8));
+    }
+
+    fn expiring(frame: Vec<u8>) -> Vec<u8> {
+        let mut frame = frame;
+        frame[..6].copy_from_slice(&plan::INSPECT_EXPIRING_MAC);
+        frame
+    }
+
+    #[test]
+    fn a_trigger_expiring_at_the_censor_draws_the_injection_and_a_time_exceeded() {
+        let now = Instant::now();
+        let mut engine = profiles();
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
+        let request = b"GET / HTTP/1.1\r\nHost: type3.example\r\n\r\n";
+        let out = engine.handle(
+            &expiring(segment(TcpFlags::ACK | TcpFlags::PSH, 101, request)),
+            now,
+        );
+        assert!(
+            out.iter().all(|e| !e.forwarded),
+            "nothing goes past the censor"
+        );
+        assert!(out.iter().all(|e| e.link == Link::Client));
+        assert_eq!(out.len(), 2, "{out:?}");
+        let reset = forged(&out[0]);
+        assert_eq!(reset.ttl_seen, 248);
+        let ip = packet::ipv4_of(&out[1].frame).unwrap();
+        assert_eq!(ip.get_source(), plan::CENSOR_VANTAGE_SIDE_IP);
+        assert_eq!(ip.get_destination(), plan::VANTAGE_IP);
+        assert_eq!(ip.payload()[0], 11, "ICMP time exceeded");
+
+        // A benign packet expiring here only draws the time-exceeded.
+        let mut engine = profiles();
+        let out = engine.handle(&expiring(segment(TcpFlags::SYN, 1, b"")), now);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].forwarded);
+        let ip = packet::ipv4_of(&out[0].frame).unwrap();
+        assert_eq!(ip.get_source(), plan::CENSOR_VANTAGE_SIDE_IP);
+    }
+
+    #[test]
+    fn profiles_need_no_action_but_refuse_drop() {
+        let err = Scenario::parse(
+            "[[http_rules]]\npattern = \"a.example\"\ninjector = \"henan\"\naction = \"drop\"\n\n[[tls_rules]]\npattern = \"b.example\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("contradicts"), "{err}");
+        assert!(err.contains("give an action or an injector"), "{err}");
     }
 
     #[test]
