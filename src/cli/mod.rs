@@ -14,6 +14,7 @@ mod error;
 mod human;
 mod lab;
 mod parse;
+mod pcap;
 mod scan;
 mod summary;
 
@@ -33,6 +34,7 @@ pub use diff::DiffArgs;
 pub use error::ConfigError;
 pub use lab::LabCommand;
 pub use parse::*;
+pub use pcap::PcapArgs;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
 pub use summary::SummaryArgs;
 
@@ -113,6 +115,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Summarise a report: counts per verdict, method, stage and category; blocklists.
     Summary(SummaryArgs),
+    /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
+    /// and the censor's hop in TTL-limited (CenTrace) captures.
+    Pcap(PcapArgs),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -138,6 +143,7 @@ impl Command {
             Command::Check(args) => args.scan.quiet,
             Command::Diff(args) => args.quiet,
             Command::Summary(args) => args.quiet,
+            Command::Pcap(args) => args.quiet,
             Command::Lab(_) => false,
         }
     }
@@ -181,6 +187,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run_check(&args),
         Command::Diff(args) => diff::run_diff(&args),
         Command::Summary(args) => summary::run_summary(&args),
+        Command::Pcap(args) => pcap::run_pcap(&args),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod assessment;
 pub mod consensus;
 mod header;
+pub mod pcap;
 mod summary;
 mod target;
 

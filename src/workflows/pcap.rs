@@ -1,0 +1,719 @@
+//! Offline analysis of capture files (`censorprobe pcap FILE…`): pcap and pcapng read
+//! with `pcap-parser`, frames parsed by [`crate::packet::parse_frame`], TCP flows rebuilt
+//! with [`ConnectionBuilder`] (the client is the side that sent the SYN; ICMP errors join
+//! the flow they quote), the trigger named by [`crate::sniff`], each flow judged by
+//! [`judge_connection`], and the TTL-limited trace that CenTrace captures allow (the same
+//! trigger sent with IP TTL 0, 1, 2, … on successive connections to one server).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+
+use pcap_parser::{Block, PcapBlockOwned, PcapError};
+
+use crate::classify::injectors::InjectorSet;
+use crate::classify::packets::judge_connection;
+use crate::observation::packets::{
+    ConnectionPackets, FlowKey, IcmpKind, PacketBody, PacketDirection, PacketFacts, TcpFlagSet,
+};
+use crate::packet::{ConnectionBuilder, LinkType, ParsedPacket, Transport, parse_frame};
+use crate::record::pcap::{
+    CaptureFormat, CensorPlacement, FlowOutcome, HopSource, PcapCaptureRecord, PcapFlow,
+    PcapTrigger, ResponseGroup, ResponseKind, TriggerProtocol, TtlHop, TtlTrace,
+};
+use crate::sniff::{Sniffed, sniff};
+
+/// Why a capture file could not be analysed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PcapAnalysisError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a pcap or pcapng file")]
+    NotACapture { file: String },
+    #[error("{file}: malformed capture: {detail}")]
+    Malformed { file: String, detail: String },
+}
+
+/// What the analysis keeps beyond the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcapOptions {
+    /// Put every packet of every flow in the record (for re-judging).
+    pub keep_packets: bool,
+}
+
+/// Client payload kept per flow to name the trigger (a `ClientHello` fits easily).
+const MAX_TRIGGER_BYTES: usize = 16 * 1024;
+/// The largest block the reader grows its buffer to (snap lengths are at most 256 KiB).
+const MAX_READ_BUFFER: usize = 4 * 1024 * 1024;
+/// A server packet whose IP TTL is this close to its SYN-ACK's comes from the server.
+const SAME_SENDER_TTL_SLACK: i16 = 1;
+
+/// Analyse one capture file.
+pub fn analyse_file(
+    path: &Path,
+    injectors: &InjectorSet,
+    options: PcapOptions,
+) -> Result<PcapCaptureRecord, PcapAnalysisError> {
+    let file = std::fs::File::open(path).map_err(|source| PcapAnalysisError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    analyse_reader(&path.display().to_string(), file, injectors, options)
+}
+
+/// Analyse a capture read from `reader`; `file` names it in the record.
+pub fn analyse_reader<R: Read + Send>(
+    file: &str,
+    reader: R,
+    injectors: &InjectorSet,
+    options: PcapOptions,
+) -> Result<PcapCaptureRecord, PcapAnalysisError> {
+    let mut flows = FlowAssembler::default();
+    let summary = read_frames(file, reader, |at_us, link, frame| {
+        match link.map(|link| parse_frame(link, frame)) {
+            Some(Ok(packet)) => flows.push(&packet, at_us),
+            _ => flows.skipped += 1,
+        }
+    })?;
+    let mut record = PcapCaptureRecord {
+        record: "pcap_capture".to_owned(),
+        file: file.to_owned(),
+        format: summary.format,
+        frames: summary.frames,
+        skipped_frames: flows.skipped,
+        unmatched_packets: flows.unmatched,
+        flows: Vec::new(),
+        traces: Vec::new(),
+    };
+    let first_us = flows.first_us.unwrap_or(0);
+    for state in flows.states {
+        let packets = state.builder.finish();
+        record.flows.push(describe_flow(
+            packets,
+            state.start_us.saturating_sub(first_us),
+            &state.sniffed,
+            injectors,
+            options,
+        ));
+    }
+    record.traces = ttl_traces(&record.flows);
+    Ok(record)
+}
+
+/// CenTrace pairs each test capture with a control capture to the same server: a trace
+/// whose own capture never reached the server takes the server's hop distance from
+/// another capture of the same run, and its placement is decided again.
+pub fn share_server_hops(records: &mut [PcapCaptureRecord]) {
+    let mut hops: HashMap<IpAddr, u8> = HashMap::new();
+    for trace in records.iter().flat_map(|r| &r.traces) {
+        if let (Some(hop), Some(HopSource::ThisCapture)) = (trace.server_hop, trace.server_hop_from)
+        {
+            let entry = hops.entry(trace.server.ip()).or_insert(hop);
+            *entry = (*entry).min(hop);
+        }
+    }
+    for trace in records.iter_mut().flat_map(|r| &mut r.traces) {
+        if trace.server_hop.is_none()
+            && let Some(&hop) = hops.get(&trace.server.ip())
+        {
+            trace.server_hop = Some(hop);
+            trace.server_hop_from = Some(HopSource::OtherCapture);
+            decide_placement(trace);
+        }
+    }
+}
+
+/// What the reader saw of the file itself.
+struct ReadSummary {
+    format: CaptureFormat,
+    frames: u64,
+}
+
+/// One pcapng interface: how its frames start and how its clock counts.
+struct Interface {
+    link: Option<LinkType>,
+    /// Timestamp units per second.
+    resolution: u64,
+    offset: i64,
+}
+
+/// Calls `on_frame(at_us, link, bytes)` for every frame, in file order. `link` is `None`
+/// for link types the parser does not know.
+fn read_frames<R: Read + Send>(
+    file: &str,
+    reader: R,
+    mut on_frame: impl FnMut(u64, Option<LinkType>, &[u8]),
+) -> Result<ReadSummary, PcapAnalysisError> {
+    let malformed = |detail: String| PcapAnalysisError::Malformed {
+        file: file.to_owned(),
+        detail,
+    };
+    let mut capacity = 1 << 16;
+    let mut reader = pcap_parser::create_reader(capacity, reader).map_err(|_| {
+        PcapAnalysisError::NotACapture {
+            file: file.to_owned(),
+        }
+    })?;
+    let mut format = CaptureFormat::Pcap;
+    let mut legacy_link = None;
+    let mut legacy_nanoseconds = false;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut frames = 0u64;
+    let mut last_us = 0u64;
+    loop {
+        match reader.next() {
+            Ok((offset, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(header) => {
+                        legacy_link = u32::try_from(header.network.0)
+                            .ok()
+                            .and_then(LinkType::from_pcap);
+                        legacy_nanoseconds = header.is_nanosecond_precision();
+                    }
+                    PcapBlockOwned::Legacy(frame) => {
+                        let fraction = if legacy_nanoseconds {
+                            u64::from(frame.ts_usec) / 1000
+                        } else {
+                            u64::from(frame.ts_usec)
+                        };
+                        last_us = u64::from(frame.ts_sec) * 1_000_000 + fraction;
+                        frames += 1;
+                        on_frame(last_us, legacy_link, frame.data);
+                    }
+                    PcapBlockOwned::NG(block) => {
+                        format = CaptureFormat::Pcapng;
+                        match block {
+                            // A new section restarts the interface numbering.
+                            Block::SectionHeader(_) => interfaces.clear(),
+                            Block::InterfaceDescription(interface) => {
+                                interfaces.push(Interface {
+                                    link: u32::try_from(interface.linktype.0)
+                                        .ok()
+                                        .and_then(LinkType::from_pcap),
+                                    resolution: interface.ts_resolution().unwrap_or(1_000_000),
+                                    offset: interface.ts_offset(),
+                                });
+                            }
+                            Block::EnhancedPacket(packet) => {
+                                let interface = interfaces.get(packet.if_id as usize);
+                                if let Some(interface) = interface {
+                                    last_us = pcapng_micros(
+                                        packet.ts_high,
+                                        packet.ts_low,
+                                        interface,
+                                    );
+                                }
+                                frames += 1;
+                                let data = &packet.data[..(packet.caplen as usize)
+                                    .min(packet.data.len())];
+                                on_frame(last_us, interface.and_then(|i| i.link), data);
+                            }
+                            // Simple packets carry no timestamp: they take the last one.
+                            Block::SimplePacket(packet) => {
+                                frames += 1;
+                                on_frame(
+                                    last_us,
+                                    interfaces.first().and_then(|i| i.link),
+                                    packet.data,
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                reader.consume(offset);
+            }
+            Err(PcapError::Eof | PcapError::UnexpectedEof) => break,
+            Err(PcapError::Incomplete(_)) => {
+                reader
+                    .refill()
+                    .map_err(|e| malformed(format!("read failed: {e:?}")))?;
+            }
+            Err(PcapError::BufferTooSmall) if capacity < MAX_READ_BUFFER => {
+                capacity *= 4;
+                if !reader.grow(capacity) {
+                    return Err(malformed("a block is too large to read".to_owned()));
+                }
+                reader
+                    .refill()
+                    .map_err(|e| malformed(format!("read failed: {e:?}")))?;
+            }
+            Err(error) => return Err(malformed(format!("{error:?}"))),
+        }
+    }
+    Ok(ReadSummary { format, frames })
+}
+
+/// A pcapng timestamp in microseconds since the epoch.
+fn pcapng_micros(high: u32, low: u32, interface: &Interface) -> u64 {
+    let ticks = (u64::from(high) << 32) | u64::from(low);
+    let resolution = interface.resolution.max(1);
+    let seconds = (ticks / resolution).saturating_add_signed(interface.offset);
+    let fraction = u128::from(ticks % resolution) * 1_000_000 / u128::from(resolution);
+    seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(fraction as u64)
+}
+
+/// One flow being rebuilt.
+struct FlowState {
+    builder: ConnectionBuilder,
+    start_us: u64,
+    /// The client's payload so far, until the trigger's name is known.
+    client_bytes: Vec<u8>,
+    sniffed: Sniffed,
+}
+
+/// Routes parsed packets to their flows.
+#[derive(Default)]
+struct FlowAssembler {
+    index: HashMap<FlowKey, usize>,
+    states: Vec<FlowState>,
+    first_us: Option<u64>,
+    skipped: u64,
+    unmatched: u64,
+}
+
+impl FlowAssembler {
+    fn push(&mut self, packet: &ParsedPacket<'_>, at_us: u64) {
+        self.first_us.get_or_insert(at_us);
+        let key = match &packet.transport {
+            Transport::Tcp { facts, .. } => {
+                let Some((source, destination)) = packet.endpoints() else {
+                    return;
+                };
+                let forward = FlowKey {
+                    client: source,
+                    server: destination,
+                };
+                let backward = FlowKey {
+                    client: destination,
+                    server: source,
+                };
+                if self.index.contains_key(&forward) {
+                    forward
+                } else if self.index.contains_key(&backward) {
+                    backward
+                } else if facts.flags.0 & (TcpFlagSet::SYN | TcpFlagSet::ACK) == TcpFlagSet::SYN {
+                    self.open(forward, at_us)
+                } else if facts.flags.is_syn_ack() {
+                    // The capture missed the SYN: the SYN-ACK still says who the client is.
+                    self.open(backward, at_us)
+                } else {
+                    self.unmatched += 1;
+                    return;
+                }
+            }
+            Transport::Icmp {
+                quoted: Some(quoted),
+                ..
+            } => {
+                let key = FlowKey {
+                    client: quoted.source,
+                    server: quoted.destination,
+                };
+                if !self.index.contains_key(&key) {
+                    self.unmatched += 1;
+                    return;
+                }
+                key
+            }
+            Transport::Icmp { quoted: None, .. } | Transport::Udp { .. } => {
+                self.skipped += 1;
+                return;
+            }
+        };
+        let state = &mut self.states[self.index[&key]];
+        if !state.builder.push(packet, at_us) {
+            self.unmatched += 1;
+            return;
+        }
+        if let Transport::Tcp { payload, .. } = &packet.transport
+            && !payload.is_empty()
+            && packet.source == key.client.ip()
+            && matches!(state.sniffed, Sniffed::Incomplete)
+        {
+            let room = MAX_TRIGGER_BYTES.saturating_sub(state.client_bytes.len());
+            state
+                .client_bytes
+                .extend_from_slice(&payload[..payload.len().min(room)]);
+            state.sniffed = match sniff(&state.client_bytes) {
+                Sniffed::Incomplete if room > payload.len() => Sniffed::Incomplete,
+                Sniffed::Incomplete => Sniffed::Nothing,
+                named => named,
+            };
+            if !matches!(state.sniffed, Sniffed::Incomplete) {
+                state.client_bytes = Vec::new();
+            }
+        }
+    }
+
+    fn open(&mut self, key: FlowKey, at_us: u64) -> FlowKey {
+        self.index.insert(key, self.states.len());
+        self.states.push(FlowState {
+            builder: ConnectionBuilder::new(key),
+            start_us: at_us,
+            client_bytes: Vec::new(),
+            sniffed: Sniffed::Incomplete,
+        });
+        key
+    }
+}
+
+/// Builds the record of one flow from its packets.
+fn describe_flow(
+    packets: ConnectionPackets,
+    start_us: u64,
+    sniffed: &Sniffed,
+    injectors: &InjectorSet,
+    options: PcapOptions,
+) -> PcapFlow {
+    let judgement = judge_connection(&packets, injectors);
+    let syn_ack = packets.packets.iter().find(|p| {
+        p.direction == PacketDirection::ToClient && p.tcp().is_some_and(|t| t.flags.is_syn_ack())
+    });
+    let client_isn = packets
+        .packets
+        .iter()
+        .find(|p| {
+            p.direction == PacketDirection::ToServer
+                && p.tcp().is_some_and(|t| t.flags.has(TcpFlagSet::SYN))
+        })
+        .and_then(|p| p.tcp().map(|t| t.seq));
+    let server_isn = syn_ack.and_then(|p| p.tcp().map(|t| t.seq));
+    let baseline_ttl = syn_ack.map(|p| p.ip.ttl);
+    let trigger = packets.trigger.map(|index| {
+        let packet = &packets.packets[index];
+        let (protocol, name) = match sniffed {
+            Sniffed::HttpHost(host) => (TriggerProtocol::Http, Some(host.clone())),
+            Sniffed::TlsSni(sni) => (TriggerProtocol::Tls, Some(sni.clone())),
+            Sniffed::Incomplete | Sniffed::Nothing => (TriggerProtocol::Unknown, None),
+        };
+        PcapTrigger {
+            protocol,
+            name,
+            sent_ttl: packet.ip.ttl,
+            payload_len: packet.tcp().map_or(0, |t| t.payload_len),
+        }
+    });
+    let (outcome, responses) = match packets.trigger {
+        Some(index) => {
+            let trigger_at = packets.packets[index].at_us;
+            let window = response_window(&packets.packets[index + 1..]);
+            let responses = group_responses(window, trigger_at, baseline_ttl, server_isn, client_isn);
+            (outcome_of(window), responses)
+        }
+        None => (FlowOutcome::NoTrigger, Vec::new()),
+    };
+    PcapFlow {
+        client: packets.flow.client,
+        server: packets.flow.server,
+        start_us,
+        syn_ack: syn_ack.map(|p| p.ip),
+        trigger,
+        outcome,
+        responses,
+        judgement,
+        packets: options.keep_packets.then_some(packets),
+    }
+}
+
+/// The packets after the trigger up to the client's own FIN or RST: what the trigger
+/// drew (the server's answer to the client's later FIN is not about the trigger).
+fn response_window(after_trigger: &[PacketFacts]) -> &[PacketFacts] {
+    let end = after_trigger
+        .iter()
+        .position(|p| {
+            p.direction == PacketDirection::ToServer
+                && p.tcp()
+                    .is_some_and(|t| t.flags.is_fin() || t.flags.is_rst())
+        })
+        .unwrap_or(after_trigger.len());
+    &after_trigger[..end]
+}
+
+/// What the trigger drew, by the first telling packet toward the client.
+fn outcome_of(window: &[PacketFacts]) -> FlowOutcome {
+    let mut icmp = None;
+    for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
+        match &packet.body {
+            PacketBody::Tcp(tcp) if tcp.flags.is_rst() => return FlowOutcome::Reset,
+            PacketBody::Tcp(tcp) if tcp.payload_len > 0 => return FlowOutcome::ServerData,
+            PacketBody::Tcp(tcp) if tcp.flags.is_fin() => return FlowOutcome::Fin,
+            PacketBody::Tcp(_) => {}
+            PacketBody::Icmp(facts) => {
+                let kind = if facts.kind == IcmpKind::TimeExceeded {
+                    FlowOutcome::TimeExceeded
+                } else {
+                    FlowOutcome::IcmpError
+                };
+                icmp.get_or_insert(kind);
+            }
+        }
+    }
+    icmp.unwrap_or(FlowOutcome::Nothing)
+}
+
+/// Groups the telling packets toward the client (RST, FIN, ICMP errors, the first data
+/// segment); identical consecutive packets become one group with a count.
+fn group_responses(
+    window: &[PacketFacts],
+    trigger_at: u64,
+    baseline_ttl: Option<u8>,
+    server_isn: Option<u32>,
+    client_isn: Option<u32>,
+) -> Vec<ResponseGroup> {
+    let mut groups: Vec<ResponseGroup> = Vec::new();
+    let mut data_seen = false;
+    for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
+        let kind = match &packet.body {
+            PacketBody::Tcp(tcp) => {
+                let telling = tcp.flags.is_rst() || tcp.flags.is_fin() || (tcp.payload_len > 0 && !data_seen);
+                if !telling {
+                    continue;
+                }
+                data_seen |= tcp.payload_len > 0 && !tcp.flags.is_rst();
+                ResponseKind::Tcp {
+                    flags: tcp.flags,
+                    window: tcp.window,
+                    relative_seq: server_isn.map(|isn| tcp.seq.wrapping_sub(isn)),
+                    relative_ack: client_isn.map(|isn| tcp.ack.wrapping_sub(isn)),
+                    payload_len: tcp.payload_len,
+                    payload_hex: if tcp.flags.is_rst() {
+                        tcp.payload_hex.clone()
+                    } else {
+                        String::new()
+                    },
+                }
+            }
+            PacketBody::Icmp(icmp) => ResponseKind::Icmp {
+                from: icmp.from,
+                kind: icmp.kind,
+            },
+        };
+        let after = packet.at_us.saturating_sub(trigger_at);
+        if let Some(last) = groups.last_mut()
+            && last.kind == kind
+            && last.ip == packet.ip
+        {
+            last.count += 1;
+            last.spread_us = after.saturating_sub(last.after_trigger_us);
+            continue;
+        }
+        groups.push(ResponseGroup {
+            after_trigger_us: after,
+            count: 1,
+            spread_us: 0,
+            ip: packet.ip,
+            kind,
+            ttl_minus_syn_ack: baseline_ttl.map(|ttl| i16::from(packet.ip.ttl) - i16::from(ttl)),
+        });
+    }
+    groups
+}
+
+impl ResponseGroup {
+    /// A RST or FIN (no data): what blocks a connection.
+    fn is_blocking(&self) -> bool {
+        matches!(&self.kind, ResponseKind::Tcp { flags, payload_len, .. }
+            if flags.is_rst() || (flags.is_fin() && *payload_len == 0))
+    }
+    /// Sent by the server itself: data, or a packet with the SYN-ACK's IP TTL.
+    fn from_server(&self) -> bool {
+        let ResponseKind::Tcp { flags, payload_len, .. } = &self.kind else {
+            return false;
+        };
+        (*payload_len > 0 && !flags.is_rst())
+            || self
+                .ttl_minus_syn_ack
+                .is_some_and(|d| d.abs() <= SAME_SENDER_TTL_SLACK)
+    }
+}
+
+/// The TTL-limited traces of a capture: flows grouped by server and trigger name, when
+/// their triggers went out with more than one IP TTL.
+fn ttl_traces(flows: &[PcapFlow]) -> Vec<TtlTrace> {
+    let mut groups: BTreeMap<(String, Option<String>), Vec<&PcapFlow>> = BTreeMap::new();
+    for flow in flows {
+        if let Some(trigger) = &flow.trigger {
+            groups
+                .entry((flow.server.to_string(), trigger.name.clone()))
+                .or_default()
+                .push(flow);
+        }
+    }
+    let mut traces = Vec::new();
+    for ((_, name), flows) in groups {
+        let mut by_ttl: BTreeMap<u8, Vec<&PcapFlow>> = BTreeMap::new();
+        for flow in &flows {
+            if let Some(trigger) = &flow.trigger {
+                by_ttl.entry(trigger.sent_ttl).or_default().push(flow);
+            }
+        }
+        if by_ttl.len() < 2 {
+            continue;
+        }
+        let hops: Vec<TtlHop> = by_ttl
+            .iter()
+            .map(|(&ttl, flows)| ttl_hop(ttl, flows))
+            .collect();
+        let server_hop = by_ttl
+            .iter()
+            .find(|(_, flows)| {
+                flows
+                    .iter()
+                    .any(|f| f.responses.iter().any(ResponseGroup::from_server))
+            })
+            .map(|(&ttl, _)| ttl);
+        let mut trace = TtlTrace {
+            server: flows[0].server,
+            trigger_name: name,
+            protocol: flows[0].trigger.as_ref().map(|t| t.protocol),
+            first_blocking_ttl: None,
+            router_before_blocking: None,
+            server_hop,
+            server_hop_from: server_hop.map(|_| HopSource::ThisCapture),
+            placement: CensorPlacement::NoneObserved,
+            injector: hops.iter().find_map(|h| h.injector.clone()),
+            evidence: Vec::new(),
+            hops,
+        };
+        decide_placement(&mut trace);
+        traces.push(trace);
+    }
+    traces
+}
+
+fn ttl_hop(ttl: u8, flows: &[&PcapFlow]) -> TtlHop {
+    let mut routers: Vec<IpAddr> = Vec::new();
+    let mut blocking = Vec::new();
+    let mut injector = None;
+    for flow in flows {
+        for group in &flow.responses {
+            if let ResponseKind::Icmp {
+                from,
+                kind: IcmpKind::TimeExceeded,
+            } = group.kind
+                && !routers.contains(&from)
+            {
+                routers.push(from);
+            }
+        }
+        // Blocking counts only before the server's data: a FIN after the page is a close.
+        blocking.extend(
+            flow.responses
+                .iter()
+                .take_while(|g| !matches!(&g.kind, ResponseKind::Tcp { payload_len, flags, .. } if *payload_len > 0 && !flags.is_rst()))
+                .filter(|g| g.is_blocking())
+                .cloned(),
+        );
+        if injector.is_none() {
+            injector = flow.judgement.injector.as_ref().map(|i| i.name.clone());
+        }
+    }
+    TtlHop {
+        ttl,
+        flows: flows.len() as u32,
+        routers,
+        server_data: flows.iter().any(|f| f.outcome == FlowOutcome::ServerData),
+        silent: flows.iter().all(|f| f.responses.is_empty()),
+        blocking,
+        injector,
+    }
+}
+
+/// Decides on-path or endpoint from the blocking TTL, the server's hop and the routers.
+fn decide_placement(trace: &mut TtlTrace) {
+    trace.evidence.clear();
+    trace.first_blocking_ttl = trace
+        .hops
+        .iter()
+        .find(|h| !h.blocking.is_empty())
+        .map(|h| h.ttl);
+    trace.router_before_blocking = trace.first_blocking_ttl.and_then(|ttl| {
+        trace
+            .hops
+            .iter()
+            .rev()
+            .filter(|h| h.ttl < ttl)
+            .find_map(|h| h.routers.first().copied())
+    });
+    let routers_after_blocking = trace.first_blocking_ttl.and_then(|ttl| {
+        trace
+            .hops
+            .iter()
+            .find(|h| h.ttl > ttl && !h.routers.is_empty())
+            .map(|h| h.ttl)
+    });
+    let Some(blocking) = trace.first_blocking_ttl else {
+        trace.placement = CensorPlacement::NoneObserved;
+        trace.evidence.push(format!(
+            "no RST or FIN before data at any of {} trigger TTLs",
+            trace.hops.len()
+        ));
+        return;
+    };
+    let first = &trace.hops.iter().find(|h| h.ttl == blocking).expect("found above").blocking[0];
+    trace.evidence.push(format!(
+        "from TTL {blocking} the trigger draws {}",
+        describe_group(first)
+    ));
+    if let Some(router) = trace.router_before_blocking {
+        trace
+            .evidence
+            .push(format!("the last router before it is {router}"));
+    }
+    trace.placement = match (trace.server_hop, routers_after_blocking) {
+        (Some(server), _) if blocking < server => {
+            trace.evidence.push(format!(
+                "the server is {server} hops away: the trigger at TTL {blocking} cannot reach it"
+            ));
+            CensorPlacement::OnPath
+        }
+        (Some(server), _) => {
+            trace.evidence.push(format!(
+                "the server is {server} hops away: blocking appears only where the trigger reaches it"
+            ));
+            CensorPlacement::Endpoint
+        }
+        (None, Some(ttl)) => {
+            trace.evidence.push(format!(
+                "a router still answers at TTL {ttl}: the trigger travelled past the censor"
+            ));
+            CensorPlacement::OnPath
+        }
+        (None, None) => {
+            trace
+                .evidence
+                .push("the server's hop distance is unknown".to_owned());
+            CensorPlacement::Unknown
+        }
+    };
+}
+
+/// "3 identical RST+ACK (IP TTL 128, IP ID 4242, DF) 15 µs after the trigger".
+pub fn describe_group(group: &ResponseGroup) -> String {
+    let what = match &group.kind {
+        ResponseKind::Tcp { flags, .. } => flags.to_string(),
+        ResponseKind::Icmp { from, kind } => format!("ICMP {kind:?} from {from}"),
+    };
+    let identical = if group.count > 1 {
+        format!("{} identical ", group.count)
+    } else {
+        String::new()
+    };
+    let id = group
+        .ip
+        .ip_id
+        .map_or(String::new(), |id| format!(", IP ID {id}"));
+    let df = if group.ip.df == Some(true) { ", DF" } else { "" };
+    format!(
+        "{identical}{what} (IP TTL {}{id}{df}) {} µs after the trigger",
+        group.ip.ttl, group.after_trigger_us
+    )
+}
