@@ -23,6 +23,10 @@ pub struct PcapArgs {
     /// Output: jsonl (one `pcap_capture` record per file) or text.
     #[arg(long, value_enum, default_value_t = PcapFormat::Jsonl)]
     pub format: PcapFormat,
+    /// The control domain of paired captures (CenTrace sends example.com to the same
+    /// server): a test capture's server answer is compared with the control's.
+    #[arg(long, value_name = "NAME", default_value = "example.com")]
+    pub control: String,
     /// Put every packet of every flow in the records (for re-judging).
     #[arg(long)]
     pub packets: bool,
@@ -52,7 +56,7 @@ pub(super) fn run_pcap(args: &PcapArgs) -> anyhow::Result<ExitCode> {
     for file in &args.files {
         records.push(analyse_file(file, &injectors, options)?);
     }
-    share_server_hops(&mut records);
+    share_server_hops(&mut records, &args.control);
     let mut text = String::new();
     for record in &records {
         match args.format {

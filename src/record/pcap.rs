@@ -69,6 +69,9 @@ pub struct PcapTrigger {
 pub enum FlowOutcome {
     /// The server sent data (its answer to the request).
     ServerData,
+    /// Data from another sender than the server (IP TTL unlike the SYN-ACK's) arrived
+    /// first: an injected block page.
+    ForeignData,
     /// A RST (or RST+ACK) arrived before any data.
     Reset,
     /// A FIN arrived before any data.
@@ -159,7 +162,8 @@ pub struct TtlHop {
     pub routers: Vec<IpAddr>,
     /// The server sent data.
     pub server_data: bool,
-    /// RST or FIN groups toward the client before any data (a censor's or the server's).
+    /// RST, FIN or foreign-data groups toward the client before the server's data (a
+    /// censor's or the server's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocking: Vec<ResponseGroup>,
     /// Injector named by the packet judgement for a flow at this TTL.
@@ -176,7 +180,8 @@ pub enum CensorPlacement {
     /// The blocking response appears at a TTL that cannot reach the server (or the trigger
     /// travelled on past the censor): a middlebox on the path.
     OnPath,
-    /// The blocking response appears only once the trigger reaches the server.
+    /// The blocking response appears only once the trigger reaches the server, or the
+    /// server answers otherwise than to the control (an endpoint firewall).
     Endpoint,
     /// No blocking response at any TTL.
     NoneObserved,
@@ -208,6 +213,10 @@ pub struct TtlTrace {
     /// The first TTL whose trigger drew a RST or FIN before any data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_blocking_ttl: Option<u8>,
+    /// The routers whose time-exceeded came at `first_blocking_ttl` itself (the censor's
+    /// own hop, when the trigger travels on past it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers_at_blocking: Vec<IpAddr>,
     /// The router that answered at the hop before `first_blocking_ttl` (the last router
     /// known to be before the censor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +226,13 @@ pub struct TtlTrace {
     pub server_hop: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_hop_from: Option<HopSource>,
+    /// The HTTP status line of the server's first data at `server_hop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_answer: Option<String>,
+    /// The control capture's `server_answer` to the same server (given in the same run):
+    /// a different status says the endpoint itself blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_answer: Option<String>,
     pub placement: CensorPlacement,
     /// The injector named for the blocking flows, when the judgement names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

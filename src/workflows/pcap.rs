@@ -51,7 +51,7 @@ const MAX_TRIGGER_BYTES: usize = 16 * 1024;
 /// The largest block the reader grows its buffer to (snap lengths are at most 256 KiB).
 const MAX_READ_BUFFER: usize = 4 * 1024 * 1024;
 /// A server packet whose IP TTL is this close to its SYN-ACK's comes from the server.
-const SAME_SENDER_TTL_SLACK: i16 = 1;
+const SAME_SENDER_TTL_SLACK: i16 = 2;
 
 /// Analyse one capture file.
 pub fn analyse_file(
@@ -105,24 +105,41 @@ pub fn analyse_reader<R: Read + Send>(
     Ok(record)
 }
 
-/// CenTrace pairs each test capture with a control capture to the same server: a trace
-/// whose own capture never reached the server takes the server's hop distance from
-/// another capture of the same run, and its placement is decided again.
-pub fn share_server_hops(records: &mut [PcapCaptureRecord]) {
+/// CenTrace pairs each test capture with a control capture (`control_name`, CenTrace's
+/// `example.com`) to the same server: a trace whose own capture never reached the server
+/// takes the server's hop distance from another capture of the same run, a test trace
+/// learns the control's answer at the server, and its placement is decided again.
+pub fn share_server_hops(records: &mut [PcapCaptureRecord], control_name: &str) {
     let mut hops: HashMap<IpAddr, u8> = HashMap::new();
+    let mut control_answers: HashMap<IpAddr, String> = HashMap::new();
     for trace in records.iter().flat_map(|r| &r.traces) {
         if let (Some(hop), Some(HopSource::ThisCapture)) = (trace.server_hop, trace.server_hop_from)
         {
             let entry = hops.entry(trace.server.ip()).or_insert(hop);
             *entry = (*entry).min(hop);
         }
+        if trace.trigger_name.as_deref() == Some(control_name)
+            && let Some(answer) = &trace.server_answer
+        {
+            control_answers.insert(trace.server.ip(), answer.clone());
+        }
     }
     for trace in records.iter_mut().flat_map(|r| &mut r.traces) {
+        let mut changed = false;
         if trace.server_hop.is_none()
             && let Some(&hop) = hops.get(&trace.server.ip())
         {
             trace.server_hop = Some(hop);
             trace.server_hop_from = Some(HopSource::OtherCapture);
+            changed = true;
+        }
+        if trace.trigger_name.as_deref() != Some(control_name)
+            && let Some(answer) = control_answers.get(&trace.server.ip())
+        {
+            trace.control_answer = Some(answer.clone());
+            changed = true;
+        }
+        if changed {
             decide_placement(trace);
         }
     }
@@ -406,7 +423,7 @@ fn describe_flow(
             let trigger_at = packets.packets[index].at_us;
             let window = response_window(&packets.packets[index + 1..]);
             let responses = group_responses(window, trigger_at, baseline_ttl, server_isn, client_isn);
-            (outcome_of(window), responses)
+            (outcome_of(window, baseline_ttl), responses)
         }
         None => (FlowOutcome::NoTrigger, Vec::new()),
     };
@@ -437,13 +454,25 @@ fn response_window(after_trigger: &[PacketFacts]) -> &[PacketFacts] {
     &after_trigger[..end]
 }
 
+/// Whether a packet with this IP TTL comes from the sender of the SYN-ACK (unknown
+/// without a SYN-ACK).
+fn like_server(ttl: u8, baseline_ttl: Option<u8>) -> Option<bool> {
+    baseline_ttl.map(|base| (i16::from(ttl) - i16::from(base)).abs() <= SAME_SENDER_TTL_SLACK)
+}
+
 /// What the trigger drew, by the first telling packet toward the client.
-fn outcome_of(window: &[PacketFacts]) -> FlowOutcome {
+fn outcome_of(window: &[PacketFacts], baseline_ttl: Option<u8>) -> FlowOutcome {
     let mut icmp = None;
     for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
         match &packet.body {
             PacketBody::Tcp(tcp) if tcp.flags.is_rst() => return FlowOutcome::Reset,
-            PacketBody::Tcp(tcp) if tcp.payload_len > 0 => return FlowOutcome::ServerData,
+            PacketBody::Tcp(tcp) if tcp.payload_len > 0 => {
+                return if like_server(packet.ip.ttl, baseline_ttl) == Some(false) {
+                    FlowOutcome::ForeignData
+                } else {
+                    FlowOutcome::ServerData
+                };
+            }
             PacketBody::Tcp(tcp) if tcp.flags.is_fin() => return FlowOutcome::Fin,
             PacketBody::Tcp(_) => {}
             PacketBody::Icmp(facts) => {
@@ -473,22 +502,19 @@ fn group_responses(
     for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
         let kind = match &packet.body {
             PacketBody::Tcp(tcp) => {
-                let telling = tcp.flags.is_rst() || tcp.flags.is_fin() || (tcp.payload_len > 0 && !data_seen);
+                let data = tcp.payload_len > 0 && !tcp.flags.is_rst();
+                let telling = tcp.flags.is_rst() || tcp.flags.is_fin() || (data && !data_seen);
                 if !telling {
                     continue;
                 }
-                data_seen |= tcp.payload_len > 0 && !tcp.flags.is_rst();
+                data_seen |= data && like_server(packet.ip.ttl, baseline_ttl) != Some(false);
                 ResponseKind::Tcp {
                     flags: tcp.flags,
                     window: tcp.window,
                     relative_seq: server_isn.map(|isn| tcp.seq.wrapping_sub(isn)),
                     relative_ack: client_isn.map(|isn| tcp.ack.wrapping_sub(isn)),
                     payload_len: tcp.payload_len,
-                    payload_hex: if tcp.flags.is_rst() {
-                        tcp.payload_hex.clone()
-                    } else {
-                        String::new()
-                    },
+                    payload_hex: tcp.payload_hex.clone(),
                 }
             }
             PacketBody::Icmp(icmp) => ResponseKind::Icmp {
@@ -510,28 +536,39 @@ fn group_responses(
             count: 1,
             spread_us: 0,
             ip: packet.ip,
+            ttl_minus_syn_ack: matches!(kind, ResponseKind::Tcp { .. })
+                .then_some(baseline_ttl)
+                .flatten()
+                .map(|ttl| i16::from(packet.ip.ttl) - i16::from(ttl)),
             kind,
-            ttl_minus_syn_ack: baseline_ttl.map(|ttl| i16::from(packet.ip.ttl) - i16::from(ttl)),
         });
     }
     groups
 }
 
 impl ResponseGroup {
-    /// A RST or FIN (no data): what blocks a connection.
-    fn is_blocking(&self) -> bool {
-        matches!(&self.kind, ResponseKind::Tcp { flags, payload_len, .. }
-            if flags.is_rst() || (flags.is_fin() && *payload_len == 0))
+    /// Whether the IP TTL says the SYN-ACK's sender (the server) sent it; unknown without
+    /// a SYN-ACK.
+    fn like_server(&self) -> Option<bool> {
+        self.ttl_minus_syn_ack
+            .map(|delta| delta.abs() <= SAME_SENDER_TTL_SLACK)
     }
-    /// Sent by the server itself: data, or a packet with the SYN-ACK's IP TTL.
+    /// Data from the server: its answer to the request.
+    fn is_server_data(&self) -> bool {
+        matches!(&self.kind, ResponseKind::Tcp { flags, payload_len, .. }
+            if *payload_len > 0 && !flags.is_rst())
+            && self.like_server() != Some(false)
+    }
+    /// A RST, a FIN, or data from another sender than the server (an injected block
+    /// page): what blocks a connection.
+    fn is_blocking(&self) -> bool {
+        matches!(&self.kind, ResponseKind::Tcp { flags, .. } if flags.is_rst() || flags.is_fin())
+            || (matches!(&self.kind, ResponseKind::Tcp { payload_len, .. } if *payload_len > 0)
+                && self.like_server() == Some(false))
+    }
+    /// Sent by the server itself: its data, or a packet with the SYN-ACK's IP TTL.
     fn from_server(&self) -> bool {
-        let ResponseKind::Tcp { flags, payload_len, .. } = &self.kind else {
-            return false;
-        };
-        (*payload_len > 0 && !flags.is_rst())
-            || self
-                .ttl_minus_syn_ack
-                .is_some_and(|d| d.abs() <= SAME_SENDER_TTL_SLACK)
+        self.is_server_data() || self.like_server() == Some(true)
     }
 }
 
@@ -570,8 +607,18 @@ fn ttl_traces(flows: &[PcapFlow]) -> Vec<TtlTrace> {
                     .any(|f| f.responses.iter().any(ResponseGroup::from_server))
             })
             .map(|(&ttl, _)| ttl);
+        let server_answer = server_hop.and_then(|hop| {
+            by_ttl[&hop]
+                .iter()
+                .flat_map(|f| &f.responses)
+                .find(|g| g.is_server_data())
+                .and_then(http_status_line)
+        });
         let mut trace = TtlTrace {
             server: flows[0].server,
+            server_answer,
+            control_answer: None,
+            routers_at_blocking: Vec::new(),
             trigger_name: name,
             protocol: flows[0].trigger.as_ref().map(|t| t.protocol),
             first_blocking_ttl: None,
@@ -608,7 +655,7 @@ fn ttl_hop(ttl: u8, flows: &[&PcapFlow]) -> TtlHop {
         blocking.extend(
             flow.responses
                 .iter()
-                .take_while(|g| !matches!(&g.kind, ResponseKind::Tcp { payload_len, flags, .. } if *payload_len > 0 && !flags.is_rst()))
+                .take_while(|g| !g.is_server_data())
                 .filter(|g| g.is_blocking())
                 .cloned(),
         );
@@ -635,6 +682,11 @@ fn decide_placement(trace: &mut TtlTrace) {
         .iter()
         .find(|h| !h.blocking.is_empty())
         .map(|h| h.ttl);
+    trace.routers_at_blocking = trace
+        .first_blocking_ttl
+        .and_then(|ttl| trace.hops.iter().find(|h| h.ttl == ttl))
+        .map(|h| h.routers.clone())
+        .unwrap_or_default();
     trace.router_before_blocking = trace.first_blocking_ttl.and_then(|ttl| {
         trace
             .hops
@@ -651,6 +703,15 @@ fn decide_placement(trace: &mut TtlTrace) {
             .map(|h| h.ttl)
     });
     let Some(blocking) = trace.first_blocking_ttl else {
+        if let (Some(answer), Some(control)) = (&trace.server_answer, &trace.control_answer)
+            && status_code(answer) != status_code(control)
+        {
+            trace.placement = CensorPlacement::Endpoint;
+            trace.evidence.push(format!(
+                "no RST or FIN on the path; the server answers {answer:?} where the control gets {control:?}"
+            ));
+            return;
+        }
         trace.placement = CensorPlacement::NoneObserved;
         trace.evidence.push(format!(
             "no RST or FIN before data at any of {} trigger TTLs",
@@ -663,6 +724,13 @@ fn decide_placement(trace: &mut TtlTrace) {
         "from TTL {blocking} the trigger draws {}",
         describe_group(first)
     ));
+    if !trace.routers_at_blocking.is_empty() {
+        let routers: Vec<String> = trace.routers_at_blocking.iter().map(ToString::to_string).collect();
+        trace.evidence.push(format!(
+            "at TTL {blocking} the trigger also expires at {}: the censor sits at or before that router",
+            routers.join(", ")
+        ));
+    }
     if let Some(router) = trace.router_before_blocking {
         trace
             .evidence
@@ -696,6 +764,22 @@ fn decide_placement(trace: &mut TtlTrace) {
     };
 }
 
+/// The status line of an HTTP answer in a data group (the first bytes are kept).
+fn http_status_line(group: &ResponseGroup) -> Option<String> {
+    let ResponseKind::Tcp { payload_hex, .. } = &group.kind else {
+        return None;
+    };
+    let bytes = hex::decode(payload_hex).ok()?;
+    let line = bytes.split(|&b| b == b'\r' || b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    line.starts_with("HTTP/").then(|| line.to_owned())
+}
+
+/// The status code of a status line (`HTTP/1.1 403 Forbidden` -> `403`).
+fn status_code(line: &str) -> Option<&str> {
+    line.split_whitespace().nth(1)
+}
+
 /// "3 identical RST+ACK (IP TTL 128, IP ID 4242, DF) 15 µs after the trigger".
 pub fn describe_group(group: &ResponseGroup) -> String {
     let what = match &group.kind {
@@ -712,8 +796,14 @@ pub fn describe_group(group: &ResponseGroup) -> String {
         .ip_id
         .map_or(String::new(), |id| format!(", IP ID {id}"));
     let df = if group.ip.df == Some(true) { ", DF" } else { "" };
+    let payload = match &group.kind {
+        ResponseKind::Tcp { payload_len, .. } if *payload_len > 0 => {
+            format!(" with {payload_len} payload bytes")
+        }
+        _ => String::new(),
+    };
     format!(
-        "{identical}{what} (IP TTL {}{id}{df}) {} µs after the trigger",
+        "{identical}{what}{payload} (IP TTL {}{id}{df}) {} µs after the trigger",
         group.ip.ttl, group.after_trigger_us
     )
 }
