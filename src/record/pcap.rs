@@ -60,6 +60,9 @@ pub struct PcapTrigger {
     pub name: Option<String>,
     /// The IP TTL the client sent it with (a TTL-limited probe when small).
     pub sent_ttl: u8,
+    /// Its IPv4 identification (some injectors copy it into their reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ip_id: Option<u16>,
     pub payload_len: u32,
 }
 
@@ -101,6 +104,13 @@ pub struct ResponseGroup {
     /// IP TTL minus the SYN-ACK's (the server's) IP TTL: far from 0 says another sender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_minus_syn_ack: Option<i16>,
+}
+
+impl ResponseGroup {
+    /// A TCP segment (not an ICMP error).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.kind, ResponseKind::Tcp { .. })
+    }
 }
 
 /// A TCP segment or an ICMP error toward the client.

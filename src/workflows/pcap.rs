@@ -415,6 +415,7 @@ fn describe_flow(
             protocol,
             name,
             sent_ttl: packet.ip.ttl,
+            sent_ip_id: packet.ip.ip_id,
             payload_len: packet.tcp().map_or(0, |t| t.payload_len),
         }
     });
@@ -806,4 +807,201 @@ pub fn describe_group(group: &ResponseGroup) -> String {
         "{identical}{what}{payload} (IP TTL {}{id}{df}) {} µs after the trigger",
         group.ip.ttl, group.after_trigger_us
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: [u8; 4] = [198, 18, 0, 2];
+    const SERVER: [u8; 4] = [198, 18, 1, 2];
+    const ROUTER: [u8; 4] = [198, 18, 5, 1];
+
+    /// An IPv4 packet (no options, checksums zero: the parser does not check them).
+    fn ipv4(source: [u8; 4], destination: [u8; 4], protocol: u8, ttl: u8, id: u16, body: &[u8]) -> Vec<u8> {
+        let total = (20 + body.len()) as u16;
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&0x4000u16.to_be_bytes());
+        p.extend_from_slice(&[ttl, protocol, 0, 0]);
+        p.extend_from_slice(&source);
+        p.extend_from_slice(&destination);
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(source: [u8; 4], destination: [u8; 4], ports: (u16, u16), ttl: u8, id: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&ports.0.to_be_bytes());
+        t.extend_from_slice(&ports.1.to_be_bytes());
+        t.extend_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(&ack.to_be_bytes());
+        t.push(5 << 4);
+        t.push(flags);
+        t.extend_from_slice(&1000u16.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t.extend_from_slice(payload);
+        ipv4(source, destination, 6, ttl, id, &t)
+    }
+
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n";
+
+    /// Two connections to one server: the request at TTL 1 expires at a router; at
+    /// TTL 2 it draws two identical resets (the server's SYN-ACKs come with TTL 60).
+    fn frames() -> Vec<(u64, Vec<u8>)> {
+        let mut frames = Vec::new();
+        for (ttl, port) in [(1u8, 40001u16), (2, 40002)] {
+            let base = u64::from(ttl) * 10_000_000;
+            let out = (port, 80);
+            let back = (80, port);
+            frames.push((base, tcp(CLIENT, SERVER, out, 64, 1, 100, 0, 0x02, b"")));
+            frames.push((base + 1_000, tcp(SERVER, CLIENT, back, 60, 0, 500, 101, 0x12, b"")));
+            frames.push((base + 2_000, tcp(CLIENT, SERVER, out, 64, 2, 101, 501, 0x10, b"")));
+            let request = tcp(CLIENT, SERVER, out, ttl, 3, 101, 501, 0x18, REQUEST);
+            frames.push((base + 3_000, request.clone()));
+            if ttl == 1 {
+                let mut icmp = vec![11, 0, 0, 0, 0, 0, 0, 0];
+                icmp.extend_from_slice(&request[..28]);
+                frames.push((base + 4_000, ipv4(ROUTER, CLIENT, 1, 250, 7, &icmp)));
+            } else {
+                let reset = tcp(SERVER, CLIENT, back, 200, 4242, 501, 101 + REQUEST.len() as u32, 0x14, b"");
+                frames.push((base + 4_000, reset.clone()));
+                frames.push((base + 4_100, reset));
+            }
+            frames.push((base + 9_000, tcp(CLIENT, SERVER, out, 64, 4, 142, 501, 0x11, b"")));
+        }
+        frames
+    }
+
+    /// A legacy pcap, LINKTYPE_RAW, microsecond timestamps.
+    fn legacy_pcap() -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        file.extend_from_slice(&2u16.to_le_bytes());
+        file.extend_from_slice(&4u16.to_le_bytes());
+        file.extend_from_slice(&[0; 8]);
+        file.extend_from_slice(&65535u32.to_le_bytes());
+        file.extend_from_slice(&101u32.to_le_bytes());
+        for (at_us, frame) in frames() {
+            file.extend_from_slice(&((at_us / 1_000_000) as u32).to_le_bytes());
+            file.extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+            file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            file.extend_from_slice(&frame);
+        }
+        file
+    }
+
+    fn pcapng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let padded = body.len().div_ceil(4) * 4;
+        let length = (12 + padded) as u32;
+        let mut block = Vec::new();
+        block.extend_from_slice(&kind.to_le_bytes());
+        block.extend_from_slice(&length.to_le_bytes());
+        block.extend_from_slice(body);
+        block.resize(8 + padded, 0);
+        block.extend_from_slice(&length.to_le_bytes());
+        block
+    }
+
+    /// The same frames as pcapng: section, one raw-IP interface (default µs clock),
+    /// enhanced packet blocks.
+    fn pcapng() -> Vec<u8> {
+        let mut section = Vec::new();
+        section.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        section.extend_from_slice(&1u16.to_le_bytes());
+        section.extend_from_slice(&0u16.to_le_bytes());
+        section.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut file = pcapng_block(0x0a0d_0d0a, &section);
+        let mut interface = Vec::new();
+        interface.extend_from_slice(&101u16.to_le_bytes());
+        interface.extend_from_slice(&0u16.to_le_bytes());
+        interface.extend_from_slice(&65535u32.to_le_bytes());
+        file.extend(pcapng_block(1, &interface));
+        for (at_us, frame) in frames() {
+            let mut packet = Vec::new();
+            packet.extend_from_slice(&0u32.to_le_bytes());
+            packet.extend_from_slice(&((at_us >> 32) as u32).to_le_bytes());
+            packet.extend_from_slice(&(at_us as u32).to_le_bytes());
+            packet.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            packet.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            packet.extend_from_slice(&frame);
+            file.extend(pcapng_block(6, &packet));
+        }
+        file
+    }
+
+    fn analyse(bytes: &[u8]) -> PcapCaptureRecord {
+        analyse_reader("synthetic", bytes, &InjectorSet::builtin(), PcapOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn pcap_and_pcapng_give_the_same_flows_and_trace() {
+        let legacy = analyse(&legacy_pcap());
+        let next = analyse(&pcapng());
+        assert_eq!(legacy.format, CaptureFormat::Pcap);
+        assert_eq!(next.format, CaptureFormat::Pcapng);
+        assert_eq!(legacy.frames, 14);
+        assert_eq!(legacy.flows, next.flows);
+        assert_eq!(legacy.traces, next.traces);
+        assert_eq!((legacy.skipped_frames, legacy.unmatched_packets), (0, 0));
+    }
+
+    #[test]
+    fn a_ttl_limited_trigger_expires_at_a_router_then_draws_a_reset_burst() {
+        let record = analyse(&legacy_pcap());
+        assert_eq!(record.flows.len(), 2);
+        let first = &record.flows[0];
+        assert_eq!(first.client.to_string(), "198.18.0.2:40001");
+        assert_eq!(first.outcome, FlowOutcome::TimeExceeded);
+        let trigger = first.trigger.as_ref().unwrap();
+        assert_eq!(trigger.name.as_deref(), Some("blocked.example"));
+        assert_eq!(trigger.protocol, TriggerProtocol::Http);
+        assert_eq!(trigger.sent_ttl, 1);
+        let second = &record.flows[1];
+        assert_eq!(second.outcome, FlowOutcome::Reset);
+        let burst = &second.responses[0];
+        assert_eq!((burst.count, burst.spread_us, burst.after_trigger_us), (2, 100, 1_000));
+        assert_eq!(burst.ttl_minus_syn_ack, Some(140));
+        assert!(matches!(burst.kind, ResponseKind::Tcp { relative_seq: Some(1), relative_ack: Some(ack), .. } if ack == 1 + REQUEST.len() as u32));
+        let [trace] = record.traces.as_slice() else {
+            panic!("one trace: {:?}", record.traces);
+        };
+        assert_eq!(trace.hops[0].routers, [IpAddr::from(ROUTER)]);
+        assert_eq!(trace.first_blocking_ttl, Some(2));
+        assert_eq!(trace.router_before_blocking, Some(IpAddr::from(ROUTER)));
+        // The server never answered: placement needs its distance.
+        assert_eq!(trace.server_hop, None);
+        assert_eq!(trace.placement, CensorPlacement::Unknown);
+    }
+
+    #[test]
+    fn a_control_capture_lends_the_server_distance() {
+        let mut test = analyse(&legacy_pcap());
+        let mut control = test.clone();
+        let trace = &mut control.traces[0];
+        trace.trigger_name = Some("example.com".to_owned());
+        trace.server_hop = Some(3);
+        trace.server_hop_from = Some(HopSource::ThisCapture);
+        test.file = "test".to_owned();
+        let mut records = [test, control];
+        share_server_hops(&mut records, "example.com");
+        let trace = &records[0].traces[0];
+        assert_eq!(trace.server_hop, Some(3));
+        assert_eq!(trace.server_hop_from, Some(HopSource::OtherCapture));
+        assert_eq!(trace.placement, CensorPlacement::OnPath);
+    }
+
+    #[test]
+    fn truncated_and_foreign_files() {
+        let whole = legacy_pcap();
+        let cut = analyse(&whole[..whole.len() - 10]);
+        assert_eq!(cut.frames, 13, "the cut last frame is dropped, the rest kept");
+        assert!(matches!(
+            analyse_reader("x", &b"hello world, no capture here"[..], &InjectorSet::builtin(), PcapOptions::default()),
+            Err(PcapAnalysisError::NotACapture { .. })
+        ));
+    }
 }

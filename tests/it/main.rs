@@ -6,6 +6,7 @@ mod golden;
 mod lab;
 mod layers;
 mod options;
+mod pcap;
 mod support;
 mod targets;
 mod web;
