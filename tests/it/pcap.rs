@@ -183,7 +183,7 @@ fn bisexual_org_draws_an_injected_fin_ack_block_page_at_the_hop_of_149_14_125_90
     let flow = records[0]
         .flows
         .iter()
-        .find(|f| f.trigger.as_ref().unwrap().sent_ttl == 17)
+        .find(|f| f.trigger.as_ref().is_some_and(|t| t.sent_ttl == 17))
         .unwrap();
     assert_eq!(flow.outcome, FlowOutcome::ForeignData);
 }
@@ -207,7 +207,7 @@ fn nifty_org_is_reset_at_hop_18_after_134_0_217_233_and_the_fin_acks_are_the_ser
     let flow = records[0]
         .flows
         .iter()
-        .find(|f| f.trigger.as_ref().unwrap().sent_ttl == 18)
+        .find(|f| f.trigger.as_ref().is_some_and(|t| t.sent_ttl == 18))
         .unwrap();
     let reset = &flow.responses[0];
     assert!(matches!(&reset.kind, ResponseKind::Tcp { flags, .. } if flags.to_string() == "RST"));
