@@ -219,15 +219,12 @@ fn read_frames<R: Read + Send>(
                             Block::EnhancedPacket(packet) => {
                                 let interface = interfaces.get(packet.if_id as usize);
                                 if let Some(interface) = interface {
-                                    last_us = pcapng_micros(
-                                        packet.ts_high,
-                                        packet.ts_low,
-                                        interface,
-                                    );
+                                    last_us =
+                                        pcapng_micros(packet.ts_high, packet.ts_low, interface);
                                 }
                                 frames += 1;
-                                let data = &packet.data[..(packet.caplen as usize)
-                                    .min(packet.data.len())];
+                                let data =
+                                    &packet.data[..(packet.caplen as usize).min(packet.data.len())];
                                 on_frame(last_us, interface.and_then(|i| i.link), data);
                             }
                             // Simple packets carry no timestamp: they take the last one.
@@ -423,7 +420,8 @@ fn describe_flow(
         Some(index) => {
             let trigger_at = packets.packets[index].at_us;
             let window = response_window(&packets.packets[index + 1..]);
-            let responses = group_responses(window, trigger_at, baseline_ttl, server_isn, client_isn);
+            let responses =
+                group_responses(window, trigger_at, baseline_ttl, server_isn, client_isn);
             (outcome_of(window, baseline_ttl), responses)
         }
         None => (FlowOutcome::NoTrigger, Vec::new()),
@@ -464,7 +462,10 @@ fn like_server(ttl: u8, baseline_ttl: Option<u8>) -> Option<bool> {
 /// What the trigger drew, by the first telling packet toward the client.
 fn outcome_of(window: &[PacketFacts], baseline_ttl: Option<u8>) -> FlowOutcome {
     let mut icmp = None;
-    for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
+    for packet in window
+        .iter()
+        .filter(|p| p.direction == PacketDirection::ToClient)
+    {
         match &packet.body {
             PacketBody::Tcp(tcp) if tcp.flags.is_rst() => return FlowOutcome::Reset,
             PacketBody::Tcp(tcp) if tcp.payload_len > 0 => {
@@ -500,7 +501,10 @@ fn group_responses(
 ) -> Vec<ResponseGroup> {
     let mut groups: Vec<ResponseGroup> = Vec::new();
     let mut data_seen = false;
-    for packet in window.iter().filter(|p| p.direction == PacketDirection::ToClient) {
+    for packet in window
+        .iter()
+        .filter(|p| p.direction == PacketDirection::ToClient)
+    {
         let kind = match &packet.body {
             PacketBody::Tcp(tcp) => {
                 let data = tcp.payload_len > 0 && !tcp.flags.is_rst();
@@ -568,7 +572,7 @@ impl ResponseGroup {
                 && self.like_server() == Some(false))
     }
     /// Sent by the server itself: its data, or a packet with the SYN-ACK's IP TTL.
-    fn from_server(&self) -> bool {
+    fn sent_by_server(&self) -> bool {
         self.is_server_data() || self.like_server() == Some(true)
     }
 }
@@ -605,7 +609,7 @@ fn ttl_traces(flows: &[PcapFlow]) -> Vec<TtlTrace> {
             .find(|(_, flows)| {
                 flows
                     .iter()
-                    .any(|f| f.responses.iter().any(ResponseGroup::from_server))
+                    .any(|f| f.responses.iter().any(ResponseGroup::sent_by_server))
             })
             .map(|(&ttl, _)| ttl);
         let server_answer = server_hop.and_then(|hop| {
@@ -720,13 +724,22 @@ fn decide_placement(trace: &mut TtlTrace) {
         ));
         return;
     };
-    let first = &trace.hops.iter().find(|h| h.ttl == blocking).expect("found above").blocking[0];
+    let first = &trace
+        .hops
+        .iter()
+        .find(|h| h.ttl == blocking)
+        .expect("found above")
+        .blocking[0];
     trace.evidence.push(format!(
         "from TTL {blocking} the trigger draws {}",
         describe_group(first)
     ));
     if !trace.routers_at_blocking.is_empty() {
-        let routers: Vec<String> = trace.routers_at_blocking.iter().map(ToString::to_string).collect();
+        let routers: Vec<String> = trace
+            .routers_at_blocking
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         trace.evidence.push(format!(
             "at TTL {blocking} the trigger also expires at {}: the censor sits at or before that router",
             routers.join(", ")
@@ -796,7 +809,11 @@ pub fn describe_group(group: &ResponseGroup) -> String {
         .ip
         .ip_id
         .map_or(String::new(), |id| format!(", IP ID {id}"));
-    let df = if group.ip.df == Some(true) { ", DF" } else { "" };
+    let df = if group.ip.df == Some(true) {
+        ", DF"
+    } else {
+        ""
+    };
     let payload = match &group.kind {
         ResponseKind::Tcp { payload_len, .. } if *payload_len > 0 => {
             format!(" with {payload_len} payload bytes")
@@ -818,7 +835,14 @@ mod tests {
     const ROUTER: [u8; 4] = [198, 18, 5, 1];
 
     /// An IPv4 packet (no options, checksums zero: the parser does not check them).
-    fn ipv4(source: [u8; 4], destination: [u8; 4], protocol: u8, ttl: u8, id: u16, body: &[u8]) -> Vec<u8> {
+    fn ipv4(
+        source: [u8; 4],
+        destination: [u8; 4],
+        protocol: u8,
+        ttl: u8,
+        id: u16,
+        body: &[u8],
+    ) -> Vec<u8> {
         let total = (20 + body.len()) as u16;
         let mut p = vec![0x45, 0];
         p.extend_from_slice(&total.to_be_bytes());
@@ -832,7 +856,17 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn tcp(source: [u8; 4], destination: [u8; 4], ports: (u16, u16), ttl: u8, id: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    fn tcp(
+        source: [u8; 4],
+        destination: [u8; 4],
+        ports: (u16, u16),
+        ttl: u8,
+        id: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut t = Vec::new();
         t.extend_from_slice(&ports.0.to_be_bytes());
         t.extend_from_slice(&ports.1.to_be_bytes());
@@ -857,8 +891,14 @@ mod tests {
             let out = (port, 80);
             let back = (80, port);
             frames.push((base, tcp(CLIENT, SERVER, out, 64, 1, 100, 0, 0x02, b"")));
-            frames.push((base + 1_000, tcp(SERVER, CLIENT, back, 60, 0, 500, 101, 0x12, b"")));
-            frames.push((base + 2_000, tcp(CLIENT, SERVER, out, 64, 2, 101, 501, 0x10, b"")));
+            frames.push((
+                base + 1_000,
+                tcp(SERVER, CLIENT, back, 60, 0, 500, 101, 0x12, b""),
+            ));
+            frames.push((
+                base + 2_000,
+                tcp(CLIENT, SERVER, out, 64, 2, 101, 501, 0x10, b""),
+            ));
             let request = tcp(CLIENT, SERVER, out, ttl, 3, 101, 501, 0x18, REQUEST);
             frames.push((base + 3_000, request.clone()));
             if ttl == 1 {
@@ -866,16 +906,29 @@ mod tests {
                 icmp.extend_from_slice(&request[..28]);
                 frames.push((base + 4_000, ipv4(ROUTER, CLIENT, 1, 250, 7, &icmp)));
             } else {
-                let reset = tcp(SERVER, CLIENT, back, 200, 4242, 501, 101 + REQUEST.len() as u32, 0x14, b"");
+                let reset = tcp(
+                    SERVER,
+                    CLIENT,
+                    back,
+                    200,
+                    4242,
+                    501,
+                    101 + REQUEST.len() as u32,
+                    0x14,
+                    b"",
+                );
                 frames.push((base + 4_000, reset.clone()));
                 frames.push((base + 4_100, reset));
             }
-            frames.push((base + 9_000, tcp(CLIENT, SERVER, out, 64, 4, 142, 501, 0x11, b"")));
+            frames.push((
+                base + 9_000,
+                tcp(CLIENT, SERVER, out, 64, 4, 142, 501, 0x11, b""),
+            ));
         }
         frames
     }
 
-    /// A legacy pcap, LINKTYPE_RAW, microsecond timestamps.
+    /// A legacy pcap, `LINKTYPE_RAW`, microsecond timestamps.
     fn legacy_pcap() -> Vec<u8> {
         let mut file = Vec::new();
         file.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
@@ -934,7 +987,13 @@ mod tests {
     }
 
     fn analyse(bytes: &[u8]) -> PcapCaptureRecord {
-        analyse_reader("synthetic", bytes, &InjectorSet::builtin(), PcapOptions::default()).unwrap()
+        analyse_reader(
+            "synthetic",
+            bytes,
+            &InjectorSet::builtin(),
+            PcapOptions::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -943,7 +1002,7 @@ mod tests {
         let next = analyse(&pcapng());
         assert_eq!(legacy.format, CaptureFormat::Pcap);
         assert_eq!(next.format, CaptureFormat::Pcapng);
-        assert_eq!(legacy.frames, 14);
+        assert_eq!(legacy.frames, 13);
         assert_eq!(legacy.flows, next.flows);
         assert_eq!(legacy.traces, next.traces);
         assert_eq!((legacy.skipped_frames, legacy.unmatched_packets), (0, 0));
@@ -963,9 +1022,14 @@ mod tests {
         let second = &record.flows[1];
         assert_eq!(second.outcome, FlowOutcome::Reset);
         let burst = &second.responses[0];
-        assert_eq!((burst.count, burst.spread_us, burst.after_trigger_us), (2, 100, 1_000));
+        assert_eq!(
+            (burst.count, burst.spread_us, burst.after_trigger_us),
+            (2, 100, 1_000)
+        );
         assert_eq!(burst.ttl_minus_syn_ack, Some(140));
-        assert!(matches!(burst.kind, ResponseKind::Tcp { relative_seq: Some(1), relative_ack: Some(ack), .. } if ack == 1 + REQUEST.len() as u32));
+        assert!(
+            matches!(burst.kind, ResponseKind::Tcp { relative_seq: Some(1), relative_ack: Some(ack), .. } if ack == 1 + REQUEST.len() as u32)
+        );
         let [trace] = record.traces.as_slice() else {
             panic!("one trace: {:?}", record.traces);
         };
@@ -998,9 +1062,17 @@ mod tests {
     fn truncated_and_foreign_files() {
         let whole = legacy_pcap();
         let cut = analyse(&whole[..whole.len() - 10]);
-        assert_eq!(cut.frames, 13, "the cut last frame is dropped, the rest kept");
+        assert_eq!(
+            cut.frames, 12,
+            "the cut last frame is dropped, the rest kept"
+        );
         assert!(matches!(
-            analyse_reader("x", &b"hello world, no capture here"[..], &InjectorSet::builtin(), PcapOptions::default()),
+            analyse_reader(
+                "x",
+                &b"hello world, no capture here"[..],
+                &InjectorSet::builtin(),
+                PcapOptions::default()
+            ),
             Err(PcapAnalysisError::NotACapture { .. })
         ));
     }

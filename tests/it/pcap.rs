@@ -81,7 +81,10 @@ fn archive_org_draws_three_identical_rst_ack_with_df_from_hop_13_on() {
     assert_eq!(test.protocol, Some(TriggerProtocol::Tls), "SNI trigger");
     assert_eq!(test.server.to_string(), "222.138.4.221:443");
     assert_eq!(test.first_blocking_ttl, Some(13));
-    assert_eq!(test.router_before_blocking, Some("219.158.16.77".parse().unwrap()));
+    assert_eq!(
+        test.router_before_blocking,
+        Some("219.158.16.77".parse().unwrap())
+    );
     assert_eq!(test.placement, CensorPlacement::OnPath);
     // The test capture never reaches the server: its distance comes from the control.
     assert_eq!(test.server_hop, Some(18));
@@ -89,14 +92,27 @@ fn archive_org_draws_three_identical_rst_ack_with_df_from_hop_13_on() {
     let mut triples = 0;
     for hop in &test.hops {
         if hop.ttl < 13 {
-            assert!(hop.blocking.is_empty(), "TTL {}: {:?}", hop.ttl, hop.blocking);
-            assert!(!hop.routers.is_empty(), "TTL {} expires at a router", hop.ttl);
+            assert!(
+                hop.blocking.is_empty(),
+                "TTL {}: {:?}",
+                hop.ttl,
+                hop.blocking
+            );
+            assert!(
+                !hop.routers.is_empty(),
+                "TTL {} expires at a router",
+                hop.ttl
+            );
             continue;
         }
         assert_eq!(hop.blocking.len(), 1, "TTL {}: {:?}", hop.ttl, hop.blocking);
         let burst = &hop.blocking[0];
         assert_eq!(burst.count, 3, "three identical packets at TTL {}", hop.ttl);
-        assert!(burst.spread_us < 1_000, "within a millisecond: {}", burst.spread_us);
+        assert!(
+            burst.spread_us < 1_000,
+            "within a millisecond: {}",
+            burst.spread_us
+        );
         assert_eq!(burst.ip.df, Some(true), "DF set");
         let ResponseKind::Tcp {
             flags,
@@ -158,7 +174,10 @@ fn bisexual_org_draws_an_injected_fin_ack_block_page_at_the_hop_of_149_14_125_90
     assert_eq!(test.protocol, Some(TriggerProtocol::Http));
     assert_eq!(test.first_blocking_ttl, Some(17));
     // CenTrace's middlebox: the router whose time-exceeded comes with the injection.
-    assert_eq!(test.routers_at_blocking, ["149.14.125.90".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        test.routers_at_blocking,
+        ["149.14.125.90".parse::<std::net::IpAddr>().unwrap()]
+    );
     assert_eq!(test.server_hop, Some(22));
     assert_eq!(test.placement, CensorPlacement::OnPath);
     let hop = test.hops.iter().find(|h| h.ttl == 17).unwrap();
@@ -174,7 +193,10 @@ fn bisexual_org_draws_an_injected_fin_ack_block_page_at_the_hop_of_149_14_125_90
     };
     assert_eq!(flags.to_string(), "FIN+ACK");
     assert_eq!(*payload_len, 553, "a block page rides on the FIN");
-    assert!(payload_hex.starts_with(&hex::encode("<html>")), "{payload_hex}");
+    assert!(
+        payload_hex.starts_with(&hex::encode("<html>")),
+        "{payload_hex}"
+    );
     assert_eq!(fin.ip.df, Some(false));
     // The server (SYN-ACK IP TTL 238, DF) did not send it.
     assert_eq!(fin.ttl_minus_syn_ack, Some(83 - 238));
@@ -199,7 +221,10 @@ fn nifty_org_is_reset_at_hop_18_after_134_0_217_233_and_the_fin_acks_are_the_ser
     );
     let test = trace(&records[0], "www.nifty.org");
     assert_eq!(test.first_blocking_ttl, Some(18));
-    assert_eq!(test.router_before_blocking, Some("134.0.217.233".parse().unwrap()));
+    assert_eq!(
+        test.router_before_blocking,
+        Some("134.0.217.233".parse().unwrap())
+    );
     assert_eq!(test.server_hop, Some(23));
     assert_eq!(test.placement, CensorPlacement::OnPath);
     let routers = test.hops.iter().filter(|h| !h.routers.is_empty()).count();
@@ -227,7 +252,9 @@ fn nifty_org_is_reset_at_hop_18_after_134_0_217_233_and_the_fin_acks_are_the_ser
         });
         for (index, packet) in packets.packets.iter().enumerate() {
             if packet.direction == censorprobe::observation::packets::PacketDirection::ToClient
-                && packet.tcp().is_some_and(|t| t.flags.is_fin() && t.window == 5360)
+                && packet
+                    .tcp()
+                    .is_some_and(|t| t.flags.is_fin() && t.window == 5360)
             {
                 assert!(client_fin.is_some_and(|fin| fin < index), "{}", flow.client);
                 server_fins += 1;
@@ -255,7 +282,10 @@ fn bitcomet_is_blocked_by_the_endpoint_itself() {
     let test = trace(&records[0], "www.bitcomet.com");
     assert_eq!(test.first_blocking_ttl, None, "nothing on the path");
     assert_eq!(test.server_hop, Some(14));
-    assert_eq!(test.server_answer.as_deref(), Some("HTTP/1.1 403 Forbidden"));
+    assert_eq!(
+        test.server_answer.as_deref(),
+        Some("HTTP/1.1 403 Forbidden")
+    );
     assert_eq!(test.control_answer.as_deref(), Some("HTTP/1.1 200 OK"));
     assert_eq!(test.placement, CensorPlacement::Endpoint);
     let control = trace(&records[1], "example.com");
@@ -277,7 +307,11 @@ fn torproject_and_sohu_show_no_censorship() {
                 assert_eq!(trace.first_blocking_ttl, None);
             }
             for flow in &record.flows {
-                assert!(!flow.judgement.injected, "{}: {:?}", record.file, flow.judgement);
+                assert!(
+                    !flow.judgement.injected,
+                    "{}: {:?}",
+                    record.file, flow.judgement
+                );
                 assert!(
                     !matches!(flow.outcome, FlowOutcome::Reset | FlowOutcome::ForeignData),
                     "{}: {:?}",
@@ -290,7 +324,10 @@ fn torproject_and_sohu_show_no_censorship() {
         let test_trace = trace(&records[0], name);
         assert_eq!(test_trace.server_hop, Some(server_hop), "{pair}");
         assert_eq!(test_trace.server_hop_from, Some(HopSource::ThisCapture));
-        assert_eq!(test_trace.server_answer, trace(&records[1], "example.com").server_answer);
+        assert_eq!(
+            test_trace.server_answer,
+            trace(&records[1], "example.com").server_answer
+        );
     }
 }
 
@@ -304,8 +341,14 @@ fn text_mode_lists_the_hops_and_the_placement() {
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("trace to 222.138.4.221:443 (archive.org): OnPath"), "{text}");
-    assert!(text.contains("TTL  13: time exceeded from 219.158.18.65; 3 identical RST+ACK"), "{text}");
+    assert!(
+        text.contains("trace to 222.138.4.221:443 (archive.org): OnPath"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TTL  13: time exceeded from 219.158.18.65; 3 identical RST+ACK"),
+        "{text}"
+    );
     assert!(text.contains("the server is 18 hops away"), "{text}");
 }
 

@@ -20,11 +20,11 @@ use rand::seq::IndexedRandom;
 use super::packet::{self, Emit, Fingerprint, Link, Segment};
 use super::rules::RuleIndex;
 use crate::lab::plan;
-use crate::sniff::{Sniffed, sniff};
 use crate::lab::scenario::{
     CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IpIdMode, KeywordRule,
     ResidualAction, Scenario,
 };
+use crate::sniff::{Sniffed, sniff};
 
 /// How much of a client's first bytes the censor buffers to find a Host or SNI.
 const MAX_INSPECT: usize = 16 * 1024;
