@@ -93,10 +93,7 @@ fn human(record: &PcapCaptureRecord) -> String {
             let _ = writeln!(
                 out,
                 "  {} -> {} {name}: {:?}; {}",
-                flow.client,
-                flow.server,
-                flow.outcome,
-                flow.judgement.describe()
+                flow.client, flow.server, flow.outcome, flow.judgement.summary
             );
         }
     }

@@ -7,7 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::packets::PacketJudgement;
 use crate::observation::packets::{ConnectionPackets, IcmpKind, IpFacts, TcpFlagSet};
 
 /// One capture file's analysis (`"record": "pcap_capture"`).
@@ -154,10 +153,25 @@ pub struct PcapFlow {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub responses: Vec<ResponseGroup>,
     /// `classify::packets::judge_connection` on the flow's packets.
-    pub judgement: PacketJudgement,
+    pub judgement: FlowJudgement,
     /// Every packet of the flow (only with `--packets`), for re-judging.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets: Option<ConnectionPackets>,
+}
+
+/// The packet judgement of a flow, as recorded (the classifier's `PacketJudgement`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowJudgement {
+    /// At least one RST/FIN toward the client was judged injected.
+    pub injected: bool,
+    /// The injector fingerprint that matched (`gfw_type_ii`, `unknown_injector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<String>,
+    /// The facts that matched, with their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
+    /// One sentence with the values.
+    pub summary: String,
 }
 
 /// What one trigger TTL drew from the path.

@@ -19,8 +19,8 @@ use crate::observation::packets::{
 };
 use crate::packet::{ConnectionBuilder, LinkType, ParsedPacket, Transport, parse_frame};
 use crate::record::pcap::{
-    CaptureFormat, CensorPlacement, FlowOutcome, HopSource, PcapCaptureRecord, PcapFlow,
-    PcapTrigger, ResponseGroup, ResponseKind, TriggerProtocol, TtlHop, TtlTrace,
+    CaptureFormat, CensorPlacement, FlowJudgement, FlowOutcome, HopSource, PcapCaptureRecord,
+    PcapFlow, PcapTrigger, ResponseGroup, ResponseKind, TriggerProtocol, TtlHop, TtlTrace,
 };
 use crate::sniff::{Sniffed, sniff};
 
@@ -387,7 +387,17 @@ fn describe_flow(
     injectors: &InjectorSet,
     options: PcapOptions,
 ) -> PcapFlow {
-    let judgement = judge_connection(&packets, injectors);
+    let judged = judge_connection(&packets, injectors);
+    let judgement = FlowJudgement {
+        injected: judged.injected,
+        injector: judged.injector.as_ref().map(|m| m.name.clone()),
+        facts: judged
+            .injector
+            .as_ref()
+            .map(|m| m.facts.clone())
+            .unwrap_or_default(),
+        summary: judged.describe(),
+    };
     let syn_ack = packets.packets.iter().find(|p| {
         p.direction == PacketDirection::ToClient && p.tcp().is_some_and(|t| t.flags.is_syn_ack())
     });
@@ -665,7 +675,7 @@ fn ttl_hop(ttl: u8, flows: &[&PcapFlow]) -> TtlHop {
                 .cloned(),
         );
         if injector.is_none() {
-            injector = flow.judgement.injector.as_ref().map(|i| i.name.clone());
+            injector.clone_from(&flow.judgement.injector);
         }
     }
     TtlHop {

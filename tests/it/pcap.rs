@@ -149,10 +149,7 @@ fn archive_org_draws_three_identical_rst_ack_with_df_from_hop_13_on() {
             .filter(|f| f.trigger.as_ref().unwrap().sent_ttl >= 13);
         for flow in blocked {
             assert!(flow.judgement.injected);
-            assert_eq!(
-                flow.judgement.injector.as_ref().map(|i| i.name.as_str()),
-                Some("gfw_type_ii")
-            );
+            assert_eq!(flow.judgement.injector.as_deref(), Some("gfw_type_ii"));
         }
     }
     let control = trace(&records[1], "example.com");
