@@ -39,6 +39,7 @@ pub mod scan;
 pub mod scheduler;
 #[doc(hidden)]
 pub mod servers;
+pub mod sniff;
 pub mod targets;
 pub mod trust;
 pub mod vocab;

@@ -14,6 +14,7 @@ mod error;
 mod human;
 mod lab;
 mod parse;
+mod pcap;
 mod scan;
 mod summary;
 mod trace;
@@ -34,6 +35,7 @@ pub use diff::DiffArgs;
 pub use error::ConfigError;
 pub use lab::LabCommand;
 pub use parse::*;
+pub use pcap::PcapArgs;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
 pub use summary::SummaryArgs;
 pub use trace::TraceArgs;
@@ -117,6 +119,9 @@ pub enum Command {
     Summary(SummaryArgs),
     /// Locate the censor of one name on one server by TTL-limited probing (needs root).
     Trace(Box<TraceArgs>),
+    /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
+    /// and the censor's hop in TTL-limited (CenTrace) captures.
+    Pcap(PcapArgs),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -142,6 +147,7 @@ impl Command {
             Command::Check(args) => args.scan.quiet,
             Command::Diff(args) => args.quiet,
             Command::Summary(args) => args.quiet,
+            Command::Pcap(args) => args.quiet,
             Command::Lab(_) | Command::Trace(_) => false,
         }
     }
@@ -186,6 +192,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run_diff(&args),
         Command::Summary(args) => summary::run_summary(&args),
         Command::Trace(args) => trace::run_trace(&args),
+        Command::Pcap(args) => pcap::run_pcap(&args),
     }
 }
 

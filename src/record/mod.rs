@@ -6,6 +6,7 @@ pub mod assessment;
 pub mod consensus;
 mod header;
 pub mod location;
+pub mod pcap;
 mod summary;
 mod target;
 

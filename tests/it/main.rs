@@ -7,6 +7,7 @@ mod lab;
 mod layers;
 mod locate;
 mod options;
+mod pcap;
 mod support;
 mod targets;
 mod web;

@@ -24,6 +24,7 @@ use crate::lab::scenario::{
     CensorDefaults, Direction, DnsAction, DnsRule, FlowAction, IdPattern, Injection, IpIdMode,
     KeywordProtocol, KeywordRule, ResidualAction, Scenario, TtlPattern,
 };
+use crate::sniff::{Sniffed, sniff};
 
 /// How much of a client's first bytes the censor buffers to find a Host or SNI.
 const MAX_INSPECT: usize = 16 * 1024;
@@ -85,16 +86,6 @@ struct Penalty {
     action: ResidualAction,
     until: Instant,
     fingerprint: Fingerprint,
-}
-
-/// What a client's first bytes say about the name it wants.
-enum Sniffed {
-    /// Need more bytes.
-    Incomplete,
-    /// Not HTTP nor TLS, or no name in it.
-    Nothing,
-    HttpHost(String),
-    TlsSni(String),
 }
 
 /// The censor's rules and state.
@@ -529,68 +520,6 @@ impl Burst {
             dont_fragment: self.dont_fragment,
         }
     }
-}
-
-/// Find the Host of an HTTP request or the SNI of a TLS `ClientHello` in a client's first
-/// bytes.
-fn sniff(bytes: &[u8]) -> Sniffed {
-    if bytes.first() == Some(&0x16) {
-        return sniff_tls(bytes);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(bytes) {
-        Ok(httparse::Status::Complete(_)) => request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map_or(Sniffed::Nothing, |host| {
-                Sniffed::HttpHost(strip_port(host.trim()).to_ascii_lowercase())
-            }),
-        Ok(httparse::Status::Partial) => Sniffed::Incomplete,
-        Err(_) => Sniffed::Nothing,
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
-        _ => host,
-    }
-}
-
-fn sniff_tls(bytes: &[u8]) -> Sniffed {
-    use tls_parser::{
-        TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_extensions, parse_tls_plaintext,
-    };
-    let record = match parse_tls_plaintext(bytes) {
-        Ok((_, record)) => record,
-        Err(tls_parser::nom::Err::Incomplete(_)) => return Sniffed::Incomplete,
-        Err(_) => return Sniffed::Nothing,
-    };
-    for message in &record.msg {
-        if let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = message {
-            let Some(ext) = hello.ext else {
-                return Sniffed::Nothing;
-            };
-            let Ok((_, extensions)) = parse_tls_extensions(ext) else {
-                return Sniffed::Nothing;
-            };
-            for extension in extensions {
-                if let TlsExtension::SNI(names) = extension
-                    && let Some((_, name)) = names.first()
-                    && let Ok(name) = std::str::from_utf8(name)
-                {
-                    return Sniffed::TlsSni(name.to_ascii_lowercase());
-                }
-            }
-            return Sniffed::Nothing;
-        }
-    }
-    Sniffed::Nothing
 }
 
 #[cfg(test)]
