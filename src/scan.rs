@@ -54,6 +54,9 @@ struct ScanContext {
     web: Option<WebStage>,
     /// Block-page fingerprints for the web judge (present when the web stage runs).
     blockpages: Option<BlockpageSet>,
+    /// Whether records written lean (entirely `ok`, `--observations default`) lose
+    /// their captured packets, which only weigh for clean connections.
+    lean_without_packets: bool,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -139,12 +142,14 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         let mut web_config = config.web.clone();
         web_config.run_http = config.stages.http;
         web_config.run_tls = config.stages.tls;
+        let capture = crate::capture::ProbeCapture::start(config.options.capture)?;
         let web = WebStage::new(
             web_config,
             Arc::new(crate::trust::root_store(&config.extra_roots)),
             PathGuard::new(config.residual.clone()),
             fd_budget.clone(),
-        )?;
+        )?
+        .with_capture(capture);
         (Some(web), Some(blockpages))
     } else {
         (None, None)
@@ -163,6 +168,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         stages: config.stages,
         web,
         blockpages,
+        lean_without_packets: config.options.observations == crate::record::Observations::Default,
     })
 }
 
@@ -365,7 +371,11 @@ async fn complete_target(
             blockpages,
         ));
     }
-    target_record(target, started_at, started, dns, web_result)
+    let mut record = target_record(target, started_at, started, dns, web_result);
+    if context.lean_without_packets && record.is_entirely_ok() {
+        crate::capture::drop_packets(&mut record);
+    }
+    record
 }
 
 /// The record of a target from its judged stages.

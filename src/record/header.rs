@@ -50,6 +50,9 @@ pub struct ScanOptions {
     pub blockpages: Option<PathBuf>,
     /// Extra trust anchors (PEM files).
     pub ca_files: Vec<PathBuf>,
+    /// `--capture` (absent: `auto`, capture when permitted).
+    #[serde(skip_serializing_if = "crate::capture::CaptureMode::is_auto")]
+    pub capture: crate::capture::CaptureMode,
     /// Targets measured at once.
     pub concurrency: usize,
     /// TCP connect timeout of the HTTP and TLS probes.
@@ -124,6 +127,7 @@ impl Default for ScanOptions {
         ScanOptions {
             blockpages: None,
             ca_files: Vec::new(),
+            capture: crate::capture::CaptureMode::Auto,
             concurrency: 500,
             connect_timeout: Duration::from_secs(5),
             control_name: crate::observation::web::DEFAULT_CONTROL_NAME.to_owned(),
