@@ -1376,3 +1376,5 @@ fn lab_up_interrupted_while_starting_leaves_nothing() {
         );
     }
 }
+
+mod capture;
