@@ -27,31 +27,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use crate::observation::packets::{CaptureObservation, ConnectionPackets};
 
+pub use crate::record::CaptureMode;
 pub use table::{FlowTable, MAX_FLOWS, MAX_PACKETS_HELD, RegisterError};
-
-/// `--capture`: whether the scan captures its own flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaptureMode {
-    /// Capture when the probe may (root or `CAP_NET_RAW`); otherwise say why not.
-    #[default]
-    Auto,
-    /// No capture; observations carry no `capture` field.
-    Off,
-    /// Capture, or refuse to start the scan.
-    Require,
-}
-
-impl CaptureMode {
-    pub fn is_auto(&self) -> bool {
-        *self == CaptureMode::Auto
-    }
-}
 
 /// Why a capture could not start.
 #[derive(Debug, thiserror::Error)]
