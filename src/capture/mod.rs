@@ -70,7 +70,7 @@ const RECEIVE_BUFFER: usize = 65_536;
 const SOCKET_BUFFER: usize = 8 << 20;
 
 /// The BPF program (for a `SOCK_DGRAM` packet socket offsets start at the IP header):
-/// accept IPv4 protocol 6 (TCP) or 1 (ICMP), IPv6 next header 6 or 58 (ICMPv6), drop
+/// accept IPv4 protocol 6 (TCP) or 1 (ICMP), IPv6 next header 6 or 58 (`ICMPv6`), drop
 /// everything else in the kernel.
 fn tcp_and_icmp_filter() -> [SockFilter; 12] {
     const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
@@ -78,18 +78,18 @@ fn tcp_and_icmp_filter() -> [SockFilter; 12] {
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     [
-        SockFilter::new(LDB_ABS, 0, 0, 0), // 0: A = first byte
-        SockFilter::new(RSH_K, 0, 0, 4),   // 1: A = IP version
-        SockFilter::new(JEQ_K, 0, 3, 4),   // 2: IPv4 -> 3, else -> 6
-        SockFilter::new(LDB_ABS, 0, 0, 9), // 3: A = IPv4 protocol
-        SockFilter::new(JEQ_K, 5, 0, 6),   // 4: TCP -> accept
-        SockFilter::new(JEQ_K, 4, 5, 1),   // 5: ICMP -> accept, else drop
-        SockFilter::new(JEQ_K, 0, 4, 6),   // 6: IPv6 -> 7, else drop
-        SockFilter::new(LDB_ABS, 0, 0, 6), // 7: A = IPv6 next header
-        SockFilter::new(JEQ_K, 1, 0, 6),   // 8: TCP -> accept
-        SockFilter::new(JEQ_K, 0, 1, 58),  // 9: ICMPv6 -> accept, else drop
+        SockFilter::new(LDB_ABS, 0, 0, 0),         // 0: A = first byte
+        SockFilter::new(RSH_K, 0, 0, 4),           // 1: A = IP version
+        SockFilter::new(JEQ_K, 0, 3, 4),           // 2: IPv4 -> 3, else -> 6
+        SockFilter::new(LDB_ABS, 0, 0, 9),         // 3: A = IPv4 protocol
+        SockFilter::new(JEQ_K, 5, 0, 6),           // 4: TCP -> accept
+        SockFilter::new(JEQ_K, 4, 5, 1),           // 5: ICMP -> accept, else drop
+        SockFilter::new(JEQ_K, 0, 4, 6),           // 6: IPv6 -> 7, else drop
+        SockFilter::new(LDB_ABS, 0, 0, 6),         // 7: A = IPv6 next header
+        SockFilter::new(JEQ_K, 1, 0, 6),           // 8: TCP -> accept
+        SockFilter::new(JEQ_K, 0, 1, 58),          // 9: ICMPv6 -> accept, else drop
         SockFilter::new(RET_K, 0, 0, 0x0004_0000), // 10: accept whole packet
-        SockFilter::new(RET_K, 0, 0, 0),   // 11: drop
+        SockFilter::new(RET_K, 0, 0, 0),           // 11: drop
     ]
 }
 
@@ -107,7 +107,9 @@ struct Shared {
 impl Shared {
     fn table(&self) -> MutexGuard<'_, FlowTable> {
         // A panic while routing leaves the table consistent enough to go on.
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -136,11 +138,15 @@ pub struct Capture {
 impl Capture {
     /// Open the packet socket and start the capture thread.
     pub fn start() -> Result<Capture, CaptureError> {
-        let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(ETH_P_ALL_BE)))
-            .map_err(|err| match err.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => CaptureError::NotPermitted(err),
-                _ => CaptureError::Socket(err),
-            })?;
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::DGRAM,
+            Some(Protocol::from(ETH_P_ALL_BE)),
+        )
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => CaptureError::NotPermitted(err),
+            _ => CaptureError::Socket(err),
+        })?;
         socket
             .attach_filter(&tcp_and_icmp_filter())
             .map_err(CaptureError::Socket)?;
@@ -324,7 +330,9 @@ impl ProbeCapture {
                 reason: reason.to_string(),
             }),
             (ProbeCapture::Live(_), why) => Some(CaptureObservation::Unavailable {
-                reason: why.unwrap_or("the connection's socket was never bound").to_owned(),
+                reason: why
+                    .unwrap_or("the connection's socket was never bound")
+                    .to_owned(),
             }),
         }
     }
@@ -334,7 +342,10 @@ impl ProbeCapture {
 /// lean (entirely `ok` under `--observations default`), where the packets of clean
 /// connections would only weigh.
 pub fn drop_packets(record: &mut crate::record::TargetRecord) {
-    fn strip<O>(attempts: &mut [crate::record::assessment::IpResult<impl Sized, O>], f: fn(&mut O)) {
+    fn strip<O>(
+        attempts: &mut [crate::record::assessment::IpResult<impl Sized, O>],
+        f: fn(&mut O),
+    ) {
         for attempt in attempts {
             f(&mut attempt.observations.control);
             f(&mut attempt.observations.test);

@@ -105,7 +105,13 @@ impl FlowTable {
     /// caller knows it (used when no packet revealed our address).
     pub fn take(&mut self, local: SocketAddr, server: SocketAddr) -> Option<ConnectionPackets> {
         match self.flows.remove(&(local.port(), server))? {
-            Slot::Waiting => Some(ConnectionBuilder::new(FlowKey { client: local, server }).finish()),
+            Slot::Waiting => Some(
+                ConnectionBuilder::new(FlowKey {
+                    client: local,
+                    server,
+                })
+                .finish(),
+            ),
             Slot::Building {
                 builder,
                 over_budget,
@@ -158,7 +164,9 @@ impl FlowTable {
             Transport::Icmp {
                 quoted: Some(quoted),
                 ..
-            } if quoted.protocol == 6 => ((quoted.source.port(), quoted.destination), quoted.source),
+            } if quoted.protocol == 6 => {
+                ((quoted.source.port(), quoted.destination), quoted.source)
+            }
             _ => return false,
         };
         let at_budget = self.packets_held >= self.max_packets;
@@ -302,18 +310,35 @@ mod tests {
         assert!(table.route_bytes(&tcp_packet(server(), client(), SYN_ACK, 61, 0, b""), 900));
         let trigger = tcp_packet(client(), server(), PSH_ACK, 64, 8, b"\x16\x03\x01");
         assert!(table.route_bytes(&trigger, 1_000));
-        assert!(table.route_bytes(&tcp_packet(server(), client(), RST_ACK, 248, 0x9920, b""), 16_000));
+        assert!(table.route_bytes(
+            &tcp_packet(server(), client(), RST_ACK, 248, 0x9920, b""),
+            16_000
+        ));
         let router: Ipv4Addr = "198.18.0.1".parse().unwrap();
-        let IpAddr::V4(ours) = client().ip() else { unreachable!() };
+        let IpAddr::V4(ours) = client().ip() else {
+            unreachable!()
+        };
         assert!(table.route_bytes(&time_exceeded(router, ours, &trigger), 17_000));
         assert_eq!(table.packets_held(), 5);
 
         let packets = table.take(unbound(), server()).unwrap();
-        assert_eq!(packets.flow.client, client(), "our address is learned from the SYN");
+        assert_eq!(
+            packets.flow.client,
+            client(),
+            "our address is learned from the SYN"
+        );
         assert_eq!(packets.trigger, Some(2));
         let directions: Vec<_> = packets.packets.iter().map(|p| p.direction).collect();
-        use PacketDirection::{ToClient, ToServer};
-        assert_eq!(directions, [ToServer, ToClient, ToServer, ToClient, ToClient]);
+        assert_eq!(
+            directions,
+            [
+                PacketDirection::ToServer,
+                PacketDirection::ToClient,
+                PacketDirection::ToServer,
+                PacketDirection::ToClient,
+                PacketDirection::ToClient
+            ]
+        );
         let reset = &packets.packets[3];
         assert_eq!((reset.ip.ttl, reset.ip.ip_id), (248, Some(0x9920)));
         assert_eq!(reset.at_us, 16_000);

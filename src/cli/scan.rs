@@ -136,7 +136,7 @@ pub struct ScanArgs {
     /// structured evidence); `full` keeps everything for every target.
     #[arg(long, value_enum, default_value_t = ObservationsArg::Default)]
     pub observations: ObservationsArg,
-    /// Capture the probe's own HTTP/TLS connections (needs root or CAP_NET_RAW): `auto`
+    /// Capture the probe's own HTTP/TLS connections (needs root or `CAP_NET_RAW`): `auto`
     /// when permitted (otherwise each observation says why not), `require` or fail,
     /// `off`.
     #[arg(long, value_enum, default_value_t = CaptureArg::Auto)]
@@ -234,7 +234,7 @@ impl From<ObservationsArg> for Observations {
 /// `--capture` (the command line's face of [`crate::capture::CaptureMode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum CaptureArg {
-    /// Capture when permitted (root or CAP_NET_RAW).
+    /// Capture when permitted (root or `CAP_NET_RAW`).
     #[default]
     Auto,
     /// No capture.

@@ -176,7 +176,7 @@ impl HttpProber {
             return obs;
         };
         let mut stream = conn.stream;
-        let permit = conn._permit;
+        let permit = conn.permit;
         let deadline = tokio::time::Instant::now() + self.config.response_timeout;
 
         // Write the request, counting what the kernel accepted.

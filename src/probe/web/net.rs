@@ -132,7 +132,7 @@ pub(crate) fn classify_io_error(err: &io::Error) -> IoFailure {
 pub(crate) struct Connection {
     pub stream: TcpStream,
     /// Held for as long as the socket is open.
-    pub _permit: ConnectionPermit,
+    pub permit: ConnectionPermit,
 }
 
 /// How long to wait before trying again to create a socket when the process is out
@@ -252,7 +252,12 @@ pub(crate) async fn connect(
         Err(err) => {
             let obs = failed_connect(ConnectStatus::Error, &err, start, None);
             let why = format!("no socket: {err}");
-            return (obs, start, None, FlowCapture::Not(capture.not_captured(Some(&why))));
+            return (
+                obs,
+                start,
+                None,
+                FlowCapture::Not(capture.not_captured(Some(&why))),
+            );
         }
     };
     // Probe connections are short; Nagle would only delay the request.
@@ -269,10 +274,7 @@ pub(crate) async fn connect(
                 connect_ms: ms_between(start, Instant::now()),
                 local_addr: stream.local_addr().ok(),
             };
-            let conn = Connection {
-                stream,
-                _permit: permit,
-            };
+            let conn = Connection { stream, permit };
             (obs, start, Some(conn), flow)
         }
         Ok(Err(err)) => {

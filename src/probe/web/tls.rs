@@ -246,7 +246,7 @@ impl TlsProber {
             return obs;
         };
         let mut stream = conn.stream;
-        let permit = conn._permit;
+        let permit = conn.permit;
         let mut tls = ClientConnection::new(Arc::clone(&self.client_config), server_name.clone())
             .expect("the client config was proven able to start a connection in TlsProber::new");
         let end = self.handshake(&mut tls, &mut stream, &mut obs).await;

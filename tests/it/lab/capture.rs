@@ -119,7 +119,7 @@ impl CaptureLab {
     }
 }
 
-/// Without CAP_NET_RAW (everything else kept): setpriv drops it from the bounding set,
+/// Without `CAP_NET_RAW` (everything else kept): setpriv drops it from the bounding set,
 /// so the scan binary it executes never holds it, root or not.
 const WITHOUT_NET_RAW: [&str; 4] = [
     "setpriv",
@@ -183,7 +183,11 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
     let syn_acks = toward_client(packets, "SYN+ACK");
     assert_eq!(syn_acks.len(), 1, "the server's SYN-ACK: {packets:#?}");
     let (server_ttl, _) = ttl_and_id(syn_acks[0]);
-    assert_ne!(server_ttl, u64::from(HTTP_RST_TTL), "the baseline is the server's");
+    assert_ne!(
+        server_ttl,
+        u64::from(HTTP_RST_TTL),
+        "the baseline is the server's"
+    );
     let resets: Vec<_> = packets
         .iter()
         .filter(|p| p["direction"] == "to_client" && p["flags"].as_str().unwrap().contains("RST"))
@@ -201,9 +205,16 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
         .expect("the request was seen going out") as usize;
     let request = &packets[trigger];
     assert_eq!(request["direction"], "to_server");
-    assert!(request["payload_hex"].as_str().unwrap().starts_with(&hex_of("GET / HTTP/1.1")));
     assert!(
-        resets.iter().all(|r| r["at_us"].as_u64() >= request["at_us"].as_u64()),
+        request["payload_hex"]
+            .as_str()
+            .unwrap()
+            .starts_with(&hex_of("GET / HTTP/1.1"))
+    );
+    assert!(
+        resets
+            .iter()
+            .all(|r| r["at_us"].as_u64() >= request["at_us"].as_u64()),
         "the resets follow the trigger"
     );
 
@@ -227,17 +238,25 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
         let packets = test_packets(open, stage);
         let flags: Vec<(&str, &str)> = packets
             .iter()
-            .map(|p| (p["direction"].as_str().unwrap(), p["flags"].as_str().unwrap()))
+            .map(|p| {
+                (
+                    p["direction"].as_str().unwrap(),
+                    p["flags"].as_str().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(flags[0], ("to_server", "SYN"), "{flags:?}");
         assert_eq!(flags[1], ("to_client", "SYN+ACK"), "{flags:?}");
         assert_eq!(flags[2], ("to_server", "ACK"), "{flags:?}");
         assert!(
-            !flags.iter().any(|(d, f)| *d == "to_client" && f.contains("RST")),
+            !flags
+                .iter()
+                .any(|(d, f)| *d == "to_client" && f.contains("RST")),
             "{flags:?}"
         );
         let local = &open[stage]["attempts"][0]["observations"]["test"]["connect"]["local_addr"];
-        let client = &open[stage]["attempts"][0]["observations"]["test"]["capture"]["flow"]["client"];
+        let client =
+            &open[stage]["attempts"][0]["observations"]["test"]["capture"]["flow"]["client"];
         assert_eq!(local, client, "the capture's flow is the connection's");
     }
 
@@ -250,9 +269,12 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
     assert_eq!(open["blocking"], false, "{open:#}");
     let observations = web_observations(open);
     assert!(!observations.is_empty());
-    assert!(observations.iter().all(|o| o.get("capture").is_none()), "{open:#}");
+    assert!(
+        observations.iter().all(|o| o.get("capture").is_none()),
+        "{open:#}"
+    );
     let rst = &json(report.target("rst.lab.example"));
-    assert_eq!(test_packets(rst, "http").is_empty(), false);
+    assert!(!test_packets(rst, "http").is_empty());
 
     // Without CAP_NET_RAW: the scan completes and every web observation says why there
     // is no capture.
@@ -274,21 +296,37 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
     }
 
     // `--capture require` without the right: an error before any probe.
-    let scan = lab.scan(&WITHOUT_NET_RAW, &["--capture", "require"], &["open.lab.example"]);
+    let scan = lab.scan(
+        &WITHOUT_NET_RAW,
+        &["--capture", "require"],
+        &["open.lab.example"],
+    );
     assert!(!scan.status.success(), "{}", lossy(&scan.stdout));
     let stderr = lossy(&scan.stderr);
     assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
-    assert!(lossy(&scan.stdout).lines().all(|l| !l.contains("\"record\":\"target\"")));
+    assert!(
+        lossy(&scan.stdout)
+            .lines()
+            .all(|l| !l.contains("\"record\":\"target\""))
+    );
 
     // `--capture off`: no capture field at all.
-    let scan = lab.scan(&[], &["--capture", "off", "--observations", "full"], &["open.lab.example"]);
+    let scan = lab.scan(
+        &[],
+        &["--capture", "off", "--observations", "full"],
+        &["open.lab.example"],
+    );
     assert!(scan.status.success(), "{}", lossy(&scan.stderr));
     let report = Report::parse(&lossy(&scan.stdout));
     let open = &json(report.target("open.lab.example"));
-    assert!(web_observations(open).iter().all(|o| o.get("capture").is_none()));
+    assert!(
+        web_observations(open)
+            .iter()
+            .all(|o| o.get("capture").is_none())
+    );
     lab.down();
 }
 
 fn hex_of(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(text)
 }
