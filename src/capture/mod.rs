@@ -361,3 +361,64 @@ pub fn drop_packets(record: &mut crate::record::TargetRecord) {
         strip(&mut tls.attempts, |o| o.capture = None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::packets::PacketDirection;
+
+    /// A real capture on loopback (needs root or `CAP_NET_RAW`: fails loudly without):
+    /// the handshake of a registered flow is captured once each way (loopback shows every
+    /// packet twice), an unregistered connection leaves nothing in the table.
+    #[tokio::test]
+    async fn a_loopback_connection_is_captured_once_each_way() {
+        let capture = Capture::start().expect("this test needs root or CAP_NET_RAW");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 16];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            }
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let local = socket.local_addr().unwrap();
+        let ticket = capture.register(local, server).unwrap();
+        // Another connection to the same server, not registered.
+        drop(tokio::net::TcpStream::connect(server).await.unwrap());
+        let mut stream = socket.connect(server).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"hello")
+            .await
+            .unwrap();
+        drop(stream);
+        accept.await.unwrap();
+        let packets = ticket.finish(false, Instant::now()).await;
+        assert_eq!(
+            packets.flow.client.ip(),
+            server.ip(),
+            "learned from the SYN"
+        );
+        assert_eq!(packets.flow.client.port(), local.port());
+        let seen: Vec<(PacketDirection, String)> = packets
+            .packets
+            .iter()
+            .filter_map(|p| p.tcp().map(|t| (p.direction, t.flags.to_string())))
+            .collect();
+        let count = |direction, flags: &str| {
+            seen.iter()
+                .filter(|(d, f)| *d == direction && f == flags)
+                .count()
+        };
+        assert_eq!(count(PacketDirection::ToServer, "SYN"), 1, "{seen:?}");
+        assert_eq!(count(PacketDirection::ToClient, "SYN+ACK"), 1, "{seen:?}");
+        let trigger = packets.trigger.expect("the payload was seen going out");
+        assert_eq!(
+            packets.packets[trigger].tcp().unwrap().payload_hex,
+            "68656c6c6f"
+        );
+        assert_eq!(capture.flows(), 0, "taken flows leave the table");
+        assert!(capture.packets_read() >= seen.len() as u64);
+    }
+}
