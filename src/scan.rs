@@ -57,6 +57,9 @@ struct ScanContext {
     blockpages: Option<BlockpageSet>,
     /// With `--locate` (and a web stage): traces the censor of failed names.
     locator: Option<Arc<locate::Locator>>,
+    /// Whether records written lean (entirely `ok`, `--observations default`) lose
+    /// their captured packets, which only weigh for clean connections.
+    lean_without_packets: bool,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -142,12 +145,14 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         let mut web_config = config.web.clone();
         web_config.run_http = config.stages.http;
         web_config.run_tls = config.stages.tls;
+        let capture = crate::capture::ProbeCapture::start(config.options.capture)?;
         let web = WebStage::new(
             web_config,
             Arc::new(crate::trust::root_store(&config.extra_roots)),
             PathGuard::new(config.residual.clone()),
             fd_budget.clone(),
-        )?;
+        )?
+        .with_capture(capture);
         (Some(web), Some(blockpages))
     } else {
         (None, None)
@@ -168,6 +173,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
             .then(|| locate::Locator::new(&config.web.control_name)),
         web,
         blockpages,
+        lean_without_packets: config.options.observations == crate::record::Observations::Default,
     })
 }
 
@@ -375,6 +381,9 @@ async fn complete_target(
         record.location = locator
             .locate(record.http.as_ref(), record.tls.as_ref())
             .await;
+    }
+    if context.lean_without_packets && record.is_entirely_ok() {
+        crate::capture::drop_packets(&mut record);
     }
     record
 }

@@ -141,6 +141,11 @@ pub struct ScanArgs {
     /// structured evidence); `full` keeps everything for every target.
     #[arg(long, value_enum, default_value_t = ObservationsArg::Default)]
     pub observations: ObservationsArg,
+    /// Capture the probe's own HTTP/TLS connections (needs root or `CAP_NET_RAW`): `auto`
+    /// when permitted (otherwise each observation says why not), `require` or fail,
+    /// `off`.
+    #[arg(long, value_enum, default_value_t = CaptureArg::Auto)]
+    pub capture: CaptureArg,
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -231,6 +236,28 @@ impl From<ObservationsArg> for Observations {
     }
 }
 
+/// `--capture` (the command line's face of [`crate::capture::CaptureMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CaptureArg {
+    /// Capture when permitted (root or `CAP_NET_RAW`).
+    #[default]
+    Auto,
+    /// No capture.
+    Off,
+    /// Capture, or exit with an error when not permitted.
+    Require,
+}
+
+impl From<CaptureArg> for crate::capture::CaptureMode {
+    fn from(capture: CaptureArg) -> Self {
+        match capture {
+            CaptureArg::Auto => crate::capture::CaptureMode::Auto,
+            CaptureArg::Off => crate::capture::CaptureMode::Off,
+            CaptureArg::Require => crate::capture::CaptureMode::Require,
+        }
+    }
+}
+
 /// Loads every target the arguments name.
 pub fn load_targets(args: &ScanArgs) -> anyhow::Result<TargetList> {
     let mut loader = TargetLoader::new(args.strict);
@@ -304,6 +331,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
     ScanOptions {
         blockpages: args.blockpages.clone(),
         ca_files: args.ca.clone(),
+        capture: args.capture.into(),
         concurrency: args.concurrency,
         connect_timeout: args.connect_timeout,
         control_name: args.control_name.clone(),

@@ -50,6 +50,9 @@ pub struct ScanOptions {
     pub blockpages: Option<PathBuf>,
     /// Extra trust anchors (PEM files).
     pub ca_files: Vec<PathBuf>,
+    /// `--capture` (absent: `auto`, capture when permitted).
+    #[serde(skip_serializing_if = "CaptureMode::is_auto")]
+    pub capture: CaptureMode,
     /// Targets measured at once.
     pub concurrency: usize,
     /// TCP connect timeout of the HTTP and TLS probes.
@@ -127,6 +130,7 @@ impl Default for ScanOptions {
         ScanOptions {
             blockpages: None,
             ca_files: Vec::new(),
+            capture: CaptureMode::Auto,
             concurrency: 500,
             connect_timeout: Duration::from_secs(5),
             control_name: crate::observation::web::DEFAULT_CONTROL_NAME.to_owned(),
@@ -156,6 +160,25 @@ impl Default for ScanOptions {
             via_ports: None,
             web_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// `--capture`: whether the scan captures its own flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// Capture when the probe may (root or `CAP_NET_RAW`); otherwise say why not.
+    #[default]
+    Auto,
+    /// No capture; observations carry no `capture` field.
+    Off,
+    /// Capture, or refuse to start the scan.
+    Require,
+}
+
+impl CaptureMode {
+    pub fn is_auto(&self) -> bool {
+        *self == CaptureMode::Auto
     }
 }
 

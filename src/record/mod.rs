@@ -10,7 +10,7 @@ pub mod pcap;
 mod summary;
 mod target;
 
-pub use header::{HeaderRecord, Observations, ResumeInfo, ScanOptions};
+pub use header::{CaptureMode, HeaderRecord, Observations, ResumeInfo, ScanOptions};
 pub use summary::{SummaryBuilder, SummaryRecord};
 pub use target::{DnsSection, TargetRecord, TargetView};
 

@@ -28,6 +28,9 @@ pub enum ScanError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Blockpages(#[from] BlockpageError),
+    /// `--capture require` and the capture cannot start.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
     /// The report to resume could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),

@@ -1583,3 +1583,5 @@ fn lab_a_trigger_with_the_censor_hop_ttl_still_draws_the_injection() {
         "TTL {ttl} expires at the censor: {hops:?}"
     );
 }
+
+mod capture;

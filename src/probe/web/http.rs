@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::tcpinfo::{self, StallPolicy};
+use crate::capture::ProbeCapture;
 use crate::observation::web::{HttpExchangeEnd, HttpHeader, HttpObservation, HttpResponse};
 use crate::vocab::Stage;
 
@@ -114,12 +115,24 @@ pub fn build_request(host: &str, user_agent: &str) -> Vec<u8> {
 pub struct HttpProber {
     config: HttpProbeConfig,
     budget: ConnectionBudget,
+    capture: ProbeCapture,
 }
 
 impl HttpProber {
     /// `config.user_agent` must be a valid header value (visible ASCII and spaces).
     pub fn new(config: HttpProbeConfig, budget: ConnectionBudget) -> Self {
-        HttpProber { config, budget }
+        HttpProber {
+            config,
+            budget,
+            capture: ProbeCapture::Off,
+        }
+    }
+
+    /// Capture each probe connection's packets (see [`crate::capture`]).
+    #[must_use]
+    pub fn with_capture(mut self, capture: ProbeCapture) -> Self {
+        self.capture = capture;
+        self
     }
 
     pub fn config(&self) -> &HttpProbeConfig {
@@ -130,8 +143,14 @@ impl HttpProber {
     /// observation. `host` must satisfy [`valid_host_header`] (the caller checks).
     pub async fn probe(&self, ip: IpAddr, port: u16, host: &str) -> HttpObservation {
         let request = build_request(host, &self.config.user_agent);
-        let (connect, start, conn) =
-            net::connect(ip, port, self.config.connect_timeout, &self.budget).await;
+        let (connect, start, conn, flow) = net::connect(
+            ip,
+            port,
+            self.config.connect_timeout,
+            &self.budget,
+            &self.capture,
+        )
+        .await;
         let mut obs = HttpObservation {
             ip,
             port,
@@ -151,10 +170,13 @@ impl HttpProber {
         };
         let Some(conn) = conn else {
             obs.failed_at = Some(Stage::Connect);
-            obs.total_ms = ms_between(start, Instant::now());
+            let end = Instant::now();
+            obs.total_ms = ms_between(start, end);
+            obs.capture = flow.finish(false, end, &mut obs.connect).await;
             return obs;
         };
         let mut stream = conn.stream;
+        let permit = conn.permit;
         let deadline = tokio::time::Instant::now() + self.config.response_timeout;
 
         // Write the request, counting what the kernel accepted.
@@ -183,7 +205,11 @@ impl HttpProber {
                     obs.errno = err.raw_os_error();
                     obs.error = Some(err.to_string());
                 }
-                obs.total_ms = ms_between(start, Instant::now());
+                let end = Instant::now();
+                obs.total_ms = ms_between(start, end);
+                // The socket and its slot are not needed while late packets settle.
+                drop((stream, permit));
+                obs.capture = flow.finish(false, end, &mut obs.connect).await;
                 return obs;
             }
         }
@@ -265,12 +291,16 @@ impl HttpProber {
             });
         }
         obs.response = reader.into_response();
-        obs.total_ms = ms_between(start, Instant::now());
+        let exchange_end = Instant::now();
+        obs.total_ms = ms_between(start, exchange_end);
         let capped = obs.response.as_ref().is_some_and(|r| r.body_capped);
-        if end == HttpExchangeEnd::Complete && !capped {
+        let clean = end == HttpExchangeEnd::Complete;
+        if clean && !capped {
             // `Connection: close`: the server closes now; let it close first.
             net::await_server_close(&mut stream).await;
         }
+        drop((stream, permit));
+        obs.capture = flow.finish(clean, exchange_end, &mut obs.connect).await;
         obs
     }
 }

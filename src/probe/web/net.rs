@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::capture::{FlowTicket, ProbeCapture};
+use crate::observation::packets::CaptureObservation;
 use crate::observation::web::{ConnectObservation, ConnectStatus};
 
 /// File descriptors kept out of the budget for everything else the process opens
@@ -130,7 +132,7 @@ pub(crate) fn classify_io_error(err: &io::Error) -> IoFailure {
 pub(crate) struct Connection {
     pub stream: TcpStream,
     /// Held for as long as the socket is open.
-    pub _permit: ConnectionPermit,
+    pub permit: ConnectionPermit,
 }
 
 /// How long to wait before trying again to create a socket when the process is out
@@ -174,14 +176,74 @@ async fn new_socket_when_available<S>(mut create: impl FnMut() -> io::Result<S>)
     }
 }
 
+/// A probe connection's part in the packet capture.
+#[derive(Debug)]
+pub(crate) enum FlowCapture {
+    /// The flow is registered: its packets are taken at the end of the exchange.
+    Registered(FlowTicket),
+    /// Not captured: what the observation says instead (nothing with capture off).
+    Not(Option<CaptureObservation>),
+}
+
+impl FlowCapture {
+    /// The observation's `capture` once the exchange is over (at `exchange_end`, cleanly
+    /// or not: a failed exchange waits for late packets, see [`crate::capture::SETTLE`]).
+    /// The captured flow also tells our address when the connect did not (a refused
+    /// or reset connect).
+    pub(crate) async fn finish(
+        self,
+        clean: bool,
+        exchange_end: Instant,
+        connect: &mut ConnectObservation,
+    ) -> Option<CaptureObservation> {
+        match self {
+            FlowCapture::Not(observation) => observation,
+            FlowCapture::Registered(ticket) => {
+                let packets = ticket.finish(clean, exchange_end).await;
+                if connect.local_addr.is_none() && !packets.flow.client.ip().is_unspecified() {
+                    connect.local_addr = Some(packets.flow.client);
+                }
+                Some(CaptureObservation::Captured(packets))
+            }
+        }
+    }
+}
+
+/// Bind the socket (so its local port is known before the SYN) and register the flow
+/// with the capture. Without a live capture the socket is left unbound, as it always
+/// was: `bind(0)` makes the port exclusive on the host rather than per destination.
+fn register_flow(socket: &TcpSocket, target: SocketAddr, capture: &ProbeCapture) -> FlowCapture {
+    let Some(live) = capture.live() else {
+        return FlowCapture::Not(capture.not_captured(None));
+    };
+    let unspecified: IpAddr = match target {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let bound = socket
+        .bind(SocketAddr::new(unspecified, 0))
+        .and_then(|()| socket.local_addr());
+    match bound {
+        Ok(local) => match live.register(local, target) {
+            Ok(ticket) => FlowCapture::Registered(ticket),
+            Err(reason) => FlowCapture::Not(capture.not_captured(Some(&reason))),
+        },
+        Err(err) => FlowCapture::Not(
+            capture.not_captured(Some(&format!("binding the socket failed: {err}"))),
+        ),
+    }
+}
+
 /// Connect to (ip, port) within `timeout`, recording the outcome. The clock starts
-/// once a socket slot was obtained, so waiting for the budget is not counted.
+/// once a socket slot was obtained, so waiting for the budget is not counted. With a
+/// live capture the flow is registered before the SYN.
 pub(crate) async fn connect(
     ip: IpAddr,
     port: u16,
     timeout: Duration,
     budget: &ConnectionBudget,
-) -> (ConnectObservation, Instant, Option<Connection>) {
+    capture: &ProbeCapture,
+) -> (ConnectObservation, Instant, Option<Connection>, FlowCapture) {
     let permit = budget.acquire().await;
     let socket = new_socket_when_available(|| new_socket(ip)).await;
     let start = Instant::now();
@@ -189,12 +251,19 @@ pub(crate) async fn connect(
         Ok(socket) => socket,
         Err(err) => {
             let obs = failed_connect(ConnectStatus::Error, &err, start, None);
-            return (obs, start, None);
+            let why = format!("no socket: {err}");
+            return (
+                obs,
+                start,
+                None,
+                FlowCapture::Not(capture.not_captured(Some(&why))),
+            );
         }
     };
     // Probe connections are short; Nagle would only delay the request.
     let _ = socket.set_nodelay(true);
     let target = SocketAddr::new(ip, port);
+    let flow = register_flow(&socket, target, capture);
     let deadline = tokio::time::Instant::from_std(start + timeout);
     match tokio::time::timeout_at(deadline, socket.connect(target)).await {
         Ok(Ok(stream)) => {
@@ -205,11 +274,8 @@ pub(crate) async fn connect(
                 connect_ms: ms_between(start, Instant::now()),
                 local_addr: stream.local_addr().ok(),
             };
-            let conn = Connection {
-                stream,
-                _permit: permit,
-            };
-            (obs, start, Some(conn))
+            let conn = Connection { stream, permit };
+            (obs, start, Some(conn), flow)
         }
         Ok(Err(err)) => {
             let status = match classify_io_error(&err) {
@@ -218,7 +284,7 @@ pub(crate) async fn connect(
                 IoFailure::TimedOut => ConnectStatus::Timeout,
                 IoFailure::Other => ConnectStatus::Error,
             };
-            (failed_connect(status, &err, start, None), start, None)
+            (failed_connect(status, &err, start, None), start, None, flow)
         }
         Err(_elapsed) => {
             let obs = ConnectObservation {
@@ -228,7 +294,7 @@ pub(crate) async fn connect(
                 connect_ms: ms_between(start, Instant::now()),
                 local_addr: None,
             };
-            (obs, start, None)
+            (obs, start, None, flow)
         }
     }
 }
@@ -258,11 +324,12 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let budget = ConnectionBudget::new(4);
-        let (obs, _, conn) = connect(
+        let (obs, _, conn, _) = connect(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             port,
             Duration::from_secs(5),
             &budget,
+            &ProbeCapture::Off,
         )
         .await;
         assert_eq!(obs.status, ConnectStatus::Ok);
@@ -279,11 +346,12 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let budget = ConnectionBudget::new(1);
-        let (obs, _, conn) = connect(
+        let (obs, _, conn, _) = connect(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             port,
             Duration::from_secs(5),
             &budget,
+            &ProbeCapture::Off,
         )
         .await;
         assert_eq!(obs.status, ConnectStatus::Refused);

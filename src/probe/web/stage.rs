@@ -150,6 +150,14 @@ impl WebStage {
         &self.config
     }
 
+    /// Capture the packets of every probe connection (see [`crate::capture`]).
+    #[must_use]
+    pub fn with_capture(mut self, capture: crate::capture::ProbeCapture) -> Self {
+        self.http = self.http.with_capture(capture.clone());
+        self.tls = self.tls.with_capture(capture);
+        self
+    }
+
     /// The TLS prober, for "TLS as proof" of DNS answers.
     pub fn tls_prober(&self) -> &TlsProber {
         &self.tls

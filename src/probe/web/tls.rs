@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 
 use super::net::{self, ConnectionBudget, IoFailure, classify_io_error, ms_between};
 use super::tcpinfo::{self, StallPolicy};
+use crate::capture::ProbeCapture;
 use crate::probe::ProbeError;
 use crate::vocab::Stage;
 
@@ -110,6 +111,7 @@ pub struct TlsProber {
     validator: Option<Arc<WebPkiServerVerifier>>,
     config: TlsProbeConfig,
     budget: ConnectionBudget,
+    capture: ProbeCapture,
 }
 
 impl TlsProber {
@@ -155,7 +157,15 @@ impl TlsProber {
             validator,
             config,
             budget,
+            capture: ProbeCapture::Off,
         })
+    }
+
+    /// Capture each probe connection's packets (see [`crate::capture`]).
+    #[must_use]
+    pub fn with_capture(mut self, capture: ProbeCapture) -> Self {
+        self.capture = capture;
+        self
     }
 
     pub fn config(&self) -> &TlsProbeConfig {
@@ -195,8 +205,14 @@ impl TlsProber {
             ServerName::DnsName(dns) => Some(dns.as_ref().to_owned()),
             _ => None,
         };
-        let (connect, start, conn) =
-            net::connect(ip, port, self.config.connect_timeout, &self.budget).await;
+        let (connect, start, conn, flow) = net::connect(
+            ip,
+            port,
+            self.config.connect_timeout,
+            &self.budget,
+            &self.capture,
+        )
+        .await;
         let mut obs = TlsObservation {
             ip,
             port,
@@ -224,10 +240,13 @@ impl TlsProber {
         };
         let Some(conn) = conn else {
             obs.failed_at = Some(Stage::Connect);
-            obs.total_ms = ms_between(start, Instant::now());
+            let end = Instant::now();
+            obs.total_ms = ms_between(start, end);
+            obs.capture = flow.finish(false, end, &mut obs.connect).await;
             return obs;
         };
         let mut stream = conn.stream;
+        let permit = conn.permit;
         let mut tls = ClientConnection::new(Arc::clone(&self.client_config), server_name.clone())
             .expect("the client config was proven able to start a connection in TlsProber::new");
         let end = self.handshake(&mut tls, &mut stream, &mut obs).await;
@@ -255,7 +274,8 @@ impl TlsProber {
         } else {
             obs.failed_at = Some(Stage::Handshake);
         }
-        obs.total_ms = ms_between(start, Instant::now());
+        let exchange_end = Instant::now();
+        obs.total_ms = ms_between(start, exchange_end);
         if end == TlsHandshakeEnd::Complete {
             // Close politely, and let the server close the TCP connection first (see
             // `net::CLOSE_GRACE`). The observation is complete either way.
@@ -269,6 +289,9 @@ impl TlsProber {
                 net::await_server_close(&mut stream).await;
             }
         }
+        drop((stream, permit));
+        let clean = end == TlsHandshakeEnd::Complete;
+        obs.capture = flow.finish(clean, exchange_end, &mut obs.connect).await;
         obs
     }
 

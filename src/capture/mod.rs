@@ -1,0 +1,424 @@
+//! Live capture of the probe's own connections, where the probe may (root or
+//! `CAP_NET_RAW`): every TCP packet of a registered flow, both ways, and the ICMP errors
+//! that quote it, with the IP/TCP facts an injector gets wrong
+//! ([`crate::observation::packets`]).
+//!
+//! One `AF_PACKET` socket of type `SOCK_DGRAM`, bound to no interface, read by a thread
+//! of its own. Why this socket rather than a pnet datalink channel: a `SOCK_DGRAM`
+//! packet socket delivers IP packets without their link header from *every* interface
+//! (Ethernet, loopback, tunnels, PPP alike), so there is no interface to choose and no
+//! link type to handle; a pnet channel is per interface and hands link-layer frames.
+//! A classic BPF filter (attached through socket2's safe API) keeps only TCP and ICMP in
+//! the kernel, so the DNS stage's UDP never reaches user space; TCP of flows that are
+//! not ours is dropped from its header fields before any parsing ([`FlowTable`]).
+//!
+//! Flows are registered by the web probes before their SYN ([`Capture::register`]) and
+//! taken after the exchange ([`FlowTicket::finish`]). Without the right, the scan runs
+//! as without capture and each web observation says `capture: unavailable` with the
+//! reason.
+
+mod table;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+
+use crate::observation::packets::{CaptureObservation, ConnectionPackets};
+
+pub use crate::record::CaptureMode;
+pub use table::{FlowTable, MAX_FLOWS, MAX_PACKETS_HELD, RegisterError};
+
+/// Why a capture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "no permission to capture packets (needs root or CAP_NET_RAW): opening an AF_PACKET socket failed: {0}"
+    )]
+    NotPermitted(#[source] io::Error),
+    #[error("cannot open a packet capture socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("cannot start the capture thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// How long after a failed exchange the capture keeps listening for late packets
+/// (injected resets arrive a median 15 ms after the trigger; genuine server packets
+/// that follow an injected reset take a round trip more). Clean exchanges do not wait.
+pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// `ETH_P_ALL` in network byte order, as `socket(AF_PACKET, ..., protocol)` wants it.
+const ETH_P_ALL_BE: i32 = (libc::ETH_P_ALL as u16).to_be() as i32;
+
+/// `PACKET_OUTGOING` (`sll_pkttype`): a packet this host sent.
+const PACKET_OUTGOING: u8 = 4;
+/// `PACKET_OTHERHOST`: a frame for another host, seen in promiscuous mode.
+const PACKET_OTHERHOST: u8 = 3;
+
+/// How often the capture thread checks whether it should stop.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Largest packet read (GRO on virtual interfaces hands up to 64 KiB at once).
+const RECEIVE_BUFFER: usize = 65_536;
+
+/// Kernel receive buffer of the socket: bursts of a busy scan must not overflow it.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// The BPF program (for a `SOCK_DGRAM` packet socket offsets start at the IP header):
+/// accept IPv4 protocol 6 (TCP) or 1 (ICMP), IPv6 next header 6 or 58 (`ICMPv6`), drop
+/// everything else in the kernel.
+fn tcp_and_icmp_filter() -> [SockFilter; 12] {
+    const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    [
+        SockFilter::new(LDB_ABS, 0, 0, 0),         // 0: A = first byte
+        SockFilter::new(RSH_K, 0, 0, 4),           // 1: A = IP version
+        SockFilter::new(JEQ_K, 0, 3, 4),           // 2: IPv4 -> 3, else -> 6
+        SockFilter::new(LDB_ABS, 0, 0, 9),         // 3: A = IPv4 protocol
+        SockFilter::new(JEQ_K, 5, 0, 6),           // 4: TCP -> accept
+        SockFilter::new(JEQ_K, 4, 5, 1),           // 5: ICMP -> accept, else drop
+        SockFilter::new(JEQ_K, 0, 4, 6),           // 6: IPv6 -> 7, else drop
+        SockFilter::new(LDB_ABS, 0, 0, 6),         // 7: A = IPv6 next header
+        SockFilter::new(JEQ_K, 1, 0, 6),           // 8: TCP -> accept
+        SockFilter::new(JEQ_K, 0, 1, 58),          // 9: ICMPv6 -> accept, else drop
+        SockFilter::new(RET_K, 0, 0, 0x0004_0000), // 10: accept whole packet
+        SockFilter::new(RET_K, 0, 0, 0),           // 11: drop
+    ]
+}
+
+/// What the capture thread and the probes share.
+#[derive(Debug)]
+struct Shared {
+    table: Mutex<FlowTable>,
+    stop: AtomicBool,
+    /// The clock of `at_us`.
+    epoch: Instant,
+    /// Packets read from the socket (after the kernel filter), for the figures.
+    packets_read: AtomicU64,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, FlowTable> {
+        // A panic while routing leaves the table consistent enough to go on.
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Stops the thread when the last [`Capture`] handle goes.
+#[derive(Debug)]
+struct Running {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A running capture; cheap to clone, shared by every probe of a scan.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    running: Arc<Running>,
+}
+
+impl Capture {
+    /// Open the packet socket and start the capture thread.
+    pub fn start() -> Result<Capture, CaptureError> {
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::DGRAM,
+            Some(Protocol::from(ETH_P_ALL_BE)),
+        )
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => CaptureError::NotPermitted(err),
+            _ => CaptureError::Socket(err),
+        })?;
+        socket
+            .attach_filter(&tcp_and_icmp_filter())
+            .map_err(CaptureError::Socket)?;
+        socket
+            .set_read_timeout(Some(POLL_INTERVAL))
+            .map_err(CaptureError::Socket)?;
+        // A smaller buffer than asked for only means drops under extreme load.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let loopback = nix::net::if_::if_nametoindex("lo").ok().map(|i| i as usize);
+        let shared = Arc::new(Shared {
+            table: Mutex::new(FlowTable::default()),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
+            packets_read: AtomicU64::new(0),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("capture".to_owned())
+            .spawn(move || read_packets(&socket, &thread_shared, loopback))
+            .map_err(CaptureError::Thread)?;
+        Ok(Capture {
+            running: Arc::new(Running {
+                shared,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Start capturing the flow from our bound `local` address to `server` (before the
+    /// SYN is sent). `Err` carries the reason the flow is not captured.
+    pub fn register(&self, local: SocketAddr, server: SocketAddr) -> Result<FlowTicket, String> {
+        let shared = &self.running.shared;
+        shared
+            .table()
+            .register(local.port(), server)
+            .map_err(|err| err.to_string())?;
+        Ok(FlowTicket {
+            capture: self.clone(),
+            local,
+            server,
+            taken: false,
+        })
+    }
+
+    /// Packets read from the socket so far (after the kernel filter).
+    pub fn packets_read(&self) -> u64 {
+        self.running.shared.packets_read.load(Ordering::Relaxed)
+    }
+
+    /// Flows registered now.
+    pub fn flows(&self) -> usize {
+        self.running.shared.table().len()
+    }
+}
+
+/// One registered flow; [`FlowTicket::finish`] takes its packets, dropping the ticket
+/// unregisters the flow.
+#[derive(Debug)]
+pub struct FlowTicket {
+    capture: Capture,
+    local: SocketAddr,
+    server: SocketAddr,
+    taken: bool,
+}
+
+impl FlowTicket {
+    /// The flow's packets, after waiting [`SETTLE`] from `exchange_end` when the
+    /// exchange did not end cleanly (late injected or genuine packets).
+    pub async fn finish(mut self, clean: bool, exchange_end: Instant) -> ConnectionPackets {
+        if !clean {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(exchange_end + SETTLE)).await;
+        }
+        self.take()
+    }
+
+    fn take(&mut self) -> ConnectionPackets {
+        self.taken = true;
+        let taken = self
+            .capture
+            .running
+            .shared
+            .table()
+            .take(self.local, self.server);
+        taken.unwrap_or_else(|| {
+            crate::packet::ConnectionBuilder::new(crate::observation::packets::FlowKey {
+                client: self.local,
+                server: self.server,
+            })
+            .finish()
+        })
+    }
+}
+
+impl Drop for FlowTicket {
+    fn drop(&mut self) {
+        if !self.taken {
+            let _ = self
+                .capture
+                .running
+                .shared
+                .table()
+                .take(self.local, self.server);
+        }
+    }
+}
+
+/// The capture thread: read, drop what is not ours, route the rest, until told to stop.
+fn read_packets(socket: &Socket, shared: &Shared, loopback: Option<usize>) {
+    let fd = socket.as_raw_fd();
+    let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (len, from) =
+            match nix::sys::socket::recvfrom::<nix::sys::socket::LinkAddr>(fd, &mut buffer) {
+                Ok(received) => received,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(err) => {
+                    tracing::warn!("packet capture stopped: {err}");
+                    return;
+                }
+            };
+        let at_us = shared.epoch.elapsed().as_micros() as u64;
+        if let Some(from) = from {
+            let pkttype = from.pkttype();
+            // On loopback every packet shows twice, as sent and as received: keep one.
+            if pkttype == PACKET_OTHERHOST
+                || (pkttype == PACKET_OUTGOING && Some(from.ifindex()) == loopback)
+            {
+                continue;
+            }
+        }
+        shared.packets_read.fetch_add(1, Ordering::Relaxed);
+        let mut table = shared.table();
+        if table.is_empty() {
+            continue;
+        }
+        table.route_bytes(&buffer[..len], at_us);
+    }
+}
+
+/// What a prober knows of the capture: whether it runs, or why not.
+#[derive(Debug, Clone, Default)]
+pub enum ProbeCapture {
+    /// `--capture off`: observations carry no `capture` field.
+    #[default]
+    Off,
+    Live(Capture),
+    /// Every observation says `unavailable` with this reason.
+    Unavailable(Arc<str>),
+}
+
+impl ProbeCapture {
+    /// The capture of `--capture mode`: `Require` fails when it cannot start, `Auto`
+    /// turns the failure into the reason every observation carries.
+    pub fn start(mode: CaptureMode) -> Result<ProbeCapture, CaptureError> {
+        match mode {
+            CaptureMode::Off => Ok(ProbeCapture::Off),
+            CaptureMode::Require => Capture::start().map(ProbeCapture::Live),
+            CaptureMode::Auto => Ok(match Capture::start() {
+                Ok(capture) => ProbeCapture::Live(capture),
+                Err(err) => {
+                    tracing::info!("packet capture unavailable: {err}");
+                    ProbeCapture::Unavailable(err.to_string().into())
+                }
+            }),
+        }
+    }
+
+    pub fn live(&self) -> Option<&Capture> {
+        match self {
+            ProbeCapture::Live(capture) => Some(capture),
+            _ => None,
+        }
+    }
+
+    /// What an observation says when its flow was not captured: absent with capture
+    /// off, otherwise why not.
+    pub fn not_captured(&self, why: Option<&str>) -> Option<CaptureObservation> {
+        match (self, why) {
+            (ProbeCapture::Off, _) => None,
+            (ProbeCapture::Unavailable(reason), _) => Some(CaptureObservation::Unavailable {
+                reason: reason.to_string(),
+            }),
+            (ProbeCapture::Live(_), why) => Some(CaptureObservation::Unavailable {
+                reason: why
+                    .unwrap_or("the connection's socket was never bound")
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+/// Removes the captured packets from a record's web observations: for records written
+/// lean (entirely `ok` under `--observations default`), where the packets of clean
+/// connections would only weigh.
+pub fn drop_packets(record: &mut crate::record::TargetRecord) {
+    fn strip<O>(
+        attempts: &mut [crate::record::assessment::IpResult<impl Sized, O>],
+        f: fn(&mut O),
+    ) {
+        for attempt in attempts {
+            f(&mut attempt.observations.control);
+            f(&mut attempt.observations.test);
+            if let Some(residual) = &mut attempt.observations.residual {
+                f(residual);
+            }
+        }
+    }
+    if let Some(http) = &mut record.http {
+        strip(&mut http.attempts, |o| o.capture = None);
+    }
+    if let Some(tls) = &mut record.tls {
+        strip(&mut tls.attempts, |o| o.capture = None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::packets::PacketDirection;
+
+    /// A real capture on loopback (needs root or `CAP_NET_RAW`: fails loudly without):
+    /// the handshake of a registered flow is captured once each way (loopback shows every
+    /// packet twice), an unregistered connection leaves nothing in the table.
+    #[tokio::test]
+    async fn a_loopback_connection_is_captured_once_each_way() {
+        let capture = Capture::start().expect("this test needs root or CAP_NET_RAW");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 16];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            }
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let local = socket.local_addr().unwrap();
+        let ticket = capture.register(local, server).unwrap();
+        // Another connection to the same server, not registered.
+        drop(tokio::net::TcpStream::connect(server).await.unwrap());
+        let mut stream = socket.connect(server).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"hello")
+            .await
+            .unwrap();
+        drop(stream);
+        accept.await.unwrap();
+        let packets = ticket.finish(false, Instant::now()).await;
+        assert_eq!(
+            packets.flow.client.ip(),
+            server.ip(),
+            "learned from the SYN"
+        );
+        assert_eq!(packets.flow.client.port(), local.port());
+        let seen: Vec<(PacketDirection, String)> = packets
+            .packets
+            .iter()
+            .filter_map(|p| p.tcp().map(|t| (p.direction, t.flags.to_string())))
+            .collect();
+        let count = |direction, flags: &str| {
+            seen.iter()
+                .filter(|(d, f)| *d == direction && f == flags)
+                .count()
+        };
+        assert_eq!(count(PacketDirection::ToServer, "SYN"), 1, "{seen:?}");
+        assert_eq!(count(PacketDirection::ToClient, "SYN+ACK"), 1, "{seen:?}");
+        let trigger = packets.trigger.expect("the payload was seen going out");
+        assert_eq!(
+            packets.packets[trigger].tcp().unwrap().payload_hex,
+            "68656c6c6f"
+        );
+        assert_eq!(capture.flows(), 0, "taken flows leave the table");
+        assert!(capture.packets_read() >= seen.len() as u64);
+    }
+}
