@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use censorprobe::classify::location::judge_trace;
-use censorprobe::lab::{Lab, LabOptions, Scenario, netns, topology};
+use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
 use censorprobe::probe::locate::{TraceConfig, Tracer};
 use censorprobe::record::location::{
     CensorPlacement, LocationSection, TraceProtocol, TraceRecord, TriggerOutcome,
@@ -19,18 +19,15 @@ use crate::support::{BIN, Report};
 /// THE ONE PLACE to switch when the lab gains routers (censor at a known hop, e.g. 3,
 /// servers further, e.g. 5, `OnPath`).
 ///
-/// Today's lab (vantage -> censor namespace -> internet namespace): the censor
-/// namespace's kernel forwards (and so decrements the TTL of) the segments it steers to
-/// the censor process, which re-emits them without decrementing; the servers live in the
-/// internet namespace. A trigger with TTL 1 expires in the censor namespace's kernel
-/// (ICMP time-exceeded from its vantage-side address) before the censor process sees it;
-/// with TTL 2 it reaches both the censor process and the server. So the injection first
-/// appears at the server's own hop, and a trace cannot tell this censor from the endpoint.
+/// The lab's path (`lab::plan`): two routers, the censor at hop 3 (it inspects a trigger
+/// that expires at it and answers with a time-exceeded, like a router), one more router,
+/// the servers at hop 5. So the injection first appears at the censor's hop, before the
+/// server's: on-path.
 const LAB_HOPS: ExpectedHops = ExpectedHops {
-    injection_hop: 2,
-    server_hop: 2,
-    placement: CensorPlacement::Endpoint,
-    first_router: Ipv4Addr::new(198, 18, 0, 1),
+    injection_hop: plan::CENSOR_HOP,
+    server_hop: plan::SERVER_HOP,
+    placement: CensorPlacement::OnPath,
+    first_router: plan::HOP_ADDRESSES[0],
 };
 
 struct ExpectedHops {
