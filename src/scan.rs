@@ -8,7 +8,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::classify::blockpage::BlockpageSet;
-use crate::classify::web::{judge_web, target_blocking};
+use crate::classify::web::target_blocking;
 use crate::ipclass::ForgedIpList;
 use crate::observation::ControlObservation;
 use crate::output::{OutputError, RecordSink};
@@ -54,6 +54,8 @@ struct ScanContext {
     web: Option<WebStage>,
     /// Block-page fingerprints for the web judge (present when the web stage runs).
     blockpages: Option<BlockpageSet>,
+    /// Injector fingerprints for the web judge's packet judgement.
+    injectors: crate::classify::injectors::InjectorSet,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -149,6 +151,10 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
     } else {
         (None, None)
     };
+    let injectors = match &config.injectors {
+        Some(path) => crate::classify::injectors::InjectorSet::load(path)?,
+        None => crate::classify::injectors::InjectorSet::builtin(),
+    };
     Ok(ScanContext {
         dns: DnsStage::new(
             engine,
@@ -163,6 +169,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         stages: config.stages,
         web,
         blockpages,
+        injectors,
     })
 }
 
@@ -359,10 +366,11 @@ async fn complete_target(
             .blockpages
             .as_ref()
             .expect("the block pages are loaded with the web stage");
-        web_result = Some(judge_web(
+        web_result = Some(crate::classify::web::judge_web_with_injectors(
             observations,
             &web.config().control_name,
             blockpages,
+            &context.injectors,
         ));
     }
     target_record(target, started_at, started, dns, web_result)

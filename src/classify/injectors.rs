@@ -357,6 +357,13 @@ impl InjectorSet {
             .expect("the built-in injector file is valid (tested)")
     }
 
+    /// The built-in set, parsed once (the web judge uses it per connection).
+    pub fn builtin_shared() -> &'static InjectorSet {
+        static BUILTIN: std::sync::LazyLock<InjectorSet> =
+            std::sync::LazyLock::new(InjectorSet::builtin);
+        &BUILTIN
+    }
+
     /// Fingerprints from a TOML file, extending the built-in ones: the file's rows are
     /// tried first, a row named like a built-in one replaces it; with
     /// `replace_builtin = true` only the file's rows are used.

@@ -378,6 +378,8 @@ pub enum WebEvidenceKind {
     CaptureInjectedRst,
     /// Packet capture saw this connection and found no injection.
     CaptureNoInjection,
+    /// The injected packets match an injector fingerprint (or none: `unknown_injector`).
+    InjectorMatched,
     /// The probes waited for the path (a residual penalty or another test settling).
     PathWaited,
     /// The path stayed penalised for the whole residual wait.
@@ -424,6 +426,11 @@ pub struct IpResult<V, O> {
     /// The post-test control failed (`true`) or passed (`false`); absent when not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual: Option<bool>,
+    /// The injector of the test connection's injected packets (packet capture), when
+    /// the capture proved injection: a fingerprint's name or `unknown_injector`, with
+    /// the matching facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<crate::classify::packets::InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     pub path: PathFacts,
     pub observations: AttemptObservations<O>,
@@ -464,6 +471,9 @@ pub struct WebAssessment<V, O> {
     /// Why the stage was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The headline address's injector (see [`IpResult::injector`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<crate::classify::packets::InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,

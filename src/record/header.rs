@@ -73,6 +73,9 @@ pub struct ScanOptions {
     /// How many addresses or prefixes the forged-address list holds.
     pub forged_ips: usize,
     pub http_port: u16,
+    /// Injector fingerprints file (`None`: the built-in set; a file extends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injectors: Option<PathBuf>,
     /// Addresses probed per target by the HTTP and TLS stages.
     pub max_ips: usize,
     /// `--observations`: which target records keep every observation (absent: the
@@ -133,6 +136,7 @@ impl Default for ScanOptions {
             dns_wait: Duration::from_secs(1),
             forged_ips: 0,
             http_port: 80,
+            injectors: None,
             max_ips: 2,
             observations: Observations::Default,
             qtypes: vec!["A".to_owned(), "AAAA".to_owned()],

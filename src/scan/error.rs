@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::classify::blockpage::BlockpageError;
+use crate::classify::injectors::InjectorError;
 use crate::output::OutputError;
 use crate::probe::ProbeError;
 use crate::report::read::ReadError;
@@ -28,6 +29,8 @@ pub enum ScanError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Blockpages(#[from] BlockpageError),
+    #[error(transparent)]
+    Injectors(#[from] InjectorError),
     /// The report to resume could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
