@@ -1103,4 +1103,92 @@ pub(crate) mod tests {
         assert!(j.suspects[0].icmp.is_some());
         assert!(j.bursts.is_empty());
     }
+
+    mod hostile {
+        use super::*;
+        use crate::observation::packets::IcmpKind;
+        use proptest::prelude::*;
+
+        fn packet() -> impl Strategy<Value = PacketFacts> {
+            let ip = (any::<u8>(), any::<Option<u16>>(), any::<Option<bool>>())
+                .prop_map(|(ttl, ip_id, df)| IpFacts { ttl, ip_id, df });
+            let tcp = (
+                any::<u8>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u16>(),
+                any::<u32>(),
+                "[0-9a-fA-F]{0,21}|.{0,5}",
+            )
+                .prop_map(|(flags, seq, ack, window, payload_len, payload_hex)| {
+                    PacketBody::Tcp(TcpFacts {
+                        flags: TcpFlagSet(flags),
+                        seq,
+                        ack,
+                        window,
+                        options: TcpOptionFacts::default(),
+                        payload_len,
+                        payload_hex,
+                    })
+                });
+            let icmp = (any::<u8>(), any::<Option<u8>>(), any::<Option<u32>>()).prop_map(
+                |(code, quoted_ttl, quoted_seq)| {
+                    PacketBody::Icmp(IcmpFacts {
+                        from: "198.18.9.9".parse().unwrap(),
+                        kind: IcmpKind::Unreachable { code },
+                        quoted_ttl,
+                        quoted_seq,
+                    })
+                },
+            );
+            // Small times often, so that bursts and RTT comparisons happen.
+            let at = prop_oneof![0u64..50_000, any::<u64>()];
+            (at, any::<bool>(), ip, prop_oneof![4 => tcp, 1 => icmp]).prop_map(
+                |(at_us, to_server, ip, body)| PacketFacts {
+                    at_us,
+                    direction: if to_server {
+                        PacketDirection::ToServer
+                    } else {
+                        PacketDirection::ToClient
+                    },
+                    ip,
+                    body,
+                    sent_ttl: None,
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+            #[test]
+            fn judge_connection_never_panics_and_stays_consistent(
+                packets in proptest::collection::vec(packet(), 0..24),
+                trigger in any::<Option<u8>>(),
+                with_reference in any::<bool>(),
+            ) {
+                let c = ConnectionPackets {
+                    flow: flow(),
+                    trigger: trigger.map(usize::from),
+                    packets,
+                    dropped: 0,
+                };
+                let reference = connection(Vec::new());
+                let j = judge_connection_with_reference(
+                    &c,
+                    with_reference.then_some(&reference),
+                    InjectorSet::builtin_shared(),
+                );
+                let _ = j.describe();
+                prop_assert_eq!(j.injected, j.bursts.iter().any(|b| b.injected));
+                prop_assert_eq!(j.injected, j.injector.is_some());
+                for s in &j.suspects {
+                    prop_assert!(s.index < c.packets.len());
+                    prop_assert!(s.burst.is_none_or(|b| b < j.bursts.len()));
+                }
+                for b in &j.bursts {
+                    prop_assert_eq!(b.count as usize, b.suspects.len());
+                }
+            }
+        }
+    }
 }
