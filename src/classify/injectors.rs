@@ -52,7 +52,9 @@ pub enum FingerprintProblem {
     ReservedName,
     #[error("fingerprint name {0:?} appears twice")]
     DuplicateName(String),
-    #[error("fingerprint {0:?} has no per-packet condition (flags, ttl, ip_id, df, window or payload_hex): it would name every injector")]
+    #[error(
+        "fingerprint {0:?} has no per-packet condition (flags, ttl, ip_id, df, window or payload_hex): it would name every injector"
+    )]
     NoCondition(String),
     #[error("fingerprint {name:?}: {field} range has min {min} above max {max}")]
     BadRange {
@@ -111,7 +113,11 @@ impl<T: Copy + PartialOrd + Into<u64>> ValueMatch<T> {
     fn fact(&self, what: &str, value: T, hex: bool) -> String {
         let show = |v: T| {
             let v: u64 = v.into();
-            if hex { format!("{v:#06x}") } else { v.to_string() }
+            if hex {
+                format!("{v:#06x}")
+            } else {
+                v.to_string()
+            }
         };
         match *self {
             ValueMatch::Exactly(_) => format!("{what} {}", show(value)),
@@ -240,21 +246,21 @@ impl InjectorFingerprint {
         let tcps: Vec<_> = burst.iter().map(|p| tcp(p)).collect::<Option<Vec<_>>>()?;
         let first_tcp = &tcps[0];
         let count = u32::try_from(burst.len()).unwrap_or(u32::MAX);
-        let span_us = burst
+        let span_ms = burst
             .last()
-            .map_or(0, |last| last.at_us.saturating_sub(first.at_us));
-        let span_ms = span_us as f64 / 1000.0;
+            .map_or(0, |last| last.at_us.saturating_sub(first.at_us)) as f64
+            / 1000.0;
         let mut facts = Vec::new();
 
-        if let Some(flags) = self.flags {
-            if tcps.iter().any(|t| t.flags != flags) {
-                return None;
-            }
+        if let Some(flags) = self.flags
+            && tcps.iter().any(|t| t.flags != flags)
+        {
+            return None;
         }
-        if let Some(want) = &self.count {
-            if !want.contains(count) {
-                return None;
-            }
+        if let Some(want) = &self.count
+            && !want.contains(count)
+        {
+            return None;
         }
         if let Some(max) = self.max_span_ms
             && span_ms > max
@@ -471,8 +477,7 @@ mod tests {
     #[test]
     fn a_file_extends_the_builtin_rows_replaces_by_name_or_replaces_all() {
         let text = format!(
-            "[[injector]]\n{}flags = \"FIN+ACK\"\n[[injector]]\nname = \"henan\"\ndescription = \"mine\"\nsource = \"me\"\nttl = 60\n",
-            HEAD
+            "[[injector]]\n{HEAD}flags = \"FIN+ACK\"\n[[injector]]\nname = \"henan\"\ndescription = \"mine\"\nsource = \"me\"\nttl = 60\n"
         );
         let set = InjectorSet::from_toml("mine.toml", &text).unwrap();
         let names: Vec<&str> = set.fingerprints().iter().map(|f| f.name.as_str()).collect();
@@ -494,7 +499,7 @@ mod tests {
             format!("[[injector]]\n{HEAD}ip_id = {{ min = 1, max = 2, step = 1 }}\n"),
             format!("[[injector]]\n{HEAD}flags = \"RST+BOGUS\"\n"),
             format!("[[injector]]\n{HEAD}ttl = 300\n"),
-            format!("[[injector]]\nname = \"x\"\nttl = 1\n"),
+            "[[injector]]\nname = \"x\"\nttl = 1\n".to_owned(),
         ] {
             assert!(
                 matches!(
@@ -505,8 +510,15 @@ mod tests {
             );
         }
         assert!(matches!(
-            problem(&format!("[[injector]]\n{HEAD}ip_id = {{ min = 0x9933, max = 0x9916 }}\n")),
-            FingerprintProblem::BadRange { field: "ip_id", min: 0x9933, max: 0x9916, .. }
+            problem(&format!(
+                "[[injector]]\n{HEAD}ip_id = {{ min = 0x9933, max = 0x9916 }}\n"
+            )),
+            FingerprintProblem::BadRange {
+                field: "ip_id",
+                min: 0x9933,
+                max: 0x9916,
+                ..
+            }
         ));
         assert!(matches!(
             problem(&format!("[[injector]]\n{HEAD}count = 3\n")),
@@ -517,7 +529,9 @@ mod tests {
             FingerprintProblem::ZeroCount { .. }
         ));
         assert!(matches!(
-            problem(&format!("[[injector]]\n{HEAD}df = true\nmax_span_ms = -1.0\n")),
+            problem(&format!(
+                "[[injector]]\n{HEAD}df = true\nmax_span_ms = -1.0\n"
+            )),
             FingerprintProblem::BadSpan { .. }
         ));
         assert!(matches!(
@@ -530,11 +544,15 @@ mod tests {
             FingerprintProblem::BadPayload { .. }
         ));
         assert!(matches!(
-            problem(&format!("[[injector]]\n{HEAD}df = true\n[[injector]]\n{HEAD}df = false\n")),
+            problem(&format!(
+                "[[injector]]\n{HEAD}df = true\n[[injector]]\n{HEAD}df = false\n"
+            )),
             FingerprintProblem::DuplicateName(_)
         ));
         assert!(matches!(
-            problem("[[injector]]\nname = \"unknown_injector\"\ndescription = \"d\"\nsource = \"s\"\ndf = true\n"),
+            problem(
+                "[[injector]]\nname = \"unknown_injector\"\ndescription = \"d\"\nsource = \"s\"\ndf = true\n"
+            ),
             FingerprintProblem::ReservedName
         ));
         assert!(matches!(

@@ -184,7 +184,11 @@ impl fmt::Display for InjectionSign {
                 "{count} identical copies within {span_ms:.2} ms (the client sent {client_segments} segment(s) that could draw them)"
             ),
             InjectionSign::PayloadOnRst { bytes, head_hex } => {
-                write!(f, "a RST with {bytes} payload bytes ({})", spaced_hex(head_hex))
+                write!(
+                    f,
+                    "a RST with {bytes} payload bytes ({})",
+                    spaced_hex(head_hex)
+                )
             }
             InjectionSign::IpIdZeroWithoutDf => f.write_str("IP ID 0 with DF clear"),
             InjectionSign::FixedIpId { ip_id, packets } => {
@@ -340,8 +344,11 @@ impl PacketJudgement {
                 format!(
                     "{from} TTL {}{}{}",
                     b.ttl,
-                    b.ip_id.map(|i| format!(", IP ID {i:#06x}")).unwrap_or_default(),
-                    b.df.map(|d| format!(", DF {}", u8::from(d))).unwrap_or_default()
+                    b.ip_id
+                        .map(|i| format!(", IP ID {i:#06x}"))
+                        .unwrap_or_default(),
+                    b.df.map(|d| format!(", DF {}", u8::from(d)))
+                        .unwrap_or_default()
                 )
             },
         );
@@ -411,7 +418,11 @@ pub fn judge_connection_with_reference(
         .packets
         .iter()
         .filter(|p| p.direction == PacketDirection::ToServer)
-        .find_map(|p| p.tcp().filter(|t| t.flags.0 & (TcpFlagSet::SYN | TcpFlagSet::ACK) == TcpFlagSet::SYN).map(|t| t.seq));
+        .find_map(|p| {
+            p.tcp()
+                .filter(|t| t.flags.0 & (TcpFlagSet::SYN | TcpFlagSet::ACK) == TcpFlagSet::SYN)
+                .map(|t| t.seq)
+        });
     let trigger_us = packets
         .trigger
         .and_then(|i| packets.packets.get(i))
@@ -450,7 +461,7 @@ pub fn judge_connection_with_reference(
         let injected = proves_injection(&signs);
         bursts[b].injected = injected;
         for &s in &bursts[b].suspects {
-            suspects[s].signs = signs.clone();
+            suspects[s].signs.clone_from(&signs);
             suspects[s].injected = injected;
         }
         if injected {
@@ -489,8 +500,13 @@ pub fn judge_connection_with_reference(
 
 /// The facts written for injected packets no fingerprint names.
 fn unknown_facts(first: &SuspectPacket, count: u32) -> Vec<String> {
-    let flags = first.flags.map_or_else(|| "?".to_owned(), |f| f.to_string());
-    let mut facts = vec![format!("{count} × {flags}"), format!("IP TTL {}", first.ttl)];
+    let flags = first
+        .flags
+        .map_or_else(|| "?".to_owned(), |f| f.to_string());
+    let mut facts = vec![
+        format!("{count} × {flags}"),
+        format!("IP TTL {}", first.ttl),
+    ];
     if let Some(id) = first.ip_id {
         facts.push(format!("IP ID {id:#06x}"));
     }
@@ -512,7 +528,8 @@ fn baseline_of(packets: &ConnectionPackets, source: BaselineSource) -> Option<(B
         .iter()
         .find(|p| {
             p.direction == PacketDirection::ToServer
-                && p.tcp().is_some_and(|t| t.flags.has(TcpFlagSet::SYN) && !t.flags.has(TcpFlagSet::ACK))
+                && p.tcp()
+                    .is_some_and(|t| t.flags.has(TcpFlagSet::SYN) && !t.flags.has(TcpFlagSet::ACK))
         })
         .map(|p| p.at_us);
     let (syn_ack, tcp) = packets.packets.iter().find_map(|p| {
@@ -582,7 +599,12 @@ fn burst_key(s: &SuspectPacket) -> impl PartialEq + '_ {
 
 fn group_bursts(packets: &ConnectionPackets, suspects: &[SuspectPacket]) -> Vec<PacketBurst> {
     let mut bursts: Vec<PacketBurst> = Vec::new();
-    let at = |s: usize| packets.packets.get(suspects[s].index).map_or(0, |p| p.at_us);
+    let at = |s: usize| {
+        packets
+            .packets
+            .get(suspects[s].index)
+            .map_or(0, |p| p.at_us)
+    };
     for (i, suspect) in suspects.iter().enumerate() {
         let Some(flags) = suspect.flags else {
             continue;
@@ -628,7 +650,10 @@ fn server_ip_ids(packets: &ConnectionPackets) -> Vec<u16> {
         .packets
         .iter()
         .filter(|p| p.direction == PacketDirection::ToClient)
-        .filter(|p| p.tcp().is_some_and(|t| !t.flags.is_rst() && !t.flags.is_fin()))
+        .filter(|p| {
+            p.tcp()
+                .is_some_and(|t| !t.flags.is_rst() && !t.flags.is_fin())
+        })
         .filter_map(|p| p.ip.ip_id)
         .collect()
 }
@@ -747,7 +772,10 @@ fn server_spoke_after(
     after_index: usize,
     baseline: Option<&Baseline>,
 ) -> Option<InjectionSign> {
-    let suspect = packets.packets.get(after_index).and_then(PacketFacts::tcp)?;
+    let suspect = packets
+        .packets
+        .get(after_index)
+        .and_then(PacketFacts::tcp)?;
     let fin_end = suspect.seq.wrapping_add(suspect.payload_len);
     packets
         .packets
@@ -854,7 +882,14 @@ pub(crate) mod tests {
                 (SERVER_ISN, CLIENT_ISN + 1),
                 &[],
             ),
-            tcp(20_100, ToServer, (64, 8, true), "ACK", (CLIENT_ISN + 1, SERVER_ISN + 1), &[]),
+            tcp(
+                20_100,
+                ToServer,
+                (64, 8, true),
+                "ACK",
+                (CLIENT_ISN + 1, SERVER_ISN + 1),
+                &[],
+            ),
             tcp(
                 20_200,
                 ToServer,
@@ -878,7 +913,12 @@ pub(crate) mod tests {
     }
 
     /// A packet toward the client answering the trigger, `after_us` after it.
-    pub(crate) fn reply(after_us: u64, ip: (u8, u16, bool), flag_text: &str, payload: &[u8]) -> PacketFacts {
+    pub(crate) fn reply(
+        after_us: u64,
+        ip: (u8, u16, bool),
+        flag_text: &str,
+        payload: &[u8],
+    ) -> PacketFacts {
         tcp(
             20_200 + after_us,
             PacketDirection::ToClient,
@@ -908,7 +948,10 @@ pub(crate) mod tests {
         assert!(facts.contains(&"IP ID 0x0000".to_owned()), "{facts:?}");
         assert!(facts.contains(&"IP DF clear".to_owned()));
         let s = &j.suspects[0];
-        assert!(s.signs.contains(&InjectionSign::TtlUnlikeBaseline { ttl: 60, baseline: 52 }));
+        assert!(s.signs.contains(&InjectionSign::TtlUnlikeBaseline {
+            ttl: 60,
+            baseline: 52
+        }));
         assert!(s.signs.contains(&InjectionSign::IpIdZeroWithoutDf));
         assert_eq!((s.rel_seq, s.rel_ack), (Some(1), None));
         assert_eq!(s.after_trigger_ms, Some(15.0));
@@ -928,12 +971,22 @@ pub(crate) mod tests {
         assert_eq!(j.bursts.len(), 1);
         assert_eq!(j.bursts[0].count, 3);
         let facts = &j.injector.as_ref().unwrap().facts;
-        assert!(facts.contains(&"3 identical RST+ACK within 0.40 ms".to_owned()), "{facts:?}");
-        assert!(facts.contains(&"IP ID 0x3a2b in all 3".to_owned()), "{facts:?}");
+        assert!(
+            facts.contains(&"3 identical RST+ACK within 0.40 ms".to_owned()),
+            "{facts:?}"
+        );
+        assert!(
+            facts.contains(&"IP ID 0x3a2b in all 3".to_owned()),
+            "{facts:?}"
+        );
         assert!(facts.contains(&"IP DF set".to_owned()));
         assert!(j.suspects[0].signs.iter().any(|s| matches!(
             s,
-            InjectionSign::IdenticalBurst { count: 3, client_segments: 1, .. }
+            InjectionSign::IdenticalBurst {
+                count: 3,
+                client_segments: 1,
+                ..
+            }
         )));
         assert_eq!(j.suspects[0].rel_ack, Some(101));
     }
@@ -958,7 +1011,10 @@ pub(crate) mod tests {
         assert!(j.injected);
         assert_eq!(injector(&j), "gfw_type_iii");
         let facts = &j.injector.as_ref().unwrap().facts;
-        assert!(facts.contains(&"IP ID 0x9920 in 0x9916–0x9933".to_owned()), "{facts:?}");
+        assert!(
+            facts.contains(&"IP ID 0x9920 in 0x9916–0x9933".to_owned()),
+            "{facts:?}"
+        );
         assert!(facts.contains(&"IP TTL 248".to_owned()));
     }
 
@@ -968,7 +1024,10 @@ pub(crate) mod tests {
         // The server's answer still arrives: Henan resets the client side only.
         let mut late = reply(40_000, (52, 0x1001, true), "PSH+ACK", &[0x16; 50]);
         late.at_us += 1;
-        let c = connection(vec![reply(8_000, (58, 1, false), "RST+ACK", &payload), late]);
+        let c = connection(vec![
+            reply(8_000, (58, 1, false), "RST+ACK", &payload),
+            late,
+        ]);
         let j = judge(&c);
         assert!(j.injected);
         assert_eq!(injector(&j), "henan");
@@ -978,8 +1037,16 @@ pub(crate) mod tests {
             "{facts:?}"
         );
         let signs = &j.suspects[0].signs;
-        assert!(signs.iter().any(|s| matches!(s, InjectionSign::PayloadOnRst { bytes: 10, .. })));
-        assert!(signs.iter().any(|s| matches!(s, InjectionSign::ServerSpokeAfter { .. })));
+        assert!(
+            signs
+                .iter()
+                .any(|s| matches!(s, InjectionSign::PayloadOnRst { bytes: 10, .. }))
+        );
+        assert!(
+            signs
+                .iter()
+                .any(|s| matches!(s, InjectionSign::ServerSpokeAfter { .. }))
+        );
     }
 
     #[test]
@@ -1002,12 +1069,30 @@ pub(crate) mod tests {
         assert_eq!(j.injector, None);
         assert_eq!(j.suspects.len(), 1);
         assert!(j.suspects[0].signs.is_empty(), "{:?}", j.suspects[0].signs);
-        assert!(j.describe().contains("no injected packet"), "{}", j.describe());
+        assert!(
+            j.describe().contains("no injected packet"),
+            "{}",
+            j.describe()
+        );
         // A genuine close: FIN from the server after its answer, pure ACKs after it.
         let c = connection(vec![
             reply(25_000, (52, 0x1001, true), "PSH+ACK", &[0x16; 200]),
-            tcp(45_300, PacketDirection::ToClient, (52, 0x1002, true), "FIN+ACK", (SERVER_ISN + 201, CLIENT_ISN + 101), &[]),
-            tcp(45_400, PacketDirection::ToClient, (52, 0x1003, true), "ACK", (SERVER_ISN + 202, CLIENT_ISN + 102), &[]),
+            tcp(
+                45_300,
+                PacketDirection::ToClient,
+                (52, 0x1002, true),
+                "FIN+ACK",
+                (SERVER_ISN + 201, CLIENT_ISN + 101),
+                &[],
+            ),
+            tcp(
+                45_400,
+                PacketDirection::ToClient,
+                (52, 0x1003, true),
+                "ACK",
+                (SERVER_ISN + 202, CLIENT_ISN + 102),
+                &[],
+            ),
         ]);
         assert!(!judge(&c).injected);
     }
@@ -1037,14 +1122,33 @@ pub(crate) mod tests {
             trigger: None,
             packets: vec![
                 tcp(0, ToServer, (64, 7, true), "SYN", (CLIENT_ISN, 0), &[]),
-                tcp(3_000, ToClient, (40, 0, false), "RST+ACK", (0, CLIENT_ISN + 1), &[]),
-                tcp(20_000, ToClient, (52, 0, true), "SYN+ACK", (SERVER_ISN, CLIENT_ISN + 1), &[]),
+                tcp(
+                    3_000,
+                    ToClient,
+                    (40, 0, false),
+                    "RST+ACK",
+                    (0, CLIENT_ISN + 1),
+                    &[],
+                ),
+                tcp(
+                    20_000,
+                    ToClient,
+                    (52, 0, true),
+                    "SYN+ACK",
+                    (SERVER_ISN, CLIENT_ISN + 1),
+                    &[],
+                ),
             ],
             dropped: 0,
         };
         let j = judge(&c);
         assert!(j.injected, "{}", j.describe());
-        assert!(j.suspects[0].signs.iter().any(|s| matches!(s, InjectionSign::ServerSpokeAfter { .. })));
+        assert!(
+            j.suspects[0]
+                .signs
+                .iter()
+                .any(|s| matches!(s, InjectionSign::ServerSpokeAfter { .. }))
+        );
         // A refused connect alone says nothing: a closed port answers with a RST.
         let refused = ConnectionPackets {
             packets: c.packets[..2].to_vec(),
@@ -1053,16 +1157,27 @@ pub(crate) mod tests {
         let plain = judge(&ConnectionPackets {
             packets: vec![
                 refused.packets[0].clone(),
-                tcp(3_000, ToClient, (52, 0, true), "RST+ACK", (0, CLIENT_ISN + 1), &[]),
+                tcp(
+                    3_000,
+                    ToClient,
+                    (52, 0, true),
+                    "RST+ACK",
+                    (0, CLIENT_ISN + 1),
+                    &[],
+                ),
             ],
             ..refused.clone()
         });
         assert!(!plain.injected);
         // With the control's SYN-ACK as the reference baseline, the TTL tells.
         let reference = connection(Vec::new());
-        let j = judge_connection_with_reference(&refused, Some(&reference), &InjectorSet::builtin());
+        let j =
+            judge_connection_with_reference(&refused, Some(&reference), &InjectorSet::builtin());
         assert!(j.injected);
-        assert_eq!(j.baseline.as_ref().unwrap().source, BaselineSource::Reference);
+        assert_eq!(
+            j.baseline.as_ref().unwrap().source,
+            BaselineSource::Reference
+        );
     }
 
     #[test]
@@ -1073,8 +1188,13 @@ pub(crate) mod tests {
             reply(15_400, (45, 0x3a2b, true), "RST+ACK", &[]),
             reply(16_000, (60, 0, false), "RST", &[]),
         ]);
-        let stored = serde_json::to_string(&crate::observation::packets::CaptureObservation::Captured(c.clone())).unwrap();
-        let crate::observation::packets::CaptureObservation::Captured(back) = serde_json::from_str(&stored).unwrap() else {
+        let stored = serde_json::to_string(
+            &crate::observation::packets::CaptureObservation::Captured(c.clone()),
+        )
+        .unwrap();
+        let crate::observation::packets::CaptureObservation::Captured(back) =
+            serde_json::from_str(&stored).unwrap()
+        else {
             panic!("captured");
         };
         assert_eq!(back, c);

@@ -329,7 +329,11 @@ fn injector_evidence(judgement: Option<&PacketJudgement>) -> Option<WebEvidence>
             m.facts.join(", ")
         )
     } else {
-        format!("the injected packets match injector {}: {}", m.name, m.facts.join(", "))
+        format!(
+            "the injected packets match injector {}: {}",
+            m.name,
+            m.facts.join(", ")
+        )
     };
     Some(WebEvidence::new(
         WebEvidenceKind::InjectorMatched,
@@ -605,9 +609,7 @@ pub fn classify_http_attempt_with_injectors(
              server or path is broken, not evidently the name",
         ));
     }
-    let injector = judgement
-        .filter(|j| j.injected)
-        .and_then(|j| j.injector);
+    let injector = judgement.filter(|j| j.injected).and_then(|j| j.injector);
     IpResult {
         ip: test.ip,
         port: test.port,
@@ -752,9 +754,7 @@ pub fn classify_tls_attempt_with_injectors(
              server or path is broken, not evidently the name",
         ));
     }
-    let injector = judgement
-        .filter(|j| j.injected)
-        .and_then(|j| j.injector);
+    let injector = judgement.filter(|j| j.injected).and_then(|j| j.injector);
     IpResult {
         ip: test.ip,
         port: test.port,
@@ -1278,13 +1278,16 @@ mod tests {
         assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
     }
 
-    fn captured(packets: Vec<crate::observation::packets::PacketFacts>, trigger: Option<usize>) -> Option<CaptureObservation> {
-        Some(CaptureObservation::Captured(ConnectionPackets {
+    fn capture_of(
+        packets: Vec<crate::observation::packets::PacketFacts>,
+        trigger: Option<usize>,
+    ) -> CaptureObservation {
+        CaptureObservation::Captured(ConnectionPackets {
             flow: crate::classify::packets::tests::flow(),
             trigger,
             packets,
             dropped: 0,
-        }))
+        })
     }
 
     #[test]
@@ -1292,10 +1295,22 @@ mod tests {
         use crate::classify::packets::tests::{CLIENT_ISN, tcp};
         use crate::observation::packets::PacketDirection::{ToClient, ToServer};
         let syn = tcp(0, ToServer, (64, 7, true), "SYN", (CLIENT_ISN, 0), &[]);
-        let rst = |at| tcp(at, ToClient, (45, 0x3a2b, true), "RST+ACK", (0, CLIENT_ISN + 1), &[]);
+        let rst = |at| {
+            tcp(
+                at,
+                ToClient,
+                (45, 0x3a2b, true),
+                "RST+ACK",
+                (0, CLIENT_ISN + 1),
+                &[],
+            )
+        };
         // Three identical RST+ACK answer the SYN within a millisecond: a type II burst.
         let mut test = http("a.test", ConnectStatus::Refused, None, None);
-        test.capture = captured(vec![syn.clone(), rst(2_000), rst(2_100), rst(2_200)], None);
+        test.capture = Some(capture_of(
+            vec![syn.clone(), rst(2_000), rst(2_100), rst(2_200)],
+            None,
+        ));
         let without = http("a.test", ConnectStatus::Refused, None, None);
         let r = judge_http(
             http("example.com", ConnectStatus::Refused, None, None),
@@ -1339,20 +1354,27 @@ mod tests {
         control.capture = Some(CaptureObservation::Captured(connection(Vec::new())));
         let mut test = http("a.test", ConnectStatus::Refused, None, None);
         let refusal = |ttl| {
-            captured(
+            capture_of(
                 vec![
                     tcp(0, ToServer, (64, 7, true), "SYN", (CLIENT_ISN, 0), &[]),
-                    tcp(20_000, ToClient, (ttl, 0, true), "RST+ACK", (0, CLIENT_ISN + 1), &[]),
+                    tcp(
+                        20_000,
+                        ToClient,
+                        (ttl, 0, true),
+                        "RST+ACK",
+                        (0, CLIENT_ISN + 1),
+                        &[],
+                    ),
                 ],
                 None,
             )
         };
-        test.capture = refusal(52);
+        test.capture = Some(refusal(52));
         let r = judge_http(control.clone(), test.clone(), None);
         assert_eq!(r.verdict, HttpVerdict::Refused);
         assert!(kinds(&r).contains(&WebEvidenceKind::CaptureNoInjection));
         // The same RST with a TTL unlike the control's SYN-ACK was injected.
-        test.capture = refusal(40);
+        test.capture = Some(refusal(40));
         let r = judge_http(control, test, None);
         assert_eq!(
             (r.verdict, r.stage),

@@ -365,8 +365,16 @@ impl From<&TargetRecord> for TargetOutcome {
                 dns.forged_ips.iter().map(ToString::to_string).collect()
             }),
             injectors: injector_names([
-                record.http.as_ref().and_then(|h| h.injector.as_ref()).map(|m| m.name.as_str()),
-                record.tls.as_ref().and_then(|t| t.injector.as_ref()).map(|m| m.name.as_str()),
+                record
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.injector.as_ref())
+                    .map(|m| m.name.as_str()),
+                record
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.injector.as_ref())
+                    .map(|m| m.name.as_str()),
             ]),
             attempt: record.attempt,
             attempts: 1,
@@ -432,8 +440,14 @@ impl From<RecordHead> for TargetOutcome {
     fn from(head: RecordHead) -> TargetOutcome {
         let mut forged_ips = Vec::new();
         let injectors = injector_names([
-            head.http.as_ref().and_then(|h| h.injector.as_ref()).map(|i| i.name.as_str()),
-            head.tls.as_ref().and_then(|t| t.injector.as_ref()).map(|i| i.name.as_str()),
+            head.http
+                .as_ref()
+                .and_then(|h| h.injector.as_ref())
+                .map(|i| i.name.as_str()),
+            head.tls
+                .as_ref()
+                .and_then(|t| t.injector.as_ref())
+                .map(|i| i.name.as_str()),
         ]);
         let stages = StageOutcomes {
             dns: head.dns.and_then(|s| s.outcome(&mut forged_ips)),

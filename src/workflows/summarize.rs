@@ -498,8 +498,15 @@ mod tests {
 
         // No capture, no injector: the outputs have no injector key or line.
         let mut plain = Counts::default();
-        plain.add(&outcome(json!({"domain": "c.test", "http": {"verdict": "ok"}})));
+        plain.add(&outcome(
+            json!({"domain": "c.test", "http": {"verdict": "ok"}}),
+        ));
         assert!(plain.injectors.is_empty());
-        assert!(serde_json::to_value(&plain).unwrap().get("injectors").is_none());
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("injectors")
+                .is_none()
+        );
     }
 }
