@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::observation::packets::{PAYLOAD_HEAD_BYTES, PacketFacts, TcpFlagSet};
 
 /// The name given to injected packets that match no fingerprint.
-pub const UNKNOWN_INJECTOR: &str = "unknown_injector";
+pub const UNKNOWN_INJECTOR: &str = crate::record::assessment::InjectorMatch::UNKNOWN;
 
 /// The fingerprint file shipped with censorprobe.
 pub const BUILTIN_INJECTORS: &str = include_str!("../../targets/injectors.toml");

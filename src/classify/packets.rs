@@ -44,22 +44,7 @@ const EARLY_MIN_RTT_US: u64 = 2_000;
 /// server's" when the server's IDs form a counter.
 const IP_ID_DISTANCE: u16 = 2_048;
 
-/// Which injector the injected packets match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InjectorMatch {
-    /// The fingerprint's name from the injector file (`gfw_type_ii`, `henan`), or
-    /// `unknown_injector` when injected packets match no fingerprint.
-    pub name: String,
-    /// The facts that matched, with their values ("3 identical RST+ACK within 0.30 ms",
-    /// "IP DF set").
-    pub facts: Vec<String>,
-}
-
-impl InjectorMatch {
-    pub fn is_unknown(&self) -> bool {
-        self.name == UNKNOWN_INJECTOR
-    }
-}
+pub use crate::record::assessment::InjectorMatch;
 
 /// Where the baseline came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

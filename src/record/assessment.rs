@@ -394,6 +394,26 @@ pub enum WebEvidenceKind {
     NoTrustedAddress,
 }
 
+/// Which injector the injected packets match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectorMatch {
+    /// The fingerprint's name from the injector file (`gfw_type_ii`, `henan`), or
+    /// `unknown_injector` when injected packets match no fingerprint.
+    pub name: String,
+    /// The facts that matched, with their values ("3 identical RST+ACK within 0.30 ms",
+    /// "IP DF set").
+    pub facts: Vec<String>,
+}
+
+impl InjectorMatch {
+    /// The name given to injected packets no fingerprint matches.
+    pub const UNKNOWN: &'static str = "unknown_injector";
+
+    pub fn is_unknown(&self) -> bool {
+        self.name == Self::UNKNOWN
+    }
+}
+
 /// One fact a web verdict rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebEvidence {
@@ -430,7 +450,7 @@ pub struct IpResult<V, O> {
     /// the capture proved injection: a fingerprint's name or `unknown_injector`, with
     /// the matching facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub injector: Option<crate::classify::packets::InjectorMatch>,
+    pub injector: Option<InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     pub path: PathFacts,
     pub observations: AttemptObservations<O>,
@@ -473,7 +493,7 @@ pub struct WebAssessment<V, O> {
     pub reason: Option<String>,
     /// The headline address's injector (see [`IpResult::injector`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub injector: Option<crate::classify::packets::InjectorMatch>,
+    pub injector: Option<InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,

@@ -273,7 +273,7 @@ impl From<&TargetRecord> for RecordHead {
     }
 }
 
-fn injector_name(m: Option<&crate::classify::packets::InjectorMatch>) -> Option<InjectorName> {
+fn injector_name(m: Option<&crate::record::assessment::InjectorMatch>) -> Option<InjectorName> {
     m.map(|m| InjectorName {
         name: m.name.clone(),
     })
