@@ -8,7 +8,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::classify::blockpage::BlockpageSet;
-use crate::classify::web::{judge_web, target_blocking};
+use crate::classify::web::target_blocking;
 use crate::ipclass::ForgedIpList;
 use crate::observation::ControlObservation;
 use crate::output::{OutputError, RecordSink};
@@ -60,6 +60,8 @@ struct ScanContext {
     /// Whether records written lean (entirely `ok`, `--observations default`) lose
     /// their captured packets, which only weigh for clean connections.
     lean_without_packets: bool,
+    /// Injector fingerprints for the web judge's packet judgement.
+    injectors: crate::classify::injectors::InjectorSet,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -157,6 +159,10 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
     } else {
         (None, None)
     };
+    let injectors = match &config.injectors {
+        Some(path) => crate::classify::injectors::InjectorSet::load(path)?,
+        None => crate::classify::injectors::InjectorSet::builtin(),
+    };
     Ok(ScanContext {
         dns: DnsStage::new(
             engine,
@@ -174,6 +180,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         web,
         blockpages,
         lean_without_packets: config.options.observations == crate::record::Observations::Default,
+        injectors,
     })
 }
 
@@ -370,10 +377,11 @@ async fn complete_target(
             .blockpages
             .as_ref()
             .expect("the block pages are loaded with the web stage");
-        web_result = Some(judge_web(
+        web_result = Some(crate::classify::web::judge_web_with_injectors(
             observations,
             &web.config().control_name,
             blockpages,
+            &context.injectors,
         ));
     }
     let mut record = target_record(target, started_at, started, dns, web_result);

@@ -22,6 +22,9 @@
 use std::fmt;
 
 use super::blockpage::BlockpageSet;
+use super::injectors::{InjectorSet, UNKNOWN_INJECTOR};
+use super::packets::{PacketJudgement, judge_connection_with_reference};
+use crate::observation::packets::{CaptureObservation, ConnectionPackets};
 use crate::observation::web::{
     AttemptObservations, CertProblem, ConnectStatus, HttpExchangeEnd, HttpObservation, PathFacts,
     TlsHandshakeEnd, TlsObservation, TlsProgress,
@@ -40,11 +43,27 @@ use crate::record::assessment::{
 
 /// Judge what the web stage observed for one target (`control_name`: the benign
 /// Host/SNI its controls used). Response bodies kept for block-page matching are
-/// dropped afterwards: the record keeps only their digest and length.
+/// dropped afterwards: the record keeps only their digest and length. Captured packets
+/// are judged with the built-in injector fingerprints.
 pub fn judge_web(
     observations: WebObservations,
     control_name: &str,
     blockpages: &BlockpageSet,
+) -> WebStageResult {
+    judge_web_with_injectors(
+        observations,
+        control_name,
+        blockpages,
+        InjectorSet::builtin_shared(),
+    )
+}
+
+/// [`judge_web`] with the injector fingerprints of the scan (`--injectors`).
+pub fn judge_web_with_injectors(
+    observations: WebObservations,
+    control_name: &str,
+    blockpages: &BlockpageSet,
+    injectors: &InjectorSet,
 ) -> WebStageResult {
     let name = observations.name;
     let http = observations.http.map(|run| match run {
@@ -53,8 +72,13 @@ pub fn judge_web(
             let results = runs
                 .into_iter()
                 .map(|run| {
-                    let mut result =
-                        classify_http_attempt(run.observations, run.path, control_name, blockpages);
+                    let mut result = classify_http_attempt_with_injectors(
+                        run.observations,
+                        run.path,
+                        control_name,
+                        blockpages,
+                        injectors,
+                    );
                     let obs = &mut result.observations;
                     for o in [
                         Some(&mut obs.control),
@@ -79,7 +103,14 @@ pub fn judge_web(
         StageRun::Probed(runs) => {
             let results = runs
                 .into_iter()
-                .map(|run| classify_tls_attempt(run.observations, run.path, control_name))
+                .map(|run| {
+                    classify_tls_attempt_with_injectors(
+                        run.observations,
+                        run.path,
+                        control_name,
+                        injectors,
+                    )
+                })
                 .collect();
             assess_tls(&name, results)
         }
@@ -266,19 +297,49 @@ struct Judged {
     residual: Option<bool>,
 }
 
-/// The capture's judgement of a connection, when a capture ran.
+/// The capture's judgement of a connection, when a capture ran. `reference` is the
+/// benign control's capture on the same address: its SYN-ACK is the baseline when the
+/// test's connect got none.
 fn packet_judgement(
-    capture: Option<&crate::observation::packets::CaptureObservation>,
-) -> Option<crate::classify::packets::PacketJudgement> {
+    capture: Option<&CaptureObservation>,
+    reference: Option<&CaptureObservation>,
+    injectors: &InjectorSet,
+) -> Option<PacketJudgement> {
+    let packets = captured(capture)?;
+    Some(judge_connection_with_reference(
+        packets,
+        captured(reference),
+        injectors,
+    ))
+}
+
+fn captured(capture: Option<&CaptureObservation>) -> Option<&ConnectionPackets> {
     match capture? {
-        crate::observation::packets::CaptureObservation::Captured(packets) => {
-            Some(crate::classify::packets::judge_connection(
-                packets,
-                &crate::classify::injectors::InjectorSet::builtin(),
-            ))
-        }
-        crate::observation::packets::CaptureObservation::Unavailable { .. } => None,
+        CaptureObservation::Captured(packets) => Some(packets),
+        CaptureObservation::Unavailable { .. } => None,
     }
+}
+
+/// The injector of an injected connection, as evidence.
+fn injector_evidence(judgement: Option<&PacketJudgement>) -> Option<WebEvidence> {
+    let m = judgement.filter(|j| j.injected)?.injector.as_ref()?;
+    let detail = if m.is_unknown() {
+        format!(
+            "the injected packets match no injector fingerprint ({UNKNOWN_INJECTOR}): {}",
+            m.facts.join(", ")
+        )
+    } else {
+        format!(
+            "the injected packets match injector {}: {}",
+            m.name,
+            m.facts.join(", ")
+        )
+    };
+    Some(WebEvidence::new(
+        WebEvidenceKind::InjectorMatched,
+        Some(ProbeRole::Test),
+        detail,
+    ))
 }
 
 /// Evidence about the control, the residual control, capture facts and the path.
@@ -288,7 +349,7 @@ fn common_evidence(
     test_outcome: AttemptOutcome,
     residual: Option<(bool, String)>,
     residual_after_ms: Option<f64>,
-    capture: Option<&crate::classify::packets::PacketJudgement>,
+    capture: Option<&PacketJudgement>,
     path: &PathFacts,
 ) -> Judged {
     let mut evidence = Vec::new();
@@ -326,6 +387,7 @@ fn common_evidence(
             Some(ProbeRole::Test),
             capture.describe(),
         ));
+        evidence.extend(injector_evidence(Some(capture)));
     }
     let residual_flag = residual.map(|(passed, text)| {
         let after = residual_after_ms
@@ -391,8 +453,13 @@ fn after_connect_verdict(
     control_passed: bool,
     injected: bool,
 ) -> KeywordVerdict {
-    if outcome == AttemptOutcome::Reset && injected {
-        return KeywordVerdict::Rst;
+    // Packets proven injected need no control: the path forged them.
+    if injected {
+        match outcome {
+            AttemptOutcome::Reset => return KeywordVerdict::Rst,
+            AttemptOutcome::Eof => return KeywordVerdict::Eof,
+            _ => {}
+        }
     }
     if !control_passed {
         return KeywordVerdict::Inconclusive;
@@ -413,12 +480,30 @@ enum KeywordVerdict {
     Inconclusive,
 }
 
-/// Judge one address's HTTP probes.
+/// Judge one address's HTTP probes (captured packets judged with the built-in
+/// injector fingerprints).
 pub fn classify_http_attempt(
     observations: AttemptObservations<HttpObservation>,
     path: PathFacts,
     control_name: &str,
     blockpages: &BlockpageSet,
+) -> HttpIpResult {
+    classify_http_attempt_with_injectors(
+        observations,
+        path,
+        control_name,
+        blockpages,
+        InjectorSet::builtin_shared(),
+    )
+}
+
+/// Judge one address's HTTP probes.
+pub fn classify_http_attempt_with_injectors(
+    observations: AttemptObservations<HttpObservation>,
+    path: PathFacts,
+    control_name: &str,
+    blockpages: &BlockpageSet,
+    injectors: &InjectorSet,
 ) -> HttpIpResult {
     let test = &observations.test;
     let control_outcome = observations.control.outcome();
@@ -428,7 +513,11 @@ pub fn classify_http_attempt(
         passed: control_outcome == AttemptOutcome::Ok,
     };
     let test_outcome = test.outcome();
-    let judgement = packet_judgement(test.capture.as_ref());
+    let judgement = packet_judgement(
+        test.capture.as_ref(),
+        observations.control.capture.as_ref(),
+        injectors,
+    );
     let injected = judgement.as_ref().is_some_and(|j| j.injected);
     let mut judged = common_evidence(
         control,
@@ -520,11 +609,13 @@ pub fn classify_http_attempt(
              server or path is broken, not evidently the name",
         ));
     }
+    let injector = judgement.filter(|j| j.injected).and_then(|j| j.injector);
     IpResult {
         ip: test.ip,
         port: test.port,
         verdict,
         stage,
+        injector,
         control: judged.control,
         residual: judged.residual,
         evidence: judged.evidence,
@@ -533,11 +624,27 @@ pub fn classify_http_attempt(
     }
 }
 
-/// Judge one address's TLS probes.
+/// Judge one address's TLS probes (captured packets judged with the built-in
+/// injector fingerprints).
 pub fn classify_tls_attempt(
     observations: AttemptObservations<TlsObservation>,
     path: PathFacts,
     control_name: &str,
+) -> TlsIpResult {
+    classify_tls_attempt_with_injectors(
+        observations,
+        path,
+        control_name,
+        InjectorSet::builtin_shared(),
+    )
+}
+
+/// Judge one address's TLS probes.
+pub fn classify_tls_attempt_with_injectors(
+    observations: AttemptObservations<TlsObservation>,
+    path: PathFacts,
+    control_name: &str,
+    injectors: &InjectorSet,
 ) -> TlsIpResult {
     let test = &observations.test;
     let control_outcome = observations.control.outcome();
@@ -547,7 +654,11 @@ pub fn classify_tls_attempt(
         passed: observations.control.control_passed(),
     };
     let test_outcome = test.outcome();
-    let judgement = packet_judgement(test.capture.as_ref());
+    let judgement = packet_judgement(
+        test.capture.as_ref(),
+        observations.control.capture.as_ref(),
+        injectors,
+    );
     let injected = judgement.as_ref().is_some_and(|j| j.injected);
     let mut judged = common_evidence(
         control,
@@ -643,11 +754,13 @@ pub fn classify_tls_attempt(
              server or path is broken, not evidently the name",
         ));
     }
+    let injector = judgement.filter(|j| j.injected).and_then(|j| j.injector);
     IpResult {
         ip: test.ip,
         port: test.port,
         verdict,
         stage,
+        injector,
         control: judged.control,
         residual: judged.residual,
         evidence: judged.evidence,
@@ -694,6 +807,7 @@ where
             control: None,
             residual: None,
             reason: Some("no address was probed".to_owned()),
+            injector: None,
             evidence: Vec::new(),
             timings: None,
             attempts,
@@ -729,6 +843,7 @@ where
         control: Some(head.control.clone()),
         residual: head.residual,
         reason: None,
+        injector: head.injector.clone(),
         evidence,
         timings: Some(timings(&head.observations.test)),
         attempts,
@@ -779,6 +894,7 @@ fn skipped<V, O>(name: &str, verdict: V, reason: &str) -> WebAssessment<V, O> {
         control: None,
         residual: None,
         reason: Some(reason.to_owned()),
+        injector: None,
         evidence: vec![WebEvidence::new(
             WebEvidenceKind::NoTrustedAddress,
             None,
@@ -1160,6 +1276,145 @@ mod tests {
             (HttpVerdict::Timeout, Some(Stage::Connect))
         );
         assert_eq!(r.verdict.claim(r.stage), Claim::Unclear);
+    }
+
+    fn capture_of(
+        packets: Vec<crate::observation::packets::PacketFacts>,
+        trigger: Option<usize>,
+    ) -> CaptureObservation {
+        CaptureObservation::Captured(ConnectionPackets {
+            flow: crate::classify::packets::tests::flow(),
+            trigger,
+            packets,
+            dropped: 0,
+        })
+    }
+
+    #[test]
+    fn captured_injection_turns_a_refused_connect_into_tcp_ip_blocking() {
+        use crate::classify::packets::tests::{CLIENT_ISN, tcp};
+        use crate::observation::packets::PacketDirection::{ToClient, ToServer};
+        let syn = tcp(0, ToServer, (64, 7, true), "SYN", (CLIENT_ISN, 0), &[]);
+        let rst = |at| {
+            tcp(
+                at,
+                ToClient,
+                (45, 0x3a2b, true),
+                "RST+ACK",
+                (0, CLIENT_ISN + 1),
+                &[],
+            )
+        };
+        // Three identical RST+ACK answer the SYN within a millisecond: a type II burst.
+        let mut test = http("a.test", ConnectStatus::Refused, None, None);
+        test.capture = Some(capture_of(
+            vec![syn.clone(), rst(2_000), rst(2_100), rst(2_200)],
+            None,
+        ));
+        let without = http("a.test", ConnectStatus::Refused, None, None);
+        let r = judge_http(
+            http("example.com", ConnectStatus::Refused, None, None),
+            test,
+            None,
+        );
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::RstInjection, Some(Stage::Connect))
+        );
+        assert_eq!(
+            r.verdict.claim(r.stage),
+            Claim::Blocked(BlockingLayer::TcpIp)
+        );
+        assert!(kinds(&r).contains(&WebEvidenceKind::CaptureInjectedRst));
+        assert!(kinds(&r).contains(&WebEvidenceKind::InjectorMatched));
+        assert_eq!(r.injector.as_ref().unwrap().name, "gfw_type_ii");
+        let a = assess_http("a.test", vec![r]);
+        assert_eq!(a.injector.as_ref().unwrap().name, "gfw_type_ii");
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["injector"]["name"], "gfw_type_ii");
+        assert!(json["injector"]["facts"].as_array().unwrap().len() >= 3);
+
+        // Verdicts keep working without capture: a refused connect stays `refused`.
+        let r = judge_http(
+            http("example.com", ConnectStatus::Refused, None, None),
+            without,
+            None,
+        );
+        assert_eq!(
+            (r.verdict, r.stage, r.injector),
+            (HttpVerdict::Refused, Some(Stage::Connect), None)
+        );
+    }
+
+    #[test]
+    fn a_genuine_refusal_stays_refused_with_the_controls_syn_ack_as_baseline() {
+        use crate::classify::packets::tests::{CLIENT_ISN, connection, tcp};
+        use crate::observation::packets::PacketDirection::{ToClient, ToServer};
+        let mut control = ok_http("example.com");
+        control.capture = Some(CaptureObservation::Captured(connection(Vec::new())));
+        let mut test = http("a.test", ConnectStatus::Refused, None, None);
+        let refusal = |ttl| {
+            capture_of(
+                vec![
+                    tcp(0, ToServer, (64, 7, true), "SYN", (CLIENT_ISN, 0), &[]),
+                    tcp(
+                        20_000,
+                        ToClient,
+                        (ttl, 0, true),
+                        "RST+ACK",
+                        (0, CLIENT_ISN + 1),
+                        &[],
+                    ),
+                ],
+                None,
+            )
+        };
+        test.capture = Some(refusal(52));
+        let r = judge_http(control.clone(), test.clone(), None);
+        assert_eq!(r.verdict, HttpVerdict::Refused);
+        assert!(kinds(&r).contains(&WebEvidenceKind::CaptureNoInjection));
+        // The same RST with a TTL unlike the control's SYN-ACK was injected.
+        test.capture = Some(refusal(40));
+        let r = judge_http(control, test, None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (HttpVerdict::RstInjection, Some(Stage::Connect))
+        );
+        assert_eq!(r.injector.as_ref().unwrap().name, UNKNOWN_INJECTOR);
+    }
+
+    #[test]
+    fn injected_packets_after_the_trigger_name_the_injector_even_when_the_control_failed() {
+        use crate::classify::packets::tests::{connection, reply};
+        let reset = |h| tls(h, ConnectStatus::Ok, Some(TlsHandshakeEnd::Reset), None);
+        let mut test = reset("a.test");
+        test.capture = Some(CaptureObservation::Captured(connection(vec![reply(
+            8_000,
+            (58, 1, false),
+            "RST+ACK",
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+        )])));
+        let r = judge_tls(reset("example.com"), test, None);
+        assert_eq!(
+            (r.verdict, r.stage),
+            (TlsVerdict::RstInjection, Some(Stage::Handshake))
+        );
+        assert_eq!(r.injector.as_ref().unwrap().name, "henan");
+        // An injected FIN: `eof`, not inconclusive.
+        let eof = |h| tls(h, ConnectStatus::Ok, Some(TlsHandshakeEnd::Eof), None);
+        let mut test = eof("a.test");
+        test.capture = Some(CaptureObservation::Captured(connection(vec![reply(
+            12_000,
+            (40, 0x4444, false),
+            "FIN+ACK",
+            &[],
+        )])));
+        let r = judge_tls(eof("example.com"), test, None);
+        assert_eq!(r.verdict, TlsVerdict::Eof);
+        assert_eq!(r.injector.as_ref().unwrap().name, UNKNOWN_INJECTOR);
+        // Without capture the failing control keeps it inconclusive.
+        let r = judge_tls(eof("example.com"), eof("a.test"), None);
+        assert_eq!((r.verdict, r.injector), (TlsVerdict::Inconclusive, None));
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub struct ScanArgs {
     /// Block-page fingerprints (TOML; default: the built-in set, targets/blockpages.toml).
     #[arg(long, value_name = "FILE")]
     pub blockpages: Option<PathBuf>,
+    /// Injector fingerprints (TOML) used to name the injector of captured injected
+    /// packets; extends the built-in set (targets/injectors.toml), see README "Injectors".
+    #[arg(long, value_name = "FILE")]
+    pub injectors: Option<PathBuf>,
     /// Sockets in the DNS probe's pool.
     #[arg(long, default_value_t = 8, hide = true, value_parser = |t: &str| parse_count(t, 1, MAX_DNS_SOCKETS))]
     pub dns_sockets: usize,
@@ -343,6 +347,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         forged_ips: 0,
         http_port: args.http_port,
         locate: args.locate,
+        injectors: args.injectors.clone(),
         max_ips: args.max_ips,
         observations: args.observations.into(),
         qtypes: args.qtype.clone(),

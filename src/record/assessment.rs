@@ -378,6 +378,8 @@ pub enum WebEvidenceKind {
     CaptureInjectedRst,
     /// Packet capture saw this connection and found no injection.
     CaptureNoInjection,
+    /// The injected packets match an injector fingerprint (or none: `unknown_injector`).
+    InjectorMatched,
     /// The probes waited for the path (a residual penalty or another test settling).
     PathWaited,
     /// The path stayed penalised for the whole residual wait.
@@ -390,6 +392,26 @@ pub enum WebEvidenceKind {
     OtherAddresses,
     /// Why the stage was skipped.
     NoTrustedAddress,
+}
+
+/// Which injector the injected packets match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectorMatch {
+    /// The fingerprint's name from the injector file (`gfw_type_ii`, `henan`), or
+    /// `unknown_injector` when injected packets match no fingerprint.
+    pub name: String,
+    /// The facts that matched, with their values ("3 identical RST+ACK within 0.30 ms",
+    /// "IP DF set").
+    pub facts: Vec<String>,
+}
+
+impl InjectorMatch {
+    /// The name given to injected packets no fingerprint matches.
+    pub const UNKNOWN: &'static str = "unknown_injector";
+
+    pub fn is_unknown(&self) -> bool {
+        self.name == Self::UNKNOWN
+    }
 }
 
 /// One fact a web verdict rests on.
@@ -424,6 +446,11 @@ pub struct IpResult<V, O> {
     /// The post-test control failed (`true`) or passed (`false`); absent when not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual: Option<bool>,
+    /// The injector of the test connection's injected packets (packet capture), when
+    /// the capture proved injection: a fingerprint's name or `unknown_injector`, with
+    /// the matching facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     pub path: PathFacts,
     pub observations: AttemptObservations<O>,
@@ -464,6 +491,9 @@ pub struct WebAssessment<V, O> {
     /// Why the stage was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The headline address's injector (see [`IpResult::injector`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injector: Option<InjectorMatch>,
     pub evidence: Vec<WebEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,

@@ -79,6 +79,9 @@ pub struct ScanOptions {
     /// `--locate`: trace where the censor sits for names whose web stage failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub locate: bool,
+    /// Injector fingerprints file (`None`: the built-in set; a file extends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injectors: Option<PathBuf>,
     /// Addresses probed per target by the HTTP and TLS stages.
     pub max_ips: usize,
     /// `--observations`: which target records keep every observation (absent: the
@@ -141,6 +144,7 @@ impl Default for ScanOptions {
             forged_ips: 0,
             http_port: 80,
             locate: false,
+            injectors: None,
             max_ips: 2,
             observations: Observations::Default,
             qtypes: vec!["A".to_owned(), "AAAA".to_owned()],

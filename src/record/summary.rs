@@ -31,6 +31,9 @@ pub struct SummaryRecord {
     pub blocking: BTreeMap<String, usize>,
     /// Domains blocked at some layer (`blocking` is a layer).
     pub censored: Vec<String>,
+    /// Targets per injector the packet capture named (HTTP or TLS verdict).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub injectors: BTreeMap<String, usize>,
     /// What the DNS rate control did (back-offs when the resolver dropped queries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_rate: Option<crate::observation::DnsRateReport>,
@@ -94,6 +97,18 @@ impl SummaryBuilder {
         }
         if matches!(record.blocking, Blocking::At(_)) {
             self.summary.censored.push(record.domain.clone());
+        }
+        // Per target: an injector named by both web stages counts once.
+        let named = [
+            record.http.as_ref().and_then(|h| h.injector.as_ref()),
+            record.tls.as_ref().and_then(|t| t.injector.as_ref()),
+        ];
+        let mut counted: Vec<&str> = Vec::new();
+        for m in named.into_iter().flatten() {
+            if !counted.contains(&m.name.as_str()) {
+                counted.push(m.name.as_str());
+                *self.summary.injectors.entry(m.name.clone()).or_default() += 1;
+            }
         }
         let blocking = SummaryBlockingKey::from(record.blocking).as_str();
         *self

@@ -177,6 +177,7 @@ impl ConsensusRecord {
             blocking_derived: false,
             accessible: self.accessible.majority,
             forged_ips: self.forged_ips.clone(),
+            injectors: Vec::new(),
             attempt: None,
             attempts: self.attempts,
             consistency: self.consistency,

@@ -192,6 +192,15 @@ pub struct StageHead<V> {
     pub stage: Option<Stage>,
     #[serde(default)]
     pub forged_ips: Vec<String>,
+    /// The injector the packet capture named (HTTP, TLS).
+    #[serde(default)]
+    pub injector: Option<InjectorName>,
+}
+
+/// The part of a stage's `injector` the workflows read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InjectorName {
+    pub name: String,
 }
 
 impl<V: StageVerdict> StageHead<V> {
@@ -242,23 +251,43 @@ impl From<&TargetRecord> for RecordHead {
                 method: dns.method,
                 stage: None,
                 forged_ips: dns.forged_ips.iter().map(ToString::to_string).collect(),
+                injector: None,
             }),
             http: record.http.as_ref().map(|http| StageHead {
                 verdict: Some(Majority::Of(http.verdict)),
                 method: None,
                 stage: http.stage,
                 forged_ips: Vec::new(),
+                injector: injector_name(http.injector.as_ref()),
             }),
             tls: record.tls.as_ref().map(|tls| StageHead {
                 verdict: Some(Majority::Of(tls.verdict)),
                 method: None,
                 stage: tls.stage,
                 forged_ips: Vec::new(),
+                injector: injector_name(tls.injector.as_ref()),
             }),
             blocking: Field::Present(record.blocking),
             accessible: Field::Present(record.accessible),
         }
     }
+}
+
+fn injector_name(m: Option<&crate::record::assessment::InjectorMatch>) -> Option<InjectorName> {
+    m.map(|m| InjectorName {
+        name: m.name.clone(),
+    })
+}
+
+/// Distinct injector names of the HTTP and TLS stages, in stage order.
+fn injector_names<'a>(names: impl IntoIterator<Item = Option<&'a str>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names.into_iter().flatten() {
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    }
+    out
 }
 
 /// A field that may be absent from a record, or present (null included): `blocking` is
@@ -291,6 +320,10 @@ pub struct TargetOutcome {
     pub accessible: Option<bool>,
     /// Addresses the DNS stage judged forged (over every attempt for a consensus).
     pub forged_ips: Vec<String>,
+    /// Injectors the packet capture named for the HTTP and TLS verdicts (distinct;
+    /// empty without capture, and for a consensus of repeated attempts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injectors: Vec<String>,
     /// The attempt number of a repeated measurement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
@@ -331,6 +364,18 @@ impl From<&TargetRecord> for TargetOutcome {
             forged_ips: dns.map_or_else(Vec::new, |dns| {
                 dns.forged_ips.iter().map(ToString::to_string).collect()
             }),
+            injectors: injector_names([
+                record
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.injector.as_ref())
+                    .map(|m| m.name.as_str()),
+                record
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.injector.as_ref())
+                    .map(|m| m.name.as_str()),
+            ]),
             attempt: record.attempt,
             attempts: 1,
             consistency: 1.0,
@@ -394,6 +439,16 @@ impl TargetOutcome {
 impl From<RecordHead> for TargetOutcome {
     fn from(head: RecordHead) -> TargetOutcome {
         let mut forged_ips = Vec::new();
+        let injectors = injector_names([
+            head.http
+                .as_ref()
+                .and_then(|h| h.injector.as_ref())
+                .map(|i| i.name.as_str()),
+            head.tls
+                .as_ref()
+                .and_then(|t| t.injector.as_ref())
+                .map(|i| i.name.as_str()),
+        ]);
         let stages = StageOutcomes {
             dns: head.dns.and_then(|s| s.outcome(&mut forged_ips)),
             http: head.http.and_then(|s| s.outcome(&mut forged_ips)),
@@ -415,6 +470,7 @@ impl From<RecordHead> for TargetOutcome {
             blocking_derived,
             accessible,
             forged_ips,
+            injectors,
             attempt: head.attempt,
             attempts: 1,
             consistency: 1.0,

@@ -190,6 +190,8 @@ pub struct ScanConfig {
     pub residual: PathGuardConfig,
     /// Block-page fingerprints (`None`: the built-in set).
     pub blockpages: Option<PathBuf>,
+    /// Injector fingerprints extending the built-in set (`None`: the built-in set).
+    pub injectors: Option<PathBuf>,
 }
 
 impl ScanConfig {
@@ -249,6 +251,7 @@ impl ScanConfig {
                 ..PathGuardConfig::default()
             },
             blockpages: options.blockpages.clone(),
+            injectors: options.injectors.clone(),
             options,
         })
     }

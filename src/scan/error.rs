@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::classify::blockpage::BlockpageError;
+use crate::classify::injectors::InjectorError;
 use crate::output::OutputError;
 use crate::probe::ProbeError;
 use crate::report::read::ReadError;
@@ -31,6 +32,8 @@ pub enum ScanError {
     /// `--capture require` and the capture cannot start.
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
+    #[error(transparent)]
+    Injectors(#[from] InjectorError),
     /// The report to resume could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),

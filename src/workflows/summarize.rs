@@ -48,6 +48,10 @@ pub struct Counts {
     /// Per accessibility (`true`, `false`, `null`).
     pub accessible: BTreeMap<String, usize>,
     pub stages: BTreeMap<String, StageCounts>,
+    /// Per injector the packet capture named (`gfw_type_ii`, `unknown_injector`...):
+    /// domains whose HTTP or TLS verdict carries it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub injectors: BTreeMap<String, usize>,
     /// Domains blocked at some layer.
     #[serde(skip)]
     blocked: usize,
@@ -63,6 +67,7 @@ impl Counts {
         }
         let accessible = accessible_key(outcome.accessible);
         *self.accessible.entry(accessible.to_owned()).or_default() += 1;
+        self.add_injectors(outcome);
         for stage in outcome.stages.iter() {
             let counts = self.stages.entry(stage.name().to_string()).or_default();
             *counts
@@ -75,6 +80,12 @@ impl Counts {
                     .entry(method.as_str().to_owned())
                     .or_default() += 1;
             }
+        }
+    }
+
+    fn add_injectors(&mut self, outcome: &TargetOutcome) {
+        for name in &outcome.injectors {
+            *self.injectors.entry(name.clone()).or_default() += 1;
         }
     }
 
@@ -241,6 +252,13 @@ impl ReportSummary {
                 }
             }
         }
+        if !self.all.injectors.is_empty() {
+            let _ = writeln!(
+                out,
+                "  injectors: {}",
+                Self::counts_line(&self.all.injectors)
+            );
+        }
         if !self.categories.is_empty() {
             let _ = writeln!(out, "  per category (blocked/domains):");
             for (category, counts) in &self.categories {
@@ -309,6 +327,9 @@ impl ReportSummary {
                 }
             }
         }
+        for (name, n) in &self.all.injectors {
+            let _ = writeln!(out, "| injector | {} | | {n} |", markdown_cell(name));
+        }
         if !self.categories.is_empty() {
             let _ = writeln!(out, "\n| Category | Domains | Blocked | Accessible |");
             let _ = writeln!(out, "| --- | --- | --- | --- |");
@@ -371,6 +392,9 @@ impl ReportSummary {
             for (value, n) in &counts.accessible {
                 row(category, "", "accessible", value, *n);
             }
+            for (name, n) in &counts.injectors {
+                row(category, "", "injector", name, *n);
+            }
             for (stage, stage_counts) in &counts.stages {
                 for (verdict, n) in &stage_counts.verdicts {
                     row(category, stage, "verdict", verdict, *n);
@@ -411,5 +435,78 @@ impl ReportSummary {
             let _ = writeln!(out, "{}\t{n}", sanitize_field(ip));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn outcome(record: Value) -> TargetOutcome {
+        TargetOutcome::from_value(record).unwrap()
+    }
+
+    #[test]
+    fn injectors_are_counted_per_domain_in_text_json_csv_and_markdown() {
+        let injector = |name: &str| json!({"name": name, "facts": ["1 RST", "IP DF clear"]});
+        let records = [
+            // Both web stages name it: one domain.
+            json!({"domain": "a.test",
+                   "http": {"verdict": "rst_injection", "stage": "request", "injector": injector("gfw_type_ii")},
+                   "tls": {"verdict": "rst_injection", "stage": "handshake", "injector": injector("gfw_type_ii")},
+                   "blocking": "http", "accessible": false}),
+            json!({"domain": "b.test",
+                   "tls": {"verdict": "rst_injection", "stage": "handshake", "injector": injector("unknown_injector")},
+                   "blocking": "tls", "accessible": false}),
+            json!({"domain": "c.test", "http": {"verdict": "ok"}, "blocking": false, "accessible": true}),
+        ];
+        let mut all = Counts::default();
+        for record in records {
+            all.add(&outcome(record));
+        }
+        assert_eq!(
+            all.injectors,
+            BTreeMap::from([
+                ("gfw_type_ii".to_owned(), 1),
+                ("unknown_injector".to_owned(), 1)
+            ])
+        );
+        let summary = ReportSummary {
+            report: "r.jsonl".into(),
+            target_records: 3,
+            consensus_records: 0,
+            unparsed_lines: 0,
+            complete: true,
+            all,
+            categories: BTreeMap::new(),
+            censored: Vec::new(),
+            forged_ips: BTreeMap::new(),
+        };
+        let text = summary.render(SummaryFormat::Text);
+        assert!(
+            text.contains("  injectors: gfw_type_ii 1, unknown_injector 1"),
+            "{text}"
+        );
+        let json: Value = serde_json::from_str(&summary.render(SummaryFormat::Json)).unwrap();
+        assert_eq!(json["all"]["injectors"]["gfw_type_ii"], 1);
+        assert_eq!(json["all"]["injectors"]["unknown_injector"], 1);
+        let csv = summary.render(SummaryFormat::Csv);
+        assert!(csv.contains("*,,injector,gfw_type_ii,1"), "{csv}");
+        let md = summary.render(SummaryFormat::Markdown);
+        assert!(md.contains("| injector | gfw_type_ii | | 1 |"), "{md}");
+
+        // No capture, no injector: the outputs have no injector key or line.
+        let mut plain = Counts::default();
+        plain.add(&outcome(
+            json!({"domain": "c.test", "http": {"verdict": "ok"}}),
+        ));
+        assert!(plain.injectors.is_empty());
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("injectors")
+                .is_none()
+        );
     }
 }
