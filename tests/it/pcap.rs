@@ -12,11 +12,6 @@ use censorprobe::record::pcap::{
 
 use crate::support::{BIN, repo_path};
 
-/// Flip to `true` once the "analysis" branch (real `judge_connection` and the built-in
-/// injector fingerprints) is merged: the archive.org captures must then name `gfw_type_ii`.
-/// Until then `judge_connection` is a stub that names nothing.
-const ANALYSIS_MERGED: bool = false;
-
 /// A capture of the CenTrace test data; panics when the data is missing (the test must
 /// not pass without it). The data lives in `../shared` beside the checkout; a checkout
 /// elsewhere (a git worktree) points `CENSORPROBE_SHARED` at that folder instead.
@@ -140,17 +135,15 @@ fn archive_org_draws_three_identical_rst_ack_with_df_from_hop_13_on() {
             assert_eq!(flow.responses.iter().filter(|g| g.is_tcp()).count(), 1);
         }
     }
-    // ---- ANALYSIS-DEPENDENT ASSERT (see ANALYSIS_MERGED) ----
-    if ANALYSIS_MERGED {
-        assert_eq!(test.injector.as_deref(), Some("gfw_type_ii"));
-        let blocked = records[0]
-            .flows
-            .iter()
-            .filter(|f| f.trigger.as_ref().unwrap().sent_ttl >= 13);
-        for flow in blocked {
-            assert!(flow.judgement.injected);
-            assert_eq!(flow.judgement.injector.as_deref(), Some("gfw_type_ii"));
-        }
+    // The built-in fingerprints name the injector: GFW type II (3 identical RST+ACK, DF).
+    assert_eq!(test.injector.as_deref(), Some("gfw_type_ii"));
+    let blocked = records[0]
+        .flows
+        .iter()
+        .filter(|f| f.trigger.as_ref().unwrap().sent_ttl >= 13);
+    for flow in blocked {
+        assert!(flow.judgement.injected);
+        assert_eq!(flow.judgement.injector.as_deref(), Some("gfw_type_ii"));
     }
     let control = trace(&records[1], "example.com");
     assert_eq!(control.placement, CensorPlacement::NoneObserved);
