@@ -268,6 +268,14 @@ struct LabStage {
     methods: Written,
     #[serde(default, deserialize_with = "present")]
     stage: Written,
+    /// The injector the verdict names (its `name`; the facts are not checked).
+    #[serde(default)]
+    injector: Option<LabInjector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LabInjector {
+    name: String,
 }
 
 /// The parts of a target record the lab checks, each as the report wrote it.
@@ -436,6 +444,19 @@ fn checks_of(name: &str, expect: &Expectation, record: Option<&LabRecord>) -> Ve
             ),
         );
     }
+    for (field, expected, stage) in [
+        ("http_injector", &expect.http_injector, StageName::Http),
+        ("tls_injector", &expect.tls_injector, StageName::Tls),
+    ] {
+        if let Some(expected) = expected {
+            let actual = record
+                .and_then(|r| r.stage(stage))
+                .and_then(|s| s.injector.as_ref())
+                .map(|i| i.name.clone());
+            let passed = actual.as_deref() == Some(expected.as_str());
+            push(field, Some(expected.clone()), actual, passed);
+        }
+    }
     if let Some(blocking) = expect.blocking {
         // The report's null is a value here (inconclusive), not an absence.
         push(
@@ -515,6 +536,44 @@ name = "d.example"
 a = ["198.19.1.1"]
 expect = { dns = "ok" }
 "#;
+
+    #[test]
+    fn the_injector_a_verdict_names_is_checked_by_name() {
+        let scenario = Scenario::parse(
+            r#"
+[[names]]
+name = "i.example"
+a = ["198.19.1.1"]
+expect = { http = "rst_injection", http_injector = "gfw_type_i", tls = "rst_injection", tls_injector = "henan" }
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let report = |http: &str, tls: &str| {
+            format!(
+                r#"{{"record":"target","domain":"i.example","http":{{"verdict":"rst_injection"{http}}},"tls":{{"verdict":"rst_injection"{tls}}}}}"#
+            )
+        };
+        let named = report(
+            r#","injector":{"name":"gfw_type_i","facts":["1 × RST"]}"#,
+            r#","injector":{"name":"henan","facts":[]}"#,
+        );
+        assert!(compare(&scenario, &named).is_perfect());
+        // Another injector, and none (no capture), both fail.
+        let wrong = report(r#","injector":{"name":"unknown_injector","facts":[]}"#, "");
+        let comparison = compare(&scenario, &wrong);
+        let failures: Vec<(&str, Option<&str>)> = comparison
+            .failures()
+            .map(|c| (c.field, c.actual.as_deref()))
+            .collect();
+        assert_eq!(
+            failures,
+            vec![
+                ("http_injector", Some("unknown_injector")),
+                ("tls_injector", None)
+            ]
+        );
+    }
 
     #[test]
     fn every_expected_field_and_its_detail_is_checked() {

@@ -241,8 +241,8 @@ pub struct NameEntry {
 
 /// The verdicts a correct probe reaches for a name. A stage's verdict is checked
 /// together with its detail: `dns` with `dns_method` (none expected when absent),
-/// `http` with `http_stage`, `tls` with `tls_stage`; `dns_methods`, `blocking` and
-/// `accessible` are checked when given.
+/// `http` with `http_stage`, `tls` with `tls_stage`; `dns_methods`, `blocking`,
+/// `accessible` and the injectors are checked when given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
@@ -261,6 +261,13 @@ pub struct Expectation {
     pub tls: Option<TlsVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_stage: Option<Stage>,
+    /// The injector fingerprint the HTTP verdict names (`targets/injectors.toml`); needs
+    /// the packet capture, which the lab's scans have (they run as root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_injector: Option<String>,
+    /// The injector fingerprint the TLS verdict names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_injector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocking: Option<ExpectedBlocking>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
