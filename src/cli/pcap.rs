@@ -27,6 +27,10 @@ pub struct PcapArgs {
     /// server): a test capture's server answer is compared with the control's.
     #[arg(long, value_name = "NAME", default_value = "example.com")]
     pub control: String,
+    /// Injector fingerprints (TOML) that name the injector of injected packets; extends
+    /// the built-in set (targets/injectors.toml), see README "Injectors".
+    #[arg(long, value_name = "FILE")]
+    pub injectors: Option<PathBuf>,
     /// Put every packet of every flow in the records (for re-judging).
     #[arg(long)]
     pub packets: bool,
@@ -48,7 +52,10 @@ pub enum PcapFormat {
 
 /// Runs `pcap`.
 pub(super) fn run_pcap(args: &PcapArgs) -> anyhow::Result<ExitCode> {
-    let injectors = InjectorSet::builtin();
+    let injectors = match &args.injectors {
+        Some(path) => InjectorSet::load(path)?,
+        None => InjectorSet::builtin(),
+    };
     let options = PcapOptions {
         keep_packets: args.packets,
     };

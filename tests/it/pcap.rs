@@ -352,3 +352,49 @@ fn a_file_that_is_not_a_capture_is_an_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a pcap or pcapng file"), "{stderr}");
 }
+
+#[test]
+fn an_injector_file_names_the_injector_in_its_own_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("injectors.toml");
+    std::fs::write(
+        &file,
+        r#"
+replace_builtin = true
+
+[[injector]]
+name = "triple_reset"
+description = "three identical RST+ACK with DF"
+source = "this test"
+flags = "RST+ACK"
+count = 3
+max_span_ms = 1.0
+ip_id_same_in_burst = true
+df = true
+payload_hex = ""
+"#,
+    )
+    .unwrap();
+    let records = analyse(
+        &[
+            "222.138.4.221_archive.org_archive.org.pcap",
+            "222.138.4.221_archive.org_example.com.pcap",
+        ],
+        &["--injectors", file.to_str().unwrap()],
+    );
+    let test = trace(&records[0], "archive.org");
+    assert_eq!(test.injector.as_deref(), Some("triple_reset"));
+    // A file that does not parse is refused before any capture is read.
+    std::fs::write(&file, "[[injector]]\nname = \"x\"\nbogus = 1\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["pcap", "--injectors", file.to_str().unwrap()])
+        .arg(centrace("222.138.4.221_archive.org_archive.org.pcap"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
