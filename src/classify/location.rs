@@ -101,33 +101,10 @@ pub fn locate_censor(
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
 
-    #[allow(clippy::unnecessary_wraps)] // the value of an observation's `router` field
-    fn router(n: u8) -> Option<IpAddr> {
-        Some(IpAddr::V4(Ipv4Addr::new(198, 18, n, 1)))
-    }
-
-    fn hop(ttl: u8, router: Option<IpAddr>, outcome: TriggerOutcome) -> TtlObservation {
-        TtlObservation {
-            ttl,
-            router,
-            outcome,
-            after_ms: None,
-        }
-    }
-
-    fn data() -> TriggerOutcome {
-        TriggerOutcome::ServerData { bytes: 100 }
-    }
-
-    fn refused() -> TriggerOutcome {
-        TriggerOutcome::HandshakeFailed {
-            reason: "connection refused".to_owned(),
-        }
-    }
+    use crate::record::location::fixtures::{data, hop, refused, router};
 
     /// A path of routers 1..server_hop-1, the server answering from `server_hop` on.
     fn control_trace(server_hop: u8) -> Vec<TtlObservation> {

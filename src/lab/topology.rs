@@ -16,6 +16,19 @@ use super::nft;
 use super::plan::{self, mac_string};
 use super::scenario::Scenario;
 
+/// What makes a namespace a router: forwarding, no IPv6, and ICMP time-exceeded from the
+/// interface a packet came in on, never rate-limited (TTL-limited probing sends many).
+const ROUTER_SYSCTLS: [(&str, &str); 8] = [
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv4/conf/all/rp_filter", "0"),
+    ("net/ipv4/conf/all/send_redirects", "0"),
+    ("net/ipv4/icmp_ratelimit", "0"),
+    ("net/ipv4/icmp_msgs_per_sec", "100000"),
+    ("net/ipv4/icmp_errors_use_inbound_ifaddr", "1"),
+];
+
 /// Every lab namespace name starts with this.
 pub const NAMESPACE_PREFIX: &str = "cp-";
 /// Directory for lab state and the host-route lock.
@@ -269,19 +282,7 @@ impl Topology {
         // Plain routers: forward, answer expiring packets with ICMP time-exceeded from the
         // interface they came in on, never rate-limited (TTL-limited probing sends many).
         for router in &ns.routers {
-            netns::sysctls(
-                router,
-                &[
-                    ("net/ipv6/conf/all/disable_ipv6", "1"),
-                    ("net/ipv6/conf/default/disable_ipv6", "1"),
-                    ("net/ipv4/ip_forward", "1"),
-                    ("net/ipv4/conf/all/rp_filter", "0"),
-                    ("net/ipv4/conf/all/send_redirects", "0"),
-                    ("net/ipv4/icmp_ratelimit", "0"),
-                    ("net/ipv4/icmp_msgs_per_sec", "100000"),
-                    ("net/ipv4/icmp_errors_use_inbound_ifaddr", "1"),
-                ],
-            )?;
+            netns::sysctls(router, &ROUTER_SYSCTLS)?;
         }
 
         let no_ipv6 = [
@@ -296,19 +297,15 @@ impl Topology {
         netns::sysctls(
             &ns.censor,
             &[
-                ("net/ipv6/conf/all/disable_ipv6", "1"),
-                ("net/ipv6/conf/default/disable_ipv6", "1"),
-                ("net/ipv4/ip_forward", "1"),
-                ("net/ipv4/conf/all/rp_filter", "0"),
-                ("net/ipv4/conf/all/send_redirects", "0"),
-                ("net/ipv4/icmp_ratelimit", "0"),
-                ("net/ipv4/icmp_msgs_per_sec", "100000"),
-                ("net/ipv4/icmp_errors_use_inbound_ifaddr", "1"),
-                // insp1 is read by the censor process; the kernel must not route what
-                // arrives there.
-                (forwarding.as_str(), "0"),
-                (rp_insp1.as_str(), "0"),
-            ],
+                ROUTER_SYSCTLS.as_slice(),
+                &[
+                    // insp1 is read by the censor process; the kernel must not route what
+                    // arrives there.
+                    (forwarding.as_str(), "0"),
+                    (rp_insp1.as_str(), "0"),
+],
+            ]
+            .concat(),
         )?;
         netns::run(
             "ip",

@@ -165,3 +165,35 @@ pub struct SkippedTrace {
     pub protocol: TraceProtocol,
     pub reason: String,
 }
+
+/// Per-TTL observations for the tests of the location judgement and the tracer.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::{TriggerOutcome, TtlObservation};
+
+    #[allow(clippy::unnecessary_wraps)] // the value of an observation's `router` field
+    pub(crate) fn router(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(198, 18, n, 1)))
+    }
+
+    pub(crate) fn hop(ttl: u8, router: Option<IpAddr>, outcome: TriggerOutcome) -> TtlObservation {
+        TtlObservation {
+            ttl,
+            router,
+            outcome,
+            after_ms: None,
+        }
+    }
+
+    pub(crate) fn data() -> TriggerOutcome {
+        TriggerOutcome::ServerData { bytes: 100 }
+    }
+
+    pub(crate) fn refused() -> TriggerOutcome {
+        TriggerOutcome::HandshakeFailed {
+            reason: "connection refused".to_owned(),
+        }
+    }
+}
