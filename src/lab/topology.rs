@@ -303,7 +303,7 @@ impl Topology {
                     // arrives there.
                     (forwarding.as_str(), "0"),
                     (rp_insp1.as_str(), "0"),
-],
+                ],
             ]
             .concat(),
         )?;

@@ -16,7 +16,7 @@ use censorprobe::record::TargetRecord;
 use censorprobe::vocab::DnsVerdict;
 use censorprobe::vocab::{Blocking, BlockingLayer, HttpVerdict, TlsVerdict};
 
-use crate::support::{BIN, Report, json};
+use crate::support::{BIN, Report, json, start_lab_with};
 
 const SCENARIO: &str = r#"
 [lab]
@@ -163,17 +163,8 @@ fn tls_handshake(server: SocketAddr, sni: &str, ca_pem: &str) -> Result<(), Stri
 #[test]
 fn lab_injects_resets_and_tears_down_cleanly() {
     require_lab();
-    let scenario = Scenario::parse(SCENARIO, Path::new("it-lab.toml")).unwrap();
-    let id = format!("it{}", topology::random_id());
-    let lab = Lab::start(
-        scenario,
-        Path::new("it-lab.toml"),
-        &LabOptions {
-            id: Some(id.clone()),
-            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
-        },
-    )
-    .unwrap();
+    let file = Path::new("it-lab.toml");
+    let lab = start_lab_with(Scenario::parse(SCENARIO, file).unwrap(), file, "it");
     let info = lab.info().clone();
     assert!(
         topology::host_route_exists(),
@@ -1400,17 +1391,8 @@ injector = "henan"
 
 fn hops_lab(prefix: &str) -> Lab {
     require_lab();
-    let scenario = Scenario::parse(HOPS_SCENARIO, Path::new("it-hops.toml")).unwrap();
-    let id = lab_id(prefix);
-    Lab::start(
-        scenario,
-        Path::new("it-hops.toml"),
-        &LabOptions {
-            id: Some(id.clone()),
-            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
-        },
-    )
-    .unwrap()
+    let file = Path::new("it-hops.toml");
+    start_lab_with(Scenario::parse(HOPS_SCENARIO, file).unwrap(), file, prefix)
 }
 
 /// An ICMP error read from a raw socket: (type, sender, the quoted packet's protocol and

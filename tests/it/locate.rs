@@ -6,13 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use censorprobe::classify::location::judge_trace;
-use censorprobe::lab::{Lab, LabOptions, Scenario, netns, plan, topology};
+use censorprobe::lab::{Lab, Scenario, netns, plan};
 use censorprobe::probe::locate::{TraceConfig, Tracer};
 use censorprobe::record::location::{
     CensorPlacement, LocationSection, TraceProtocol, TraceRecord, TriggerOutcome,
 };
 
-use crate::support::{BIN, Report};
+use crate::support::{BIN, Report, start_lab_with};
 
 /// Where the lab puts things, as a trace sees them: the first TTL at which the censor's
 /// injection appears, the server's hop distance, and what that makes of the censor.
@@ -92,17 +92,8 @@ fn require_lab() {
 }
 
 fn start_lab() -> Lab {
-    let scenario = Scenario::parse(SCENARIO, Path::new("it-locate.toml")).unwrap();
-    let id = format!("it{}", topology::random_id());
-    Lab::start(
-        scenario,
-        Path::new("it-locate.toml"),
-        &LabOptions {
-            id: Some(id.clone()),
-            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
-        },
-    )
-    .unwrap()
+    let file = Path::new("it-locate.toml");
+    start_lab_with(Scenario::parse(SCENARIO, file).unwrap(), file, "it")
 }
 
 fn quick_config(control: &str) -> TraceConfig {

@@ -383,3 +383,22 @@ pub(crate) async fn fake_dns_with(
     });
     addr
 }
+
+/// Start a lab of `scenario` under a fresh id (`prefix` + random), its state in the temp
+/// directory; `file` names the scenario in errors.
+pub(crate) fn start_lab_with(
+    scenario: censorprobe::lab::Scenario,
+    file: &Path,
+    prefix: &str,
+) -> censorprobe::lab::Lab {
+    let id = format!("{prefix}{}", censorprobe::lab::topology::random_id());
+    censorprobe::lab::Lab::start(
+        scenario,
+        file,
+        &censorprobe::lab::LabOptions {
+            id: Some(id.clone()),
+            state_dir: Some(std::env::temp_dir().join(format!("censorprobe-lab-{id}"))),
+        },
+    )
+    .unwrap()
+}
