@@ -349,20 +349,10 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
                     observed,
                 )
                 .await;
-                let record = complete_target(
-                    context,
-                    target,
-                    rfc3339(started_at),
-                    started,
-                    Some(section),
-                    None,
+                complete_and_send(
+                    &pipeline, target, attempt, started_at, started, section, permit,
                 )
                 .await;
-                let _ = pipeline
-                    .results
-                    .send(pipeline.number(record, attempt))
-                    .await;
-                drop(permit);
             });
         }
     }
@@ -383,24 +373,41 @@ async fn finish(
         let pipeline_for_task = Arc::clone(pipeline);
         pipeline.spawn(async move {
             let pipeline = pipeline_for_task;
-            let record = complete_target(
-                &pipeline.context,
-                target,
-                rfc3339(started_at),
-                started,
-                Some(section),
-                None,
+            complete_and_send(
+                &pipeline, target, attempt, started_at, started, section, permit,
             )
             .await;
-            let _ = pipeline
-                .results
-                .send(pipeline.number(record, attempt))
-                .await;
-            drop(permit);
         });
         return;
     }
     let record = super::target_record(target, rfc3339(started_at), started, Some(section), None);
+    let _ = pipeline
+        .results
+        .send(pipeline.number(record, attempt))
+        .await;
+    drop(permit);
+}
+
+/// The web stages (when they run) and the record of a name whose DNS section is judged,
+/// sent to the writer; the name's permit is released once its record is queued.
+async fn complete_and_send(
+    pipeline: &Pipeline,
+    target: Target,
+    attempt: u32,
+    started_at: OffsetDateTime,
+    started: Instant,
+    section: crate::record::DnsSection,
+    permit: OwnedSemaphorePermit,
+) {
+    let record = complete_target(
+        &pipeline.context,
+        target,
+        rfc3339(started_at),
+        started,
+        Some(section),
+        None,
+    )
+    .await;
     let _ = pipeline
         .results
         .send(pipeline.number(record, attempt))
