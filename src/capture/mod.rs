@@ -8,15 +8,19 @@
 //! packet socket delivers IP packets without their link header from *every* interface
 //! (Ethernet, loopback, tunnels, PPP alike), so there is no interface to choose and no
 //! link type to handle; a pnet channel is per interface and hands link-layer frames.
-//! A classic BPF filter (attached through socket2's safe API) keeps only TCP and ICMP in
-//! the kernel, so the DNS stage's UDP never reaches user space; TCP of flows that are
-//! not ours is dropped from its header fields before any parsing ([`FlowTable`]).
+//! A classic BPF filter (attached through socket2's safe API) keeps only TCP, ICMP and
+//! UDP from port 53 in the kernel; TCP of flows that are not ours is dropped from its
+//! header fields before any parsing ([`FlowTable`]). DNS replies are logged with their IP
+//! ID and DF bit ([`dns::DnsReplyLog`]) until the scan adds them to its DNS observations
+//! ([`Capture::annotate_dns`]). The capture runs only in scans with a web stage, so a
+//! DNS-only scan at full rate reads no packet here.
 //!
 //! Flows are registered by the web probes before their SYN ([`Capture::register`]) and
 //! taken after the exchange ([`FlowTicket::finish`]). Without the right, the scan runs
 //! as without capture and each web observation says `capture: unavailable` with the
 //! reason.
 
+pub mod dns;
 mod table;
 
 use std::io;
@@ -29,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
+use crate::observation::DnsQueryObservation;
 use crate::observation::packets::{CaptureObservation, ConnectionPackets};
+use crate::packet::Transport;
 
 pub use crate::record::CaptureMode;
 pub use table::{FlowTable, MAX_FLOWS, MAX_PACKETS_HELD, RegisterError};
@@ -70,26 +76,37 @@ const RECEIVE_BUFFER: usize = 65_536;
 const SOCKET_BUFFER: usize = 8 << 20;
 
 /// The BPF program (for a `SOCK_DGRAM` packet socket offsets start at the IP header):
-/// accept IPv4 protocol 6 (TCP) or 1 (ICMP), IPv6 next header 6 or 58 (`ICMPv6`), drop
-/// everything else in the kernel.
-fn tcp_and_icmp_filter() -> [SockFilter; 12] {
+/// accept IPv4 protocol 6 (TCP), 1 (ICMP) or 17 (UDP) from source port 53, IPv6 next
+/// header 6, 58 (`ICMPv6`) or 17 from port 53 (no extension headers), drop everything
+/// else in the kernel. Jump offsets count from the next instruction.
+fn capture_filter() -> [SockFilter; 19] {
     const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+    const LDH_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
+    const LDX_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (IPv4 IHL)
     const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     [
         SockFilter::new(LDB_ABS, 0, 0, 0),         // 0: A = first byte
         SockFilter::new(RSH_K, 0, 0, 4),           // 1: A = IP version
-        SockFilter::new(JEQ_K, 0, 3, 4),           // 2: IPv4 -> 3, else -> 6
+        SockFilter::new(JEQ_K, 0, 7, 4),           // 2: IPv4 -> 3, else -> 10
         SockFilter::new(LDB_ABS, 0, 0, 9),         // 3: A = IPv4 protocol
-        SockFilter::new(JEQ_K, 5, 0, 6),           // 4: TCP -> accept
-        SockFilter::new(JEQ_K, 4, 5, 1),           // 5: ICMP -> accept, else drop
-        SockFilter::new(JEQ_K, 0, 4, 6),           // 6: IPv6 -> 7, else drop
-        SockFilter::new(LDB_ABS, 0, 0, 6),         // 7: A = IPv6 next header
-        SockFilter::new(JEQ_K, 1, 0, 6),           // 8: TCP -> accept
-        SockFilter::new(JEQ_K, 0, 1, 58),          // 9: ICMPv6 -> accept, else drop
-        SockFilter::new(RET_K, 0, 0, 0x0004_0000), // 10: accept whole packet
-        SockFilter::new(RET_K, 0, 0, 0),           // 11: drop
+        SockFilter::new(JEQ_K, 12, 0, 6),          // 4: TCP -> accept
+        SockFilter::new(JEQ_K, 11, 0, 1),          // 5: ICMP -> accept
+        SockFilter::new(JEQ_K, 0, 11, 17),         // 6: UDP -> 7, else drop
+        SockFilter::new(LDX_MSH, 0, 0, 0),         // 7: X = IPv4 header length
+        SockFilter::new(LDH_IND, 0, 0, 0),         // 8: A = UDP source port
+        SockFilter::new(JEQ_K, 7, 8, 53),          // 9: DNS -> accept, else drop
+        SockFilter::new(JEQ_K, 0, 7, 6),           // 10: IPv6 -> 11, else drop
+        SockFilter::new(LDB_ABS, 0, 0, 6),         // 11: A = IPv6 next header
+        SockFilter::new(JEQ_K, 4, 0, 6),           // 12: TCP -> accept
+        SockFilter::new(JEQ_K, 3, 0, 58),          // 13: ICMPv6 -> accept
+        SockFilter::new(JEQ_K, 0, 3, 17),          // 14: UDP -> 15, else drop
+        SockFilter::new(LDH_ABS, 0, 0, 40),        // 15: A = UDP source port
+        SockFilter::new(JEQ_K, 0, 1, 53),          // 16: DNS -> accept, else drop
+        SockFilter::new(RET_K, 0, 0, 0x0004_0000), // 17: accept whole packet
+        SockFilter::new(RET_K, 0, 0, 0),           // 18: drop
     ]
 }
 
@@ -97,6 +114,7 @@ fn tcp_and_icmp_filter() -> [SockFilter; 12] {
 #[derive(Debug)]
 struct Shared {
     table: Mutex<FlowTable>,
+    dns: Mutex<dns::DnsReplyLog>,
     stop: AtomicBool,
     /// The clock of `at_us`.
     epoch: Instant,
@@ -148,7 +166,7 @@ impl Capture {
             _ => CaptureError::Socket(err),
         })?;
         socket
-            .attach_filter(&tcp_and_icmp_filter())
+            .attach_filter(&capture_filter())
             .map_err(CaptureError::Socket)?;
         socket
             .set_read_timeout(Some(POLL_INTERVAL))
@@ -158,6 +176,7 @@ impl Capture {
         let loopback = nix::net::if_::if_nametoindex("lo").ok().map(|i| i as usize);
         let shared = Arc::new(Shared {
             table: Mutex::new(FlowTable::default()),
+            dns: Mutex::new(dns::DnsReplyLog::default()),
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
             packets_read: AtomicU64::new(0),
@@ -189,6 +208,35 @@ impl Capture {
             server,
             taken: false,
         })
+    }
+
+    /// Add the IP ID and DF bit the capture saw to each reply of these DNS queries (those
+    /// it saw: a reply that arrived before the capture started, or was dropped by a full
+    /// log, keeps only what the socket gave).
+    pub fn annotate_dns(&self, queries: &mut [DnsQueryObservation]) {
+        let mut log = self
+            .running
+            .shared
+            .dns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.is_empty() {
+            return;
+        }
+        for query in queries {
+            for reply in &mut query.replies {
+                if let Some(ip) = log.take(
+                    query.source_port,
+                    reply.from,
+                    reply.id,
+                    reply.size,
+                    reply.ip_ttl,
+                ) {
+                    reply.ip_id = ip.ip_id;
+                    reply.df = ip.df;
+                }
+            }
+        }
     }
 
     /// Packets read from the socket so far (after the kernel filter).
@@ -278,12 +326,45 @@ fn read_packets(socket: &Socket, shared: &Shared, loopback: Option<usize>) {
             }
         }
         shared.packets_read.fetch_add(1, Ordering::Relaxed);
+        if log_dns_reply(&buffer[..len], shared) {
+            continue;
+        }
         let mut table = shared.table();
         if table.is_empty() {
             continue;
         }
         table.route_bytes(&buffer[..len], at_us);
     }
+}
+
+/// Log a DNS reply (UDP from port 53) with its IP facts; false for anything else.
+fn log_dns_reply(bytes: &[u8], shared: &Shared) -> bool {
+    let Ok(packet) = crate::packet::parse_ip(bytes) else {
+        return false;
+    };
+    let Transport::Udp {
+        source_port: 53,
+        destination_port,
+        payload,
+    } = packet.transport
+    else {
+        return false;
+    };
+    if payload.len() >= 2 {
+        let id = u16::from_be_bytes([payload[0], payload[1]]);
+        shared
+            .dns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                destination_port,
+                SocketAddr::new(packet.source, 53),
+                id,
+                payload.len(),
+                packet.ip,
+            );
+    }
+    true
 }
 
 /// What a prober knows of the capture: whether it runs, or why not.

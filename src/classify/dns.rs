@@ -895,6 +895,8 @@ mod tests {
             elapsed_ms,
             attempt: 1,
             ip_ttl: Some(60),
+            ip_id: None,
+            df: None,
             size: 60,
             id: 1,
             flags: DnsFlags {

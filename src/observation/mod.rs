@@ -64,6 +64,13 @@ pub struct DnsReply {
     pub attempt: u32,
     /// IP TTL (IPv4) or hop limit (IPv6) of the packet, from `IP_RECVTTL`.
     pub ip_ttl: Option<u8>,
+    /// IPv4 identification of the packet, from the packet capture (when it ran): an
+    /// injector's forged reply often has a fixed or patterned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_id: Option<u16>,
+    /// IPv4 don't-fragment bit of the packet, from the packet capture (when it ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df: Option<bool>,
     /// Size of the DNS message in bytes.
     pub size: usize,
     pub id: u16,

@@ -521,6 +521,8 @@ fn parse_reply(
                 elapsed_ms,
                 attempt,
                 ip_ttl,
+                ip_id: None,
+                df: None,
                 size: bytes.len(),
                 id,
                 flags: DnsFlags {
@@ -556,6 +558,8 @@ fn parse_reply(
             elapsed_ms,
             attempt,
             ip_ttl,
+            ip_id: None,
+            df: None,
             size: bytes.len(),
             id,
             flags: DnsFlags::default(),

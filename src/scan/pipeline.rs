@@ -24,6 +24,7 @@ use super::passes::Attempt;
 use super::{ScanContext, complete_target, dns, probe_target};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::probe::dns::GroupDone;
+use crate::probe::web::WebStage;
 use crate::record::TargetRecord;
 use crate::scheduler::{DispatchOutcome, Pacer};
 use crate::targets::Target;
@@ -324,9 +325,11 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
         ControlSlot::Done(control) => Some(control),
         ControlSlot::NotAsked | ControlSlot::Waiting => None,
     };
-    let observed = context
-        .dns
-        .observations_of(Vec::new(), queries.unwrap_or_default(), control);
+    let mut queries = queries.unwrap_or_default();
+    if let Some(capture) = context.web.as_ref().and_then(WebStage::live_capture) {
+        capture.annotate_dns(&mut queries);
+    }
+    let observed = context.dns.observations_of(Vec::new(), queries, control);
     let tls_proof = context.stages.tls && context.web.is_some();
     match dns::judge_if_complete(&context.dns, &context.forged_ips, tls_proof, observed) {
         Ok(section) => {

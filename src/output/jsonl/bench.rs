@@ -42,6 +42,8 @@ fn reply(from: &str, elapsed_ms: f64, id: u16, ips: &[&str]) -> DnsReply {
         elapsed_ms,
         attempt: 1,
         ip_ttl: Some(63),
+        ip_id: None,
+        df: None,
         size: 52,
         id,
         flags: DnsFlags {

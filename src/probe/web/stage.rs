@@ -158,6 +158,12 @@ impl WebStage {
         self
     }
 
+    /// The running packet capture, when there is one (it also logs DNS replies: see
+    /// [`crate::capture::Capture::annotate_dns`]).
+    pub fn live_capture(&self) -> Option<&crate::capture::Capture> {
+        self.tls.capture().live()
+    }
+
     /// The TLS prober, for "TLS as proof" of DNS answers.
     pub fn tls_prober(&self) -> &TlsProber {
         &self.tls

@@ -168,6 +168,11 @@ impl TlsProber {
         self
     }
 
+    /// The capture this prober's connections go through.
+    pub fn capture(&self) -> &ProbeCapture {
+        &self.capture
+    }
+
     pub fn config(&self) -> &TlsProbeConfig {
         &self.config
     }

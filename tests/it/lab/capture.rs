@@ -16,12 +16,25 @@ const HTTP_RST_TTL: u8 = 201;
 const HTTP_RST_ID: u16 = 4242;
 const TLS_RST_TTL: u8 = 177;
 const TLS_RST_ID: u16 = 777;
+/// The forged DNS answer's IP TTL and IP ID.
+const DNS_FORGED_TTL: u8 = 150;
+const DNS_FORGED_ID: u16 = 31337;
 
 fn scenario() -> String {
     format!(
         r#"
 [lab]
 description = "capture test"
+
+[pools]
+bogon = ["10.10.34.34"]
+
+[[dns_rules]]
+pattern = "inject.lab.example"
+action = "inject"
+pool = "bogon"
+ip_ttl = {DNS_FORGED_TTL}
+ip_id = {DNS_FORGED_ID}
 
 [[servers]]
 id = "web"
@@ -34,6 +47,10 @@ server = "web"
 
 [[names]]
 name = "rst.lab.example"
+server = "web"
+
+[[names]]
+name = "inject.lab.example"
 server = "web"
 
 [[names]]
@@ -170,7 +187,12 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
     require_lab();
     let dir = tempfile::tempdir().unwrap();
     let lab = CaptureLab::up(dir.path());
-    let names = ["open.lab.example", "rst.lab.example", "sni.lab.example"];
+    let names = [
+        "open.lab.example",
+        "rst.lab.example",
+        "sni.lab.example",
+        "inject.lab.example",
+    ];
 
     // As root: captured, everything kept (`--observations full`).
     let scan = lab.scan(&[], &["--observations", "full"], &names);
@@ -229,6 +251,35 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
             ttl_and_id(reset),
             (u64::from(TLS_RST_TTL), u64::from(TLS_RST_ID))
         );
+    }
+
+    // DNS: the capture adds each reply's IP ID and DF; the forged one carries the
+    // injector's IP ID, the genuine one the resolver's own.
+    let inject = &json(report.target("inject.lab.example"));
+    assert_eq!(inject["dns"]["verdict"], "dns_poisoning", "{inject:#}");
+    let replies: Vec<&Value> = inject["dns"]["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["role"] == "resolver")
+        .flat_map(|q| q["replies"].as_array().unwrap())
+        .collect();
+    let forged: Vec<&&Value> = replies
+        .iter()
+        .filter(|r| r["ip_ttl"] == u64::from(DNS_FORGED_TTL))
+        .collect();
+    assert_eq!(forged.len(), 1, "{replies:#?}");
+    assert_eq!(forged[0]["ip_id"], u64::from(DNS_FORGED_ID), "{replies:#?}");
+    assert!(forged[0]["df"].is_boolean(), "{replies:#?}");
+    let genuine: Vec<&&Value> = replies
+        .iter()
+        .filter(|r| r["ip_ttl"] != u64::from(DNS_FORGED_TTL))
+        .collect();
+    assert!(!genuine.is_empty(), "{replies:#?}");
+    for reply in genuine {
+        assert!(reply["ip_id"].is_u64(), "{reply:#}");
+        assert_ne!(reply["ip_id"], u64::from(DNS_FORGED_ID), "{reply:#}");
+        assert!(reply["df"].is_boolean(), "{reply:#}");
     }
 
     // A clean name: the whole handshake both ways, and no reset toward the client.
@@ -292,6 +343,13 @@ fn a_scan_captures_the_handshake_and_the_injected_resets_or_says_why_not() {
             assert_eq!(capture["status"], "unavailable", "{capture:#}");
             let reason = capture["reason"].as_str().unwrap();
             assert!(reason.contains("CAP_NET_RAW"), "{reason}");
+        }
+        // DNS replies keep what the socket gives (the TTL), nothing from a capture.
+        for query in target["dns"]["queries"].as_array().unwrap() {
+            for reply in query["replies"].as_array().unwrap() {
+                assert!(reply["ip_ttl"].is_u64(), "{reply:#}");
+                assert!(reply.get("ip_id").is_none(), "{reply:#}");
+            }
         }
     }
 
