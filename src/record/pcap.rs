@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::location::CensorPlacement;
+
 use crate::observation::packets::{ConnectionPackets, IcmpKind, IpFacts, TcpFlagSet};
 
 /// One capture file's analysis (`"record": "pcap_capture"`).
@@ -195,22 +197,6 @@ pub struct TtlHop {
     pub injector: Option<String>,
     /// Nothing came back for any flow at this TTL.
     pub silent: bool,
-}
-
-/// Where the blocking happens, by CenTrace's reasoning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CensorPlacement {
-    /// The blocking response appears at a TTL that cannot reach the server (or the trigger
-    /// travelled on past the censor): a middlebox on the path.
-    OnPath,
-    /// The blocking response appears only once the trigger reaches the server, or the
-    /// server answers otherwise than to the control (an endpoint firewall).
-    Endpoint,
-    /// No blocking response at any TTL.
-    NoneObserved,
-    /// Blocking seen but the server's hop distance is unknown.
-    Unknown,
 }
 
 /// Where the server's hop distance comes from.

@@ -640,7 +640,7 @@ fn ttl_traces(flows: &[PcapFlow]) -> Vec<TtlTrace> {
             router_before_blocking: None,
             server_hop,
             server_hop_from: server_hop.map(|_| HopSource::ThisCapture),
-            placement: CensorPlacement::NoneObserved,
+            placement: CensorPlacement::None,
             injector: hops.iter().find_map(|h| h.injector.clone()),
             evidence: Vec::new(),
             hops,
@@ -727,7 +727,7 @@ fn decide_placement(trace: &mut TtlTrace) {
             ));
             return;
         }
-        trace.placement = CensorPlacement::NoneObserved;
+        trace.placement = CensorPlacement::None;
         trace.evidence.push(format!(
             "no RST or FIN before data at any of {} trigger TTLs",
             trace.hops.len()
@@ -783,7 +783,7 @@ fn decide_placement(trace: &mut TtlTrace) {
             trace
                 .evidence
                 .push("the server's hop distance is unknown".to_owned());
-            CensorPlacement::Unknown
+            CensorPlacement::Inconclusive
         }
     };
 }
@@ -1048,7 +1048,7 @@ mod tests {
         assert_eq!(trace.router_before_blocking, Some(IpAddr::from(ROUTER)));
         // The server never answered: placement needs its distance.
         assert_eq!(trace.server_hop, None);
-        assert_eq!(trace.placement, CensorPlacement::Unknown);
+        assert_eq!(trace.placement, CensorPlacement::Inconclusive);
     }
 
     #[test]

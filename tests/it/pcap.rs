@@ -146,7 +146,7 @@ fn archive_org_draws_three_identical_rst_ack_with_df_from_hop_13_on() {
         assert_eq!(flow.judgement.injector.as_deref(), Some("gfw_type_ii"));
     }
     let control = trace(&records[1], "example.com");
-    assert_eq!(control.placement, CensorPlacement::NoneObserved);
+    assert_eq!(control.placement, CensorPlacement::None);
     assert_eq!(control.server_hop, Some(18));
     assert_eq!(control.server_hop_from, Some(HopSource::ThisCapture));
 }
@@ -279,7 +279,7 @@ fn bitcomet_is_blocked_by_the_endpoint_itself() {
     assert_eq!(test.control_answer.as_deref(), Some("HTTP/1.1 200 OK"));
     assert_eq!(test.placement, CensorPlacement::Endpoint);
     let control = trace(&records[1], "example.com");
-    assert_eq!(control.placement, CensorPlacement::NoneObserved);
+    assert_eq!(control.placement, CensorPlacement::None);
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn torproject_and_sohu_show_no_censorship() {
         let records = analyse(&[&test, &control], &[]);
         for record in &records {
             for trace in &record.traces {
-                assert_eq!(trace.placement, CensorPlacement::NoneObserved, "{trace:?}");
+                assert_eq!(trace.placement, CensorPlacement::None, "{trace:?}");
                 assert_eq!(trace.first_blocking_ttl, None);
             }
             for flow in &record.flows {
