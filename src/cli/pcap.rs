@@ -113,10 +113,10 @@ fn human(record: &PcapCaptureRecord) -> String {
 fn human_trace(out: &mut String, trace: &TtlTrace) {
     let _ = writeln!(
         out,
-        "  trace to {} ({}): {:?}",
+        "  trace to {} ({}): {}",
         trace.server,
         trace.trigger_name.as_deref().unwrap_or("-"),
-        trace.placement
+        trace.placement.describe()
     );
     for hop in &trace.hops {
         let mut what = Vec::new();

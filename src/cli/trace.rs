@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::classify::location::judge_trace;
 use crate::probe::locate::{TraceConfig, Tracer};
-use crate::record::location::{CensorPlacement, TraceProtocol, TraceRecord, TriggerOutcome};
+use crate::record::location::{TraceProtocol, TraceRecord, TriggerOutcome};
 
 /// Which trigger the trace sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,12 +135,7 @@ pub(crate) fn describe_trace(record: &TraceRecord) -> String {
     describe_hops(&mut out, &record.trace.hops);
     let location = &record.location;
     let hop = |hop: Option<u8>| hop.map_or_else(|| "unknown".to_owned(), |h| h.to_string());
-    let placement = match location.placement {
-        CensorPlacement::OnPath => "on-path censor",
-        CensorPlacement::Endpoint => "interference at the endpoint",
-        CensorPlacement::None => "no interference",
-        CensorPlacement::Inconclusive => "inconclusive",
-    };
+    let placement = location.placement.describe();
     let _ = writeln!(
         out,
         "result: {placement}; injection hop {}; server hop {}",

@@ -64,6 +64,18 @@ pub enum CensorPlacement {
     Inconclusive,
 }
 
+impl CensorPlacement {
+    /// In words, for the text outputs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CensorPlacement::OnPath => "on-path censor",
+            CensorPlacement::Endpoint => "interference at the endpoint",
+            CensorPlacement::None => "no interference",
+            CensorPlacement::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 /// Residual censorship seen during the trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResidualFacts {

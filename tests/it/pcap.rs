@@ -332,7 +332,7 @@ fn text_mode_lists_the_hops_and_the_placement() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
-        text.contains("trace to 222.138.4.221:443 (archive.org): OnPath"),
+        text.contains("trace to 222.138.4.221:443 (archive.org): on-path censor"),
         "{text}"
     );
     assert!(
