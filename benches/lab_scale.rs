@@ -12,7 +12,9 @@
 //! default mix, a 10 s residual window after every trigger.
 //! `cargo bench --bench lab_scale -- custom NAMES SERVERS RESIDUAL_SECS [MIX]`.
 //! Set `CENSORPROBE_BENCH_EXE` to measure another build of the binary, and
-//! `CENSORPROBE_BENCH_KEEP=FILE` to keep the report.
+//! `CENSORPROBE_BENCH_KEEP=FILE` to keep the report, and
+//! `CENSORPROBE_BENCH_SCAN_ARGS="--capture off"` (split on spaces) to add scan options,
+//! e.g. to compare a scan with and without its packet capture.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -208,6 +210,10 @@ fn main() {
     let info = lab.info().clone();
     let mut args = scan_args(&info, &timing, &report_path);
     args.extend(["--rate", "0", "--quiet"].map(str::to_owned));
+    if let Ok(extra) = std::env::var("CENSORPROBE_BENCH_SCAN_ARGS") {
+        args.extend(extra.split_whitespace().map(str::to_owned));
+        println!("  extra scan options: {extra}");
+    }
     let scan_started = Instant::now();
     let status = Command::new("ip")
         .args(["netns", "exec", &info.namespaces.vantage])
