@@ -339,6 +339,16 @@ fn read_packets(socket: &Socket, shared: &Shared, loopback: Option<usize>) {
 
 /// Log a DNS reply (UDP from port 53) with its IP facts; false for anything else.
 fn log_dns_reply(bytes: &[u8], shared: &Shared) -> bool {
+    // Only UDP is parsed here: TCP goes to the flow table, which refuses most of it from
+    // its header fields without a full parse.
+    let udp = match bytes.first().map(|b| b >> 4) {
+        Some(4) => bytes.get(9) == Some(&17),
+        Some(6) => bytes.get(6) == Some(&17),
+        _ => false,
+    };
+    if !udp {
+        return false;
+    }
     let Ok(packet) = crate::packet::parse_ip(bytes) else {
         return false;
     };
