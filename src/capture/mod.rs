@@ -16,7 +16,12 @@
 //! DNS-only scan at full rate reads no packet here.
 //!
 //! Flows are registered by the web probes before their SYN ([`Capture::register`]) and
-//! taken after the exchange ([`FlowTicket::finish`]). Without the right, the scan runs
+//! taken after the exchange ([`FlowTicket::finish`]). The thread may lag behind the
+//! probes on a busy machine, so taking a flow (or a DNS reply's facts) first waits until
+//! the thread has read everything the kernel queued before that moment
+//! ([`Capture::caught_up`]): the kernel hands a packet to the packet socket before the
+//! probe's own socket sees it, so an empty queue after that moment means nothing of the
+//! exchange is still unread. Without the right, the scan runs
 //! as without capture and each web observation says `capture: unavailable` with the
 //! reason.
 
@@ -25,7 +30,8 @@ mod table;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -68,6 +74,10 @@ const PACKET_OTHERHOST: u8 = 3;
 
 /// How often the capture thread checks whether it should stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest a probe waits for the capture thread to catch up before taking what it
+/// has (a thread that far behind is dropping packets anyway).
+pub const CATCH_UP_LIMIT: Duration = Duration::from_millis(500);
 
 /// Largest packet read (GRO on virtual interfaces hands up to 64 KiB at once).
 const RECEIVE_BUFFER: usize = 65_536;
@@ -120,6 +130,14 @@ struct Shared {
     epoch: Instant,
     /// Packets read from the socket (after the kernel filter), for the figures.
     packets_read: AtomicU64,
+    /// Microseconds after `epoch` at which the thread last found the socket's queue
+    /// empty, having routed everything before: every packet queued earlier is routed.
+    drained_us: AtomicU64,
+    /// Woken each time `drained_us` moves.
+    drained: tokio::sync::Notify,
+    /// Our end of the thread's wake-up pair: a byte here makes the thread look at its
+    /// queue now rather than at its next poll interval.
+    wake: UnixDatagram,
 }
 
 impl Shared {
@@ -168,9 +186,11 @@ impl Capture {
         socket
             .attach_filter(&capture_filter())
             .map_err(CaptureError::Socket)?;
-        socket
-            .set_read_timeout(Some(POLL_INTERVAL))
-            .map_err(CaptureError::Socket)?;
+        // Non-blocking: an empty queue is how the thread knows it has caught up.
+        socket.set_nonblocking(true).map_err(CaptureError::Socket)?;
+        let (wake, woken) = UnixDatagram::pair().map_err(CaptureError::Socket)?;
+        wake.set_nonblocking(true).map_err(CaptureError::Socket)?;
+        woken.set_nonblocking(true).map_err(CaptureError::Socket)?;
         // A smaller buffer than asked for only means drops under extreme load.
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
         let loopback = nix::net::if_::if_nametoindex("lo").ok().map(|i| i as usize);
@@ -180,11 +200,14 @@ impl Capture {
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
             packets_read: AtomicU64::new(0),
+            drained_us: AtomicU64::new(0),
+            drained: tokio::sync::Notify::new(),
+            wake,
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("capture".to_owned())
-            .spawn(move || read_packets(&socket, &thread_shared, loopback))
+            .spawn(move || read_packets(&socket, &woken, &thread_shared, loopback))
             .map_err(CaptureError::Thread)?;
         Ok(Capture {
             running: Arc::new(Running {
@@ -239,6 +262,33 @@ impl Capture {
         }
     }
 
+    /// Wait until the capture thread has routed every packet the kernel queued before
+    /// this call, at most `limit`; false when it did not catch up in time.
+    pub async fn caught_up(&self, limit: Duration) -> bool {
+        let shared = &self.running.shared;
+        let wanted = shared.epoch.elapsed().as_micros() as u64;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut woken = false;
+        loop {
+            let notified = shared.drained.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a drain between the check and the wait
+            // still wakes us.
+            notified.as_mut().enable();
+            if shared.drained_us.load(Ordering::Acquire) >= wanted {
+                return true;
+            }
+            if !woken {
+                // A full pair means a wake-up is already pending: nothing lost.
+                let _ = shared.wake.send(&[1]);
+                woken = true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Packets read from the socket so far (after the kernel filter).
     pub fn packets_read(&self) -> u64 {
         self.running.shared.packets_read.load(Ordering::Relaxed)
@@ -262,11 +312,13 @@ pub struct FlowTicket {
 
 impl FlowTicket {
     /// The flow's packets, after waiting [`SETTLE`] from `exchange_end` when the
-    /// exchange did not end cleanly (late injected or genuine packets).
+    /// exchange did not end cleanly (late injected or genuine packets), and for the
+    /// capture thread to catch up.
     pub async fn finish(mut self, clean: bool, exchange_end: Instant) -> ConnectionPackets {
         if !clean {
             tokio::time::sleep_until(tokio::time::Instant::from_std(exchange_end + SETTLE)).await;
         }
+        self.capture.caught_up(CATCH_UP_LIMIT).await;
         self.take()
     }
 
@@ -302,14 +354,40 @@ impl Drop for FlowTicket {
 }
 
 /// The capture thread: read, drop what is not ours, route the rest, until told to stop.
-fn read_packets(socket: &Socket, shared: &Shared, loopback: Option<usize>) {
+/// When the queue is empty it says so ([`Shared::drained_us`]) and sleeps until a packet
+/// comes, a probe asks it to catch up (`woken`), or the poll interval ends.
+fn read_packets(socket: &Socket, woken: &UnixDatagram, shared: &Shared, loopback: Option<usize>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
     let fd = socket.as_raw_fd();
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    let interval = PollTimeout::try_from(POLL_INTERVAL).unwrap_or(PollTimeout::MAX);
     while !shared.stop.load(Ordering::Relaxed) {
+        // Taken before the read: when the read finds nothing, everything queued before
+        // this moment has been routed.
+        let before_read = shared.epoch.elapsed().as_micros() as u64;
         let (len, from) =
             match nix::sys::socket::recvfrom::<nix::sys::socket::LinkAddr>(fd, &mut buffer) {
                 Ok(received) => received,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    shared.drained_us.store(before_read, Ordering::Release);
+                    shared.drained.notify_waiters();
+                    let mut fds = [
+                        PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+                    ];
+                    match nix::poll::poll(&mut fds, interval) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(err) => {
+                            tracing::warn!("packet capture stopped: {err}");
+                            return;
+                        }
+                    }
+                    // Empty the wake-up pair: one look at the queue answers them all.
+                    let mut byte = [0u8; 16];
+                    while woken.recv(&mut byte).is_ok() {}
+                    continue;
+                }
                 Err(err) => {
                     tracing::warn!("packet capture stopped: {err}");
                     return;
@@ -511,5 +589,85 @@ mod tests {
         );
         assert_eq!(capture.flows(), 0, "taken flows leave the table");
         assert!(capture.packets_read() >= seen.len() as u64);
+    }
+
+    /// A clean exchange is taken the moment it ends; a capture thread that is behind
+    /// must still have routed every packet of it by then. The thread is stalled on the
+    /// DNS log (held here while a datagram from port 53 reaches it), so the flow table
+    /// stays free and only the wait for the thread keeps the flow whole. Needs root or
+    /// `CAP_NET_RAW`: fails loudly without.
+    #[tokio::test]
+    async fn a_flow_taken_at_once_waits_for_a_capture_thread_that_is_behind() {
+        let capture = Capture::start().expect("this test needs root or CAP_NET_RAW");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 16];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"world")
+                .await
+                .unwrap();
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let local = socket.local_addr().unwrap();
+        let ticket = capture.register(local, server).unwrap();
+
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let held = capture.clone();
+        let staller = std::thread::spawn(move || {
+            let _log = held.running.shared.dns.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+        });
+        locked_rx.recv().unwrap();
+        // A loopback address of our own, so that no resolver on this host is in the way.
+        let dns_source = std::net::UdpSocket::bind((
+            std::net::Ipv4Addr::new(127, 53, (std::process::id() % 250) as u8 + 1, 53),
+            53,
+        ))
+        .expect("a port-53 socket on loopback (root)");
+        dns_source
+            .send_to(&[0u8; 12], dns_source.local_addr().unwrap())
+            .unwrap();
+
+        let mut stream = socket.connect(server).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"hello")
+            .await
+            .unwrap();
+        let mut reply = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut reply)
+            .await
+            .unwrap();
+        accept.await.unwrap();
+        assert!(
+            !capture.caught_up(Duration::from_millis(20)).await,
+            "the stalled thread is behind, and says so"
+        );
+        assert!(!staller.is_finished(), "the exchange ended while stalled");
+
+        let packets = ticket.finish(true, Instant::now()).await;
+        staller.join().unwrap();
+        let seen: Vec<(PacketDirection, String, u32)> = packets
+            .packets
+            .iter()
+            .filter_map(|p| {
+                p.tcp()
+                    .map(|t| (p.direction, t.flags.to_string(), t.payload_len))
+            })
+            .collect();
+        let has = |direction, flags: &str, payload| {
+            seen.iter()
+                .any(|(d, f, l)| *d == direction && f == flags && *l == payload)
+        };
+        assert!(has(PacketDirection::ToServer, "SYN", 0), "{seen:?}");
+        assert!(has(PacketDirection::ToClient, "SYN+ACK", 0), "{seen:?}");
+        assert!(packets.trigger.is_some(), "our payload: {seen:?}");
+        assert!(
+            seen.iter()
+                .any(|(d, _, l)| *d == PacketDirection::ToClient && *l == 5),
+            "the server's reply, read before the flow was taken: {seen:?}"
+        );
     }
 }

@@ -327,6 +327,8 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
     };
     let mut queries = queries.unwrap_or_default();
     if let Some(capture) = context.web.as_ref().and_then(WebStage::live_capture) {
+        // The last replies may still be queued for the capture thread.
+        capture.caught_up(crate::capture::CATCH_UP_LIMIT).await;
         capture.annotate_dns(&mut queries);
     }
     let observed = context.dns.observations_of(Vec::new(), queries, control);
