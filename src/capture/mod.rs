@@ -361,39 +361,51 @@ fn read_packets(socket: &Socket, woken: &UnixDatagram, shared: &Shared, loopback
     let fd = socket.as_raw_fd();
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
     let interval = PollTimeout::try_from(POLL_INTERVAL).unwrap_or(PollTimeout::MAX);
+    let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    // Kernel timestamps are wall-clock time; packets are timed from the capture's start.
+    let wall_epoch_us = wall_clock_us();
+    if let Err(err) =
+        nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+    {
+        tracing::info!("packet capture: no kernel timestamps ({err}); packets are timed as read");
+    }
     while !shared.stop.load(Ordering::Relaxed) {
         // Taken before the read: when the read finds nothing, everything queued before
         // this moment has been routed.
         let before_read = shared.epoch.elapsed().as_micros() as u64;
-        let (len, from) =
-            match nix::sys::socket::recvfrom::<nix::sys::socket::LinkAddr>(fd, &mut buffer) {
-                Ok(received) => received,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => {
-                    shared.drained_us.store(before_read, Ordering::Release);
-                    shared.drained.notify_waiters();
-                    let mut fds = [
-                        PollFd::new(socket.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(woken.as_fd(), PollFlags::POLLIN),
-                    ];
-                    match nix::poll::poll(&mut fds, interval) {
-                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                        Err(err) => {
-                            tracing::warn!("packet capture stopped: {err}");
-                            return;
-                        }
+        let (len, from, stamped_us) = match receive(fd, &mut buffer, &mut control) {
+            Ok(received) => received,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                shared.drained_us.store(before_read, Ordering::Release);
+                shared.drained.notify_waiters();
+                let mut fds = [
+                    PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+                ];
+                match nix::poll::poll(&mut fds, interval) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(err) => {
+                        tracing::warn!("packet capture stopped: {err}");
+                        return;
                     }
-                    // Empty the wake-up pair: one look at the queue answers them all.
-                    let mut byte = [0u8; 16];
-                    while woken.recv(&mut byte).is_ok() {}
-                    continue;
                 }
-                Err(err) => {
-                    tracing::warn!("packet capture stopped: {err}");
-                    return;
-                }
-            };
-        let at_us = shared.epoch.elapsed().as_micros() as u64;
+                // Empty the wake-up pair: one look at the queue answers them all.
+                let mut byte = [0u8; 16];
+                while woken.recv(&mut byte).is_ok() {}
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!("packet capture stopped: {err}");
+                return;
+            }
+        };
+        // The kernel's time of the packet, not the moment this thread got to it: a
+        // burst read after a pause must keep its spacing (injectors are told apart by it).
+        let at_us = stamped_us.map_or_else(
+            || shared.epoch.elapsed().as_micros() as u64,
+            |us| us.saturating_sub(wall_epoch_us),
+        );
         if let Some(from) = from {
             let pkttype = from.pkttype();
             // On loopback every packet shows twice, as sent and as received: keep one.
@@ -413,6 +425,35 @@ fn read_packets(socket: &Socket, woken: &UnixDatagram, shared: &Shared, loopback
         }
         table.route_bytes(&buffer[..len], at_us);
     }
+}
+
+/// Microseconds since the Unix epoch, by the wall clock (the kernel's timestamps' clock).
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One packet from the socket: its length, where it was seen, and the kernel's time of
+/// it in wall-clock microseconds (when the socket gives timestamps).
+fn receive(
+    fd: std::os::fd::RawFd,
+    buffer: &mut [u8],
+    control: &mut Vec<u8>,
+) -> Result<(usize, Option<nix::sys::socket::LinkAddr>, Option<u64>), nix::errno::Errno> {
+    use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buffer)];
+    let message = recvmsg::<LinkAddr>(fd, &mut iov, Some(control), MsgFlags::empty())?;
+    let stamped_us = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(ts) => Some(
+                u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000
+                    + u64::try_from(ts.tv_nsec()).unwrap_or(0) / 1_000,
+            ),
+            _ => None,
+        })
+    });
+    Ok((message.bytes, message.address, stamped_us))
 }
 
 /// Log a DNS reply (UDP from port 53) with its IP facts; false for anything else.
@@ -605,6 +646,7 @@ mod tests {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 16];
             let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
             tokio::io::AsyncWriteExt::write_all(&mut stream, b"world")
                 .await
                 .unwrap();
@@ -669,5 +711,19 @@ mod tests {
                 .any(|(d, _, l)| *d == PacketDirection::ToClient && *l == 5),
             "the server's reply, read before the flow was taken: {seen:?}"
         );
+        // Read in one go after the stall, the packets keep the kernel's times: the reply
+        // came 60 ms after the request.
+        let at = |direction, payload| {
+            packets
+                .packets
+                .iter()
+                .find(|p| {
+                    p.direction == direction && p.tcp().is_some_and(|t| t.payload_len == payload)
+                })
+                .map(|p| p.at_us)
+                .unwrap()
+        };
+        let gap = at(PacketDirection::ToClient, 5) - at(PacketDirection::ToServer, 5);
+        assert!(gap >= 50_000, "request to reply: {gap} µs");
     }
 }
