@@ -439,7 +439,7 @@ fn wall_clock_us() -> u64 {
 fn receive(
     fd: std::os::fd::RawFd,
     buffer: &mut [u8],
-    control: &mut Vec<u8>,
+    control: &mut [u8],
 ) -> Result<(usize, Option<nix::sys::socket::LinkAddr>, Option<u64>), nix::errno::Errno> {
     use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg};
     let mut iov = [std::io::IoSliceMut::new(buffer)];
