@@ -21,6 +21,7 @@
 //! [`lab`] (the built-in censored network) and [`servers`] (its DNS and web servers)
 //! are public for the integration tests and the demo, not as a library API.
 
+pub mod asn;
 pub mod capture;
 pub mod classify;
 pub mod cli;

@@ -437,5 +437,6 @@ fn target_record(
         blocking: blocking.blocking,
         accessible: blocking.accessible,
         location: None,
+        web_control: None,
     }
 }

@@ -166,17 +166,29 @@ pub enum HttpVerdict {
     Inconclusive,
     /// Not probed; `reason` says why.
     Skipped,
+    /// Every connect of ours to the address failed (dropped or reset: the benign control
+    /// too) while the web control, from an uncensored vantage, connected, and the probe's
+    /// other paths work: the address is blocked (stage `connect`).
+    TcpIpBlocking,
+    /// The page differs from the one the web control got from the same address, in the
+    /// way OONI's `web_connectivity` defines (status, title, body length proportion,
+    /// headers), and matches no block-page fingerprint (stage `response`).
+    HttpDiff,
+    /// Our connects failed, and the web control's failed the same way: the server is
+    /// down or the port closed, not blocked (stage `connect`).
+    Down,
 }
 
 impl HttpVerdict {
     /// What this verdict at this stage says about blocking.
     pub fn claim(self, stage: Option<Stage>) -> Claim {
         match (self, stage) {
-            (HttpVerdict::Ok, _) => Claim::Clean,
+            (HttpVerdict::Ok | HttpVerdict::Down, _) => Claim::Clean,
             (HttpVerdict::RstInjection, Some(Stage::Connect)) => {
                 Claim::Blocked(BlockingLayer::TcpIp)
             }
-            (HttpVerdict::RstInjection | HttpVerdict::Blockpage, _)
+            (HttpVerdict::TcpIpBlocking, _) => Claim::Blocked(BlockingLayer::TcpIp),
+            (HttpVerdict::RstInjection | HttpVerdict::Blockpage | HttpVerdict::HttpDiff, _)
             | (HttpVerdict::Timeout | HttpVerdict::Eof, Some(Stage::Request | Stage::Response)) => {
                 Claim::Blocked(BlockingLayer::Http)
             }
@@ -224,13 +236,20 @@ pub enum TlsVerdict {
     Inconclusive,
     /// Not probed; `reason` says why.
     Skipped,
+    /// Every connect of ours to the address failed while the web control connected, and
+    /// the probe's other paths work: the address is blocked (stage `connect`).
+    TcpIpBlocking,
+    /// Our connects failed, and the web control's failed the same way: the server is
+    /// down or the port closed, not blocked (stage `connect`).
+    Down,
 }
 
 impl TlsVerdict {
     /// What this verdict at this stage says about blocking.
     pub fn claim(self, stage: Option<Stage>) -> Claim {
         match (self, stage) {
-            (TlsVerdict::Ok | TlsVerdict::CertInvalid, _) => Claim::Clean,
+            (TlsVerdict::Ok | TlsVerdict::CertInvalid | TlsVerdict::Down, _) => Claim::Clean,
+            (TlsVerdict::TcpIpBlocking, _) => Claim::Blocked(BlockingLayer::TcpIp),
             (TlsVerdict::RstInjection, Some(Stage::Connect)) => {
                 Claim::Blocked(BlockingLayer::TcpIp)
             }
@@ -706,7 +725,10 @@ mod tests {
                 "malformed_response",
                 "error",
                 "inconclusive",
-                "skipped"
+                "skipped",
+                "tcp_ip_blocking",
+                "http_diff",
+                "down"
             ]
         );
         assert_eq!(
@@ -721,7 +743,9 @@ mod tests {
                 "tls_alert",
                 "error",
                 "inconclusive",
-                "skipped"
+                "skipped",
+                "tcp_ip_blocking",
+                "down"
             ]
         );
         assert_eq!(

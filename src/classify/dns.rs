@@ -127,6 +127,21 @@ impl Judgement {
     }
 }
 
+/// Judge a DNS section again with the web control's view of the name: a resolver answer
+/// that shares no address with the control but shares addresses, a prefix or an AS with
+/// the helper's answers, or that the helper's TLS handshake proved valid for the name, is
+/// consistent (geo-DNS, not poisoning). The section's assessment is replaced when the
+/// helper's evidence changes it; a failed helper changes nothing.
+///
+/// CONTRACT STUB (owner: classify helper).
+pub fn reconsider_with_web_control(
+    section: &mut crate::record::DnsSection,
+    web_control: &crate::observation::web_control::WebControlObservation,
+    asns: &crate::asn::AsnTable,
+) {
+    let _ = (section, web_control, asns);
+}
+
 pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
     let mut j = Judgement {
         methods: BTreeSet::new(),

@@ -122,6 +122,23 @@ pub fn judge_web_with_injectors(
     }
 }
 
+/// [`judge_web_with_injectors`] with what the web control (`scan --web-control`) saw from
+/// its uncensored vantage: decides `tcp_ip_blocking`, `down` and `http_diff`, and adds
+/// the comparison to the evidence. Without a web control (`None`, or a helper that
+/// failed) the judgement is [`judge_web_with_injectors`]'s.
+///
+/// CONTRACT STUB (owner: classify helper).
+pub fn judge_web_with_control(
+    observations: WebObservations,
+    web_control: Option<&crate::observation::web_control::WebControlObservation>,
+    control_name: &str,
+    blockpages: &BlockpageSet,
+    injectors: &InjectorSet,
+) -> WebStageResult {
+    let _ = web_control;
+    judge_web_with_injectors(observations, control_name, blockpages, injectors)
+}
+
 fn ms(v: f64) -> String {
     format!("{v:.1} ms")
 }

@@ -2,6 +2,7 @@
 
 pub mod packets;
 pub mod web;
+pub mod web_control;
 
 use std::net::{IpAddr, SocketAddr};
 

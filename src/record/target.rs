@@ -271,6 +271,10 @@ pub struct TargetRecord {
     /// (absent otherwise).
     #[serde(default)]
     pub location: Option<super::location::LocationSection>,
+    /// With `scan --web-control`: what the helper saw from its uncensored vantage, or
+    /// why it said nothing (absent otherwise).
+    #[serde(default)]
+    pub web_control: Option<crate::observation::web_control::WebControlObservation>,
 }
 
 impl TargetRecord {
@@ -347,9 +351,10 @@ impl Serialize for TargetView<'_> {
             blocking,
             accessible,
             location,
+            web_control,
         } = self.record;
         let lean = self.lean;
-        let mut out = serializer.serialize_struct("TargetRecord", 16)?;
+        let mut out = serializer.serialize_struct("TargetRecord", 17)?;
         out.serialize_field("domain", domain)?;
         if let Some(address) = address {
             out.serialize_field("address", address)?;
@@ -393,6 +398,9 @@ impl Serialize for TargetView<'_> {
         }
         if let Some(location) = location {
             out.serialize_field("location", location)?;
+        }
+        if let Some(web_control) = web_control {
+            out.serialize_field("web_control", web_control)?;
         }
         out.end()
     }

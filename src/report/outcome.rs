@@ -696,6 +696,7 @@ mod tests {
             blocking: Blocking::At(BlockingLayer::Dns),
             accessible: Some(false),
             location: None,
+            web_control: None,
         };
         let via_json = |r: &TargetRecord| {
             TargetOutcome::from_value(&serde_json::to_value(r).unwrap()).unwrap()

@@ -101,6 +101,9 @@ fn http_verdicts() {
         "error",
         "inconclusive",
         "skipped",
+        "tcp_ip_blocking",
+        "http_diff",
+        "down",
     ];
     assert_wire(HttpVerdict::ALL, &words);
     let keys: Vec<&str> = HttpVerdict::ALL.iter().map(|v| v.as_str()).collect();
@@ -120,6 +123,8 @@ fn tls_verdicts() {
         "error",
         "inconclusive",
         "skipped",
+        "tcp_ip_blocking",
+        "down",
     ];
     assert_wire(TlsVerdict::ALL, &words);
     let keys: Vec<&str> = TlsVerdict::ALL.iter().map(|v| v.as_str()).collect();

@@ -96,6 +96,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
         )
         .then_some(true)),
         location: None,
+        web_control: None,
     }
 }
 

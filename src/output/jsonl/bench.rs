@@ -157,6 +157,7 @@ fn record(resolver_ips: &[&str], sink_replies: Vec<DnsReply>) -> TargetRecord {
         blocking: blocking.blocking,
         accessible: blocking.accessible,
         location: None,
+        web_control: None,
     }
 }
 
