@@ -118,6 +118,8 @@ struct Judgement {
     genuine: BTreeSet<IpAddr>,
     /// A bogon answer with no control and no benign answer to compare it with.
     unresolved_bogon: bool,
+    /// Addresses the web control vouches for ([`reconsider_with_web_control`]).
+    vouches: Vec<Vouch>,
 }
 
 impl Judgement {
@@ -133,22 +135,219 @@ impl Judgement {
 /// consistent (geo-DNS, not poisoning). The section's assessment is replaced when the
 /// helper's evidence changes it; a failed helper changes nothing.
 ///
-/// CONTRACT STUB (owner: classify helper).
+/// Only a `dns_poisoning` whose sole method is `inconsistent` is reconsidered (the other
+/// methods stand on facts a second vantage cannot undo). Every inconsistent answer (one
+/// per question type) must be vouched for, each by the first that applies of: an
+/// address in common with the helper's lookups, the helper's TLS handshake to one of
+/// its addresses valid for the name, one of its addresses in the same /24 (IPv4) or /48
+/// (IPv6) as one of the helper's, the same AS (`asns`; AS 0, not routed, is no AS).
+/// OONI's `dns_consistency` counts the same facts as consistent (ooni/spec
+/// `ts-017-web-connectivity.md`, "dns_consistency": same addresses, same ASN, TLS
+/// handshakes for the domain). The section is then judged again from its observations
+/// with those addresses genuine; otherwise it stays `dns_poisoning` and the evidence says
+/// that the helper disagrees too.
 pub fn reconsider_with_web_control(
     section: &mut crate::record::DnsSection,
     web_control: &crate::observation::web_control::WebControlObservation,
     asns: &crate::asn::AsnTable,
 ) {
-    let _ = (section, web_control, asns);
+    let Some(helper) = web_control.result() else {
+        return;
+    };
+    let assessment = &section.assessment;
+    if assessment.verdict != DnsVerdict::DnsPoisoning
+        || assessment.methods != [PoisoningMethod::Inconsistent]
+        || section.queries.is_empty()
+    {
+        return;
+    }
+    let mut vouches = Vec::new();
+    let mut disagreements = Vec::new();
+    for inconsistent in assessment
+        .evidence
+        .iter()
+        .filter(|e| e.kind == EvidenceKind::NoCommonAddress)
+    {
+        match vouch(inconsistent, helper, asns) {
+            Ok(vouch) => vouches.push(vouch),
+            Err(disagrees) => disagreements.push(disagrees),
+        }
+    }
+    if vouches.is_empty() || !disagreements.is_empty() {
+        section.assessment.evidence.extend(disagreements);
+        return;
+    }
+    let proven: Vec<IpAddr> = section
+        .tls_proof
+        .iter()
+        .filter(|o| o.valid_for_name())
+        .map(|o| o.ip)
+        .collect();
+    // No known-forged address was found with the scan's list (the only method was
+    // `inconsistent`), so an empty list judges the same.
+    let no_list = ForgedIpList::default();
+    let inputs = DnsInputs {
+        queries: &section.queries,
+        control: section.control.as_ref(),
+        forged_ips: &no_list,
+        tls_proven: &proven,
+        benign_query: section.benign_query.as_ref(),
+    };
+    let mut judged = classify_dns_vouched(&inputs, vouches);
+    if judged.methods.contains(&PoisoningMethod::Inconsistent) {
+        return;
+    }
+    // Facts the scan added after judging (addresses not contacted for TLS proof).
+    judged.evidence.extend(
+        section
+            .assessment
+            .evidence
+            .iter()
+            .filter(|e| e.kind == EvidenceKind::TlsProofSkipped)
+            .cloned(),
+    );
+    section.assessment = judged;
+}
+
+/// Resolver addresses the web control vouches for, with the evidence saying how.
+#[derive(Debug, Clone)]
+struct Vouch {
+    qtype: Option<String>,
+    ips: Vec<IpAddr>,
+    evidence: Evidence,
+}
+
+/// The network prefix OONI-style consistency compares: /24 for IPv4, /48 for IPv6.
+fn same_prefix(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..6] == b.octets()[..6],
+        _ => false,
+    }
+}
+
+/// Whether the web control vouches for an inconsistent answer (`no_common_address`
+/// evidence, its addresses in `ips`); `Err` is the evidence that it does not.
+fn vouch(
+    inconsistent: &Evidence,
+    helper: &crate::observation::web_control::WebControlResult,
+    asns: &crate::asn::AsnTable,
+) -> Result<Vouch, Evidence> {
+    let qtype = inconsistent.qtype.as_deref();
+    let ours = &inconsistent.ips;
+    let theirs: Vec<IpAddr> = {
+        let mut ips: Vec<IpAddr> = helper.resolved_addresses().collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    };
+    let made = |kind, ips: Vec<IpAddr>, detail: String| {
+        Ok(Vouch {
+            qtype: qtype.map(str::to_owned),
+            evidence: Evidence::new(kind, qtype, detail).with_ips(ips.iter().copied()),
+            ips,
+        })
+    };
+    let common: Vec<IpAddr> = ours.iter().copied().filter(|ip| theirs.contains(ip)).collect();
+    if !common.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but the web control's own lookups              returned {} too: consistent (an answer for another region)",
+            join_ips(&common)
+        );
+        return made(EvidenceKind::WebControlCommonAddress, common, detail);
+    }
+    let proven: Vec<IpAddr> = ours
+        .iter()
+        .copied()
+        .filter(|ip| {
+            helper
+                .tls
+                .iter()
+                .any(|o| o.ip == *ip && o.name.eq_ignore_ascii_case(&helper.name) && o.valid_for_name())
+        })
+        .collect();
+    if !proven.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but the web control's TLS handshake to {}              with SNI {:?} gave a chain valid for the name: consistent (CDN or geo-DNS)",
+            join_ips(&proven),
+            helper.name
+        );
+        return made(EvidenceKind::WebControlTlsProof, proven, detail);
+    }
+    let near: Vec<(IpAddr, IpAddr)> = ours
+        .iter()
+        .filter_map(|ip| theirs.iter().find(|t| same_prefix(*ip, **t)).map(|t| (*ip, *t)))
+        .collect();
+    if !near.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but in the same /24 (IPv4) or /48 (IPv6)              as the web control's answer: {}: consistent (geo-DNS)",
+            near.iter()
+                .map(|(o, t)| format!("{o} near {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return made(
+            EvidenceKind::WebControlSamePrefix,
+            near.into_iter().map(|(o, _)| o).collect(),
+            detail,
+        );
+    }
+    let their_asns: Vec<(IpAddr, crate::asn::AsnEntry)> = theirs
+        .iter()
+        .filter_map(|t| asns.lookup(*t).map(|e| (*t, e)))
+        .collect();
+    let same_as: Vec<(IpAddr, IpAddr, crate::asn::AsnEntry)> = ours
+        .iter()
+        .filter_map(|ip| {
+            let mine = asns.lookup(*ip)?;
+            their_asns
+                .iter()
+                .find(|(_, e)| e.asn == mine.asn)
+                .map(|(t, _)| (*ip, *t, mine))
+        })
+        .collect();
+    if !same_as.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but in the same AS as the web control's              answer: {}: consistent (geo-DNS)",
+            same_as
+                .iter()
+                .map(|(o, t, e)| format!("{o} and {t} in AS{} {}", e.asn, e.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return made(
+            EvidenceKind::WebControlSameAs,
+            same_as.into_iter().map(|(o, _, _)| o).collect(),
+            detail,
+        );
+    }
+    Err(Evidence::new(
+        EvidenceKind::WebControlDisagrees,
+        qtype,
+        format!(
+            "the web control does not vouch for {} either: its lookups returned {} (no common              address, /24 or /48, or AS{}), and no handshake of its to these addresses was valid              for the name",
+            join_ips(ours),
+            join_ips(&theirs),
+            if asns.is_empty() { ", no AS table given" } else { "" }
+        ),
+    )
+    .with_ips(ours.iter().copied()))
 }
 
 pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
+    classify_dns_vouched(inputs, Vec::new())
+}
+
+/// [`classify_dns`] with addresses the web control vouches for: genuine when the
+/// control disagrees, stated by the web control's evidence.
+fn classify_dns_vouched(inputs: &DnsInputs<'_>, vouches: Vec<Vouch>) -> DnsAssessment {
     let mut j = Judgement {
         methods: BTreeSet::new(),
         evidence: Vec::new(),
         forged: BTreeSet::new(),
         genuine: BTreeSet::new(),
         unresolved_bogon: false,
+        vouches,
     };
     for query in inputs
         .queries
@@ -536,6 +735,12 @@ fn judge_against_control(
                     )
                     .with_ips(proven),
                 );
+            } else if let Some(vouch) = j.vouches.iter().find(|v| {
+                v.qtype.as_deref() == Some(qtype) && v.ips.iter().any(|ip| first_ips.contains(ip))
+            }) {
+                let (ips, evidence) = (vouch.ips.clone(), vouch.evidence.clone());
+                j.genuine.extend(ips);
+                j.evidence.push(evidence);
             } else {
                 j.forged.extend(first_ips.iter().copied());
                 j.found(

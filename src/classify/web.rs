@@ -124,10 +124,8 @@ pub fn judge_web_with_injectors(
 
 /// [`judge_web_with_injectors`] with what the web control (`scan --web-control`) saw from
 /// its uncensored vantage: decides `tcp_ip_blocking`, `down` and `http_diff`, and adds
-/// the comparison to the evidence. Without a web control (`None`, or a helper that
-/// failed) the judgement is [`judge_web_with_injectors`]'s.
-///
-/// CONTRACT STUB (owner: classify helper).
+/// the comparison to the evidence (rules: [`super::web_control`]). Without a web control
+/// (`None`, or a helper that failed) the judgement is [`judge_web_with_injectors`]'s.
 pub fn judge_web_with_control(
     observations: WebObservations,
     web_control: Option<&crate::observation::web_control::WebControlObservation>,
@@ -135,8 +133,37 @@ pub fn judge_web_with_control(
     blockpages: &BlockpageSet,
     injectors: &InjectorSet,
 ) -> WebStageResult {
-    let _ = web_control;
-    judge_web_with_injectors(observations, control_name, blockpages, injectors)
+    let mut result = judge_web_with_injectors(observations, control_name, blockpages, injectors);
+    let Some(helper) = web_control.and_then(|w| w.result()) else {
+        return result;
+    };
+    // Each address is judged again with the helper's view, then the headline is chosen
+    // again the same way. A skipped stage has no address: it stays as it is.
+    if let Some(http) = result.http.take() {
+        result.http = Some(if http.attempts.is_empty() {
+            http
+        } else {
+            let attempts = http
+                .attempts
+                .into_iter()
+                .map(|a| super::web_control::refine_http(a, helper))
+                .collect();
+            assess_http(&http.name, attempts)
+        });
+    }
+    if let Some(tls) = result.tls.take() {
+        result.tls = Some(if tls.attempts.is_empty() {
+            tls
+        } else {
+            let attempts = tls
+                .attempts
+                .into_iter()
+                .map(|a| super::web_control::refine_tls(a, helper))
+                .collect();
+            assess_tls(&tls.name, attempts)
+        });
+    }
+    result
 }
 
 fn ms(v: f64) -> String {
