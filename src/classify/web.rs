@@ -1023,7 +1023,7 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observation::web::{
         CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
@@ -1033,9 +1033,9 @@ mod tests {
     use std::net::IpAddr;
     use std::net::Ipv4Addr;
 
-    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    pub(crate) const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 
-    fn connect(status: ConnectStatus) -> ConnectObservation {
+    pub(crate) fn connect(status: ConnectStatus) -> ConnectObservation {
         ConnectObservation {
             status,
             errno: None,
@@ -1045,7 +1045,7 @@ mod tests {
         }
     }
 
-    fn http(
+    pub(crate) fn http(
         host: &str,
         status: ConnectStatus,
         end: Option<HttpExchangeEnd>,
@@ -1091,7 +1091,7 @@ mod tests {
         }
     }
 
-    fn ok_http(host: &str) -> HttpObservation {
+    pub(crate) fn ok_http(host: &str) -> HttpObservation {
         http(
             host,
             ConnectStatus::Ok,
@@ -1100,7 +1100,7 @@ mod tests {
         )
     }
 
-    fn tls(
+    pub(crate) fn tls(
         name: &str,
         status: ConnectStatus,
         end: Option<TlsHandshakeEnd>,
@@ -1145,7 +1145,7 @@ mod tests {
         }
     }
 
-    fn path() -> PathFacts {
+    pub(crate) fn path() -> PathFacts {
         PathFacts {
             mode: AccessMode::Shared,
             requeues: 0,
@@ -1155,7 +1155,7 @@ mod tests {
         }
     }
 
-    fn judge_http(
+    pub(crate) fn judge_http(
         control: HttpObservation,
         test: HttpObservation,
         residual: Option<HttpObservation>,
@@ -1169,7 +1169,7 @@ mod tests {
         classify_http_attempt(obs, path(), "example.com", &BlockpageSet::builtin())
     }
 
-    fn judge_tls(
+    pub(crate) fn judge_tls(
         control: TlsObservation,
         test: TlsObservation,
         residual: Option<TlsObservation>,
@@ -1183,7 +1183,7 @@ mod tests {
         classify_tls_attempt(obs, path(), "example.com")
     }
 
-    fn kinds<V, O>(r: &IpResult<V, O>) -> Vec<WebEvidenceKind> {
+    pub(crate) fn kinds<V, O>(r: &IpResult<V, O>) -> Vec<WebEvidenceKind> {
         r.evidence.iter().map(|e| e.kind).collect()
     }
 

@@ -418,9 +418,9 @@ pub enum WebEvidenceKind {
     WebControlRefusedAddress,
     /// The web control has no observation of this address and port.
     WebControlNotTested,
-    /// The web control got no complete response from this address: the pages cannot
-    /// be compared.
-    WebControlNoResponse,
+    /// The web control's response from this address is no basis for comparing pages:
+    /// none arrived complete, or its status is not 2xx and differs from ours.
+    WebControlNotComparable,
     /// Our page and the web control's are alike by OONI's `web_connectivity` rules.
     WebControlPageMatches,
     /// Our page differs from the web control's by OONI's `web_connectivity` rules.
