@@ -1522,4 +1522,206 @@ mod tests {
                 .any(|e| e.kind == EvidenceKind::DuplicateReplies)
         );
     }
+
+    // ---- Reconsidering with a web control (geo-DNS).
+
+    use crate::asn::AsnTable;
+    use crate::observation::web_control::{
+        HelperDns, HelperLookup, HelperLookupStatus, WebControlObservation, WebControlResult,
+    };
+    use crate::record::DnsSection;
+
+    /// A section whose resolver answered `answer` while the control resolved
+    /// 198.18.1.1: `dns_poisoning` by `inconsistent` alone.
+    fn inconsistent_section(answer: &[&str]) -> DnsSection {
+        let queries = vec![query(vec![reply(RESOLVER, 5.0, "NoError", answer)])];
+        let c = control(resolved(&["198.18.1.1"]));
+        let assessment = judge(&queries, Some(&c), &[]);
+        DnsSection {
+            assessment,
+            resolver: RESOLVER.parse().unwrap(),
+            sink: None,
+            queries,
+            control: Some(c),
+            tls_proof: Vec::new(),
+            benign_query: None,
+        }
+    }
+
+    fn helper_saw(addresses: &[&str]) -> WebControlResult {
+        WebControlResult {
+            name: "x.test".into(),
+            dns: HelperDns {
+                resolver: HelperLookup {
+                    resolver: "system".into(),
+                    status: HelperLookupStatus::Resolved,
+                    addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                    error: None,
+                    ms: 2.0,
+                },
+                doh: None,
+            },
+            connects: Vec::new(),
+            http: Vec::new(),
+            tls: Vec::new(),
+            refused: Vec::new(),
+            ms: 20.0,
+        }
+    }
+
+    fn answered(result: WebControlResult) -> WebControlObservation {
+        WebControlObservation::Answered {
+            helper: "https://198.19.0.2:8443".into(),
+            software: "censorprobe test".into(),
+            ms: 30.0,
+            result: Box::new(result),
+        }
+    }
+
+    /// The section after reconsidering: its verdict and evidence kinds.
+    fn reconsidered(
+        mut section: DnsSection,
+        helper: &WebControlObservation,
+        asns: &AsnTable,
+    ) -> DnsAssessment {
+        assert_eq!(section.assessment.methods, [PoisoningMethod::Inconsistent]);
+        reconsider_with_web_control(&mut section, helper, asns);
+        section.assessment
+    }
+
+    fn has(a: &DnsAssessment, kind: EvidenceKind) -> bool {
+        a.evidence.iter().any(|e| e.kind == kind)
+    }
+
+    #[test]
+    fn an_answer_the_web_control_shares_is_consistent() {
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper_saw(&["198.18.7.7", "198.18.9.9"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!((a.verdict, a.method), (DnsVerdict::Ok, None), "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlCommonAddress));
+        assert!(!has(&a, EvidenceKind::NoCommonAddress));
+        assert!(a.forged_ips.is_empty());
+        assert!(a.genuine_ips.contains(&"198.18.7.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_answer_in_the_web_controls_24_or_48_is_consistent() {
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper_saw(&["198.18.7.200"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlSamePrefix));
+        assert!(same_prefix("2001:db8:1:2::1".parse().unwrap(), "2001:db8:1:ffff::9".parse().unwrap()));
+        assert!(!same_prefix("2001:db8:1::1".parse().unwrap(), "2001:db8:2::1".parse().unwrap()));
+        assert!(!same_prefix("198.18.7.1".parse().unwrap(), "198.18.8.1".parse().unwrap()));
+        assert!(!same_prefix("198.18.7.1".parse().unwrap(), "::ffff:198.18.7.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_answer_in_the_web_controls_as_is_consistent_only_with_a_table() {
+        // A tiny table: the resolver's and the helper's addresses in one AS.
+        let table = AsnTable::parse(
+            "198.18.6.0\t198.18.9.255\t64500\tZZ\tGEO-CDN\n\
+             198.18.10.0\t198.18.10.255\t64501\tZZ\tOTHER\n",
+        )
+        .unwrap();
+        let helper = answered(helper_saw(&["198.18.9.9"]));
+        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &table);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        let same = a
+            .evidence
+            .iter()
+            .find(|e| e.kind == EvidenceKind::WebControlSameAs)
+            .unwrap();
+        assert!(same.detail.contains("AS64500 GEO-CDN"), "{}", same.detail);
+        // Without the table nothing vouches: still poisoning, and the evidence says so.
+        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &AsnTable::empty());
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning);
+        assert_eq!(a.methods, [PoisoningMethod::Inconsistent]);
+        assert!(has(&a, EvidenceKind::WebControlDisagrees));
+        // Another AS: poisoning.
+        let helper = answered(helper_saw(&["198.18.10.9"]));
+        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &table);
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning);
+    }
+
+    #[test]
+    fn an_answer_the_web_control_proved_with_tls_is_consistent() {
+        use crate::classify::web::tests::tls;
+        use crate::observation::web::{ConnectStatus, TlsHandshakeEnd};
+        let mut helper = helper_saw(&["198.18.200.1"]);
+        let handshake = |name: &str, valid| {
+            let mut o = tls(name, ConnectStatus::Ok, Some(TlsHandshakeEnd::Complete), Some(valid));
+            o.ip = "198.18.7.7".parse().unwrap();
+            o
+        };
+        // An invalid chain, or a valid one for another name, proves nothing.
+        helper.tls = vec![handshake("x.test", false), handshake("other.test", true)];
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper.clone()),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning, "{a:#?}");
+        helper.tls.push(handshake("x.test", true));
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlTlsProof));
+    }
+
+    #[test]
+    fn a_failed_web_control_or_other_methods_change_nothing() {
+        let section = inconsistent_section(&["198.18.7.7"]);
+        let before = section.assessment.clone();
+        let mut failed = section.clone();
+        reconsider_with_web_control(
+            &mut failed,
+            &WebControlObservation::Failed {
+                helper: "https://198.19.0.2:8443".into(),
+                error: "connection refused".into(),
+                ms: 1.0,
+            },
+            &AsnTable::empty(),
+        );
+        assert_eq!(failed.assessment, before);
+        // A bogon answer is poisoning by `bogon` too: the helper cannot undo that,
+        // even when its own lookup returns the same bogon.
+        let mut bogon = inconsistent_section(&["10.10.34.34"]);
+        assert!(bogon.assessment.methods.contains(&PoisoningMethod::Bogon));
+        let before = bogon.assessment.clone();
+        reconsider_with_web_control(
+            &mut bogon,
+            &answered(helper_saw(&["10.10.34.34"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!(bogon.assessment, before);
+        // An `ok` section stays as it is.
+        let mut ok = inconsistent_section(&["198.18.1.1"]);
+        assert_eq!(ok.assessment.verdict, DnsVerdict::Ok);
+        let before = ok.assessment.clone();
+        reconsider_with_web_control(&mut ok, &answered(helper_saw(&["198.18.5.5"])), &AsnTable::empty());
+        assert_eq!(ok.assessment, before);
+    }
+
+    #[test]
+    fn a_reconsidered_section_is_what_a_stored_one_gives_again() {
+        // Read back from its JSON (the report), the section is judged the same way.
+        let helper = answered(helper_saw(&["198.18.7.9"]));
+        let mut live = inconsistent_section(&["198.18.7.7"]);
+        let mut stored: DnsSection =
+            serde_json::from_str(&serde_json::to_string(&live).unwrap()).unwrap();
+        reconsider_with_web_control(&mut live, &helper, &AsnTable::empty());
+        reconsider_with_web_control(&mut stored, &helper, &AsnTable::empty());
+        assert_eq!(stored.assessment, live.assessment);
+        assert_eq!(live.assessment.verdict, DnsVerdict::Ok);
+    }
 }
