@@ -88,8 +88,7 @@ impl AsnTable {
     pub fn parse(text: &str) -> Result<AsnTable, (usize, String)> {
         let mut table = AsnTable::default();
         // Many ranges share an AS: one copy of each name.
-        let mut names: std::collections::HashMap<&str, Arc<str>> =
-            std::collections::HashMap::new();
+        let mut names: std::collections::HashMap<&str, Arc<str>> = std::collections::HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             if line.trim().is_empty() || line.starts_with('#') {
@@ -114,10 +113,16 @@ impl AsnTable {
             };
             let (start, end) = (address(fields[0])?, address(fields[1])?);
             if start.is_ipv4() != end.is_ipv4() {
-                return Err((number, format!("{start} and {end} are of different families")));
+                return Err((
+                    number,
+                    format!("{start} and {end} are of different families"),
+                ));
             }
             if key(start) > key(end) {
-                return Err((number, format!("the range starts after it ends: {start} > {end}")));
+                return Err((
+                    number,
+                    format!("the range starts after it ends: {start} > {end}"),
+                ));
             }
             let asn = fields[2]
                 .trim()
@@ -217,7 +222,9 @@ mod tests {
 
     #[test]
     fn unsorted_rows_are_sorted() {
-        let reversed: String = TABLE.lines().rev().map(|l| format!("{l}\n")).collect();
+        let mut lines: Vec<&str> = TABLE.lines().collect();
+        lines.reverse();
+        let reversed = lines.join("\n");
         let table = AsnTable::parse(&reversed).unwrap();
         assert_eq!(table.lookup(ip("198.18.0.1")).unwrap().asn, 64500);
         assert_eq!(table.lookup(ip("1.0.0.1")).unwrap().asn, 13335);

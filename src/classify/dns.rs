@@ -142,7 +142,7 @@ impl Judgement {
 /// its addresses valid for the name, one of its addresses in the same /24 (IPv4) or /48
 /// (IPv6) as one of the helper's, the same AS (`asns`; AS 0, not routed, is no AS).
 /// OONI's `dns_consistency` counts the same facts as consistent (ooni/spec
-/// `ts-017-web-connectivity.md`, "dns_consistency": same addresses, same ASN, TLS
+/// `ts-017-web-connectivity.md`, `dns_consistency`: same addresses, same ASN, TLS
 /// handshakes for the domain). The section is then judged again from its observations
 /// with those addresses genuine; otherwise it stays `dns_poisoning` and the evidence says
 /// that the helper disagrees too.
@@ -248,7 +248,11 @@ fn vouch(
             ips,
         })
     };
-    let common: Vec<IpAddr> = ours.iter().copied().filter(|ip| theirs.contains(ip)).collect();
+    let common: Vec<IpAddr> = ours
+        .iter()
+        .copied()
+        .filter(|ip| theirs.contains(ip))
+        .collect();
     if !common.is_empty() {
         let detail = format!(
             "no address in common with the control, but the web control's own lookups              returned {} too: consistent (an answer for another region)",
@@ -260,10 +264,9 @@ fn vouch(
         .iter()
         .copied()
         .filter(|ip| {
-            helper
-                .tls
-                .iter()
-                .any(|o| o.ip == *ip && o.name.eq_ignore_ascii_case(&helper.name) && o.valid_for_name())
+            helper.tls.iter().any(|o| {
+                o.ip == *ip && o.name.eq_ignore_ascii_case(&helper.name) && o.valid_for_name()
+            })
         })
         .collect();
     if !proven.is_empty() {
@@ -276,7 +279,12 @@ fn vouch(
     }
     let near: Vec<(IpAddr, IpAddr)> = ours
         .iter()
-        .filter_map(|ip| theirs.iter().find(|t| same_prefix(*ip, **t)).map(|t| (*ip, *t)))
+        .filter_map(|ip| {
+            theirs
+                .iter()
+                .find(|t| same_prefix(*ip, **t))
+                .map(|t| (*ip, *t))
+        })
         .collect();
     if !near.is_empty() {
         let detail = format!(
@@ -1616,10 +1624,22 @@ mod tests {
         );
         assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
         assert!(has(&a, EvidenceKind::WebControlSamePrefix));
-        assert!(same_prefix("2001:db8:1:2::1".parse().unwrap(), "2001:db8:1:ffff::9".parse().unwrap()));
-        assert!(!same_prefix("2001:db8:1::1".parse().unwrap(), "2001:db8:2::1".parse().unwrap()));
-        assert!(!same_prefix("198.18.7.1".parse().unwrap(), "198.18.8.1".parse().unwrap()));
-        assert!(!same_prefix("198.18.7.1".parse().unwrap(), "::ffff:198.18.7.1".parse().unwrap()));
+        assert!(same_prefix(
+            "2001:db8:1:2::1".parse().unwrap(),
+            "2001:db8:1:ffff::9".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "2001:db8:1::1".parse().unwrap(),
+            "2001:db8:2::1".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "198.18.7.1".parse().unwrap(),
+            "198.18.8.1".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "198.18.7.1".parse().unwrap(),
+            "::ffff:198.18.7.1".parse().unwrap()
+        ));
     }
 
     #[test]
@@ -1640,7 +1660,11 @@ mod tests {
             .unwrap();
         assert!(same.detail.contains("AS64500 GEO-CDN"), "{}", same.detail);
         // Without the table nothing vouches: still poisoning, and the evidence says so.
-        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &AsnTable::empty());
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &helper,
+            &AsnTable::empty(),
+        );
         assert_eq!(a.verdict, DnsVerdict::DnsPoisoning);
         assert_eq!(a.methods, [PoisoningMethod::Inconsistent]);
         assert!(has(&a, EvidenceKind::WebControlDisagrees));
@@ -1656,7 +1680,12 @@ mod tests {
         use crate::observation::web::{ConnectStatus, TlsHandshakeEnd};
         let mut helper = helper_saw(&["198.18.200.1"]);
         let handshake = |name: &str, valid| {
-            let mut o = tls(name, ConnectStatus::Ok, Some(TlsHandshakeEnd::Complete), Some(valid));
+            let mut o = tls(
+                name,
+                ConnectStatus::Ok,
+                Some(TlsHandshakeEnd::Complete),
+                Some(valid),
+            );
             o.ip = "198.18.7.7".parse().unwrap();
             o
         };
@@ -1708,7 +1737,11 @@ mod tests {
         let mut ok = inconsistent_section(&["198.18.1.1"]);
         assert_eq!(ok.assessment.verdict, DnsVerdict::Ok);
         let before = ok.assessment.clone();
-        reconsider_with_web_control(&mut ok, &answered(helper_saw(&["198.18.5.5"])), &AsnTable::empty());
+        reconsider_with_web_control(
+            &mut ok,
+            &answered(helper_saw(&["198.18.5.5"])),
+            &AsnTable::empty(),
+        );
         assert_eq!(ok.assessment, before);
     }
 

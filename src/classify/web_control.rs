@@ -141,7 +141,10 @@ impl HttpComparison {
             if self.title_words_differing.is_empty() {
                 String::new()
             } else {
-                format!(", words in one only: {}", self.title_words_differing.join(", "))
+                format!(
+                    ", words in one only: {}",
+                    self.title_words_differing.join(", ")
+                )
             },
         )
     }
@@ -545,7 +548,11 @@ mod tests {
 
     #[test]
     fn connects_failing_for_us_but_not_for_the_web_control_are_tcp_ip_blocking() {
-        for status in [ConnectStatus::Timeout, ConnectStatus::Refused, ConnectStatus::Reset] {
+        for status in [
+            ConnectStatus::Timeout,
+            ConnectStatus::Refused,
+            ConnectStatus::Reset,
+        ] {
             let ours = judge_http(
                 failed_connect("example.com", status),
                 failed_connect("a.test", status),
@@ -575,7 +582,10 @@ mod tests {
             Some(TlsHandshakeEnd::Complete),
             Some(true),
         )];
-        let r = refine_tls(judge_tls(timeout("example.com"), timeout("a.test"), None), &theirs);
+        let r = refine_tls(
+            judge_tls(timeout("example.com"), timeout("a.test"), None),
+            &theirs,
+        );
         assert_eq!(
             (r.verdict, r.stage),
             (TlsVerdict::TcpIpBlocking, Some(Stage::Connect))
@@ -680,7 +690,11 @@ mod tests {
 
     #[test]
     fn a_page_unlike_the_web_controls_is_http_diff() {
-        let ours = judge_http(ok_http("example.com"), page("a.test", 200, DENIED, &["Server"]), None);
+        let ours = judge_http(
+            ok_http("example.com"),
+            page("a.test", 200, DENIED, &["Server"]),
+            None,
+        );
         assert_eq!(ours.verdict, HttpVerdict::Ok, "no fingerprint matches");
         let theirs = helper(
             &[(80, ConnectStatus::Ok)],
@@ -692,20 +706,35 @@ mod tests {
             (r.verdict, r.stage),
             (HttpVerdict::HttpDiff, Some(Stage::Response))
         );
-        assert_eq!(r.verdict.claim(r.stage), Claim::Blocked(BlockingLayer::Http));
+        assert_eq!(
+            r.verdict.claim(r.stage),
+            Claim::Blocked(BlockingLayer::Http)
+        );
         let differs = r
             .evidence
             .iter()
             .find(|e| e.kind == WebEvidenceKind::WebControlPageDiffers)
             .unwrap();
-        assert!(differs.detail.contains("status 200 vs 200 (match)"), "{}", differs.detail);
+        assert!(
+            differs.detail.contains("status 200 vs 200 (match)"),
+            "{}",
+            differs.detail
+        );
         // A different status code alone is a diff too.
-        let ours = judge_http(ok_http("example.com"), page("a.test", 403, STORE, &["Server"]), None);
+        let ours = judge_http(
+            ok_http("example.com"),
+            page("a.test", 403, STORE, &["Server"]),
+            None,
+        );
         assert_eq!(refine_http(ours, &theirs).verdict, HttpVerdict::HttpDiff);
         let a = crate::classify::web::assess_http(
             "a.test",
             vec![refine_http(
-                judge_http(ok_http("example.com"), page("a.test", 200, DENIED, &[]), None),
+                judge_http(
+                    ok_http("example.com"),
+                    page("a.test", 200, DENIED, &[]),
+                    None,
+                ),
                 &theirs,
             )],
         );
@@ -721,7 +750,11 @@ mod tests {
         // Same status and title; the body length differs (dynamic page) and no uncommon
         // header: OONI's rule needs only one of body, headers or title to match.
         let longer = format!("{STORE}<!-- {} -->", "x".repeat(200));
-        let ours = judge_http(ok_http("example.com"), page("a.test", 200, STORE, &["Server"]), None);
+        let ours = judge_http(
+            ok_http("example.com"),
+            page("a.test", 200, STORE, &["Server"]),
+            None,
+        );
         let theirs = helper(
             &[(80, ConnectStatus::Ok)],
             vec![page("a.test", 200, &longer, &["Server"])],
@@ -734,7 +767,13 @@ mod tests {
 
     #[test]
     fn pages_are_not_compared_without_a_basis() {
-        let ours = || judge_http(ok_http("example.com"), page("a.test", 200, DENIED, &[]), None);
+        let ours = || {
+            judge_http(
+                ok_http("example.com"),
+                page("a.test", 200, DENIED, &[]),
+                None,
+            )
+        };
         let not_compared = |theirs: &WebControlResult, kind| {
             let r = refine_http(ours(), theirs);
             assert_eq!(r.verdict, HttpVerdict::Ok, "{kind:?}");
@@ -779,7 +818,11 @@ mod tests {
     fn a_matched_block_page_stays_blockpage() {
         let raw = String::from_utf8(crate::servers::web::lab_blockpage()).unwrap();
         let body = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
-        let ours = judge_http(ok_http("example.com"), page("a.test", 403, &body, &[]), None);
+        let ours = judge_http(
+            ok_http("example.com"),
+            page("a.test", 403, &body, &[]),
+            None,
+        );
         assert_eq!(ours.verdict, HttpVerdict::Blockpage);
         let before = ours.clone();
         let theirs = helper(&[], vec![page("a.test", 200, STORE, &[])], false);
@@ -792,23 +835,41 @@ mod tests {
             page("a.test", status, body, headers).response.unwrap()
         };
         // Body proportion: the smaller over the larger; > 0.7 matches.
-        let c = compare_http(&response(200, &"a".repeat(80), &[]), &response(200, &"a".repeat(100), &[]));
+        let c = compare_http(
+            &response(200, &"a".repeat(80), &[]),
+            &response(200, &"a".repeat(100), &[]),
+        );
         assert_eq!(c.body_proportion, Some(0.8));
         assert_eq!(c.body_length_match, Some(true));
-        let c = compare_http(&response(200, &"a".repeat(100), &[]), &response(200, &"a".repeat(70), &[]));
+        let c = compare_http(
+            &response(200, &"a".repeat(100), &[]),
+            &response(200, &"a".repeat(70), &[]),
+        );
         assert_eq!(c.body_length_match, Some(false), "0.7 is not above 0.7");
         // An empty or capped body is not compared.
-        assert_eq!(compare_http(&response(200, "", &[]), &response(200, "x", &[])).body_proportion, None);
+        assert_eq!(
+            compare_http(&response(200, "", &[]), &response(200, "x", &[])).body_proportion,
+            None
+        );
         let mut capped = response(200, "xx", &[]);
         capped.body_capped = true;
-        assert_eq!(compare_http(&capped, &response(200, "xx", &[])).body_length_match, None);
+        assert_eq!(
+            compare_http(&capped, &response(200, "xx", &[])).body_length_match,
+            None
+        );
         // Headers: some uncommon name in both, case-insensitive; common ones do not count.
         let c = compare_http(
             &response(200, "x", &["Server", "X-Shop-Id", "Date"]),
             &response(200, "x", &["x-shop-id", "Server"]),
         );
-        assert_eq!((c.headers_match, c.common_uncommon_headers.as_slice()), (Some(true), &["x-shop-id".to_owned()][..]));
-        let c = compare_http(&response(200, "x", &["Server", "Date"]), &response(200, "x", &["Server"]));
+        assert_eq!(
+            (c.headers_match, c.common_uncommon_headers.as_slice()),
+            (Some(true), &["x-shop-id".to_owned()][..])
+        );
+        let c = compare_http(
+            &response(200, "x", &["Server", "Date"]),
+            &response(200, "x", &["Server"]),
+        );
         assert_eq!(c.headers_match, Some(false));
         // Titles: words of 5+ bytes, any order, any case; shorter words are ignored.
         let c = compare_http(
@@ -816,16 +877,29 @@ mod tests {
             &response(200, "<title>the Shop EXAMPLE</title>", &[]),
         );
         assert_eq!(c.title_match, Some(false), "{c:?}");
-        assert_eq!(c.title_words_differing, ["store:"], "'best' and 'shop' are short");
+        assert_eq!(
+            c.title_words_differing,
+            ["store:"],
+            "'best' and 'shop' are short"
+        );
         let c = compare_http(
             &response(200, "<title>Example Store</title>", &[]),
             &response(200, "<title>store example a</title>", &[]),
         );
         assert_eq!(c.title_match, Some(true), "{c:?}");
         // Status: 5xx (any non-2xx) at the control with a different code is not compared.
-        assert_eq!(compare_http(&response(200, "x", &[]), &response(503, "x", &[])).status_code_match, None);
-        assert_eq!(compare_http(&response(404, "x", &[]), &response(404, "x", &[])).status_code_match, Some(true));
-        assert_eq!(compare_http(&response(302, "x", &[]), &response(200, "x", &[])).status_code_match, Some(false));
+        assert_eq!(
+            compare_http(&response(200, "x", &[]), &response(503, "x", &[])).status_code_match,
+            None
+        );
+        assert_eq!(
+            compare_http(&response(404, "x", &[]), &response(404, "x", &[])).status_code_match,
+            Some(true)
+        );
+        assert_eq!(
+            compare_http(&response(302, "x", &[]), &response(200, "x", &[])).status_code_match,
+            Some(false)
+        );
         // The algorithm: status must match, then any of body, headers, title.
         let mut c = compare_http(&response(200, "x", &[]), &response(200, "x", &[]));
         assert!(!c.http_diff(), "same body length");
@@ -894,7 +968,11 @@ mod tests {
         let (h, t) = (result.http.unwrap(), result.tls.unwrap());
         assert_eq!(h.verdict, HttpVerdict::TcpIpBlocking);
         assert_eq!(t.verdict, TlsVerdict::TcpIpBlocking);
-        assert!(h.evidence.iter().any(|e| e.kind == WebEvidenceKind::WebControlConnected));
+        assert!(
+            h.evidence
+                .iter()
+                .any(|e| e.kind == WebEvidenceKind::WebControlConnected)
+        );
         let b = target_blocking(None, Some(&h), Some(&t));
         assert_eq!(
             (b.blocking, b.accessible),

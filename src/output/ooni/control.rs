@@ -66,7 +66,7 @@ fn helper_get<'a>(
     helper: &'a WebControlResult,
     http: Option<&HttpAssessment>,
 ) -> Option<&'a HttpObservation> {
-    http.and_then(|h| Some(helper.http_of(h.ip?, h.port?)?))
+    http.and_then(|h| helper.http_of(h.ip?, h.port?))
         .or_else(|| helper.http.iter().find(|o| o.completed()))
         .or_else(|| helper.http.first())
 }

@@ -256,8 +256,14 @@ fn helper_of(
 ) -> WebControlObservation {
     let mut addresses = Vec::new();
     let mut connects = Vec::new();
-    let http = record.http.iter().flat_map(|h| h.attempts.iter().map(|a| (a.ip, a.port)));
-    let tls = record.tls.iter().flat_map(|t| t.attempts.iter().map(|a| (a.ip, a.port)));
+    let http = record
+        .http
+        .iter()
+        .flat_map(|h| h.attempts.iter().map(|a| (a.ip, a.port)));
+    let tls = record
+        .tls
+        .iter()
+        .flat_map(|t| t.attempts.iter().map(|a| (a.ip, a.port)));
     for (ip, port) in http.chain(tls) {
         if !addresses.contains(&ip) {
             addresses.push(ip);

@@ -27,10 +27,9 @@ mod web;
 use sorted::views;
 pub use types::{
     Annotations, AttemptKeys, ComparisonKeys, ControlDns, ControlHttpRequest, ControlKeys,
-    ControlTcpConnect, DnsAnswer, DnsQuery, DnsVerdictKeys,
-    Extensions, HttpTransaction, Measurement, NetworkEvent, StageAttempts, StageEvidence,
-    StageVerdicts, TcpConnect, TestHelpers, TestKeys, TlsHandshake, WcBlocking, WebVerdictKeys,
-    XCensorprobe,
+    ControlTcpConnect, DnsAnswer, DnsQuery, DnsVerdictKeys, Extensions, HttpTransaction,
+    Measurement, NetworkEvent, StageAttempts, StageEvidence, StageVerdicts, TcpConnect,
+    TestHelpers, TestKeys, TlsHandshake, WcBlocking, WebVerdictKeys, XCensorprobe,
 };
 use web::WebLists;
 
