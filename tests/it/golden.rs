@@ -15,16 +15,20 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use censorprobe::asn::AsnTable;
 use censorprobe::classify::blockpage::BlockpageSet;
+use censorprobe::classify::dns::reconsider_with_web_control;
 use censorprobe::classify::dns::{DnsInputs, classify_dns};
 use censorprobe::classify::web::{
     assess_http, assess_tls, classify_http_attempt, classify_tls_attempt, skipped_http,
     skipped_tls, target_blocking,
 };
+use censorprobe::classify::web_control::{refine_http, refine_tls};
 use censorprobe::ipclass::ForgedIpList;
 use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
+use censorprobe::observation::web_control::WebControlObservation;
 use censorprobe::observation::{ControlObservation, DnsQueryObservation};
 use censorprobe::output::{JsonlSink, OpenReport, RecordSink};
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
@@ -516,6 +520,10 @@ struct Case {
     http: Option<WebCase>,
     #[serde(default)]
     tls: Option<WebCase>,
+    /// What a web control saw (`scan --web-control`): the DNS section is reconsidered
+    /// and each address judged again with it, as the scan does.
+    #[serde(default)]
+    web_control: Option<WebControlObservation>,
     expect: Expected,
 }
 
@@ -605,8 +613,28 @@ fn run_case(case: &Case, domain: &str) -> Vec<String> {
             tls_proof: &d.tls_proof,
             benign_query: d.benign_query.as_ref(),
         };
-        rejudge_dns(&stored, &forged_ips, case.tls_runs)
+        let assessment = rejudge_dns(&stored, &forged_ips, case.tls_runs);
+        match &case.web_control {
+            Some(web_control) => {
+                let mut section = DnsSection {
+                    assessment,
+                    resolver: d.queries[0].server,
+                    sink: None,
+                    queries: d.queries.clone(),
+                    control: d.control.clone(),
+                    tls_proof: d.tls_proof.clone(),
+                    benign_query: d.benign_query.clone(),
+                };
+                reconsider_with_web_control(&mut section, web_control, &AsnTable::empty());
+                section.assessment
+            }
+            None => assessment,
+        }
     });
+    let helper = case
+        .web_control
+        .as_ref()
+        .and_then(WebControlObservation::result);
     let http = case.http.as_ref().map(|web| match &web.skipped {
         Some(reason) => skipped_http(domain, reason),
         None => assess_http(
@@ -614,12 +642,16 @@ fn run_case(case: &Case, domain: &str) -> Vec<String> {
             web.runs
                 .iter()
                 .map(|run| {
-                    rejudge_http_attempt(
+                    let judged = rejudge_http_attempt(
                         http_observations(&run.observations),
                         run.path.clone(),
                         &case.control_name,
                         &blockpages,
-                    )
+                    );
+                    match helper {
+                        Some(helper) => refine_http(judged, helper),
+                        None => judged,
+                    }
                 })
                 .collect(),
         ),
@@ -631,11 +663,15 @@ fn run_case(case: &Case, domain: &str) -> Vec<String> {
             web.runs
                 .iter()
                 .map(|run| {
-                    classify_tls_attempt(
+                    let judged = classify_tls_attempt(
                         serde_json::from_value(run.observations.clone()).expect("TLS observations"),
                         run.path.clone(),
                         &case.control_name,
-                    )
+                    );
+                    match helper {
+                        Some(helper) => refine_tls(judged, helper),
+                        None => judged,
+                    }
                 })
                 .collect(),
         ),
@@ -691,7 +727,11 @@ fn load_case(path: &Path) -> Case {
 }
 
 /// The cases the example report lacks; each file name says which.
-const CASES: [&str; 8] = [
+const CASES: [&str; 12] = [
+    "web-control-tcp-ip-blocking",
+    "web-control-down",
+    "web-control-http-diff",
+    "web-control-geo-dns",
     "blockpage",
     "residual",
     "selective-silence-benign",
