@@ -16,6 +16,7 @@ mod lab;
 mod parse;
 mod pcap;
 mod scan;
+mod shard;
 mod summary;
 mod trace;
 
@@ -37,6 +38,7 @@ pub use lab::LabCommand;
 pub use parse::*;
 pub use pcap::PcapArgs;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
+pub use shard::ShardSpec;
 pub use summary::SummaryArgs;
 pub use trace::TraceArgs;
 

@@ -2,7 +2,6 @@
 //! line). Both write to a destination opened when the header arrives, so a scan that
 //! fails to start leaves an existing report untouched.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -10,6 +9,7 @@ use serde::Serialize;
 
 use super::ooni::{OoniContext, measurement};
 use super::{OutputError, RecordSink};
+use crate::compress::{Compression, create_report};
 use crate::record::{HeaderRecord, Observations, SummaryRecord, TargetRecord, TargetView};
 use crate::report::consensus::ConsensusRecord;
 
@@ -60,11 +60,16 @@ struct LineWriter {
     path: PathBuf,
     open: Option<OpenReport>,
     out: Option<BufWriter<Writer>>,
+    /// A compressed report (named `.zst` or `.gz`) is flushed after every record: a
+    /// compressor holds back what it has not flushed, so only a flushed record survives
+    /// a kill; the flush makes it decodable from the file at once.
+    flush_each_record: bool,
 }
 
 impl LineWriter {
     fn new(path: PathBuf, open: OpenReport) -> LineWriter {
         LineWriter {
+            flush_each_record: Compression::from_path(&path).is_compressed(),
             path,
             open: Some(open),
             out: None,
@@ -84,7 +89,7 @@ impl LineWriter {
         };
         let out: Writer = match open {
             OpenReport::Create(Some(path)) if path != Path::new("-") => {
-                Box::new(File::create(&path).map_err(|e| self.io_error(e))?)
+                create_report(&path).map_err(|e| self.io_error(e))?
             }
             OpenReport::Create(_) => Box::new(io::stdout()),
             OpenReport::Writer(writer) => writer,
@@ -97,8 +102,12 @@ impl LineWriter {
     /// Serializes `value` and a newline into the buffer (no per-line allocation).
     fn line(&mut self, value: &impl Serialize) -> Result<(), OutputError> {
         let out = self.out.as_mut().expect("the header comes first");
-        let written = serde_json::to_writer(&mut *out, value)
-            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+        let flush_each_record = self.flush_each_record;
+        let written = serde_json::to_writer(&mut *out, value).and_then(|()| {
+            out.write_all(b"\n")
+                .and_then(|()| if flush_each_record { out.flush() } else { Ok(()) })
+                .map_err(serde_json::Error::io)
+        });
         written.map_err(|source| {
             if source.is_io() {
                 self.io_error(source.into())
