@@ -83,7 +83,7 @@ pub(super) fn report_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErr
                 option: "REPORT",
                 reason: format!("cannot read directory {}: {source}", dir.display()),
             };
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(unreadable)?
                 .map(|e| e.map(|e| e.path()))
                 .collect::<Result<_, _>>()
