@@ -199,7 +199,8 @@ mod tests {
             out.write_all(LINES.as_bytes()).unwrap();
             out.flush().unwrap();
             let flushed = std::fs::read(&path).unwrap();
-            out.write_all(b"{\"record\":\"target\",\"domain\":\"b.te").unwrap();
+            out.write_all(b"{\"record\":\"target\",\"domain\":\"b.te")
+                .unwrap();
             out.flush().unwrap();
             let cut_mid_record = std::fs::read(&path).unwrap();
             // The process dies here: nothing ends the frame.

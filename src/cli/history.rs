@@ -59,11 +59,13 @@ fn is_report_name(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
+    let name = name.to_ascii_lowercase();
     let name = name
         .strip_suffix(".zst")
         .or_else(|| name.strip_suffix(".gz"))
-        .unwrap_or(name);
-    name.ends_with(".jsonl") && !name.ends_with(".ooni.jsonl")
+        .unwrap_or(&name);
+    let extension = Path::new(name).extension();
+    extension.is_some_and(|e| e == "jsonl") && !name.ends_with(".ooni.jsonl")
 }
 
 /// The report files named by `inputs`: files as given, directories searched
@@ -108,7 +110,9 @@ pub(super) fn report_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErr
 pub(super) fn run_history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let files = report_files(&args.reports)?;
     if files.is_empty() {
-        anyhow::bail!("no report found in the given directories (*.jsonl, *.jsonl.zst, *.jsonl.gz)");
+        anyhow::bail!(
+            "no report found in the given directories (*.jsonl, *.jsonl.zst, *.jsonl.gz)"
+        );
     }
     let mut history = History::default();
     for path in &files {
@@ -173,7 +177,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("2026-11-01");
         std::fs::create_dir(&nested).unwrap();
-        for name in ["b.jsonl", "a.jsonl.zst", "c.jsonl.gz", "x.ooni.jsonl", "notes.txt"] {
+        for name in [
+            "b.jsonl",
+            "a.jsonl.zst",
+            "c.jsonl.gz",
+            "x.ooni.jsonl",
+            "notes.txt",
+        ] {
             std::fs::write(nested.join(name), "").unwrap();
         }
         std::fs::write(dir.path().join("top.jsonl"), "").unwrap();
@@ -184,7 +194,12 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["2026-11-01/a.jsonl.zst", "2026-11-01/b.jsonl", "2026-11-01/c.jsonl.gz", "top.jsonl"]
+            [
+                "2026-11-01/a.jsonl.zst",
+                "2026-11-01/b.jsonl",
+                "2026-11-01/c.jsonl.gz",
+                "top.jsonl"
+            ]
         );
     }
 }

@@ -84,7 +84,7 @@ pub struct ScanArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Measure only part I of N (0-based) of the shuffled list, as `ZMap` shards do;
-    /// `auto`: I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), N from
+    /// `auto`: I from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job), N from
     /// --shard-count.
     #[arg(long, value_name = "I/N|auto", requires = "seed")]
     pub shard: Option<ShardSpec>,

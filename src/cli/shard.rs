@@ -65,13 +65,15 @@ impl ShardSpec {
                 "auto needs the number of shards: --shard-count N or {SHARD_COUNT_ENV}"
             ))
         })?;
-        let index: u32 = index.trim().parse().map_err(|_| {
+        let index: u32 = index
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{JOB_COMPLETION_INDEX}={index:?} is not a number")))?;
+        Shard::from_str(&format!("{index}/{count}")).map_err(|e| {
             bad(format!(
-                "{JOB_COMPLETION_INDEX}={index:?} is not a number"
+                "auto ({JOB_COMPLETION_INDEX}={index}, count {count}): {e}"
             ))
-        })?;
-        Shard::from_str(&format!("{index}/{count}"))
-            .map_err(|e| bad(format!("auto ({JOB_COMPLETION_INDEX}={index}, count {count}): {e}")))
+        })
     }
 
     /// The shard from the environment of this process.
@@ -88,7 +90,10 @@ mod tests {
     #[test]
     fn fixed_shards_need_no_environment() {
         let spec: ShardSpec = "2/5".parse().unwrap();
-        assert_eq!(spec.resolve(None, None).unwrap(), Shard { index: 2, count: 5 });
+        assert_eq!(
+            spec.resolve(None, None).unwrap(),
+            Shard { index: 2, count: 5 }
+        );
         assert_eq!(
             spec.resolve(Some("0"), Some(9)).unwrap(),
             Shard { index: 2, count: 5 },

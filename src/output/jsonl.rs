@@ -105,7 +105,13 @@ impl LineWriter {
         let flush_each_record = self.flush_each_record;
         let written = serde_json::to_writer(&mut *out, value).and_then(|()| {
             out.write_all(b"\n")
-                .and_then(|()| if flush_each_record { out.flush() } else { Ok(()) })
+                .and_then(|()| {
+                    if flush_each_record {
+                        out.flush()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(serde_json::Error::io)
         });
         written.map_err(|source| {

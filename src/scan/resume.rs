@@ -283,7 +283,10 @@ mod tests {
     fn a_compressed_report_cut_short_is_resumed() {
         use crate::compress::{Compression, detect_file, open_report_reader, report_writer};
         let dir = tempfile::tempdir().unwrap();
-        for (name, compression) in [("r.jsonl.zst", Compression::Zstd), ("r.jsonl.gz", Compression::Gzip)] {
+        for (name, compression) in [
+            ("r.jsonl.zst", Compression::Zstd),
+            ("r.jsonl.gz", Compression::Gzip),
+        ] {
             let path = dir.path().join(name);
             let mut out =
                 report_writer(std::fs::File::create(&path).unwrap(), compression).unwrap();
@@ -292,7 +295,8 @@ mod tests {
             )
             .unwrap();
             out.flush().unwrap();
-            out.write_all(b"{\"record\":\"target\",\"domain\":\"c.te").unwrap();
+            out.write_all(b"{\"record\":\"target\",\"domain\":\"c.te")
+                .unwrap();
             out.flush().unwrap();
             std::mem::forget(out); // killed: the frame never ends
             let prior = PriorRun::load(&path, 1).unwrap();

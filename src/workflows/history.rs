@@ -214,7 +214,12 @@ impl History {
         Ok(())
     }
 
-    fn add_record(&mut self, vantage: &str, header_time: Option<OffsetDateTime>, head: HistoryHead) {
+    fn add_record(
+        &mut self,
+        vantage: &str,
+        header_time: Option<OffsetDateTime>,
+        head: HistoryHead,
+    ) {
         self.records += 1;
         let at = head
             .started_at
@@ -601,7 +606,10 @@ mod tests {
             .iter()
             .map(|e| (e.domain.as_str(), e.vantage.as_str()))
             .collect();
-        assert_eq!(keys, [("a.test", "cn-1"), ("a.test", "us-1"), ("b.test", "cn-1")]);
+        assert_eq!(
+            keys,
+            [("a.test", "cn-1"), ("a.test", "us-1"), ("b.test", "cn-1")]
+        );
         let a = &entries[0];
         assert_eq!(a.days_blocked, 2);
         assert_eq!(a.days_measured, 3);
@@ -650,7 +658,10 @@ mod tests {
         let csv = String::from_utf8(csv).unwrap();
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows.len(), 1 + 3 + 1 + 2, "{csv}");
-        assert!(rows[0].starts_with("domain,vantage,day,measurements,blocked,state,"), "{csv}");
+        assert!(
+            rows[0].starts_with("domain,vantage,day,measurements,blocked,state,"),
+            "{csv}"
+        );
         assert!(
             rows.contains(&"b.test,cn-1,2026-11-02,1,1,tls,tls,tls:rst_injection,handshake,gfw-type-2,2026-11-02T01:00:01Z,2026-11-02T01:00:01Z,1,2,tls"),
             "{csv}"
@@ -672,7 +683,12 @@ mod tests {
             text.contains("a.test [cn-1]: dns, blocked 2 of 3 day(s), first 2026-11-01T01:00:00Z, last 2026-11-03T09:00:00Z\n"),
             "{text}"
         );
-        assert!(text.contains("  2026-11-02 blocked 1/1: tls:rst_injection (handshake) by gfw-type-2\n"), "{text}");
+        assert!(
+            text.contains(
+                "  2026-11-02 blocked 1/1: tls:rst_injection (handshake) by gfw-type-2\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

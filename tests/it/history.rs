@@ -58,10 +58,15 @@ fn dns_scan_args(resolver: &str, out: &Path, rate: &str) -> Vec<String> {
 /// the same compressed report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_report_killed_mid_scan_keeps_every_written_record() {
-    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8])).await.to_string();
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 8, 8]))
+        .await
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..120).map(|i| format!("n{i}.kill.test")).collect();
-    for (name, compression) in [("r.jsonl.zst", Compression::Zstd), ("r.jsonl.gz", Compression::Gzip)] {
+    for (name, compression) in [
+        ("r.jsonl.zst", Compression::Zstd),
+        ("r.jsonl.gz", Compression::Gzip),
+    ] {
         let out = dir.path().join(name);
         let mut argv = dns_scan_args(&resolver, &out, "20");
         argv.extend(names.iter().cloned());
@@ -80,7 +85,10 @@ async fn a_compressed_report_killed_mid_scan_keeps_every_written_record() {
                 break;
             }
         }
-        assert!(seen > 5, "{name}: records reach the file as they are written ({seen})");
+        assert!(
+            seen > 5,
+            "{name}: records reach the file as they are written ({seen})"
+        );
         let before_kill = complete_targets(&out);
         child.start_kill().unwrap(); // SIGKILL: no handler, no summary, no frame end
         let status = child.wait().await.unwrap();
@@ -102,10 +110,26 @@ async fn a_compressed_report_killed_mid_scan_keeps_every_written_record() {
             "{name}: {after_kill} records after the kill, {before_kill} seen before it"
         );
 
-        let summary = run_binary(&args(&["summary", "--format", "json", out.to_str().unwrap()])).await;
+        let summary = run_binary(&args(&[
+            "summary",
+            "--format",
+            "json",
+            out.to_str().unwrap(),
+        ]))
+        .await;
         assert!(summary.status.success(), "{summary:#?}");
-        assert!(summary.stderr.contains("no summary record"), "{}", summary.stderr);
-        let history = run_binary(&args(&["history", "--format", "json", out.to_str().unwrap()])).await;
+        assert!(
+            summary.stderr.contains("no summary record"),
+            "{}",
+            summary.stderr
+        );
+        let history = run_binary(&args(&[
+            "history",
+            "--format",
+            "json",
+            out.to_str().unwrap(),
+        ]))
+        .await;
         assert!(history.status.success(), "{history:#?}");
         assert_eq!(history.stdout.lines().count(), after_kill);
 
@@ -121,7 +145,11 @@ async fn a_compressed_report_killed_mid_scan_keeps_every_written_record() {
         domains.sort_unstable();
         domains.dedup();
         assert_eq!(domains.len(), names.len(), "{name}: every name once");
-        assert_eq!(report.targets.len(), names.len(), "{name}: none measured twice");
+        assert_eq!(
+            report.targets.len(),
+            names.len(),
+            "{name}: none measured twice"
+        );
     }
 }
 
@@ -130,7 +158,9 @@ async fn a_compressed_report_killed_mid_scan_keeps_every_written_record() {
 /// list, and `history` merges their reports (plain, zstd, gzip) into one vantage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_shards_of_an_indexed_job_cover_the_list_and_history_merges_them() {
-    let resolver = fake_dns(&[], Behaviour::a([198, 18, 4, 4])).await.to_string();
+    let resolver = fake_dns(&[], Behaviour::a([198, 18, 4, 4]))
+        .await
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..30).map(|i| format!("n{i}.shard.test")).collect();
     let mut seen = std::collections::BTreeSet::new();
@@ -154,9 +184,16 @@ async fn auto_shards_of_an_indexed_job_cover_the_list_and_history_merges_them() 
         let run = command.output().await.unwrap();
         assert!(run.status.success(), "{run:#?}");
         let report = Report::parse(&decompressed(&out));
-        assert_eq!(report.header.options.shard.as_deref(), Some(format!("{index}/3").as_str()));
+        assert_eq!(
+            report.header.options.shard.as_deref(),
+            Some(format!("{index}/3").as_str())
+        );
         for target in &report.targets {
-            assert!(seen.insert(target.domain.clone()), "{} in two shards", target.domain);
+            assert!(
+                seen.insert(target.domain.clone()),
+                "{} in two shards",
+                target.domain
+            );
         }
     }
     assert_eq!(seen.len(), names.len());
@@ -187,6 +224,13 @@ async fn auto_shards_of_an_indexed_job_cover_the_list_and_history_merges_them() 
     assert!(history.status.success(), "{history:#?}");
     let rows: Vec<&str> = history.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), names.len(), "{}", history.stdout);
-    assert!(rows.iter().all(|r| r.contains(",k8s,")), "{}", history.stdout);
-    assert!(!daily.exists() || std::fs::read_dir(&daily).unwrap().next().is_none(), "nothing blocked");
+    assert!(
+        rows.iter().all(|r| r.contains(",k8s,")),
+        "{}",
+        history.stdout
+    );
+    assert!(
+        !daily.exists() || std::fs::read_dir(&daily).unwrap().next().is_none(),
+        "nothing blocked"
+    );
 }
