@@ -12,7 +12,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::ScanError;
-use crate::compress::{Compression, detect_file, open_report_reader, report_writer};
+use crate::compress::{Compression, create_report, detect_file, open_report_reader, report_writer};
 use crate::record::{ResumeInfo, SummaryBuilder, TargetRecord};
 use crate::report::outcome::TargetOutcome;
 use crate::report::read::{ReadStats, ReportLine, read_lines};
@@ -164,6 +164,12 @@ impl ReportAppend {
             if compression.is_compressed() {
                 return self.open_compressed(compression);
             }
+        }
+        // Nothing recorded yet (no file, or an empty one): a new report, compressed as
+        // its name says.
+        let empty = self.complete_len == 0 && self.unterminated_tail.is_none();
+        if empty && Compression::from_path(&self.path).is_compressed() {
+            return create_report(&self.path);
         }
         let mut file = OpenOptions::new()
             .create(true)
@@ -317,5 +323,18 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// `--resume new.jsonl.zst` before the file exists starts a compressed report.
+    #[test]
+    fn resuming_a_compressed_report_not_yet_written_creates_it_compressed() {
+        use crate::compress::{Compression, detect_file};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.jsonl.zst");
+        let prior = PriorRun::load(&path, 1).unwrap();
+        let mut out = prior.open_for_append().unwrap().unwrap();
+        out.write_all(b"{\"record\":\"summary\"}\n").unwrap();
+        drop(out);
+        assert_eq!(detect_file(&path).unwrap(), Compression::Zstd);
     }
 }

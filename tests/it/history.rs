@@ -210,6 +210,16 @@ async fn auto_shards_of_an_indexed_job_cover_the_list_and_history_merges_them() 
     assert_eq!(run.status.code(), Some(2), "{run:#?}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("JOB_COMPLETION_INDEX"));
 
+    // diff reads compressed reports (a zstd shard against itself: nothing changed).
+    let shard1 = dir.path().join(files[1]);
+    let diff = run_binary(&args(&[
+        "diff",
+        shard1.to_str().unwrap(),
+        shard1.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(diff.status.code(), Some(0), "{diff:#?}");
+
     // history over the directory of shard reports: one vantage, every name once.
     let daily = dir.path().join("daily");
     let history = run_binary(&args(&[
