@@ -11,11 +11,13 @@
 mod check;
 mod diff;
 mod error;
+mod history;
 mod human;
 mod lab;
 mod parse;
 mod pcap;
 mod scan;
+mod shard;
 mod summary;
 mod trace;
 
@@ -33,10 +35,12 @@ use crate::workflows::sanitize::sanitize_text;
 pub use check::CheckArgs;
 pub use diff::DiffArgs;
 pub use error::ConfigError;
+pub use history::HistoryArgs;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use pcap::PcapArgs;
 pub use scan::{ScanArgs, WorkflowArgs, load_targets, scan_config};
+pub use shard::ShardSpec;
 pub use summary::SummaryArgs;
 pub use trace::TraceArgs;
 
@@ -117,6 +121,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Summarise a report: counts per verdict, method, stage and category; blocklists.
     Summary(SummaryArgs),
+    /// Per domain and vantage over many reports: days blocked, first and last seen
+    /// blocked, changes of state; daily censored lists.
+    History(HistoryArgs),
     /// Locate the censor of one name on one server by TTL-limited probing (needs root).
     Trace(Box<TraceArgs>),
     /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
@@ -147,6 +154,7 @@ impl Command {
             Command::Check(args) => args.scan.quiet,
             Command::Diff(args) => args.quiet,
             Command::Summary(args) => args.quiet,
+            Command::History(args) => args.quiet,
             Command::Pcap(args) => args.quiet,
             Command::Lab(_) | Command::Trace(_) => false,
         }
@@ -191,6 +199,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run_check(&args),
         Command::Diff(args) => diff::run_diff(&args),
         Command::Summary(args) => summary::run_summary(&args),
+        Command::History(args) => history::run_history(&args),
         Command::Trace(args) => trace::run_trace(&args),
         Command::Pcap(args) => pcap::run_pcap(&args),
     }

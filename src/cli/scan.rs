@@ -16,6 +16,7 @@ use super::parse::{
     MAX_RETRIES, MIN_TIMEOUT, parse_count, parse_duration, parse_duration_in, parse_rate,
     parse_server, parse_timeout, system_resolver,
 };
+use super::shard::ShardSpec;
 use super::{ConfigError, StopSignal, runtime};
 use crate::ipclass::ForgedIpList;
 use crate::output::{
@@ -27,7 +28,6 @@ use crate::record::{Observations, ScanOptions, SummaryRecord};
 use crate::scan::{
     Passes, ScanConfig, ScanInputs, ScanPlan, check_control_name, parse_qtypes, run_scan,
 };
-use crate::scheduler::Shard;
 use crate::targets::{TargetList, TargetLoader};
 
 /// Options of a scan (shared by every command that measures).
@@ -83,9 +83,14 @@ pub struct ScanArgs {
     /// Seed of the shuffled order (random when absent; required with --shard).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Measure only part I of N (0-based) of the shuffled list, as `ZMap` shards do.
-    #[arg(long, value_name = "I/N", requires = "seed")]
-    pub shard: Option<Shard>,
+    /// Measure only part I of N (0-based) of the shuffled list, as `ZMap` shards do;
+    /// `auto`: I from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job), N from
+    /// --shard-count.
+    #[arg(long, value_name = "I/N|auto", requires = "seed")]
+    pub shard: Option<ShardSpec>,
+    /// With --shard auto: the number of shards (the Indexed Job's completions).
+    #[arg(long, value_name = "N", env = "CENSORPROBE_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
     /// Write the JSONL report here (default: stdout).
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -303,7 +308,11 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
         vantage: args.vantage.clone(),
         out: args.out.clone(),
     };
-    Ok(ScanConfig::from_options(options_from_args(args), inputs)?)
+    let mut options = options_from_args(args);
+    if let Some(spec) = args.shard {
+        options.shard = Some(spec.resolve_from_env(args.shard_count)?.to_string());
+    }
+    Ok(ScanConfig::from_options(options, inputs)?)
 }
 
 /// The resolver under test (`--resolver`, else the system's) and the `--dns-sink`.
@@ -360,7 +369,11 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         resume: None,
         retries: args.retries,
         seed: args.seed.unwrap_or_else(rand::random),
-        shard: args.shard.map(|s| s.to_string()),
+        // `auto` is resolved by `scan_config`.
+        shard: match args.shard {
+            Some(ShardSpec::Fixed(shard)) => Some(shard.to_string()),
+            _ => None,
+        },
         strict: args.strict,
         tests: args.tests.clone(),
         tls_port: args.tls_port,

@@ -2,7 +2,6 @@
 //! line). Both write to a destination opened when the header arrives, so a scan that
 //! fails to start leaves an existing report untouched.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -10,6 +9,7 @@ use serde::Serialize;
 
 use super::ooni::{OoniContext, measurement};
 use super::{OutputError, RecordSink};
+use crate::compress::{Compression, create_report};
 use crate::record::{HeaderRecord, Observations, SummaryRecord, TargetRecord, TargetView};
 use crate::report::consensus::ConsensusRecord;
 
@@ -60,11 +60,16 @@ struct LineWriter {
     path: PathBuf,
     open: Option<OpenReport>,
     out: Option<BufWriter<Writer>>,
+    /// A compressed report (named `.zst` or `.gz`) is flushed after every record: a
+    /// compressor holds back what it has not flushed, so only a flushed record survives
+    /// a kill; the flush makes it decodable from the file at once.
+    flush_each_record: bool,
 }
 
 impl LineWriter {
     fn new(path: PathBuf, open: OpenReport) -> LineWriter {
         LineWriter {
+            flush_each_record: Compression::from_path(&path).is_compressed(),
             path,
             open: Some(open),
             out: None,
@@ -84,7 +89,7 @@ impl LineWriter {
         };
         let out: Writer = match open {
             OpenReport::Create(Some(path)) if path != Path::new("-") => {
-                Box::new(File::create(&path).map_err(|e| self.io_error(e))?)
+                create_report(&path).map_err(|e| self.io_error(e))?
             }
             OpenReport::Create(_) => Box::new(io::stdout()),
             OpenReport::Writer(writer) => writer,
@@ -97,8 +102,18 @@ impl LineWriter {
     /// Serializes `value` and a newline into the buffer (no per-line allocation).
     fn line(&mut self, value: &impl Serialize) -> Result<(), OutputError> {
         let out = self.out.as_mut().expect("the header comes first");
-        let written = serde_json::to_writer(&mut *out, value)
-            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+        let flush_each_record = self.flush_each_record;
+        let written = serde_json::to_writer(&mut *out, value).and_then(|()| {
+            out.write_all(b"\n")
+                .and_then(|()| {
+                    if flush_each_record {
+                        out.flush()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(serde_json::Error::io)
+        });
         written.map_err(|source| {
             if source.is_io() {
                 self.io_error(source.into())
@@ -403,5 +418,50 @@ mod tests {
         let sink = JsonlSink::create(Some(&path));
         drop(sink);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\n");
+    }
+
+    /// A compressed report (`.zst`, `.gz`) holds every record as soon as the sink took
+    /// it, decodable from the file without any further flush: a scan killed at any
+    /// moment loses no record it had written.
+    #[test]
+    fn a_compressed_report_is_flushed_record_by_record() {
+        use std::io::Read as _;
+
+        use crate::record::ReportRecord;
+        let demo =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports/examples/lab-demo.jsonl");
+        let text = std::fs::read_to_string(demo).unwrap();
+        let records: Vec<ReportRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["r.jsonl.zst", "r.jsonl.gz"] {
+            let path = dir.path().join(name);
+            let mut sink = JsonlSink::create(Some(&path)).with_observations(Observations::Full);
+            let mut written = 0;
+            for record in &records {
+                match record {
+                    ReportRecord::Header(h) => sink.header(h).unwrap(),
+                    ReportRecord::Target(t) => {
+                        sink.target(t).unwrap();
+                        written += 1;
+                        let mut decoded = String::new();
+                        crate::compress::open_report_reader(&path)
+                            .unwrap()
+                            .read_to_string(&mut decoded)
+                            .unwrap();
+                        assert_eq!(
+                            decoded.lines().count(),
+                            written + 1,
+                            "{name}: the header and {written} target record(s)"
+                        );
+                        assert!(decoded.ends_with('\n'));
+                    }
+                    _ => {}
+                }
+            }
+            assert!(written > 20);
+        }
     }
 }

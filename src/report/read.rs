@@ -1,4 +1,5 @@
-//! A tolerant reader of JSONL reports.
+//! A tolerant reader of JSONL reports, plain or compressed (`.zst`, `.gz`: see
+//! [`crate::compress`]).
 //!
 //! Every complete line counts; a line that is not JSON (a scan killed mid-write, a
 //! disk that filled up, an editor's stray change) is counted and reported with its
@@ -15,14 +16,14 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::outcome::{RecordHead, TargetOutcome};
+use crate::compress::open_report_reader;
 use crate::lines::read_line_bounded;
 use crate::record::consensus::ConsensusRecord;
 use crate::record::{HeaderRecord, SummaryRecord};
@@ -69,7 +70,8 @@ pub struct ReadStats {
     pub unparsed: Vec<UnparsedLine>,
     /// Records of a type this version does not know, per type.
     pub unknown_records: BTreeMap<String, usize>,
-    /// Bytes up to and including the last newline.
+    /// Bytes up to and including the last newline (of the decompressed stream, for a
+    /// compressed report).
     pub complete_len: u64,
     /// The file's last line had no newline: `Some(true)` if it parsed anyway,
     /// `Some(false)` if it is a fragment (a write cut short).
@@ -133,8 +135,9 @@ pub fn read_lines<T: DeserializeOwned>(
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(unreadable)?;
-    read_from(BufReader::with_capacity(1 << 16, file), visit).map_err(unreadable)
+    // Plain, zstd or gzip, found by the file's first bytes.
+    let reader = open_report_reader(path).map_err(unreadable)?;
+    read_from(reader, visit).map_err(unreadable)
 }
 
 /// Reads every line of a report held in memory, as [`read_lines`] does a file.

@@ -7,11 +7,12 @@
 //! where they are (and are reported).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::ScanError;
+use crate::compress::{Compression, create_report, detect_file, open_report_reader, report_writer};
 use crate::record::{ResumeInfo, SummaryBuilder, TargetRecord};
 use crate::report::outcome::TargetOutcome;
 use crate::report::read::{ReadStats, ReportLine, read_lines};
@@ -128,7 +129,7 @@ impl PriorRun {
     }
 
     /// Opens the report for appending now (see [`ReportAppend::open`]).
-    pub fn open_for_append(&self) -> std::io::Result<Option<BufWriter<File>>> {
+    pub fn open_for_append(&self) -> std::io::Result<Option<Box<dyn Write + Send>>> {
         self.appender().map(ReportAppend::open).transpose()
     }
 
@@ -154,8 +155,22 @@ pub struct ReportAppend {
 
 impl ReportAppend {
     /// Opens the report for appending: a fragment left by the kill is cut off, and a
-    /// complete last line without its newline gets one.
-    pub fn open(self) -> std::io::Result<BufWriter<File>> {
+    /// complete last line without its newline gets one. A compressed report (`.zst`,
+    /// `.gz`, found by its first bytes) is rewritten first (see
+    /// [`ReportAppend::open_compressed`]); the new records continue its stream.
+    pub fn open(self) -> std::io::Result<Box<dyn Write + Send>> {
+        if self.path.exists() {
+            let compression = detect_file(&self.path)?;
+            if compression.is_compressed() {
+                return self.open_compressed(compression);
+            }
+        }
+        // Nothing recorded yet (no file, or an empty one): a new report, compressed as
+        // its name says.
+        let empty = self.complete_len == 0 && self.unterminated_tail.is_none();
+        if empty && Compression::from_path(&self.path).is_compressed() {
+            return create_report(&self.path);
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .append(false)
@@ -171,7 +186,36 @@ impl ReportAppend {
             None => {}
         }
         file.seek(SeekFrom::End(0))?;
-        Ok(BufWriter::new(file))
+        Ok(Box::new(BufWriter::new(file)))
+    }
+
+    /// A compressed stream killed mid-write ends inside a frame (member) whose end
+    /// cannot be appended to, and its cut is not at a byte offset of the file: the
+    /// complete lines are copied into a new stream of the same compression (written
+    /// beside the report, then renamed over it), which the new records continue.
+    fn open_compressed(self, compression: Compression) -> std::io::Result<Box<dyn Write + Send>> {
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let copy = tempfile::NamedTempFile::new_in(dir)?;
+        let mut out = report_writer(copy.as_file().try_clone()?, compression)?;
+        let mut complete = open_report_reader(&self.path)?;
+        match self.unterminated_tail {
+            Some(false) => {
+                std::io::copy(&mut complete.take(self.complete_len), &mut out)?;
+            }
+            Some(true) => {
+                std::io::copy(&mut complete, &mut out)?;
+                out.write_all(b"\n")?;
+            }
+            None => {
+                std::io::copy(&mut complete, &mut out)?;
+            }
+        }
+        out.flush()?;
+        copy.persist(&self.path).map_err(|e| e.error)?;
+        Ok(out)
     }
 }
 
@@ -237,5 +281,60 @@ mod tests {
         drop(out);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    /// A compressed report killed mid-record: the complete records count, the fragment
+    /// is dropped, and appending continues the same compression.
+    #[test]
+    fn a_compressed_report_cut_short_is_resumed() {
+        use crate::compress::{Compression, detect_file, open_report_reader, report_writer};
+        let dir = tempfile::tempdir().unwrap();
+        for (name, compression) in [
+            ("r.jsonl.zst", Compression::Zstd),
+            ("r.jsonl.gz", Compression::Gzip),
+        ] {
+            let path = dir.path().join(name);
+            let mut out =
+                report_writer(std::fs::File::create(&path).unwrap(), compression).unwrap();
+            out.write_all(
+                b"{\"record\":\"target\",\"domain\":\"a.test\",\"dns\":{\"verdict\":\"ok\"}}\n",
+            )
+            .unwrap();
+            out.flush().unwrap();
+            out.write_all(b"{\"record\":\"target\",\"domain\":\"c.te")
+                .unwrap();
+            out.flush().unwrap();
+            std::mem::forget(out); // killed: the frame never ends
+            let prior = PriorRun::load(&path, 1).unwrap();
+            assert_eq!(prior.done("a.test"), 1, "{name}");
+            assert_eq!(prior.stats.unterminated_tail, Some(false), "{name}");
+            let mut out = prior.open_for_append().unwrap().unwrap();
+            out.write_all(b"{\"record\":\"summary\"}\n").unwrap();
+            drop(out);
+            assert_eq!(detect_file(&path).unwrap(), compression, "{name}");
+            let mut text = String::new();
+            open_report_reader(&path)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(
+                text,
+                "{\"record\":\"target\",\"domain\":\"a.test\",\"dns\":{\"verdict\":\"ok\"}}\n{\"record\":\"summary\"}\n",
+                "{name}"
+            );
+        }
+    }
+
+    /// `--resume new.jsonl.zst` before the file exists starts a compressed report.
+    #[test]
+    fn resuming_a_compressed_report_not_yet_written_creates_it_compressed() {
+        use crate::compress::{Compression, detect_file};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.jsonl.zst");
+        let prior = PriorRun::load(&path, 1).unwrap();
+        let mut out = prior.open_for_append().unwrap().unwrap();
+        out.write_all(b"{\"record\":\"summary\"}\n").unwrap();
+        drop(out);
+        assert_eq!(detect_file(&path).unwrap(), Compression::Zstd);
     }
 }
