@@ -7,6 +7,7 @@
 pub mod ci;
 pub mod diff;
 pub mod expect;
+pub mod export;
 pub mod pcap;
 pub mod sanitize;
 pub mod summarize;
