@@ -17,7 +17,7 @@ pub struct ExportArgs {
     #[arg(value_name = "REPORT", required = true)]
     pub reports: Vec<PathBuf>,
     /// Output format: parquet (one row per target × stage × address; reports/sql/ has
-    /// the table definitions for DuckDB and ClickHouse).
+    /// the table definitions and example queries for SQL engines).
     #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
     pub format: ExportFormat,
     /// The file to write (replaced at the end, never left half-written).

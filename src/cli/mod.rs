@@ -124,7 +124,7 @@ pub enum Command {
     /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
     /// and the censor's hop in TTL-limited (CenTrace) captures.
     Pcap(PcapArgs),
-    /// Export reports as a columnar table (Parquet) for DuckDB, ClickHouse, pandas.
+    /// Export reports as one columnar table (Parquet) for SQL engines and dataframes.
     Export(ExportArgs),
 }
 

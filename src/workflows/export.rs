@@ -1,5 +1,5 @@
 //! `censorprobe export --format parquet REPORT…`: reports as one columnar table for the
-//! engines researchers already use (DuckDB, ClickHouse, pandas/pyarrow, Spark).
+//! engines researchers already use (`DuckDB`, `ClickHouse`, pandas/pyarrow, Spark).
 //!
 //! One row per target record × stage × address: the DNS stage gives a row per address
 //! of its verdict (forged, then genuine; one row without an address when it named
@@ -33,8 +33,8 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 
 use crate::observation::DnsServerRole;
 use crate::observation::web::{HttpObservation, TlsObservation};
@@ -214,8 +214,8 @@ pub fn export_to<W: Write + Send>(
             EXPORT_VERSION.to_owned(),
         )]))
         .build();
-    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&schema), Some(properties))
-        .map_err(parquet_error)?;
+    let mut writer =
+        ArrowWriter::try_new(sink, Arc::clone(&schema), Some(properties)).map_err(parquet_error)?;
     let mut columns = Columns::default();
     let mut totals = ExportTotals::default();
     for path in paths {
@@ -641,7 +641,8 @@ impl Columns {
         self.record_line.append_value(line);
         self.vantage.append_option(report.vantage.as_deref());
         self.shard.append_option(report.shard.as_deref());
-        self.tool_version.append_option(report.tool_version.as_deref());
+        self.tool_version
+            .append_option(report.tool_version.as_deref());
         self.scan_started_at.append_option(report.scan_started_at);
         self.domain.append_value(&target.domain);
         self.attempt.append_option(target.attempt);
@@ -662,13 +663,15 @@ impl Columns {
         self.accessible.append_option(target.accessible);
         self.stage.append_value(row.stage.as_str());
         self.verdict.append_value(row.verdict);
-        self.method.append_option(row.method.map(PoisoningMethod::as_str));
+        self.method
+            .append_option(row.method.map(PoisoningMethod::as_str));
         for method in row.methods {
             self.methods.values().append_value(method.as_str());
         }
         self.methods.append(true);
         self.rcode.append_option(row.rcode);
-        self.failed_at.append_option(row.failed_at.map(Stage::as_str));
+        self.failed_at
+            .append_option(row.failed_at.map(Stage::as_str));
         self.injector.append_option(row.injector);
         self.control_passed.append_option(row.control_passed);
         self.residual.append_option(row.residual);
@@ -721,5 +724,86 @@ impl Columns {
             Arc::new(self.total_ms.finish()),
         ];
         RecordBatch::try_new(Arc::clone(schema), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(json: &str) -> TargetRecord {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn times_are_microseconds_since_the_epoch() {
+        assert_eq!(micros("1970-01-01T00:00:01.000002999Z"), Some(1_000_002));
+        assert_eq!(
+            micros("2026-11-30T16:00:00+01:00"),
+            Some(1_796_050_800_000_000)
+        );
+        assert_eq!(micros("yesterday"), None);
+    }
+
+    /// A lean `ok` record keeps no replies: one row per genuine address, the reply time
+    /// from the evidence that states it; no web stage, no web rows.
+    #[test]
+    fn a_lean_record_gives_a_row_per_genuine_address() {
+        let record = target(
+            r#"{"record":"target","domain":"a.example","sources":[],"started_at":"2026-11-30T00:00:00Z","duration_ms":4.0,
+               "dns":{"verdict":"ok","genuine_ips":["198.18.0.1","2001:db8::1"],"evidence":[{"kind":"common_address","ms":3.5}]},
+               "blocking":false}"#,
+        );
+        let rows = stage_rows(&record);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        for (row, ip) in rows.iter().zip(["198.18.0.1", "2001:db8::1"]) {
+            assert_eq!(row.stage, StageName::Dns);
+            assert_eq!(row.verdict, "ok");
+            assert_eq!(row.address, Some(ip.parse().unwrap()));
+            assert_eq!(row.address_role, Some(AddressRole::Genuine));
+            assert_eq!(row.dns_reply_ms, Some(3.5));
+            assert_eq!(row.port, None);
+        }
+    }
+
+    /// A stage that names no address still gives its row: the verdict is the finding.
+    #[test]
+    fn a_verdict_without_addresses_gives_one_row() {
+        let record = target(
+            r#"{"record":"target","domain":"slow.example","sources":[],"started_at":"2026-11-30T00:00:00Z","duration_ms":4.0,
+               "dns":{"verdict":"timeout","evidence":[{"kind":"resolver_silent","detail":"no reply"}]},
+               "http":{"verdict":"skipped","name":"slow.example","evidence":[]},
+               "blocking":null}"#,
+        );
+        let rows = stage_rows(&record);
+        let stages: Vec<_> = rows
+            .iter()
+            .map(|r| (r.stage, r.verdict, r.address))
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                (StageName::Dns, "timeout", None),
+                (StageName::Http, "skipped", None)
+            ]
+        );
+    }
+
+    /// The lab demo, in row groups of 5, reads back with the parquet crate's own reader:
+    /// every row, in as many row groups as asked, with the schema written.
+    #[test]
+    fn row_groups_hold_every_row() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/examples/lab-demo.jsonl");
+        let mut bytes = Vec::new();
+        let options = ExportOptions { row_group_rows: 5 };
+        let totals = export_to(&[report], &mut bytes, Path::new("memory"), options).unwrap();
+        assert_eq!(totals.target_records(), 28);
+        assert_eq!(totals.row_groups, totals.rows.div_ceil(5) as usize);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), totals.row_groups);
+        assert_eq!(reader.schema().fields(), schema().fields());
+        let read: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(read as u64, totals.rows);
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use censorprobe::record::{HeaderRecord, TargetRecord};
-use censorprobe::vocab::Blocking;
+use censorprobe::vocab::{Blocking, PoisoningMethod, Stage};
 use serde_json::{Map, Value, json};
 
 use crate::support::{args, repo_path, run_binary};
@@ -182,7 +182,7 @@ async fn lab_demo_export_reads_back_with_pyarrow() {
                 "values": {
                     "address_role": role,
                     "verdict": dns.verdict.as_str(),
-                    "method": dns.method.map(|m| m.as_str()),
+                    "method": dns.method.map(PoisoningMethod::as_str),
                     "methods": dns.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     "port": null,
                 },
@@ -201,7 +201,7 @@ async fn lab_demo_export_reads_back_with_pyarrow() {
                     "verdict": attempt.verdict.as_str(),
                     "port": attempt.port,
                     "address_role": "probed",
-                    "failed_at": attempt.stage.map(|s| s.as_str()),
+                    "failed_at": attempt.stage.map(Stage::as_str),
                     "injector": attempt.injector.as_ref().map(|i| i.name.clone()),
                     "control_passed": attempt.control.passed,
                     "connect_ms": test.connect.connect_ms,
@@ -219,7 +219,7 @@ async fn lab_demo_export_reads_back_with_pyarrow() {
                 "count": 1,
                 "values": {
                     "verdict": attempt.verdict.as_str(),
-                    "failed_at": attempt.stage.map(|s| s.as_str()),
+                    "failed_at": attempt.stage.map(Stage::as_str),
                     "injector": attempt.injector.as_ref().map(|i| i.name.clone()),
                     "handshake_ms": test.handshake_ms,
                     "total_ms": test.total_ms,
@@ -236,10 +236,10 @@ async fn lab_demo_export_reads_back_with_pyarrow() {
         }
     }
     assert!(
-        parsed.targets.iter().any(|(_, t)| t
-            .http
-            .as_ref()
-            .is_some_and(|h| h.attempts.is_empty())),
+        parsed
+            .targets
+            .iter()
+            .any(|(_, t)| t.http.as_ref().is_some_and(|h| h.attempts.is_empty())),
         "the lab demo has a name whose web stages probed nothing"
     );
 
