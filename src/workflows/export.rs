@@ -806,4 +806,29 @@ mod tests {
         let read: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(read as u64, totals.rows);
     }
+
+    /// The column names of the `CREATE TABLE` in a file of `reports/sql/`, in order.
+    fn table_columns(file: &str) -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("reports/sql")
+            .join(file);
+        let text = std::fs::read_to_string(path).unwrap();
+        let body = text.split("CREATE TABLE").nth(1).expect("a CREATE TABLE");
+        let body = &body[body.find('(').unwrap() + 1..];
+        body.lines()
+            .map(str::trim)
+            .take_while(|line| !line.starts_with(')'))
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|word| !word.starts_with("--"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The SQL table definitions name every column of the file, in its order.
+    #[test]
+    fn the_sql_tables_match_the_schema() {
+        let names: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(table_columns("duckdb-schema.sql"), names);
+        assert_eq!(table_columns("clickhouse-schema.sql"), names);
+    }
 }

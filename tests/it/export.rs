@@ -349,3 +349,30 @@ async fn export_refuses_a_file_that_is_no_report() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "a temporary file was left: {left:?}");
 }
+
+/// A damaged line (a scan killed mid-write) is counted and named on stderr; every
+/// complete record is exported.
+#[tokio::test]
+async fn a_damaged_line_is_counted_and_the_rest_exported() {
+    let text = std::fs::read_to_string(repo_path(LAB_DEMO)).unwrap();
+    let parsed = parse_report(&text);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(3, r#"{"record":"target","domain":"cut-sh"#);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("damaged.jsonl");
+    std::fs::write(&report, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("damaged.parquet");
+    let run = run_binary(&export(&[&report], &out, &[])).await;
+    assert!(run.status.success(), "{run:#?}");
+    assert!(
+        run.stderr.contains("1 line could not be parsed (line 4"),
+        "{run:#?}"
+    );
+    let rows: usize = parsed
+        .targets
+        .iter()
+        .flat_map(|(_, t)| rows_per_stage(t))
+        .map(|(_, n)| n)
+        .sum();
+    check_with_pyarrow(&out, &json!({"rows": rows}));
+}
