@@ -12,6 +12,7 @@ mod check;
 mod diff;
 mod error;
 mod history;
+mod export;
 mod human;
 mod lab;
 mod parse;
@@ -36,6 +37,7 @@ pub use check::CheckArgs;
 pub use diff::DiffArgs;
 pub use error::ConfigError;
 pub use history::HistoryArgs;
+pub use export::ExportArgs;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use pcap::PcapArgs;
@@ -129,6 +131,8 @@ pub enum Command {
     /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
     /// and the censor's hop in TTL-limited (CenTrace) captures.
     Pcap(PcapArgs),
+    /// Export reports as one columnar table (Parquet) for SQL engines and dataframes.
+    Export(ExportArgs),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -156,6 +160,7 @@ impl Command {
             Command::Summary(args) => args.quiet,
             Command::History(args) => args.quiet,
             Command::Pcap(args) => args.quiet,
+            Command::Export(args) => args.quiet,
             Command::Lab(_) | Command::Trace(_) => false,
         }
     }
@@ -202,6 +207,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run_history(&args),
         Command::Trace(args) => trace::run_trace(&args),
         Command::Pcap(args) => pcap::run_pcap(&args),
+        Command::Export(args) => export::run_export(&args),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ci;
 pub mod diff;
 pub mod expect;
 pub mod history;
+pub mod export;
 pub mod pcap;
 pub mod sanitize;
 pub mod summarize;

@@ -2,6 +2,7 @@
 
 mod control;
 mod dns;
+mod export;
 mod golden;
 mod history;
 mod lab;
