@@ -133,6 +133,9 @@ struct Shared {
     /// Microseconds after `epoch` at which the thread last found the socket's queue
     /// empty, having routed everything before: every packet queued earlier is routed.
     drained_us: AtomicU64,
+    /// The wall clock at the start, in µs since the Unix epoch: packets are timed from it
+    /// (the kernel stamps packets by the wall clock).
+    wall_epoch_us: u64,
     /// Woken each time `drained_us` moves.
     drained: tokio::sync::Notify,
     /// Our end of the thread's wake-up pair: a byte here makes the thread look at its
@@ -186,6 +189,17 @@ impl Capture {
         socket
             .attach_filter(&capture_filter())
             .map_err(CaptureError::Socket)?;
+        // Stamped by the kernel from the first packet on (set before any flow can be
+        // registered, so no packet of a flow is queued without its time).
+        if let Err(err) = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        ) {
+            tracing::info!(
+                "packet capture: no kernel timestamps ({err}); packets are timed as read"
+            );
+        }
         // Non-blocking: an empty queue is how the thread knows it has caught up.
         socket.set_nonblocking(true).map_err(CaptureError::Socket)?;
         let (wake, woken) = UnixDatagram::pair().map_err(CaptureError::Socket)?;
@@ -201,6 +215,7 @@ impl Capture {
             epoch: Instant::now(),
             packets_read: AtomicU64::new(0),
             drained_us: AtomicU64::new(0),
+            wall_epoch_us: wall_clock_us(),
             drained: tokio::sync::Notify::new(),
             wake,
         });
@@ -363,12 +378,7 @@ fn read_packets(socket: &Socket, woken: &UnixDatagram, shared: &Shared, loopback
     let interval = PollTimeout::try_from(POLL_INTERVAL).unwrap_or(PollTimeout::MAX);
     let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
     // Kernel timestamps are wall-clock time; packets are timed from the capture's start.
-    let wall_epoch_us = wall_clock_us();
-    if let Err(err) =
-        nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
-    {
-        tracing::info!("packet capture: no kernel timestamps ({err}); packets are timed as read");
-    }
+    let wall_epoch_us = shared.wall_epoch_us;
     while !shared.stop.load(Ordering::Relaxed) {
         // Taken before the read: when the read finds nothing, everything queued before
         // this moment has been routed.
@@ -402,10 +412,13 @@ fn read_packets(socket: &Socket, woken: &UnixDatagram, shared: &Shared, loopback
         };
         // The kernel's time of the packet, not the moment this thread got to it: a
         // burst read after a pause must keep its spacing (injectors are told apart by it).
-        let at_us = stamped_us.map_or_else(
-            || shared.epoch.elapsed().as_micros() as u64,
-            |us| us.saturating_sub(wall_epoch_us),
-        );
+        // A packet queued without a stamp (or with one from another clock) is timed as
+        // read, on the same clock.
+        let read_us = wall_clock_us();
+        let at_us = stamped_us
+            .filter(|&us| us >= wall_epoch_us && us <= read_us)
+            .unwrap_or(read_us)
+            .saturating_sub(wall_epoch_us);
         if let Some(from) = from {
             let pkttype = from.pkttype();
             // On loopback every packet shows twice, as sent and as received: keep one.
@@ -723,7 +736,13 @@ mod tests {
                 .map(|p| p.at_us)
                 .unwrap()
         };
-        let gap = at(PacketDirection::ToClient, 5) - at(PacketDirection::ToServer, 5);
-        assert!(gap >= 50_000, "request to reply: {gap} µs");
+        let (request, reply) = (
+            at(PacketDirection::ToServer, 5),
+            at(PacketDirection::ToClient, 5),
+        );
+        assert!(
+            reply >= request + 50_000,
+            "request at {request} µs, reply at {reply} µs"
+        );
     }
 }
