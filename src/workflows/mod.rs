@@ -7,8 +7,8 @@
 pub mod ci;
 pub mod diff;
 pub mod expect;
-pub mod history;
 pub mod export;
+pub mod history;
 pub mod pcap;
 pub mod sanitize;
 pub mod summarize;
