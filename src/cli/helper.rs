@@ -16,10 +16,10 @@ use crate::helper::identity::{
 };
 use crate::helper::{AddressPolicy, HelperLimits, HelperServer, Measurer, load_token};
 use crate::probe::control::{ControlResolver, ControlSpec};
+use crate::probe::web::ConnectionBudget;
 use crate::probe::web::http::{HttpProbeConfig, HttpProber};
 use crate::probe::web::net::DEFAULT_FD_RESERVE;
 use crate::probe::web::tls::{TlsProbeConfig, TlsProber};
-use crate::probe::web::ConnectionBudget;
 use crate::trust::{load_ca_file, root_store};
 
 /// Most names one request may carry, at the highest `--max-names`.
@@ -37,7 +37,12 @@ pub struct HelperArgs {
     pub token_file: PathBuf,
     /// Certificate chain (PEM, leaf first) to serve; needs --key. Without it a CA and a
     /// certificate are generated at start-up and the CA written to --cert-out.
-    #[arg(long, value_name = "PEM", requires = "key", conflicts_with = "cert_out")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "key",
+        conflicts_with = "cert_out"
+    )]
     pub cert: Option<PathBuf>,
     /// Private key (PEM) of --cert.
     #[arg(long, value_name = "PEM", requires = "cert")]
@@ -143,10 +148,11 @@ fn doh_resolver(
     let Some(url) = &args.doh else {
         return Ok(None);
     };
-    let spec = ControlSpec::from_str(&format!("doh:{url}")).map_err(|_| ConfigError::BadOption {
-        option: "--doh",
-        reason: format!("{url:?} is not an https:// DoH URL"),
-    })?;
+    let spec =
+        ControlSpec::from_str(&format!("doh:{url}")).map_err(|_| ConfigError::BadOption {
+            option: "--doh",
+            reason: format!("{url:?} is not an https:// DoH URL"),
+        })?;
     Ok(ControlResolver::new(&spec, extra_roots, args.timeout)?)
 }
 
@@ -167,61 +173,63 @@ pub(super) fn run_helper(args: &HelperArgs) -> anyhow::Result<ExitCode> {
     };
     let tls_server = server_config(identity)?;
     let runtime = super::runtime()?;
-    runtime.block_on(async {
-        let budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
-        let (mut resolver, resolver_label) = own_resolver(args, &extra_roots)?;
-        resolver.share_fd_budget(budget.clone());
-        let doh = doh_resolver(args, &extra_roots)?;
-        let http = HttpProber::new(
-            HttpProbeConfig {
-                connect_timeout: args.timeout,
-                response_timeout: args.timeout,
-                ..HttpProbeConfig::default()
-            },
-            budget.clone(),
-        );
-        let tls = TlsProber::new(
-            std::sync::Arc::new(root_store(&extra_roots)),
-            TlsProbeConfig {
-                connect_timeout: args.timeout,
-                handshake_timeout: args.timeout,
-                ..TlsProbeConfig::default()
-            },
-            budget,
-        )?;
-        let measurer = Measurer {
-            resolver,
-            resolver_label,
-            doh,
-            http,
-            tls,
-            policy: AddressPolicy::new(args.allow.clone()),
-            max_addresses: args.max_addresses,
-            name_timeout: args.name_timeout,
-        };
-        let limits = HelperLimits {
-            max_concurrency: args.max_concurrency,
-            rate_per_client: args.rate,
-            burst: args.burst,
-            max_request_bytes: args.max_request_bytes,
-            max_names: args.max_names,
-            request_timeout: args.request_timeout,
-            ..HelperLimits::default()
-        };
-        let server = HelperServer::bind(args.listen, tls_server, &token, limits, measurer).await?;
-        let stop = StopSignal::default();
-        let stopped = stop.install()?;
-        eprintln!(
-            "censorprobe helper: listening on https://{}{}",
-            server.local_addr(),
-            args.cert_out
-                .as_ref()
-                .map(|out| format!(" (clients trust {} with --web-control-ca)", out.display()))
-                .unwrap_or_default()
-        );
-        server.run(stopped).await;
-        Ok::<_, anyhow::Error>(())
-    })
-    .context("the helper stopped")?;
+    runtime
+        .block_on(async {
+            let budget = ConnectionBudget::from_fd_limit(DEFAULT_FD_RESERVE);
+            let (mut resolver, resolver_label) = own_resolver(args, &extra_roots)?;
+            resolver.share_fd_budget(budget.clone());
+            let doh = doh_resolver(args, &extra_roots)?;
+            let http = HttpProber::new(
+                HttpProbeConfig {
+                    connect_timeout: args.timeout,
+                    response_timeout: args.timeout,
+                    ..HttpProbeConfig::default()
+                },
+                budget.clone(),
+            );
+            let tls = TlsProber::new(
+                std::sync::Arc::new(root_store(&extra_roots)),
+                TlsProbeConfig {
+                    connect_timeout: args.timeout,
+                    handshake_timeout: args.timeout,
+                    ..TlsProbeConfig::default()
+                },
+                budget,
+            )?;
+            let measurer = Measurer {
+                resolver,
+                resolver_label,
+                doh,
+                http,
+                tls,
+                policy: AddressPolicy::new(args.allow.clone()),
+                max_addresses: args.max_addresses,
+                name_timeout: args.name_timeout,
+            };
+            let limits = HelperLimits {
+                max_concurrency: args.max_concurrency,
+                rate_per_client: args.rate,
+                burst: args.burst,
+                max_request_bytes: args.max_request_bytes,
+                max_names: args.max_names,
+                request_timeout: args.request_timeout,
+                ..HelperLimits::default()
+            };
+            let server =
+                HelperServer::bind(args.listen, tls_server, &token, limits, measurer).await?;
+            let stop = StopSignal::default();
+            let stopped = stop.install()?;
+            eprintln!(
+                "censorprobe helper: listening on https://{}{}",
+                server.local_addr(),
+                args.cert_out
+                    .as_ref()
+                    .map(|out| format!(" (clients trust {} with --web-control-ca)", out.display()))
+                    .unwrap_or_default()
+            );
+            server.run(stopped).await;
+            Ok::<_, anyhow::Error>(())
+        })
+        .context("the helper stopped")?;
     Ok(ExitCode::SUCCESS)
 }

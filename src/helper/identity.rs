@@ -81,9 +81,7 @@ pub fn certificate_addresses(listen: IpAddr) -> Vec<IpAddr> {
 }
 
 /// The rustls server configuration of the helper (HTTP/2 and HTTP/1.1 by ALPN).
-pub fn server_config(
-    (chain, key): CertifiedKey,
-) -> Result<Arc<rustls::ServerConfig>, HelperError> {
+pub fn server_config((chain, key): CertifiedKey) -> Result<Arc<rustls::ServerConfig>, HelperError> {
     let mut config = rustls::ServerConfig::builder_with_provider(TlsProber::provider())
         .with_safe_default_protocol_versions()
         .map_err(HelperError::Tls)?

@@ -116,7 +116,12 @@ mod tests {
             let reason = policy.check(ip(refused)).unwrap_err();
             assert!(reason.contains("--allow"), "{refused}: {reason}");
         }
-        for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for public in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert_eq!(policy.check(ip(public)), Ok(()), "{public}");
         }
     }

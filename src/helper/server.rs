@@ -380,7 +380,11 @@ fn authorized(token_digest: &[u8; 32], headers: &HeaderMap) -> bool {
     bool::from(digest(presented).ct_eq(token_digest))
 }
 
-async fn handle(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: &Shared,
+    peer: IpAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if let Some(limiter) = &shared.limiter
         && limiter.check_key(&client_key(peer)).is_err()
     {
@@ -464,7 +468,8 @@ async fn handle(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Re
             ),
         );
     }
-    let Ok(Ok(_slot)) = tokio::time::timeout(shared.limits.queue_wait, shared.slots.acquire()).await
+    let Ok(Ok(_slot)) =
+        tokio::time::timeout(shared.limits.queue_wait, shared.slots.acquire()).await
     else {
         return error_response(
             ErrorCode::Busy,
@@ -537,8 +542,14 @@ mod tests {
 
     #[test]
     fn error_codes_have_their_statuses() {
-        assert_eq!(ErrorCode::TooManyNames.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(ErrorCode::RateLimited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            ErrorCode::TooManyNames.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ErrorCode::RateLimited.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
         let response = error_response(ErrorCode::Unauthorized, "no");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[http::header::WWW_AUTHENTICATE], "Bearer");

@@ -106,10 +106,17 @@ async fn start_helper(lab: &Lab, options: Options) -> Helper {
     .unwrap()
     .unwrap();
     let doh = options.doh.then(|| {
-        let url = format!("doh:https://127.0.0.1:{}{DOH_PATH}", lab.dns.doh_addr().unwrap().port());
-        ControlResolver::new(&url.parse::<ControlSpec>().unwrap(), &extra_roots, options.timeout)
-            .unwrap()
-            .unwrap()
+        let url = format!(
+            "doh:https://127.0.0.1:{}{DOH_PATH}",
+            lab.dns.doh_addr().unwrap().port()
+        );
+        ControlResolver::new(
+            &url.parse::<ControlSpec>().unwrap(),
+            &extra_roots,
+            options.timeout,
+        )
+        .unwrap()
+        .unwrap()
     });
     let measurer = Measurer {
         resolver,
@@ -181,15 +188,24 @@ impl Answer {
 
 /// One request over a fresh TLS connection that trusts only the helper's CA.
 async fn send(helper: &Helper, head: &str, body: &[u8]) -> Answer {
+    send_to(helper.running.local_addr(), &helper.ca, head, body).await
+}
+
+async fn send_to(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    head: &str,
+    body: &[u8],
+) -> Answer {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(helper.ca.clone()).unwrap();
+    roots.add(ca.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(TlsProber::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(helper.running.local_addr()).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
     let mut tls = connector
         .connect(ServerName::IpAddress(LOCALHOST.into()), tcp)
         .await
@@ -209,7 +225,12 @@ async fn send(helper: &Helper, head: &str, body: &[u8]) -> Answer {
         headers: response
             .headers
             .iter()
-            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         body: raw[head_len..].to_vec(),
     }
@@ -234,7 +255,12 @@ fn request(targets: Vec<WebControlQuery>) -> Vec<u8> {
     .unwrap()
 }
 
-fn query(name: &str, addresses: &[IpAddr], http_port: Option<u16>, tls_port: Option<u16>) -> WebControlQuery {
+fn query(
+    name: &str,
+    addresses: &[IpAddr],
+    http_port: Option<u16>,
+    tls_port: Option<u16>,
+) -> WebControlQuery {
     WebControlQuery {
         name: name.to_owned(),
         addresses: addresses.to_vec(),
@@ -248,7 +274,9 @@ async fn helper_round_trip_returns_real_observations_of_a_loopback_web_server() 
     let lab = start_lab();
     let (chain, key) = lab.ca.issue(&[SITE], &[]).unwrap();
     let bind = SocketAddr::new(LOCALHOST, 0);
-    let http = LabServer::spawn_http(bind, HttpLabConfig::default()).await.unwrap();
+    let http = LabServer::spawn_http(bind, HttpLabConfig::default())
+        .await
+        .unwrap();
     let tls = LabServer::spawn_tls(bind, TlsLabConfig::new(TlsIdentity { chain, key }))
         .await
         .unwrap();
@@ -268,17 +296,29 @@ async fn helper_round_trip_returns_real_observations_of_a_loopback_web_server() 
     )]);
     let reply = post(&helper, Some(TOKEN), &body).await.reply();
     assert_eq!(reply.version, WEB_CONTROL_VERSION);
-    assert!(reply.software.starts_with("censorprobe "), "{}", reply.software);
+    assert!(
+        reply.software.starts_with("censorprobe "),
+        "{}",
+        reply.software
+    );
     assert_eq!(reply.results.len(), 1);
     let result = &reply.results[0];
     assert_eq!(result.name, SITE);
     // Its own lookups: the lab resolver and DoH both give the address.
-    assert_eq!(result.dns.resolver.status, HelperLookupStatus::Resolved, "{result:?}");
+    assert_eq!(
+        result.dns.resolver.status,
+        HelperLookupStatus::Resolved,
+        "{result:?}"
+    );
     assert_eq!(result.dns.resolver.resolver, "udp:lab");
     assert_eq!(result.dns.resolver.addresses, vec![LOCALHOST]);
     let doh = result.dns.doh.as_ref().expect("a DoH lookup");
     assert_eq!(doh.status, HelperLookupStatus::Resolved, "{doh:?}");
-    assert!(doh.resolver.starts_with("doh:https://127.0.0.1:"), "{}", doh.resolver);
+    assert!(
+        doh.resolver.starts_with("doh:https://127.0.0.1:"),
+        "{}",
+        doh.resolver
+    );
     assert_eq!(doh.addresses, vec![LOCALHOST]);
     // One address (the client's and the resolvers' are the same), two ports.
     assert!(result.refused.is_empty(), "{:?}", result.refused);
@@ -290,12 +330,19 @@ async fn helper_round_trip_returns_real_observations_of_a_loopback_web_server() 
     assert_eq!(page.exchange, Some(HttpExchangeEnd::Complete));
     let response = page.response.as_ref().unwrap();
     assert_eq!(response.status, 200);
-    assert_eq!(response.title.as_deref(), Some(&*format!("censorprobe lab: {SITE}")));
+    assert_eq!(
+        response.title.as_deref(),
+        Some(&*format!("censorprobe lab: {SITE}"))
+    );
     assert!(response.body_length > 0);
     assert_eq!(response.body_sha256.len(), 64);
     let handshake = result.tls_of(LOCALHOST, tls.local_addr().port()).unwrap();
     assert_eq!(handshake.sni.as_deref(), Some(SITE));
-    assert_eq!(handshake.handshake, Some(TlsHandshakeEnd::Complete), "{handshake:?}");
+    assert_eq!(
+        handshake.handshake,
+        Some(TlsHandshakeEnd::Complete),
+        "{handshake:?}"
+    );
     let validity = handshake.validity.as_ref().unwrap();
     assert!(validity.valid, "{validity:?}");
     assert!(!handshake.chain.is_empty());
@@ -318,7 +365,16 @@ async fn helper_refuses_bogon_targets_without_connecting() {
     )
     .await;
     let body = request(vec![
-        query(SITE, &[LOCALHOST, "::1".parse().unwrap(), "::ffff:127.0.0.1".parse().unwrap()], Some(port), Some(port)),
+        query(
+            SITE,
+            &[
+                LOCALHOST,
+                "::1".parse().unwrap(),
+                "::ffff:127.0.0.1".parse().unwrap(),
+            ],
+            Some(port),
+            Some(port),
+        ),
         // Its own resolver answers 10.10.34.34: refused as well.
         query(BOGON_SITE, &[], Some(port), None),
     ]);
@@ -327,16 +383,26 @@ async fn helper_refuses_bogon_targets_without_connecting() {
     let refused: Vec<IpAddr> = site.refused.iter().map(|r| r.ip).collect();
     assert_eq!(
         refused,
-        vec![LOCALHOST, "::1".parse().unwrap(), "::ffff:127.0.0.1".parse().unwrap()]
+        vec![
+            LOCALHOST,
+            "::1".parse().unwrap(),
+            "::ffff:127.0.0.1".parse().unwrap()
+        ]
     );
     assert!(
         site.refused.iter().all(|r| r.reason.contains("--allow")),
         "{:?}",
         site.refused
     );
-    assert!(site.connects.is_empty() && site.http.is_empty() && site.tls.is_empty(), "{site:?}");
+    assert!(
+        site.connects.is_empty() && site.http.is_empty() && site.tls.is_empty(),
+        "{site:?}"
+    );
     let private = &reply.results[1];
-    assert_eq!(private.dns.resolver.addresses, vec!["10.10.34.34".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        private.dns.resolver.addresses,
+        vec!["10.10.34.34".parse::<IpAddr>().unwrap()]
+    );
     assert_eq!(private.refused.len(), 1);
     assert!(private.connects.is_empty() && private.http.is_empty());
     match trap.accept() {
@@ -366,7 +432,12 @@ async fn helper_rejects_missing_and_wrong_tokens() {
     )
     .await;
     assert_eq!(answer.status, 405);
-    let answer = send(&helper, "GET /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", b"").await;
+    let answer = send(
+        &helper,
+        "GET /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"",
+    )
+    .await;
     assert_eq!(answer.status, 200);
 }
 
@@ -443,7 +514,10 @@ async fn helper_refuses_oversized_requests_and_too_many_names() {
     assert_eq!(answer.status, 413);
     assert_eq!(answer.error().error, ErrorCode::TooManyNames);
     // Not JSON, and a version it does not speak.
-    assert_eq!(post(&helper, Some(TOKEN), b"{").await.error().error, ErrorCode::BadRequest);
+    assert_eq!(
+        post(&helper, Some(TOKEN), b"{").await.error().error,
+        ErrorCode::BadRequest
+    );
     let v2 = br#"{"version":2,"targets":[]}"#;
     assert_eq!(
         post(&helper, Some(TOKEN), v2).await.error().error,
@@ -474,10 +548,23 @@ async fn helper_times_out_on_a_slow_target() {
     .await;
     let start = Instant::now();
     let reply = post(&helper, Some(TOKEN), &body).await.reply();
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     let page = reply.results[0].http_of(LOCALHOST, port).unwrap();
-    assert_eq!(page.exchange, Some(HttpExchangeEnd::TimeoutAfterRequest), "{page:?}");
-    assert!(reply.results[0].connect_to(silent.local_addr()).unwrap().is_ok());
+    assert_eq!(
+        page.exchange,
+        Some(HttpExchangeEnd::TimeoutAfterRequest),
+        "{page:?}"
+    );
+    assert!(
+        reply.results[0]
+            .connect_to(silent.local_addr())
+            .unwrap()
+            .is_ok()
+    );
 
     // The per-name timeout: the name's result says so.
     let helper = start_helper(
@@ -538,7 +625,12 @@ async fn helper_answers_busy_when_every_slot_is_taken() {
         )
         .await,
     );
-    let slow = request(vec![query(SITE, &[LOCALHOST], Some(silent.local_addr().port()), None)]);
+    let slow = request(vec![query(
+        SITE,
+        &[LOCALHOST],
+        Some(silent.local_addr().port()),
+        None,
+    )]);
     let first = tokio::spawn({
         let helper = Arc::clone(&helper);
         async move { post(&helper, Some(TOKEN), &slow).await.status }
@@ -548,4 +640,67 @@ async fn helper_answers_busy_when_every_slot_is_taken() {
     assert_eq!(answer.status, 503);
     assert_eq!(answer.error().error, ErrorCode::Busy);
     assert_eq!(first.await.unwrap(), 200);
+}
+
+/// The command line a lab runs (`--listen --token-file --cert-out --allow --resolver`):
+/// the binary starts, says where it listens, and measures.
+#[tokio::test]
+async fn helper_command_serves_with_the_lab_flags() {
+    use std::io::BufRead;
+    let lab = start_lab();
+    let http = LabServer::spawn_http(SocketAddr::new(LOCALHOST, 0), HttpLabConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let cert_out = dir.path().join("helper-ca.pem");
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .arg("helper")
+        .args(["--listen", "127.0.0.1:0", "--allow", "127.0.0.0/8"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--cert-out")
+        .arg(&cert_out)
+        .args(["--resolver", &lab.dns.udp_addr().unwrap().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let outcome = async {
+        let addr: SocketAddr = line
+            .split("https://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .unwrap();
+        let ca = censorprobe::trust::load_ca_file(&cert_out)
+            .unwrap()
+            .remove(0);
+        let body = request(vec![query(SITE, &[], Some(http.local_addr().port()), None)]);
+        let auth = format!(
+            "POST {WEB_CONTROL_PATH} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        send_to(addr, &ca, &auth, &body).await.reply()
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(30), outcome).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let reply = reply.expect("the helper answered in time");
+    let result = &reply.results[0];
+    assert_eq!(result.dns.resolver.addresses, vec![LOCALHOST], "{result:?}");
+    assert!(result.dns.resolver.resolver.starts_with("udp:127.0.0.1:"));
+    let page = result.http_of(LOCALHOST, http.local_addr().port()).unwrap();
+    assert_eq!(page.response.as_ref().unwrap().status, 200);
 }
