@@ -29,15 +29,15 @@ static EXTRA_REFUSED: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
 
 /// The special-purpose range `ip` is in, if any (IPv4-mapped IPv6 judged as IPv4).
 pub fn special_range(ip: IpAddr) -> Option<IpNet> {
+    // An IPv4-mapped address reaches the IPv4 address it carries: judge that (the
+    // mapped range itself is a bogon, but ::ffff:1.1.1.1 is as public as 1.1.1.1).
     let canonical = ip.to_canonical();
-    bogon_range(canonical)
-        .or_else(|| bogon_range(ip))
-        .or_else(|| {
-            EXTRA_REFUSED
-                .iter()
-                .copied()
-                .find(|net| net.contains(&canonical))
-        })
+    bogon_range(canonical).or_else(|| {
+        EXTRA_REFUSED
+            .iter()
+            .copied()
+            .find(|net| net.contains(&canonical))
+    })
 }
 
 /// The helper's connect policy: public addresses, plus the `--allow` prefixes.

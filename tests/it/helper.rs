@@ -704,3 +704,67 @@ async fn helper_command_serves_with_the_lab_flags() {
     let page = result.http_of(LOCALHOST, http.local_addr().port()).unwrap();
     assert_eq!(page.response.as_ref().unwrap().status, 200);
 }
+
+/// HTTP/2 (ALPN `h2`): two requests multiplexed on one connection.
+#[tokio::test]
+async fn helper_speaks_http2() {
+    let lab = start_lab();
+    let helper = start_helper(&lab, Options::default()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(helper.ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(TlsProber::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(helper.running.local_addr())
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(ServerName::IpAddress(LOCALHOST.into()), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let ask = |token: &'static str| {
+        let mut client = client.clone();
+        async move {
+            let mut client = client.ready().await.unwrap();
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!("https://127.0.0.1{WEB_CONTROL_PATH}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .unwrap();
+            let (response, mut stream) = client.send_request(request, false).unwrap();
+            stream
+                .send_data(bytes::Bytes::from(request_body()), true)
+                .unwrap();
+            let response = response.await.unwrap();
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            (status, bytes)
+        }
+    };
+    let (good, bad) = tokio::join!(ask(TOKEN), ask("not-the-token-at-all"));
+    assert_eq!(good.0, 200, "{}", String::from_utf8_lossy(&good.1));
+    let reply: WebControlReply = serde_json::from_slice(&good.1).unwrap();
+    assert_eq!(reply.results.len(), 1);
+    assert_eq!(reply.results[0].dns.resolver.addresses, vec![LOCALHOST]);
+    assert_eq!(bad.0, 401);
+}
+
+fn request_body() -> Vec<u8> {
+    request(vec![query(SITE, &[], None, None)])
+}
