@@ -732,7 +732,7 @@ async fn helper_speaks_http2() {
         let _ = connection.await;
     });
     let ask = |token: &'static str| {
-        let mut client = client.clone();
+        let client = client.clone();
         async move {
             let mut client = client.ready().await.unwrap();
             let request = http::Request::builder()
