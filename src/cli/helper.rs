@@ -86,6 +86,9 @@ pub struct HelperArgs {
     /// Most names in one request (413 beyond).
     #[arg(long, default_value = "100", value_parser = |t: &str| parse_count(t, 1, MAX_NAMES_LIMIT))]
     pub max_names: usize,
+    /// Open connections per client address (IPv6: per /64); more are closed at once.
+    #[arg(long, default_value = "32", value_parser = |t: &str| parse_count(t, 1, 1024))]
+    pub max_connections_per_client: usize,
     /// Addresses tested per name at most (the client's first, then the helper's own).
     #[arg(long, default_value = "8", value_parser = |t: &str| parse_count(t, 1, 64))]
     pub max_addresses: usize,
@@ -213,6 +216,7 @@ pub(super) fn run_helper(args: &HelperArgs) -> anyhow::Result<ExitCode> {
                 max_request_bytes: args.max_request_bytes,
                 max_names: args.max_names,
                 request_timeout: args.request_timeout,
+                max_connections_per_client: args.max_connections_per_client,
                 ..HelperLimits::default()
             };
             let server =

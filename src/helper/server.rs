@@ -7,11 +7,12 @@
 //! requests measured at once are bounded; a request waits briefly for one, then 503) and
 //! the request's time limit (504). Every error is a JSON [`ErrorReply`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,6 +69,9 @@ pub struct HelperLimits {
     pub max_names: usize,
     /// The whole request at most (504 beyond).
     pub request_timeout: Duration,
+    /// Open connections per client address (IPv6: per /64); more are closed at once, so
+    /// that one client holding idle connections cannot take every connection slot.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for HelperLimits {
@@ -80,6 +84,7 @@ impl Default for HelperLimits {
             max_request_bytes: 256 * 1024,
             max_names: 100,
             request_timeout: Duration::from_secs(60),
+            max_connections_per_client: 32,
         }
     }
 }
@@ -127,6 +132,43 @@ pub struct ErrorReply {
 struct Health {
     status: String,
     software: String,
+}
+
+/// Open connections per client key.
+#[derive(Debug, Default)]
+struct ClientConnections(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of a client; its count drops with it.
+struct ClientSlot {
+    table: Arc<ClientConnections>,
+    key: IpAddr,
+}
+
+impl ClientConnections {
+    fn take(self: &Arc<Self>, key: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut counts = self.0.lock().expect("connection table lock");
+        let count = counts.entry(key).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            table: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.0.lock().expect("connection table lock");
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -263,6 +305,7 @@ impl HelperServer {
             .max_concurrent_streams(64);
         let builder = Arc::new(builder);
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let per_client = Arc::new(ClientConnections::default());
         let sweeper = tokio::spawn({
             let shared = Arc::clone(&self.shared);
             async move {
@@ -295,12 +338,17 @@ impl HelperServer {
                 drop(stream);
                 continue;
             };
+            let max_per_client = self.shared.limits.max_connections_per_client.max(1);
+            let Some(client_slot) = per_client.take(client_key(peer.ip()), max_per_client) else {
+                drop(stream);
+                continue;
+            };
             let acceptor = self.acceptor.clone();
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _slots = (permit, client_slot);
                 let Ok(Ok(tls)) =
                     tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                 else {

@@ -768,3 +768,41 @@ async fn helper_speaks_http2() {
 fn request_body() -> Vec<u8> {
     request(vec![query(SITE, &[], None, None)])
 }
+
+/// One client cannot hold every connection slot: beyond its share, new connections are
+/// closed at once; once it lets go, it is served again.
+#[tokio::test]
+async fn helper_caps_the_connections_of_one_client() {
+    let lab = start_lab();
+    let helper = start_helper(
+        &lab,
+        Options {
+            limits: HelperLimits {
+                rate_per_client: 0.0,
+                max_connections_per_client: 2,
+                ..HelperLimits::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let addr = helper.running.local_addr();
+    // Two idle connections (no TLS handshake: they would hold their slots for 10 s).
+    let idle = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed at once, not left waiting");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = post(&helper, Some(TOKEN), &request(Vec::new()))
+        .await
+        .reply();
+    assert!(reply.results.is_empty());
+}
