@@ -26,6 +26,7 @@ pub mod capture;
 pub mod classify;
 pub mod cli;
 pub mod compress;
+pub mod helper;
 pub mod ipclass;
 #[doc(hidden)]
 pub mod lab;

@@ -13,6 +13,7 @@ mod diff;
 mod error;
 mod export;
 mod history;
+mod helper;
 mod human;
 mod lab;
 mod parse;
@@ -38,6 +39,7 @@ pub use diff::DiffArgs;
 pub use error::ConfigError;
 pub use export::ExportArgs;
 pub use history::HistoryArgs;
+pub use helper::HelperArgs;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use pcap::PcapArgs;
@@ -133,6 +135,9 @@ pub enum Command {
     Pcap(PcapArgs),
     /// Export reports as one columnar table (Parquet) for SQL engines and dataframes.
     Export(ExportArgs),
+    /// The web control: a server, run from an uncensored vantage, that measures the names
+    /// a scan asks about (`scan --web-control`) from its own network.
+    Helper(Box<HelperArgs>),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -161,7 +166,7 @@ impl Command {
             Command::History(args) => args.quiet,
             Command::Pcap(args) => args.quiet,
             Command::Export(args) => args.quiet,
-            Command::Lab(_) | Command::Trace(_) => false,
+            Command::Lab(_) | Command::Trace(_) | Command::Helper(_) => false,
         }
     }
 }
@@ -208,6 +213,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Trace(args) => trace::run_trace(&args),
         Command::Pcap(args) => pcap::run_pcap(&args),
         Command::Export(args) => export::run_export(&args),
+        Command::Helper(args) => helper::run_helper(&args),
     }
 }
 

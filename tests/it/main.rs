@@ -5,6 +5,7 @@ mod dns;
 mod export;
 mod golden;
 mod history;
+mod helper;
 mod lab;
 mod layers;
 mod locate;
