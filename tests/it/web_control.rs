@@ -233,9 +233,17 @@ async fn scan_with_helper(
     ca_file: &Path,
     extra: &[&str],
 ) -> String {
-    let resolver = fake_dns(&[], Behaviour::a(RESOLVED)).await.to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.jsonl");
+    let mut with_out = vec!["--out", out.to_str().unwrap()];
+    with_out.extend(extra);
+    scan_into(names, url, token_file, ca_file, &with_out).await;
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// [`scan_with_helper`] with the report where `extra` says (`--out` or `--resume`).
+async fn scan_into(names: &[&str], url: &str, token_file: &Path, ca_file: &Path, extra: &[&str]) {
+    let resolver = fake_dns(&[], Behaviour::a(RESOLVED)).await.to_string();
     let mut argv = args(&[
         "scan",
         "--quiet",
@@ -257,14 +265,11 @@ async fn scan_with_helper(
         token_file.to_str().unwrap(),
         "--web-control-ca",
         ca_file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
     ]);
     argv.extend(extra.iter().map(|a| (*a).to_owned()));
     argv.extend(names.iter().map(|n| (*n).to_owned()));
     let run = run_binary(&argv).await;
     assert!(run.status.success(), "{run:#?}");
-    std::fs::read_to_string(&out).unwrap()
 }
 
 /// The probe's own DNS observations are in the record whatever the helper did.
@@ -512,4 +517,38 @@ async fn concurrent_names_share_one_batch() {
         // One connect per address and port asked.
         assert_eq!(result.connects.len(), 2, "{result:?}");
     }
+}
+
+/// Reports with `web_control` read back: `summary`, `diff`, and `--resume` (which measures
+/// only the new name, asking the helper for it alone, and keeps the earlier answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_with_a_web_control_read_back() {
+    let helper = fake_helper(Helper::Answering).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let out_arg = out.to_str().unwrap();
+    let first = ["one.test", "two.test"];
+    scan_into(&first, &helper.url, &helper.token_file, &helper.ca_file, &["--out", out_arg])
+        .await;
+    let summary = run_binary(&args(&["summary", out_arg])).await;
+    assert!(summary.status.success(), "{summary:#?}");
+    let diff = run_binary(&args(&["diff", "--json", out_arg, out_arg])).await;
+    assert!(diff.status.success(), "{diff:#?}");
+
+    let all = ["one.test", "two.test", "three.test"];
+    scan_into(&all, &helper.url, &helper.token_file, &helper.ca_file, &["--resume", out_arg])
+        .await;
+    let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(report.targets.len(), 3);
+    assert_eq!(report.summary.targets_measured, 3);
+    for record in &report.targets {
+        assert!(
+            record.web_control.as_ref().and_then(|w| w.result()).is_some(),
+            "{}",
+            record.domain
+        );
+    }
+    let mut asked = helper.names_asked();
+    asked.sort();
+    assert_eq!(asked, ["one.test", "three.test", "two.test"]);
 }
