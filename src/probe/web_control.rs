@@ -25,8 +25,8 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::observation::web_control::{
-    WEB_CONTROL_PATH, WEB_CONTROL_VERSION, WebControlObservation, WebControlQuery,
-    WebControlReply, WebControlRequest,
+    WEB_CONTROL_PATH, WEB_CONTROL_VERSION, WebControlObservation, WebControlQuery, WebControlReply,
+    WebControlRequest,
 };
 use crate::probe::web::tls::TlsProber;
 
@@ -121,8 +121,7 @@ pub fn endpoint(url: &str) -> Result<Uri, WebControlError> {
     if parsed.host().is_none() {
         return Err(bad("no host"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
-    {
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
         return Err(bad("a base URL has no query, fragment or user"));
     }
     let base = parsed.as_str().trim_end_matches('/');
@@ -421,7 +420,9 @@ mod tests {
             "https://198.18.0.9:8443/v1/web-control"
         );
         assert_eq!(
-            endpoint("https://helper.example/base/").unwrap().to_string(),
+            endpoint("https://helper.example/base/")
+                .unwrap()
+                .to_string(),
             "https://helper.example/base/v1/web-control"
         );
         for bad in [

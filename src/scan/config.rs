@@ -14,10 +14,10 @@ use crate::ipclass::ForgedIpList;
 use crate::pathguard::{PathGuardConfig, PortRangeError, PortRotation};
 use crate::probe::control::ControlSpec;
 use crate::probe::dns::DnsProbeConfig;
-use crate::probe::web_control::WebControlConfig;
 use crate::probe::web::http::HttpProbeConfig;
 use crate::probe::web::stage::{ViaConfig, WebStageConfig};
 use crate::probe::web::tls::TlsProbeConfig;
+use crate::probe::web_control::WebControlConfig;
 use crate::record::ScanOptions;
 use crate::scheduler::{Shard, ShardError};
 use crate::targets::InvalidTarget;
@@ -524,7 +524,9 @@ mod tests {
         let recorded = serde_json::to_string(&config.options).unwrap();
         assert!(!recorded.contains("s3cret"), "{recorded}");
         assert!(
-            recorded.contains(r#""web_control":{"batch":1,"timeout_ms":3000,"url":"https://198.18.0.9:8443"}"#),
+            recorded.contains(
+                r#""web_control":{"batch":1,"timeout_ms":3000,"url":"https://198.18.0.9:8443"}"#
+            ),
             "{recorded}"
         );
     }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use censorprobe::observation::web::{ConnectObservation, ConnectStatus};
 use censorprobe::observation::web_control::{
-    HelperConnect, HelperDns, HelperLookup, HelperLookupStatus, RefusedAddress,
-    WEB_CONTROL_PATH, WEB_CONTROL_VERSION, WebControlObservation, WebControlReply,
-    WebControlRequest, WebControlResult,
+    HelperConnect, HelperDns, HelperLookup, HelperLookupStatus, RefusedAddress, WEB_CONTROL_PATH,
+    WEB_CONTROL_VERSION, WebControlObservation, WebControlReply, WebControlRequest,
+    WebControlResult,
 };
 use censorprobe::probe::dns_stage::first_reply_ips;
 use censorprobe::probe::web_control::{WebControlClient, WebControlConfig, query};
@@ -91,9 +91,8 @@ async fn fake_helper(behaviour: Helper) -> FakeHelper {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = service_fn(move |request| {
-                    handle(request, behaviour, Arc::clone(&seen))
-                });
+                let service =
+                    service_fn(move |request| handle(request, behaviour, Arc::clone(&seen)));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -149,7 +148,10 @@ async fn handle(
         .get("authorization")
         .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
     if !authorized {
-        return Ok(respond(StatusCode::UNAUTHORIZED, r#"{"error":"bad token"}"#));
+        return Ok(respond(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"bad token"}"#,
+        ));
     }
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let asked: WebControlRequest = serde_json::from_slice(&body).unwrap();
@@ -160,10 +162,7 @@ async fn handle(
         Helper::BadJson => return Ok(respond(StatusCode::OK, "<html>not json</html>")),
     }
     let reply = answer(&asked);
-    Ok(respond(
-        StatusCode::OK,
-        serde_json::to_vec(&reply).unwrap(),
-    ))
+    Ok(respond(StatusCode::OK, serde_json::to_vec(&reply).unwrap()))
 }
 
 /// The fake helper's view: its resolver gives [`HELPER_RESOLVED`], it connects to every
@@ -319,7 +318,12 @@ async fn a_working_helper_answers_every_name_in_batches() {
     .await;
     assert!(!text.contains(TOKEN), "the token leaked into the report");
     let report = Report::parse(&text);
-    let recorded = report.header.options.web_control.as_ref().expect("recorded");
+    let recorded = report
+        .header
+        .options
+        .web_control
+        .as_ref()
+        .expect("recorded");
     assert_eq!(recorded.url, helper.url);
     assert_eq!(recorded.batch, 2);
     assert_eq!(recorded.ca_file.as_deref(), Some(helper.ca_file.as_path()));
@@ -330,10 +334,7 @@ async fn a_working_helper_answers_every_name_in_batches() {
     asked.sort();
     assert_eq!(asked, names, "every name asked exactly once");
     for request in helper.requests.lock().unwrap().iter() {
-        assert!(
-            (1..=2).contains(&request.targets.len()),
-            "{request:?}"
-        );
+        assert!((1..=2).contains(&request.targets.len()), "{request:?}");
         assert_eq!(request.version, WEB_CONTROL_VERSION);
         for query in &request.targets {
             assert_eq!(query.addresses, vec![IpAddr::from(RESOLVED)], "{query:?}");
@@ -354,7 +355,10 @@ async fn a_working_helper_answers_every_name_in_batches() {
         else {
             panic!("{}: {observation:?}", record.domain);
         };
-        assert_eq!((url.as_str(), software.as_str()), (helper.url.as_str(), SOFTWARE));
+        assert_eq!(
+            (url.as_str(), software.as_str()),
+            (helper.url.as_str(), SOFTWARE)
+        );
         assert_eq!(result.name, record.domain);
         assert_eq!(
             result.resolved_addresses().collect::<Vec<_>>(),
@@ -425,6 +429,54 @@ async fn the_helper_is_asked_for_the_web_stage_ports_and_addresses() {
         .and_then(WebControlObservation::result)
         .expect("answered");
     assert_eq!(result.refused.len(), 1, "{result:?}");
+
+    // A real helper's answer carries the probes' own observations: the schema takes them
+    // (an HTTP GET with a complete response, a TLS handshake with its chain).
+    let page = serve_one_page().await;
+    let budget = censorprobe::probe::web::net::ConnectionBudget::new(16);
+    let http = censorprobe::probe::web::http::HttpProber::new(Default::default(), budget.clone())
+        .probe(page.ip(), page.port(), "web.test")
+        .await;
+    assert!(http.completed(), "{http:?}");
+    let helper_addr: SocketAddr = helper.url.trim_start_matches("https://").parse().unwrap();
+    let tls = censorprobe::probe::web::tls::TlsProber::new(
+        Arc::new(censorprobe::trust::root_store(&[])),
+        Default::default(),
+        budget,
+    )
+    .unwrap()
+    .probe(helper_addr.ip(), helper_addr.port(), "web.test")
+    .await
+    .unwrap();
+    assert!(!tls.chain.is_empty(), "{tls:?}");
+    let mut measured = record.clone();
+    if let Some(WebControlObservation::Answered { result, .. }) = &mut measured.web_control {
+        result.http.push(http);
+        result.tls.push(tls);
+    }
+    let mut wire = serde_json::to_value(&measured).unwrap();
+    wire["record"] = "target".into();
+    crate::support::assert_schema_valid(&wire);
+}
+
+/// A loopback HTTP server that answers one request with a small page.
+async fn serve_one_page() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = tcp.read(&mut request).await;
+        let body = "<html><head><title>Example page</title></head><body>hello</body></html>";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        let _ = tcp.shutdown().await;
+    });
+    addr
 }
 
 /// A helper that is down, too slow, refuses the token, or answers nonsense: each name
@@ -465,7 +517,10 @@ async fn a_failing_helper_is_recorded_and_the_probe_keeps_its_observations() {
     let text = scan_with_helper(&names, &strict.url, &wrong, &strict.ca_file, &[]).await;
     for error in failures(&Report::parse(&text)) {
         assert!(error.starts_with("HTTP 401"), "{error}");
-        assert!(error.contains("bad token"), "the helper's reason is quoted: {error}");
+        assert!(
+            error.contains("bad token"),
+            "the helper's reason is quoted: {error}"
+        );
     }
     assert!(strict.names_asked().is_empty());
 
@@ -528,22 +583,38 @@ async fn reports_with_a_web_control_read_back() {
     let out = dir.path().join("report.jsonl");
     let out_arg = out.to_str().unwrap();
     let first = ["one.test", "two.test"];
-    scan_into(&first, &helper.url, &helper.token_file, &helper.ca_file, &["--out", out_arg])
-        .await;
+    scan_into(
+        &first,
+        &helper.url,
+        &helper.token_file,
+        &helper.ca_file,
+        &["--out", out_arg],
+    )
+    .await;
     let summary = run_binary(&args(&["summary", out_arg])).await;
     assert!(summary.status.success(), "{summary:#?}");
     let diff = run_binary(&args(&["diff", "--json", out_arg, out_arg])).await;
     assert!(diff.status.success(), "{diff:#?}");
 
     let all = ["one.test", "two.test", "three.test"];
-    scan_into(&all, &helper.url, &helper.token_file, &helper.ca_file, &["--resume", out_arg])
-        .await;
+    scan_into(
+        &all,
+        &helper.url,
+        &helper.token_file,
+        &helper.ca_file,
+        &["--resume", out_arg],
+    )
+    .await;
     let report = Report::parse(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(report.targets.len(), 3);
     assert_eq!(report.summary.targets_measured, 3);
     for record in &report.targets {
         assert!(
-            record.web_control.as_ref().and_then(|w| w.result()).is_some(),
+            record
+                .web_control
+                .as_ref()
+                .and_then(|w| w.result())
+                .is_some(),
             "{}",
             record.domain
         );
