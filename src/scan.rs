@@ -170,7 +170,7 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
     };
     let web_control = config
         .web_control
-        .clone()
+        .as_ref()
         .map(crate::probe::web_control::WebControlClient::start)
         .transpose()?;
     let asns = match &config.asn_db {

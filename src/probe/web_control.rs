@@ -157,7 +157,7 @@ struct Batcher {
 
 impl WebControlClient {
     /// Starts the batcher (needs a Tokio runtime). Nothing is sent before a name asks.
-    pub fn start(config: WebControlConfig) -> Result<WebControlClient, WebControlError> {
+    pub fn start(config: &WebControlConfig) -> Result<WebControlClient, WebControlError> {
         let endpoint = endpoint(&config.url)?;
         let roots = if config.roots.is_empty() {
             RootCertStore {

@@ -294,7 +294,9 @@ fn failures(report: &Report) -> Vec<String> {
                     assert!(helper.starts_with("https://"), "{helper}");
                     error.clone()
                 }
-                answered => panic!("{}: not a failure: {answered:?}", record.domain),
+                answered @ WebControlObservation::Answered { .. } => {
+                    panic!("{}: not a failure: {answered:?}", record.domain)
+                }
             }
         })
         .collect()
@@ -434,14 +436,17 @@ async fn the_helper_is_asked_for_the_web_stage_ports_and_addresses() {
     // (an HTTP GET with a complete response, a TLS handshake with its chain).
     let page = serve_one_page().await;
     let budget = censorprobe::probe::web::net::ConnectionBudget::new(16);
-    let http = censorprobe::probe::web::http::HttpProber::new(Default::default(), budget.clone())
-        .probe(page.ip(), page.port(), "web.test")
-        .await;
+    let http = censorprobe::probe::web::http::HttpProber::new(
+        censorprobe::probe::web::http::HttpProbeConfig::default(),
+        budget.clone(),
+    )
+    .probe(page.ip(), page.port(), "web.test")
+    .await;
     assert!(http.completed(), "{http:?}");
     let helper_addr: SocketAddr = helper.url.trim_start_matches("https://").parse().unwrap();
     let tls = censorprobe::probe::web::tls::TlsProber::new(
         Arc::new(censorprobe::trust::root_store(&[])),
-        Default::default(),
+        censorprobe::probe::web::tls::TlsProbeConfig::default(),
         budget,
     )
     .unwrap()
@@ -554,7 +559,7 @@ async fn a_failing_helper_is_recorded_and_the_probe_keeps_its_observations() {
 async fn concurrent_names_share_one_batch() {
     let helper = fake_helper(Helper::Answering).await;
     let roots = censorprobe::trust::load_ca_file(&helper.ca_file).unwrap();
-    let client = WebControlClient::start(WebControlConfig {
+    let client = WebControlClient::start(&WebControlConfig {
         roots,
         batch: 3,
         linger: Duration::from_secs(600),
