@@ -142,6 +142,8 @@ struct Pending {
 pub struct WebControlClient {
     queue: mpsc::Sender<Pending>,
     helper: String,
+    /// The longest a name waits for its answer, queueing included.
+    deadline: Duration,
 }
 
 type HelperHttp = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -200,7 +202,14 @@ impl WebControlClient {
             config.linger,
             config.max_in_flight.max(1),
         ));
-        Ok(WebControlClient { queue, helper })
+        // A name may wait for a batch slot about as long as its batch may take: beyond
+        // that a slow helper would hold the scan, so the name records a timeout.
+        let deadline = config.linger + config.timeout * 2;
+        Ok(WebControlClient {
+            queue,
+            helper,
+            deadline,
+        })
     }
 
     /// The helper's URL, as records name it.
@@ -211,20 +220,28 @@ impl WebControlClient {
     /// What the helper saw for `query`, or why it said nothing.
     pub async fn ask(&self, query: WebControlQuery) -> WebControlObservation {
         let started = Instant::now();
-        let (reply, answer) = oneshot::channel();
-        if self.queue.send(Pending { query, reply }).await.is_err() {
-            return self.failed("the web control client stopped", started);
-        }
-        match answer.await {
-            Ok(observation) => observation,
-            Err(_) => self.failed("the web control client stopped", started),
+        let asked = async {
+            let (reply, answer) = oneshot::channel();
+            self.queue.send(Pending { query, reply }).await.ok()?;
+            answer.await.ok()
+        };
+        match tokio::time::timeout(self.deadline, asked).await {
+            Ok(Some(observation)) => observation,
+            Ok(None) => self.failed("the web control client stopped".to_owned(), started),
+            Err(_) => self.failed(
+                format!(
+                    "timeout: no answer within {:?} (waiting for a batch slot included)",
+                    self.deadline
+                ),
+                started,
+            ),
         }
     }
 
-    fn failed(&self, error: &str, started: Instant) -> WebControlObservation {
+    fn failed(&self, error: String, started: Instant) -> WebControlObservation {
         WebControlObservation::Failed {
             helper: self.helper.clone(),
-            error: error.to_owned(),
+            error,
             ms: elapsed_ms(started),
         }
     }
@@ -274,6 +291,11 @@ async fn run_batcher(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
+        // Names that stopped waiting (their deadline passed in the queue) are not sent.
+        pending.retain(|p| !p.reply.is_closed());
+        if pending.is_empty() {
+            continue;
+        }
         let batcher = Arc::clone(&batcher);
         tokio::spawn(async move {
             batcher.send(pending).await;

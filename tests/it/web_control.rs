@@ -628,3 +628,45 @@ async fn reports_with_a_web_control_read_back() {
     asked.sort();
     assert_eq!(asked, ["one.test", "three.test", "two.test"]);
 }
+
+/// Behind a slow helper a name does not wait for its turn forever: past its deadline
+/// (a batch's, twice, plus the linger) it records a timeout and is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_stuck_behind_slow_batches_times_out_unsent() {
+    let helper = fake_helper(Helper::Slow(Duration::from_secs(30))).await;
+    let roots = censorprobe::trust::load_ca_file(&helper.ca_file).unwrap();
+    let client = WebControlClient::start(&WebControlConfig {
+        roots,
+        batch: 1,
+        max_in_flight: 1,
+        timeout: Duration::from_millis(300),
+        ..WebControlConfig::new(helper.url.clone(), TOKEN)
+    })
+    .unwrap();
+    let names: Vec<String> = (0..6).map(|i| format!("n{i}.test")).collect();
+    let answers = futures::future::join_all(
+        names
+            .iter()
+            .map(|name| client.ask(query(name, [IpAddr::from(RESOLVED)], None, None))),
+    )
+    .await;
+    let errors: Vec<String> = answers
+        .into_iter()
+        .map(|answer| match answer {
+            WebControlObservation::Failed { error, .. } => error,
+            answered @ WebControlObservation::Answered { .. } => panic!("{answered:?}"),
+        })
+        .collect();
+    assert!(
+        errors.iter().all(|e| e.starts_with("timeout:")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("batch slot")),
+        "{errors:#?}"
+    );
+    // One batch at a time, each taking its 300 ms: the names still queued when their
+    // deadline (650 ms) passed were dropped, not sent.
+    let asked = helper.names_asked().len();
+    assert!(asked <= 3, "{asked} names sent");
+}
