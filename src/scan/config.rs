@@ -289,12 +289,14 @@ fn web_control_config(
         return Ok(None);
     };
     recorded.batch = recorded.batch.max(1);
-    crate::probe::web_control::endpoint(&recorded.url).map_err(|error| {
-        ScanConfigError::BadOption {
+    if let Err(crate::probe::web_control::WebControlError::BadUrl { url, reason }) =
+        crate::probe::web_control::endpoint(&recorded.url)
+    {
+        return Err(ScanConfigError::BadOption {
             option: "--web-control",
-            reason: error.to_string(),
-        }
-    })?;
+            reason: format!("{url:?}: {reason}"),
+        });
+    }
     let token = inputs
         .web_control_token
         .clone()
