@@ -14,5 +14,6 @@ mod pcap;
 mod support;
 mod targets;
 mod web;
+mod web_control;
 mod wire;
 mod workflows;
