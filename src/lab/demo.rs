@@ -77,8 +77,28 @@ fn duration_arg(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// The `censorprobe scan` arguments that point a probe at a lab, every stage on.
+/// The `censorprobe scan` arguments that point a probe at a lab, every stage on, with
+/// the lab's helper as its web control.
 pub fn scan_args(info: &LabInfo, timing: &LabTiming, report: &Path) -> Vec<String> {
+    let mut args = scan_args_without_web_control(info, timing, report);
+    args.extend([
+        "--web-control".to_owned(),
+        info.web_control_url.clone(),
+        "--web-control-token".to_owned(),
+        info.web_control_token.display().to_string(),
+        "--web-control-ca".to_owned(),
+        info.ca_cert.display().to_string(),
+    ]);
+    args
+}
+
+/// The `censorprobe scan` arguments that point a probe at a lab, every stage on, no
+/// web control.
+pub fn scan_args_without_web_control(
+    info: &LabInfo,
+    timing: &LabTiming,
+    report: &Path,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "scan",
         "--tests",
@@ -177,7 +197,8 @@ pub fn run(
     stale::clean_stale_labs_reporting();
     signals.check()?;
     let started = Instant::now();
-    let lab = Lab::start(scenario.clone(), scenario_path, options)?;
+    let mut lab = Lab::start(scenario.clone(), scenario_path, options)?;
+    lab.start_helper(exe)?;
     let lab_up = started.elapsed();
     signals.check()?;
     let report = match chosen_report {
