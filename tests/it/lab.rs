@@ -1567,3 +1567,184 @@ fn lab_a_trigger_with_the_censor_hop_ttl_still_draws_the_injection() {
 }
 
 mod capture;
+
+/// A lab with IP blocking, a keyword rule, a `page` rule and a geo name: what the helper
+/// namespace and the vantage point see of the same servers.
+const HELPER_SCENARIO: &str = r#"
+[[servers]]
+id = "web"
+ips = ["198.19.1.1"]
+behaviour = "normal"
+
+[[servers]]
+id = "blocked"
+ips = ["198.19.1.3"]
+behaviour = "normal"
+
+[[servers]]
+id = "edge"
+ips = ["198.19.20.10", "198.19.20.11"]
+behaviour = "normal"
+
+[[servers]]
+id = "far"
+ips = ["198.19.21.10"]
+behaviour = "normal"
+
+[[names]]
+name = "open.lab.example"
+server = "web"
+
+[[names]]
+name = "geo.lab.example"
+a = ["198.19.20.10"]
+geo = { control = ["198.19.21.10"], helper = ["198.19.20.11"] }
+
+[[http_rules]]
+pattern = "rst.lab.example"
+action = "rst"
+
+[[http_rules]]
+pattern = "diff.lab.example"
+action = "page"
+page = { status = 200, body = "<html><head><title>Notice</title></head><body>forged-by-the-lab-censor</body></html>" }
+
+[[ip_rules]]
+ip = "198.19.1.3"
+action = "drop"
+"#;
+
+/// One A query over UDP, its answer's addresses.
+fn ask_a(resolver: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.send_to(&a_query(name), resolver).unwrap();
+    let got = replies_by_id(&socket, Duration::from_millis(800));
+    let replies: Vec<&Message> = got.values().flatten().map(|(_, m)| m).collect();
+    assert_eq!(replies.len(), 1, "{name} at {resolver}: {replies:?}");
+    a_records(replies[0])
+}
+
+/// The helper namespace hangs off the Internet side: from there the servers are reached
+/// around the censor (no IP blocking, no keyword reset, the real page instead of the
+/// censor's), its resolver gives the helper's geo answers; the vantage point reaches the
+/// helper's address through the censor, which lets it pass, and sees the censor's work
+/// (IP blocking, the forged page) and its own geo answers, from the resolver under test
+/// and from the DoT control. Teardown removes the helper namespace too.
+#[test]
+fn lab_helper_namespace_is_reached_through_the_censor_and_reaches_servers_around_it() {
+    require_lab();
+    let scenario = Scenario::parse(HELPER_SCENARIO, Path::new("helper.toml")).unwrap();
+    let lab = start_lab_with(scenario, Path::new("helper.toml"), "ithlp");
+    let info = lab.info().clone();
+    let id = info.id.clone();
+    assert!(namespace_exists(&info.namespaces.helper));
+    let web80 = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 1), 80));
+    let blocked80 = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
+
+    // From the helper's namespace: nothing of the censor.
+    netns::within(&info.namespaces.helper, move || {
+        assert!(
+            matches!(http_wire(blocked80, "open.lab.example"), Wire::Response(r) if r.contains("200 OK")),
+            "IP blocking is the censor's, out of the helper's way"
+        );
+        assert!(matches!(http_wire(web80, "rst.lab.example"), Wire::Response(r) if r.contains("200 OK")));
+        match http_wire(web80, "diff.lab.example") {
+            Wire::Response(page) => {
+                assert!(page.contains("Served by the censorprobe lab"), "{page}");
+                assert!(!page.contains("forged-by-the-lab-censor"), "{page}");
+            }
+            other => panic!("the helper gets the real page: {other:?}"),
+        }
+        let helper_resolver = SocketAddr::from((plan::HELPER_RESOLVER_IP, 53));
+        assert_eq!(
+            ask_a(helper_resolver, "geo.lab.example."),
+            [Ipv4Addr::new(198, 19, 20, 11)]
+        );
+        assert_eq!(
+            ask_a(helper_resolver, "open.lab.example."),
+            [Ipv4Addr::new(198, 19, 1, 1)]
+        );
+    })
+    .unwrap();
+
+    // A listener at the helper's address, for the vantage point to reach.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let helper_ns = info.namespaces.helper.clone();
+    let listener = std::thread::spawn(move || {
+        netns::enter(&helper_ns).unwrap();
+        let listener = std::net::TcpListener::bind(SocketAddr::from((
+            plan::HELPER_IP,
+            plan::HELPER_PORT,
+        )))
+        .unwrap();
+        bound_tx.send(()).unwrap();
+        let (mut stream, peer) = listener.accept().unwrap();
+        stream.write_all(b"hello from the helper").unwrap();
+        peer
+    });
+    bound_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+    let ca_pem = std::fs::read_to_string(&info.ca_cert).unwrap();
+    let dot = info.control_spec();
+    lab.in_vantage(move || {
+        let mut stream = TcpStream::connect_timeout(
+            &SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)),
+            Duration::from_secs(2),
+        )
+        .expect("the vantage point reaches the helper through the censor");
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut greeting = String::new();
+        stream.read_to_string(&mut greeting).unwrap();
+        assert_eq!(greeting, "hello from the helper");
+
+        assert_eq!(http_wire(blocked80, "open.lab.example"), Wire::ConnectTimeout);
+        match http_wire(web80, "diff.lab.example") {
+            Wire::Response(page) => {
+                assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+                assert!(page.contains("forged-by-the-lab-censor"), "{page}");
+                assert!(!page.contains("Served by the censorprobe lab"), "{page}");
+            }
+            other => panic!("the censor's page, complete: {other:?}"),
+        }
+        assert!(
+            matches!(http_wire(web80, "control.lab.example"), Wire::Response(r) if r.contains("Served by the censorprobe lab")),
+            "a benign Host still gets the real page"
+        );
+        assert_eq!(
+            ask_a(SocketAddr::from((plan::RESOLVER_IP, 53)), "geo.lab.example."),
+            [Ipv4Addr::new(198, 19, 20, 10)]
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let roots: Vec<rustls_pki_types::CertificateDer<'static>> =
+                rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let spec: censorprobe::probe::control::ControlSpec = dot.parse().unwrap();
+            let control =
+                censorprobe::probe::control::ControlResolver::new(&spec, &roots, Duration::from_secs(2))
+                    .unwrap()
+                    .expect("a control resolver");
+            let geo = control
+                .resolve("geo.lab.example", &[RecordType::A])
+                .await;
+            match &geo.answer("A").expect("an A answer").outcome {
+                censorprobe::observation::ControlOutcome::Resolved { ips, .. } => {
+                    assert_eq!(ips, &[IpAddr::V4(Ipv4Addr::new(198, 19, 21, 10))]);
+                }
+                other => panic!("the control's geo answer: {other:?}"),
+            }
+        });
+    })
+    .unwrap();
+    assert_eq!(
+        listener.join().unwrap().ip(),
+        IpAddr::V4(plan::VANTAGE_IP),
+        "the helper sees the vantage point's own address"
+    );
+    lab.stop().unwrap();
+    assert_lab_gone(&id);
+}
