@@ -1748,3 +1748,155 @@ fn lab_helper_namespace_is_reached_through_the_censor_and_reaches_servers_around
     lab.stop().unwrap();
     assert_lab_gone(&id);
 }
+
+/// One `POST` of a web-control request to the lab's helper, over TLS trusting the lab CA,
+/// from the current namespace: the status line and the body.
+fn ask_helper(info: &censorprobe::lab::LabInfo, body: &str, token: &str) -> (String, String) {
+    let ca_pem = std::fs::read(&info.ca_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(IpAddr::V4(plan::HELPER_IP).into());
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect_timeout(
+        &SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        censorprobe::observation::web_control::WEB_CONTROL_PATH,
+        plan::HELPER_IP,
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    // A peer that closes without close_notify still gave its whole answer.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        // Chunk sizes on their own lines, data between.
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// The lab's helper process (`censorprobe helper` in the helper namespace, started by
+/// `Lab::start_helper` as `lab demo` does): the vantage point reaches it through the
+/// censor with the lab's token and CA, and it measures around the censor: it connects to
+/// an address the censor IP-blocks, gets the real page where the censor forges one, and
+/// resolves with its own network's resolver (the geo answer). A wrong token is refused.
+/// Stopping the lab stops it.
+#[test]
+fn lab_helper_process_measures_around_the_censor_for_the_vantage_point() {
+    use censorprobe::observation::web_control::{
+        WEB_CONTROL_VERSION, WebControlQuery, WebControlReply, WebControlRequest,
+    };
+    require_lab();
+    let scenario = Scenario::parse(HELPER_SCENARIO, Path::new("helper.toml")).unwrap();
+    let mut lab = start_lab_with(scenario, Path::new("helper.toml"), "ithlpp");
+    lab.start_helper(Path::new(BIN)).unwrap();
+    assert!(lab.has_helper());
+    let info = lab.info().clone();
+    let helper_pids = processes_in(&info.namespaces.helper);
+    assert_eq!(helper_pids.len(), 1, "one helper process: {helper_pids:?}");
+    let token = std::fs::read_to_string(&info.web_control_token)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let request = WebControlRequest {
+        version: WEB_CONTROL_VERSION,
+        targets: vec![
+            WebControlQuery {
+                name: "open.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 1, 3))],
+                http_port: Some(80),
+                tls_port: Some(443),
+            },
+            WebControlQuery {
+                name: "diff.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1))],
+                http_port: Some(80),
+                tls_port: None,
+            },
+            WebControlQuery {
+                name: "geo.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 20, 10))],
+                http_port: None,
+                tls_port: None,
+            },
+        ],
+    };
+    let body = serde_json::to_string(&request).unwrap();
+    let info_in = info.clone();
+    let (answered, refused) = lab
+        .in_vantage(move || {
+            (
+                ask_helper(&info_in, &body, &token),
+                ask_helper(&info_in, &body, "not-the-token"),
+            )
+        })
+        .unwrap();
+    assert!(refused.0.contains(" 401 "), "a wrong token: {refused:?}");
+    assert!(answered.0.contains(" 200 "), "{answered:?}");
+    let reply: WebControlReply = serde_json::from_str(&answered.1).unwrap();
+    assert_eq!(reply.results.len(), 3);
+    let [open, diff, geo] = &reply.results[..] else {
+        unreachable!()
+    };
+    let blocked = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
+    let connect = open
+        .connect_to(blocked)
+        .unwrap_or_else(|| panic!("no connect to {blocked}: {open:?}"));
+    assert_eq!(
+        connect.status,
+        censorprobe::observation::web::ConnectStatus::Ok,
+        "the helper connects where the censor drops: {connect:?}"
+    );
+    assert!(open.refused.is_empty(), "the lab range is allowed: {open:?}");
+    let page = diff
+        .http_of(IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1)), 80)
+        .unwrap_or_else(|| panic!("no HTTP observation: {diff:?}"));
+    let title = page.response.as_ref().and_then(|r| r.title.as_deref());
+    assert_eq!(
+        title,
+        Some("censorprobe lab: diff.lab.example"),
+        "the real page, not the censor's: {page:?}"
+    );
+    assert_eq!(
+        geo.dns.resolver.addresses,
+        [IpAddr::V4(Ipv4Addr::new(198, 19, 20, 11))],
+        "the helper's resolver gives the helper's geo answer"
+    );
+    let helper_pid = helper_pids[0];
+    lab.stop().unwrap();
+    assert!(!is_running(helper_pid), "the helper stops with the lab");
+    assert_lab_gone(&info.id);
+}
