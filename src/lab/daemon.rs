@@ -75,9 +75,16 @@ pub fn up(
     stale::clean_stale_labs_reporting();
     let prepared = Prepared::new(&scenario, scenario_path, options)?;
     let mut children: Vec<(Role, Child)> = Vec::new();
-    let started = signals
-        .check()
-        .and_then(|()| start_roles(&prepared.info, exe, &mut children, signals));
+    let helper_timeout = super::demo::LabTiming::for_scenario(&scenario).web_timeout;
+    let started = signals.check().and_then(|()| {
+        start_roles(
+            &prepared.info,
+            exe,
+            helper_timeout,
+            &mut children,
+            signals,
+        )
+    });
     if let Err(e) = started {
         for (_, child) in &mut children {
             let _ = child.kill();
@@ -111,6 +118,7 @@ pub fn up(
 fn start_roles(
     info: &LabInfo,
     exe: &Path,
+    helper_timeout: Duration,
     children: &mut Vec<(Role, Child)>,
     signals: &StopSignals,
 ) -> LabResult<()> {
@@ -141,7 +149,7 @@ fn start_roles(
         wait_ready_file(info, role, child, signals)?;
     }
     signals.check()?;
-    let mut child = helper::command(info, exe, &helper::helper_args(info))?
+    let mut child = helper::command(info, exe, &helper::helper_args(info, helper_timeout))?
         // Its own process group, as the roles'.
         .process_group(0)
         .spawn()

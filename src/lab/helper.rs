@@ -63,8 +63,10 @@ fn write_private(path: &Path, text: &str, mode: u32) -> LabResult<()> {
 }
 
 /// The `censorprobe` arguments that run the lab's helper (written against the helper's
-/// command line: `helper --listen --token-file --cert --key --allow --resolver`).
-pub fn helper_args(info: &LabInfo) -> Vec<OsString> {
+/// command line: `helper --listen --token-file --cert --key --allow --resolver
+/// --timeout`). `step_timeout` bounds each of its steps (connect, handshake, response):
+/// nothing in a lab is far away, but a slow server must not look down.
+pub fn helper_args(info: &LabInfo, step_timeout: Duration) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["helper", "--listen", &listen_address().to_string()]
         .iter()
         .map(OsString::from)
@@ -84,6 +86,7 @@ pub fn helper_args(info: &LabInfo) -> Vec<OsString> {
             "--resolver",
             SocketAddr::from((plan::HELPER_RESOLVER_IP, 53)).to_string(),
         ),
+        ("--timeout", format!("{}ms", step_timeout.as_millis())),
     ] {
         args.push(flag.into());
         args.push(value.into());
@@ -175,7 +178,7 @@ mod tests {
             Path::new("demo.toml"),
             "control.lab.example",
         );
-        let args: Vec<String> = helper_args(&info)
+        let args: Vec<String> = helper_args(&info, Duration::from_secs(3))
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();
@@ -195,6 +198,8 @@ mod tests {
                 "198.18.0.0/15",
                 "--resolver",
                 "198.19.0.55:53",
+                "--timeout",
+                "3000ms",
             ]
         );
         assert_eq!(url(), "https://198.19.0.80:443");

@@ -315,7 +315,8 @@ impl Lab {
             std::process::id().to_string().into(),
             "--".into(),
         ];
-        args.extend(helper::helper_args(&info));
+        let timing = super::demo::LabTiming::for_scenario(&self.scenario);
+        args.extend(helper::helper_args(&info, timing.web_timeout));
         let mut child = helper::command(&info, exe, &args)?
             .spawn()
             .map_err(|e| LabError::RoleStart {
