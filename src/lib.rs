@@ -25,6 +25,7 @@ pub mod asn;
 pub mod capture;
 pub mod classify;
 pub mod cli;
+pub mod helper;
 pub mod ipclass;
 #[doc(hidden)]
 pub mod lab;

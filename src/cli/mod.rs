@@ -11,6 +11,7 @@
 mod check;
 mod diff;
 mod error;
+mod helper;
 mod human;
 mod lab;
 mod parse;
@@ -33,6 +34,7 @@ use crate::workflows::sanitize::sanitize_text;
 pub use check::CheckArgs;
 pub use diff::DiffArgs;
 pub use error::ConfigError;
+pub use helper::HelperArgs;
 pub use lab::LabCommand;
 pub use parse::*;
 pub use pcap::PcapArgs;
@@ -122,6 +124,9 @@ pub enum Command {
     /// Analyse capture files (pcap, pcapng) offline: flows, triggers, injected packets,
     /// and the censor's hop in TTL-limited (CenTrace) captures.
     Pcap(PcapArgs),
+    /// The web control: a server, run from an uncensored vantage, that measures the names
+    /// a scan asks about (`scan --web-control`) from its own network.
+    Helper(Box<HelperArgs>),
 }
 
 /// Log output on stderr: warnings (errors only with `--quiet`) unless `RUST_LOG` says
@@ -148,7 +153,7 @@ impl Command {
             Command::Diff(args) => args.quiet,
             Command::Summary(args) => args.quiet,
             Command::Pcap(args) => args.quiet,
-            Command::Lab(_) | Command::Trace(_) => false,
+            Command::Lab(_) | Command::Trace(_) | Command::Helper(_) => false,
         }
     }
 }
@@ -193,6 +198,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Summary(args) => summary::run_summary(&args),
         Command::Trace(args) => trace::run_trace(&args),
         Command::Pcap(args) => pcap::run_pcap(&args),
+        Command::Helper(args) => helper::run_helper(&args),
     }
 }
 

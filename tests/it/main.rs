@@ -3,6 +3,7 @@
 mod control;
 mod dns;
 mod golden;
+mod helper;
 mod lab;
 mod layers;
 mod locate;
