@@ -33,6 +33,7 @@ pub use address::plan_addresses;
 pub use dns::{proof_skipped_evidence, wants_tls_proof};
 
 mod config;
+mod web_control;
 
 pub use config::{
     DEFAULT_DNS_SOCKETS, ScanConfig, ScanConfigBuilder, ScanConfigError, ScanInputs, Stages,
@@ -62,6 +63,10 @@ struct ScanContext {
     lean_without_packets: bool,
     /// Injector fingerprints for the web judge's packet judgement.
     injectors: crate::classify::injectors::InjectorSet,
+    /// With `--web-control`: the helper asked about every named target.
+    web_control: Option<crate::probe::web_control::WebControlClient>,
+    /// With `--asn-db`: the AS table the DNS judge consults with the helper's answers.
+    asns: crate::asn::AsnTable,
 }
 
 /// Runs the `passes` of a scan to the end, or until `stop` resolves (Ctrl-C), and
@@ -163,7 +168,18 @@ async fn start_probes(config: &ScanConfig) -> Result<ScanContext, ScanError> {
         Some(path) => crate::classify::injectors::InjectorSet::load(path)?,
         None => crate::classify::injectors::InjectorSet::builtin(),
     };
+    let web_control = config
+        .web_control
+        .clone()
+        .map(crate::probe::web_control::WebControlClient::start)
+        .transpose()?;
+    let asns = match &config.asn_db {
+        Some(path) => crate::asn::AsnTable::load(path)?,
+        None => crate::asn::AsnTable::empty(),
+    };
     Ok(ScanContext {
+        web_control,
+        asns,
         dns: DnsStage::new(
             engine,
             &config.control,
@@ -341,50 +357,78 @@ async fn probe_target(context: Arc<ScanContext>, target: Target) -> TargetRecord
 }
 
 /// The rest of a target once its DNS stage is judged: the web stages (when they run)
-/// and the record. `control`: the control's resolution when there is no DNS section.
+/// and the web control (when asked), both at once, then the record. `control`: the
+/// control's resolution when there is no DNS section.
 async fn complete_target(
     context: &ScanContext,
     target: Target,
     started_at: String,
     started: Instant,
-    dns: Option<DnsSection>,
+    mut dns: Option<DnsSection>,
     control: Option<ControlObservation>,
 ) -> TargetRecord {
     let control = dns.as_ref().map_or(control, |d| d.control.clone());
-    let mut web_result = None;
-    if let Some(web) = &context.web {
-        let resolver_ips = dns
-            .as_ref()
-            .map(|d| first_reply_ips(&d.queries))
-            .unwrap_or_default();
-        let (genuine, forged) = dns.as_ref().map_or((&[][..], &[][..]), |d| {
-            (
-                d.assessment.genuine_ips.as_slice(),
-                d.assessment.forged_ips.as_slice(),
-            )
-        });
-        let plan = plan_addresses(
+    let resolver_ips = dns
+        .as_ref()
+        .map(|d| first_reply_ips(&d.queries))
+        .unwrap_or_default();
+    let (genuine, forged) = dns.as_ref().map_or((&[][..], &[][..]), |d| {
+        (
+            d.assessment.genuine_ips.as_slice(),
+            d.assessment.forged_ips.as_slice(),
+        )
+    });
+    let plan = plan_addresses(
+        &target,
+        control.as_ref(),
+        genuine,
+        forged,
+        &resolver_ips,
+        // All of them: the stage probes `max_ips`, preferring clean paths.
+        usize::MAX,
+    );
+    let helper_query = context.web_control.as_ref().and_then(|client| {
+        web_control::query(
+            context.web.as_ref().map(WebStage::config),
             &target,
-            control.as_ref(),
-            genuine,
-            forged,
+            plan.as_ref().ok(),
             &resolver_ips,
-            // All of them: the stage probes `max_ips`, preferring clean paths.
-            usize::MAX,
-        );
-        let observations = web.observe_target(&target.domain, plan).await;
+            control.as_ref(),
+        )
+        .map(|query| (client, query))
+    });
+    let observe = async {
+        match &context.web {
+            Some(web) => Some(web.observe_target(&target.domain, plan).await),
+            None => None,
+        }
+    };
+    let ask = async {
+        match helper_query {
+            Some((client, query)) => Some(client.ask(query).await),
+            None => None,
+        }
+    };
+    let (observations, helper) = tokio::join!(observe, ask);
+    if let (Some(helper), Some(dns)) = (&helper, &mut dns) {
+        crate::classify::dns::reconsider_with_web_control(dns, helper, &context.asns);
+    }
+    let web_result = observations.map(|observations| {
         let blockpages = context
             .blockpages
             .as_ref()
             .expect("the block pages are loaded with the web stage");
-        web_result = Some(crate::classify::web::judge_web_with_injectors(
+        let web = context.web.as_ref().expect("observed by the web stage");
+        crate::classify::web::judge_web_with_control(
             observations,
+            helper.as_ref(),
             &web.config().control_name,
             blockpages,
             &context.injectors,
-        ));
-    }
+        )
+    });
     let mut record = target_record(target, started_at, started, dns, web_result);
+    record.web_control = helper;
     if let Some(locator) = &context.locator {
         record.location = locator
             .locate(record.http.as_ref(), record.tls.as_ref())

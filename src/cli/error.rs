@@ -46,6 +46,9 @@ pub enum ConfigError {
     PortRange(#[from] PortRangeError),
     #[error(transparent)]
     ScanConfig(#[from] ScanConfigError),
+    /// `--web-control-token` (read by the web control client).
+    #[error(transparent)]
+    WebControl(#[from] crate::probe::web_control::WebControlError),
     /// `--control` (its parser is the probe's).
     #[error(transparent)]
     Control(#[from] ProbeError),

@@ -156,6 +156,52 @@ pub struct ScanArgs {
     /// Resume, repeat, output format, progress (src/workflows).
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+    /// The web control (`--web-control`, a `censorprobe helper`).
+    #[command(flatten)]
+    pub helper: WebControlArgs,
+}
+
+/// Scan options of the web control: a `censorprobe helper` on an uncensored vantage,
+/// asked to measure every target too (README "Web control").
+#[derive(Debug, Clone, Args)]
+pub struct WebControlArgs {
+    /// The helper's base URL (`https://HOST:PORT`); needs --web-control-token.
+    #[arg(long, value_name = "URL", requires = "web_control_token")]
+    pub web_control: Option<String>,
+    /// File holding the helper's bearer token (never written to the report).
+    #[arg(long, value_name = "FILE", requires = "web_control")]
+    pub web_control_token: Option<PathBuf>,
+    /// The helper's certificate or CA (PEM), e.g. its generated self-signed one
+    /// (default: the Mozilla roots).
+    #[arg(long, value_name = "FILE", requires = "web_control")]
+    pub web_control_ca: Option<PathBuf>,
+    /// Names sent to the helper in one request.
+    #[arg(long, value_name = "N", default_value_t = crate::probe::web_control::DEFAULT_BATCH, value_parser = |t: &str| parse_count(t, 1, MAX_WEB_CONTROL_BATCH))]
+    pub web_control_batch: usize,
+    /// Deadline of one request to the helper; past it, its names record the helper as failed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub web_control_timeout: Duration,
+    /// AS table (iptoasn.com `ip2asn-v4.tsv` / `ip2asn-combined.tsv`): with a web control,
+    /// a resolver answer in the helper's AS is consistent (geo-DNS, not poisoning).
+    #[arg(long, value_name = "FILE")]
+    pub asn_db: Option<PathBuf>,
+}
+
+/// The most names in one web control request.
+const MAX_WEB_CONTROL_BATCH: usize = 1000;
+
+impl WebControlArgs {
+    /// The header's record of the web control (without the token).
+    fn options(&self) -> Option<crate::record::WebControlOptions> {
+        self.web_control
+            .as_ref()
+            .map(|url| crate::record::WebControlOptions {
+                batch: self.web_control_batch,
+                ca_file: self.web_control_ca.clone(),
+                timeout: self.web_control_timeout,
+                url: url.clone(),
+            })
+    }
 }
 
 /// Scan options of the workflows (flattened into the scan options).
@@ -302,6 +348,16 @@ pub fn scan_config(args: &ScanArgs) -> Result<ScanConfig, ConfigError> {
         forged_ips,
         vantage: args.vantage.clone(),
         out: args.out.clone(),
+        web_control_token: args
+            .helper
+            .web_control_token
+            .as_deref()
+            .map(crate::probe::web_control::read_token)
+            .transpose()?,
+        web_control_roots: match &args.helper.web_control_ca {
+            Some(path) => crate::trust::load_ca_file(path)?,
+            None => Vec::new(),
+        },
     };
     Ok(ScanConfig::from_options(options_from_args(args), inputs)?)
 }
@@ -333,6 +389,7 @@ fn load_trust(files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, ConfigE
 /// normalises them to the effective values the header records.
 fn options_from_args(args: &ScanArgs) -> ScanOptions {
     ScanOptions {
+        asn_db: args.helper.asn_db.clone(),
         blockpages: args.blockpages.clone(),
         ca_files: args.ca.clone(),
         capture: args.capture.into(),
@@ -366,6 +423,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         tls_port: args.tls_port,
         via: args.via,
         via_ports: args.via_ports.clone(),
+        web_control: args.helper.options(),
         web_timeout: args.web_timeout,
     }
 }

@@ -7,5 +7,6 @@ pub mod dns_stage;
 mod error;
 pub mod locate;
 pub mod web;
+pub mod web_control;
 
 pub use error::ProbeError;

@@ -46,6 +46,9 @@ pub struct HeaderRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScanOptions {
+    /// `--asn-db`: the AS table the DNS judge consults with a web control.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn_db: Option<PathBuf>,
     /// Block-page fingerprints file (`None`: the built-in set).
     pub blockpages: Option<PathBuf>,
     /// Extra trust anchors (PEM files).
@@ -122,6 +125,9 @@ pub struct ScanOptions {
     pub via: Option<IpAddr>,
     /// With `via`: the destination port range rotated over (`A-B`).
     pub via_ports: Option<String>,
+    /// `--web-control`: the helper asked, and how (never its token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_control: Option<WebControlOptions>,
     /// Deadline of an HTTP response or a TLS handshake after the connect.
     #[serde(rename = "web_timeout_ms", with = "millis")]
     pub web_timeout: Duration,
@@ -131,6 +137,7 @@ impl Default for ScanOptions {
     /// The command line's defaults (seed 0; no CA, forged addresses, via or shard).
     fn default() -> Self {
         ScanOptions {
+            asn_db: None,
             blockpages: None,
             ca_files: Vec::new(),
             capture: CaptureMode::Auto,
@@ -162,9 +169,26 @@ impl Default for ScanOptions {
             tls_port: 443,
             via: None,
             via_ports: None,
+            web_control: None,
             web_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How a scan asks its web control (`scan --web-control URL`), as the header records it:
+/// the token stays out of the report. Keys in alphabetical order, like [`ScanOptions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebControlOptions {
+    /// `--web-control-batch`: names in one request.
+    pub batch: usize,
+    /// `--web-control-ca`: the helper's trust anchor (absent: the Mozilla roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// `--web-control-timeout`: deadline of one request.
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    /// The helper's base URL.
+    pub url: String,
 }
 
 /// `--capture`: whether the scan captures its own flows.

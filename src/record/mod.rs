@@ -10,7 +10,9 @@ pub mod pcap;
 mod summary;
 mod target;
 
-pub use header::{CaptureMode, HeaderRecord, Observations, ResumeInfo, ScanOptions};
+pub use header::{
+    CaptureMode, HeaderRecord, Observations, ResumeInfo, ScanOptions, WebControlOptions,
+};
 pub use summary::{SummaryBuilder, SummaryRecord};
 pub use target::{DnsSection, TargetRecord, TargetView};
 

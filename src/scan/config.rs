@@ -17,6 +17,7 @@ use crate::probe::dns::DnsProbeConfig;
 use crate::probe::web::http::HttpProbeConfig;
 use crate::probe::web::stage::{ViaConfig, WebStageConfig};
 use crate::probe::web::tls::TlsProbeConfig;
+use crate::probe::web_control::WebControlConfig;
 use crate::record::ScanOptions;
 use crate::scheduler::{Shard, ShardError};
 use crate::targets::InvalidTarget;
@@ -142,6 +143,10 @@ pub struct ScanInputs {
     pub vantage: Option<String>,
     /// `None` or `-`: stdout.
     pub out: Option<PathBuf>,
+    /// The bearer token of `options.web_control` (never recorded).
+    pub web_control_token: Option<String>,
+    /// The trust anchors of `options.web_control`'s `ca_file` (empty: the Mozilla roots).
+    pub web_control_roots: Vec<CertificateDer<'static>>,
 }
 
 impl ScanInputs {
@@ -156,6 +161,8 @@ impl ScanInputs {
             forged_ips: ForgedIpList::default(),
             vantage: None,
             out: None,
+            web_control_token: None,
+            web_control_roots: Vec::new(),
         }
     }
 }
@@ -192,6 +199,10 @@ pub struct ScanConfig {
     pub blockpages: Option<PathBuf>,
     /// Injector fingerprints extending the built-in set (`None`: the built-in set).
     pub injectors: Option<PathBuf>,
+    /// The web control to ask for every target (`--web-control`).
+    pub web_control: Option<WebControlConfig>,
+    /// The AS table the DNS judge consults with a web control (`None`: none).
+    pub asn_db: Option<PathBuf>,
 }
 
 impl ScanConfig {
@@ -222,6 +233,7 @@ impl ScanConfig {
         let dns_sockets = options.dns_sockets.unwrap_or(DEFAULT_DNS_SOCKETS).max(1);
         options.dns_sockets = Some(dns_sockets);
         options.forged_ips = inputs.forged_ips.len();
+        let web_control = web_control_config(&mut options, &inputs)?;
         Ok(ScanConfig {
             resolver: inputs.resolver,
             sink: inputs.sink,
@@ -252,6 +264,8 @@ impl ScanConfig {
             },
             blockpages: options.blockpages.clone(),
             injectors: options.injectors.clone(),
+            web_control,
+            asn_db: options.asn_db.clone(),
             options,
         })
     }
@@ -264,6 +278,36 @@ impl ScanConfig {
             inputs: ScanInputs::new(resolver),
         }
     }
+}
+
+/// The web control client's settings of `options` (batch normalised to at least 1).
+fn web_control_config(
+    options: &mut ScanOptions,
+    inputs: &ScanInputs,
+) -> Result<Option<WebControlConfig>> {
+    let Some(recorded) = &mut options.web_control else {
+        return Ok(None);
+    };
+    recorded.batch = recorded.batch.max(1);
+    crate::probe::web_control::endpoint(&recorded.url).map_err(|error| {
+        ScanConfigError::BadOption {
+            option: "--web-control",
+            reason: error.to_string(),
+        }
+    })?;
+    let token = inputs
+        .web_control_token
+        .clone()
+        .ok_or_else(|| ScanConfigError::BadOption {
+            option: "--web-control-token",
+            reason: "a web control needs its token".to_owned(),
+        })?;
+    Ok(Some(WebControlConfig {
+        roots: inputs.web_control_roots.clone(),
+        batch: recorded.batch,
+        timeout: recorded.timeout,
+        ..WebControlConfig::new(recorded.url.clone(), token)
+    }))
 }
 
 /// The HTTP and TLS stage settings of `options`.
@@ -444,5 +488,46 @@ mod tests {
         refused(|o| o.rate = -1.0, "--rate");
         refused(|o| o.control_name = "a..b".to_owned(), "--control-name");
         refused(|o| o.shard = Some("3/2".to_owned()), "--shard");
+        refused(
+            |o| o.web_control = Some(web_control_options("http://198.18.0.9:8080")),
+            "--web-control",
+        );
+    }
+
+    fn web_control_options(url: &str) -> crate::record::WebControlOptions {
+        crate::record::WebControlOptions {
+            batch: 0,
+            ca_file: None,
+            timeout: Duration::from_secs(3),
+            url: url.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_web_control_needs_its_token_and_keeps_it_out_of_the_options() {
+        let options = |o: &mut ScanOptions| {
+            o.web_control = Some(web_control_options("https://198.18.0.9:8443"));
+        };
+        let error = ScanConfig::builder(resolver())
+            .options(options)
+            .build()
+            .unwrap_err();
+        assert_eq!(error.option(), "--web-control-token", "{error}");
+        let config = ScanConfig::builder(resolver())
+            .options(options)
+            .inputs(|i| i.web_control_token = Some("s3cret".to_owned()))
+            .build()
+            .unwrap();
+        let client = config.web_control.expect("a web control");
+        assert_eq!(client.token, "s3cret");
+        assert_eq!((client.batch, client.timeout), (1, Duration::from_secs(3)));
+        let recorded = serde_json::to_string(&config.options).unwrap();
+        assert!(!recorded.contains("s3cret"), "{recorded}");
+        assert!(
+            recorded.contains(
+                r#""web_control":{"batch":1,"timeout_ms":3000,"url":"https://198.18.0.9:8443"}"#
+            ),
+            "{recorded}"
+        );
     }
 }

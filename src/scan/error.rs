@@ -34,6 +34,12 @@ pub enum ScanError {
     Capture(#[from] crate::capture::CaptureError),
     #[error(transparent)]
     Injectors(#[from] InjectorError),
+    /// `--web-control` could not be set up.
+    #[error(transparent)]
+    WebControl(#[from] crate::probe::web_control::WebControlError),
+    /// `--asn-db` could not be read.
+    #[error(transparent)]
+    Asn(#[from] crate::asn::AsnError),
     /// The report to resume could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),

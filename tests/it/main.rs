@@ -12,5 +12,6 @@ mod pcap;
 mod support;
 mod targets;
 mod web;
+mod web_control;
 mod wire;
 mod workflows;
