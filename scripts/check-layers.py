@@ -4,7 +4,7 @@ Usage: check-layers.py [src] [--edges]; exit 1 on any cycle or violation."""
 import os, re, sys
 root = next((a for a in sys.argv[1:] if not a.startswith('-')), 'src')
 RANK = {'error': -1, 'vocab': 0, 'progress': 0, 'ipclass': 0, 'targets': 0, 'trust': 0, 'pathguard': 0,
-        'scheduler': 0, 'sniff': 0, 'lines': -1, 'servers': 1, 'observation': 1, 'record': 2, 'packet': 1.5, 'capture': 2.5, 'probe': 3, 'classify': 3,
+        'scheduler': 0, 'sniff': 0, 'asn': 0, 'lines': -1, 'servers': 1, 'observation': 1, 'record': 2, 'packet': 1.5, 'capture': 2.5, 'probe': 3, 'classify': 3,
         'report': 4, 'output': 5, 'scan': 6, 'workflows': 6, 'lab': 6, 'helper': 6, 'cli': 9}
 mods = {}
 for dp, _, fs in os.walk(root):

@@ -118,6 +118,8 @@ struct Judgement {
     genuine: BTreeSet<IpAddr>,
     /// A bogon answer with no control and no benign answer to compare it with.
     unresolved_bogon: bool,
+    /// Addresses the web control vouches for ([`reconsider_with_web_control`]).
+    vouches: Vec<Vouch>,
 }
 
 impl Judgement {
@@ -133,22 +135,227 @@ impl Judgement {
 /// consistent (geo-DNS, not poisoning). The section's assessment is replaced when the
 /// helper's evidence changes it; a failed helper changes nothing.
 ///
-/// CONTRACT STUB (owner: classify helper).
+/// Only a `dns_poisoning` whose sole method is `inconsistent` is reconsidered (the other
+/// methods stand on facts a second vantage cannot undo). Every inconsistent answer (one
+/// per question type) must be vouched for, each by the first that applies of: an
+/// address in common with the helper's lookups, the helper's TLS handshake to one of
+/// its addresses valid for the name, one of its addresses in the same /24 (IPv4) or /48
+/// (IPv6) as one of the helper's, the same AS (`asns`; AS 0, not routed, is no AS).
+/// OONI's `dns_consistency` counts the same facts as consistent (ooni/spec
+/// `ts-017-web-connectivity.md`, `dns_consistency`: same addresses, same ASN, TLS
+/// handshakes for the domain). The section is then judged again from its observations
+/// with those addresses genuine; otherwise it stays `dns_poisoning` and the evidence says
+/// that the helper disagrees too.
 pub fn reconsider_with_web_control(
     section: &mut crate::record::DnsSection,
     web_control: &crate::observation::web_control::WebControlObservation,
     asns: &crate::asn::AsnTable,
 ) {
-    let _ = (section, web_control, asns);
+    let Some(helper) = web_control.result() else {
+        return;
+    };
+    let assessment = &section.assessment;
+    if assessment.verdict != DnsVerdict::DnsPoisoning
+        || assessment.methods != [PoisoningMethod::Inconsistent]
+        || section.queries.is_empty()
+    {
+        return;
+    }
+    let mut vouches = Vec::new();
+    let mut disagreements = Vec::new();
+    for inconsistent in assessment
+        .evidence
+        .iter()
+        .filter(|e| e.kind == EvidenceKind::NoCommonAddress)
+    {
+        match vouch(inconsistent, helper, asns) {
+            Ok(vouch) => vouches.push(vouch),
+            Err(disagrees) => disagreements.push(disagrees),
+        }
+    }
+    if vouches.is_empty() || !disagreements.is_empty() {
+        section.assessment.evidence.extend(disagreements);
+        return;
+    }
+    let proven: Vec<IpAddr> = section
+        .tls_proof
+        .iter()
+        .filter(|o| o.valid_for_name())
+        .map(|o| o.ip)
+        .collect();
+    // No known-forged address was found with the scan's list (the only method was
+    // `inconsistent`), so an empty list judges the same.
+    let no_list = ForgedIpList::default();
+    let inputs = DnsInputs {
+        queries: &section.queries,
+        control: section.control.as_ref(),
+        forged_ips: &no_list,
+        tls_proven: &proven,
+        benign_query: section.benign_query.as_ref(),
+    };
+    let mut judged = classify_dns_vouched(&inputs, vouches);
+    if judged.methods.contains(&PoisoningMethod::Inconsistent) {
+        return;
+    }
+    // Facts the scan added after judging (addresses not contacted for TLS proof).
+    judged.evidence.extend(
+        section
+            .assessment
+            .evidence
+            .iter()
+            .filter(|e| e.kind == EvidenceKind::TlsProofSkipped)
+            .cloned(),
+    );
+    section.assessment = judged;
+}
+
+/// Resolver addresses the web control vouches for, with the evidence saying how.
+#[derive(Debug, Clone)]
+struct Vouch {
+    qtype: Option<String>,
+    ips: Vec<IpAddr>,
+    evidence: Evidence,
+}
+
+/// The network prefix OONI-style consistency compares: /24 for IPv4, /48 for IPv6.
+fn same_prefix(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..6] == b.octets()[..6],
+        _ => false,
+    }
+}
+
+/// Whether the web control vouches for an inconsistent answer (`no_common_address`
+/// evidence, its addresses in `ips`); `Err` is the evidence that it does not.
+fn vouch(
+    inconsistent: &Evidence,
+    helper: &crate::observation::web_control::WebControlResult,
+    asns: &crate::asn::AsnTable,
+) -> Result<Vouch, Evidence> {
+    let qtype = inconsistent.qtype.as_deref();
+    let ours = &inconsistent.ips;
+    let theirs: Vec<IpAddr> = {
+        let mut ips: Vec<IpAddr> = helper.resolved_addresses().collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    };
+    let made = |kind, ips: Vec<IpAddr>, detail: String| {
+        Ok(Vouch {
+            qtype: qtype.map(str::to_owned),
+            evidence: Evidence::new(kind, qtype, detail).with_ips(ips.iter().copied()),
+            ips,
+        })
+    };
+    let common: Vec<IpAddr> = ours
+        .iter()
+        .copied()
+        .filter(|ip| theirs.contains(ip))
+        .collect();
+    if !common.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but the web control's own lookups              returned {} too: consistent (an answer for another region)",
+            join_ips(&common)
+        );
+        return made(EvidenceKind::WebControlCommonAddress, common, detail);
+    }
+    let proven: Vec<IpAddr> = ours
+        .iter()
+        .copied()
+        .filter(|ip| {
+            helper.tls.iter().any(|o| {
+                o.ip == *ip && o.name.eq_ignore_ascii_case(&helper.name) && o.valid_for_name()
+            })
+        })
+        .collect();
+    if !proven.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but the web control's TLS handshake to {}              with SNI {:?} gave a chain valid for the name: consistent (CDN or geo-DNS)",
+            join_ips(&proven),
+            helper.name
+        );
+        return made(EvidenceKind::WebControlTlsProof, proven, detail);
+    }
+    let near: Vec<(IpAddr, IpAddr)> = ours
+        .iter()
+        .filter_map(|ip| {
+            theirs
+                .iter()
+                .find(|t| same_prefix(*ip, **t))
+                .map(|t| (*ip, *t))
+        })
+        .collect();
+    if !near.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but in the same /24 (IPv4) or /48 (IPv6)              as the web control's answer: {}: consistent (geo-DNS)",
+            near.iter()
+                .map(|(o, t)| format!("{o} near {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return made(
+            EvidenceKind::WebControlSamePrefix,
+            near.into_iter().map(|(o, _)| o).collect(),
+            detail,
+        );
+    }
+    let their_asns: Vec<(IpAddr, crate::asn::AsnEntry)> = theirs
+        .iter()
+        .filter_map(|t| asns.lookup(*t).map(|e| (*t, e)))
+        .collect();
+    let same_as: Vec<(IpAddr, IpAddr, crate::asn::AsnEntry)> = ours
+        .iter()
+        .filter_map(|ip| {
+            let mine = asns.lookup(*ip)?;
+            their_asns
+                .iter()
+                .find(|(_, e)| e.asn == mine.asn)
+                .map(|(t, _)| (*ip, *t, mine))
+        })
+        .collect();
+    if !same_as.is_empty() {
+        let detail = format!(
+            "no address in common with the control, but in the same AS as the web control's              answer: {}: consistent (geo-DNS)",
+            same_as
+                .iter()
+                .map(|(o, t, e)| format!("{o} and {t} in AS{} {}", e.asn, e.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return made(
+            EvidenceKind::WebControlSameAs,
+            same_as.into_iter().map(|(o, _, _)| o).collect(),
+            detail,
+        );
+    }
+    Err(Evidence::new(
+        EvidenceKind::WebControlDisagrees,
+        qtype,
+        format!(
+            "the web control does not vouch for {} either: its lookups returned {} (no common              address, /24 or /48, or AS{}), and no handshake of its to these addresses was valid              for the name",
+            join_ips(ours),
+            join_ips(&theirs),
+            if asns.is_empty() { ", no AS table given" } else { "" }
+        ),
+    )
+    .with_ips(ours.iter().copied()))
 }
 
 pub fn classify_dns(inputs: &DnsInputs<'_>) -> DnsAssessment {
+    classify_dns_vouched(inputs, Vec::new())
+}
+
+/// [`classify_dns`] with addresses the web control vouches for: genuine when the
+/// control disagrees, stated by the web control's evidence.
+fn classify_dns_vouched(inputs: &DnsInputs<'_>, vouches: Vec<Vouch>) -> DnsAssessment {
     let mut j = Judgement {
         methods: BTreeSet::new(),
         evidence: Vec::new(),
         forged: BTreeSet::new(),
         genuine: BTreeSet::new(),
         unresolved_bogon: false,
+        vouches,
     };
     for query in inputs
         .queries
@@ -536,6 +743,12 @@ fn judge_against_control(
                     )
                     .with_ips(proven),
                 );
+            } else if let Some(vouch) = j.vouches.iter().find(|v| {
+                v.qtype.as_deref() == Some(qtype) && v.ips.iter().any(|ip| first_ips.contains(ip))
+            }) {
+                let (ips, evidence) = (vouch.ips.clone(), vouch.evidence.clone());
+                j.genuine.extend(ips);
+                j.evidence.push(evidence);
             } else {
                 j.forged.extend(first_ips.iter().copied());
                 j.found(
@@ -1316,5 +1529,232 @@ mod tests {
                 .iter()
                 .any(|e| e.kind == EvidenceKind::DuplicateReplies)
         );
+    }
+
+    // ---- Reconsidering with a web control (geo-DNS).
+
+    use crate::asn::AsnTable;
+    use crate::observation::web_control::{
+        HelperDns, HelperLookup, HelperLookupStatus, WebControlObservation, WebControlResult,
+    };
+    use crate::record::DnsSection;
+
+    /// A section whose resolver answered `answer` while the control resolved
+    /// 198.18.1.1: `dns_poisoning` by `inconsistent` alone.
+    fn inconsistent_section(answer: &[&str]) -> DnsSection {
+        let queries = vec![query(vec![reply(RESOLVER, 5.0, "NoError", answer)])];
+        let c = control(resolved(&["198.18.1.1"]));
+        let assessment = judge(&queries, Some(&c), &[]);
+        DnsSection {
+            assessment,
+            resolver: RESOLVER.parse().unwrap(),
+            sink: None,
+            queries,
+            control: Some(c),
+            tls_proof: Vec::new(),
+            benign_query: None,
+        }
+    }
+
+    fn helper_saw(addresses: &[&str]) -> WebControlResult {
+        WebControlResult {
+            name: "x.test".into(),
+            dns: HelperDns {
+                resolver: HelperLookup {
+                    resolver: "system".into(),
+                    status: HelperLookupStatus::Resolved,
+                    addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                    error: None,
+                    ms: 2.0,
+                },
+                doh: None,
+            },
+            connects: Vec::new(),
+            http: Vec::new(),
+            tls: Vec::new(),
+            refused: Vec::new(),
+            ms: 20.0,
+        }
+    }
+
+    fn answered(result: WebControlResult) -> WebControlObservation {
+        WebControlObservation::Answered {
+            helper: "https://198.19.0.2:8443".into(),
+            software: "censorprobe test".into(),
+            ms: 30.0,
+            result: Box::new(result),
+        }
+    }
+
+    /// The section after reconsidering: its verdict and evidence kinds.
+    fn reconsidered(
+        mut section: DnsSection,
+        helper: &WebControlObservation,
+        asns: &AsnTable,
+    ) -> DnsAssessment {
+        assert_eq!(section.assessment.methods, [PoisoningMethod::Inconsistent]);
+        reconsider_with_web_control(&mut section, helper, asns);
+        section.assessment
+    }
+
+    fn has(a: &DnsAssessment, kind: EvidenceKind) -> bool {
+        a.evidence.iter().any(|e| e.kind == kind)
+    }
+
+    #[test]
+    fn an_answer_the_web_control_shares_is_consistent() {
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper_saw(&["198.18.7.7", "198.18.9.9"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!((a.verdict, a.method), (DnsVerdict::Ok, None), "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlCommonAddress));
+        assert!(!has(&a, EvidenceKind::NoCommonAddress));
+        assert!(a.forged_ips.is_empty());
+        assert!(a.genuine_ips.contains(&"198.18.7.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_answer_in_the_web_controls_24_or_48_is_consistent() {
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper_saw(&["198.18.7.200"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlSamePrefix));
+        assert!(same_prefix(
+            "2001:db8:1:2::1".parse().unwrap(),
+            "2001:db8:1:ffff::9".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "2001:db8:1::1".parse().unwrap(),
+            "2001:db8:2::1".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "198.18.7.1".parse().unwrap(),
+            "198.18.8.1".parse().unwrap()
+        ));
+        assert!(!same_prefix(
+            "198.18.7.1".parse().unwrap(),
+            "::ffff:198.18.7.1".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn an_answer_in_the_web_controls_as_is_consistent_only_with_a_table() {
+        // A tiny table: the resolver's and the helper's addresses in one AS.
+        let table = AsnTable::parse(
+            "198.18.6.0\t198.18.9.255\t64500\tZZ\tGEO-CDN\n\
+             198.18.10.0\t198.18.10.255\t64501\tZZ\tOTHER\n",
+        )
+        .unwrap();
+        let helper = answered(helper_saw(&["198.18.9.9"]));
+        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &table);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        let same = a
+            .evidence
+            .iter()
+            .find(|e| e.kind == EvidenceKind::WebControlSameAs)
+            .unwrap();
+        assert!(same.detail.contains("AS64500 GEO-CDN"), "{}", same.detail);
+        // Without the table nothing vouches: still poisoning, and the evidence says so.
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &helper,
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning);
+        assert_eq!(a.methods, [PoisoningMethod::Inconsistent]);
+        assert!(has(&a, EvidenceKind::WebControlDisagrees));
+        // Another AS: poisoning.
+        let helper = answered(helper_saw(&["198.18.10.9"]));
+        let a = reconsidered(inconsistent_section(&["198.18.7.7"]), &helper, &table);
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning);
+    }
+
+    #[test]
+    fn an_answer_the_web_control_proved_with_tls_is_consistent() {
+        use crate::classify::web::tests::tls;
+        use crate::observation::web::{ConnectStatus, TlsHandshakeEnd};
+        let mut helper = helper_saw(&["198.18.200.1"]);
+        let handshake = |name: &str, valid| {
+            let mut o = tls(
+                name,
+                ConnectStatus::Ok,
+                Some(TlsHandshakeEnd::Complete),
+                Some(valid),
+            );
+            o.ip = "198.18.7.7".parse().unwrap();
+            o
+        };
+        // An invalid chain, or a valid one for another name, proves nothing.
+        helper.tls = vec![handshake("x.test", false), handshake("other.test", true)];
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper.clone()),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning, "{a:#?}");
+        helper.tls.push(handshake("x.test", true));
+        let a = reconsidered(
+            inconsistent_section(&["198.18.7.7"]),
+            &answered(helper),
+            &AsnTable::empty(),
+        );
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(has(&a, EvidenceKind::WebControlTlsProof));
+    }
+
+    #[test]
+    fn a_failed_web_control_or_other_methods_change_nothing() {
+        let section = inconsistent_section(&["198.18.7.7"]);
+        let before = section.assessment.clone();
+        let mut failed = section.clone();
+        reconsider_with_web_control(
+            &mut failed,
+            &WebControlObservation::Failed {
+                helper: "https://198.19.0.2:8443".into(),
+                error: "connection refused".into(),
+                ms: 1.0,
+            },
+            &AsnTable::empty(),
+        );
+        assert_eq!(failed.assessment, before);
+        // A bogon answer is poisoning by `bogon` too: the helper cannot undo that,
+        // even when its own lookup returns the same bogon.
+        let mut bogon = inconsistent_section(&["10.10.34.34"]);
+        assert!(bogon.assessment.methods.contains(&PoisoningMethod::Bogon));
+        let before = bogon.assessment.clone();
+        reconsider_with_web_control(
+            &mut bogon,
+            &answered(helper_saw(&["10.10.34.34"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!(bogon.assessment, before);
+        // An `ok` section stays as it is.
+        let mut ok = inconsistent_section(&["198.18.1.1"]);
+        assert_eq!(ok.assessment.verdict, DnsVerdict::Ok);
+        let before = ok.assessment.clone();
+        reconsider_with_web_control(
+            &mut ok,
+            &answered(helper_saw(&["198.18.5.5"])),
+            &AsnTable::empty(),
+        );
+        assert_eq!(ok.assessment, before);
+    }
+
+    #[test]
+    fn a_reconsidered_section_is_what_a_stored_one_gives_again() {
+        // Read back from its JSON (the report), the section is judged the same way.
+        let helper = answered(helper_saw(&["198.18.7.9"]));
+        let mut live = inconsistent_section(&["198.18.7.7"]);
+        let mut stored: DnsSection =
+            serde_json::from_str(&serde_json::to_string(&live).unwrap()).unwrap();
+        reconsider_with_web_control(&mut live, &helper, &AsnTable::empty());
+        reconsider_with_web_control(&mut stored, &helper, &AsnTable::empty());
+        assert_eq!(stored.assessment, live.assessment);
+        assert_eq!(live.assessment.verdict, DnsVerdict::Ok);
     }
 }

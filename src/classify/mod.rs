@@ -6,5 +6,6 @@ pub mod injectors;
 pub mod location;
 pub mod packets;
 pub mod web;
+pub mod web_control;
 
 pub use blockpage::BlockpageError;

@@ -124,10 +124,8 @@ pub fn judge_web_with_injectors(
 
 /// [`judge_web_with_injectors`] with what the web control (`scan --web-control`) saw from
 /// its uncensored vantage: decides `tcp_ip_blocking`, `down` and `http_diff`, and adds
-/// the comparison to the evidence. Without a web control (`None`, or a helper that
-/// failed) the judgement is [`judge_web_with_injectors`]'s.
-///
-/// CONTRACT STUB (owner: classify helper).
+/// the comparison to the evidence (rules: [`super::web_control`]). Without a web control
+/// (`None`, or a helper that failed) the judgement is [`judge_web_with_injectors`]'s.
 pub fn judge_web_with_control(
     observations: WebObservations,
     web_control: Option<&crate::observation::web_control::WebControlObservation>,
@@ -135,8 +133,37 @@ pub fn judge_web_with_control(
     blockpages: &BlockpageSet,
     injectors: &InjectorSet,
 ) -> WebStageResult {
-    let _ = web_control;
-    judge_web_with_injectors(observations, control_name, blockpages, injectors)
+    let mut result = judge_web_with_injectors(observations, control_name, blockpages, injectors);
+    let Some(helper) = web_control.and_then(|w| w.result()) else {
+        return result;
+    };
+    // Each address is judged again with the helper's view, then the headline is chosen
+    // again the same way. A skipped stage has no address: it stays as it is.
+    if let Some(http) = result.http.take() {
+        result.http = Some(if http.attempts.is_empty() {
+            http
+        } else {
+            let attempts = http
+                .attempts
+                .into_iter()
+                .map(|a| super::web_control::refine_http(a, helper))
+                .collect();
+            assess_http(&http.name, attempts)
+        });
+    }
+    if let Some(tls) = result.tls.take() {
+        result.tls = Some(if tls.attempts.is_empty() {
+            tls
+        } else {
+            let attempts = tls
+                .attempts
+                .into_iter()
+                .map(|a| super::web_control::refine_tls(a, helper))
+                .collect();
+            assess_tls(&tls.name, attempts)
+        });
+    }
+    result
 }
 
 fn ms(v: f64) -> String {
@@ -996,7 +1023,7 @@ pub fn cert_problem_text(problem: CertProblem) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observation::web::{
         CertValidity, ConnectObservation, HttpHeader, HttpResponse, TlsAlert,
@@ -1006,9 +1033,9 @@ mod tests {
     use std::net::IpAddr;
     use std::net::Ipv4Addr;
 
-    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    pub(crate) const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 
-    fn connect(status: ConnectStatus) -> ConnectObservation {
+    pub(crate) fn connect(status: ConnectStatus) -> ConnectObservation {
         ConnectObservation {
             status,
             errno: None,
@@ -1018,7 +1045,7 @@ mod tests {
         }
     }
 
-    fn http(
+    pub(crate) fn http(
         host: &str,
         status: ConnectStatus,
         end: Option<HttpExchangeEnd>,
@@ -1064,7 +1091,7 @@ mod tests {
         }
     }
 
-    fn ok_http(host: &str) -> HttpObservation {
+    pub(crate) fn ok_http(host: &str) -> HttpObservation {
         http(
             host,
             ConnectStatus::Ok,
@@ -1073,7 +1100,7 @@ mod tests {
         )
     }
 
-    fn tls(
+    pub(crate) fn tls(
         name: &str,
         status: ConnectStatus,
         end: Option<TlsHandshakeEnd>,
@@ -1118,7 +1145,7 @@ mod tests {
         }
     }
 
-    fn path() -> PathFacts {
+    pub(crate) fn path() -> PathFacts {
         PathFacts {
             mode: AccessMode::Shared,
             requeues: 0,
@@ -1128,7 +1155,7 @@ mod tests {
         }
     }
 
-    fn judge_http(
+    pub(crate) fn judge_http(
         control: HttpObservation,
         test: HttpObservation,
         residual: Option<HttpObservation>,
@@ -1142,7 +1169,7 @@ mod tests {
         classify_http_attempt(obs, path(), "example.com", &BlockpageSet::builtin())
     }
 
-    fn judge_tls(
+    pub(crate) fn judge_tls(
         control: TlsObservation,
         test: TlsObservation,
         residual: Option<TlsObservation>,
@@ -1156,7 +1183,7 @@ mod tests {
         classify_tls_attempt(obs, path(), "example.com")
     }
 
-    fn kinds<V, O>(r: &IpResult<V, O>) -> Vec<WebEvidenceKind> {
+    pub(crate) fn kinds<V, O>(r: &IpResult<V, O>) -> Vec<WebEvidenceKind> {
         r.evidence.iter().map(|e| e.kind).collect()
     }
 

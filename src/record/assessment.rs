@@ -78,6 +78,21 @@ pub enum EvidenceKind {
     BogonRangeInUse,
     /// The name cannot be encoded in a DNS query, so it was not queried.
     InvalidName,
+    /// With a web control: the resolver's addresses share some with the web control's
+    /// own lookups (an answer for the helper's region, not a forgery).
+    WebControlCommonAddress,
+    /// With a web control: the resolver's addresses lie in the same /24 (IPv4) or /48
+    /// (IPv6) as some of the web control's.
+    WebControlSamePrefix,
+    /// With a web control: the resolver's addresses belong to the same AS as some of
+    /// the web control's (`--asn-db`).
+    WebControlSameAs,
+    /// With a web control: its TLS handshake to the resolver's address, with the name
+    /// as SNI, gave a chain valid for the name.
+    WebControlTlsProof,
+    /// With a web control: its answers do not vouch for the resolver's addresses
+    /// either (no common address, prefix, AS or valid certificate).
+    WebControlDisagrees,
 }
 
 /// One fact a verdict rests on, with the observed values behind it.
@@ -392,6 +407,24 @@ pub enum WebEvidenceKind {
     OtherAddresses,
     /// Why the stage was skipped.
     NoTrustedAddress,
+    /// The web control (`scan --web-control`) connected to this address and port from
+    /// its uncensored vantage.
+    WebControlConnected,
+    /// The web control's connect to this address and port failed too (the same way:
+    /// the server is down; another way: undecided).
+    WebControlConnectFailed,
+    /// The web control would not contact this address (a bogon, outside its
+    /// allow-list): it says nothing about it.
+    WebControlRefusedAddress,
+    /// The web control has no observation of this address and port.
+    WebControlNotTested,
+    /// The web control's response from this address is no basis for comparing pages:
+    /// none arrived complete, or its status is not 2xx and differs from ours.
+    WebControlNotComparable,
+    /// Our page and the web control's are alike by OONI's `web_connectivity` rules.
+    WebControlPageMatches,
+    /// Our page differs from the web control's by OONI's `web_connectivity` rules.
+    WebControlPageDiffers,
 }
 
 /// Which injector the injected packets match.

@@ -191,8 +191,11 @@ fn variant_lines(report: &str) -> String {
         ..with_control.clone()
     };
     let mut out = String::new();
-    for record in variant_records(report) {
-        let record: TargetRecord = serde_json::from_value(record).unwrap();
+    let records = variant_records(report)
+        .into_iter()
+        .map(|record| serde_json::from_value::<TargetRecord>(record).unwrap())
+        .chain(web_control_variants(report));
+    for record in records {
         for context in [&with_control, &without_control] {
             out.push_str(&measurement_line(&record, context));
             out.push('\n');
@@ -223,4 +226,173 @@ fn edited_lab_demo_records_match_their_snapshot_byte_for_byte() {
         produced, snapshot,
         "{VARIANTS_SNAPSHOT}: line count or line ends differ"
     );
+}
+
+// ---- Web control variants: lab-demo records judged again with what a web control
+// (`scan --web-control`) saw, as the scan would (`judge_web_with_control`).
+
+use crate::observation::web::{ConnectObservation, ConnectStatus, HttpObservation};
+use crate::observation::web_control::{
+    HelperConnect, HelperDns, HelperLookup, HelperLookupStatus, WebControlObservation,
+    WebControlResult,
+};
+
+fn helper_connect(status: ConnectStatus) -> ConnectObservation {
+    ConnectObservation {
+        status,
+        errno: None,
+        error: None,
+        connect_ms: 12.5,
+        local_addr: None,
+    }
+}
+
+/// A helper that resolved `domain` to the addresses the record tested and connected to
+/// each tested (ip, port) with `status`; `page` is its GET of the HTTP address.
+fn helper_of(
+    record: &TargetRecord,
+    status: ConnectStatus,
+    page: Option<HttpObservation>,
+) -> WebControlObservation {
+    let mut addresses = Vec::new();
+    let mut connects = Vec::new();
+    let http = record
+        .http
+        .iter()
+        .flat_map(|h| h.attempts.iter().map(|a| (a.ip, a.port)));
+    let tls = record
+        .tls
+        .iter()
+        .flat_map(|t| t.attempts.iter().map(|a| (a.ip, a.port)));
+    for (ip, port) in http.chain(tls) {
+        if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+        connects.push(HelperConnect {
+            address: std::net::SocketAddr::new(ip, port),
+            connect: helper_connect(status),
+        });
+    }
+    WebControlObservation::Answered {
+        helper: "https://198.19.9.2:8443".to_owned(),
+        software: "censorprobe 0.1.0".to_owned(),
+        ms: 84.0,
+        result: Box::new(WebControlResult {
+            name: record.domain.clone(),
+            dns: HelperDns {
+                resolver: HelperLookup {
+                    resolver: "udp:198.19.9.53:53".to_owned(),
+                    status: HelperLookupStatus::Resolved,
+                    addresses,
+                    error: None,
+                    ms: 3.5,
+                },
+                doh: None,
+            },
+            connects,
+            http: page.into_iter().collect(),
+            tls: Vec::new(),
+            refused: Vec::new(),
+            ms: 61.0,
+        }),
+    }
+}
+
+/// The record judged again from its stored web observations with `web_control`.
+fn judged_with(mut record: TargetRecord, web_control: WebControlObservation) -> TargetRecord {
+    use crate::observation::web::{PathRun, StageRun, WebObservations};
+    fn runs<V, O: Clone>(a: &crate::record::assessment::WebAssessment<V, O>) -> StageRun<O> {
+        StageRun::Probed(
+            a.attempts
+                .iter()
+                .map(|a| PathRun {
+                    observations: a.observations.clone(),
+                    path: a.path.clone(),
+                })
+                .collect(),
+        )
+    }
+    let control_name = record
+        .http
+        .as_ref()
+        .and_then(|h| h.control.as_ref())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let observations = WebObservations {
+        name: record.domain.clone(),
+        addresses: record.addresses.clone(),
+        http: record.http.as_ref().map(runs),
+        tls: record.tls.as_ref().map(runs),
+    };
+    let result = crate::classify::web::judge_web_with_control(
+        observations,
+        Some(&web_control),
+        &control_name,
+        &crate::classify::blockpage::BlockpageSet::builtin(),
+        crate::classify::injectors::InjectorSet::builtin_shared(),
+    );
+    let blocking = crate::classify::web::target_blocking(
+        record.dns.as_ref().map(|d| &d.assessment),
+        result.http.as_ref(),
+        result.tls.as_ref(),
+    );
+    record.http = result.http;
+    record.tls = result.tls;
+    record.blocking = blocking.blocking;
+    record.accessible = blocking.accessible;
+    record.web_control = Some(web_control);
+    record
+}
+
+fn web_control_variants(report: &str) -> Vec<TargetRecord> {
+    use crate::vocab::HttpVerdict;
+    let target = |domain| -> TargetRecord {
+        serde_json::from_value(lab_demo_target(report, domain)).unwrap()
+    };
+    let mut variants = Vec::new();
+
+    // Dropped at connect here, connected from the helper: tcp_ip.
+    let dropped = target("ip-blocked-drop.example");
+    let helper = helper_of(&dropped, ConnectStatus::Ok, None);
+    variants.push(judged_with(dropped, helper));
+
+    // Refused here and at the helper: down.
+    let closed = target("closed-port.example");
+    let helper = helper_of(&closed, ConnectStatus::Refused, None);
+    variants.push(judged_with(closed, helper));
+
+    // Another page than the helper's from the same address: http-diff.
+    let open = target("open.example");
+    let http = open.http.as_ref().unwrap();
+    let mut page = http.attempts[0].observations.test.clone();
+    let response = page.response.as_mut().unwrap();
+    response.title = Some("Open Example: the real front page".to_owned());
+    response.body_length *= 4;
+    // No uncommon header in common with ours (`Content-Length` and `Connection` are
+    // uncommon by OONI's list): OONI's rule sees only the status match.
+    response.headers = vec![crate::observation::web::HttpHeader {
+        name: "X-Served-By".to_owned(),
+        value: "front-1".to_owned(),
+    }];
+    let helper = helper_of(&open, ConnectStatus::Ok, Some(page.clone()));
+    let diff = judged_with(open.clone(), helper);
+    assert_eq!(diff.http.as_ref().unwrap().verdict, HttpVerdict::HttpDiff);
+    variants.push(diff);
+
+    // The same page: ok, and the comparison keys say why.
+    let page = http.attempts[0].observations.test.clone();
+    let helper = helper_of(&open, ConnectStatus::Ok, Some(page));
+    let same = judged_with(open.clone(), helper);
+    assert_eq!(same.http.as_ref().unwrap().verdict, HttpVerdict::Ok);
+    variants.push(same);
+
+    // A helper that did not answer: the record as it was, and `control_failure`.
+    let mut failed = open;
+    failed.web_control = Some(WebControlObservation::Failed {
+        helper: "https://198.19.9.2:8443".to_owned(),
+        error: "timed out after 10 s".to_owned(),
+        ms: 10_000.0,
+    });
+    variants.push(failed);
+    variants
 }

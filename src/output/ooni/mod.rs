@@ -19,16 +19,17 @@ use crate::record::{DnsSection, HeaderRecord, TargetRecord};
 use crate::vocab::DnsVerdict;
 use crate::vocab::{Blocking, BlockingLayer, HttpVerdict};
 
+mod control;
 pub mod sorted;
 mod types;
 mod web;
 
 use sorted::views;
 pub use types::{
-    Annotations, AttemptKeys, ControlDns, ControlKeys, DnsAnswer, DnsQuery, DnsVerdictKeys,
-    Extensions, HttpTransaction, Measurement, NetworkEvent, StageAttempts, StageEvidence,
-    StageVerdicts, TcpConnect, TestHelpers, TestKeys, TlsHandshake, WcBlocking, WebVerdictKeys,
-    XCensorprobe,
+    Annotations, AttemptKeys, ComparisonKeys, ControlDns, ControlHttpRequest, ControlKeys,
+    ControlTcpConnect, DnsAnswer, DnsQuery, DnsVerdictKeys, Extensions, HttpTransaction,
+    Measurement, NetworkEvent, StageAttempts, StageEvidence, StageVerdicts, TcpConnect,
+    TestHelpers, TestKeys, TlsHandshake, WcBlocking, WebVerdictKeys, XCensorprobe,
 };
 use web::WebLists;
 
@@ -236,12 +237,17 @@ fn control_dns(control: &ControlObservation) -> ControlDns {
     ControlDns { addrs, failure }
 }
 
-/// WC's `blocking` from censorprobe's: `http` is `http-diff` for a block page and
-/// `http-failure` otherwise; WC 0.4 has no TLS value, so `tls` is `http-failure` too.
+/// WC's `blocking` from censorprobe's: `http` is `http-diff` for a block page or a
+/// page unlike the web control's (`http_diff`) and `http-failure` otherwise; WC 0.4 has no TLS value, so `tls` is `http-failure` too.
 fn wc_blocking(blocking: Blocking, http_verdict: Option<HttpVerdict>) -> WcBlocking {
     match blocking {
         Blocking::No => WcBlocking::No,
-        Blocking::At(BlockingLayer::Http) if http_verdict == Some(HttpVerdict::Blockpage) => {
+        Blocking::At(BlockingLayer::Http)
+            if matches!(
+                http_verdict,
+                Some(HttpVerdict::Blockpage | HttpVerdict::HttpDiff)
+            ) =>
+        {
             WcBlocking::HttpDiff
         }
         Blocking::At(BlockingLayer::Http | BlockingLayer::Tls) => WcBlocking::HttpFailure,
@@ -377,26 +383,45 @@ pub fn measurement<'a>(record: &'a TargetRecord, context: &'a OoniContext) -> Me
     let (verdicts, evidence) = verdict_keys(record);
     // A lean record (an `ok` name written without its observations) had its control.
     let lean = record.dns.as_ref().is_some_and(DnsSection::is_lean);
-    let control_failure = (dns.control.dns.is_none() && context.control != "none" && !lean)
-        .then_some("unknown_failure control unavailable");
+    let mut control_keys = dns.control;
+    let control_failure = match &record.web_control {
+        // With a web control, OONI's `control` is its view (the test helper's shape).
+        Some(web_control) => {
+            if let Some(helper) = web_control.result() {
+                control_keys.dns = Some(control::helper_dns(helper));
+                control_keys.tcp_connect = Some(control::helper_connects(helper));
+                control_keys.http_request =
+                    control::helper_http_request(helper, record.http.as_ref());
+            }
+            control::web_control_failure(web_control)
+        }
+        None => (control_keys.dns.is_none() && context.control != "none" && !lean)
+            .then(|| "unknown_failure control unavailable".to_owned()),
+    };
+    let comparison = control::comparison(record);
     let mut network_events = dns.events;
     network_events.extend(web.lists.network_events);
     let test_keys = TestKeys {
         accessible: record.accessible,
         agent: "agent",
         blocking: wc_blocking(record.blocking, record.http.as_ref().map(|h| h.verdict)),
+        body_length_match: comparison.body_length_match,
+        body_proportion: comparison.body_proportion,
         client_resolver: &context.resolver_ip,
-        control: dns.control,
+        control: control_keys,
         control_failure,
         dns_consistency: dns.consistency,
         dns_experiment_failure: dns.experiment_failure,
+        headers_match: comparison.headers_match,
         http_experiment_failure: web.http_experiment_failure,
         network_events,
         queries: dns.queries,
         requests: web.lists.requests,
         retries: None,
         socksproxy: None,
+        status_code_match: comparison.status_code_match,
         tcp_connect: web.lists.tcp_connect,
+        title_match: comparison.title_match,
         tls_handshakes: web.lists.tls_handshakes,
         x_censorprobe: XCensorprobe {
             attempt: record.attempt,

@@ -82,18 +82,25 @@ pub struct TestKeys<'a> {
     pub accessible: Option<bool>,
     pub agent: &'static str,
     pub blocking: WcBlocking,
+    /// The page comparison with the web control (null without one: see
+    /// [`ComparisonKeys`]).
+    pub body_length_match: Option<bool>,
+    pub body_proportion: Option<f64>,
     pub client_resolver: &'a str,
     pub control: ControlKeys,
-    pub control_failure: Option<&'static str>,
+    pub control_failure: Option<String>,
     pub dns_consistency: Option<&'static str>,
     pub dns_experiment_failure: Option<String>,
+    pub headers_match: Option<bool>,
     pub http_experiment_failure: Option<String>,
     pub network_events: Vec<NetworkEvent>,
     pub queries: Vec<DnsQuery>,
     pub requests: Vec<HttpTransaction>,
     pub retries: Option<u32>,
     pub socksproxy: Option<String>,
+    pub status_code_match: Option<bool>,
     pub tcp_connect: Vec<TcpConnect>,
+    pub title_match: Option<bool>,
     pub tls_handshakes: Vec<TlsHandshake<'a>>,
     pub x_censorprobe: XCensorprobe<'a>,
 }
@@ -123,11 +130,45 @@ impl Serialize for WcBlocking {
     }
 }
 
-/// WC's `control`: the control resolution, when there was one.
+/// WC's `control`, in the shape of OONI's test-helper answer: with a web control
+/// (`scan --web-control`), its DNS lookup, TCP connects and HTTP GET; without one, the
+/// control resolution (`dns`) only.
 #[derive(Debug, Default, Serialize)]
 pub struct ControlKeys {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<ControlDns>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_request: Option<ControlHttpRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_connect: Option<BTreeMap<String, ControlTcpConnect>>,
+}
+
+/// The test helper's HTTP GET: `-1` for the body length and status code when it failed.
+#[derive(Debug, Serialize)]
+pub struct ControlHttpRequest {
+    pub body_length: i64,
+    pub failure: Option<String>,
+    pub headers: HeaderMap,
+    pub status_code: i64,
+    pub title: String,
+}
+
+/// The test helper's TCP connect to one `ip:port`.
+#[derive(Debug, Serialize)]
+pub struct ControlTcpConnect {
+    pub failure: Option<String>,
+    pub status: bool,
+}
+
+/// WC's comparison of the probe's page with the test helper's (every key null when
+/// there is nothing to compare).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct ComparisonKeys {
+    pub body_length_match: Option<bool>,
+    pub body_proportion: Option<f64>,
+    pub headers_match: Option<bool>,
+    pub status_code_match: Option<bool>,
+    pub title_match: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
