@@ -75,7 +75,7 @@ pub fn up(
     stale::clean_stale_labs_reporting();
     let prepared = Prepared::new(&scenario, scenario_path, options)?;
     let mut children: Vec<(Role, Child)> = Vec::new();
-    let helper_timeout = super::demo::LabTiming::for_scenario(&scenario).web_timeout;
+    let helper_timeout = scenario.web_step_timeout();
     let started = signals.check().and_then(|()| {
         start_roles(
             &prepared.info,

@@ -315,8 +315,7 @@ impl Lab {
             std::process::id().to_string().into(),
             "--".into(),
         ];
-        let timing = super::demo::LabTiming::for_scenario(&self.scenario);
-        args.extend(helper::helper_args(&info, timing.web_timeout));
+        args.extend(helper::helper_args(&info, self.scenario.web_step_timeout()));
         let mut child = helper::command(&info, exe, &args)?
             .spawn()
             .map_err(|e| LabError::RoleStart {

@@ -811,6 +811,20 @@ impl Scenario {
         }
     }
 
+    /// How long one web step (connect, handshake, response) may take in this lab, the
+    /// probe's and the helper's: nothing in a lab is far away, but never shorter than
+    /// twice the slowest server's delay.
+    pub fn web_step_timeout(&self) -> std::time::Duration {
+        let slowest = self
+            .servers
+            .iter()
+            .filter(|s| s.behaviour == Behaviour::Slow)
+            .filter_map(|s| s.delay_ms)
+            .max()
+            .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis);
+        std::time::Duration::from_secs(3).max(slowest * 2)
+    }
+
     /// Whether some name answers differently per client.
     pub fn has_geo_names(&self) -> bool {
         self.names.iter().any(|entry| entry.geo.is_some())
