@@ -435,8 +435,8 @@ pub enum FlowAction {
     /// Drop the flow, both directions, from then on.
     Drop,
     /// HTTP only: answer the request with the rule's `page` (an unknown block page, in
-    /// the server's name, with a TTL like the server's), end the flow toward the client
-    /// with a FIN and reset the server's side: the request never reaches it (a
+    /// the server's name, with a TTL like the server's, ended by the close), end the flow
+    /// toward the client with a FIN and reset the server's side: the request never reaches it (a
     /// transparent proxy). Only a comparison with an uncensored view tells the page
     /// from the real one.
     Page,
@@ -460,7 +460,9 @@ fn default_page_status() -> u16 {
 pub const MAX_PAGE_BODY: usize = 1200;
 
 impl ForgedPage {
-    /// The whole HTTP response, as a server would send it before closing.
+    /// The whole HTTP response, ended by the close (no `Content-Length`), as injected
+    /// block pages often are: its header names are not a web server's (OONI's header
+    /// comparison looks at the uncommon ones: here there are none).
     pub fn response(&self) -> Vec<u8> {
         let reason = http::StatusCode::from_u16(self.status)
             .ok()
@@ -468,10 +470,8 @@ impl ForgedPage {
             .unwrap_or("Unknown");
         format!(
             "HTTP/1.1 {} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-            self.status,
-            self.body.len(),
-            self.body
+             Cache-Control: no-store\r\n\r\n{}",
+            self.status, self.body
         )
         .into_bytes()
     }
