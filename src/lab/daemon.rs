@@ -15,8 +15,8 @@ use nix::sys::signal::{self, SigSet, Signal};
 use nix::unistd::Pid;
 
 use super::censor;
-use super::helper;
 use super::error::{LabError, LabResult};
+use super::helper;
 use super::instance::{self, LabOptions, Prepared, ROLE_START_TIMEOUT};
 use super::netns;
 use super::scenario::Scenario;
@@ -76,15 +76,9 @@ pub fn up(
     let prepared = Prepared::new(&scenario, scenario_path, options)?;
     let mut children: Vec<(Role, Child)> = Vec::new();
     let helper_timeout = scenario.web_step_timeout();
-    let started = signals.check().and_then(|()| {
-        start_roles(
-            &prepared.info,
-            exe,
-            helper_timeout,
-            &mut children,
-            signals,
-        )
-    });
+    let started = signals
+        .check()
+        .and_then(|()| start_roles(&prepared.info, exe, helper_timeout, &mut children, signals));
     if let Err(e) = started {
         for (_, child) in &mut children {
             let _ = child.kill();

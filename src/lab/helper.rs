@@ -45,7 +45,11 @@ pub fn write_files(info: &LabInfo, ca: &LabCa) -> LabResult<()> {
             .collect::<Vec<_>>(),
     );
     let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", key.secret_der()));
-    write_private(&info.state_dir.join(WEB_CONTROL_CERT_FILE), &chain_pem, 0o644)?;
+    write_private(
+        &info.state_dir.join(WEB_CONTROL_CERT_FILE),
+        &chain_pem,
+        0o644,
+    )?;
     write_private(&info.state_dir.join(WEB_CONTROL_KEY_FILE), &key_pem, 0o600)
 }
 
@@ -128,8 +132,8 @@ pub fn wait_listening(info: &LabInfo, child: &mut Child, limit: Duration) -> Lab
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(info.state_dir.join(HELPER_LOG_FILE))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(info.state_dir.join(HELPER_LOG_FILE)).unwrap_or_default();
             return Err(LabError::RoleStart {
                 role: "helper".to_owned(),
                 message: format!("exited with {status}: {}", log.trim()),

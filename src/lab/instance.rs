@@ -316,12 +316,13 @@ impl Lab {
             "--".into(),
         ];
         args.extend(helper::helper_args(&info, self.scenario.web_step_timeout()));
-        let mut child = helper::command(&info, exe, &args)?
-            .spawn()
-            .map_err(|e| LabError::RoleStart {
-                role: "helper".to_owned(),
-                message: format!("cannot run ip netns exec: {e}"),
-            })?;
+        let mut child =
+            helper::command(&info, exe, &args)?
+                .spawn()
+                .map_err(|e| LabError::RoleStart {
+                    role: "helper".to_owned(),
+                    message: format!("cannot run ip netns exec: {e}"),
+                })?;
         if let Err(e) = helper::wait_listening(&info, &mut child, ROLE_START_TIMEOUT) {
             let _ = helper::stop(&mut child);
             return Err(e);

@@ -243,11 +243,26 @@ geo = { helper = ["198.19.1.2"] }
                 .map(|r| format!("{:?}", r.data))
                 .collect()
         };
-        assert_eq!(addresses(DnsClient::Vantage, "cdn.example"), ["A(198.19.20.10)"]);
-        assert_eq!(addresses(DnsClient::Control, "cdn.example"), ["A(198.19.21.10)"]);
-        assert_eq!(addresses(DnsClient::Helper, "cdn.example"), ["A(198.19.20.11)"]);
-        assert_eq!(addresses(DnsClient::Control, "half.example"), ["A(198.19.1.1)"]);
-        assert_eq!(addresses(DnsClient::Helper, "half.example"), ["A(198.19.1.2)"]);
+        assert_eq!(
+            addresses(DnsClient::Vantage, "cdn.example"),
+            ["A(198.19.20.10)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Control, "cdn.example"),
+            ["A(198.19.21.10)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Helper, "cdn.example"),
+            ["A(198.19.20.11)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Control, "half.example"),
+            ["A(198.19.1.1)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Helper, "half.example"),
+            ["A(198.19.1.2)"]
+        );
         let err = Scenario::parse(
             "[[names]]\nname = \"g.example\"\nnxdomain = true\ngeo = { control = [\"10.0.0.1\"] }\n",
             Path::new("x.toml"),

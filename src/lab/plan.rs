@@ -208,7 +208,10 @@ mod tests {
         assert!(!is_server_address(SINK_IP));
         assert!(!is_server_address(HELPER_IP));
         assert!(!is_server_address(HELPER_RESOLVER_IP));
-        assert!(is_internet_address(HELPER_IP), "the censor routes it outward");
+        assert!(
+            is_internet_address(HELPER_IP),
+            "the censor routes it outward"
+        );
         assert!(is_internet_address(RESOLVER_IP));
         assert!(is_server_address(Ipv4Addr::new(198, 19, 1, 1)));
         assert!(!is_server_address(Ipv4Addr::new(10, 19, 1, 1)));

@@ -916,7 +916,10 @@ impl Scenario {
             }
             if let Some(geo) = &entry.geo {
                 if entry.nxdomain {
-                    errors.push(format!("name {:?} is nxdomain and has geo answers", entry.name));
+                    errors.push(format!(
+                        "name {:?} is nxdomain and has geo answers",
+                        entry.name
+                    ));
                 }
                 if geo.control.is_empty() && geo.helper.is_empty() {
                     errors.push(format!("name {:?}: geo answers nothing", entry.name));

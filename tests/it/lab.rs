@@ -995,7 +995,11 @@ fn lab_up_status_down_through_the_binary() {
     let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let lab = &statuses[0];
     assert_eq!(lab["healthy"], true, "{lab:#}");
-    assert_eq!(lab["roles_running"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        lab["roles_running"],
+        serde_json::json!(["internet", "censor", "helper"]),
+        "{lab:#}"
+    );
     let info = &lab["info"];
     let pids: Vec<i64> = info["pids"]
         .as_array()
@@ -1019,6 +1023,12 @@ fn lab_up_status_down_through_the_binary() {
         .args(["--control-name", info["control_name"].as_str().unwrap()])
         .args(["--qtype", "A", "--dns-timeout", "1s", "--dns-wait", "300ms"])
         .args(["--connect-timeout", "2s", "--web-timeout", "3s"])
+        .args(["--web-control", info["web_control_url"].as_str().unwrap()])
+        .args([
+            "--web-control-token",
+            info["web_control_token"].as_str().unwrap(),
+        ])
+        .args(["--web-control-ca", info["ca_cert"].as_str().unwrap()])
         .args(["open.lab.example", "rst.lab.example"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -1040,6 +1050,14 @@ fn lab_up_status_down_through_the_binary() {
         "{rst:#?}"
     );
     assert_eq!(rst.blocking, Blocking::At(BlockingLayer::Http));
+    assert!(
+        matches!(
+            open.web_control,
+            Some(censorprobe::observation::web_control::WebControlObservation::Answered { .. })
+        ),
+        "the daemonised lab's helper answers: {:#?}",
+        open.web_control
+    );
 
     // The roles' logs are files: plain text, no terminal colour codes.
     let state_dir = Path::new(info["state_dir"].as_str().unwrap());
@@ -1065,7 +1083,7 @@ fn lab_up_status_down_through_the_binary() {
     for pid in pids {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         assert!(
-            !lossy(&cmdline).contains("serve"),
+            !lossy(&cmdline).contains("serve") && !lossy(&cmdline).contains("helper"),
             "role process {pid} still runs"
         );
     }
@@ -1672,11 +1690,9 @@ fn lab_helper_namespace_is_reached_through_the_censor_and_reaches_servers_around
     let helper_ns = info.namespaces.helper.clone();
     let listener = std::thread::spawn(move || {
         netns::enter(&helper_ns).unwrap();
-        let listener = std::net::TcpListener::bind(SocketAddr::from((
-            plan::HELPER_IP,
-            plan::HELPER_PORT,
-        )))
-        .unwrap();
+        let listener =
+            std::net::TcpListener::bind(SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)))
+                .unwrap();
         bound_tx.send(()).unwrap();
         let (mut stream, peer) = listener.accept().unwrap();
         stream.write_all(b"hello from the helper").unwrap();
@@ -1771,7 +1787,8 @@ fn ask_helper(info: &censorprobe::lab::LabInfo, body: &str, token: &str) -> (Str
         Duration::from_secs(2),
     )
     .unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -1880,7 +1897,10 @@ fn lab_helper_process_measures_around_the_censor_for_the_vantage_point() {
         censorprobe::observation::web::ConnectStatus::Ok,
         "the helper connects where the censor drops: {connect:?}"
     );
-    assert!(open.refused.is_empty(), "the lab range is allowed: {open:?}");
+    assert!(
+        open.refused.is_empty(),
+        "the lab range is allowed: {open:?}"
+    );
     let page = diff
         .http_of(IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1)), 80)
         .unwrap_or_else(|| panic!("no HTTP observation: {diff:?}"));

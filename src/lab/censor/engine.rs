@@ -1088,22 +1088,36 @@ page = { body = "<html><head><title>Notice</title></head><body>not here</body></
             [Link::Client, Link::Server]
         );
         let page = forged(&out[0]);
-        assert_eq!(page.ttl_seen, plan::SERVER_TTL_SEEN, "passes for the server's");
+        assert_eq!(
+            page.ttl_seen,
+            plan::SERVER_TTL_SEEN,
+            "passes for the server's"
+        );
         assert_eq!(page.flags, TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN);
         assert_eq!(page.seq, 5000, "the server's next sequence number");
         let text = String::from_utf8(page.payload).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(!text.contains("Content-Length"), "ended by the close: {text}");
+        assert!(
+            !text.contains("Content-Length"),
+            "ended by the close: {text}"
+        );
         assert!(text.ends_with("<title>Notice</title></head><body>not here</body></html>"));
         let ip = packet::ipv4_of(&out[0].frame).unwrap();
         let tcp = packet::tcp_of(&ip).unwrap();
         assert_eq!(tcp.get_acknowledgement(), 101 + request.len() as u32);
         let reset = forged(&out[1]);
-        assert_eq!((reset.flags, reset.seq), (TcpFlags::RST, 101), "frees the server");
+        assert_eq!(
+            (reset.flags, reset.seq),
+            (TcpFlags::RST, 101),
+            "frees the server"
+        );
         // The client's acknowledgement and the server's segments go nowhere.
         assert!(
             engine
-                .handle(&segment(TcpFlags::ACK, 101 + request.len() as u32, b""), now)
+                .handle(
+                    &segment(TcpFlags::ACK, 101 + request.len() as u32, b""),
+                    now
+                )
                 .is_empty()
         );
         assert_eq!(engine.take_events().len(), 1);
@@ -1119,9 +1133,15 @@ page = { body = "<html><head><title>Notice</title></head><body>not here</body></
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("\"a.example\": action page needs a page"), "{err}");
+        assert!(
+            err.contains("\"a.example\": action page needs a page"),
+            "{err}"
+        );
         assert!(err.contains("for HTTP rules only"), "{err}");
-        assert!(err.contains("\"c.example\": a page is only for action page"), "{err}");
+        assert!(
+            err.contains("\"c.example\": a page is only for action page"),
+            "{err}"
+        );
     }
 
     fn expiring(frame: Vec<u8>) -> Vec<u8> {
