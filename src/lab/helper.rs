@@ -212,11 +212,11 @@ mod tests {
 
     #[test]
     fn the_token_is_private_and_the_certificate_is_for_the_helper_address() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let info = LabInfo::new("t2", dir.path(), Path::new("demo.toml"), "c.example");
         let ca = LabCa::new("test CA").unwrap();
         write_files(&info, &ca).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         let token = std::fs::read_to_string(&info.web_control_token).unwrap();
         assert_eq!(token.trim().len(), 64);
         let mode = std::fs::metadata(&info.web_control_token)
