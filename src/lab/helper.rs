@@ -67,7 +67,7 @@ fn write_private(path: &Path, text: &str, mode: u32) -> LabResult<()> {
 }
 
 /// The `censorprobe` arguments that run the lab's helper (written against the helper's
-/// command line: `helper --listen --token-file --cert --key --allow --resolver
+/// command line: `helper --listen --token-file --cert --key --ca --allow --resolver
 /// --timeout`). `step_timeout` bounds each of its steps (connect, handshake, response):
 /// nothing in a lab is far away, but a slow server must not look down.
 pub fn helper_args(info: &LabInfo, step_timeout: Duration) -> Vec<OsString> {
@@ -75,10 +75,12 @@ pub fn helper_args(info: &LabInfo, step_timeout: Duration) -> Vec<OsString> {
         .iter()
         .map(OsString::from)
         .collect();
-    let path_args: [(&str, PathBuf); 3] = [
+    let path_args: [(&str, PathBuf); 4] = [
         ("--token-file", info.web_control_token.clone()),
         ("--cert", info.state_dir.join(WEB_CONTROL_CERT_FILE)),
         ("--key", info.state_dir.join(WEB_CONTROL_KEY_FILE)),
+        // The lab's servers present certificates of the lab CA.
+        ("--ca", info.ca_cert.clone()),
     ];
     for (flag, path) in path_args {
         args.push(flag.into());
@@ -198,6 +200,8 @@ mod tests {
                 "/run/censorprobe/lab-t1/web-control-cert.pem",
                 "--key",
                 "/run/censorprobe/lab-t1/web-control-key.pem",
+                "--ca",
+                "/run/censorprobe/lab-t1/ca.pem",
                 "--allow",
                 "198.18.0.0/15",
                 "--resolver",
