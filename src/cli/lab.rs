@@ -355,13 +355,22 @@ fn print_info(info: &LabInfo) {
     );
     println!("  CA:         {}", info.ca_cert.display());
     println!(
-        "  probe with: ip netns exec {} censorprobe scan --targets {} --resolver {} --dns-sink {} --control '{}' --ca {} --control-name {}",
+        "  helper:     {} (token {}, in {})",
+        info.web_control_url,
+        info.web_control_token.display(),
+        info.namespaces.helper
+    );
+    println!(
+        "  probe with: ip netns exec {} censorprobe scan --targets {} --resolver {} --dns-sink {} --control '{}' --ca {} --control-name {} --web-control {} --web-control-token {} --web-control-ca {}",
         info.namespaces.vantage,
         info.targets.display(),
         info.resolver,
         info.sink,
         info.control_spec(),
         info.ca_cert.display(),
-        info.control_name
+        info.control_name,
+        info.web_control_url,
+        info.web_control_token.display(),
+        info.ca_cert.display()
     );
 }

@@ -1,7 +1,9 @@
 //! A lab that outlives the command that started it: `lab up` prepares the network and
 //! state, then starts each role as `ip netns exec NS censorprobe lab serve --role R
 //! --state DIR` (the current binary), waits for it to report ready, and records the pids;
-//! `lab down` stops them and removes everything; `lab status` reads the state.
+//! `lab down` stops them and removes everything; `lab status` reads the state. The
+//! web-control helper runs as a third process, `censorprobe helper ...` in the helper
+//! namespace ([`super::helper`]).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -14,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::censor;
 use super::error::{LabError, LabResult};
+use super::helper;
 use super::instance::{self, LabOptions, Prepared, ROLE_START_TIMEOUT};
 use super::netns;
 use super::scenario::Scenario;
@@ -29,6 +32,8 @@ pub enum Role {
     Internet,
     /// The censor.
     Censor,
+    /// The web-control helper (`censorprobe helper`, not a `lab serve` role).
+    Helper,
 }
 
 impl Role {
@@ -36,6 +41,7 @@ impl Role {
         match self {
             Role::Internet => "internet",
             Role::Censor => "censor",
+            Role::Helper => HELPER_ROLE,
         }
     }
 
@@ -43,6 +49,7 @@ impl Role {
         match self {
             Role::Internet => &info.namespaces.internet,
             Role::Censor => &info.namespaces.censor,
+            Role::Helper => &info.namespaces.helper,
         }
     }
 }
@@ -68,9 +75,10 @@ pub fn up(
     stale::clean_stale_labs_reporting();
     let prepared = Prepared::new(&scenario, scenario_path, options)?;
     let mut children: Vec<(Role, Child)> = Vec::new();
+    let helper_timeout = scenario.web_step_timeout();
     let started = signals
         .check()
-        .and_then(|()| start_roles(&prepared.info, exe, &mut children, signals));
+        .and_then(|()| start_roles(&prepared.info, exe, helper_timeout, &mut children, signals));
     if let Err(e) = started {
         for (_, child) in &mut children {
             let _ = child.kill();
@@ -104,6 +112,7 @@ pub fn up(
 fn start_roles(
     info: &LabInfo,
     exe: &Path,
+    helper_timeout: Duration,
     children: &mut Vec<(Role, Child)>,
     signals: &StopSignals,
 ) -> LabResult<()> {
@@ -133,8 +142,23 @@ fn start_roles(
         let (_, child) = children.last_mut().expect("just pushed");
         wait_ready_file(info, role, child, signals)?;
     }
+    signals.check()?;
+    let mut child = helper::command(info, exe, &helper::helper_args(info, helper_timeout))?
+        // Its own process group, as the roles'.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LabError::RoleStart {
+            role: HELPER_ROLE.to_owned(),
+            message: format!("cannot run ip netns exec: {e}"),
+        })?;
+    let ready = helper::wait_listening(info, &mut child, ROLE_START_TIMEOUT);
+    children.push((Role::Helper, child));
+    ready?;
     signals.check()
 }
+
+/// The helper's name among a lab's recorded processes.
+pub const HELPER_ROLE: &str = "helper";
 
 fn wait_ready_file(
     info: &LabInfo,
@@ -205,6 +229,10 @@ pub fn serve(role: Role, state_dir: &Path) -> LabResult<()> {
                 },
             )
         }
+        Role::Helper => Err(LabError::RoleStart {
+            role: HELPER_ROLE.to_owned(),
+            message: "the helper is `censorprobe helper`, not a lab role".to_owned(),
+        }),
         Role::Censor => {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = std::sync::Arc::clone(&stop);
@@ -221,15 +249,18 @@ pub fn serve(role: Role, state_dir: &Path) -> LabResult<()> {
     result
 }
 
-/// Whether process `pid` is a `lab serve` of the lab in `state_dir` (guards against pid
-/// reuse before signalling it).
+/// Whether process `pid` is a `lab serve` of the lab in `state_dir`, or its helper (whose
+/// token file is in it) (guards against pid reuse before signalling it).
 fn is_our_role(pid: i32, state_dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let dir = state_dir.as_os_str().as_encoded_bytes();
-    args.contains(&b"serve".as_slice()) && args.contains(&dir)
+    let token = state_dir.join(super::state::WEB_CONTROL_TOKEN_FILE);
+    let token = token.as_os_str().as_encoded_bytes();
+    (args.contains(&b"serve".as_slice()) && args.contains(&dir))
+        || (args.contains(&HELPER_ROLE.as_bytes()) && args.contains(&token))
 }
 
 fn is_alive(pid: i32) -> bool {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::error::{LabError, LabResult};
 use super::expect::{self, Comparison};
 use super::instance::{Lab, LabOptions};
-use super::scenario::{self, Behaviour, KeywordRule, Scenario};
+use super::scenario::{self, KeywordRule, Scenario};
 use super::signals::StopSignals;
 use super::stale;
 use super::state::LabInfo;
@@ -44,13 +44,6 @@ pub struct LabTiming {
 
 impl LabTiming {
     pub fn for_scenario(scenario: &Scenario) -> LabTiming {
-        let slowest = scenario
-            .servers
-            .iter()
-            .filter(|s| s.behaviour == Behaviour::Slow)
-            .filter_map(|s| s.delay_ms)
-            .max()
-            .map_or(Duration::ZERO, Duration::from_millis);
         let longest_residual = scenario
             .http_rules
             .iter()
@@ -63,7 +56,7 @@ impl LabTiming {
             dns_timeout: Duration::from_secs(1),
             dns_wait: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(2),
-            web_timeout: Duration::from_secs(3).max(slowest * 2),
+            web_timeout: scenario.web_step_timeout(),
             // A cap, reached only by a path that stays blocked: generous, so that a
             // target queued behind many residual windows on one path still waits them
             // out instead of being measured inside one.
@@ -77,8 +70,28 @@ fn duration_arg(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// The `censorprobe scan` arguments that point a probe at a lab, every stage on.
+/// The `censorprobe scan` arguments that point a probe at a lab, every stage on, with
+/// the lab's helper as its web control.
 pub fn scan_args(info: &LabInfo, timing: &LabTiming, report: &Path) -> Vec<String> {
+    let mut args = scan_args_without_web_control(info, timing, report);
+    args.extend([
+        "--web-control".to_owned(),
+        info.web_control_url.clone(),
+        "--web-control-token".to_owned(),
+        info.web_control_token.display().to_string(),
+        "--web-control-ca".to_owned(),
+        info.ca_cert.display().to_string(),
+    ]);
+    args
+}
+
+/// The `censorprobe scan` arguments that point a probe at a lab, every stage on, no
+/// web control.
+pub fn scan_args_without_web_control(
+    info: &LabInfo,
+    timing: &LabTiming,
+    report: &Path,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "scan",
         "--tests",
@@ -177,7 +190,8 @@ pub fn run(
     stale::clean_stale_labs_reporting();
     signals.check()?;
     let started = Instant::now();
-    let lab = Lab::start(scenario.clone(), scenario_path, options)?;
+    let mut lab = Lab::start(scenario.clone(), scenario_path, options)?;
+    lab.start_helper(exe)?;
     let lab_up = started.elapsed();
     signals.check()?;
     let report = match chosen_report {

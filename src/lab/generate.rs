@@ -225,6 +225,7 @@ fn flow_http_verdict(action: FlowAction) -> HttpVerdict {
     match action {
         FlowAction::Rst | FlowAction::RstAck => HttpVerdict::RstInjection,
         FlowAction::Drop => HttpVerdict::Timeout,
+        FlowAction::Page => HttpVerdict::HttpDiff,
     }
 }
 
@@ -233,6 +234,8 @@ fn flow_tls_verdict(action: FlowAction) -> TlsVerdict {
     match action {
         FlowAction::Rst | FlowAction::RstAck => TlsVerdict::RstInjection,
         FlowAction::Drop => TlsVerdict::Timeout,
+        // A scenario with a TLS page rule does not validate.
+        FlowAction::Page => TlsVerdict::Ok,
     }
 }
 
@@ -337,6 +340,7 @@ fn keyword_rule(pattern: &str, action: FlowAction, residual_secs: u32) -> Keywor
         ip_id: None,
         df: None,
         payload: None,
+        page: None,
         residual: (residual_secs > 0).then_some(Residual {
             // A blackholing censor blackholes the residual connections too.
             action: if action == FlowAction::Drop {
@@ -436,6 +440,7 @@ pub fn generate_with(options: &GenOptions) -> Scenario {
             a: Vec::new(),
             aaaa: Vec::new(),
             nxdomain: kind == Kind::Nxdomain,
+            geo: None,
             expect: kind.expectation(),
         });
     }

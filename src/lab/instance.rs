@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::censor::{self, CensorStats};
 use super::error::{LabError, LabResult};
+use super::helper;
 use super::internet::InternetServers;
 use super::netns;
 use super::scenario::Scenario;
@@ -74,6 +75,7 @@ impl Prepared {
             .map_err(|e| ca_error(&e))?;
         ca.write_key_pem(&state_dir.join(CA_KEY_FILE))
             .map_err(|e| ca_error(&e))?;
+        helper::write_files(&prepared.info, &ca)?;
         write_file(&state_dir.join(SCENARIO_FILE), &scenario.to_toml(), 0o644)?;
         let mut names =
             String::from("# every name of the lab's scenario, for `censorprobe scan --targets`\n");
@@ -219,6 +221,8 @@ pub struct Lab {
     internet_stop: Option<tokio::sync::oneshot::Sender<()>>,
     censor: Option<RoleThread<CensorStats>>,
     internet: Option<RoleThread<()>>,
+    /// The web-control helper process, once [`Lab::start_helper`] started it.
+    helper: Option<std::process::Child>,
 }
 
 impl Lab {
@@ -232,6 +236,7 @@ impl Lab {
             internet_stop: None,
             censor: None,
             internet: None,
+            helper: None,
         };
         lab.start_roles()?;
         Ok(lab)
@@ -293,6 +298,44 @@ impl Lab {
         wait_ready("censor", &ready_rx)
     }
 
+    /// Start the web-control helper in the helper namespace: `exe helper ...` (the
+    /// censorprobe binary; see [`helper::helper_args`]), through `lab exec-child` so that
+    /// the kernel kills it if this process dies without tearing the lab down. Call it
+    /// from a thread that lives as long as the lab (the parent-death signal follows the
+    /// thread that started the child). Returns once the helper accepts connections.
+    pub fn start_helper(&mut self, exe: &Path) -> LabResult<()> {
+        if self.helper.is_some() {
+            return Ok(());
+        }
+        let info = self.info().clone();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "lab".into(),
+            "exec-child".into(),
+            "--parent-pid".into(),
+            std::process::id().to_string().into(),
+            "--".into(),
+        ];
+        args.extend(helper::helper_args(&info, self.scenario.web_step_timeout()));
+        let mut child =
+            helper::command(&info, exe, &args)?
+                .spawn()
+                .map_err(|e| LabError::RoleStart {
+                    role: "helper".to_owned(),
+                    message: format!("cannot run ip netns exec: {e}"),
+                })?;
+        if let Err(e) = helper::wait_listening(&info, &mut child, ROLE_START_TIMEOUT) {
+            let _ = helper::stop(&mut child);
+            return Err(e);
+        }
+        self.helper = Some(child);
+        Ok(())
+    }
+
+    /// Whether [`Lab::start_helper`] started the helper.
+    pub fn has_helper(&self) -> bool {
+        self.helper.is_some()
+    }
+
     pub fn info(&self) -> &LabInfo {
         &self.prepared.as_ref().expect("lab is up").info
     }
@@ -322,6 +365,11 @@ impl Lab {
     fn stop_steps(&mut self) -> (CensorStats, Vec<String>) {
         let mut failures = Vec::new();
         let mut stats = CensorStats::default();
+        if let Some(mut child) = self.helper.take()
+            && let Err(e) = helper::stop(&mut child)
+        {
+            failures.push(e);
+        }
         self.censor_stop.store(true, Ordering::Relaxed);
         drop(self.internet_stop.take());
         if let Some(role) = self.censor.take() {

@@ -1,7 +1,13 @@
 //! The Internet side of the lab, built from [`crate::servers`]: the resolver
 //! (authoritative for every scenario name, on UDP and TCP port 53, `DoT` and `DoH` at
-//! [`plan::RESOLVER_IP`]), and HTTP and TLS servers for every scenario server, at each of
-//! its addresses, with the server's behaviour.
+//! [`plan::RESOLVER_IP`]), the resolver of the web-control helper's network (UDP and TCP
+//! at [`plan::HELPER_RESOLVER_IP`]), and HTTP and TLS servers for every scenario server,
+//! at each of its addresses, with the server's behaviour.
+//!
+//! Per-client answers (geo-DNS): each kind of client asks its own listener, and each
+//! listener serves its own view of the zone ([`DnsClient`]): the vantage point's
+//! resolver on port 53, the control's `DoT`/`DoH`, the helper's resolver. A scenario
+//! name's `geo` answers replace its records in the control's or the helper's view.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,7 +15,7 @@ use std::time::Duration;
 
 use super::error::{LabError, LabResult};
 use super::plan;
-use super::scenario::{Behaviour, Scenario, Server};
+use super::scenario::{Behaviour, DnsClient, Scenario, Server};
 use crate::servers::ca::{IssueOnDemand, LabCa};
 use crate::servers::dns::{AuthoritativeDns, DOH_PATH, RunningDns, TlsEndpoint, ZoneSpec};
 use crate::servers::web::{
@@ -23,13 +29,18 @@ const NO_SNI_NAME: &str = "lab-server.lab.example";
 /// top-level domain works); NXDOMAIN names are declared absent (checked), and the
 /// resolver's own `DoT` name points at it.
 pub fn zone(scenario: &Scenario) -> ZoneSpec {
+    zone_for(scenario, DnsClient::Vantage)
+}
+
+/// The zone as `client` sees it: [`zone`] with the geo answers for that client.
+pub fn zone_for(scenario: &Scenario, client: DnsClient) -> ZoneSpec {
     let mut zone = ZoneSpec::new(".");
     for entry in &scenario.names {
         if entry.nxdomain {
             zone.add_nxdomain(&entry.name);
             continue;
         }
-        for ip in scenario.a_records(entry) {
+        for ip in scenario.a_records_for(entry, client) {
             zone.add_address(&entry.name, IpAddr::V4(ip));
         }
         for ip in &entry.aaaa {
@@ -44,7 +55,9 @@ pub fn zone(scenario: &Scenario) -> ZoneSpec {
 /// dropped.
 #[derive(Debug)]
 pub struct InternetServers {
-    dns: RunningDns,
+    /// The resolver under test, and its `DoT`/`DoH` (one server when no name has geo
+    /// answers, else two, each with its view); then the helper's resolver.
+    dns: Vec<RunningDns>,
     web: Vec<LabServer>,
 }
 
@@ -61,21 +74,36 @@ impl InternetServers {
             ca.issue(&[plan::DOT_NAME], &[IpAddr::V4(plan::RESOLVER_IP)])
                 .map_err(|e| LabError::Ca(super::error::error_chain(&e)))
         };
-        let dns = AuthoritativeDns::new(zone(scenario))
-            .udp_tcp(SocketAddr::from((plan::RESOLVER_IP, 53)))
-            .dot(TlsEndpoint::new(
-                SocketAddr::from((plan::RESOLVER_IP, plan::DOT_PORT)),
-                resolver_cert()?,
-            ))
-            .doh(
-                TlsEndpoint::new(
-                    SocketAddr::from((plan::RESOLVER_IP, plan::DOH_PORT)),
+        let encrypted = |server: AuthoritativeDns| -> LabResult<AuthoritativeDns> {
+            Ok(server
+                .dot(TlsEndpoint::new(
+                    SocketAddr::from((plan::RESOLVER_IP, plan::DOT_PORT)),
                     resolver_cert()?,
-                ),
-                DOH_PATH,
-            )
-            .serve()
-            .map_err(servers_error)?;
+                ))
+                .doh(
+                    TlsEndpoint::new(
+                        SocketAddr::from((plan::RESOLVER_IP, plan::DOH_PORT)),
+                        resolver_cert()?,
+                    ),
+                    DOH_PATH,
+                ))
+        };
+        let plain = AuthoritativeDns::new(zone(scenario))
+            .udp_tcp(SocketAddr::from((plan::RESOLVER_IP, 53)));
+        let mut dns = Vec::new();
+        if scenario.has_geo_names() {
+            dns.push(plain.serve().map_err(servers_error)?);
+            let control = AuthoritativeDns::new(zone_for(scenario, DnsClient::Control));
+            dns.push(encrypted(control)?.serve().map_err(servers_error)?);
+        } else {
+            dns.push(encrypted(plain)?.serve().map_err(servers_error)?);
+        }
+        dns.push(
+            AuthoritativeDns::new(zone_for(scenario, DnsClient::Helper))
+                .udp_tcp(SocketAddr::from((plan::HELPER_RESOLVER_IP, 53)))
+                .serve()
+                .map_err(servers_error)?,
+        );
         let per_name = Arc::new(IssueOnDemand::new(Arc::clone(&ca), NO_SNI_NAME));
         let (chain, key) = ca
             .issue(&[NO_SNI_NAME], &[])
@@ -114,7 +142,10 @@ impl InternetServers {
     /// Stop every server.
     pub async fn shutdown(self) -> LabResult<()> {
         drop(self.web);
-        self.dns.shutdown().await.map_err(servers_error)
+        for dns in self.dns {
+            dns.shutdown().await.map_err(servers_error)?;
+        }
+        Ok(())
     }
 }
 
@@ -184,5 +215,61 @@ nxdomain = true
         .unwrap();
         let err = super::zone(&contradiction).check().unwrap_err();
         assert!(err.to_string().contains("declared NXDOMAIN"), "{err}");
+    }
+
+    #[test]
+    fn each_client_sees_its_geo_answer_and_the_records_otherwise() {
+        let scenario = Scenario::parse(
+            r#"
+[[names]]
+name = "cdn.example"
+a = ["198.19.20.10"]
+geo = { control = ["198.19.21.10"], helper = ["198.19.20.11"] }
+
+[[names]]
+name = "half.example"
+a = ["198.19.1.1"]
+geo = { helper = ["198.19.1.2"] }
+"#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert!(scenario.has_geo_names());
+        let addresses = |client, name: &str| -> Vec<String> {
+            zone_for(&scenario, client)
+                .records
+                .iter()
+                .filter(|r| r.name == name)
+                .map(|r| format!("{:?}", r.data))
+                .collect()
+        };
+        assert_eq!(
+            addresses(DnsClient::Vantage, "cdn.example"),
+            ["A(198.19.20.10)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Control, "cdn.example"),
+            ["A(198.19.21.10)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Helper, "cdn.example"),
+            ["A(198.19.20.11)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Control, "half.example"),
+            ["A(198.19.1.1)"]
+        );
+        assert_eq!(
+            addresses(DnsClient::Helper, "half.example"),
+            ["A(198.19.1.2)"]
+        );
+        let err = Scenario::parse(
+            "[[names]]\nname = \"g.example\"\nnxdomain = true\ngeo = { control = [\"10.0.0.1\"] }\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nxdomain and has geo answers"), "{err}");
+        assert!(err.contains("geo address 10.0.0.1 is outside"), "{err}");
     }
 }

@@ -10,6 +10,8 @@
 //! - [`daemon`]: `lab up` / `lab down` / `lab status` with roles as processes.
 //! - [`state`], [`stale`]: what a lab records (owner, roles, files), the registry of labs,
 //!   and the removal of labs whose processes are all gone.
+//! - [`helper`]: the web-control helper (`censorprobe helper`) in a namespace of its own
+//!   behind the Internet side, out of the censor's reach, for `scan --web-control`.
 //! - [`signals`]: teardown on stop signals; a scan child that dies with `lab demo`.
 //! - [`generate`]: large synthetic scenarios with a known mix of behaviours.
 //! - [`expect`], [`demo`]: scan a lab and compare the report with the expectations.
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod error;
 pub mod expect;
 pub mod generate;
+pub mod helper;
 pub mod instance;
 pub mod internet;
 pub mod netns;

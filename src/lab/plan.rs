@@ -9,12 +9,21 @@
 //!                                                                                 + 198.19.0.53 resolver (DNS, DoT, DoH)
 //!                                                                                 + 198.19.0.54 sink (no DNS)
 //!                                                                                 + 198.19.x.y  servers of the scenario
+//!                                                                                 + 198.19.0.55 the helper's resolver (DNS)
+//!                                                                                 hlp0 198.18.6.1
+//!                                                                                   <-> hlp1 198.18.6.2 helper ns
+//!                                                                                       + 198.19.0.80 web-control helper
 //! ```
 //! (addresses 198.18.x.y, each link a /24.) The routers are plain Linux forwarding
 //! namespaces: they decrement the TTL and answer an expiring packet with an ICMP
 //! time-exceeded from the address facing the vantage point ([`HOP_ADDRESSES`]). So does
 //! the censor (see [`crate::lab::censor`]), which still inspects such a packet first: a
 //! trigger sent with TTL [`CENSOR_HOP`] draws the injection without reaching a server.
+//!
+//! The web-control helper (`censorprobe helper`) sits in a namespace of its own behind
+//! the Internet namespace, out of the censor's reach: its own probes of the servers go
+//! helper -> Internet namespace and never cross the censor, while the vantage point
+//! reaches it like any server, through the censor (which has no rule for it).
 //!
 //! All of it is inside 198.18.0.0/15 (RFC 2544 benchmarking space), which the host namespace
 //! answers with a `prohibit` route while a lab is up.
@@ -116,6 +125,21 @@ pub const INSPECT_EXPIRING_NEXT_HOP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 3);
 pub const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 53);
 /// An address with no DNS service: only an injector answers queries sent there.
 pub const SINK_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 54);
+/// The resolver of the helper's network: the web-control helper's `--resolver`. It
+/// answers a scenario name's `geo.helper` addresses where the scenario gives them (the
+/// resolver under test and its `DoT`/`DoH` have views of their own: see
+/// [`crate::lab::internet`]).
+pub const HELPER_RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 55);
+/// The web-control helper's address (on `HELPER_IF`, in the helper namespace).
+pub const HELPER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 80);
+/// The helper's HTTPS port.
+pub const HELPER_PORT: u16 = 443;
+/// The link between the Internet namespace (`INTERNET_HELPER_IF`) and the helper
+/// namespace (`HELPER_IF`): a /24 of its own, 198.18.6.0/24.
+pub const INTERNET_HELPER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 1);
+pub const HELPER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 2);
+/// The name (besides [`HELPER_IP`]) in the helper's certificate, issued by the lab CA.
+pub const HELPER_NAME: &str = "helper.lab.example";
 /// The name in the resolver's `DoT` certificate.
 pub const DOT_NAME: &str = "resolver.lab.example";
 pub const DOT_PORT: u16 = 853;
@@ -129,6 +153,8 @@ pub const CENSOR_INTERNET_IF: &str = "cnet0";
 pub const INTERNET_IF: &str = "net0";
 pub const INSPECT_IF: &str = "insp0";
 pub const INSPECT_PEER_IF: &str = "insp1";
+pub const INTERNET_HELPER_IF: &str = "hlp0";
+pub const HELPER_IF: &str = "hlp1";
 
 /// Fixed MAC addresses (locally administered) so the censor addresses forged frames
 /// without ARP.
@@ -143,6 +169,8 @@ pub const INTERNET_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 5, 0x02];
 pub const INSPECT_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 2, 0x01];
 pub const INSPECT_PEER_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 2, 0x02];
 pub const INSPECT_EXPIRING_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 2, 0x03];
+pub const INTERNET_HELPER_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 6, 0x01];
+pub const HELPER_MAC: [u8; 6] = [0x02, 0xcb, 0, 0, 6, 0x02];
 /// Firewall mark and routing table of the inspection route.
 pub const INSPECT_MARK: u32 = 0xcb;
 pub const INSPECT_TABLE: u32 = 203;
@@ -178,6 +206,12 @@ mod tests {
     fn lab_hosts_are_not_in_the_scenario_server_range() {
         assert!(!is_server_address(RESOLVER_IP));
         assert!(!is_server_address(SINK_IP));
+        assert!(!is_server_address(HELPER_IP));
+        assert!(!is_server_address(HELPER_RESOLVER_IP));
+        assert!(
+            is_internet_address(HELPER_IP),
+            "the censor routes it outward"
+        );
         assert!(is_internet_address(RESOLVER_IP));
         assert!(is_server_address(Ipv4Addr::new(198, 19, 1, 1)));
         assert!(!is_server_address(Ipv4Addr::new(10, 19, 1, 1)));

@@ -235,8 +235,35 @@ pub struct NameEntry {
     /// The authoritative server says the name does not exist (a genuine NXDOMAIN).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nxdomain: bool,
+    /// Geo-DNS: other A records for other clients (the records above are what the
+    /// resolver under test answers the vantage point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoAnswers>,
     #[serde(default)]
     pub expect: Expectation,
+}
+
+/// A name's answers for the lab's other DNS clients, as a CDN's geo-DNS gives each
+/// region its own servers: the `DoT`/`DoH` resolver (the scan's control) and the
+/// resolver of the web-control helper's network. An empty list keeps the name's records.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoAnswers {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control: Vec<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helper: Vec<Ipv4Addr>,
+}
+
+/// Who asks the lab's DNS: each sees its own view of geo names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsClient {
+    /// The resolver under test, on UDP and TCP port 53 (the vantage point's).
+    Vantage,
+    /// The resolver over `DoT` and `DoH` (the scan's control).
+    Control,
+    /// The resolver of the helper's network.
+    Helper,
 }
 
 /// The verdicts a correct probe reaches for a name. A stage's verdict is checked
@@ -407,6 +434,47 @@ pub enum FlowAction {
     RstAck,
     /// Drop the flow, both directions, from then on.
     Drop,
+    /// HTTP only: answer the request with the rule's `page` (an unknown block page, in
+    /// the server's name, with a TTL like the server's, ended by the close), end the flow
+    /// toward the client with a FIN and reset the server's side: the request never reaches it (a
+    /// transparent proxy). Only a comparison with an uncensored view tells the page
+    /// from the real one.
+    Page,
+}
+
+/// The page a `page` rule answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgedPage {
+    #[serde(default = "default_page_status")]
+    pub status: u16,
+    /// The HTML body (at most [`MAX_PAGE_BODY`] bytes: it goes out in one segment).
+    pub body: String,
+}
+
+fn default_page_status() -> u16 {
+    200
+}
+
+/// The longest `page` body a rule may give.
+pub const MAX_PAGE_BODY: usize = 1200;
+
+impl ForgedPage {
+    /// The whole HTTP response, ended by the close (no `Content-Length`), as injected
+    /// block pages often are: its header names are not a web server's (OONI's header
+    /// comparison looks at the uncommon ones: here there are none).
+    pub fn response(&self) -> Vec<u8> {
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Unknown");
+        format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Cache-Control: no-store\r\n\r\n{}",
+            self.status, self.body
+        )
+        .into_bytes()
+    }
 }
 
 /// Who receives injected resets.
@@ -464,6 +532,9 @@ pub struct KeywordRule {
     pub payload: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual: Option<Residual>,
+    /// For action `page`: the page the censor answers with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<ForgedPage>,
 }
 
 /// Packet patterns of real injectors ("A Wall Behind A Wall", IEEE S&P 2025), as seen by
@@ -527,6 +598,8 @@ pub struct Injection {
     pub dont_fragment: bool,
     pub payload: Vec<u8>,
     pub residual: Option<Residual>,
+    /// For action `page`: the whole HTTP response the censor answers with.
+    pub page: Option<Vec<u8>>,
 }
 
 /// Henan's firewall's reset payload.
@@ -563,6 +636,7 @@ impl InjectorProfile {
             dont_fragment: false,
             payload: Vec::new(),
             residual: gfw_residual,
+            page: None,
         };
         match self {
             InjectorProfile::GfwTypeI => Injection {
@@ -621,18 +695,28 @@ impl KeywordRule {
                 dont_fragment: false,
                 payload: Vec::new(),
                 residual: None,
+                page: None,
             },
         };
+        let action = self.action.unwrap_or(base.action);
+        // A forged page passes for the server's: its TTL is the server's, its IP ID
+        // random, unless the rule says otherwise.
+        let (base_ttl, base_ip_id) = if action == FlowAction::Page {
+            (TtlPattern::Fixed(plan::SERVER_TTL_SEEN), IdPattern::Random)
+        } else {
+            (base.ttl, base.ip_id)
+        };
         Injection {
-            action: self.action.unwrap_or(base.action),
+            action,
             count: self.count.unwrap_or(base.count),
             identical: base.identical,
             direction: self.direction.unwrap_or(base.direction),
-            ttl: self.ip_ttl.map_or(base.ttl, TtlPattern::Fixed),
-            ip_id: self.ip_id.map_or(base.ip_id, IdPattern::from),
+            ttl: self.ip_ttl.map_or(base_ttl, TtlPattern::Fixed),
+            ip_id: self.ip_id.map_or(base_ip_id, IdPattern::from),
             dont_fragment: self.df.unwrap_or(base.dont_fragment),
             payload: self.payload.clone().unwrap_or(base.payload),
             residual: self.residual.or(base.residual),
+            page: self.page.as_ref().map(ForgedPage::response),
         }
     }
 
@@ -711,6 +795,39 @@ impl Scenario {
             .and_then(|id| self.server(id))
             .map(|s| s.ips.clone())
             .unwrap_or_default()
+    }
+
+    /// The A records `client` gets for a name: its geo answer when the name has one for
+    /// it, else the name's records.
+    pub fn a_records_for(&self, entry: &NameEntry, client: DnsClient) -> Vec<Ipv4Addr> {
+        let geo = entry.geo.as_ref().map(|geo| match client {
+            DnsClient::Vantage => &[][..],
+            DnsClient::Control => &geo.control[..],
+            DnsClient::Helper => &geo.helper[..],
+        });
+        match geo {
+            Some(answer) if !answer.is_empty() => answer.to_vec(),
+            _ => self.a_records(entry),
+        }
+    }
+
+    /// How long one web step (connect, handshake, response) may take in this lab, the
+    /// probe's and the helper's: nothing in a lab is far away, but never shorter than
+    /// twice the slowest server's delay.
+    pub fn web_step_timeout(&self) -> std::time::Duration {
+        let slowest = self
+            .servers
+            .iter()
+            .filter(|s| s.behaviour == Behaviour::Slow)
+            .filter_map(|s| s.delay_ms)
+            .max()
+            .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis);
+        std::time::Duration::from_secs(3).max(slowest * 2)
+    }
+
+    /// Whether some name answers differently per client.
+    pub fn has_geo_names(&self) -> bool {
+        self.names.iter().any(|entry| entry.geo.is_some())
     }
 
     /// Every address the Internet side must hold: servers, plus the lab's own hosts.
@@ -797,6 +914,25 @@ impl Scenario {
                     entry.name
                 ));
             }
+            if let Some(geo) = &entry.geo {
+                if entry.nxdomain {
+                    errors.push(format!(
+                        "name {:?} is nxdomain and has geo answers",
+                        entry.name
+                    ));
+                }
+                if geo.control.is_empty() && geo.helper.is_empty() {
+                    errors.push(format!("name {:?}: geo answers nothing", entry.name));
+                }
+                for ip in geo.control.iter().chain(&geo.helper) {
+                    if !plan::is_server_address(*ip) {
+                        errors.push(format!(
+                            "name {:?}: geo address {ip} is outside 198.19.1.0-198.19.255.255",
+                            entry.name
+                        ));
+                    }
+                }
+            }
             check_expectation(&entry.name, &entry.expect, &mut errors);
         }
         if entry_matches_any(&self.lab.control_name, self) {
@@ -825,11 +961,49 @@ impl Scenario {
                         rule.pattern
                     ));
                 }
-                if rule.injector.is_some() && rule.action == Some(FlowAction::Drop) {
+                if let Some(action @ (FlowAction::Drop | FlowAction::Page)) = rule.action
+                    && rule.injector.is_some()
+                {
+                    let action = if action == FlowAction::Drop {
+                        "drop"
+                    } else {
+                        "page"
+                    };
                     errors.push(format!(
-                        "{kind} rule {:?}: an injector injects; action drop contradicts it",
+                        "{kind} rule {:?}: an injector injects; action {action} contradicts it",
                         rule.pattern
                     ));
+                }
+                match (rule.action == Some(FlowAction::Page), &rule.page) {
+                    (true, None) => errors.push(format!(
+                        "{kind} rule {:?}: action page needs a page",
+                        rule.pattern
+                    )),
+                    (false, Some(_)) => errors.push(format!(
+                        "{kind} rule {:?}: a page is only for action page",
+                        rule.pattern
+                    )),
+                    (true, Some(page)) => {
+                        if kind != "HTTP" {
+                            errors.push(format!(
+                                "{kind} rule {:?}: action page is for HTTP rules only",
+                                rule.pattern
+                            ));
+                        }
+                        if page.body.len() > MAX_PAGE_BODY {
+                            errors.push(format!(
+                                "{kind} rule {:?}: page body is longer than {MAX_PAGE_BODY} bytes",
+                                rule.pattern
+                            ));
+                        }
+                        if !(100..=599).contains(&page.status) {
+                            errors.push(format!(
+                                "{kind} rule {:?}: page status {} is no HTTP status",
+                                rule.pattern, page.status
+                            ));
+                        }
+                    }
+                    (false, None) => {}
                 }
                 if rule.payload.as_ref().is_some_and(|p| p.len() > 1000) {
                     errors.push(format!(

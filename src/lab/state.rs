@@ -16,6 +16,11 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 /// The scenario's names, one a line: a target list for the probe.
 pub const NAMES_FILE: &str = "names.txt";
+/// The web-control helper's bearer token (`--web-control-token`), owner-only.
+pub const WEB_CONTROL_TOKEN_FILE: &str = "web-control-token";
+/// The helper's certificate chain (issued by the lab CA) and key.
+pub const WEB_CONTROL_CERT_FILE: &str = "web-control-cert.pem";
+pub const WEB_CONTROL_KEY_FILE: &str = "web-control-key.pem";
 /// Every file a lab writes to its state directory (the daemons' logs and readiness
 /// marks included): teardown removes these and nothing else.
 pub const LAB_FILES: &[&str] = &[
@@ -23,6 +28,10 @@ pub const LAB_FILES: &[&str] = &[
     CA_CERT_FILE,
     CA_KEY_FILE,
     NAMES_FILE,
+    WEB_CONTROL_TOKEN_FILE,
+    WEB_CONTROL_CERT_FILE,
+    WEB_CONTROL_KEY_FILE,
+    "helper.log",
     "internet.log",
     "censor.log",
     "internet.ready",
@@ -60,6 +69,13 @@ pub struct LabInfo {
     pub targets: PathBuf,
     /// A benign name for control probes.
     pub control_name: String,
+    /// The web-control helper (`--web-control`), out of the censor's reach; its
+    /// certificate is issued by the lab CA (`--web-control-ca` is [`Self::ca_cert`]).
+    #[serde(default)]
+    pub web_control_url: String,
+    /// The helper's bearer token (`--web-control-token`).
+    #[serde(default)]
+    pub web_control_token: PathBuf,
     /// Daemon processes, for labs started with `lab up` (empty for in-process labs).
     #[serde(default)]
     pub pids: Vec<RolePid>,
@@ -167,6 +183,8 @@ impl LabInfo {
             ca_cert: state_dir.join(CA_CERT_FILE),
             targets: state_dir.join(NAMES_FILE),
             control_name: control_name.to_owned(),
+            web_control_url: format!("https://{}:{}", plan::HELPER_IP, plan::HELPER_PORT),
+            web_control_token: state_dir.join(WEB_CONTROL_TOKEN_FILE),
             pids: Vec::new(),
             owner: None,
             state_dir_created: false,

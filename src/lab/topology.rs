@@ -43,6 +43,10 @@ pub struct Namespaces {
     /// The plain routers, in the order of [`plan::ROUTERS`].
     #[serde(default)]
     pub routers: Vec<String>,
+    /// The web-control helper's namespace, behind the Internet namespace (empty in the
+    /// state of labs from older versions).
+    #[serde(default)]
+    pub helper: String,
 }
 
 impl Namespaces {
@@ -55,6 +59,7 @@ impl Namespaces {
                 .iter()
                 .map(|r| format!("{NAMESPACE_PREFIX}{id}-{}", r.name))
                 .collect(),
+            helper: format!("{NAMESPACE_PREFIX}{id}-helper"),
         }
     }
 
@@ -65,6 +70,9 @@ impl Namespaces {
             self.internet.as_str(),
         ];
         all.extend(self.routers.iter().map(String::as_str));
+        if !self.helper.is_empty() {
+            all.push(self.helper.as_str());
+        }
         all
     }
 }
@@ -267,6 +275,11 @@ impl Topology {
                 plan::INTERNET_IF
             ),
             format!("addr add {}/32 dev {}", plan::SINK_IP, plan::INTERNET_IF),
+            format!(
+                "addr add {}/32 dev {}",
+                plan::HELPER_RESOLVER_IP,
+                plan::INTERNET_IF
+            ),
         ];
         for ip in scenario.server_addresses() {
             internet.push(format!("addr add {ip}/32 dev {}", plan::INTERNET_IF));
@@ -278,7 +291,9 @@ impl Topology {
             format!("link set {} up", plan::INTERNET_IF),
             format!("route add default via {}", r3.down_ip),
         ]);
+        internet.extend(internet_helper_link(&ns.helper));
         netns::ip_batch(&ns.internet, &internet)?;
+        netns::ip_batch(&ns.helper, &helper_namespace())?;
         // Plain routers: forward, answer expiring packets with ICMP time-exceeded from the
         // interface they came in on, never rate-limited (TTL-limited probing sends many).
         for router in &ns.routers {
@@ -290,7 +305,12 @@ impl Topology {
             ("net/ipv6/conf/default/disable_ipv6", "1"),
         ];
         netns::sysctls(&ns.vantage, &no_ipv6)?;
-        netns::sysctls(&ns.internet, &no_ipv6)?;
+        netns::sysctls(&ns.helper, &no_ipv6)?;
+        // The Internet namespace forwards between the censored path and the helper.
+        netns::sysctls(
+            &ns.internet,
+            &[no_ipv6.as_slice(), &[("net/ipv4/ip_forward", "1")]].concat(),
+        )?;
         let insp1 = plan::INSPECT_PEER_IF;
         let forwarding = format!("net/ipv4/conf/{insp1}/forwarding");
         let rp_insp1 = format!("net/ipv4/conf/{insp1}/rp_filter");
@@ -400,6 +420,58 @@ impl Drop for Topology {
     }
 }
 
+/// The Internet namespace's side of the helper: the link into the helper namespace, the
+/// route to the helper's address, and a blackhole for the rest of the Internet range so
+/// that forwarding (on for the helper) never sends a packet for an address nobody holds
+/// back toward the censor: such packets vanish, as before.
+fn internet_helper_link(helper_ns: &str) -> Vec<String> {
+    let mac = mac_string;
+    vec![
+        format!(
+            "link add {} address {} type veth peer name {} address {} netns {helper_ns}",
+            plan::INTERNET_HELPER_IF,
+            mac(plan::INTERNET_HELPER_MAC),
+            plan::HELPER_IF,
+            mac(plan::HELPER_MAC),
+        ),
+        format!(
+            "addr add {}/24 dev {}",
+            plan::INTERNET_HELPER_LINK_IP,
+            plan::INTERNET_HELPER_IF
+        ),
+        format!("link set {} up", plan::INTERNET_HELPER_IF),
+        format!(
+            "route add {}/32 via {}",
+            plan::HELPER_IP,
+            plan::HELPER_LINK_IP
+        ),
+        format!("route add blackhole {}", INTERNET_RANGE),
+    ]
+}
+
+/// The Internet side's range (the lab's hosts and the scenario's servers).
+const INTERNET_RANGE: &str = "198.19.0.0/16";
+
+/// The helper namespace: its link address and its own address, and every packet out
+/// through the Internet namespace from its own address.
+fn helper_namespace() -> Vec<String> {
+    vec![
+        format!(
+            "addr add {}/24 dev {}",
+            plan::HELPER_LINK_IP,
+            plan::HELPER_IF
+        ),
+        format!("addr add {}/32 dev {}", plan::HELPER_IP, plan::HELPER_IF),
+        "link set lo up".to_owned(),
+        format!("link set {} up", plan::HELPER_IF),
+        format!(
+            "route add default via {} src {}",
+            plan::INTERNET_HELPER_LINK_IP,
+            plan::HELPER_IP
+        ),
+    ]
+}
+
 /// The lab's networks from the vantage point outward (the censor's inspection link is
 /// its own business).
 const NETWORKS_OUTWARD: [&str; 6] = [
@@ -506,6 +578,6 @@ pub fn host_route_exists() -> bool {
 }
 
 /// The addresses the Internet side answers on, besides the scenario's servers.
-pub fn lab_host_addresses() -> [Ipv4Addr; 2] {
-    [plan::RESOLVER_IP, plan::SINK_IP]
+pub fn lab_host_addresses() -> [Ipv4Addr; 3] {
+    [plan::RESOLVER_IP, plan::SINK_IP, plan::HELPER_RESOLVER_IP]
 }

@@ -533,7 +533,7 @@ mod tests {
             Ok(())
         });
         assert!(stats.unparsed.is_empty(), "{:?}", stats.unparsed);
-        assert_eq!((stats.lines, stats.records), (30, 30));
+        assert_eq!((stats.lines, stats.records), (32, 32));
         assert_eq!((headers, summaries), (1, vec![false]));
         let typed: Vec<RecordHead> = DEMO
             .lines()
@@ -542,7 +542,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(typed.len(), 28);
+        assert_eq!(typed.len(), 30);
         assert_eq!(heads, typed);
     }
 

@@ -345,7 +345,7 @@ fn assert_rejudged(text: &str, lean: usize) {
     let control_name = options.control_name.as_str();
     let tls_runs = options.tests.iter().any(|t| t == "tls");
     let blockpages = BlockpageSet::builtin();
-    assert_eq!(targets.len(), 28);
+    assert_eq!(targets.len(), 30);
     let lean_seen = targets
         .iter()
         .filter(|t| t.dns.as_ref().is_some_and(DnsSection::is_lean))

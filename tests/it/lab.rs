@@ -995,7 +995,11 @@ fn lab_up_status_down_through_the_binary() {
     let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let lab = &statuses[0];
     assert_eq!(lab["healthy"], true, "{lab:#}");
-    assert_eq!(lab["roles_running"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        lab["roles_running"],
+        serde_json::json!(["internet", "censor", "helper"]),
+        "{lab:#}"
+    );
     let info = &lab["info"];
     let pids: Vec<i64> = info["pids"]
         .as_array()
@@ -1019,6 +1023,12 @@ fn lab_up_status_down_through_the_binary() {
         .args(["--control-name", info["control_name"].as_str().unwrap()])
         .args(["--qtype", "A", "--dns-timeout", "1s", "--dns-wait", "300ms"])
         .args(["--connect-timeout", "2s", "--web-timeout", "3s"])
+        .args(["--web-control", info["web_control_url"].as_str().unwrap()])
+        .args([
+            "--web-control-token",
+            info["web_control_token"].as_str().unwrap(),
+        ])
+        .args(["--web-control-ca", info["ca_cert"].as_str().unwrap()])
         .args(["open.lab.example", "rst.lab.example"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -1040,6 +1050,14 @@ fn lab_up_status_down_through_the_binary() {
         "{rst:#?}"
     );
     assert_eq!(rst.blocking, Blocking::At(BlockingLayer::Http));
+    assert!(
+        matches!(
+            open.web_control,
+            Some(censorprobe::observation::web_control::WebControlObservation::Answered { .. })
+        ),
+        "the daemonised lab's helper answers: {:#?}",
+        open.web_control
+    );
 
     // The roles' logs are files: plain text, no terminal colour codes.
     let state_dir = Path::new(info["state_dir"].as_str().unwrap());
@@ -1065,7 +1083,7 @@ fn lab_up_status_down_through_the_binary() {
     for pid in pids {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         assert!(
-            !lossy(&cmdline).contains("serve"),
+            !lossy(&cmdline).contains("serve") && !lossy(&cmdline).contains("helper"),
             "role process {pid} still runs"
         );
     }
@@ -1567,3 +1585,338 @@ fn lab_a_trigger_with_the_censor_hop_ttl_still_draws_the_injection() {
 }
 
 mod capture;
+
+/// A lab with IP blocking, a keyword rule, a `page` rule and a geo name: what the helper
+/// namespace and the vantage point see of the same servers.
+const HELPER_SCENARIO: &str = r#"
+[[servers]]
+id = "web"
+ips = ["198.19.1.1"]
+behaviour = "normal"
+
+[[servers]]
+id = "blocked"
+ips = ["198.19.1.3"]
+behaviour = "normal"
+
+[[servers]]
+id = "edge"
+ips = ["198.19.20.10", "198.19.20.11"]
+behaviour = "normal"
+
+[[servers]]
+id = "far"
+ips = ["198.19.21.10"]
+behaviour = "normal"
+
+[[names]]
+name = "open.lab.example"
+server = "web"
+
+[[names]]
+name = "geo.lab.example"
+a = ["198.19.20.10"]
+geo = { control = ["198.19.21.10"], helper = ["198.19.20.11"] }
+
+[[http_rules]]
+pattern = "rst.lab.example"
+action = "rst"
+
+[[http_rules]]
+pattern = "diff.lab.example"
+action = "page"
+page = { status = 200, body = "<html><head><title>Notice</title></head><body>forged-by-the-lab-censor</body></html>" }
+
+[[ip_rules]]
+ip = "198.19.1.3"
+action = "drop"
+"#;
+
+/// One A query over UDP, its answer's addresses.
+fn ask_a(resolver: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.send_to(&a_query(name), resolver).unwrap();
+    let got = replies_by_id(&socket, Duration::from_millis(800));
+    let replies: Vec<&Message> = got.values().flatten().map(|(_, m)| m).collect();
+    assert_eq!(replies.len(), 1, "{name} at {resolver}: {replies:?}");
+    a_records(replies[0])
+}
+
+/// The helper namespace hangs off the Internet side: from there the servers are reached
+/// around the censor (no IP blocking, no keyword reset, the real page instead of the
+/// censor's), its resolver gives the helper's geo answers; the vantage point reaches the
+/// helper's address through the censor, which lets it pass, and sees the censor's work
+/// (IP blocking, the forged page) and its own geo answers, from the resolver under test
+/// and from the DoT control. Teardown removes the helper namespace too.
+#[test]
+fn lab_helper_namespace_is_reached_through_the_censor_and_reaches_servers_around_it() {
+    require_lab();
+    let scenario = Scenario::parse(HELPER_SCENARIO, Path::new("helper.toml")).unwrap();
+    let lab = start_lab_with(scenario, Path::new("helper.toml"), "ithlp");
+    let info = lab.info().clone();
+    let id = info.id.clone();
+    assert!(namespace_exists(&info.namespaces.helper));
+    let web80 = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 1), 80));
+    let blocked80 = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
+
+    // From the helper's namespace: nothing of the censor.
+    netns::within(&info.namespaces.helper, move || {
+        assert!(
+            matches!(http_wire(blocked80, "open.lab.example"), Wire::Response(r) if r.contains("200 OK")),
+            "IP blocking is the censor's, out of the helper's way"
+        );
+        assert!(matches!(http_wire(web80, "rst.lab.example"), Wire::Response(r) if r.contains("200 OK")));
+        match http_wire(web80, "diff.lab.example") {
+            Wire::Response(page) => {
+                assert!(page.contains("Served by the censorprobe lab"), "{page}");
+                assert!(!page.contains("forged-by-the-lab-censor"), "{page}");
+            }
+            other => panic!("the helper gets the real page: {other:?}"),
+        }
+        let helper_resolver = SocketAddr::from((plan::HELPER_RESOLVER_IP, 53));
+        assert_eq!(
+            ask_a(helper_resolver, "geo.lab.example."),
+            [Ipv4Addr::new(198, 19, 20, 11)]
+        );
+        assert_eq!(
+            ask_a(helper_resolver, "open.lab.example."),
+            [Ipv4Addr::new(198, 19, 1, 1)]
+        );
+    })
+    .unwrap();
+
+    // A listener at the helper's address, for the vantage point to reach.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let helper_ns = info.namespaces.helper.clone();
+    let listener = std::thread::spawn(move || {
+        netns::enter(&helper_ns).unwrap();
+        let listener =
+            std::net::TcpListener::bind(SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)))
+                .unwrap();
+        bound_tx.send(()).unwrap();
+        let (mut stream, peer) = listener.accept().unwrap();
+        stream.write_all(b"hello from the helper").unwrap();
+        peer
+    });
+    bound_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+    let ca_pem = std::fs::read_to_string(&info.ca_cert).unwrap();
+    let dot = info.control_spec();
+    lab.in_vantage(move || {
+        let mut stream = TcpStream::connect_timeout(
+            &SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)),
+            Duration::from_secs(2),
+        )
+        .expect("the vantage point reaches the helper through the censor");
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut greeting = String::new();
+        stream.read_to_string(&mut greeting).unwrap();
+        assert_eq!(greeting, "hello from the helper");
+
+        assert_eq!(http_wire(blocked80, "open.lab.example"), Wire::ConnectTimeout);
+        match http_wire(web80, "diff.lab.example") {
+            Wire::Response(page) => {
+                assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+                assert!(page.contains("forged-by-the-lab-censor"), "{page}");
+                assert!(!page.contains("Served by the censorprobe lab"), "{page}");
+            }
+            other => panic!("the censor's page, complete: {other:?}"),
+        }
+        assert!(
+            matches!(http_wire(web80, "control.lab.example"), Wire::Response(r) if r.contains("Served by the censorprobe lab")),
+            "a benign Host still gets the real page"
+        );
+        assert_eq!(
+            ask_a(SocketAddr::from((plan::RESOLVER_IP, 53)), "geo.lab.example."),
+            [Ipv4Addr::new(198, 19, 20, 10)]
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let roots: Vec<rustls_pki_types::CertificateDer<'static>> =
+                rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let spec: censorprobe::probe::control::ControlSpec = dot.parse().unwrap();
+            let control =
+                censorprobe::probe::control::ControlResolver::new(&spec, &roots, Duration::from_secs(2))
+                    .unwrap()
+                    .expect("a control resolver");
+            let geo = control
+                .resolve("geo.lab.example", &[RecordType::A])
+                .await;
+            match &geo.answer("A").expect("an A answer").outcome {
+                censorprobe::observation::ControlOutcome::Resolved { ips, .. } => {
+                    assert_eq!(ips, &[IpAddr::V4(Ipv4Addr::new(198, 19, 21, 10))]);
+                }
+                other => panic!("the control's geo answer: {other:?}"),
+            }
+        });
+    })
+    .unwrap();
+    assert_eq!(
+        listener.join().unwrap().ip(),
+        IpAddr::V4(plan::VANTAGE_IP),
+        "the helper sees the vantage point's own address"
+    );
+    lab.stop().unwrap();
+    assert_lab_gone(&id);
+}
+
+/// One `POST` of a web-control request to the lab's helper, over TLS trusting the lab CA,
+/// from the current namespace: the status line and the body.
+fn ask_helper(info: &censorprobe::lab::LabInfo, body: &str, token: &str) -> (String, String) {
+    let ca_pem = std::fs::read(&info.ca_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(IpAddr::V4(plan::HELPER_IP).into());
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect_timeout(
+        &SocketAddr::from((plan::HELPER_IP, plan::HELPER_PORT)),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        censorprobe::observation::web_control::WEB_CONTROL_PATH,
+        plan::HELPER_IP,
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    // A peer that closes without close_notify still gave its whole answer.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        // Chunk sizes on their own lines, data between.
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// The lab's helper process (`censorprobe helper` in the helper namespace, started by
+/// `Lab::start_helper` as `lab demo` does): the vantage point reaches it through the
+/// censor with the lab's token and CA, and it measures around the censor: it connects to
+/// an address the censor IP-blocks, gets the real page where the censor forges one, and
+/// resolves with its own network's resolver (the geo answer). A wrong token is refused.
+/// Stopping the lab stops it.
+#[test]
+fn lab_helper_process_measures_around_the_censor_for_the_vantage_point() {
+    use censorprobe::observation::web_control::{
+        WEB_CONTROL_VERSION, WebControlQuery, WebControlReply, WebControlRequest,
+    };
+    require_lab();
+    let scenario = Scenario::parse(HELPER_SCENARIO, Path::new("helper.toml")).unwrap();
+    let mut lab = start_lab_with(scenario, Path::new("helper.toml"), "ithlpp");
+    lab.start_helper(Path::new(BIN)).unwrap();
+    assert!(lab.has_helper());
+    let info = lab.info().clone();
+    let helper_pids = processes_in(&info.namespaces.helper);
+    assert_eq!(helper_pids.len(), 1, "one helper process: {helper_pids:?}");
+    let token = std::fs::read_to_string(&info.web_control_token)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let request = WebControlRequest {
+        version: WEB_CONTROL_VERSION,
+        targets: vec![
+            WebControlQuery {
+                name: "open.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 1, 3))],
+                http_port: Some(80),
+                tls_port: Some(443),
+            },
+            WebControlQuery {
+                name: "diff.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1))],
+                http_port: Some(80),
+                tls_port: None,
+            },
+            WebControlQuery {
+                name: "geo.lab.example".to_owned(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 19, 20, 10))],
+                http_port: None,
+                tls_port: None,
+            },
+        ],
+    };
+    let body = serde_json::to_string(&request).unwrap();
+    let info_in = info.clone();
+    let (answered, refused) = lab
+        .in_vantage(move || {
+            (
+                ask_helper(&info_in, &body, &token),
+                ask_helper(&info_in, &body, "not-the-token"),
+            )
+        })
+        .unwrap();
+    assert!(refused.0.contains(" 401 "), "a wrong token: {refused:?}");
+    assert!(answered.0.contains(" 200 "), "{answered:?}");
+    let reply: WebControlReply = serde_json::from_str(&answered.1).unwrap();
+    assert_eq!(reply.results.len(), 3);
+    let [open, diff, geo] = &reply.results[..] else {
+        unreachable!()
+    };
+    let blocked = SocketAddr::from((Ipv4Addr::new(198, 19, 1, 3), 80));
+    let connect = open
+        .connect_to(blocked)
+        .unwrap_or_else(|| panic!("no connect to {blocked}: {open:?}"));
+    assert_eq!(
+        connect.status,
+        censorprobe::observation::web::ConnectStatus::Ok,
+        "the helper connects where the censor drops: {connect:?}"
+    );
+    assert!(
+        open.refused.is_empty(),
+        "the lab range is allowed: {open:?}"
+    );
+    let page = diff
+        .http_of(IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1)), 80)
+        .unwrap_or_else(|| panic!("no HTTP observation: {diff:?}"));
+    let title = page.response.as_ref().and_then(|r| r.title.as_deref());
+    assert_eq!(
+        title,
+        Some("censorprobe lab: diff.lab.example"),
+        "the real page, not the censor's: {page:?}"
+    );
+    assert_eq!(
+        geo.dns.resolver.addresses,
+        [IpAddr::V4(Ipv4Addr::new(198, 19, 20, 11))],
+        "the helper's resolver gives the helper's geo answer"
+    );
+    let helper_pid = helper_pids[0];
+    lab.stop().unwrap();
+    assert!(!is_running(helper_pid), "the helper stops with the lab");
+    assert_lab_gone(&info.id);
+}

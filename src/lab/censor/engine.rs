@@ -423,6 +423,10 @@ impl Engine {
             flow.verdict = FlowVerdict::Dropped;
             return Vec::new();
         }
+        if let (FlowAction::Page, Some(page)) = (injection.action, &injection.page) {
+            flow.verdict = FlowVerdict::Dropped;
+            return forged_page(key, segment, page, burst.next());
+        }
         flow.verdict = FlowVerdict::Pass;
         let reset_flags = if injection.action == FlowAction::RstAck {
             TcpFlags::RST | TcpFlags::ACK
@@ -475,6 +479,49 @@ impl Engine {
         }
         out
     }
+}
+
+/// A `page` rule's answer to the request in `segment`: the page in the server's name,
+/// with a FIN (the client reads a complete response), and a reset that frees the server,
+/// which never saw the request. Nothing of the flow is forwarded from then on.
+fn forged_page(
+    key: &FlowKey,
+    segment: &TcpPacket<'_>,
+    page: &[u8],
+    fingerprint: Fingerprint,
+) -> Vec<Emit> {
+    let client_next = segment
+        .get_sequence()
+        .wrapping_add(segment.payload().len() as u32);
+    let server_next = segment.get_acknowledgement();
+    let answer = Segment {
+        source: key.server,
+        destination: key.client,
+        seq: server_next,
+        ack: client_next,
+        flags: TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN,
+        window: 502,
+        payload: page,
+    };
+    let reset = Segment {
+        source: key.client,
+        destination: key.server,
+        seq: segment.get_sequence(),
+        ack: 0,
+        flags: TcpFlags::RST,
+        window: 0,
+        payload: &[],
+    };
+    vec![
+        Emit::forged(
+            Link::Client,
+            packet::tcp_frame(Link::Client, &answer, fingerprint),
+        ),
+        Emit::forged(
+            Link::Server,
+            packet::tcp_frame(Link::Server, &reset, fingerprint),
+        ),
+    ]
 }
 
 /// The fingerprints of one burst of forged packets: what is drawn once per burst (a
@@ -1010,6 +1057,91 @@ injector = "gfw_type_ii"
         );
         assert!(out.is_empty(), "the rule's own residual: drop for 7 s");
         assert!(!residual_blocks(&mut engine, now, 8));
+    }
+
+    /// A `page` rule answers the request itself, in the server's name and with a TTL
+    /// like the server's; the request never reaches the server (which is reset), and the
+    /// flow is dropped both ways from then on.
+    #[test]
+    fn a_page_rule_answers_with_its_page_and_keeps_the_request_from_the_server() {
+        let scenario = Scenario::parse(
+            r#"
+[[http_rules]]
+pattern = "diff.example"
+action = "page"
+page = { body = "<html><head><title>Notice</title></head><body>not here</body></html>" }
+"#,
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let mut engine = Engine::new(&scenario);
+        let now = Instant::now();
+        assert_eq!(
+            engine.handle(&segment(TcpFlags::SYN, 100, b""), now).len(),
+            1
+        );
+        let request = b"GET / HTTP/1.1\r\nHost: diff.example\r\n\r\n";
+        let out = engine.handle(&segment(TcpFlags::ACK | TcpFlags::PSH, 101, request), now);
+        assert!(out.iter().all(|e| !e.forwarded), "the request stops here");
+        assert_eq!(
+            out.iter().map(|e| e.link).collect::<Vec<_>>(),
+            [Link::Client, Link::Server]
+        );
+        let page = forged(&out[0]);
+        assert_eq!(
+            page.ttl_seen,
+            plan::SERVER_TTL_SEEN,
+            "passes for the server's"
+        );
+        assert_eq!(page.flags, TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN);
+        assert_eq!(page.seq, 5000, "the server's next sequence number");
+        let text = String::from_utf8(page.payload).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            !text.contains("Content-Length"),
+            "ended by the close: {text}"
+        );
+        assert!(text.ends_with("<title>Notice</title></head><body>not here</body></html>"));
+        let ip = packet::ipv4_of(&out[0].frame).unwrap();
+        let tcp = packet::tcp_of(&ip).unwrap();
+        assert_eq!(tcp.get_acknowledgement(), 101 + request.len() as u32);
+        let reset = forged(&out[1]);
+        assert_eq!(
+            (reset.flags, reset.seq),
+            (TcpFlags::RST, 101),
+            "frees the server"
+        );
+        // The client's acknowledgement and the server's segments go nowhere.
+        assert!(
+            engine
+                .handle(
+                    &segment(TcpFlags::ACK, 101 + request.len() as u32, b""),
+                    now
+                )
+                .is_empty()
+        );
+        assert_eq!(engine.take_events().len(), 1);
+    }
+
+    #[test]
+    fn page_rules_need_a_page_and_http() {
+        let err = Scenario::parse(
+            "[[http_rules]]\npattern = \"a.example\"\naction = \"page\"\n\n\
+             [[tls_rules]]\npattern = \"b.example\"\naction = \"page\"\npage = { body = \"x\" }\n\n\
+             [[http_rules]]\npattern = \"c.example\"\naction = \"rst\"\npage = { body = \"x\" }\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"a.example\": action page needs a page"),
+            "{err}"
+        );
+        assert!(err.contains("for HTTP rules only"), "{err}");
+        assert!(
+            err.contains("\"c.example\": a page is only for action page"),
+            "{err}"
+        );
     }
 
     fn expiring(frame: Vec<u8>) -> Vec<u8> {

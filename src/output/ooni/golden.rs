@@ -57,7 +57,7 @@ fn lab_demo_measurements_match_the_snapshot_byte_for_byte() {
     let produced = ooni_lines(&report);
     assert_eq!(
         produced.lines().count(),
-        28,
+        30,
         "one measurement per target record of {REPORT}"
     );
     let snapshot_path = repo_path(SNAPSHOT);
