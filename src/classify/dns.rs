@@ -255,7 +255,7 @@ fn vouch(
         .collect();
     if !common.is_empty() {
         let detail = format!(
-            "no address in common with the control, but the web control's own lookups              returned {} too: consistent (an answer for another region)",
+            "no address in common with the control, but the web control's own lookups returned {} too: consistent (an answer for another region)",
             join_ips(&common)
         );
         return made(EvidenceKind::WebControlCommonAddress, common, detail);
@@ -271,7 +271,7 @@ fn vouch(
         .collect();
     if !proven.is_empty() {
         let detail = format!(
-            "no address in common with the control, but the web control's TLS handshake to {}              with SNI {:?} gave a chain valid for the name: consistent (CDN or geo-DNS)",
+            "no address in common with the control, but the web control's TLS handshake to {} with SNI {:?} gave a chain valid for the name: consistent (CDN or geo-DNS)",
             join_ips(&proven),
             helper.name
         );
@@ -288,7 +288,7 @@ fn vouch(
         .collect();
     if !near.is_empty() {
         let detail = format!(
-            "no address in common with the control, but in the same /24 (IPv4) or /48 (IPv6)              as the web control's answer: {}: consistent (geo-DNS)",
+            "no address in common with the control, but in the same /24 (IPv4) or /48 (IPv6) as the web control's answer: {}: consistent (geo-DNS)",
             near.iter()
                 .map(|(o, t)| format!("{o} near {t}"))
                 .collect::<Vec<_>>()
@@ -316,7 +316,7 @@ fn vouch(
         .collect();
     if !same_as.is_empty() {
         let detail = format!(
-            "no address in common with the control, but in the same AS as the web control's              answer: {}: consistent (geo-DNS)",
+            "no address in common with the control, but in the same AS as the web control's answer: {}: consistent (geo-DNS)",
             same_as
                 .iter()
                 .map(|(o, t, e)| format!("{o} and {t} in AS{} {}", e.asn, e.name))
@@ -333,7 +333,7 @@ fn vouch(
         EvidenceKind::WebControlDisagrees,
         qtype,
         format!(
-            "the web control does not vouch for {} either: its lookups returned {} (no common              address, /24 or /48, or AS{}), and no handshake of its to these addresses was valid              for the name",
+            "the web control does not vouch for {} either: its lookups returned {} (no common address, /24 or /48, or AS{}), and no handshake of its to these addresses was valid for the name",
             join_ips(ours),
             join_ips(&theirs),
             if asns.is_empty() { ", no AS table given" } else { "" }

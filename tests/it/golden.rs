@@ -28,11 +28,11 @@ use censorprobe::ipclass::ForgedIpList;
 use censorprobe::observation::web::{
     AttemptObservations, HttpObservation, PathFacts, TlsObservation,
 };
-use censorprobe::observation::web_control::WebControlObservation;
+use censorprobe::observation::web_control::{WebControlObservation, WebControlResult};
 use censorprobe::observation::{ControlObservation, DnsQueryObservation};
 use censorprobe::output::{JsonlSink, OpenReport, RecordSink};
 use censorprobe::probe::web::proof::{MAX_PROOF_ADDRESSES, plan_tls_proof};
-use censorprobe::record::assessment::DnsAssessment;
+use censorprobe::record::assessment::{DnsAssessment, EvidenceKind};
 use censorprobe::record::assessment::{HttpAssessment, HttpIpResult, TlsAssessment, TlsIpResult};
 use censorprobe::record::{DnsSection, Observations, ReportRecord, TargetRecord};
 use censorprobe::vocab::Blocking;
@@ -224,6 +224,7 @@ fn rejudge_http(
     stored: &HttpAssessment,
     control_name: &str,
     blockpages: &BlockpageSet,
+    helper: Option<&WebControlResult>,
 ) -> HttpAssessment {
     if let (Some(reason), true) = (&stored.reason, stored.attempts.is_empty()) {
         return skipped_http(domain, reason);
@@ -232,25 +233,41 @@ fn rejudge_http(
         .attempts
         .iter()
         .map(|a| {
-            rejudge_http_attempt(
+            let result = rejudge_http_attempt(
                 a.observations.clone(),
                 a.path.clone(),
                 control_name,
                 blockpages,
-            )
+            );
+            // As `judge_web_with_control`: each address again with the helper's view.
+            match helper {
+                Some(helper) => refine_http(result, helper),
+                None => result,
+            }
         })
         .collect();
     assess_http(domain, results)
 }
 
-fn rejudge_tls(domain: &str, stored: &TlsAssessment, control_name: &str) -> TlsAssessment {
+fn rejudge_tls(
+    domain: &str,
+    stored: &TlsAssessment,
+    control_name: &str,
+    helper: Option<&WebControlResult>,
+) -> TlsAssessment {
     if let (Some(reason), true) = (&stored.reason, stored.attempts.is_empty()) {
         return skipped_tls(domain, reason);
     }
     let results: Vec<TlsIpResult> = stored
         .attempts
         .iter()
-        .map(|a| classify_tls_attempt(a.observations.clone(), a.path.clone(), control_name))
+        .map(|a| {
+            let result = classify_tls_attempt(a.observations.clone(), a.path.clone(), control_name);
+            match helper {
+                Some(helper) => refine_tls(result, helper),
+                None => result,
+            }
+        })
         .collect();
     assess_tls(domain, results)
 }
@@ -265,6 +282,7 @@ fn rejudge_record(
     let mut out = Vec::new();
     // `options.forged_ips` is 0 in lab-demo: no list was given.
     let forged_ips = ForgedIpList::default();
+    let helper = record.web_control.as_ref().and_then(|w| w.result());
     let dns = record.dns.as_ref().map(|section| {
         if section.is_lean() {
             // A lean section kept no observations to judge again: it must be an `ok`
@@ -274,7 +292,14 @@ fn rejudge_record(
             }
             return section.assessment.clone();
         }
-        let judged = rejudge_dns(&DnsStored::from(section), &forged_ips, tls_runs);
+        let mut judged = rejudge_dns(&DnsStored::from(section), &forged_ips, tls_runs);
+        // As the scan: the section is reconsidered with the web control's answers.
+        if let Some(web_control) = &record.web_control {
+            let mut reconsidered = section.clone();
+            reconsidered.assessment = judged;
+            reconsider_with_web_control(&mut reconsidered, web_control, &AsnTable::empty());
+            judged = reconsidered.assessment;
+        }
         differences(
             "dns",
             &json(&section.assessment),
@@ -285,12 +310,12 @@ fn rejudge_record(
         judged
     });
     let http = record.http.as_ref().map(|stored| {
-        let judged = rejudge_http(&record.domain, stored, control_name, blockpages);
+        let judged = rejudge_http(&record.domain, stored, control_name, blockpages, helper);
         differences("http", &json(stored), &json(&judged), false, &mut out);
         judged
     });
     let tls = record.tls.as_ref().map(|stored| {
-        let judged = rejudge_tls(&record.domain, stored, control_name);
+        let judged = rejudge_tls(&record.domain, stored, control_name, helper);
         differences("tls", &json(stored), &json(&judged), false, &mut out);
         judged
     });
@@ -404,6 +429,9 @@ fn lean_lab_demo() -> String {
                         &ForgedIpList::default(),
                         tls_runs,
                     );
+                    if let Some(web_control) = &target.web_control {
+                        reconsider_with_web_control(section, web_control, &AsnTable::empty());
+                    }
                 }
                 sink.target(&target).unwrap();
             }
@@ -415,7 +443,7 @@ fn lean_lab_demo() -> String {
 }
 
 /// lab-demo's targets whose outcome is entirely `ok` (the ones written lean).
-const LAB_DEMO_OK: usize = 4;
+const LAB_DEMO_OK: usize = 5;
 
 #[test]
 fn lean_lab_demo_leaves_out_only_the_ok_targets_observations() {
@@ -440,13 +468,32 @@ fn lean_lab_demo_leaves_out_only_the_ok_targets_observations() {
             full_bytes += stored.len();
             lean_bytes += written.len();
             assert!(target.dns.as_ref().unwrap().is_lean(), "{written}");
+            // (The web control's own lookup, kept whole like the web observations the
+            // evidence rests on, names its resolver: only the DNS section is looked at.)
+            let dns_section = serde_json::from_str::<Value>(written).unwrap()["dns"].to_string();
             for raw in ["\"queries\"", "\"control\":{\"control\"", "\"resolver\""] {
-                assert!(!written.contains(raw), "{raw} in {written}");
+                assert!(!dns_section.contains(raw), "{raw} in {written}");
             }
             // Its DNS facts are structured: no sentence stored, one produced on demand.
+            // (A fact of the web control keeps its sentence: it names the helper's
+            // addresses or AS, which the record's lean form does not keep otherwise.)
             let line: Value = serde_json::from_str(written).unwrap();
-            for fact in line["dns"]["evidence"].as_array().unwrap() {
-                assert!(fact.get("detail").is_none(), "{fact}");
+            for (fact, parsed) in line["dns"]["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(&target.dns.as_ref().unwrap().assessment.evidence)
+            {
+                let of_web_control = matches!(
+                    parsed.kind,
+                    EvidenceKind::WebControlCommonAddress
+                        | EvidenceKind::WebControlSamePrefix
+                        | EvidenceKind::WebControlSameAs
+                        | EvidenceKind::WebControlTlsProof
+                        // ...and so does the note of what TLS proof did not contact.
+                        | EvidenceKind::TlsProofSkipped
+                );
+                assert_eq!(fact.get("detail").is_some(), of_web_control, "{fact}");
             }
             let dns = &target.dns.as_ref().unwrap().assessment;
             assert!(dns.evidence.iter().all(|e| !e.describe().is_empty()));
