@@ -798,7 +798,7 @@ mod tests {
         let mut bytes = Vec::new();
         let options = ExportOptions { row_group_rows: 5 };
         let totals = export_to(&[report], &mut bytes, Path::new("memory"), options).unwrap();
-        assert_eq!(totals.target_records(), 28);
+        assert_eq!(totals.target_records(), 30);
         assert_eq!(totals.row_groups, totals.rows.div_ceil(5) as usize);
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         assert_eq!(reader.metadata().num_row_groups(), totals.row_groups);

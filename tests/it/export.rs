@@ -1,6 +1,6 @@
 //! `censorprobe export --format parquet` through the real binary, read back by an
 //! independent reader: pyarrow (Arrow's C++ Parquet implementation), run through
-//! `scripts/check-parquet.py`. `.ci/install-deps` installs it into `.ci/venv`; the
+//! `scripts/check-parquet.py`. `.ci/install-deps` installs it into a virtual environment outside the checkout; the
 //! tests fail (never skip) when it is missing.
 //!
 //! What the file must hold is computed here from the report with serde (the typed
@@ -18,12 +18,21 @@ use crate::support::{args, repo_path, run_binary};
 const LAB_DEMO: &str = "reports/examples/lab-demo.jsonl";
 
 /// The Python that has pyarrow: `CENSORPROBE_PARQUET_PYTHON`, else the virtual
-/// environment `.ci/install-deps` makes, else `python3` from the PATH.
+/// environment `.ci/install-deps` makes (outside the checkout, in
+/// `${CENSORPROBE_CACHE:-$HOME/.cache/censorprobe}/pyarrow-venv`), else `python3` from
+/// the PATH.
 fn reader_python() -> PathBuf {
     if let Some(python) = std::env::var_os("CENSORPROBE_PARQUET_PYTHON") {
         return python.into();
     }
-    let venv = repo_path(".ci/venv/bin/python3");
+    let cache = std::env::var_os("CENSORPROBE_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/censorprobe")
+        },
+        PathBuf::from,
+    );
+    let venv = cache.join("pyarrow-venv/bin/python3");
     if venv.exists() {
         return venv;
     }

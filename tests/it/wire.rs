@@ -298,15 +298,86 @@ fn address_sources() {
     );
 }
 
-/// The target records of the shipped example report.
+/// The target records of the shipped example report, as a scan without its web control
+/// would have judged them: the names only the helper decides (IP blocking, a closed
+/// port, a page unlike the helper's) are judged again from their stored observations
+/// without it, which leaves the IP-blocked and closed-port names inconclusive.
 fn lab_demo_targets() -> Vec<TargetRecord> {
     let text = std::fs::read_to_string(repo_path("reports/examples/lab-demo.jsonl")).unwrap();
     text.lines()
         .filter_map(|line| match serde_json::from_str(line).unwrap() {
-            ReportRecord::Target(record) => Some(*record),
+            ReportRecord::Target(record) => Some(without_web_control(*record)),
             _ => None,
         })
         .collect()
+}
+
+/// A record judged again without its web control, where the helper decided a verdict.
+fn without_web_control(mut record: TargetRecord) -> TargetRecord {
+    use censorprobe::classify::blockpage::BlockpageSet;
+    use censorprobe::classify::web::{
+        assess_http, assess_tls, classify_http_attempt, classify_tls_attempt, target_blocking,
+    };
+    const CONTROL_NAME: &str = "control.lab.example";
+    let decided_by_helper = record.http.as_ref().is_some_and(|h| {
+        matches!(
+            h.verdict,
+            HttpVerdict::TcpIpBlocking | HttpVerdict::Down | HttpVerdict::HttpDiff
+        )
+    }) || record
+        .tls
+        .as_ref()
+        .is_some_and(|t| matches!(t.verdict, TlsVerdict::TcpIpBlocking | TlsVerdict::Down));
+    if record.web_control.take().is_none() || !decided_by_helper {
+        return record;
+    }
+    let blockpages = BlockpageSet::builtin();
+    if let Some(http) = record.http.take() {
+        let attempts = http
+            .attempts
+            .iter()
+            .map(|a| {
+                classify_http_attempt(
+                    a.observations.clone(),
+                    a.path.clone(),
+                    CONTROL_NAME,
+                    &blockpages,
+                )
+            })
+            .collect();
+        record.http = Some(assess_http(&record.domain, attempts));
+    }
+    if let Some(tls) = record.tls.take() {
+        let attempts = tls
+            .attempts
+            .iter()
+            .map(|a| classify_tls_attempt(a.observations.clone(), a.path.clone(), CONTROL_NAME))
+            .collect();
+        record.tls = Some(assess_tls(&record.domain, attempts));
+    }
+    let target = target_blocking(
+        record.dns.as_ref().map(|d| &d.assessment),
+        record.http.as_ref(),
+        record.tls.as_ref(),
+    );
+    record.blocking = target.blocking;
+    record.accessible = target.accessible;
+    record
+}
+
+/// [`lab_demo_targets`] as a report file (the example report's header, then the targets).
+fn lab_demo_without_web_control_report(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_path("reports/examples/lab-demo.jsonl")).unwrap();
+    let mut out = String::new();
+    out.push_str(text.lines().next().unwrap());
+    out.push('\n');
+    for target in lab_demo_targets() {
+        out.push_str(&serde_json::to_string(&ReportRecord::Target(Box::new(target))).unwrap());
+        out.push('\n');
+    }
+    let path = dir.join("lab-demo-without-web-control.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
 }
 
 fn keys(map: &Value) -> Vec<String> {
@@ -392,7 +463,8 @@ fn null_blocking_key_is_null_in_the_consensus() {
 
 #[tokio::test]
 async fn null_blocking_key_is_null_in_the_summary_workflow() {
-    let report = repo_path("reports/examples/lab-demo.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let report = lab_demo_without_web_control_report(dir.path());
     let run = run_binary(&args(&[
         "summary",
         report.to_str().unwrap(),
