@@ -34,7 +34,7 @@ pub fn listen_address() -> SocketAddr {
 /// into the lab's state directory.
 pub fn write_files(info: &LabInfo, ca: &LabCa) -> LabResult<()> {
     let token = hex::encode(rand::random::<[u8; 32]>());
-    write_private(&info.web_control_token, &format!("{token}\n"), 0o600)?;
+    super::instance::write_file(&info.web_control_token, &format!("{token}\n"), 0o600)?;
     let (chain, key) = ca
         .issue(&[plan::HELPER_NAME], &[IpAddr::V4(plan::HELPER_IP)])
         .map_err(|e| LabError::Ca(super::error::error_chain(&e)))?;
@@ -45,25 +45,12 @@ pub fn write_files(info: &LabInfo, ca: &LabCa) -> LabResult<()> {
             .collect::<Vec<_>>(),
     );
     let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", key.secret_der()));
-    write_private(
+    super::instance::write_file(
         &info.state_dir.join(WEB_CONTROL_CERT_FILE),
         &chain_pem,
         0o644,
     )?;
-    write_private(&info.state_dir.join(WEB_CONTROL_KEY_FILE), &key_pem, 0o600)
-}
-
-fn write_private(path: &Path, text: &str, mode: u32) -> LabResult<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
-        .map_err(|e| LabError::io(format!("write {}", path.display()), e))
+    super::instance::write_file(&info.state_dir.join(WEB_CONTROL_KEY_FILE), &key_pem, 0o600)
 }
 
 /// The `censorprobe` arguments that run the lab's helper (written against the helper's

@@ -150,7 +150,8 @@ fn claim_state_dir(dir: &Path) -> LabResult<bool> {
     }
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> LabResult<()> {
+/// Write a lab file with these permissions (the token and keys are private).
+pub(super) fn write_file(path: &Path, text: &str, mode: u32) -> LabResult<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
