@@ -849,7 +849,11 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     );
     // What the guard learnt is in the summary: paths with residual blocking, their
     // triggers, and the measured residual duration (1 s here; measured from the first
-    // failing control to the first passing one, so never less).
+    // failing control to the first passing one, so never less). On an idle machine it
+    // comes out at 1.1-2.0 s; on a loaded one a re-check can still fall inside the
+    // window (the censor renews it on each blocked attempt), and the next one comes a
+    // backoff step later (the 2 s re-check interval, then 4 s): never past 1 + 2 + 4 s
+    // and slack, or the guard would not be measuring at all.
     let summary = json(&report.summary);
     let learnt = summary["residual_paths"]
         .as_array()
@@ -858,7 +862,7 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     for path in learnt {
         assert!(path["triggers"].as_u64().unwrap() >= 1, "{path}");
         if let Some(ms) = path["residual_min_ms"].as_f64() {
-            assert!((900.0..5000.0).contains(&ms), "{path}");
+            assert!((900.0..9000.0).contains(&ms), "{path}");
         }
     }
     assert!(learnt.iter().any(|p| p["measured"].as_u64() > Some(0)));
