@@ -850,10 +850,10 @@ fn generated_names_on_shared_addresses_get_no_leaked_false_positive() {
     // What the guard learnt is in the summary: paths with residual blocking, their
     // triggers, and the measured residual duration (1 s here; measured from the first
     // failing control to the first passing one, so never less). On an idle machine it
-    // comes out at 1.1-2.0 s; on a loaded one a re-check can still fall inside the
-    // window (the censor renews it on each blocked attempt), and the next one comes a
-    // backoff step later (the 2 s re-check interval, then 4 s): never past 1 + 2 + 4 s
-    // and slack, or the guard would not be measuring at all.
+    // comes out at 1.1-2.0 s; on a loaded one (a clean-clone CI run) a first re-check
+    // failed and the next came a backoff step later (the 2 s re-check interval, then
+    // 4 s), which measured 5.4 s. The bound allows those steps (1 + 2 + 4 s and slack);
+    // past it the guard would not be measuring the window at all.
     let summary = json(&report.summary);
     let learnt = summary["residual_paths"]
         .as_array()
