@@ -5,9 +5,10 @@ input grows tenfold.
 
 Builds synthetic daily reports from the example report (reports/examples/lab-demo.jsonl):
 each day is a copy of its target records with the domains renamed (`NAMES` distinct
-domains per day) and the times moved to that day, one vantage per shard. Then runs each
-command on 1x and 10x the days under /usr/bin/time -v and prints input size, wall time,
-peak RSS and records per second.
+domains per day) and the times moved to that day, two vantages. At 10x every day's report
+is there ten times (repeated scans or shards of the same days): the input grows tenfold,
+the output (per domain, vantage and day) does not. Runs each command on both under
+/usr/bin/time -v and prints input size, wall time, peak RSS and records per second.
 
     cargo build --release
     python3 scripts/bench-history-export.py [--days 3] [--names 2000] [--bin target/release/censorprobe]
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,7 +72,7 @@ def measure(cmd):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3, help="days at 1x (10x runs ten times as many)")
+    parser.add_argument("--days", type=int, default=3, help="days of reports (10x measures each ten times)")
     parser.add_argument("--names", type=int, default=2000, help="target records per day")
     parser.add_argument("--bin", default=os.path.join(ROOT, "target/release/censorprobe"))
     args = parser.parse_args()
@@ -78,13 +80,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'command':<10} {'scale':>5} {'days':>5} {'records':>8} {'input MB':>9} {'wall s':>7} {'peak RSS MiB':>13} {'records/s':>10}")
         for scale in (1, 10):
-            days = args.days * scale
+            # 10x: the same days, domains and vantages measured ten times over (repeated
+            # scans, shards), so the output is the same size and only the input grows.
+            days = args.days
             folder = os.path.join(tmp, f"x{scale}")
             os.makedirs(folder)
             for day in range(days):
-                write_day(os.path.join(folder, f"day{day:03d}.jsonl"), header, targets, day, args.names, f"vantage-{day % 2}")
+                first = os.path.join(folder, f"day{day:03d}-0.jsonl")
+                write_day(first, header, targets, day, args.names, f"vantage-{day % 2}")
+                for repeat in range(1, scale):
+                    shutil.copyfile(first, os.path.join(folder, f"day{day:03d}-{repeat}.jsonl"))
             size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 1e6
-            records = days * args.names
+            records = days * args.names * scale
             for name, cmd in (
                 ("history", [args.bin, "history", "-q", "--format", "csv", "-o", os.path.join(tmp, "h.csv"), folder]),
                 ("export", [args.bin, "export", "-q", "--format", "parquet", "--out", os.path.join(tmp, "e.parquet"), folder]),
