@@ -353,6 +353,69 @@ impl fmt::Display for UnparsedLine {
     }
 }
 
+/// A directory of reports that could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read directory {}: {source}", path.display())]
+pub struct ListReportsError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Whether a file in a searched directory is a report: `*.jsonl`, `*.jsonl.zst`,
+/// `*.jsonl.gz` (an OONI export, `*.ooni.jsonl`, is not).
+fn is_report_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".zst")
+        .or_else(|| name.strip_suffix(".gz"))
+        .unwrap_or(&name);
+    let extension = Path::new(name).extension();
+    extension.is_some_and(|e| e == "jsonl") && !name.ends_with(".ooni.jsonl")
+}
+
+/// The report files named by `inputs` (for `history` and `export`): files as given,
+/// directories searched recursively (in name order).
+pub fn report_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ListReportsError> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        stack.push(input.clone());
+        while let Some(dir) = stack.pop() {
+            let unreadable = |source| ListReportsError {
+                path: dir.clone(),
+                source,
+            };
+            let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(unreadable)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .map_err(unreadable)?;
+            for entry in entries {
+                if entry.is_dir() {
+                    stack.push(entry);
+                } else if is_report_name(&entry) {
+                    found.push(entry);
+                }
+            }
+        }
+        // In path order, so that runs are reproducible (the history itself does not
+        // depend on the order).
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Runs `history`.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +664,37 @@ mod tests {
         assert!(
             err.to_string().contains("/nonexistent/report.jsonl"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn directories_are_searched_for_reports_of_every_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("2026-11-01");
+        std::fs::create_dir(&nested).unwrap();
+        for name in [
+            "b.jsonl",
+            "a.jsonl.zst",
+            "c.jsonl.gz",
+            "x.ooni.jsonl",
+            "notes.txt",
+        ] {
+            std::fs::write(nested.join(name), "").unwrap();
+        }
+        std::fs::write(dir.path().join("top.jsonl"), "").unwrap();
+        let files = report_files(&[dir.path().to_owned()]).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "2026-11-01/a.jsonl.zst",
+                "2026-11-01/b.jsonl",
+                "2026-11-01/c.jsonl.gz",
+                "top.jsonl"
+            ]
         );
     }
 }

@@ -54,9 +54,6 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 65_536;
 /// (`censorprobe.export_version`): raised when a column changes meaning or goes away.
 pub const EXPORT_VERSION: &str = "1";
 
-/// File name endings of the reports found in a directory given as input.
-const REPORT_ENDINGS: [&str; 3] = [".jsonl", ".jsonl.zst", ".jsonl.gz"];
-
 /// Why an export failed (a damaged line is no failure: it is counted per report).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -126,35 +123,23 @@ impl ExportTotals {
     }
 }
 
-/// The reports named by `inputs`: files as given, directories as the reports directly
-/// inside them (sorted by name, so shards and days come in order).
+/// The reports named by `inputs` ([`crate::report::read::report_files`]: directories
+/// searched recursively); a directory without any report is an error.
 pub fn report_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ExportError> {
     let mut paths = Vec::new();
     for input in inputs {
-        if !input.is_dir() {
-            paths.push(input.clone());
-            continue;
-        }
-        let listing = |source| ExportError::ListReports {
-            path: input.clone(),
-            source,
-        };
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(input).map_err(listing)? {
-            let path = entry.map_err(listing)?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if path.is_file()
-                && name.is_some_and(|n| REPORT_ENDINGS.iter().any(|end| n.ends_with(end)))
-            {
-                found.push(path);
-            }
-        }
+        let found =
+            crate::report::read::report_files(std::slice::from_ref(input)).map_err(|err| {
+                ExportError::ListReports {
+                    path: err.path,
+                    source: err.source,
+                }
+            })?;
         if found.is_empty() {
             return Err(ExportError::EmptyDirectory {
                 path: input.clone(),
             });
         }
-        found.sort();
         paths.extend(found);
     }
     Ok(paths)
