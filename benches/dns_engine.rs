@@ -80,7 +80,7 @@ fn responder() -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<f64>) {
 
 fn question(i: usize, server: SocketAddr) -> DnsQuestion {
     DnsQuestion {
-        qname: Name::from_str(&format!("n{i}.bench.test.")).unwrap(),
+        qname: Name::from_str(&format!("n{i}.bench.test.")).unwrap().into(),
         qtype: RecordType::A,
         server,
         role: DnsServerRole::Resolver,

@@ -286,7 +286,7 @@ const DNS_EXPANSION: usize = 48;
 
 fn dns_question(name: Name) -> DnsQuestion {
     DnsQuestion {
-        qname: name,
+        qname: name.into(),
         qtype: RecordType::A,
         server: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
         role: DnsServerRole::Resolver,

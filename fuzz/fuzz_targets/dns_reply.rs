@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 fn question() -> &'static DnsQuestion {
     static QUESTION: OnceLock<DnsQuestion> = OnceLock::new();
     QUESTION.get_or_init(|| DnsQuestion {
-        qname: Name::from_ascii("blocked.example.").expect("valid name"),
+        qname: Name::from_ascii("blocked.example.").expect("valid name").into(),
         qtype: RecordType::A,
         server: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
         role: DnsServerRole::Resolver,

@@ -91,7 +91,9 @@ impl Default for DnsProbeConfig {
 /// One question to put to one server.
 #[derive(Debug, Clone)]
 pub struct DnsQuestion {
-    pub qname: Name,
+    /// Shared by the questions of one name (a name waits a second or more in real
+    /// mode, with one question per server and query type).
+    pub qname: Arc<Name>,
     pub qtype: RecordType,
     pub server: SocketAddr,
     pub role: DnsServerRole,
@@ -492,7 +494,7 @@ fn sockaddr_to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
 pub fn encode_query(id: u16, question: &DnsQuestion) -> std::result::Result<Vec<u8>, String> {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
-    message.add_query(Query::query(question.qname.clone(), question.qtype));
+    message.add_query(Query::query(Name::clone(&question.qname), question.qtype));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     message.set_edns(edns);
@@ -676,7 +678,7 @@ mod tests {
 
     fn question(server: SocketAddr) -> DnsQuestion {
         DnsQuestion {
-            qname: Name::from_str("blocked.example.").unwrap(),
+            qname: Arc::new(Name::from_str("blocked.example.").unwrap()),
             qtype: RecordType::A,
             server,
             role: DnsServerRole::Resolver,
@@ -733,22 +735,76 @@ mod tests {
         assert_eq!(obs.reply_count(), 40);
     }
 
+    /// A reply too large to be held as a datagram while the late-reply window runs is
+    /// parsed on arrival; what is reported is the same as for a small one: the records
+    /// kept and counted, and the omitted copies found identical to the first.
+    #[tokio::test]
+    async fn large_replies_are_parsed_on_arrival_and_reported_as_small_ones_are() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0; 2048];
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            reply.add_query(query.queries[0].clone());
+            for i in 0..100u32 {
+                reply.add_answer(Record::from_rdata(
+                    query.queries[0].name().clone(),
+                    60,
+                    RData::A(A(Ipv4Addr::from(0xC612_0100 | i))),
+                ));
+            }
+            let bytes = reply.to_vec().unwrap();
+            for _ in 0..20 {
+                socket.send_to(&bytes, peer).await.unwrap();
+            }
+            // Held until the engine is done, so that the socket is not closed early.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(300),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.replies.len(), MAX_REPLIES_KEPT, "{obs:#?}");
+        let first = &obs.replies[0];
+        assert!(first.size > 512, "a large reply: {} bytes", first.size);
+        assert!(first.question_matches && first.flags.qr && first.from == server);
+        assert_eq!(first.answers.len(), MAX_RECORDS_KEPT);
+        assert_eq!(first.records_omitted, 100 - MAX_RECORDS_KEPT);
+        assert_eq!(first.answers[0].data, "198.18.1.0");
+        assert!(
+            obs.replies
+                .iter()
+                .all(|r| r.answers == first.answers && r.size == first.size)
+        );
+        let omitted = obs.omitted_replies.as_ref().expect("the rest are counted");
+        assert_eq!(omitted.count, 20 - MAX_REPLIES_KEPT);
+        assert_eq!(omitted.identical_to_first, omitted.count);
+        assert_eq!(omitted.bytes, omitted.count * first.size);
+    }
+
     #[test]
     fn records_and_record_data_are_capped() {
         let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
         let q = question(server);
         let mut message = Message::new(7, MessageType::Response, OpCode::Query);
-        message.add_query(Query::query(q.qname.clone(), q.qtype));
+        message.add_query(Query::query(Name::clone(&q.qname), q.qtype));
         for i in 0..100u32 {
             message.add_answer(Record::from_rdata(
-                q.qname.clone(),
+                Name::clone(&q.qname),
                 60,
                 RData::A(A(Ipv4Addr::from(0xC612_0000 | i))),
             ));
         }
         // A TXT record of 1,000 characters (four strings of 250).
         message.add_answer(Record::from_rdata(
-            q.qname.clone(),
+            Name::clone(&q.qname),
             60,
             RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(250); 4])),
         ));
@@ -797,7 +853,7 @@ mod tests {
             let engine = engine.clone();
             tasks.push(tokio::spawn(async move {
                 let mut q = question(server);
-                q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+                q.qname = Arc::new(Name::from_str(&format!("n{i}.example.")).unwrap());
                 engine.query(q).await
             }));
         }
@@ -1001,7 +1057,7 @@ mod tests {
         let (done, mut finished) = mpsc::unbounded_channel();
         for i in 0..10 {
             let mut q = question(server);
-            q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+            q.qname = Arc::new(Name::from_str(&format!("n{i}.example.")).unwrap());
             engine.submit_group(vec![q], i, done.clone()).await;
         }
         engine.submit_group(vec![question(lost)], 10, done).await;
@@ -1048,7 +1104,7 @@ mod tests {
         });
         for i in 0..names {
             let mut q = question(server);
-            q.qname = Name::from_str(&format!("n{i}.example.")).unwrap();
+            q.qname = Arc::new(Name::from_str(&format!("n{i}.example.")).unwrap());
             engine.submit_group(vec![q], i, done.clone()).await;
         }
         drop(done);

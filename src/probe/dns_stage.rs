@@ -9,6 +9,7 @@
 //! is asked beside the group through its own connection pool.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RecordType};
 use tokio::sync::Mutex;
@@ -70,17 +71,18 @@ impl DnsStage {
         qtypes: Vec<RecordType>,
         control_name: &str,
     ) -> Result<Self, ProbeError> {
-        let benign_question = DnsQuestion {
-            qname: Name::from_ascii(format!("{control_name}.")).map_err(|source| {
-                ProbeError::ControlNameNotDns {
-                    name: control_name.to_owned(),
-                    source,
-                }
-            })?,
-            qtype: qtypes.first().copied().unwrap_or(RecordType::A),
-            server: resolver,
-            role: DnsServerRole::Resolver,
-        };
+        let benign_question =
+            DnsQuestion {
+                qname: Arc::new(Name::from_ascii(format!("{control_name}.")).map_err(
+                    |source| ProbeError::ControlNameNotDns {
+                        name: control_name.to_owned(),
+                        source,
+                    },
+                )?),
+                qtype: qtypes.first().copied().unwrap_or(RecordType::A),
+                server: resolver,
+                role: DnsServerRole::Resolver,
+            };
         let control = match (control_spec, control) {
             (ControlSpec::Udp { addr }, _) => ControlPath::Udp {
                 server: *addr,
@@ -129,7 +131,7 @@ impl DnsStage {
     /// the resolver's and the sink's, then the UDP control's.
     pub fn questions(&self, domain: &str) -> std::result::Result<Vec<DnsQuestion>, String> {
         // Exactly the loaded name: `from_ascii` neither maps nor drops anything.
-        let qname = Name::from_ascii(format!("{domain}.")).map_err(|e| e.to_string())?;
+        let qname = Arc::new(Name::from_ascii(format!("{domain}.")).map_err(|e| e.to_string())?);
         let mut questions: Vec<DnsQuestion> = Vec::with_capacity(self.qtypes.len() * 3);
         for qtype in &self.qtypes {
             questions.push(DnsQuestion {
@@ -156,7 +158,7 @@ impl DnsStage {
     /// A UDP control's question for every query type.
     fn control_questions<'a>(
         &'a self,
-        qname: &'a Name,
+        qname: &'a Arc<Name>,
         server: SocketAddr,
     ) -> impl Iterator<Item = DnsQuestion> + 'a {
         self.qtypes.iter().map(move |qtype| DnsQuestion {
@@ -227,7 +229,7 @@ impl DnsStage {
             ControlPath::Udp { server, label } => {
                 let answers = match Name::from_ascii(format!("{domain}.")) {
                     Ok(qname) => {
-                        let questions = self.control_questions(&qname, *server).collect();
+                        let questions = self.control_questions(&Arc::new(qname), *server).collect();
                         let queries = self.engine.query_together(questions).await;
                         queries.iter().map(control_answer).collect()
                     }

@@ -11,11 +11,11 @@
 //! a bogon answer to compare with the benign query, addresses to prove with TLS, or the
 //! web stages.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use slab::Slab;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -62,14 +62,15 @@ struct Pipeline {
     context: Arc<ScanContext>,
     repeated: bool,
     results: mpsc::Sender<TargetRecord>,
-    waiting: Mutex<HashMap<u64, WaitingName>>,
+    /// Keyed by the token the engine reports with; a slab, as tokens are reused.
+    waiting: Mutex<Slab<WaitingName>>,
     /// Names that continue in a task of their own (and targets the pipeline does not
     /// take).
     tasks: Mutex<JoinSet<()>>,
 }
 
 impl Pipeline {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, WaitingName>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Slab<WaitingName>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -120,7 +121,7 @@ pub(super) async fn dispatch_pass(
         context: Arc::clone(context),
         repeated,
         results,
-        waiting: Mutex::new(HashMap::new()),
+        waiting: Mutex::new(Slab::new()),
         tasks: Mutex::new(JoinSet::new()),
     });
     let (group_done, groups) = mpsc::unbounded_channel::<GroupDone>();
@@ -186,7 +187,6 @@ async fn produce(
 ) {
     let context = &pipeline.context;
     let mut pacer = Pacer::new(rate);
-    let mut next_token: u64 = 0;
     for (target, attempt) in items {
         let through_table = target.address.is_none() && context.stages.dns;
         pacer
@@ -228,39 +228,36 @@ async fn produce(
                 continue;
             }
         };
-        let token = next_token;
-        next_token += 1;
-        let control = match context.dns.encrypted_control() {
-            Some(_) => {
-                let task = Arc::clone(pipeline);
-                let domain = target.domain.clone();
-                let control_done = control_done.clone();
-                pipeline.spawn(async move {
-                    let pipeline = task;
-                    let control = pipeline
-                        .context
-                        .dns
-                        .lookup_control(&domain)
-                        .await
-                        .expect("an encrypted control answers");
-                    let _ = control_done.send((token, control));
-                });
+        // The name is in the table before anything can report on it.
+        let encrypted_control = context.dns.encrypted_control().is_some();
+        let control_domain = encrypted_control.then(|| target.domain.clone());
+        let token = pipeline.waiting().insert(WaitingName {
+            target,
+            attempt,
+            started_at,
+            started: started_clock,
+            permit,
+            queries: None,
+            control: if encrypted_control {
                 ControlSlot::Waiting
-            }
-            None => ControlSlot::NotAsked,
-        };
-        pipeline.waiting().insert(
-            token,
-            WaitingName {
-                target,
-                attempt,
-                started_at,
-                started: started_clock,
-                permit,
-                queries: None,
-                control,
+            } else {
+                ControlSlot::NotAsked
             },
-        );
+        }) as u64;
+        if let Some(domain) = control_domain {
+            let task = Arc::clone(pipeline);
+            let control_done = control_done.clone();
+            pipeline.spawn(async move {
+                let pipeline = task;
+                let control = pipeline
+                    .context
+                    .dns
+                    .lookup_control(&domain)
+                    .await
+                    .expect("an encrypted control answers");
+                let _ = control_done.send((token, control));
+            });
+        }
         context
             .dns
             .engine()
@@ -281,22 +278,24 @@ async fn judge(
         let complete = tokio::select! {
             done = groups.recv(), if groups_open => if let Some(done) = done {
                 let mut waiting = pipeline.waiting();
-                let complete = waiting.get_mut(&done.token).is_some_and(|name| {
+                let key = slab_key(done.token);
+                let complete = waiting.get_mut(key).is_some_and(|name| {
                     name.queries = Some(done.observations);
                     name.is_complete()
                 });
-                complete.then(|| waiting.remove(&done.token)).flatten()
+                complete.then(|| waiting.try_remove(key)).flatten()
             } else {
                 groups_open = false;
                 None
             },
             done = controls.recv(), if controls_open => if let Some((token, control)) = done {
                 let mut waiting = pipeline.waiting();
-                let complete = waiting.get_mut(&token).is_some_and(|name| {
+                let key = slab_key(token);
+                let complete = waiting.get_mut(key).is_some_and(|name| {
                     name.control = ControlSlot::Done(control);
                     name.is_complete()
                 });
-                complete.then(|| waiting.remove(&token)).flatten()
+                complete.then(|| waiting.try_remove(key)).flatten()
             } else {
                 controls_open = false;
                 None
@@ -306,6 +305,11 @@ async fn judge(
             judge_name(pipeline, name).await;
         }
     }
+}
+
+/// The table key a token stands for (tokens are table keys).
+fn slab_key(token: u64) -> usize {
+    usize::try_from(token).expect("tokens are table keys")
 }
 
 /// Judges a name whose group is done: here when nothing more is needed, in a task of

@@ -21,6 +21,7 @@ use nix::sys::socket::{
 };
 use sha2::{Digest, Sha256};
 use slab::Slab;
+use smallvec::SmallVec;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -144,17 +145,71 @@ struct Query {
     question: DnsQuestion,
     /// Sends, including those that found no free id.
     attempts: u32,
-    sent: Vec<Attempt>,
-    /// Length and SHA-256 of the first reply kept, to count identical ones among the
-    /// omitted (only same-length ones are hashed).
-    first_digest: Option<(usize, [u8; 32])>,
-    omitted: Option<Box<(OmittedReplies, Sha256)>>,
+    /// Inline: almost every query is sent once, and a waiting query must not cost an
+    /// allocation per attempt.
+    sent: SmallVec<[Attempt; 1]>,
+    omitted: Option<Box<Omitted>>,
     first_sent: Instant,
     last_sent: Instant,
     first_reply: Option<Instant>,
-    replies: Vec<DnsReply>,
+    replies: Vec<HeldReply>,
+    /// When it times out; once finished, when it finished.
     deadline: Instant,
+    /// Done listening; held (not yet an observation) until its group is done.
+    finished: bool,
     send_error: Option<String>,
+}
+
+/// Replies beyond [`MAX_REPLIES_KEPT`], counted and hashed rather than kept.
+struct Omitted {
+    replies: OmittedReplies,
+    digest: Sha256,
+    /// Length and SHA-256 of the first reply kept, to count identical ones (only
+    /// same-length ones are hashed).
+    first: (usize, [u8; 32]),
+}
+
+/// A reply as held while its question's group waits (the late-reply window holds a
+/// name for a second or more): an ordinary reply is held as the datagram itself, a
+/// few dozen bytes, and parsed into a [`DnsReply`] only when the group is done; a large
+/// one (a flood of huge forged replies must not be held whole) is parsed at once, as
+/// parsing keeps a bounded number of records.
+enum HeldReply {
+    Datagram {
+        bytes: Box<[u8]>,
+        from: std::net::SocketAddr,
+        ttl: Option<u8>,
+        elapsed_ms: f64,
+        attempt: u32,
+    },
+    /// With the SHA-256 of the datagram (see [`HeldReply::length_and_digest`]).
+    Parsed(Box<(DnsReply, [u8; 32])>),
+}
+
+/// Replies up to this size are held as datagrams (see [`HeldReply`]).
+const HELD_DATAGRAM_MAX: usize = 512;
+
+impl HeldReply {
+    fn into_reply(self, question: &DnsQuestion) -> DnsReply {
+        match self {
+            HeldReply::Datagram {
+                bytes,
+                from,
+                ttl,
+                elapsed_ms,
+                attempt,
+            } => parse_reply(&bytes, question, from, ttl, elapsed_ms, attempt),
+            HeldReply::Parsed(parsed) => parsed.0,
+        }
+    }
+
+    /// Length and SHA-256 of the datagram.
+    fn length_and_digest(&self) -> (usize, [u8; 32]) {
+        match self {
+            HeldReply::Datagram { bytes, .. } => (bytes.len(), Sha256::digest(bytes).into()),
+            HeldReply::Parsed(parsed) => (parsed.0.size, parsed.1),
+        }
+    }
 }
 
 /// One question of a group: what the group needs to know of it after it finished,
@@ -171,13 +226,9 @@ struct Member {
 struct Group {
     token: u64,
     done: mpsc::UnboundedSender<GroupDone>,
+    /// In question order; a finished question stays in the slab until the group is
+    /// done, and becomes an observation then.
     members: Vec<Member>,
-    /// The observations in question order, allocated when the first question finishes
-    /// (a waiting name holds no room for observations it does not have yet).
-    results: Vec<Option<DnsQueryObservation>>,
-    /// The questions whose first valid reply came truncated, kept for the TCP retry
-    /// (rare): index in the group and question.
-    truncated: Vec<(usize, DnsQuestion)>,
     remaining: usize,
 }
 
@@ -196,6 +247,8 @@ pub(super) struct SocketWorker {
     short_of_room: Arc<AtomicBool>,
     source_port: u16,
     queries: Slab<Query>,
+    /// Finished queries held in `queries` until their group is done.
+    held: usize,
     groups: Slab<Group>,
     ids: IdTable,
     wheel: TimerWheel,
@@ -221,6 +274,7 @@ impl SocketWorker {
             short_of_room,
             source_port,
             queries: Slab::new(),
+            held: 0,
             groups: Slab::new(),
             ids: IdTable::new(),
             wheel: TimerWheel::new(Instant::now()),
@@ -234,7 +288,7 @@ impl SocketWorker {
     }
 
     fn can_take(&self) -> bool {
-        self.queries.len() < self.shared.config.max_in_flight_per_socket
+        self.queries.len() - self.held < self.shared.config.max_in_flight_per_socket
             && self.ids.in_use() < ID_BUDGET
     }
 
@@ -331,8 +385,6 @@ impl SocketWorker {
             token: job.token,
             done: job.done,
             members: Vec::with_capacity(count),
-            results: Vec::new(),
-            truncated: Vec::new(),
             remaining: count,
         });
         if count == 0 {
@@ -350,14 +402,14 @@ impl SocketWorker {
                 index,
                 question,
                 attempts: 0,
-                sent: Vec::new(),
-                first_digest: None,
+                sent: SmallVec::new(),
                 omitted: None,
                 first_sent: now,
                 last_sent: now,
                 first_reply: None,
                 replies: Vec::new(),
                 deadline,
+                finished: false,
                 send_error: None,
             });
             self.groups[group_key].members.push(Member {
@@ -471,6 +523,7 @@ impl SocketWorker {
                     let (key, stamp) = (failed.key, failed.stamp);
                     if let Some(query) = self.queries.get_mut(key)
                         && query.stamp == stamp
+                        && !query.finished
                     {
                         query.send_error = Some(e.to_string());
                         self.settle_last_lost(key);
@@ -585,34 +638,51 @@ impl SocketWorker {
         let elapsed_ms = now.duration_since(query.first_sent).as_secs_f64() * 1000.0;
         let mut valid = false;
         if query.replies.len() < MAX_REPLIES_KEPT {
-            if query.first_digest.is_none() {
-                query.first_digest = Some((bytes.len(), Sha256::digest(bytes).into()));
+            // Only a valid control reply changes what happens now (it ends the
+            // question); every other reply is held as it came and parsed later.
+            let parsed = (role == DnsServerRole::Control || bytes.len() > HELD_DATAGRAM_MAX)
+                .then(|| parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt));
+            if let Some(reply) = &parsed {
+                valid =
+                    reply.from == query.question.server && reply.question_matches && reply.flags.qr;
             }
-            let reply = parse_reply(bytes, &query.question, from, ttl, elapsed_ms, attempt);
-            valid = reply.from == query.question.server && reply.question_matches && reply.flags.qr;
-            query.replies.push(reply);
+            let held = match parsed {
+                Some(reply) if bytes.len() > HELD_DATAGRAM_MAX => {
+                    HeldReply::Parsed(Box::new((reply, Sha256::digest(bytes).into())))
+                }
+                _ => HeldReply::Datagram {
+                    bytes: bytes.into(),
+                    from,
+                    ttl,
+                    elapsed_ms,
+                    attempt,
+                },
+            };
+            // Most queries get one reply: room for exactly those received (a `Vec`'s first
+            // push would make room for four, held for the whole late-reply window).
+            query.replies.reserve_exact(1);
+            query.replies.push(held);
         } else {
             // Beyond the cap: no parsing, no storing; count, time and digest.
             let at_ms = elapsed_ms as u64;
+            let first = &query.replies[0];
             let omitted = query.omitted.get_or_insert_with(|| {
-                Box::new((
-                    OmittedReplies {
+                Box::new(Omitted {
+                    replies: OmittedReplies {
                         first_ms: at_ms,
                         ..OmittedReplies::default()
                     },
-                    Sha256::new(),
-                ))
+                    digest: Sha256::new(),
+                    first: first.length_and_digest(),
+                })
             });
-            let (omitted, digest) = &mut **omitted;
-            omitted.count += 1;
-            omitted.bytes += bytes.len();
-            omitted.last_ms = at_ms;
-            digest.update(bytes);
-            if let Some((first_len, first_digest)) = query.first_digest
-                && first_len == bytes.len()
-                && first_digest == <[u8; 32]>::from(Sha256::digest(bytes))
-            {
-                omitted.identical_to_first += 1;
+            omitted.replies.count += 1;
+            omitted.replies.bytes += bytes.len();
+            omitted.replies.last_ms = at_ms;
+            omitted.digest.update(bytes);
+            let (first_len, first_digest) = omitted.first;
+            if first_len == bytes.len() && first_digest == <[u8; 32]>::from(Sha256::digest(bytes)) {
+                omitted.replies.identical_to_first += 1;
             }
         }
         let first = query.first_reply.is_none();
@@ -699,8 +769,8 @@ impl SocketWorker {
             let Some(query) = self.queries.get(key) else {
                 continue;
             };
-            if query.stamp != entry.stamp {
-                continue; // finished; the key was reused
+            if query.stamp != entry.stamp || query.finished {
+                continue; // finished (and perhaps the key reused)
             }
             if query.deadline > now {
                 self.wheel.insert(query.deadline, entry);
@@ -739,67 +809,92 @@ impl SocketWorker {
         }
     }
 
+    /// The query is done listening: its ids are retired and it is held until its group
+    /// is done.
     fn finish(&mut self, key: usize, now: Instant) {
-        let mut query = self.queries.remove(key);
+        let query = &mut self.queries[key];
+        if query.finished {
+            return;
+        }
+        query.finished = true;
+        query.deadline = now;
+        self.held += 1;
         // Keep the ids off-limits for a while: a reply to them now would be late, and
         // must not be mistaken for a reply to a new query.
         let until = now + self.shared.config.timeout + self.shared.config.wait_after_first;
         for attempt in &query.sent {
             self.ids.retire(attempt.id, until);
         }
-        let observation = DnsQueryObservation {
-            role: query.question.role,
-            server: query.question.server,
-            qname: name_text(&query.question.qname),
-            qtype: query.question.qtype.to_string(),
-            source_port: self.source_port,
-            attempts: query.attempts,
-            ids: query.sent.iter().map(|a| a.id).collect(),
-            replies: std::mem::take(&mut query.replies),
-            listened_ms: now.duration_since(query.last_sent).as_secs_f64() * 1000.0,
-            send_error: query.send_error.take(),
-            omitted_replies: query.omitted.take().map(|omitted| {
-                let (mut omitted, digest) = *omitted;
-                omitted.sha256 = hex_of(&digest.finalize());
-                omitted
-            }),
-            tcp: None,
-            rechecks: Vec::new(),
-        };
-        let group = &mut self.groups[query.group];
-        if group.results.is_empty() {
-            group.results.resize_with(group.members.len(), || None);
-        }
-        group.members[query.index].finished = true;
-        if truncated(&observation) {
-            group.truncated.push((query.index, query.question));
-        }
-        group.results[query.index] = Some(observation);
+        let (group_key, index) = (query.group, query.index);
+        let group = &mut self.groups[group_key];
+        group.members[index].finished = true;
         group.remaining -= 1;
         if group.remaining == 0 {
-            let group = self.groups.remove(query.group);
+            let group = self.groups.remove(group_key);
             self.complete(group);
         }
     }
 
+    /// The query as it is reported, out of the slab.
+    fn observation_of(&mut self, key: usize) -> (DnsQueryObservation, DnsQuestion) {
+        let mut query = self.queries.remove(key);
+        self.held -= 1;
+        let question = query.question;
+        let observation = DnsQueryObservation {
+            role: question.role,
+            server: question.server,
+            qname: name_text(&question.qname),
+            qtype: question.qtype.to_string(),
+            source_port: self.source_port,
+            attempts: query.attempts,
+            ids: query.sent.iter().map(|a| a.id).collect(),
+            replies: query
+                .replies
+                .into_iter()
+                .map(|held| held.into_reply(&question))
+                .collect(),
+            listened_ms: query.deadline.duration_since(query.last_sent).as_secs_f64() * 1000.0,
+            send_error: query.send_error.take(),
+            omitted_replies: query.omitted.take().map(|omitted| {
+                let Omitted {
+                    mut replies,
+                    digest,
+                    ..
+                } = *omitted;
+                replies.sha256 = hex_of(&digest.finalize());
+                replies
+            }),
+            tcp: None,
+            rechecks: Vec::new(),
+        };
+        (observation, question)
+    }
+
     /// Delivers a finished group; a truncated resolver reply is retried over TCP first
     /// (on a task of its own: rare, and it must not hold up this socket).
-    fn complete(&self, group: Group) {
+    fn complete(&mut self, group: Group) {
         let Group {
             token,
             done,
-            results,
-            truncated,
+            members,
             ..
         } = group;
-        let mut observations: Vec<DnsQueryObservation> = results.into_iter().flatten().collect();
-        if truncated.is_empty() {
+        let mut observations = Vec::with_capacity(members.len());
+        let mut truncated_questions = Vec::new();
+        for (index, member) in members.iter().enumerate() {
+            let (observation, question) = self.observation_of(member.key);
+            if truncated(&observation) {
+                truncated_questions.push((index, question));
+            }
+            observations.push(observation);
+        }
+        if truncated_questions.is_empty() {
             self.shared.deliver(token, &done, observations);
             return;
         }
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
-            for (index, question) in truncated {
+            for (index, question) in truncated_questions {
                 if let Some(observation) = observations.get_mut(index) {
                     observation.tcp = Some(Box::new(
                         tcp_exchange(&question, shared.config.timeout).await,
@@ -838,10 +933,15 @@ mod tests {
                 std::mem::size_of::<DnsQueryObservation>(),
             ),
             ("DnsReply", std::mem::size_of::<DnsReply>()),
+            ("HeldReply", std::mem::size_of::<HeldReply>()),
         ];
         println!("{sizes:?}");
-        assert!(sizes[0].1 <= 340, "{sizes:?}");
-        assert!(sizes[1].1 <= 160, "{sizes:?}");
+        assert!(sizes[0].1 <= 240, "{sizes:?}");
+        assert!(sizes[1].1 <= 64, "{sizes:?}");
         assert!(sizes[2].1 <= 300, "{sizes:?}");
+        // A reply waiting in the late-reply window is held as its datagram: the held
+        // form is much smaller than the parsed one (whose records and rcode are more
+        // allocations besides).
+        assert!(sizes[4].1 * 2 <= sizes[3].1, "{sizes:?}");
     }
 }
