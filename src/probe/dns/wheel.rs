@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 /// Buckets, one per millisecond: one turn is about 4 seconds.
 const BUCKETS: usize = 4096;
 const TICK: Duration = Duration::from_millis(1);
+/// Room a drained bucket keeps for the next turn (entries).
+const KEPT_CAPACITY: usize = 16;
 
 /// What the wheel keeps per deadline: the owner's key and a stamp that tells a stale
 /// entry (its owner finished and the key was reused) from a live one.
@@ -60,6 +62,12 @@ impl TimerWheel {
             let bucket = &mut self.buckets[(self.cursor % BUCKETS as u64) as usize];
             self.len -= bucket.len();
             due.append(bucket);
+            if bucket.capacity() > KEPT_CAPACITY {
+                // A burst (a batch of groups started at once) must not leave its room in
+                // the bucket for good: over a long scan every bucket would meet one, and
+                // the wheel would hold the largest burst thousands of times over.
+                *bucket = Vec::new();
+            }
             self.cursor += 1;
             visited += 1;
         }
@@ -92,6 +100,32 @@ mod tests {
 
     fn entry(key: u32) -> TimerEntry {
         TimerEntry { key, stamp: 0 }
+    }
+
+    #[test]
+    fn a_drained_bucket_does_not_keep_the_room_of_a_burst() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        let at = origin + Duration::from_millis(5);
+        for key in 0..1_000 {
+            wheel.insert(at, entry(key));
+        }
+        wheel.insert(at, entry(1_000));
+        let mut due = Vec::new();
+        wheel.expire(origin + Duration::from_millis(5), &mut due);
+        assert_eq!(due.len(), 1_001);
+        assert!(
+            wheel.buckets.iter().all(|b| b.capacity() <= KEPT_CAPACITY),
+            "the burst's room was let go"
+        );
+        // A small bucket keeps its room for the next turn.
+        for key in 0..4 {
+            wheel.insert(origin + Duration::from_millis(7), entry(key));
+        }
+        due.clear();
+        wheel.expire(origin + Duration::from_millis(7), &mut due);
+        assert_eq!(due.len(), 4);
+        assert!(wheel.buckets.iter().any(|b| b.capacity() >= 4));
     }
 
     #[test]
