@@ -632,6 +632,18 @@ mod tests {
     use hickory_proto::rr::rdata::A;
     use std::str::FromStr;
 
+    /// The observation of one question to `server`, from a one-socket engine that
+    /// listens `wait` after the first reply.
+    async fn ask_one_socket(server: SocketAddr, wait: Duration) -> DnsQueryObservation {
+        let config = DnsProbeConfig {
+            wait_after_first: wait,
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        engine.query(question(server)).await
+    }
+
     /// A loopback server that answers each query with the given (delay, address) replies.
     async fn fake_server(replies: Vec<(u64, Ipv4Addr)>) -> SocketAddr {
         fake_server_losing(0, replies).await
@@ -692,13 +704,7 @@ mod tests {
             (80, Ipv4Addr::new(198, 18, 1, 10)),
         ])
         .await;
-        let config = DnsProbeConfig {
-            wait_after_first: Duration::from_millis(400),
-            sockets: 1,
-            ..DnsProbeConfig::default()
-        };
-        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
-        let obs = engine.query(question(server)).await;
+        let obs = ask_one_socket(server, Duration::from_millis(400)).await;
         assert_eq!(obs.attempts, 1);
         assert_eq!(obs.replies.len(), 2, "{obs:#?}");
         assert_eq!(obs.replies[0].answers[0].data, "10.10.34.34");
@@ -716,13 +722,7 @@ mod tests {
     #[tokio::test]
     async fn replies_beyond_the_cap_are_counted_and_digested_not_kept() {
         let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, 10)); 40]).await;
-        let config = DnsProbeConfig {
-            wait_after_first: Duration::from_millis(300),
-            sockets: 1,
-            ..DnsProbeConfig::default()
-        };
-        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
-        let obs = engine.query(question(server)).await;
+        let obs = ask_one_socket(server, Duration::from_millis(300)).await;
         assert_eq!(obs.replies.len(), MAX_REPLIES_KEPT);
         let omitted = obs.omitted_replies.as_ref().expect("the rest are counted");
         assert_eq!(omitted.count, 40 - MAX_REPLIES_KEPT);
@@ -764,13 +764,7 @@ mod tests {
             // Held until the engine is done, so that the socket is not closed early.
             tokio::time::sleep(Duration::from_secs(2)).await;
         });
-        let config = DnsProbeConfig {
-            wait_after_first: Duration::from_millis(300),
-            sockets: 1,
-            ..DnsProbeConfig::default()
-        };
-        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
-        let obs = engine.query(question(server)).await;
+        let obs = ask_one_socket(server, Duration::from_millis(300)).await;
         assert_eq!(obs.replies.len(), MAX_REPLIES_KEPT, "{obs:#?}");
         let first = &obs.replies[0];
         assert!(first.size > 512, "a large reply: {} bytes", first.size);
