@@ -2,8 +2,10 @@
 //!
 //! A waiting question is an entry in a slab, found from a reply through a table indexed
 //! by query id (65,536 slots, one lookup); its deadline is an entry in a timer wheel.
-//! A group (the questions of one name) is one more slab entry that collects the
-//! observations in question order and is delivered when its last question finishes.
+//! A group (the questions of one name) is one more slab entry; a question that finished
+//! stays in the slab, its replies held as datagrams, until the group's last question
+//! finishes: then each becomes an observation, and the group is delivered in question
+//! order.
 //! Queries queued during one turn leave together in one `sendmmsg`; replies are read
 //! with `recvmmsg`, a bounded number per wakeup so that a flood cannot starve timers.
 
@@ -232,7 +234,8 @@ impl HeldReply {
 /// without keeping the question itself.
 #[derive(Debug, Clone, Copy)]
 struct Member {
-    /// Slab key of the question, valid while `finished` is false.
+    /// Slab key of the question, valid until the group is delivered (a finished
+    /// question is held in the slab until then).
     key: usize,
     role: DnsServerRole,
     qtype: RecordType,
