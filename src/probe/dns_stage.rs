@@ -9,7 +9,7 @@
 //! is asked beside the group through its own connection pool.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::{Name, RecordType};
 use tokio::sync::Mutex;
@@ -54,8 +54,12 @@ pub struct DnsStage {
     /// The benign question: asked beside every re-check of a silent question, and
     /// (without a control) once for the network's normal address ranges.
     benign_question: DnsQuestion,
-    /// The resolver's answer for the benign name, kept once answered.
-    benign_answer: Mutex<Option<DnsQueryObservation>>,
+    /// The resolver's answer for the benign name, kept once answered: read without a
+    /// lock by every name judged after it (a lock here made every name of a fast scan
+    /// that met it held wait in a task of its own).
+    benign_answer: OnceLock<Arc<DnsQueryObservation>>,
+    /// Held while the benign question is asked, so that it is asked once at a time.
+    benign_asking: Mutex<()>,
 }
 
 impl DnsStage {
@@ -98,7 +102,8 @@ impl DnsStage {
             sink,
             qtypes,
             benign_question,
-            benign_answer: Mutex::new(None),
+            benign_answer: OnceLock::new(),
+            benign_asking: Mutex::new(()),
         })
     }
 
@@ -291,24 +296,25 @@ impl DnsStage {
 
     /// The resolver's reply for the benign name when it is kept already (never waits
     /// and never asks).
-    pub fn kept_benign_answer(&self) -> Option<DnsQueryObservation> {
-        self.benign_answer
-            .try_lock()
-            .ok()
-            .and_then(|kept| kept.clone())
+    pub fn kept_benign_answer(&self) -> Option<Arc<DnsQueryObservation>> {
+        self.benign_answer.get().cloned()
     }
 
     /// The resolver's reply for the benign name, asked the first time it is needed and
     /// kept once answered (an unanswered one is asked again next time: one lost query
     /// must not decide every later target).
-    pub async fn benign_query(&self) -> DnsQueryObservation {
-        let mut kept = self.benign_answer.lock().await;
-        if let Some(answer) = kept.as_ref() {
-            return answer.clone();
+    pub async fn benign_query(&self) -> Arc<DnsQueryObservation> {
+        if let Some(answer) = self.benign_answer.get() {
+            return Arc::clone(answer);
         }
-        let answer = self.engine.query(self.benign_question.clone()).await;
+        let _asking = self.benign_asking.lock().await;
+        // Another name may have had it answered while this one waited.
+        if let Some(answer) = self.benign_answer.get() {
+            return Arc::clone(answer);
+        }
+        let answer = Arc::new(self.engine.query(self.benign_question.clone()).await);
         if answer.valid_replies().next().is_some() {
-            *kept = Some(answer.clone());
+            let _ = self.benign_answer.set(Arc::clone(&answer));
         }
         answer
     }

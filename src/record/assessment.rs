@@ -192,6 +192,11 @@ impl Evidence {
                 }
             }
             EvidenceKind::ControlNxdomain => "the control says the name does not exist".to_owned(),
+            EvidenceKind::BogonRangeInUse => format!(
+                "{} lie(s) in a bogon range the resolver's answer for the benign name uses \
+                 too: this network's normal address space, not a forgery",
+                join_ips(&self.ips)
+            ),
             // A kind without a sentence of its own: its name and addresses.
             other => {
                 let name = serde_json::to_value(other)

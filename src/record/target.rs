@@ -10,6 +10,7 @@
 //! observations and writes back to the same bytes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -38,7 +39,8 @@ pub struct DnsSection {
     /// Without a control, when an answer carried a bogon address: the resolver's reply
     /// for the benign name, whose addresses tell which bogon ranges are normal on this
     /// network. (Silent questions carry their own benign queries, in `rechecks`.)
-    pub benign_query: Option<DnsQueryObservation>,
+    /// Shared: every such name of a scan carries the same one.
+    pub benign_query: Option<Arc<DnsQueryObservation>>,
 }
 
 /// A DNS section as read, before the addresses a lean record leaves implied are restored.
@@ -57,7 +59,7 @@ struct DnsSectionWire {
     #[serde(default)]
     tls_proof: Vec<TlsObservation>,
     #[serde(default)]
-    benign_query: Option<DnsQueryObservation>,
+    benign_query: Option<Arc<DnsQueryObservation>>,
 }
 
 impl From<DnsSectionWire> for DnsSection {

@@ -42,19 +42,10 @@ pub(crate) fn judge_if_complete(
     tls_stage: bool,
     observed: DnsObservations,
 ) -> Result<DnsSection, DnsObservations> {
-    let mut inputs = DnsInputs {
-        queries: &observed.queries,
-        control: observed.control.as_ref(),
-        forged_ips,
-        tls_proven: &[],
-        benign_query: None,
-    };
-    let mut assessment = classify_dns(&inputs);
-    if assessment.verdict == DnsVerdict::Timeout {
-        return Err(observed);
-    }
     // The benign query is asked once per scan and kept: with it at hand, a bogon
-    // answer is judged here like any other.
+    // answer is judged here like any other. (Without a control no verdict is `timeout`,
+    // so asking for the benign query first changes no outcome below; it spares judging
+    // twice, the first time with sentences that would be thrown away.)
     let benign_query = if !stage.has_control() && any_bogon_answer(&observed.queries) {
         let Some(benign) = stage.kept_benign_answer() else {
             return Err(observed);
@@ -63,9 +54,15 @@ pub(crate) fn judge_if_complete(
     } else {
         None
     };
-    if benign_query.is_some() {
-        inputs.benign_query = benign_query.as_ref();
-        assessment = classify_dns(&inputs);
+    let assessment = classify_dns(&DnsInputs {
+        queries: &observed.queries,
+        control: observed.control.as_ref(),
+        forged_ips,
+        tls_proven: &[],
+        benign_query: benign_query.as_deref(),
+    });
+    if assessment.verdict == DnsVerdict::Timeout {
+        return Err(observed);
     }
     if tls_stage && wants_tls_proof(&assessment) {
         return Err(observed);
@@ -126,7 +123,7 @@ pub(crate) async fn judge_observed(
         control: control.as_ref(),
         forged_ips,
         tls_proven: &[],
-        benign_query: benign_query.as_ref(),
+        benign_query: benign_query.as_deref(),
     };
     let mut assessment = classify_dns(&inputs);
     let mut tls_proof = Vec::new();
