@@ -7,9 +7,11 @@
 //! (`.ci/install-deps`).
 //!
 //! `cargo bench --bench dns_scale -- [--names N] [--mode closest|real|real-dot|all]
-//! [--concurrency C] [--extra 'more scan args']`
+//! [--concurrency C] [--extra 'more scan args'] [--server-batch]`
 //!
-//! knotd: 4 UDP workers, each with its own socket, at nice -10 (see `Knot::start`).
+//! knotd: 4 UDP workers, each with its own socket, at nice -10 (see `Knot::start`);
+//! `--server-batch` runs it under `SCHED_BATCH`, so that its wake-ups do not preempt
+//! the probe on the shared cores.
 //!
 //! - `closest`: closest to massdns: `--control none --rate 0 --retries 0 --dns-wait 0s`.
 //! - `real`: `--rate 0 --dns-wait 1s`, a sink that drops everything (`--dns-sink`) and a
@@ -123,6 +125,8 @@ struct Options {
     modes: Vec<Mode>,
     concurrency: usize,
     extra: Vec<String>,
+    /// knotd under `SCHED_BATCH` (`--server-batch`).
+    server_batch: bool,
 }
 
 fn parse_options(args: &[String]) -> BenchResult<Options> {
@@ -131,6 +135,7 @@ fn parse_options(args: &[String]) -> BenchResult<Options> {
         modes: vec![Mode::Closest, Mode::Real, Mode::RealDot],
         concurrency: 5000,
         extra: Vec::new(),
+        server_batch: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -161,6 +166,7 @@ fn parse_options(args: &[String]) -> BenchResult<Options> {
                     }
                 };
             }
+            "--server-batch" => options.server_batch = true,
             "--extra" => {
                 options.extra = value()?.split_whitespace().map(str::to_owned).collect();
             }
@@ -286,7 +292,7 @@ struct Knot {
 }
 
 impl Knot {
-    fn start(net: &BenchNet, dir: &Path, names: usize) -> BenchResult<Knot> {
+    fn start(net: &BenchNet, dir: &Path, names: usize, batch: bool) -> BenchResult<Knot> {
         let zone_path = dir.join("bench.test.zone");
         write_zone_file(&zone_path, names).map_err(|e| format!("write the zone: {e}"))?;
         let db = dir.join("knot-db");
@@ -309,22 +315,25 @@ impl Knot {
         let log = dir.join("knot.log");
         let log_file = File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        // `--server-batch`: knotd under SCHED_BATCH, which does not preempt the running
+        // task when a query wakes it. On these shared cores each wake-up otherwise
+        // preempts the probe inside `sendmmsg`, about once per query: a cost a remote
+        // server never puts on a probe. It shows how much of the probe's CPU that is
+        // (knotd then drains its buffers later, and drops more in `closest`).
+        let scheduling: &[&str] = if batch {
+            &["chrt", "--batch", "0"]
+        } else {
+            &[]
+        };
         let child = Command::new("ip")
             // knotd keeps the kernel's default UDP receive buffer (~200 KiB, not settable
             // per namespace): while it waits for a CPU on a busy machine, a burst of
             // queries overflows it and the loss would be the bench's, not the probe's. A
             // higher priority lets it drain the buffer in time (it uses no more CPU for it), and
             // `socket-affinity` gives each of its 4 UDP workers a socket, so 4 buffers.
-            .args([
-                "netns",
-                "exec",
-                &net.server,
-                "nice",
-                "-n",
-                "-10",
-                "knotd",
-                "-c",
-            ])
+            .args(["netns", "exec", &net.server, "nice", "-n", "-10"])
+            .args(scheduling)
+            .args(["knotd", "-c"])
             .arg(&conf_path)
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -979,7 +988,7 @@ fn run(options: &Options, signals: &StopSignals) -> BenchResult<Vec<Row>> {
 
     let started = Instant::now();
     let net = BenchNet::create()?;
-    let mut knot = Knot::start(&net, dir.path(), options.names)?;
+    let mut knot = Knot::start(&net, dir.path(), options.names, options.server_batch)?;
     knot.wait_ready(&net, options.names, signals)?;
     let _dot = if options.modes.contains(&Mode::RealDot) {
         Some(DotServer::start(&net, options.names, &ca)?)

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -238,6 +238,10 @@ type WriterResult = Result<(Box<dyn RecordSink>, SummaryBuilder), OutputError>;
 /// at most [`crate::output::FLUSH_INTERVAL`] after a record arrives (the report buffers
 /// the rest), so a killed run loses at most that last interval; a stopped one loses
 /// nothing (the channel is drained, and `finish` flushes).
+/// How long the writer pauses when it has caught up with a busy scan (see
+/// `spawn_writer`): short beside the flush interval, long beside a record's time.
+const WRITER_PAUSE: Duration = Duration::from_millis(1);
+
 fn spawn_writer(
     mut sink: Box<dyn RecordSink>,
     mut summary: SummaryBuilder,
@@ -247,10 +251,23 @@ fn spawn_writer(
     tokio::task::spawn_blocking(move || {
         // When the oldest record not yet flushed arrived.
         let mut unflushed_since: Option<Instant> = None;
+        // Whether records came since the writer last waited.
+        let mut busy = false;
         loop {
             let received = match (rx.try_recv(), unflushed_since) {
-                (Ok(record), _) => Some(record),
+                (Ok(record), _) => {
+                    busy = true;
+                    Some(record)
+                }
                 (Err(mpsc::error::TryRecvError::Disconnected), _) => None,
+                // Caught up in a busy scan: pause, and take what came meanwhile in one
+                // go. Waiting on the channel instead would have every record wake this
+                // thread, at a futex call on each side, tens of thousands a second.
+                (Err(mpsc::error::TryRecvError::Empty), _) if busy => {
+                    busy = false;
+                    std::thread::sleep(WRITER_PAUSE);
+                    continue;
+                }
                 (Err(mpsc::error::TryRecvError::Empty), None) => rx.blocking_recv(),
                 // Caught up with records unflushed: wait for more until they are due.
                 (Err(mpsc::error::TryRecvError::Empty), Some(since)) => {

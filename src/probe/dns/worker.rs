@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{Name, RecordType};
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
     sendmmsg,
@@ -274,6 +274,9 @@ pub(super) struct SocketWorker {
     wheel: TimerWheel,
     next_stamp: u32,
     outbox: Vec<Outgoing>,
+    /// The last query encoded, for the next question of the same name and type: the
+    /// resolver, sink and control questions of a name differ only in their id.
+    last_encoded: Option<(Arc<Name>, RecordType, Vec<u8>)>,
     due: Vec<TimerEntry>,
     recv_buffer: Vec<u8>,
     /// Counted here, added to the engine's totals once per turn.
@@ -300,6 +303,7 @@ impl SocketWorker {
             wheel: TimerWheel::new(Instant::now()),
             next_stamp: 0,
             outbox: Vec::new(),
+            last_encoded: None,
             due: Vec::new(),
             recv_buffer: vec![0; RECV_BATCH * RECV_SLOT],
             sent: 0,
@@ -475,7 +479,21 @@ impl SocketWorker {
             sample,
             settled: false,
         });
-        match encode_query(id, &query.question) {
+        let encoded = match &self.last_encoded {
+            Some((qname, qtype, wire))
+                if Arc::ptr_eq(qname, &query.question.qname) && *qtype == query.question.qtype =>
+            {
+                Ok(with_id(wire, id))
+            }
+            _ => encode_query(id, &query.question).inspect(|wire| {
+                self.last_encoded = Some((
+                    Arc::clone(&query.question.qname),
+                    query.question.qtype,
+                    wire.clone(),
+                ));
+            }),
+        };
+        match encoded {
             Ok(bytes) => self.outbox.push(Outgoing {
                 bytes,
                 to: SockaddrStorage::from(query.question.server),
@@ -928,6 +946,13 @@ impl SocketWorker {
 
 /// Whether a resolver question's first valid reply came truncated (TC=1): it is retried
 /// over TCP, as resolvers do.
+/// A copy of an encoded query with another id (the header's first two bytes).
+fn with_id(wire: &[u8], id: u16) -> Vec<u8> {
+    let mut bytes = wire.to_vec();
+    bytes[..2].copy_from_slice(&id.to_be_bytes());
+    bytes
+}
+
 fn truncated(observation: &DnsQueryObservation) -> bool {
     observation.role == DnsServerRole::Resolver
         && observation
@@ -959,6 +984,22 @@ mod tests {
         ids.release(origin + Duration::from_millis(3));
         assert_eq!(ids.in_use(), 0);
         assert_eq!(ids.next_release(), None);
+    }
+
+    /// The questions of one name are encoded once: another id in the header gives
+    /// exactly what encoding the question with that id gives.
+    #[test]
+    fn a_query_with_another_id_is_the_query_encoded_with_that_id() {
+        let question = DnsQuestion {
+            qname: Arc::new(Name::from_ascii("n1.bench.test.").unwrap()),
+            qtype: RecordType::A,
+            server: "198.18.0.2:53".parse().unwrap(),
+            role: DnsServerRole::Resolver,
+        };
+        let first = encode_query(0x1234, &question).unwrap();
+        for id in [0, 1, 0x00ff, 0xff00, 0xbeef, u16::MAX] {
+            assert_eq!(with_id(&first, id), encode_query(id, &question).unwrap());
+        }
     }
 
     #[test]
