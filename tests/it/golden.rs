@@ -148,7 +148,7 @@ impl<'a> From<&'a DnsSection> for DnsStored<'a> {
             queries: &section.queries,
             control: section.control.as_ref(),
             tls_proof: &section.tls_proof,
-            benign_query: section.benign_query.as_ref(),
+            benign_query: section.benign_query.as_deref(),
         }
     }
 }
@@ -670,7 +670,7 @@ fn run_case(case: &Case, domain: &str) -> Vec<String> {
                     queries: d.queries.clone(),
                     control: d.control.clone(),
                     tls_proof: d.tls_proof.clone(),
-                    benign_query: d.benign_query.clone(),
+                    benign_query: d.benign_query.clone().map(std::sync::Arc::new),
                 };
                 reconsider_with_web_control(&mut section, web_control, &AsnTable::empty());
                 section.assessment
