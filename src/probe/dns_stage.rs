@@ -54,9 +54,9 @@ pub struct DnsStage {
     /// The benign question: asked beside every re-check of a silent question, and
     /// (without a control) once for the network's normal address ranges.
     benign_question: DnsQuestion,
-    /// The resolver's answer for the benign name, kept once answered: read without a
-    /// lock by every name judged after it (a lock here made every name of a fast scan
-    /// that met it held wait in a task of its own).
+    /// The resolver's answer for the benign name, kept once answered, and read without a
+    /// lock: behind one, a name that found it held was judged again in a task of its
+    /// own, and in a fast scan that was almost every name.
     benign_answer: OnceLock<Arc<DnsQueryObservation>>,
     /// Held while the benign question is asked, so that it is asked once at a time.
     benign_asking: Mutex<()>,
