@@ -274,9 +274,12 @@ pub(super) struct SocketWorker {
     wheel: TimerWheel,
     next_stamp: u32,
     outbox: Vec<Outgoing>,
-    /// The last query encoded, for the next question of the same name and type: the
-    /// resolver, sink and control questions of a name differ only in their id.
-    last_encoded: Option<(Arc<Name>, RecordType, Vec<u8>)>,
+    /// The last query encoded this turn, as its place in `outbox`, for the next question
+    /// of the same name and type: the resolver, sink and control questions of a name
+    /// differ only in their id, and leave in the same turn. (No copy is kept: in
+    /// `closest` mode every name has one question, and a copy would be one more
+    /// allocation per name.)
+    last_encoded: Option<(Arc<Name>, RecordType, usize)>,
     due: Vec<TimerEntry>,
     recv_buffer: Vec<u8>,
     /// Counted here, added to the engine's totals once per turn.
@@ -480,16 +483,16 @@ impl SocketWorker {
             settled: false,
         });
         let encoded = match &self.last_encoded {
-            Some((qname, qtype, wire))
+            Some((qname, qtype, at))
                 if Arc::ptr_eq(qname, &query.question.qname) && *qtype == query.question.qtype =>
             {
-                Ok(with_id(wire, id))
+                Ok(with_id(&self.outbox[*at].bytes, id))
             }
-            _ => encode_query(id, &query.question).inspect(|wire| {
+            _ => encode_query(id, &query.question).inspect(|_| {
                 self.last_encoded = Some((
                     Arc::clone(&query.question.qname),
                     query.question.qtype,
-                    wire.clone(),
+                    self.outbox.len(),
                 ));
             }),
         };
@@ -571,6 +574,7 @@ impl SocketWorker {
             }
         }
         self.outbox.clear();
+        self.last_encoded = None;
     }
 
     /// Reads queued packets, at most [`PACKETS_PER_WAKEUP`]; true when the batch was
