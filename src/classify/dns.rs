@@ -1132,12 +1132,7 @@ mod tests {
             question_matches: true,
             answers: ips
                 .iter()
-                .map(|ip| DnsRecord {
-                    name: "x.test".into(),
-                    rtype: "A".into(),
-                    ttl: 60,
-                    data: (*ip).to_owned(),
-                })
+                .map(|ip| DnsRecord::new("x.test".into(), "A".into(), 60, (*ip).to_owned()))
                 .collect(),
             authorities: Vec::new(),
             malformed: None,

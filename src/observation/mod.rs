@@ -34,23 +34,56 @@ pub struct DnsFlags {
     pub cd: bool,
 }
 
-/// One resource record of a reply's answer section.
+/// One resource record of a reply's answer section. Made with [`DnsRecord::new`] (or read
+/// from a report), and not edited after: the address an A or AAAA record carries is
+/// parsed once, there, as the classifier asks for it several times per name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "DnsRecordFields")]
 pub struct DnsRecord {
     pub name: String,
     #[serde(rename = "type")]
     pub rtype: String,
     pub ttl: u32,
     pub data: String,
+    /// `data` parsed, for A and AAAA records (a function of `rtype` and `data`).
+    #[serde(skip_serializing)]
+    ip: Option<IpAddr>,
+}
+
+/// A [`DnsRecord`] as it is written in a report.
+#[derive(Deserialize)]
+struct DnsRecordFields {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: u32,
+    data: String,
+}
+
+impl From<DnsRecordFields> for DnsRecord {
+    fn from(fields: DnsRecordFields) -> Self {
+        DnsRecord::new(fields.name, fields.rtype, fields.ttl, fields.data)
+    }
 }
 
 impl DnsRecord {
+    pub fn new(name: String, rtype: String, ttl: u32, data: String) -> Self {
+        let ip = match rtype.as_str() {
+            "A" | "AAAA" => data.parse().ok(),
+            _ => None,
+        };
+        DnsRecord {
+            name,
+            rtype,
+            ttl,
+            data,
+            ip,
+        }
+    }
+
     /// The address this record carries, for A and AAAA records.
     pub fn ip(&self) -> Option<IpAddr> {
-        match self.rtype.as_str() {
-            "A" | "AAAA" => self.data.parse().ok(),
-            _ => None,
-        }
+        self.ip
     }
 }
 

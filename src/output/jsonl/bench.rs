@@ -56,12 +56,7 @@ fn reply(from: &str, elapsed_ms: f64, id: u16, ips: &[&str]) -> DnsReply {
         question_matches: true,
         answers: ips
             .iter()
-            .map(|ip| DnsRecord {
-                name: DOMAIN.to_owned(),
-                rtype: "A".to_owned(),
-                ttl: 300,
-                data: (*ip).to_owned(),
-            })
+            .map(|ip| DnsRecord::new(DOMAIN.to_owned(), "A".to_owned(), 300, (*ip).to_owned()))
             .collect(),
         authorities: Vec::new(),
         malformed: None,
@@ -109,12 +104,12 @@ fn record(resolver_ips: &[&str], sink_replies: Vec<DnsReply>) -> TargetRecord {
             qtype: "A".to_owned(),
             outcome: ControlOutcome::Resolved {
                 ips: vec![control_ip],
-                records: vec![DnsRecord {
-                    name: DOMAIN.to_owned(),
-                    rtype: "A".to_owned(),
-                    ttl: 300,
-                    data: control_ip.to_string(),
-                }],
+                records: vec![DnsRecord::new(
+                    DOMAIN.to_owned(),
+                    "A".to_owned(),
+                    300,
+                    control_ip.to_string(),
+                )],
             },
             elapsed_ms: 0.634_211,
         }],
