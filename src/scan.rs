@@ -89,7 +89,7 @@ pub async fn run_scan(
     passes.prior.replay(&mut summary)?;
     write_header(&config, &passes, sink.as_mut())?;
 
-    let (tx, rx) = mpsc::channel::<TargetRecord>(1024);
+    let (tx, rx) = mpsc::channel::<Box<TargetRecord>>(1024);
     let writer = spawn_writer(sink, summary, rx);
     let outcome = dispatch_passes(&config, &context, &mut passes, tx, stop).await;
     let (mut sink, summary) = writer.await.map_err(ScanError::WriterStopped)??;
@@ -245,7 +245,7 @@ const WRITER_PAUSE: Duration = Duration::from_millis(1);
 fn spawn_writer(
     mut sink: Box<dyn RecordSink>,
     mut summary: SummaryBuilder,
-    mut rx: mpsc::Receiver<TargetRecord>,
+    mut rx: mpsc::Receiver<Box<TargetRecord>>,
 ) -> tokio::task::JoinHandle<WriterResult> {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -302,7 +302,7 @@ async fn dispatch_passes(
     config: &ScanConfig,
     context: &Arc<ScanContext>,
     passes: &mut Passes,
-    tx: mpsc::Sender<TargetRecord>,
+    tx: mpsc::Sender<Box<TargetRecord>>,
     stop: impl Future<Output = ()>,
 ) -> DispatchOutcome {
     let dns_per_target =

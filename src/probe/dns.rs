@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nix::sys::socket::{SockaddrStorage, setsockopt, sockopt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -566,7 +566,7 @@ fn parse_reply(
                     ad: meta.authentic_data,
                     cd: meta.checking_disabled,
                 },
-                rcode: format!("{:?}", meta.response_code),
+                rcode: rcode_text(meta.response_code),
                 question_matches,
                 answers: message
                     .answers
@@ -602,6 +602,16 @@ fn parse_reply(
             malformed: Some(e.to_string()),
             records_omitted: 0,
         },
+    }
+}
+
+/// A response code in the mnemonic form reports carry (hickory's `Debug` form), without
+/// formatting machinery for the two codes almost every reply has.
+fn rcode_text(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NoError".to_owned(),
+        ResponseCode::NXDomain => "NXDomain".to_owned(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -682,6 +692,15 @@ mod tests {
             server: "198.18.0.2:53".parse().unwrap(),
             role: DnsServerRole::Resolver,
         }
+    }
+
+    #[test]
+    fn response_codes_are_written_in_their_debug_form() {
+        for code in 0..=24u16 {
+            let code = <ResponseCode as From<u16>>::from(code);
+            assert_eq!(rcode_text(code), format!("{code:?}"));
+        }
+        assert_eq!(rcode_text(ResponseCode::NXDomain), "NXDomain");
     }
 
     #[test]

@@ -135,8 +135,11 @@ impl DnsStage {
     /// The questions of one name, in the order of their observations: per query type
     /// the resolver's and the sink's, then the UDP control's.
     pub fn questions(&self, domain: &str) -> std::result::Result<Vec<DnsQuestion>, String> {
-        // Exactly the loaded name: `from_ascii` neither maps nor drops anything.
-        let qname = Arc::new(Name::from_ascii(format!("{domain}.")).map_err(|e| e.to_string())?);
+        // Exactly the loaded name: `from_ascii` neither maps nor drops anything. (Made
+        // fully qualified after parsing, rather than parsing a copy with a dot added.)
+        let mut qname = Name::from_ascii(domain).map_err(|e| e.to_string())?;
+        qname.set_fqdn(true);
+        let qname = Arc::new(qname);
         let mut questions: Vec<DnsQuestion> = Vec::with_capacity(self.qtypes.len() * 3);
         for qtype in &self.qtypes {
             questions.push(DnsQuestion {

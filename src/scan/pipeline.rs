@@ -61,7 +61,7 @@ impl WaitingName {
 struct Pipeline {
     context: Arc<ScanContext>,
     repeated: bool,
-    results: mpsc::Sender<TargetRecord>,
+    results: mpsc::Sender<Box<TargetRecord>>,
     /// Keyed by the token the engine reports with; a slab, as tokens are reused.
     waiting: Mutex<Slab<WaitingName>>,
     /// Names that continue in a task of their own (and targets the pipeline does not
@@ -81,7 +81,10 @@ impl Pipeline {
         tasks.spawn(work);
     }
 
-    fn number(&self, mut record: TargetRecord, attempt: u32) -> TargetRecord {
+    /// The record, numbered, boxed for the writer's channel (a record is over a
+    /// kilobyte: the channel moves a pointer, not the record, in and out).
+    fn number(&self, record: TargetRecord, attempt: u32) -> Box<TargetRecord> {
+        let mut record = Box::new(record);
         record.attempt = self.repeated.then_some(attempt);
         record
     }
@@ -108,7 +111,7 @@ pub(super) async fn dispatch_pass(
     context: &Arc<ScanContext>,
     items: impl IntoIterator<Item = Attempt>,
     settings: PassSettings,
-    results: mpsc::Sender<TargetRecord>,
+    results: mpsc::Sender<Box<TargetRecord>>,
     stop: impl Future<Output = ()>,
 ) -> DispatchOutcome {
     let PassSettings {

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{CITIZENLAB_CATEGORIES, Target, TargetSource};
 
@@ -19,13 +20,13 @@ use super::{CITIZENLAB_CATEGORIES, Target, TargetSource};
 #[derive(Clone, Default)]
 pub struct TargetStore {
     /// Every name, back to back, in target order.
-    names: Vec<u8>,
+    names: String,
     slots: Vec<Slot>,
     /// Inputs written otherwise than their name (URLs, upper case, a trailing dot): a
     /// little-endian `u16` length, then the bytes.
     inputs: Vec<u8>,
     /// Source names (file paths, `-`, `cli`), each kept once.
-    source_names: Vec<Box<str>>,
+    source_names: Vec<Arc<str>>,
     /// Slot index -> what does not fit the slot.
     extras: HashMap<u32, Extra>,
 }
@@ -121,7 +122,9 @@ impl TargetStore {
             _ => self.slots[index - 1].name_end as usize,
         };
         let end = self.slots[index].name_end as usize;
-        std::str::from_utf8(&self.names[start..end]).expect("names are stored from &str")
+        // A `str` slice: every bound is the end of a whole name, so only the bounds are
+        // checked, not the bytes (this runs for every name the scan starts).
+        &self.names[start..end]
     }
 
     /// Target `index`, made in full. Panics when out of range, as slice indexing does.
@@ -141,7 +144,7 @@ impl TargetStore {
         let mut sources = Vec::with_capacity(1 + extra.map_or(0, |e| e.sources.len()));
         if slot.flags & FIRST_SOURCE_IN_SLOT != 0 {
             sources.push(TargetSource {
-                source: self.source_names[slot.source as usize].to_string(),
+                source: Arc::clone(&self.source_names[slot.source as usize]),
                 line: (slot.line != 0).then_some(slot.line as usize),
                 input: match slot.input {
                     SAME_AS_NAME => domain.clone(),
@@ -153,7 +156,7 @@ impl TargetStore {
         }
         if let Some(extra) = extra {
             sources.extend(extra.sources.iter().map(|s| TargetSource {
-                source: self.source_names[s.source as usize].to_string(),
+                source: Arc::clone(&self.source_names[s.source as usize]),
                 line: s.line,
                 input: s.input.as_deref().unwrap_or(&domain).to_owned(),
                 category_code: s.category.as_deref().map(str::to_owned),
@@ -209,7 +212,7 @@ impl TargetStore {
             + self
                 .source_names
                 .iter()
-                .map(|s| s.len() + size_of::<Box<str>>())
+                .map(|s| s.len() + size_of::<Arc<str>>() + 2 * size_of::<usize>())
                 .sum::<usize>()
             + self.extras.capacity() * (size_of::<u32>() + size_of::<Extra>() + 1)
             + extras
@@ -274,7 +277,7 @@ impl TargetStore {
             .filter(|&i| i != u32::MAX)
             .ok_or(StoreFull)?;
         let name_end = u32::try_from(self.names.len() + name.len()).map_err(|_| StoreFull)?;
-        self.names.extend_from_slice(name.as_bytes());
+        self.names.push_str(name);
         let mut slot = Slot {
             name_end,
             source: 0,
@@ -467,7 +470,7 @@ impl TargetStore {
             .filter(|&i| i != u32::MAX)
             .ok_or(StoreFull)?;
         let name_end = u32::try_from(self.names.len() + name.len()).map_err(|_| StoreFull)?;
-        self.names.extend_from_slice(name.as_bytes());
+        self.names.push_str(name);
         self.slots.push(Slot {
             name_end,
             source: 0,
@@ -492,7 +495,7 @@ mod tests {
         category: Option<&str>,
     ) -> TargetSource {
         TargetSource {
-            source: name.to_owned(),
+            source: name.into(),
             line,
             input: input.to_owned(),
             category_code: category.map(str::to_owned),

@@ -85,7 +85,7 @@ fn every_citizenlab_list_loads_with_categories() {
             assert!(!target.domain.ends_with('.'));
             assert_eq!(target.domain, target.domain.to_ascii_lowercase());
             for from in &target.sources {
-                assert_eq!(from.source, source);
+                assert_eq!(&*from.source, source.as_str());
                 let line = from.line.expect("file sources have line numbers");
                 assert!(line >= 2, "line {line} is the header");
                 assert!(from.input.starts_with("http"), "{from:?}");
@@ -303,7 +303,7 @@ async fn an_unencodable_name_is_never_queried_as_the_root() {
             address: None,
             pinned_ips: Vec::new(),
             sources: vec![TargetSource {
-                source: "test".to_owned(),
+                source: "test".into(),
                 line: None,
                 input: "-a.example".to_owned(),
                 category_code: None,

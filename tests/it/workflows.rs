@@ -73,7 +73,7 @@ fn target(domain: &str, category: Option<&str>, section: DnsSection) -> TargetRe
         address: None,
         pinned_ips: Vec::new(),
         sources: vec![TargetSource {
-            source: "list.txt".to_owned(),
+            source: "list.txt".into(),
             line: Some(1),
             input: domain.to_owned(),
             category_code: category.map(str::to_owned),

@@ -127,7 +127,7 @@ fn record(resolver_ips: &[&str], sink_replies: Vec<DnsReply>) -> TargetRecord {
         address: None,
         pinned_ips: Vec::new(),
         sources: vec![TargetSource {
-            source: "names.txt".to_owned(),
+            source: "names.txt".into(),
             line: Some(123_457),
             input: DOMAIN.to_owned(),
             category_code: None,
