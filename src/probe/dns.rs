@@ -466,6 +466,25 @@ async fn open_socket(family: IpAddr) -> Result<UdpSocket> {
 
 /// Lowercase, no trailing dot: the form names take in reports.
 pub fn name_text(name: &Name) -> String {
+    // Every observation and every answer record carries a name: labels of letters,
+    // digits, underscores and (not first) hyphens need no escaping, and are joined
+    // directly rather than through hickory's formatter (a test holds the two equal).
+    let plain = name.iter().all(|label| {
+        label
+            .iter()
+            .enumerate()
+            .all(|(at, b)| b.is_ascii_alphanumeric() || *b == b'_' || (*b == b'-' && at > 0))
+    });
+    if plain && name.num_labels() > 0 {
+        let mut text = String::with_capacity(name.len());
+        for (index, label) in name.iter().enumerate() {
+            if index > 0 {
+                text.push('.');
+            }
+            text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        }
+        return text;
+    }
     let mut text = name.to_ascii();
     if text.len() > 1 && text.ends_with('.') {
         text.pop();
@@ -691,6 +710,56 @@ mod tests {
             qtype,
             server: "198.18.0.2:53".parse().unwrap(),
             role: DnsServerRole::Resolver,
+        }
+    }
+
+    /// The names' text as hickory's formatter gives it (lower-cased, no trailing dot):
+    /// what `name_text` must give.
+    fn formatted_name_text(name: &Name) -> String {
+        let mut text = name.to_ascii();
+        if text.len() > 1 && text.ends_with('.') {
+            text.pop();
+        }
+        text.make_ascii_lowercase();
+        text
+    }
+
+    #[test]
+    fn names_are_written_as_hickory_formats_them() {
+        for text in [
+            ".",
+            "a.",
+            "n1.Bench.test.",
+            "_dmarc.example.com",
+            "a\\.b.example.",
+        ] {
+            let name = Name::from_ascii(text).unwrap();
+            assert_eq!(name_text(&name), formatted_name_text(&name), "{text}");
+        }
+        let utf8 = Name::from_utf8("bücher.example.").unwrap();
+        assert_eq!(name_text(&utf8), "xn--bcher-kva.example");
+        // Bytes that need escaping take hickory's formatter.
+        let raw = Name::from_labels(vec![&b"a b"[..], &b"x"[..]]).unwrap();
+        let dash = Name::from_labels(vec![&b"-b"[..], &b"x"[..]]).unwrap();
+        assert_eq!(name_text(&dash), formatted_name_text(&dash));
+        assert_eq!(name_text(&dash), "\\-b.x");
+        assert_eq!(name_text(&raw), formatted_name_text(&raw));
+        assert_eq!(name_text(&raw), "a\\040b.x");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_name_is_written_as_hickory_formats_it(
+            labels in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..20), 0..5),
+            plain in proptest::collection::vec("[A-Za-z0-9_-]{1,20}", 0..5),
+            fqdn in proptest::prelude::any::<bool>(),
+        ) {
+            for labels in [labels.iter().map(Vec::as_slice).collect::<Vec<_>>(), plain.iter().map(String::as_bytes).collect()] {
+                if let Ok(mut name) = Name::from_labels(labels) {
+                    name.set_fqdn(fqdn);
+                    proptest::prop_assert_eq!(name_text(&name), formatted_name_text(&name));
+                }
+            }
         }
     }
 

@@ -886,7 +886,8 @@ impl SocketWorker {
             role: question.role,
             server: question.server,
             qname: name_text(&question.qname),
-            qtype: question.qtype.to_string(),
+            // Display's text, without formatting machinery.
+            qtype: <&'static str>::from(question.qtype).to_owned(),
             source_port: self.source_port,
             attempts: query.attempts,
             ids: query.sent.iter().map(|a| a.id).collect(),
@@ -948,8 +949,6 @@ impl SocketWorker {
     }
 }
 
-/// Whether a resolver question's first valid reply came truncated (TC=1): it is retried
-/// over TCP, as resolvers do.
 /// A copy of an encoded query with another id (the header's first two bytes).
 fn with_id(wire: &[u8], id: u16) -> Vec<u8> {
     let mut bytes = wire.to_vec();
@@ -957,6 +956,8 @@ fn with_id(wire: &[u8], id: u16) -> Vec<u8> {
     bytes
 }
 
+/// Whether a resolver question's first valid reply came truncated (TC=1): it is retried
+/// over TCP, as resolvers do.
 fn truncated(observation: &DnsQueryObservation) -> bool {
     observation.role == DnsServerRole::Resolver
         && observation
