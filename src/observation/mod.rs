@@ -81,6 +81,17 @@ impl DnsRecord {
         }
     }
 
+    /// An A or AAAA record carrying `ip` (its type and text follow from the address).
+    pub fn of_address(name: String, ttl: u32, ip: IpAddr) -> Self {
+        DnsRecord {
+            name,
+            rtype: if ip.is_ipv4() { "A" } else { "AAAA" }.to_owned(),
+            ttl,
+            data: ip.to_string(),
+            ip: Some(ip),
+        }
+    }
+
     /// The address this record carries, for A and AAAA records.
     pub fn ip(&self) -> Option<IpAddr> {
         self.ip

@@ -634,11 +634,24 @@ fn rcode_text(code: ResponseCode) -> String {
     }
 }
 
+/// A query or record type as reports write it: `Display`'s text, without formatting
+/// machinery (every observation and every answer record carries one).
+pub(crate) fn type_text(rtype: RecordType) -> String {
+    <&'static str>::from(rtype).to_owned()
+}
+
 /// Converts a hickory record into the report's form.
 pub fn record_of(record: &Record) -> DnsRecord {
+    // An address is known as an address here: no need to parse the text back.
+    let address = match &record.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    };
+    if let Some(ip) = address {
+        return DnsRecord::of_address(name_text(&record.name), record.ttl, ip);
+    }
     let data = match &record.data {
-        RData::A(a) => a.0.to_string(),
-        RData::AAAA(a) => a.0.to_string(),
         RData::CNAME(c) => name_text(&c.0),
         RData::NS(n) => name_text(&n.0),
         RData::PTR(p) => name_text(&p.0),
@@ -651,8 +664,7 @@ pub fn record_of(record: &Record) -> DnsRecord {
     };
     DnsRecord::new(
         name_text(&record.name),
-        // Display's text, without formatting machinery.
-        <&'static str>::from(record.record_type()).to_owned(),
+        type_text(record.record_type()),
         record.ttl,
         data,
     )
@@ -761,6 +773,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An address record made from the address is the record made from its text, and one
+    /// read back from a report carries the same address.
+    #[test]
+    fn address_records_carry_their_address_however_made() {
+        use hickory_proto::rr::rdata::AAAA;
+        let name = Name::from_ascii("N1.bench.test.").unwrap();
+        for (data, text) in [
+            (RData::A(A::new(198, 18, 1, 10)), "198.18.1.10"),
+            (
+                RData::AAAA(AAAA::from_str("2001:db8::1").unwrap()),
+                "2001:db8::1",
+            ),
+        ] {
+            let record = record_of(&Record::from_rdata(name.clone(), 300, data));
+            let rtype = if text.contains(':') { "AAAA" } else { "A" };
+            let from_text = DnsRecord::new("n1.bench.test".into(), rtype.into(), 300, text.into());
+            assert_eq!(record, from_text);
+            assert_eq!(record.ip(), Some(text.parse().unwrap()));
+            let read: DnsRecord =
+                serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+            assert_eq!(read, record);
+            assert_eq!(read.ip(), record.ip());
+        }
+        let cname = Record::from_rdata(
+            name.clone(),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(name)),
+        );
+        assert_eq!(record_of(&cname).ip(), None);
+        assert_eq!(record_of(&cname).rtype, "CNAME");
     }
 
     #[test]

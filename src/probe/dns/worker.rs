@@ -886,8 +886,7 @@ impl SocketWorker {
             role: question.role,
             server: question.server,
             qname: name_text(&question.qname),
-            // Display's text, without formatting machinery.
-            qtype: <&'static str>::from(question.qtype).to_owned(),
+            qtype: super::type_text(question.qtype),
             source_port: self.source_port,
             attempts: query.attempts,
             ids: query.sent.iter().map(|a| a.id).collect(),
