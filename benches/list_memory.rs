@@ -61,7 +61,9 @@ fn main() {
     let mut walked = 0usize;
     let mut domain_bytes = 0usize;
     for pass in passes.passes {
-        for (target, _attempt) in pass {
+        for attempt in pass {
+            // The scan makes each target in full once, when its record is made.
+            let target = attempt.target.to_target();
             walked += 1;
             domain_bytes += target.domain.len();
         }

@@ -525,7 +525,15 @@ const CLASS_IN: [u8; 2] = [0, 1];
 /// message, and a query has one name, so there is nothing to compress. The name's labels
 /// come from hickory's `Name`, which already holds them to the wire's limits.
 pub fn encode_query(id: u16, question: &DnsQuestion) -> std::result::Result<Vec<u8>, String> {
-    let name = &*question.qname;
+    encode_name_query(id, &question.qname, question.qtype)
+}
+
+/// [`encode_query`] for a name and type (the socket task keeps no whole question).
+pub(super) fn encode_name_query(
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+) -> std::result::Result<Vec<u8>, String> {
     let name_len = name.iter().map(|label| label.len() + 1).sum::<usize>() + 1;
     if name_len > 255 {
         return Err(format!(
@@ -544,7 +552,7 @@ pub fn encode_query(id: u16, question: &DnsQuestion) -> std::result::Result<Vec<
         wire.extend_from_slice(label);
     }
     wire.push(0);
-    wire.extend_from_slice(&u16::from(question.qtype).to_be_bytes());
+    wire.extend_from_slice(&u16::from(qtype).to_be_bytes());
     wire.extend_from_slice(&CLASS_IN);
     wire.extend_from_slice(&QUERY_OPT_RECORD);
     Ok(wire)
@@ -558,15 +566,35 @@ fn parse_reply(
     elapsed_ms: f64,
     attempt: u32,
 ) -> DnsReply {
+    parse_name_reply(
+        bytes,
+        (&question.qname, question.qtype),
+        from,
+        ip_ttl,
+        elapsed_ms,
+        attempt,
+    )
+}
+
+/// [`parse_reply`] for the question's name and type (the socket task keeps no whole
+/// question).
+pub(super) fn parse_name_reply(
+    bytes: &[u8],
+    (qname, qtype): (&Name, RecordType),
+    from: SocketAddr,
+    ip_ttl: Option<u8>,
+    elapsed_ms: f64,
+    attempt: u32,
+) -> DnsReply {
     let id = u16::from_be_bytes([bytes[0], bytes[1]]);
     match Message::from_vec(bytes) {
         Ok(message) => {
             let meta = &message.metadata;
             let question_matches = message.queries.len() == 1
-                && message.queries[0].query_type() == question.qtype
+                && message.queries[0].query_type() == qtype
                 // Case-insensitive, label by label (as `name_text` compares), without
                 // rendering both names as text for every reply.
-                && message.queries[0].name().eq_ignore_root(&question.qname);
+                && message.queries[0].name().eq_ignore_root(qname);
             DnsReply {
                 from,
                 elapsed_ms,
@@ -961,6 +989,66 @@ mod tests {
         );
         assert!(obs.replies.iter().all(|r| r.ip_ttl == Some(64)), "{obs:#?}");
         assert_eq!(obs.replies[0].id, obs.ids[0]);
+    }
+
+    #[tokio::test]
+    async fn each_reply_keeps_its_source_and_each_question_its_server() {
+        // A server that answers from its own address and then, with the same id, from
+        // another socket: the second reply is recorded with the address it came from.
+        let answering = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (spoofed_server, other_addr) =
+            (answering.local_addr().unwrap(), other.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut buf = vec![0; 2048];
+            let (len, peer) = answering.recv_from(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            for (socket, ip) in [(&answering, [198, 18, 2, 1]), (&other, [198, 18, 2, 2])] {
+                let mut reply =
+                    Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                reply.add_query(query.queries[0].clone());
+                reply.add_answer(Record::from_rdata(
+                    query.queries[0].name().clone(),
+                    60,
+                    RData::A(A(Ipv4Addr::from(ip))),
+                ));
+                socket
+                    .send_to(&reply.to_vec().unwrap(), peer)
+                    .await
+                    .unwrap();
+            }
+        });
+        // More servers than the socket's table searches in order, so that some of them
+        // are found by hash; all asked through one socket.
+        let mut servers = Vec::new();
+        for i in 0..12u8 {
+            servers.push(fake_server(vec![(0, Ipv4Addr::new(198, 18, 1, i))]).await);
+        }
+        let config = DnsProbeConfig {
+            wait_after_first: Duration::from_millis(200),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, spoofed_server.ip()).await.unwrap();
+        let asked = std::iter::once(spoofed_server)
+            .chain(servers.iter().copied())
+            .map(|server| engine.query(question(server)));
+        let observations = futures::future::join_all(asked).await;
+
+        let spoofed = &observations[0];
+        assert_eq!(spoofed.server, spoofed_server);
+        let sources: Vec<SocketAddr> = spoofed.replies.iter().map(|r| r.from).collect();
+        assert_eq!(sources, [spoofed_server, other_addr], "{spoofed:#?}");
+        assert_eq!(spoofed.replies[1].answers[0].data, "198.18.2.2");
+        for (i, (observation, server)) in observations[1..].iter().zip(&servers).enumerate() {
+            assert_eq!(observation.server, *server);
+            assert_eq!(observation.replies.len(), 1, "{observation:#?}");
+            assert_eq!(observation.replies[0].from, *server);
+            assert_eq!(
+                observation.replies[0].answers[0].data,
+                format!("198.18.1.{i}")
+            );
+        }
     }
 
     #[tokio::test]

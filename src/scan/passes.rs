@@ -44,8 +44,37 @@ impl Default for ScanPlan {
     }
 }
 
-/// One unit of work: a target and the number of the attempt (1-based).
-pub type Attempt = (Target, u32);
+/// One unit of work: a scheduled target and the number of the attempt (1-based).
+#[derive(Debug)]
+pub struct Attempt {
+    pub target: ScheduledTarget,
+    pub attempt: u32,
+}
+
+/// A target of the schedule, made in full only when asked: a name waiting in the late-
+/// reply window holds this (a shared pointer and an index), not the target's strings.
+#[derive(Debug, Clone)]
+pub struct ScheduledTarget {
+    schedule: Arc<Schedule>,
+    index: u32,
+}
+
+impl ScheduledTarget {
+    /// The target's normalised name ([`Target::domain`]).
+    pub fn domain(&self) -> &str {
+        self.schedule.targets.domain(self.index as usize)
+    }
+
+    /// Whether the target is an address ([`Target::address`] is set).
+    pub fn is_address(&self) -> bool {
+        self.schedule.targets.is_address(self.index as usize)
+    }
+
+    /// The target, made in full.
+    pub fn to_target(&self) -> Target {
+        self.schedule.targets.target(self.index as usize)
+    }
+}
 
 /// The scheduled targets every pass walks.
 #[derive(Debug)]
@@ -121,7 +150,14 @@ impl Iterator for PassIter {
             self.position += 1;
             if schedule.done(index) < self.pass.attempt {
                 self.left -= 1;
-                return Some((schedule.targets.target(index), self.pass.attempt));
+                return Some(Attempt {
+                    target: ScheduledTarget {
+                        schedule: Arc::clone(schedule),
+                        index: u32::try_from(index)
+                            .expect("the store holds fewer than 2^32 targets"),
+                    },
+                    attempt: self.pass.attempt,
+                });
             }
         }
         None
@@ -315,7 +351,15 @@ mod tests {
             pass.len(),
             "the pass walks as many as it says"
         );
-        attempts.into_iter().map(|(t, n)| (t.domain, n)).collect()
+        attempts
+            .into_iter()
+            .map(|a| {
+                let target = a.target.to_target();
+                assert_eq!(a.target.domain(), target.domain);
+                assert_eq!(a.target.is_address(), target.address.is_some());
+                (target.domain, a.attempt)
+            })
+            .collect()
     }
 
     const SEED: u64 = 7;

@@ -20,18 +20,18 @@ use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::passes::Attempt;
+use super::passes::{Attempt, ScheduledTarget};
 use super::{ScanContext, complete_target, dns, probe_target};
 use crate::observation::{ControlObservation, DnsQueryObservation};
 use crate::probe::dns::GroupDone;
 use crate::probe::web::WebStage;
 use crate::record::TargetRecord;
 use crate::scheduler::{DispatchOutcome, Pacer};
-use crate::targets::Target;
 
 /// One name waiting for its DNS group (and its encrypted control lookup).
 struct WaitingName {
-    target: Target,
+    /// Made in full only when the record is: a waiting name holds none of its strings.
+    target: ScheduledTarget,
     attempt: u32,
     /// The start's wall-clock time, formatted when the record is made (a waiting name
     /// holds no string for it).
@@ -124,7 +124,10 @@ pub(super) async fn dispatch_pass(
         context: Arc::clone(context),
         repeated,
         results,
-        waiting: Mutex::new(Slab::new()),
+        // Room for every name in flight from the start: a table that doubled as it
+        // filled would copy itself, and hold both copies for a moment, at its largest.
+        // (Pages never written to take no memory.)
+        waiting: Mutex::new(Slab::with_capacity(concurrency.max(1))),
         tasks: Mutex::new(JoinSet::new()),
     });
     let (group_done, groups) = mpsc::unbounded_channel::<GroupDone>();
@@ -143,7 +146,12 @@ pub(super) async fn dispatch_pass(
         control_done,
         &mut started,
     );
-    let judge = judge(&pipeline, groups, controls);
+    // The judge drains every finished group it finds, without yielding to the runtime
+    // after each hundred or so: a finished group holds its observations (parsed
+    // replies, a kilobyte and more), and a judge that took its turn like any other
+    // task let tens of thousands of them queue behind it when the late-reply windows of
+    // many names closed together, at a third of the names in flight.
+    let judge = tokio::task::unconstrained(judge(&pipeline, groups, controls));
     let mut interrupted = tokio::select! {
         biased;
         () = &mut stop => true,
@@ -190,11 +198,10 @@ async fn produce(
 ) {
     let context = &pipeline.context;
     let mut pacer = Pacer::new(rate);
-    for (target, attempt) in items {
-        let through_table = target.address.is_none() && context.stages.dns;
-        pacer
-            .wait(if target.address.is_some() { 0 } else { cost })
-            .await;
+    for Attempt { target, attempt } in items {
+        let is_address = target.is_address();
+        let through_table = !is_address && context.stages.dns;
+        pacer.wait(if is_address { 0 } else { cost }).await;
         let permit = Arc::clone(permits)
             .acquire_owned()
             .await
@@ -202,7 +209,7 @@ async fn produce(
         *started += 1;
         if !through_table {
             let task = Arc::clone(pipeline);
-            let work = probe_target(Arc::clone(context), target);
+            let work = probe_target(Arc::clone(context), target.to_target());
             pipeline.spawn(async move {
                 let pipeline = task;
                 let record = pipeline.number(work.await, attempt);
@@ -213,11 +220,11 @@ async fn produce(
         }
         let started_at = OffsetDateTime::now_utc();
         let started_clock = Instant::now();
-        let questions = match context.dns.questions(&target.domain) {
+        let questions = match context.dns.questions(target.domain()) {
             Ok(questions) => questions,
             Err(reason) => {
                 // Nothing is asked for a name that cannot be put in a query.
-                let section = dns::unencodable_name(&context.dns, &target.domain, &reason);
+                let section = dns::unencodable_name(&context.dns, target.domain(), &reason);
                 finish(
                     pipeline,
                     target,
@@ -233,7 +240,7 @@ async fn produce(
         };
         // The name is in the table before anything can report on it.
         let encrypted_control = context.dns.encrypted_control().is_some();
-        let control_domain = encrypted_control.then(|| target.domain.clone());
+        let control_domain = encrypted_control.then(|| target.domain().to_owned());
         let token = pipeline.waiting().insert(WaitingName {
             target,
             attempt,
@@ -357,7 +364,7 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
                     &context.dns,
                     &context.forged_ips,
                     tls_stage,
-                    &target.domain,
+                    target.domain(),
                     observed,
                 )
                 .await;
@@ -374,7 +381,7 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
 /// runs, after the web stages (in a task of its own) otherwise.
 async fn finish(
     pipeline: &Arc<Pipeline>,
-    target: Target,
+    target: ScheduledTarget,
     attempt: u32,
     started_at: OffsetDateTime,
     started: Instant,
@@ -392,7 +399,13 @@ async fn finish(
         });
         return;
     }
-    let record = super::target_record(target, rfc3339(started_at), started, Some(section), None);
+    let record = super::target_record(
+        target.to_target(),
+        rfc3339(started_at),
+        started,
+        Some(section),
+        None,
+    );
     let _ = pipeline
         .results
         .send(pipeline.number(record, attempt))
@@ -404,7 +417,7 @@ async fn finish(
 /// sent to the writer; the name's permit is released once its record is queued.
 async fn complete_and_send(
     pipeline: &Pipeline,
-    target: Target,
+    target: ScheduledTarget,
     attempt: u32,
     started_at: OffsetDateTime,
     started: Instant,
@@ -413,7 +426,7 @@ async fn complete_and_send(
 ) {
     let record = complete_target(
         &pipeline.context,
-        target,
+        target.to_target(),
         rfc3339(started_at),
         started,
         Some(section),

@@ -127,6 +127,13 @@ impl TargetStore {
         &self.names[start..end]
     }
 
+    /// Whether target `index` is an address (its [`Target::address`] is set), without
+    /// making the target.
+    pub fn is_address(&self, index: usize) -> bool {
+        self.slots[index].flags & ADDRESS != 0
+            || self.extra(index).is_some_and(|e| e.address.is_some())
+    }
+
     /// Target `index`, made in full. Panics when out of range, as slice indexing does.
     pub fn target(&self, index: usize) -> Target {
         let slot = self.slots[index];
