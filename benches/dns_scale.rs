@@ -628,6 +628,22 @@ struct Row {
     /// server's threads; the main thread only waits).
     knot_cpu_secs: f64,
     dot_cpu_secs: f64,
+    /// Every name's start (its record's `started_at`), in seconds since the epoch.
+    starts: Vec<f64>,
+}
+
+impl Row {
+    /// Names started per second between the 10th and the 90th percentile of the start
+    /// times: the rate once the scan is under way, without the list's loading before
+    /// the first name and the last names' late-reply windows and retries after the
+    /// last start, which weigh on the wall-clock rate of any list that ends.
+    fn steady_rate(&self) -> Option<f64> {
+        let mut starts = self.starts.clone();
+        starts.sort_by(f64::total_cmp);
+        let (low, high) = (starts.len() / 10, starts.len() * 9 / 10);
+        let span = starts.get(high)? - starts.get(low)?;
+        (span > 0.0).then(|| (high - low) as f64 / span)
+    }
 }
 
 /// What every mode runs against.
@@ -890,6 +906,9 @@ fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
             continue;
         }
         let name = record["domain"].as_str().unwrap_or_default();
+        if let Some(start) = record["started_at"].as_str().and_then(epoch_seconds) {
+            row.starts.push(start);
+        }
         let dns = &record["dns"];
         let verdict = dns["verdict"].as_str().unwrap_or("(none)").to_owned();
         *row.verdicts.entry(verdict.clone()).or_default() += 1;
@@ -922,21 +941,30 @@ fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
     Ok(row)
 }
 
+/// An RFC 3339 time (as records give `started_at`) in seconds since the epoch.
+fn epoch_seconds(text: &str) -> Option<f64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(at.unix_timestamp_nanos() as f64 / 1e9)
+}
+
 fn print_rows(rows: &[Row]) {
     println!();
     println!(
-        "| mode | names | concurrency | wall s | names/s | CPU µs/name | peak RSS MiB | report B/name | B/ok-name | wrong | missing | control failures |"
+        "| mode | names | concurrency | wall s | names/s | steady names/s | CPU µs/name | peak RSS MiB | report B/name | B/ok-name | wrong | missing | control failures |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let n = row.names as f64;
         println!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} | {} |",
             row.mode,
             row.names,
             row.concurrency,
             row.wall_secs,
             n / row.wall_secs,
+            row.steady_rate()
+                .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}")),
             row.usage.cpu_secs * 1e6 / n,
             row.usage.max_rss_kib as f64 / 1024.0,
             row.report_bytes as f64 / n,
