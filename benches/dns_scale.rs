@@ -943,8 +943,8 @@ fn read_report(path: &Path, names: usize) -> BenchResult<Row> {
 
 /// An RFC 3339 time (as records give `started_at`) in seconds since the epoch.
 fn epoch_seconds(text: &str) -> Option<f64> {
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(at.unix_timestamp_nanos() as f64 / 1e9)
 }
 
