@@ -939,15 +939,7 @@ mod tests {
                 }
                 let query = Message::from_vec(&buf[..len]).unwrap();
                 for (delay, ip) in &replies {
-                    let mut reply =
-                        Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-                    reply.add_query(query.queries[0].clone());
-                    reply.add_answer(Record::from_rdata(
-                        query.queries[0].name().clone(),
-                        60,
-                        RData::A(A(*ip)),
-                    ));
-                    let bytes = reply.to_vec().unwrap();
+                    let bytes = a_reply(&query, *ip);
                     let socket = Arc::clone(&socket);
                     let delay = *delay;
                     tokio::spawn(async move {
@@ -958,6 +950,18 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// The reply to `query` with one A record, `ip`.
+    fn a_reply(query: &Message, ip: Ipv4Addr) -> Vec<u8> {
+        let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        reply.add_query(query.queries[0].clone());
+        reply.add_answer(Record::from_rdata(
+            query.queries[0].name().clone(),
+            60,
+            RData::A(A(ip)),
+        ));
+        reply.to_vec().unwrap()
     }
 
     fn question(server: SocketAddr) -> DnsQuestion {
@@ -1004,18 +1008,8 @@ mod tests {
             let (len, peer) = answering.recv_from(&mut buf).await.unwrap();
             let query = Message::from_vec(&buf[..len]).unwrap();
             for (socket, ip) in [(&answering, [198, 18, 2, 1]), (&other, [198, 18, 2, 2])] {
-                let mut reply =
-                    Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-                reply.add_query(query.queries[0].clone());
-                reply.add_answer(Record::from_rdata(
-                    query.queries[0].name().clone(),
-                    60,
-                    RData::A(A(Ipv4Addr::from(ip))),
-                ));
-                socket
-                    .send_to(&reply.to_vec().unwrap(), peer)
-                    .await
-                    .unwrap();
+                let bytes = a_reply(&query, Ipv4Addr::from(ip));
+                socket.send_to(&bytes, peer).await.unwrap();
             }
         });
         // More servers than the socket's table searches in order, so that some of them
