@@ -144,14 +144,15 @@ async fn run_group(
             // Collect what is done without waiting, so the bound follows the engine.
             while let Ok(done) = done_rx.try_recv() {
                 finished += 1;
-                answered += usize::from(done.observations[0].valid_replies().next().is_some());
+                answered +=
+                    usize::from(done.into_observations()[0].valid_replies().next().is_some());
             }
         }
         let Some(done) = done_rx.recv().await else {
             break;
         };
         finished += 1;
-        answered += usize::from(done.observations[0].valid_replies().next().is_some());
+        answered += usize::from(done.into_observations()[0].valid_replies().next().is_some());
     }
     answered
 }

@@ -100,10 +100,34 @@ pub struct DnsQuestion {
 }
 
 /// Everything observed for one group, in the order the questions were given.
+///
+/// Its questions' replies are usually still the datagrams as they came: parsed by
+/// [`GroupDone::into_observations`], on the receiver's side. Finished groups can queue
+/// there by the thousand when the late-reply windows of many names close together,
+/// and held as datagrams they take a third of the room of parsed observations.
 #[derive(Debug)]
 pub struct GroupDone {
     pub token: u64,
-    pub observations: Vec<DnsQueryObservation>,
+    found: GroupFound,
+}
+
+#[derive(Debug)]
+enum GroupFound {
+    Observed(Vec<DnsQueryObservation>),
+    Held(Vec<worker::FinishedQuery>),
+}
+
+impl GroupDone {
+    /// The observations, in question order (parsing the replies held as datagrams).
+    pub fn into_observations(self) -> Vec<DnsQueryObservation> {
+        match self.found {
+            GroupFound::Observed(observations) => observations,
+            GroupFound::Held(queries) => queries
+                .into_iter()
+                .map(worker::FinishedQuery::into_observation)
+                .collect(),
+        }
+    }
 }
 
 /// Most sockets the pool grows to when its sockets run short of query ids or room.
@@ -180,11 +204,27 @@ impl EngineShared {
         done: &mpsc::UnboundedSender<GroupDone>,
         observations: Vec<DnsQueryObservation>,
     ) {
+        self.deliver_found(token, done, GroupFound::Observed(observations));
+    }
+
+    /// [`EngineShared::deliver`] with the replies still held as datagrams.
+    fn deliver_held(
+        &self,
+        token: u64,
+        done: &mpsc::UnboundedSender<GroupDone>,
+        queries: Vec<worker::FinishedQuery>,
+    ) {
+        self.deliver_found(token, done, GroupFound::Held(queries));
+    }
+
+    fn deliver_found(
+        &self,
+        token: u64,
+        done: &mpsc::UnboundedSender<GroupDone>,
+        found: GroupFound,
+    ) {
         self.stats.names_in_flight.fetch_sub(1, Ordering::Relaxed);
-        let _ = done.send(GroupDone {
-            token,
-            observations,
-        });
+        let _ = done.send(GroupDone { token, found });
     }
 }
 
@@ -253,7 +293,7 @@ impl DnsEngine {
         finished
             .recv()
             .await
-            .map_or(stopped, |group| group.observations)
+            .map_or(stopped, GroupDone::into_observations)
     }
 
     /// Submits the questions of one name as a group, all sent from one socket back to
@@ -1193,13 +1233,22 @@ mod tests {
         }
     }
 
+    /// A group's one delivery, its observations made.
+    struct Delivered {
+        token: u64,
+        observations: Vec<DnsQueryObservation>,
+    }
+
     /// Submits one group and returns its one delivery; checks nothing else comes.
-    async fn run_group(engine: &DnsEngine, questions: Vec<DnsQuestion>) -> GroupDone {
+    async fn run_group(engine: &DnsEngine, questions: Vec<DnsQuestion>) -> Delivered {
         let (done, mut finished) = mpsc::unbounded_channel();
         engine.submit_group(questions, 42, done).await;
         let group = finished.recv().await.expect("one GroupDone");
         assert!(finished.recv().await.is_none(), "exactly one GroupDone");
-        group
+        Delivered {
+            token: group.token,
+            observations: group.into_observations(),
+        }
     }
 
     #[tokio::test]
@@ -1416,8 +1465,9 @@ mod tests {
             let mut ports = std::collections::HashSet::new();
             let mut count = 0;
             while let Some(group) = finished.recv().await {
-                assert!(group.observations[0].send_error.is_none());
-                ports.insert(group.observations[0].source_port);
+                let observations = group.into_observations();
+                assert!(observations[0].send_error.is_none());
+                ports.insert(observations[0].source_port);
                 count += 1;
             }
             (count, ports.len())

@@ -216,7 +216,7 @@ impl DnsStage {
         let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
         let group = async {
             self.engine.submit_group(questions.clone(), 0, done).await;
-            finished.recv().await.map(|g: GroupDone| g.observations)
+            finished.recv().await.map(GroupDone::into_observations)
         };
         let control = async {
             match self.encrypted_control() {

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use super::passes::{Attempt, ScheduledTarget};
 use super::{ScanContext, complete_target, dns, probe_target};
-use crate::observation::{ControlObservation, DnsQueryObservation};
+use crate::observation::ControlObservation;
 use crate::probe::dns::GroupDone;
 use crate::probe::web::WebStage;
 use crate::record::TargetRecord;
@@ -39,7 +39,8 @@ struct WaitingName {
     started: Instant,
     /// Holds the name's place among the `--concurrency` names in flight.
     permit: OwnedSemaphorePermit,
-    queries: Option<Vec<DnsQueryObservation>>,
+    /// The finished group, its replies still as held: parsed when the name is judged.
+    queries: Option<GroupDone>,
     control: ControlSlot,
 }
 
@@ -289,7 +290,7 @@ async fn judge(
                 let mut waiting = pipeline.waiting();
                 let key = slab_key(done.token);
                 let complete = waiting.get_mut(key).is_some_and(|name| {
-                    name.queries = Some(done.observations);
+                    name.queries = Some(done);
                     name.is_complete()
                 });
                 complete.then(|| waiting.try_remove(key)).flatten()
@@ -338,7 +339,9 @@ async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
         ControlSlot::Done(control) => Some(control),
         ControlSlot::NotAsked | ControlSlot::Waiting => None,
     };
-    let mut queries = queries.unwrap_or_default();
+    let mut queries = queries
+        .map(GroupDone::into_observations)
+        .unwrap_or_default();
     if let Some(capture) = context.web.as_ref().and_then(WebStage::live_capture) {
         // The last replies may still be queued for the capture thread.
         capture.caught_up(crate::capture::CATCH_UP_LIMIT).await;

@@ -1008,51 +1008,22 @@ impl SocketWorker {
         }
     }
 
-    /// The query as it is reported, out of the slab.
-    fn observation_of(&mut self, key: usize) -> (DnsQueryObservation, DnsQuestion) {
+    /// The finished query, out of the slab, its replies still as held.
+    fn finished_query(&mut self, key: usize) -> FinishedQuery {
         let query = self.queries.remove(key);
         self.held -= 1;
-        let server = self.servers.get(query.server);
-        let RareParts {
-            omitted,
-            send_error,
-        } = query.rare.map(|rare| *rare).unwrap_or_default();
-        let observation = DnsQueryObservation {
-            role: query.role,
-            server,
-            qname: name_text(&query.qname),
-            qtype: super::type_text(query.qtype),
-            source_port: self.source_port,
-            attempts: query.attempts,
-            ids: query.sent.iter().map(|a| a.id).collect(),
-            replies: query
-                .replies
-                .into_iter()
-                .map(|held| held.into_reply((&query.qname, query.qtype), server))
-                .collect(),
-            listened_ms: Duration::from_nanos(query.deadline.0.saturating_sub(query.last_sent.0))
-                .as_secs_f64()
-                * 1000.0,
-            send_error,
-            omitted_replies: omitted.map(|omitted| {
-                let Omitted {
-                    mut replies,
-                    digest,
-                    ..
-                } = omitted;
-                replies.sha256 = hex_of(&digest.finalize());
-                replies
-            }),
-            tcp: None,
-            rechecks: Vec::new(),
-        };
-        let question = DnsQuestion {
+        FinishedQuery {
             qname: query.qname,
+            server: self.servers.get(query.server),
+            listened_ns: query.deadline.0.saturating_sub(query.last_sent.0),
+            sent: query.sent,
+            replies: query.replies,
+            rare: query.rare,
+            attempts: query.attempts,
             qtype: query.qtype,
-            server,
+            source_port: self.source_port,
             role: query.role,
-        };
-        (observation, question)
+        }
     }
 
     /// Delivers a finished group; a truncated resolver reply is retried over TCP first
@@ -1064,10 +1035,19 @@ impl SocketWorker {
             members,
             ..
         } = group;
-        let mut observations = Vec::with_capacity(members.len());
+        let queries: Vec<FinishedQuery> = members
+            .iter()
+            .map(|member| self.finished_query(member.key as usize))
+            .collect();
+        if !queries.iter().any(FinishedQuery::may_be_truncated) {
+            self.shared.deliver_held(token, &done, queries);
+            return;
+        }
+        let mut observations = Vec::with_capacity(queries.len());
         let mut truncated_questions = Vec::new();
-        for (index, member) in members.iter().enumerate() {
-            let (observation, question) = self.observation_of(member.key as usize);
+        for (index, query) in queries.into_iter().enumerate() {
+            let question = query.question();
+            let observation = query.into_observation();
             if truncated(&observation) {
                 truncated_questions.push((index, question));
             }
@@ -1088,6 +1068,92 @@ impl SocketWorker {
             }
             shared.deliver(token, &done, observations);
         });
+    }
+}
+
+/// A finished query as its group hands it over: its replies still as held (most as the
+/// datagrams), parsed by [`FinishedQuery::into_observation`] on the receiver's side.
+pub(crate) struct FinishedQuery {
+    qname: Arc<Name>,
+    server: std::net::SocketAddr,
+    /// From the last attempt to the end of listening.
+    listened_ns: u64,
+    sent: SmallVec<[Attempt; 1]>,
+    replies: SmallVec<[HeldReply; 1]>,
+    rare: Option<Box<RareParts>>,
+    attempts: u32,
+    qtype: RecordType,
+    source_port: u16,
+    role: DnsServerRole,
+}
+
+impl std::fmt::Debug for FinishedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinishedQuery")
+            .field("qname", &self.qname)
+            .field("qtype", &self.qtype)
+            .field("server", &self.server)
+            .field("role", &self.role)
+            .field("attempts", &self.attempts)
+            .field("replies", &self.replies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FinishedQuery {
+    /// A resolver reply with TC set, which would be retried over TCP: those groups
+    /// are parsed at once, on the socket's task (rare).
+    fn may_be_truncated(&self) -> bool {
+        self.role == DnsServerRole::Resolver
+            && self.replies.iter().any(|reply| match reply {
+                HeldReply::Datagram { bytes, .. } => bytes.get(2).is_some_and(|b| b & 0x02 != 0),
+                HeldReply::Parsed(parsed) => parsed.0.flags.tc,
+            })
+    }
+
+    fn question(&self) -> DnsQuestion {
+        DnsQuestion {
+            qname: Arc::clone(&self.qname),
+            qtype: self.qtype,
+            server: self.server,
+            role: self.role,
+        }
+    }
+
+    /// The query as it is reported.
+    pub(crate) fn into_observation(self) -> DnsQueryObservation {
+        let server = self.server;
+        let RareParts {
+            omitted,
+            send_error,
+        } = self.rare.map(|rare| *rare).unwrap_or_default();
+        DnsQueryObservation {
+            role: self.role,
+            server,
+            qname: name_text(&self.qname),
+            qtype: super::type_text(self.qtype),
+            source_port: self.source_port,
+            attempts: self.attempts,
+            ids: self.sent.iter().map(|a| a.id).collect(),
+            replies: self
+                .replies
+                .into_iter()
+                .map(|held| held.into_reply((&self.qname, self.qtype), server))
+                .collect(),
+            listened_ms: Duration::from_nanos(self.listened_ns).as_secs_f64() * 1000.0,
+            send_error,
+            omitted_replies: omitted.map(|omitted| {
+                let Omitted {
+                    mut replies,
+                    digest,
+                    ..
+                } = omitted;
+                replies.sha256 = hex_of(&digest.finalize());
+                replies
+            }),
+            tcp: None,
+            rechecks: Vec::new(),
+        }
     }
 }
 
