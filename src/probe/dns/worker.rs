@@ -1013,16 +1013,9 @@ impl SocketWorker {
         let query = self.queries.remove(key);
         self.held -= 1;
         FinishedQuery {
-            qname: query.qname,
             server: self.servers.get(query.server),
-            listened_ns: query.deadline.0.saturating_sub(query.last_sent.0),
-            sent: query.sent,
-            replies: query.replies,
-            rare: query.rare,
-            attempts: query.attempts,
-            qtype: query.qtype,
             source_port: self.source_port,
-            role: query.role,
+            query,
         }
     }
 
@@ -1074,28 +1067,22 @@ impl SocketWorker {
 /// A finished query as its group hands it over: its replies still as held (most as the
 /// datagrams), parsed by [`FinishedQuery::into_observation`] on the receiver's side.
 pub(crate) struct FinishedQuery {
-    qname: Arc<Name>,
+    /// Its times are the socket's ticks: only their differences are read.
+    query: Query,
+    /// The server its index in the socket's table stands for.
     server: std::net::SocketAddr,
-    /// From the last attempt to the end of listening.
-    listened_ns: u64,
-    sent: SmallVec<[Attempt; 1]>,
-    replies: SmallVec<[HeldReply; 1]>,
-    rare: Option<Box<RareParts>>,
-    attempts: u32,
-    qtype: RecordType,
     source_port: u16,
-    role: DnsServerRole,
 }
 
 impl std::fmt::Debug for FinishedQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FinishedQuery")
-            .field("qname", &self.qname)
-            .field("qtype", &self.qtype)
+            .field("qname", &self.query.qname)
+            .field("qtype", &self.query.qtype)
             .field("server", &self.server)
-            .field("role", &self.role)
-            .field("attempts", &self.attempts)
-            .field("replies", &self.replies.len())
+            .field("role", &self.query.role)
+            .field("attempts", &self.query.attempts)
+            .field("replies", &self.query.replies.len())
             .finish_non_exhaustive()
     }
 }
@@ -1104,8 +1091,8 @@ impl FinishedQuery {
     /// A resolver reply with TC set, which would be retried over TCP: those groups
     /// are parsed at once, on the socket's task (rare).
     fn may_be_truncated(&self) -> bool {
-        self.role == DnsServerRole::Resolver
-            && self.replies.iter().any(|reply| match reply {
+        self.query.role == DnsServerRole::Resolver
+            && self.query.replies.iter().any(|reply| match reply {
                 HeldReply::Datagram { bytes, .. } => bytes.get(2).is_some_and(|b| b & 0x02 != 0),
                 HeldReply::Parsed(parsed) => parsed.0.flags.tc,
             })
@@ -1113,34 +1100,41 @@ impl FinishedQuery {
 
     fn question(&self) -> DnsQuestion {
         DnsQuestion {
-            qname: Arc::clone(&self.qname),
-            qtype: self.qtype,
+            qname: Arc::clone(&self.query.qname),
+            qtype: self.query.qtype,
             server: self.server,
-            role: self.role,
+            role: self.query.role,
         }
     }
 
     /// The query as it is reported.
     pub(crate) fn into_observation(self) -> DnsQueryObservation {
-        let server = self.server;
+        let FinishedQuery {
+            query,
+            server,
+            source_port,
+        } = self;
         let RareParts {
             omitted,
             send_error,
-        } = self.rare.map(|rare| *rare).unwrap_or_default();
+        } = query.rare.map(|rare| *rare).unwrap_or_default();
         DnsQueryObservation {
-            role: self.role,
+            role: query.role,
             server,
-            qname: name_text(&self.qname),
-            qtype: super::type_text(self.qtype),
-            source_port: self.source_port,
-            attempts: self.attempts,
-            ids: self.sent.iter().map(|a| a.id).collect(),
-            replies: self
+            qname: name_text(&query.qname),
+            qtype: super::type_text(query.qtype),
+            source_port,
+            attempts: query.attempts,
+            ids: query.sent.iter().map(|a| a.id).collect(),
+            replies: query
                 .replies
                 .into_iter()
-                .map(|held| held.into_reply((&self.qname, self.qtype), server))
+                .map(|held| held.into_reply((&query.qname, query.qtype), server))
                 .collect(),
-            listened_ms: Duration::from_nanos(self.listened_ns).as_secs_f64() * 1000.0,
+            // From the last attempt to the end of listening (a difference of ticks).
+            listened_ms: Duration::from_nanos(query.deadline.0.saturating_sub(query.last_sent.0))
+                .as_secs_f64()
+                * 1000.0,
             send_error,
             omitted_replies: omitted.map(|omitted| {
                 let Omitted {
