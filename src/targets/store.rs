@@ -576,6 +576,10 @@ mod tests {
             ]
         );
         assert_eq!(store.target(1), targets[1]);
+        // Without making the target: an address named by the name, one given by hand,
+        // and names.
+        let addresses: Vec<bool> = (0..store.len()).map(|i| store.is_address(i)).collect();
+        assert_eq!(addresses, [false, false, true, true, false]);
         assert!(store.has_category(1, "POLR") && !store.has_category(1, "HUMR"));
         assert_eq!(store.source_count(1), 3);
         assert_eq!(store.pinned_ips(1).len(), 2);
