@@ -142,9 +142,10 @@ pub struct ScanArgs {
     /// packets; extends the built-in set (targets/injectors.toml), see README "Injectors".
     #[arg(long, value_name = "FILE")]
     pub injectors: Option<PathBuf>,
-    /// Sockets in the DNS probe's pool.
-    #[arg(long, default_value_t = 8, hide = true, value_parser = |t: &str| parse_count(t, 1, MAX_DNS_SOCKETS))]
-    pub dns_sockets: usize,
+    /// Sockets the DNS probe's pool starts with (default: 8, or as many as the names in
+    /// flight need for their query ids; the pool grows when they run short).
+    #[arg(long, hide = true, value_parser = |t: &str| parse_count(t, 1, MAX_DNS_SOCKETS))]
+    pub dns_sockets: Option<usize>,
     /// Which target records keep every raw observation: by default only those whose
     /// outcome is not entirely `ok` (an `ok` record is written lean: verdicts and
     /// structured evidence); `full` keeps everything for every target.
@@ -406,7 +407,7 @@ fn options_from_args(args: &ScanArgs) -> ScanOptions {
         connect_timeout: args.connect_timeout,
         control_name: args.control_name.clone(),
         control_timeout: args.control_timeout,
-        dns_sockets: Some(args.dns_sockets),
+        dns_sockets: args.dns_sockets,
         dns_timeout: args.dns_timeout,
         dns_wait: args.dns_wait,
         // Set from the loaded list by `from_options`.

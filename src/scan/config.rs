@@ -230,21 +230,34 @@ impl ScanConfig {
         options.shard = shard.map(|shard| shard.to_string());
         options.concurrency = options.concurrency.max(1);
         options.max_ips = web.max_ips;
-        let dns_sockets = options.dns_sockets.unwrap_or(DEFAULT_DNS_SOCKETS).max(1);
-        options.dns_sockets = Some(dns_sockets);
+        let mut dns = DnsProbeConfig {
+            timeout: options.dns_timeout,
+            retries: options.retries,
+            wait_after_first: options.dns_wait,
+            ..DnsProbeConfig::default()
+        };
+        dns.sockets = match options.dns_sockets {
+            Some(sockets) => sockets.max(1),
+            // As many as the names in flight need, from the start (see `sockets_for`).
+            None => {
+                let servers = 1
+                    + usize::from(inputs.sink.is_some())
+                    + usize::from(matches!(inputs.control, ControlSpec::Udp { .. }));
+                dns.sockets_for(
+                    options.concurrency,
+                    qtypes.len() * servers,
+                    DEFAULT_DNS_SOCKETS,
+                )
+            }
+        };
+        options.dns_sockets = Some(dns.sockets);
         options.forged_ips = inputs.forged_ips.len();
         let web_control = web_control_config(&mut options, &inputs)?;
         Ok(ScanConfig {
             resolver: inputs.resolver,
             sink: inputs.sink,
             qtypes,
-            dns: DnsProbeConfig {
-                timeout: options.dns_timeout,
-                retries: options.retries,
-                wait_after_first: options.dns_wait,
-                sockets: dns_sockets,
-                ..DnsProbeConfig::default()
-            },
+            dns,
             control: inputs.control,
             control_timeout: options.control_timeout,
             extra_roots: inputs.extra_roots,
@@ -450,6 +463,30 @@ mod tests {
             (config.dns.sockets, config.options.dns_sockets),
             (1, Some(1))
         );
+    }
+
+    #[test]
+    fn the_dns_pool_is_sized_for_the_names_in_flight_unless_given() {
+        let sized = |concurrency: usize, sockets: Option<usize>| {
+            let config = ScanConfig::builder(resolver())
+                .options(|o| {
+                    o.qtypes = vec!["A".to_owned()];
+                    o.concurrency = concurrency;
+                    o.dns_sockets = sockets;
+                })
+                .build()
+                .unwrap();
+            assert_eq!(config.options.dns_sockets, Some(config.dns.sockets));
+            config.dns.sockets
+        };
+        assert_eq!(sized(500, None), DEFAULT_DNS_SOCKETS);
+        let large = sized(60_000, None);
+        assert_eq!(
+            large,
+            DnsProbeConfig::default().sockets_for(60_000, 1, DEFAULT_DNS_SOCKETS)
+        );
+        assert!(large > DEFAULT_DNS_SOCKETS, "{large}");
+        assert_eq!(sized(60_000, Some(3)), 3, "a given count is kept");
     }
 
     #[test]
