@@ -28,19 +28,19 @@ use crate::probe::web::WebStage;
 use crate::record::TargetRecord;
 use crate::scheduler::{DispatchOutcome, Pacer};
 
-/// One name waiting for its DNS group (and its encrypted control lookup).
+/// One name waiting for its DNS group (and its encrypted control lookup). Tens of
+/// thousands wait at once in real mode: 80 bytes each (what only some names hold is
+/// boxed, and the start's wall-clock time is the pipeline's clock read at `started`).
 struct WaitingName {
     /// Made in full only when the record is: a waiting name holds none of its strings.
     target: ScheduledTarget,
     attempt: u32,
-    /// The start's wall-clock time, formatted when the record is made (a waiting name
-    /// holds no string for it).
-    started_at: OffsetDateTime,
     started: Instant,
     /// Holds the name's place among the `--concurrency` names in flight.
     permit: OwnedSemaphorePermit,
-    /// The finished group, its replies still as held: parsed when the name is judged.
-    queries: Option<GroupDone>,
+    /// The finished group, its replies still as held, while the encrypted control is
+    /// still waited for (without one the name is judged as its group finishes).
+    queries: Option<Box<GroupDone>>,
     control: ControlSlot,
 }
 
@@ -49,12 +49,28 @@ enum ControlSlot {
     /// No encrypted control: a UDP control's questions are in the group.
     NotAsked,
     Waiting,
-    Done(ControlObservation),
+    Done(Box<ControlObservation>),
 }
 
-impl WaitingName {
-    fn is_complete(&self) -> bool {
-        self.queries.is_some() && !matches!(self.control, ControlSlot::Waiting)
+/// The wall-clock time of an `Instant`, read from one reading of both clocks: a
+/// waiting name keeps only its `Instant` (16 bytes less each), and the records of one
+/// pass keep the order of their starts whatever the wall clock does meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    wall: OffsetDateTime,
+    at: Instant,
+}
+
+impl WallClock {
+    fn now() -> Self {
+        WallClock {
+            wall: OffsetDateTime::now_utc(),
+            at: Instant::now(),
+        }
+    }
+
+    fn of(&self, at: Instant) -> OffsetDateTime {
+        self.wall + at.saturating_duration_since(self.at)
     }
 }
 
@@ -63,6 +79,7 @@ struct Pipeline {
     context: Arc<ScanContext>,
     repeated: bool,
     results: mpsc::Sender<Box<TargetRecord>>,
+    clock: WallClock,
     /// Keyed by the token the engine reports with; a slab, as tokens are reused.
     waiting: Mutex<Slab<WaitingName>>,
     /// Names that continue in a task of their own (and targets the pipeline does not
@@ -125,6 +142,7 @@ pub(super) async fn dispatch_pass(
         context: Arc::clone(context),
         repeated,
         results,
+        clock: WallClock::now(),
         // Room for every name in flight from the start: a table that doubled as it
         // filled would copy itself, and hold both copies for a moment, at its largest.
         // (Pages never written to take no memory.)
@@ -218,7 +236,6 @@ async fn produce(
             });
             continue;
         }
-        let started_at = OffsetDateTime::now_utc();
         let started_clock = Instant::now();
         let questions = match context.dns.questions(target.domain()) {
             Ok(questions) => questions,
@@ -229,7 +246,7 @@ async fn produce(
                     pipeline,
                     target,
                     attempt,
-                    started_at,
+                    pipeline.clock.of(started_clock),
                     started_clock,
                     section,
                     permit,
@@ -244,7 +261,6 @@ async fn produce(
         let token = pipeline.waiting().insert(WaitingName {
             target,
             attempt,
-            started_at,
             started: started_clock,
             permit,
             queries: None,
@@ -289,11 +305,14 @@ async fn judge(
             done = groups.recv(), if groups_open => if let Some(done) = done {
                 let mut waiting = pipeline.waiting();
                 let key = slab_key(done.token);
-                let complete = waiting.get_mut(key).is_some_and(|name| {
-                    name.queries = Some(done);
-                    name.is_complete()
-                });
-                complete.then(|| waiting.try_remove(key)).flatten()
+                match waiting.get_mut(key) {
+                    Some(name) if matches!(name.control, ControlSlot::Waiting) => {
+                        name.queries = Some(Box::new(done));
+                        None
+                    }
+                    Some(_) => waiting.try_remove(key).map(|name| (name, Some(done))),
+                    None => None,
+                }
             } else {
                 groups_open = false;
                 None
@@ -301,18 +320,25 @@ async fn judge(
             done = controls.recv(), if controls_open => if let Some((token, control)) = done {
                 let mut waiting = pipeline.waiting();
                 let key = slab_key(token);
-                let complete = waiting.get_mut(key).is_some_and(|name| {
-                    name.control = ControlSlot::Done(control);
-                    name.is_complete()
-                });
-                complete.then(|| waiting.try_remove(key)).flatten()
+                match waiting.get_mut(key) {
+                    Some(name) => {
+                        name.control = ControlSlot::Done(Box::new(control));
+                        match name.queries.take() {
+                            Some(queries) => waiting
+                                .try_remove(key)
+                                .map(|name| (name, Some(*queries))),
+                            None => None,
+                        }
+                    }
+                    None => None,
+                }
             } else {
                 controls_open = false;
                 None
             },
         };
-        if let Some(name) = complete {
-            judge_name(pipeline, name).await;
+        if let Some((name, queries)) = complete {
+            judge_name(pipeline, name, queries).await;
         }
     }
 }
@@ -322,21 +348,21 @@ fn slab_key(token: u64) -> usize {
     usize::try_from(token).expect("tokens are table keys")
 }
 
-/// Judges a name whose group is done: here when nothing more is needed, in a task of
-/// its own otherwise.
-async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName) {
+/// Judges a name whose group is done (`queries`): here when nothing more is needed, in
+/// a task of its own otherwise.
+async fn judge_name(pipeline: &Arc<Pipeline>, name: WaitingName, queries: Option<GroupDone>) {
     let context = &pipeline.context;
     let WaitingName {
         target,
         attempt,
-        started_at,
         started,
         permit,
-        queries,
+        queries: _,
         control,
     } = name;
+    let started_at = pipeline.clock.of(started);
     let control = match control {
-        ControlSlot::Done(control) => Some(control),
+        ControlSlot::Done(control) => Some(*control),
         ControlSlot::NotAsked | ControlSlot::Waiting => None,
     };
     let mut queries = queries
@@ -446,4 +472,34 @@ async fn complete_and_send(
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tens of thousands wait at once: what only some names hold stays boxed.
+    #[test]
+    fn a_waiting_name_is_small() {
+        assert!(
+            std::mem::size_of::<WaitingName>() <= 80,
+            "{}",
+            std::mem::size_of::<WaitingName>()
+        );
+    }
+
+    #[test]
+    fn the_wall_clock_of_an_instant_follows_the_anchor() {
+        let clock = WallClock::now();
+        let later = clock.at + std::time::Duration::from_millis(1500);
+        assert_eq!(
+            clock.of(later) - clock.wall,
+            time::Duration::milliseconds(1500)
+        );
+        // An instant before the anchor reads as the anchor, never earlier.
+        let earlier = clock.at.checked_sub(std::time::Duration::from_secs(1));
+        if let Some(earlier) = earlier {
+            assert_eq!(clock.of(earlier), clock.wall);
+        }
+    }
 }
