@@ -236,19 +236,18 @@ impl ScanConfig {
             wait_after_first: options.dns_wait,
             ..DnsProbeConfig::default()
         };
-        dns.sockets = match options.dns_sockets {
-            Some(sockets) => sockets.max(1),
+        dns.sockets = if let Some(sockets) = options.dns_sockets {
+            sockets.max(1)
+        } else {
             // As many as the names in flight need, from the start (see `sockets_for`).
-            None => {
-                let servers = 1
-                    + usize::from(inputs.sink.is_some())
-                    + usize::from(matches!(inputs.control, ControlSpec::Udp { .. }));
-                dns.sockets_for(
-                    options.concurrency,
-                    qtypes.len() * servers,
-                    DEFAULT_DNS_SOCKETS,
-                )
-            }
+            let servers = 1
+                + usize::from(inputs.sink.is_some())
+                + usize::from(matches!(inputs.control, ControlSpec::Udp { .. }));
+            dns.sockets_for(
+                options.concurrency,
+                qtypes.len() * servers,
+                DEFAULT_DNS_SOCKETS,
+            )
         };
         options.dns_sockets = Some(dns.sockets);
         options.forged_ips = inputs.forged_ips.len();
