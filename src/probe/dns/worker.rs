@@ -69,10 +69,13 @@ pub(super) struct GroupJob {
 struct IdTable {
     owner: Vec<u32>,
     live: usize,
-    /// Oldest first, with the time each may be reused (constant delay: FIFO order), in
-    /// milliseconds since `origin`, rounded up: at full rate a socket holds well over
-    /// 100,000 ids in quarantine, 8 bytes each this way (24 with an `Instant`).
-    quarantine: VecDeque<(u32, u16)>,
+    /// Ids in quarantine, oldest first (a constant delay keeps them in FIFO order). At
+    /// full rate a socket holds well over 100,000: 2 bytes each, their times apart.
+    quarantine: VecDeque<u16>,
+    /// When the ids of `quarantine` may be reused, in its order: a time in milliseconds
+    /// since `origin` (rounded up) and how many ids in a row it frees. Ids retired in
+    /// the same millisecond share one entry.
+    releases: VecDeque<(u32, u32)>,
     origin: Instant,
 }
 
@@ -82,6 +85,7 @@ impl IdTable {
             owner: vec![ID_FREE; 1 << 16],
             live: 0,
             quarantine: VecDeque::new(),
+            releases: VecDeque::new(),
             origin,
         }
     }
@@ -106,18 +110,20 @@ impl IdTable {
         // Rounded down: only ids whose whole quarantine is over.
         let now = u32::try_from(now.saturating_duration_since(self.origin).as_millis())
             .unwrap_or(u32::MAX);
-        while let Some(&(until, id)) = self.quarantine.front() {
+        while let Some(&(until, count)) = self.releases.front() {
             if until > now {
                 break;
             }
-            self.quarantine.pop_front();
-            self.owner[usize::from(id)] = ID_FREE;
+            self.releases.pop_front();
+            for id in self.quarantine.drain(..count as usize) {
+                self.owner[usize::from(id)] = ID_FREE;
+            }
         }
     }
 
     /// When the oldest id in quarantine is freed.
     fn next_release(&self) -> Option<Instant> {
-        self.quarantine
+        self.releases
             .front()
             .map(|(until, _)| self.origin + Duration::from_millis(u64::from(*until)))
     }
@@ -144,7 +150,13 @@ impl IdTable {
         self.owner[usize::from(id)] = ID_QUARANTINED;
         self.live -= 1;
         let until = self.ms_of(until);
-        self.quarantine.push_back((until, id));
+        self.quarantine.push_back(id);
+        match self.releases.back_mut() {
+            // Never freed before its own time: an earlier time (not met with a constant
+            // delay) joins the later one.
+            Some((last, count)) if *last >= until => *count += 1,
+            _ => self.releases.push_back((until, 1)),
+        }
     }
 }
 
@@ -1190,6 +1202,30 @@ mod tests {
         ids.release(origin + Duration::from_micros(2_999));
         assert_eq!(ids.in_use(), 1, "still in quarantine");
         ids.release(origin + Duration::from_millis(3));
+        assert_eq!(ids.in_use(), 0);
+        assert_eq!(ids.next_release(), None);
+    }
+
+    #[test]
+    fn ids_retired_together_share_one_release_and_none_is_freed_early() {
+        let origin = Instant::now();
+        let mut ids = IdTable::new(origin);
+        let [a, b, c, d] = [1, 2, 3, 4].map(|key| ids.take(key, origin).expect("a free id"));
+        ids.retire(a, origin + Duration::from_micros(4_200));
+        ids.retire(b, origin + Duration::from_micros(4_900));
+        ids.retire(c, origin + Duration::from_millis(9));
+        // Earlier than the one before it: freed with it, never before its own time.
+        ids.retire(d, origin + Duration::from_millis(6));
+        assert_eq!(ids.releases.len(), 2, "a and b share the 5th millisecond");
+        assert_eq!(ids.in_use(), 4);
+        ids.release(origin + Duration::from_millis(5));
+        assert_eq!(ids.in_use(), 2);
+        assert_eq!(ids.owner[usize::from(a)], ID_FREE);
+        assert_eq!(ids.owner[usize::from(b)], ID_FREE);
+        ids.release(origin + Duration::from_millis(8));
+        assert_eq!(ids.in_use(), 2, "d waits for c's time");
+        assert_eq!(ids.owner[usize::from(d)], ID_QUARANTINED);
+        ids.release(origin + Duration::from_millis(9));
         assert_eq!(ids.in_use(), 0);
         assert_eq!(ids.next_release(), None);
     }
