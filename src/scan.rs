@@ -324,6 +324,7 @@ async fn dispatch_passes(
                     rate: config.rate,
                     cost: dns_per_target,
                     repeated,
+                    ramp: config.dns.wait_after_first,
                 },
                 tx.clone(),
                 stop.clone(),

@@ -231,6 +231,49 @@ pub struct DispatchOutcome {
     pub interrupted: bool,
 }
 
+/// Spreads the first `names` starts of a pass evenly over `over` (the late-reply window);
+/// later starts are not held. A pass that may hold 60,000 names would otherwise start
+/// them in one burst: the burst overflowed the resolver's receive buffer (about 2,000
+/// names of a local bench needed a retry in the first second, against a few dozen a
+/// second after), and all their windows closed together, so a third of them queued
+/// for the judge at once, finished, tens of MiB at the scan's peak. Past the first
+/// window the names in flight set the pace, and a steady scan starts about `names` a
+/// window anyway: the ramp costs it no rate.
+#[derive(Debug)]
+pub struct Ramp {
+    start: Instant,
+    step: Duration,
+    names: u32,
+    started: u32,
+}
+
+impl Ramp {
+    /// Starts sooner than this before their time go at once (the timer's granularity).
+    const SLACK: Duration = Duration::from_millis(1);
+
+    pub fn new(names: usize, over: Duration) -> Self {
+        let names = u32::try_from(names).unwrap_or(u32::MAX);
+        Ramp {
+            start: Instant::now(),
+            step: over.checked_div(names).unwrap_or(Duration::ZERO),
+            names,
+            started: 0,
+        }
+    }
+
+    /// Waits until the next start's time in the ramp (at once past the ramp).
+    pub async fn wait(&mut self) {
+        if self.started >= self.names || self.step.is_zero() {
+            return;
+        }
+        let due = self.start + self.step.saturating_mul(self.started);
+        self.started += 1;
+        if due > Instant::now() + Self::SLACK {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +407,24 @@ mod tests {
         }
         // 50 units at 100/s: the 50th starts 490 ms after the first (virtual clock).
         assert_eq!(start.elapsed(), Duration::from_millis(490));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_starts_are_spread_over_the_window_and_later_ones_are_not_held() {
+        let mut ramp = Ramp::new(4, Duration::from_secs(1));
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..6 {
+            ramp.wait().await;
+            at.push(start.elapsed().as_millis());
+        }
+        assert_eq!(at, [0, 250, 500, 750, 750, 750]);
+        // No window: nothing is held.
+        let mut ramp = Ramp::new(4, Duration::ZERO);
+        let start = Instant::now();
+        for _ in 0..4 {
+            ramp.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

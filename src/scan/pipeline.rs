@@ -26,7 +26,7 @@ use crate::observation::ControlObservation;
 use crate::probe::dns::GroupDone;
 use crate::probe::web::WebStage;
 use crate::record::TargetRecord;
-use crate::scheduler::{DispatchOutcome, Pacer};
+use crate::scheduler::{DispatchOutcome, Pacer, Ramp};
 
 /// One name waiting for its DNS group (and its encrypted control lookup). Tens of
 /// thousands wait at once in real mode: 80 bytes each (what only some names hold is
@@ -119,6 +119,9 @@ pub(super) struct PassSettings {
     pub(super) cost: u32,
     /// Whether attempts are numbered (`--repeat`).
     pub(super) repeated: bool,
+    /// The first `concurrency` starts are spread over this (the late-reply window; see
+    /// [`Ramp`]).
+    pub(super) ramp: std::time::Duration,
 }
 
 /// Runs one pass: names with a DNS stage through the table, everything else in a task
@@ -137,6 +140,7 @@ pub(super) async fn dispatch_pass(
         rate,
         cost,
         repeated,
+        ramp,
     } = settings;
     let pipeline = Arc::new(Pipeline {
         context: Arc::clone(context),
@@ -159,6 +163,7 @@ pub(super) async fn dispatch_pass(
         &pipeline,
         items,
         &permits,
+        Ramp::new(concurrency, ramp),
         rate,
         cost,
         group_done,
@@ -208,6 +213,7 @@ async fn produce(
     pipeline: &Arc<Pipeline>,
     items: impl IntoIterator<Item = Attempt>,
     permits: &Arc<Semaphore>,
+    mut ramp: Ramp,
     rate: f64,
     cost: u32,
     group_done: mpsc::UnboundedSender<GroupDone>,
@@ -219,6 +225,7 @@ async fn produce(
     for Attempt { target, attempt } in items {
         let is_address = target.is_address();
         let through_table = !is_address && context.stages.dns;
+        ramp.wait().await;
         pacer.wait(if is_address { 0 } else { cost }).await;
         let permit = Arc::clone(permits)
             .acquire_owned()
