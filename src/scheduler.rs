@@ -235,10 +235,10 @@ pub struct DispatchOutcome {
 /// later starts are not held. A pass that may hold 60,000 names would otherwise start
 /// them in one burst: the burst overflowed the resolver's receive buffer (about 2,000
 /// names of a local bench needed a retry in the first second, against a few dozen a
-/// second after), and all their windows closed together, so a third of them queued
-/// for the judge at once, finished, tens of MiB at the scan's peak. Past the first
-/// window the names in flight set the pace, and a steady scan starts about `names` a
-/// window anyway: the ramp costs it no rate.
+/// second after), and their windows all closed together, so a third of them waited,
+/// finished, for the judge at once (about 10 MB). Past the first window the names in
+/// flight set the pace, and a steady scan starts about `names` a window anyway: the
+/// ramp costs it no rate.
 #[derive(Debug)]
 pub struct Ramp {
     start: Instant,

@@ -1192,9 +1192,6 @@ mod tests {
     use super::*;
     use crate::probe::dns::encode_query;
 
-    /// What a waiting question and a waiting group cost inline (issue 11: a waiting
-    /// name is a small table entry). The TCP retry is boxed: it is rare, and inline it
-    /// made every observation 200 bytes larger.
     #[test]
     fn a_retired_id_is_never_freed_before_its_quarantine_is_over() {
         let origin = Instant::now();
@@ -1253,6 +1250,9 @@ mod tests {
         }
     }
 
+    /// What a waiting question and a waiting group cost inline (issue 11: a waiting
+    /// name is a small table entry). The TCP retry is boxed: it is rare, and inline it
+    /// made every observation 200 bytes larger.
     #[test]
     fn a_waiting_question_and_group_stay_small() {
         let sizes = [
