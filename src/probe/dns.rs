@@ -89,6 +89,12 @@ impl Default for DnsProbeConfig {
 }
 
 impl DnsProbeConfig {
+    /// How long the ids of a finished query stay off-limits: a reply to them after it
+    /// finished is late, and must not be taken for a reply to a new query.
+    pub(crate) fn id_quarantine(&self) -> Duration {
+        self.timeout + self.wait_after_first
+    }
+
     /// Sockets enough for `names` names in flight at once, `questions` questions each
     /// (at least `at_least`, at most the pool's limit), so that the pool need not grow
     /// during the scan. A socket's tables keep the size of the busiest moment they met:
@@ -107,7 +113,7 @@ impl DnsProbeConfig {
             return at_least;
         }
         let queries = (names as f64) * (questions as f64);
-        let id_lifetime = (window + (self.timeout + self.wait_after_first).as_secs_f64()) / window;
+        let id_lifetime = (window + self.id_quarantine().as_secs_f64()) / window;
         let for_ids = (queries * id_lifetime / worker::ID_BUDGET as f64).ceil();
         let for_room = (queries / self.max_in_flight_per_socket.max(1) as f64).ceil();
         (for_ids.max(for_room) as usize).clamp(at_least, MAX_SOCKETS)

@@ -1013,7 +1013,7 @@ impl SocketWorker {
         self.held += 1;
         // Keep the ids off-limits for a while: a reply to them now would be late, and
         // must not be mistaken for a reply to a new query.
-        let until = now + self.shared.config.timeout + self.shared.config.wait_after_first;
+        let until = now + self.shared.config.id_quarantine();
         for attempt in &query.sent {
             self.ids.retire(attempt.id, until);
         }
