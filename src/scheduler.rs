@@ -408,51 +408,40 @@ mod tests {
         assert!("x".parse::<Shard>().is_err());
     }
 
+    /// How long `starts` starts of one unit took on the (virtual) clock.
+    async fn time_of(pacer: &mut Pacer, starts: usize) -> Duration {
+        let start = Instant::now();
+        for _ in 0..starts {
+            pacer.wait(1).await;
+        }
+        start.elapsed()
+    }
+
     /// A wake-up later than asked (timers tick in milliseconds) does not push the
     /// schedule back: a late start is caught up; only a stall resets it.
     #[tokio::test(start_paused = true)]
     async fn a_late_wake_up_keeps_the_pacers_schedule_and_a_stall_resets_it() {
         // 10,000 a second: 0.1 ms apart, well within a timer tick.
         let mut pacer = Pacer::new(10_000.0);
-        let start = Instant::now();
-        for _ in 0..30 {
-            pacer.wait(1).await;
-        }
         // 30 starts are 3 ms of schedule; only those more than a tick ahead waited.
-        assert!(
-            start.elapsed() <= Duration::from_millis(3),
-            "{:?}",
-            start.elapsed()
-        );
+        let took = time_of(&mut pacer, 30).await;
+        assert!(took <= Duration::from_millis(3), "{took:?}");
         // Woken 0.5 ms late: the schedule holds (the next 5 go at once).
         tokio::time::advance(Duration::from_micros(500)).await;
-        let late = Instant::now();
-        for _ in 0..5 {
-            pacer.wait(1).await;
-        }
-        assert_eq!(late.elapsed(), Duration::ZERO);
+        assert_eq!(time_of(&mut pacer, 5).await, Duration::ZERO);
         // A stall of 50 ms: no burst of 500 starts to catch up.
         tokio::time::advance(Duration::from_millis(50)).await;
-        let stalled = Instant::now();
-        for _ in 0..100 {
-            pacer.wait(1).await;
-        }
-        assert!(
-            stalled.elapsed() >= Duration::from_millis(8),
-            "{:?}",
-            stalled.elapsed()
-        );
+        let took = time_of(&mut pacer, 100).await;
+        assert!(took >= Duration::from_millis(8), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn pacer_spaces_work_evenly() {
-        let mut pacer = Pacer::new(100.0);
-        let start = Instant::now();
-        for _ in 0..50 {
-            pacer.wait(1).await;
-        }
         // 50 units at 100/s: the 50th starts 490 ms after the first (virtual clock).
-        assert_eq!(start.elapsed(), Duration::from_millis(490));
+        assert_eq!(
+            time_of(&mut Pacer::new(100.0), 50).await,
+            Duration::from_millis(490)
+        );
     }
 
     #[tokio::test(start_paused = true)]
