@@ -31,7 +31,7 @@
 //! The "stub view" of a question is its first valid reply, which is what an ordinary
 //! resolver library would have used.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -777,7 +777,11 @@ fn judge_against_control(
     }
 }
 
-/// Several valid replies to one question that disagree: the on-path injection signature.
+/// Several valid replies to one attempt of a question that disagree: the on-path
+/// injection signature (the forged reply races the genuine one to the same query id).
+/// Replies to different attempts are not compared that way: a late reply to the first
+/// attempt and the retry's reply may carry different answers from a load-balanced
+/// resolver or a CDN, and that is recorded as such, not as an injection.
 /// The reply consistent with the control (or the last one) is taken as the genuine one.
 fn judge_disagreement(
     qtype: &str,
@@ -795,11 +799,48 @@ fn judge_disagreement(
         ips.dedup();
         (r.rcode.clone(), ips)
     };
-    let signatures: Vec<_> = valid.iter().map(|r| signature(r)).collect();
-    let distinct: HashSet<_> = signatures.iter().collect();
-    if distinct.len() < 2 {
+    let mut by_attempt: BTreeMap<u32, Vec<&DnsReply>> = BTreeMap::new();
+    for reply in valid {
+        by_attempt.entry(reply.attempt).or_default().push(reply);
+    }
+    let disagrees = |replies: &[&DnsReply]| {
+        replies
+            .iter()
+            .map(|r| signature(r))
+            .collect::<HashSet<_>>()
+            .len()
+            > 1
+    };
+    let valid: Vec<&DnsReply> = by_attempt
+        .values()
+        .filter(|replies| disagrees(replies))
+        .flatten()
+        .copied()
+        .collect();
+    if valid.is_empty() {
+        let every: Vec<&DnsReply> = by_attempt.values().flatten().copied().collect();
+        if disagrees(&every) {
+            let mut detail = format!(
+                "replies to {} attempts of one {qtype} query disagree, each attempt's replies agree:",
+                by_attempt.len()
+            );
+            for reply in &every {
+                let _ = write!(
+                    detail,
+                    " [attempt {}] {};",
+                    reply.attempt,
+                    describe_reply(reply)
+                );
+            }
+            j.evidence.push(Evidence::new(
+                EvidenceKind::AnswerChangedBetweenAttempts,
+                Some(qtype),
+                detail,
+            ));
+        }
         return;
     }
+    let signatures: Vec<_> = valid.iter().map(|r| signature(r)).collect();
     let genuine_index = valid
         .iter()
         .position(|r| {
@@ -1223,6 +1264,52 @@ mod tests {
         let a = judge(&[q], Some(&c), &[]);
         assert_eq!(a.verdict, DnsVerdict::Ok);
         assert!(a.methods.is_empty());
+    }
+
+    /// A late reply to the first attempt and the retry's reply may carry different
+    /// answers (a load-balanced resolver, a CDN): recorded, not taken for an injection.
+    /// The same two replies to one attempt are the injection signature.
+    #[test]
+    fn replies_to_different_attempts_that_disagree_are_no_injection() {
+        let late_first = reply(RESOLVER, 2300.0, "NoError", &["198.18.1.1"]);
+        let mut retry = reply(RESOLVER, 2010.0, "NoError", &["198.18.1.2"]);
+        retry.attempt = 2;
+        let mut q = query(vec![retry.clone(), late_first.clone()]);
+        q.attempts = 2;
+        q.ids = vec![1, 2];
+        let c = control(resolved(&["198.18.1.2"]));
+        let a = judge(std::slice::from_ref(&q), Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::Ok, "{a:#?}");
+        assert!(a.methods.is_empty(), "{a:#?}");
+        let changed: Vec<&Evidence> = a
+            .evidence
+            .iter()
+            .filter(|e| e.kind == EvidenceKind::AnswerChangedBetweenAttempts)
+            .collect();
+        assert_eq!(changed.len(), 1, "{a:#?}");
+        assert!(changed[0].detail.contains("[attempt 2]"), "{a:#?}");
+        assert!(changed[0].detail.contains("[attempt 1]"), "{a:#?}");
+        assert!(
+            !a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::DisagreeingReplies)
+        );
+
+        // Both replies to the retry: an injection, judged as before.
+        retry.attempt = 2;
+        let mut forged = late_first;
+        forged.attempt = 2;
+        let mut q = query(vec![forged, retry]);
+        q.attempts = 2;
+        q.ids = vec![1, 2];
+        let a = judge(&[q], Some(&c), &[]);
+        assert_eq!(a.verdict, DnsVerdict::DnsPoisoning, "{a:#?}");
+        assert!(a.methods.contains(&PoisoningMethod::Injection), "{a:#?}");
+        assert!(
+            !a.evidence
+                .iter()
+                .any(|e| e.kind == EvidenceKind::AnswerChangedBetweenAttempts)
+        );
     }
 
     #[test]

@@ -105,7 +105,10 @@ pub struct DnsReply {
     pub from: SocketAddr,
     /// Milliseconds since the first send of this query.
     pub elapsed_ms: f64,
-    /// Which attempt (1-based) was outstanding when this reply arrived.
+    /// Which attempt (1-based) this reply answers: the one whose query id it carries. A
+    /// late reply to the first attempt that arrives after the retry left answers the
+    /// first. (Reports written before this distinction held the attempt outstanding
+    /// when the reply arrived.)
     pub attempt: u32,
     /// IP TTL (IPv4) or hop limit (IPv6) of the packet, from `IP_RECVTTL`.
     pub ip_ttl: Option<u8>,

@@ -1231,6 +1231,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_late_reply_to_the_first_attempt_is_tagged_with_the_attempt_it_answers() {
+        // A slow resolver: every query is answered after 300 ms, each with another
+        // address (a load-balanced answer). The first attempt times out at 150 ms, the
+        // retry leaves, then both replies come: each must carry its own attempt, so that
+        // the judge does not take the changed answer for an injection.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let socket = Arc::new(socket);
+            let mut buf = vec![0; 2048];
+            for last_octet in 10.. {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Message::from_vec(&buf[..len]).unwrap();
+                let bytes = a_reply(&query, Ipv4Addr::new(198, 18, 1, last_octet));
+                let socket = Arc::clone(&socket);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    socket.send_to(&bytes, peer).await.unwrap();
+                });
+            }
+        });
+        let config = DnsProbeConfig {
+            timeout: Duration::from_millis(150),
+            retries: 1,
+            wait_after_first: Duration::from_millis(600),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let obs = engine.query(question(server)).await;
+        assert_eq!(obs.attempts, 2, "{obs:#?}");
+        assert_eq!(obs.replies.len(), 2, "{obs:#?}");
+        // The first reply arrived while the retry was outstanding, yet it answers the
+        // first attempt (it carries the first attempt's id).
+        assert_eq!(obs.replies[0].answers[0].data, "198.18.1.10", "{obs:#?}");
+        assert_eq!(obs.replies[0].attempt, 1, "{obs:#?}");
+        assert_eq!(obs.replies[1].answers[0].data, "198.18.1.11", "{obs:#?}");
+        assert_eq!(obs.replies[1].attempt, 2, "{obs:#?}");
+    }
+
+    #[tokio::test]
     async fn many_concurrent_queries_each_get_their_own_replies() {
         let server = fake_server(vec![(0, Ipv4Addr::new(198, 18, 0, 1))]).await;
         let config = DnsProbeConfig {

@@ -19,8 +19,13 @@ use crate::vocab::{Blocking, Claim, DnsVerdict, HttpVerdict, PoisoningMethod, St
 pub enum EvidenceKind {
     /// The sink (no DNS service) answered: only an injector does that.
     SinkReply,
-    /// Several replies to one query disagree.
+    /// Several replies to one attempt of a query disagree.
     DisagreeingReplies,
+    /// Replies to different attempts of one query disagree while the replies to each
+    /// attempt agree: the answer changed between the sends (a load-balanced resolver, a
+    /// short-lived CDN answer). No injection signature by itself: an injector answers the
+    /// attempt it sees, beside the genuine reply to that same attempt.
+    AnswerChangedBetweenAttempts,
     /// A reply carries an address from the known-forged list.
     KnownForgedIp,
     /// A reply carries bogon addresses.

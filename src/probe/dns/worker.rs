@@ -168,6 +168,9 @@ struct Attempt {
     /// Rate-control sample stamp ([`NO_SAMPLE`]: none).
     sample: u64,
     id: u16,
+    /// Which attempt of the query this is (1-based): a reply carrying this id answers it,
+    /// whenever it comes.
+    number: u16,
     /// Whether the outcome was reported yet.
     settled: bool,
 }
@@ -621,6 +624,7 @@ impl SocketWorker {
         query.sent.push(Attempt {
             sample: sample.unwrap_or(NO_SAMPLE),
             id,
+            number: query.attempts,
             settled: false,
         });
         let encoded = match &self.last_encoded {
@@ -808,15 +812,19 @@ impl SocketWorker {
         let query = &mut self.queries[key];
         let server = self.servers.get(query.server);
         let role = query.role;
-        if let Some(attempt) = query.sent.iter_mut().find(|a| a.id == id)
-            && !attempt.settled
-        {
-            attempt.settled = true;
-            if role == DnsServerRole::Resolver {
-                self.shared.gate.record(attempt.sample(), true);
+        // The attempt this reply answers is the one whose id it carries: a late reply to
+        // the first attempt that comes after the retry left answers the first, and the
+        // judge compares only replies to one attempt as an injection would show.
+        let mut attempt = query.attempts;
+        if let Some(sent) = query.sent.iter_mut().find(|a| a.id == id) {
+            attempt = sent.number;
+            if !sent.settled {
+                sent.settled = true;
+                if role == DnsServerRole::Resolver {
+                    self.shared.gate.record(sent.sample(), true);
+                }
             }
         }
-        let attempt = query.attempts;
         // Microseconds, saturated (a query listens for seconds, not 71 minutes).
         let elapsed_us =
             u32::try_from((tick.0.saturating_sub(query.first_sent.0)) / 1000).unwrap_or(u32::MAX);
