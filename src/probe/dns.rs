@@ -24,6 +24,7 @@
 //! resolver drops queries. A truncated reply (TC=1) is retried over TCP.
 
 pub mod rate;
+mod rto;
 mod wheel;
 mod worker;
 
@@ -60,7 +61,9 @@ const PACKETS_PER_WAKEUP: usize = 64;
 /// Timing and retry policy of the DNS probe.
 #[derive(Debug, Clone)]
 pub struct DnsProbeConfig {
-    /// How long to wait for a first reply to one attempt.
+    /// How long the last attempt waits for a first reply. An attempt that another may
+    /// follow is sent again sooner once the server's round trips are known: after
+    /// twice their 99th percentile, at least 250 ms (see the `rto` module).
     pub timeout: Duration,
     /// How many more attempts after the first, when an attempt gets no reply.
     pub retries: u32,
@@ -1228,6 +1231,75 @@ mod tests {
         assert_eq!(obs.ids.len(), 3);
         assert!(obs.replies.is_empty());
         drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_lost_query_to_a_server_known_fast_is_sent_again_early_and_the_last_attempt_waits_the_timeout()
+     {
+        // A server that answers at once, except the first query for each `lost*` name
+        // (a lost packet) and every query for `silent.example.`.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0; 2048];
+            let mut lost = std::collections::HashSet::new();
+            loop {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Message::from_vec(&buf[..len]).unwrap();
+                let name = query.queries[0].name().to_ascii();
+                if name == "silent.example." || (name.starts_with("lost") && lost.insert(name)) {
+                    continue;
+                }
+                let bytes = a_reply(&query, Ipv4Addr::new(198, 18, 1, 10));
+                socket.send_to(&bytes, peer).await.unwrap();
+            }
+        });
+        let config = DnsProbeConfig {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            wait_after_first: Duration::from_millis(50),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let named = |name: &str| DnsQuestion {
+            qname: Arc::new(Name::from_str(name).unwrap()),
+            ..question(server)
+        };
+        // Before the server's round trips are known, a lost query waits the timeout.
+        let obs = engine.query(named("lost1.example.")).await;
+        assert_eq!(obs.attempts, 2, "{obs:#?}");
+        assert!(obs.replies[0].elapsed_ms >= 2_000.0, "{obs:#?}");
+        // Prompt replies, enough to trust their percentile. Each name is done at the
+        // window after its reply, not at the timeout.
+        let started = Instant::now();
+        let warm = (0..100).map(|i| engine.query(named(&format!("n{i}.example."))));
+        for obs in futures::future::join_all(warm).await {
+            assert_eq!(obs.attempts, 1, "{obs:#?}");
+            assert!(obs.listened_ms < 1_000.0, "{obs:#?}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Now a lost query is sent again after the least wait, a quarter second.
+        let obs = engine.query(named("lost2.example.")).await;
+        assert_eq!(obs.attempts, 2, "{obs:#?}");
+        assert_eq!(obs.replies.len(), 1, "{obs:#?}");
+        assert_eq!(obs.replies[0].attempt, 2, "{obs:#?}");
+        let retried_at = obs.replies[0].elapsed_ms;
+        assert!((250.0..1_000.0).contains(&retried_at), "{obs:#?}");
+        // A silent server: the first attempt waits a quarter second, the last the
+        // whole timeout, and then the query is given up.
+        let started = Instant::now();
+        let obs = engine.query(named("silent.example.")).await;
+        assert_eq!(obs.attempts, 2, "{obs:#?}");
+        assert!(obs.replies.is_empty(), "{obs:#?}");
+        assert!(obs.listened_ms >= 2_000.0, "{obs:#?}");
+        let given_up = started.elapsed();
+        assert!(
+            given_up >= Duration::from_millis(2_250) && given_up < Duration::from_secs(3),
+            "{given_up:?}"
+        );
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::rto::RoundTrips;
 use super::wheel::{TimerEntry, TimerWheel};
 use super::{
     DnsQuestion, EngineShared, GroupDone, MAX_REPLIES_KEPT, PACKETS_PER_WAKEUP, encode_name_query,
@@ -189,6 +190,12 @@ impl Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Tick(u64);
 
+impl Tick {
+    fn at(origin: Instant, at: Instant) -> Tick {
+        Tick(u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
 /// One question waiting on this socket (or finished, held until its group is done).
 /// Tens of thousands wait at once in real mode, each for the late-reply window: the
 /// question is kept as its parts (the server as an index into the socket's table),
@@ -246,6 +253,8 @@ struct ServerTable {
     servers: Vec<std::net::SocketAddr>,
     /// Beyond the first few, found by hash.
     index: std::collections::HashMap<std::net::SocketAddr, u32>,
+    /// Per server (same index): its round trips, for when to send a query again.
+    round_trips: Vec<RoundTrips>,
 }
 
 /// Servers found by a linear search before the hash is used.
@@ -266,6 +275,7 @@ impl ServerTable {
         }
         let at = u32::try_from(self.servers.len()).expect("fewer than 2^32 servers");
         self.servers.push(server);
+        self.round_trips.push(RoundTrips::default());
         if self.servers.len() > SERVERS_SEARCHED {
             self.index.insert(server, at);
         }
@@ -438,9 +448,7 @@ impl SocketWorker {
     }
 
     fn tick(&self, at: Instant) -> Tick {
-        Tick(
-            u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX),
-        )
+        Tick::at(self.origin, at)
     }
 
     fn instant(&self, tick: Tick) -> Instant {
@@ -556,7 +564,6 @@ impl SocketWorker {
         for (index, question) in job.questions.into_iter().enumerate() {
             let stamp = self.next_stamp;
             self.next_stamp = self.next_stamp.wrapping_add(1);
-            let deadline = now + self.shared.config.timeout;
             let DnsQuestion {
                 qname,
                 qtype,
@@ -568,7 +575,8 @@ impl SocketWorker {
                 qname,
                 first_sent: tick,
                 last_sent: tick,
-                deadline: self.tick(deadline),
+                // Set by the first attempt.
+                deadline: tick,
                 sent: SmallVec::new(),
                 replies: SmallVec::new(),
                 rare: None,
@@ -589,6 +597,7 @@ impl SocketWorker {
                 finished: false,
             });
             self.send_attempt(key, now);
+            let deadline = self.instant(self.queries[key].deadline);
             self.wheel.insert(
                 deadline,
                 TimerEntry {
@@ -601,15 +610,24 @@ impl SocketWorker {
 
     /// Queues one attempt of the query (it leaves at the end of the turn).
     fn send_attempt(&mut self, key: usize, now: Instant) {
-        let (tick, deadline) = (self.tick(now), self.tick(now + self.shared.config.timeout));
+        let timeout = self.shared.config.timeout;
+        let most_retries = self.retries_allowed(self.queries[key].role);
+        let origin = self.origin;
         let query = &mut self.queries[key];
         // At most `--retries` + 1 (11), or the control's 3; never past `MOST_RETRIES`.
         query.attempts = query.attempts.saturating_add(1);
         if query.attempts > 1 {
             self.retries += 1;
         }
-        query.last_sent = tick;
-        query.deadline = deadline;
+        // The last attempt waits the whole timeout; one that another may follow is sent
+        // again once a reply is later than this server's replies have been.
+        let wait = if u32::from(query.attempts) <= most_retries {
+            self.servers.round_trips[query.server as usize].retransmit_after(timeout)
+        } else {
+            timeout
+        };
+        query.last_sent = Tick::at(origin, now);
+        query.deadline = Tick::at(origin, now + wait);
         let Some(id) = self.ids.take(key, now) else {
             query.set_send_error("every query id of this socket is in use".to_owned());
             return;
@@ -824,6 +842,21 @@ impl SocketWorker {
                     self.shared.gate.record(sent.sample(), true);
                 }
             }
+            // The round trip of the attempt this reply answers, when its send time is
+            // kept: the first attempt's, or the last one's.
+            let sent_at = if sent.number == 1 {
+                Some(query.first_sent)
+            } else if sent.number == query.attempts {
+                Some(query.last_sent)
+            } else {
+                None
+            };
+            if let Some(sent_at) = sent_at
+                && from == server
+            {
+                self.servers.round_trips[query.server as usize]
+                    .record(Duration::from_nanos(tick.0.saturating_sub(sent_at.0)));
+            }
         }
         // Microseconds, saturated (a query listens for seconds, not 71 minutes).
         let elapsed_us =
@@ -973,15 +1006,10 @@ impl SocketWorker {
                 self.wheel.insert(deadline, entry);
                 continue;
             }
-            let retries = self.shared.config.retries.min(MOST_RETRIES);
-            let retry_allowed = match query.role {
-                DnsServerRole::Resolver => !query.answered && u32::from(query.attempts) <= retries,
-                // Still waiting means no valid reply yet, whatever else came.
-                DnsServerRole::Control => {
-                    u32::from(query.attempts) <= retries.max(CONTROL_MIN_RETRIES)
-                }
-                DnsServerRole::Sink => false,
-            };
+            let retry_allowed = u32::from(query.attempts) <= self.retries_allowed(query.role)
+                // A resolver that answered (validly or not) is not asked again; a control
+                // still waiting has no valid reply yet, whatever else came.
+                && !(query.role == DnsServerRole::Resolver && query.answered);
             self.settle_lost(key);
             if retry_allowed {
                 // A retry leaves now; the pacer makes later queries wait for it.
@@ -994,6 +1022,17 @@ impl SocketWorker {
             }
         }
         self.due = due;
+    }
+
+    /// How many times a query to a server in `role` may be sent again: `--retries`,
+    /// at least [`CONTROL_MIN_RETRIES`] for the control, never for the sink.
+    fn retries_allowed(&self, role: DnsServerRole) -> u32 {
+        let retries = self.shared.config.retries.min(MOST_RETRIES);
+        match role {
+            DnsServerRole::Resolver => retries,
+            DnsServerRole::Control => retries.max(CONTROL_MIN_RETRIES),
+            DnsServerRole::Sink => 0,
+        }
     }
 
     /// Reports every attempt of the query without an outcome yet as lost.
