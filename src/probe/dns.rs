@@ -1027,6 +1027,46 @@ mod tests {
         addr
     }
 
+    /// A loopback server that answers each query as `respond` says: after a delay (ms)
+    /// with one A record, or not at all (`None`).
+    async fn scripted_server(
+        mut respond: impl FnMut(&Message) -> Option<(u64, Ipv4Addr)> + Send + 'static,
+    ) -> SocketAddr {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0; 2048];
+            loop {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = Message::from_vec(&buf[..len]).unwrap();
+                let Some((delay, ip)) = respond(&query) else {
+                    continue;
+                };
+                let bytes = a_reply(&query, ip);
+                let socket = Arc::clone(&socket);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    socket.send_to(&bytes, peer).await.unwrap();
+                });
+            }
+        });
+        addr
+    }
+
+    /// A one-socket engine for `server` with one retry, the given timeout and window.
+    async fn one_socket_engine(server: SocketAddr, timeout: Duration, wait_ms: u64) -> DnsEngine {
+        let config = DnsProbeConfig {
+            timeout,
+            retries: 1,
+            wait_after_first: Duration::from_millis(wait_ms),
+            sockets: 1,
+            ..DnsProbeConfig::default()
+        };
+        DnsEngine::start(config, server.ip()).await.unwrap()
+    }
+
     /// The reply to `query` with one A record, `ip`.
     fn a_reply(query: &Message, ip: Ipv4Addr) -> Vec<u8> {
         let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
@@ -1238,32 +1278,15 @@ mod tests {
      {
         // A server that answers at once, except the first query for each `lost*` name
         // (a lost packet) and every query for `silent.example.`.
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let server = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0; 2048];
-            let mut lost = std::collections::HashSet::new();
-            loop {
-                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                    return;
-                };
-                let query = Message::from_vec(&buf[..len]).unwrap();
-                let name = query.queries[0].name().to_ascii();
-                if name == "silent.example." || (name.starts_with("lost") && lost.insert(name)) {
-                    continue;
-                }
-                let bytes = a_reply(&query, Ipv4Addr::new(198, 18, 1, 10));
-                socket.send_to(&bytes, peer).await.unwrap();
-            }
-        });
-        let config = DnsProbeConfig {
-            timeout: Duration::from_secs(2),
-            retries: 1,
-            wait_after_first: Duration::from_millis(50),
-            sockets: 1,
-            ..DnsProbeConfig::default()
-        };
-        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let mut lost = std::collections::HashSet::new();
+        let server = scripted_server(move |query| {
+            let name = query.queries[0].name().to_ascii();
+            let dropped =
+                name == "silent.example." || (name.starts_with("lost") && lost.insert(name));
+            (!dropped).then_some((0, Ipv4Addr::new(198, 18, 1, 10)))
+        })
+        .await;
+        let engine = one_socket_engine(server, Duration::from_secs(2), 50).await;
         let named = |name: &str| DnsQuestion {
             qname: Arc::new(Name::from_str(name).unwrap()),
             ..question(server)
@@ -1308,32 +1331,13 @@ mod tests {
         // address (a load-balanced answer). The first attempt times out at 150 ms, the
         // retry leaves, then both replies come: each must carry its own attempt, so that
         // the judge does not take the changed answer for an injection.
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let server = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let socket = Arc::new(socket);
-            let mut buf = vec![0; 2048];
-            for last_octet in 10.. {
-                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                    return;
-                };
-                let query = Message::from_vec(&buf[..len]).unwrap();
-                let bytes = a_reply(&query, Ipv4Addr::new(198, 18, 1, last_octet));
-                let socket = Arc::clone(&socket);
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    socket.send_to(&bytes, peer).await.unwrap();
-                });
-            }
-        });
-        let config = DnsProbeConfig {
-            timeout: Duration::from_millis(150),
-            retries: 1,
-            wait_after_first: Duration::from_millis(600),
-            sockets: 1,
-            ..DnsProbeConfig::default()
-        };
-        let engine = DnsEngine::start(config, server.ip()).await.unwrap();
+        let mut last_octet = 9;
+        let server = scripted_server(move |_| {
+            last_octet += 1;
+            Some((300, Ipv4Addr::new(198, 18, 1, last_octet)))
+        })
+        .await;
+        let engine = one_socket_engine(server, Duration::from_millis(150), 600).await;
         let obs = engine.query(question(server)).await;
         assert_eq!(obs.attempts, 2, "{obs:#?}");
         assert_eq!(obs.replies.len(), 2, "{obs:#?}");
