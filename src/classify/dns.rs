@@ -1296,7 +1296,6 @@ mod tests {
         );
 
         // Both replies to the retry: an injection, judged as before.
-        retry.attempt = 2;
         let mut forged = late_first;
         forged.attempt = 2;
         let mut q = query(vec![forged, retry]);

@@ -174,6 +174,8 @@ struct Attempt {
     number: u16,
     /// Whether the outcome was reported yet.
     settled: bool,
+    /// Whether a reply to it came (its round trip is taken from the first).
+    replied: bool,
 }
 
 /// An attempt that is no rate-control sample.
@@ -644,6 +646,7 @@ impl SocketWorker {
             id,
             number: query.attempts,
             settled: false,
+            replied: false,
         });
         let encoded = match &self.last_encoded {
             Some((qname, qtype, at))
@@ -842,9 +845,15 @@ impl SocketWorker {
                     self.shared.gate.record(sent.sample(), true);
                 }
             }
-            // The round trip of the attempt this reply answers, when its send time is
-            // kept: the first attempt's, or the last one's.
-            let sent_at = if sent.number == 1 {
+            // The round trip of the attempt this reply answers, from its first reply
+            // (a duplicate is no round trip), when its send time is kept: the first
+            // attempt's, or the last one's. A reply that came after the attempt was
+            // given up and sent again counts too: ids tell attempts apart, and a slow
+            // server's slow replies are what keep it from being asked twice.
+            let first_reply = !std::mem::replace(&mut sent.replied, true);
+            let sent_at = if !first_reply {
+                None
+            } else if sent.number == 1 {
                 Some(query.first_sent)
             } else if sent.number == query.attempts {
                 Some(query.last_sent)
