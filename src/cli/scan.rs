@@ -51,9 +51,9 @@ pub struct ScanArgs {
     /// How long to keep listening after the first reply, for late (genuine) replies.
     #[arg(long, default_value = "1s", value_parser = |t: &str| parse_duration_in(t, Duration::ZERO, MAX_DNS_WAIT))]
     pub dns_wait: Duration,
-    /// How long the last attempt waits for a first reply. Earlier attempts are sent again
-    /// sooner once the server's round trips are known (twice their 99th percentile, at
-    /// least 250 ms).
+    /// How long an attempt waits for a first reply; a question is given up after this
+    /// times its attempts. Attempts are sent again sooner once the server's round trips
+    /// are known (twice their 99th percentile, at least 250 ms).
     #[arg(long, default_value = "2s", value_parser = parse_timeout)]
     pub dns_timeout: Duration,
     /// Attempts after the first when an attempt gets no reply.

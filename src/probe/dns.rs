@@ -61,9 +61,10 @@ const PACKETS_PER_WAKEUP: usize = 64;
 /// Timing and retry policy of the DNS probe.
 #[derive(Debug, Clone)]
 pub struct DnsProbeConfig {
-    /// How long the last attempt waits for a first reply. An attempt that another may
-    /// follow is sent again sooner once the server's round trips are known: after
-    /// twice their 99th percentile, at least 250 ms (see the `rto` module).
+    /// How long an attempt waits for a first reply, and (times the attempts) how long a
+    /// question is listened to before it is given up. An attempt that another may follow
+    /// is sent again sooner once the server's round trips are known: after twice their
+    /// 99th percentile, at least 250 ms (see the `rto` module).
     pub timeout: Duration,
     /// How many more attempts after the first, when an attempt gets no reply.
     pub retries: u32,
@@ -1316,8 +1317,9 @@ mod tests {
         assert_eq!(obs.replies[0].attempt, 2, "{obs:#?}");
         let retried_at = obs.replies[0].elapsed_ms;
         assert!((250.0..1_900.0).contains(&retried_at), "{obs:#?}");
-        // A silent server: the first attempt waits less than the timeout, the last the
-        // whole timeout, and then the query is given up.
+        // A silent server: the first attempt is sent again early, and the last one
+        // listens until both would have waited the whole timeout: silence is given up
+        // no sooner than before.
         let started = Instant::now();
         let obs = engine.query(named("silent.example.")).await;
         assert_eq!(obs.attempts, 2, "{obs:#?}");
@@ -1325,7 +1327,7 @@ mod tests {
         assert!(obs.listened_ms >= 2_000.0, "{obs:#?}");
         let given_up = started.elapsed();
         assert!(
-            given_up >= Duration::from_millis(2_250) && given_up < Duration::from_millis(3_900),
+            given_up >= Duration::from_secs(4) && given_up < Duration::from_secs(5),
             "{given_up:?}"
         );
     }

@@ -1,13 +1,14 @@
 //! When to send a query again: the retransmission timeout learnt from one server's
 //! round trips on one socket.
 //!
-//! A query with no reply is sent again; only the last attempt waits the whole
-//! `--dns-timeout`. An earlier attempt waits twice the 99th percentile of the round
-//! trips this server's replies took (at least [`MIN_RETRANSMIT`], at most the timeout),
-//! so a lost packet to a server that answers in milliseconds costs a quarter second,
-//! not the whole timeout, while a slow recursive resolver, whose slow answers set the
+//! A query with no reply is sent again. An attempt that another may follow waits twice
+//! the 99th percentile of the round trips this server's replies took (at least
+//! [`MIN_RETRANSMIT`], at most the timeout; doubled at each further attempt), so a lost
+//! packet to a server that answers in milliseconds costs a quarter second, not the
+//! whole timeout, while a slow recursive resolver, whose slow answers set the
 //! percentile, is not asked twice for what it is still resolving. Before enough replies
-//! have been seen the timeout applies.
+//! have been seen the timeout applies. The question is listened to as long as before:
+//! the last attempt waits until every attempt would have waited the whole timeout.
 //!
 //! Sending again early costs no accuracy: every attempt has its own query id, so a late
 //! reply to the first attempt is still taken for what it is (a reply to the first), and

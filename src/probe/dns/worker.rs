@@ -621,15 +621,27 @@ impl SocketWorker {
         if query.attempts > 1 {
             self.retries += 1;
         }
-        // The last attempt waits the whole timeout; one that another may follow is sent
-        // again once a reply is later than this server's replies have been.
-        let wait = if u32::from(query.attempts) <= most_retries {
-            self.servers.round_trips[query.server as usize].retransmit_after(timeout)
+        // An attempt that another may follow is sent again once a reply is later than
+        // this server's replies have been (twice as late at each further attempt, as a
+        // burst of loss lasts). Sending early never shortens how long the question is
+        // listened to: the last attempt waits until the attempts would all have waited
+        // the whole timeout, and at least the timeout itself, so an outage or a slow
+        // server meets the same patience as before.
+        let sent_at = Tick::at(origin, now);
+        query.last_sent = sent_at;
+        query.deadline = if u32::from(query.attempts) <= most_retries {
+            let early = self.servers.round_trips[query.server as usize].retransmit_after(timeout);
+            let backoff = 1u32 << (query.attempts - 1).min(8);
+            Tick::at(origin, now + early.saturating_mul(backoff).min(timeout))
         } else {
-            timeout
+            let budget = timeout.saturating_mul(most_retries.saturating_add(1));
+            Tick::at(origin, now + timeout).max(Tick(
+                query
+                    .first_sent
+                    .0
+                    .saturating_add(u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX)),
+            ))
         };
-        query.last_sent = Tick::at(origin, now);
-        query.deadline = Tick::at(origin, now + wait);
         let Some(id) = self.ids.take(key, now) else {
             query.set_send_error("every query id of this socket is in use".to_owned());
             return;
