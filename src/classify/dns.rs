@@ -811,20 +811,20 @@ fn judge_disagreement(
             .len()
             > 1
     };
-    let valid: Vec<&DnsReply> = by_attempt
+    // The replies of the attempts whose replies disagree among themselves.
+    let contested: Vec<&DnsReply> = by_attempt
         .values()
         .filter(|replies| disagrees(replies))
         .flatten()
         .copied()
         .collect();
-    if valid.is_empty() {
-        let every: Vec<&DnsReply> = by_attempt.values().flatten().copied().collect();
-        if disagrees(&every) {
+    if contested.is_empty() {
+        if disagrees(valid) {
             let mut detail = format!(
                 "replies to {} attempts of one {qtype} query disagree, each attempt's replies agree:",
                 by_attempt.len()
             );
-            for reply in &every {
+            for reply in valid {
                 let _ = write!(
                     detail,
                     " [attempt {}] {};",
@@ -840,18 +840,18 @@ fn judge_disagreement(
         }
         return;
     }
-    let signatures: Vec<_> = valid.iter().map(|r| signature(r)).collect();
-    let genuine_index = valid
+    let signatures: Vec<_> = contested.iter().map(|r| signature(r)).collect();
+    let genuine_index = contested
         .iter()
         .position(|r| {
             r.ips()
                 .any(|ip| control_ips.contains(&ip) || tls_proven.contains(&ip))
         })
-        .unwrap_or(valid.len() - 1);
+        .unwrap_or(contested.len() - 1);
     let genuine_signature = &signatures[genuine_index];
-    let mut detail = format!("{} replies to one {qtype} query disagree:", valid.len());
+    let mut detail = format!("{} replies to one {qtype} query disagree:", contested.len());
     let mut forged_here = Vec::new();
-    for (index, reply) in valid.iter().enumerate() {
+    for (index, reply) in contested.iter().enumerate() {
         let is_genuine = &signatures[index] == genuine_signature;
         let _ = write!(
             detail,
@@ -869,7 +869,7 @@ fn judge_disagreement(
         PoisoningMethod::Injection,
         Evidence::new(EvidenceKind::DisagreeingReplies, Some(qtype), detail).with_ips(forged_here),
     );
-    let ttls: BTreeSet<u8> = valid.iter().filter_map(|r| r.ip_ttl).collect();
+    let ttls: BTreeSet<u8> = contested.iter().filter_map(|r| r.ip_ttl).collect();
     if ttls.len() > 1 {
         j.evidence.push(Evidence::new(
             EvidenceKind::TtlMismatch,
