@@ -196,6 +196,13 @@ impl Tick {
     fn at(origin: Instant, at: Instant) -> Tick {
         Tick(u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX))
     }
+
+    fn after(self, wait: Duration) -> Tick {
+        Tick(
+            self.0
+                .saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
 }
 
 /// One question waiting on this socket (or finished, held until its group is done).
@@ -632,15 +639,10 @@ impl SocketWorker {
         query.deadline = if u32::from(query.attempts) <= most_retries {
             let early = self.servers.round_trips[query.server as usize].retransmit_after(timeout);
             let backoff = 1u32 << (query.attempts - 1).min(8);
-            Tick::at(origin, now + early.saturating_mul(backoff).min(timeout))
+            sent_at.after(early.saturating_mul(backoff).min(timeout))
         } else {
             let budget = timeout.saturating_mul(most_retries.saturating_add(1));
-            Tick::at(origin, now + timeout).max(Tick(
-                query
-                    .first_sent
-                    .0
-                    .saturating_add(u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX)),
-            ))
+            sent_at.after(timeout).max(query.first_sent.after(budget))
         };
         let Some(id) = self.ids.take(key, now) else {
             query.set_send_error("every query id of this socket is in use".to_owned());
